@@ -1,0 +1,1 @@
+"""Component Studio: serve."""

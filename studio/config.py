@@ -1,0 +1,240 @@
+"""Configuration: a sandbox's :class:`ComponentStudioConfig` and the service's settings.
+
+``ComponentStudioConfig`` carries the plan's per-sandbox fields (repository,
+branch, auto_commit, commit_pattern, health_check_interval, timeout_hours,
+vite_port, websocket_port) plus the supervision knobs. A repository registers
+a config; a create request may override fields of it.
+
+``StudioSettings`` is the service's own configuration, every field read from
+an environment variable ``COMPONENT_STUDIO_<FIELD>``. Each setting is declared
+once here, with its default and description.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = [
+    "COMMIT_PLACEHOLDERS",
+    "RAY_WORKER_PORT_MIN",
+    "ComponentStudioConfig",
+    "StudioSettings",
+    "format_commit_message",
+    "load_settings",
+]
+
+# Ray hands out worker ports from 10002 upward; a Vite port there can collide.
+RAY_WORKER_PORT_MIN = 10002
+MIN_PORT = 1024
+
+COMMIT_PLACEHOLDERS = frozenset({"description", "action", "timestamp", "file", "sandbox"})
+COMMIT_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M"
+
+
+def _check_port(value: int, name: str) -> int:
+    if not MIN_PORT <= value < RAY_WORKER_PORT_MIN:
+        raise ValueError(
+            f"{name} must be between {MIN_PORT} and {RAY_WORKER_PORT_MIN - 1} "
+            f"(ports from {RAY_WORKER_PORT_MIN} up belong to Ray's workers), got {value}"
+        )
+    return value
+
+
+def commit_pattern_placeholders(pattern: str) -> set[str]:
+    """The ``{name}`` placeholders used by ``pattern``; raises ValueError if malformed."""
+    names: set[str] = set()
+    try:
+        parsed = list(string.Formatter().parse(pattern))
+    except ValueError as exc:
+        raise ValueError(f"commit_pattern {pattern!r} is malformed: {exc}") from exc
+    for _literal, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field == "" or spec or conversion:
+            raise ValueError(
+                f"commit_pattern {pattern!r}: use plain named placeholders such as "
+                "{description}, without positions, conversions or format specs"
+            )
+        names.add(field)
+    return names
+
+
+class ComponentStudioConfig(BaseModel):
+    """Per-sandbox configuration, the plan's ``ComponentStudioConfig`` plus supervision."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repository: str = Field("", description="Repository id or name the sandbox works on.")
+    branch: str = Field("main", min_length=1, description="Base branch the sandbox starts from.")
+    auto_commit: bool = Field(True, description="Commit every file change made through execute.")
+    commit_pattern: str = Field(
+        "AI: {description} - {timestamp}",
+        min_length=1,
+        description="Commit message pattern; placeholders: "
+        + ", ".join("{" + p + "}" for p in sorted(COMMIT_PLACEHOLDERS)),
+    )
+    health_check_interval: float = Field(
+        10.0, gt=0, description="Seconds between two health checks of Vite."
+    )
+    timeout_hours: float = Field(
+        4.0, gt=0, description="Hours of inactivity after which the sandbox is torn down."
+    )
+    vite_port: int = Field(5173, description="First port of the node's Vite port range.")
+    websocket_port: int = Field(
+        8080, description="Port the renderer reaches the event WebSocket on (the API's port)."
+    )
+    max_restarts: int = Field(
+        3, ge=0, description="Vite restarts allowed before the sandbox is FAILED."
+    )
+    restart_backoff: float = Field(
+        0.5, gt=0, description="Seconds before the first restart; doubles on each further one."
+    )
+    restart_backoff_max: float = Field(
+        10.0, gt=0, description="Longest wait between two restarts, in seconds."
+    )
+    stable_start: float = Field(
+        30.0, gt=0, description="Seconds of healthy running after which the restart count resets."
+    )
+    unhealthy_threshold: int = Field(
+        3, ge=1, description="Failed health probes in a row before Vite counts as unhealthy."
+    )
+    ready_timeout: float = Field(
+        60.0, gt=0, description="Seconds Vite may take to answer /@vite/client after start."
+    )
+    component_glob: str = Field(
+        "src/**/*.{tsx,jsx}", min_length=1, description="Where the studio looks for components."
+    )
+    wrapper_component: str | None = Field(
+        None,
+        description="Module path (inside the repository) whose default export wraps every "
+        "rendered component, for providers when there is no .storybook/preview.",
+    )
+
+    @field_validator("vite_port", "websocket_port")
+    @classmethod
+    def _port_in_range(cls, value: int, info: Any) -> int:
+        return _check_port(value, info.field_name)
+
+    @field_validator("commit_pattern")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        unknown = commit_pattern_placeholders(value) - COMMIT_PLACEHOLDERS
+        if unknown:
+            known = ", ".join("{" + p + "}" for p in sorted(COMMIT_PLACEHOLDERS))
+            names = ", ".join("{" + p + "}" for p in sorted(unknown))
+            raise ValueError(f"commit_pattern uses unknown placeholder {names}; known: {known}")
+        return value
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> ComponentStudioConfig:
+        if self.restart_backoff > self.restart_backoff_max:
+            raise ValueError(
+                f"restart_backoff ({self.restart_backoff}) must not exceed "
+                f"restart_backoff_max ({self.restart_backoff_max})"
+            )
+        return self
+
+    def with_overrides(self, overrides: dict[str, Any] | None) -> ComponentStudioConfig:
+        """A validated copy with ``overrides`` applied (unknown fields are an error)."""
+        if not overrides:
+            return self
+        return ComponentStudioConfig.model_validate({**self.model_dump(), **overrides})
+
+
+def format_commit_message(pattern: str, **values: str) -> str:
+    """Fill ``pattern`` (already validated) with ``values``; missing ones become ''."""
+    filled = {name: values.get(name, "") for name in commit_pattern_placeholders(pattern)}
+    message = pattern.format(**filled).strip()
+    return message or "Component Studio edit"
+
+
+def _split_paths(value: Any) -> Any:
+    if isinstance(value, str):
+        return [Path(p).expanduser() for p in value.split(",") if p.strip()]
+    return value
+
+
+class StudioSettings(BaseSettings):
+    """The service's settings; each one is ``COMPONENT_STUDIO_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="COMPONENT_STUDIO_", extra="ignore")
+
+    template_dir: Path = Field(
+        Path(__file__).resolve().parent.parent / "studio-template",
+        description="The renderer app copied into each sandbox as .studio/.",
+    )
+    state_dir: Path = Field(
+        Path.home() / ".component-studio",
+        description="Node-local state: mirrors, worktrees, install cache, pid files, registry.",
+    )
+    vite_port: int = Field(5173, description="First port of each node's Vite port range.")
+    vite_port_count: int = Field(
+        400, ge=1, description="How many ports the Vite range holds (it must end below 10002)."
+    )
+    ws_port: int = Field(8000, description="Port of the HTTP + WebSocket API (Serve's proxy).")
+    host: str = Field("127.0.0.1", description="Address the API and Vite servers bind to.")
+    public_host: str = Field(
+        "127.0.0.1", description="Host name put into renderer and WebSocket URLs for clients."
+    )
+    timeout_hours: float = Field(4.0, gt=0, description="Default inactivity timeout of sandboxes.")
+    max_restarts: int = Field(3, ge=0, description="Default Vite restart limit of sandboxes.")
+    health_check_interval: float = Field(
+        10.0, gt=0, description="Seconds between two reconcile ticks of the manager."
+    )
+    admin_token: str | None = Field(
+        None, description="Bearer token of the admin user; generated and printed when unset."
+    )
+    github_token: str | None = Field(
+        None, description="Token used to push branches and open pull requests on GitHub."
+    )
+    github_api_url: str = Field(
+        "https://api.github.com", description="GitHub API base URL (GitHub Enterprise: its /api/v3)."
+    )
+    repo_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated directories under which local repositories may be registered.",
+    )
+    max_file_bytes: int = Field(
+        1_048_576, ge=1, description="Largest file content accepted by execute, in bytes."
+    )
+    rate_limit_per_minute: int = Field(
+        600, ge=1, description="Requests per minute and user before 429 (token bucket)."
+    )
+    rate_limit_burst: int = Field(60, ge=1, description="Requests a user may make at once.")
+
+    _split_roots = field_validator("repo_roots", mode="before")(_split_paths)
+
+    @field_validator("vite_port", "ws_port")
+    @classmethod
+    def _port_in_range(cls, value: int, info: Any) -> int:
+        return _check_port(value, info.field_name)
+
+    @model_validator(mode="after")
+    def _range_below_ray(self) -> StudioSettings:
+        last = self.vite_port + self.vite_port_count - 1
+        if last >= RAY_WORKER_PORT_MIN:
+            raise ValueError(
+                f"the Vite port range {self.vite_port}-{last} reaches Ray's worker ports "
+                f"({RAY_WORKER_PORT_MIN} and up); lower vite_port or vite_port_count"
+            )
+        return self
+
+    def default_config(self) -> ComponentStudioConfig:
+        """The sandbox config these settings imply, before repository overrides."""
+        return ComponentStudioConfig(
+            vite_port=self.vite_port,
+            websocket_port=self.ws_port,
+            timeout_hours=self.timeout_hours,
+            max_restarts=self.max_restarts,
+            health_check_interval=self.health_check_interval,
+        )
+
+
+def load_settings(**overrides: Any) -> StudioSettings:
+    """Settings from the environment, with keyword overrides on top."""
+    return StudioSettings(**overrides)

@@ -1,0 +1,52 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.support.gitrepo import make_repo
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def simple_repo(tmp_path: Path) -> Path:
+    """A small real git repository with a couple of source files on ``main``."""
+    return make_repo(
+        tmp_path / "origin",
+        {
+            "README.md": "# sample\n",
+            "src/Button.tsx": "export function Button() { return <button>hi</button>; }\n",
+        },
+    )
+
+
+def _child_pids() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves a child process of its own running.
+
+    Tests that use the session's Ray are exempt here: Ray's own workers come and
+    go; the leak check for sandboxes runs in those tests' fixtures instead.
+    """
+    if "ray_session" in request.fixturenames:
+        yield
+        return
+    before = _child_pids()
+    yield
+    leaked = []
+    for pid in _child_pids() - before:
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                leaked.append(f"{pid}: {' '.join(proc.cmdline())}")
+        except psutil.NoSuchProcess:
+            continue
+    assert not leaked, "test left processes running:\n" + "\n".join(leaked)
