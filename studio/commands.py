@@ -1,0 +1,105 @@
+"""Execute commands: what a client may ask a sandbox to do to its files.
+
+The request is the plan's ``{"command": "write_file", "file_path": ...,
+"content": ..., "description": ...}``, a union discriminated by ``command``.
+Validation of the shape happens here (the API answers 422 naming the field);
+whether a path is allowed is decided against the worktree by ``studio.paths``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+__all__ = [
+    "DeleteFile",
+    "ExecuteCommand",
+    "ExecuteResult",
+    "FileContent",
+    "ListFiles",
+    "ReadFile",
+    "WriteFile",
+    "WriteFiles",
+    "command_adapter",
+    "is_mutation",
+]
+
+FilePath = Annotated[str, Field(min_length=1, max_length=4096, description="Path inside the repo.")]
+Description = Annotated[str, Field(max_length=500, description="What the edit does (commit text).")]
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WriteFile(_Command):
+    """Create or replace one file (atomically) and commit it."""
+
+    command: Literal["write_file"]
+    file_path: FilePath
+    content: str
+    description: Description = ""
+
+
+class FileContent(BaseModel):
+    """One file of a batch write."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file_path: FilePath
+    content: str
+
+
+class WriteFiles(_Command):
+    """Write several files and commit them together as one commit."""
+
+    command: Literal["write_files"]
+    files: list[FileContent] = Field(min_length=1, max_length=200)
+    description: Description = ""
+
+
+class DeleteFile(_Command):
+    """Delete one file and commit the deletion."""
+
+    command: Literal["delete_file"]
+    file_path: FilePath
+    description: Description = ""
+
+
+class ReadFile(_Command):
+    """Return one file's text."""
+
+    command: Literal["read_file"]
+    file_path: FilePath
+
+
+class ListFiles(_Command):
+    """List the repository's files under a directory (default: all)."""
+
+    command: Literal["list_files"]
+    file_path: str = Field("", max_length=4096, description="Directory to list; '' = the root.")
+
+
+ExecuteCommand = Annotated[
+    WriteFile | WriteFiles | DeleteFile | ReadFile | ListFiles,
+    Field(discriminator="command"),
+]
+
+command_adapter: TypeAdapter[ExecuteCommand] = TypeAdapter(ExecuteCommand)
+
+
+def is_mutation(command: ExecuteCommand) -> bool:
+    """Whether the command changes files (and so is serialized and committed)."""
+    return isinstance(command, WriteFile | WriteFiles | DeleteFile)
+
+
+class ExecuteResult(BaseModel):
+    """The plan's execute response (``output``, ``commit_hash``) plus what reads return."""
+
+    model_config = ConfigDict(frozen=True)
+
+    output: str
+    commit_hash: str | None = None
+    content: str | None = None
+    files: list[str] | None = None
