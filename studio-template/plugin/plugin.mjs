@@ -1,0 +1,96 @@
+// The studio's Vite plugin: serves the component catalog, gives the app its
+// sandbox settings as a virtual module, and tells open pages when the set of
+// components or stories changed (a file added, removed or its exports edited).
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { createCatalog, globBase } from './discover.mjs';
+
+export const CATALOG_PATH = '/__studio/components.json';
+export const CONFIG_MODULE = 'virtual:studio/config';
+export const CATALOG_EVENT = 'studio:catalog-changed';
+const RESOLVED_CONFIG_MODULE = `\0${CONFIG_MODULE}`;
+
+// Editors and agents write a file several times in a burst (temp + rename,
+// formatters): one rebuild after the burst is enough.
+const REBUILD_DELAY_MS = 40;
+
+/** The part of the config the browser app sees (no filesystem details beyond the /@fs/ base). */
+export function clientConfig(config) {
+  return {
+    sandboxId: config.sandboxId,
+    wsUrl: config.wsUrl,
+    fsBase: `/@fs${config.repoRoot.split(path.sep).join('/')}/`,
+    wrapper: config.wrapper,
+  };
+}
+
+/** The Vite plugin of Component Studio for the repository described by `config`. */
+export function studioPlugin(config) {
+  const catalog = createCatalog(config);
+  let current = null; // last catalog served, without generatedAt, to detect real changes
+
+  const snapshot = () => {
+    const doc = catalog.build();
+    current = JSON.stringify(doc.components) + String(doc.preview);
+    return doc;
+  };
+
+  return {
+    name: 'component-studio',
+    catalog,
+
+    resolveId(id) {
+      return id === CONFIG_MODULE ? RESOLVED_CONFIG_MODULE : undefined;
+    },
+
+    load(id) {
+      return id === RESOLVED_CONFIG_MODULE ? `export default ${JSON.stringify(clientConfig(config))};\n` : undefined;
+    },
+
+    configureServer(server) {
+      let timer = null;
+      const rebuild = () => {
+        timer = null;
+        const before = current;
+        try {
+          snapshot();
+        } catch (error) {
+          server.config.logger.error(`component studio: catalog rebuild failed: ${error instanceof Error ? error.stack : error}`);
+          return;
+        }
+        if (before !== null && before !== current) server.ws.send({ type: 'custom', event: CATALOG_EVENT, data: {} });
+      };
+      const onFile = (file) => {
+        if (!catalog.isRelevant(file) || current === null) return;
+        if (timer) clearTimeout(timer);
+        timer = setTimeout(rebuild, REBUILD_DELAY_MS);
+      };
+      // Vite watches its root (.studio/) and the files pages loaded; new
+      // components and stories appear elsewhere in the repository.
+      const watched = [globBase(config.componentGlob), 'src', 'stories', '.storybook']
+        .map((rel) => path.join(config.repoRoot, rel))
+        .filter((dir) => existsSync(dir));
+      server.watcher.add([...new Set(watched)]);
+      server.watcher.on('add', onFile);
+      server.watcher.on('unlink', onFile);
+      server.watcher.on('change', onFile);
+      server.httpServer?.once('close', () => timer && clearTimeout(timer));
+
+      server.middlewares.use(CATALOG_PATH, (req, res, next) => {
+        if (req.method !== 'GET' && req.method !== 'HEAD') return next();
+        let body;
+        try {
+          body = JSON.stringify(snapshot());
+        } catch (error) {
+          res.statusCode = 500;
+          res.setHeader('Content-Type', 'application/json');
+          res.end(JSON.stringify({ error: { code: 'catalog_failed', message: error instanceof Error ? error.message : String(error) } }));
+          return;
+        }
+        res.setHeader('Content-Type', 'application/json');
+        res.setHeader('Cache-Control', 'no-store');
+        res.end(req.method === 'HEAD' ? undefined : body);
+      });
+    },
+  };
+}

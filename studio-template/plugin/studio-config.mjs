@@ -1,0 +1,79 @@
+// Reads studio.config.json, the file the backend writes beside vite.config.mjs
+// when it materialises .studio/ in a sandbox worktree. Everything the renderer
+// needs to know about its sandbox comes from here; nothing is read from the
+// repository's own Vite config.
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+
+export const CONFIG_FILE = 'studio.config.json';
+export const DEFAULT_COMPONENT_GLOB = 'src/**/*.{tsx,jsx}';
+
+/**
+ * @typedef {object} StudioConfig
+ * @property {string | null} sandboxId
+ * @property {string} repoRoot absolute path of the repository (worktree)
+ * @property {number} port
+ * @property {string} host
+ * @property {string} cacheDir absolute path of Vite's per-sandbox cache
+ * @property {string | null} wsUrl live event stream of the sandbox, or null
+ * @property {string} componentGlob repo-relative glob of component modules
+ * @property {string | null} wrapper repo-relative module whose default export wraps every render
+ */
+
+function fail(file, message) {
+  throw new Error(`component studio: ${file}: ${message}`);
+}
+
+function optionalString(raw, key, file) {
+  const value = raw[key];
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string' || value === '') fail(file, `"${key}" must be a non-empty string or null`);
+  return value;
+}
+
+/**
+ * Loads and validates the studio config of the .studio directory `studioDir`.
+ *
+ * Without a config file (the template run on its own, e.g. `npm run dev`), the
+ * parent directory is taken as the repository and defaults apply, so that the
+ * template can be developed without a backend.
+ *
+ * @param {string} studioDir
+ * @returns {StudioConfig}
+ */
+export function loadStudioConfig(studioDir) {
+  const file = path.join(studioDir, CONFIG_FILE);
+  /** @type {Record<string, unknown>} */
+  let raw = {};
+  if (existsSync(file)) {
+    try {
+      raw = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (error) {
+      fail(file, `not valid JSON (${error instanceof Error ? error.message : String(error)})`);
+    }
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail(file, 'must hold a JSON object');
+  }
+  const repoRoot = path.resolve(studioDir, optionalString(raw, 'repoRoot', file) ?? '..');
+  const port = raw.port ?? 5173;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) fail(file, `"port" must be an integer in 1..65535, got ${JSON.stringify(port)}`);
+  const componentGlob = optionalString(raw, 'componentGlob', file) ?? DEFAULT_COMPONENT_GLOB;
+  if (path.isAbsolute(componentGlob) || componentGlob.split('/').includes('..')) {
+    fail(file, `"componentGlob" must be relative to the repository and stay inside it, got ${componentGlob}`);
+  }
+  const wrapper = optionalString(raw, 'wrapper', file);
+  if (wrapper !== null && (path.isAbsolute(wrapper) || wrapper.split('/').includes('..'))) {
+    fail(file, `"wrapper" must be a path relative to the repository, got ${wrapper}`);
+  }
+  const wsUrl = optionalString(raw, 'wsUrl', file);
+  if (wsUrl !== null && !/^wss?:\/\//.test(wsUrl)) fail(file, `"wsUrl" must be a ws:// or wss:// URL, got ${wsUrl}`);
+  return {
+    sandboxId: optionalString(raw, 'sandboxId', file),
+    repoRoot,
+    port,
+    host: optionalString(raw, 'host', file) ?? '127.0.0.1',
+    cacheDir: path.resolve(studioDir, optionalString(raw, 'cacheDir', file) ?? '.vite-cache'),
+    wsUrl,
+    componentGlob,
+    wrapper,
+  };
+}

@@ -1,0 +1,65 @@
+// Component Studio: the repository's components in a sidebar, the selected one
+// alone on the canvas, the sandbox's state in a banner.
+import type { ReactNode } from 'react';
+import config from 'virtual:studio/config';
+import { findComponent, findStory } from './catalog';
+import { Canvas } from './Canvas';
+import { ErrorPanel } from './ErrorPanel';
+import { useCatalog, useProject, useSelectionAndLive } from './hooks';
+import { Sidebar } from './Sidebar';
+import { StatusBanner } from './StatusBanner';
+
+export function App(): ReactNode {
+  const { catalog, error } = useCatalog();
+  const project = useProject(catalog ? catalog.preview : undefined);
+  const { route, status } = useSelectionAndLive(catalog);
+
+  const entry = catalog && route.component ? findComponent(catalog, route.component) : undefined;
+  const story = entry && route.story ? (findStory(entry, route.story) ?? null) : null;
+
+  let main: ReactNode;
+  if (!catalog) {
+    main = error ? <ErrorPanel title="Could not load the component list" error={error} /> : <p className="studio-muted">Loading components…</p>;
+  } else if (!route.component) {
+    main = (
+      <p className="studio-muted" data-testid="studio-empty">
+        {catalog.components.length === 0
+          ? 'No components found in this repository.'
+          : `Select one of the ${catalog.components.length} components.`}
+      </p>
+    );
+  } else if (!entry) {
+    main = (
+      <p className="studio-muted" data-testid="studio-not-found">
+        No component named “{route.component}”.
+      </p>
+    );
+  } else if (route.story && !story) {
+    main = (
+      <p className="studio-muted" data-testid="studio-not-found">
+        {entry.name} has no story “{route.story}”.
+      </p>
+    );
+  } else if (project) {
+    main = (
+      <>
+        <header className="studio-title" data-testid="studio-title">
+          <span>{entry.name}</span>
+          {story && <span className="studio-title-story"> / {story.name}</span>}
+          <span className="studio-title-module">{entry.module}</span>
+        </header>
+        <Canvas key={entry.id} entry={entry} story={story} project={project} />
+      </>
+    );
+  }
+
+  return (
+    <div className="studio-app">
+      {config.wsUrl && <StatusBanner sandboxId={config.sandboxId} state={status} />}
+      <div className="studio-body">
+        <Sidebar components={catalog?.components ?? []} selected={entry?.id ?? null} selectedStory={story?.exportName ?? null} />
+        <main className="studio-main">{main}</main>
+      </div>
+    </div>
+  );
+}

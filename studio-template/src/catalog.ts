@@ -1,0 +1,66 @@
+// The component catalog served by the studio plugin (/__studio/components.json)
+// and the lookups the app does on it.
+
+export type Args = Record<string, unknown>;
+
+export interface StoryEntry {
+  id: string;
+  name: string;
+  exportName: string;
+  /** Literal args (meta.args merged with the story's); the real module's values win at render. */
+  args: Args;
+}
+
+export interface ComponentEntry {
+  id: string;
+  name: string;
+  /** Repo-relative path of the component module (of the stories module for stories-only entries). */
+  module: string;
+  /** Value exports of the module, "default" for a default export. */
+  exports: string[];
+  stories: StoryEntry[];
+  storiesModule: string | null;
+}
+
+export interface Catalog {
+  components: ComponentEntry[];
+  preview: string | null;
+  generatedAt: string;
+}
+
+export const CATALOG_URL = '/__studio/components.json';
+/** Custom HMR event sent by the plugin when components or stories were added, removed or renamed. */
+export const CATALOG_EVENT = 'studio:catalog-changed';
+
+export async function fetchCatalog(signal?: AbortSignal): Promise<Catalog> {
+  const response = await fetch(CATALOG_URL, { cache: 'no-store', signal });
+  if (!response.ok) throw new Error(`${CATALOG_URL} answered ${response.status}: ${await response.text()}`);
+  return (await response.json()) as Catalog;
+}
+
+const fold = (text: string): string => text.toLowerCase().replace(/[^a-z0-9]/g, '');
+
+/**
+ * The component a route names: by id, else by name, else by module path,
+ * else case-insensitively, so that hand-typed deep links work.
+ */
+export function findComponent(catalog: Catalog, key: string): ComponentEntry | undefined {
+  const { components } = catalog;
+  return (
+    components.find((c) => c.id === key) ??
+    components.find((c) => c.name === key) ??
+    components.find((c) => c.module === key) ??
+    components.find((c) => fold(c.id) === fold(key) || fold(c.name) === fold(key))
+  );
+}
+
+/** A story of `component` by export name, story id or display name. */
+export function findStory(component: ComponentEntry, key: string): StoryEntry | undefined {
+  const { stories } = component;
+  return (
+    stories.find((s) => s.exportName === key) ??
+    stories.find((s) => s.id === key) ??
+    stories.find((s) => s.name === key) ??
+    stories.find((s) => fold(s.exportName) === fold(key) || fold(s.name) === fold(key))
+  );
+}

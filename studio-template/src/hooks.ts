@@ -1,0 +1,162 @@
+// State the app keeps in sync with the outside: the catalog (refetched when
+// the plugin says it changed), the project setup (preview + wrapper), the
+// selection in the URL hash, and the live connection to the sandbox.
+import { useCallback, useEffect, useRef, useState, type ElementType } from 'react';
+import config from 'virtual:studio/config';
+import { CATALOG_EVENT, fetchCatalog, findComponent, findStory, type Catalog } from './catalog';
+import type { Project } from './Canvas';
+import { isElementType, readPreview } from './csf';
+import { LiveConnection, type LiveMessage } from './live';
+import { importModule } from './modules';
+import { formatHash, parseHash, type Route } from './route';
+import type { SandboxStatus } from './StatusBanner';
+
+export function useCatalog(): { catalog: Catalog | null; error: unknown } {
+  const [state, setState] = useState<{ catalog: Catalog | null; error: unknown }>({ catalog: null, error: null });
+  useEffect(() => {
+    let controller = new AbortController();
+    const load = (): void => {
+      controller.abort();
+      controller = new AbortController();
+      const { signal } = controller;
+      fetchCatalog(signal).then(
+        (catalog) => !signal.aborted && setState({ catalog, error: null }),
+        (error: unknown) => !signal.aborted && setState((s) => ({ catalog: s.catalog, error })),
+      );
+    };
+    load();
+    import.meta.hot?.on(CATALOG_EVENT, load);
+    return () => {
+      controller.abort();
+      import.meta.hot?.off(CATALOG_EVENT, load);
+    };
+  }, []);
+  return state;
+}
+
+const EMPTY_PROJECT: Project = { annotations: {}, wrapper: null, error: null };
+
+export function useProject(preview: string | null | undefined): Project | null {
+  const [project, setProject] = useState<Project | null>(null);
+  useEffect(() => {
+    if (preview === undefined) return; // catalog not loaded yet
+    let current = true;
+    Promise.all([
+      preview ? importModule(preview) : Promise.resolve(null),
+      config.wrapper ? importModule(config.wrapper) : Promise.resolve(null),
+    ]).then(
+      ([previewModule, wrapperModule]) => {
+        if (!current) return;
+        const wrapper = wrapperModule?.default;
+        if (wrapperModule && !isElementType(wrapper)) {
+          setProject({ ...EMPTY_PROJECT, error: new Error(`wrapper ${config.wrapper} has no default export component`) });
+          return;
+        }
+        setProject({ annotations: readPreview(previewModule), wrapper: (wrapper as ElementType | undefined) ?? null, error: null });
+      },
+      (error: unknown) => current && setProject({ ...EMPTY_PROJECT, error }),
+    );
+    return () => {
+      current = false;
+    };
+  }, [preview]);
+  return project;
+}
+
+function text(value: unknown): string | null {
+  if (typeof value === 'string') return value;
+  if (value && typeof value === 'object' && typeof (value as { message?: unknown }).message === 'string') {
+    return (value as { message: string }).message;
+  }
+  return null;
+}
+
+/**
+ * The selection (from the URL hash) and the live connection, kept in step:
+ * a selection made here is announced as `component-selected`, one announced by
+ * another client is followed without being echoed back.
+ */
+export function useSelectionAndLive(catalog: Catalog | null): { route: Route; status: SandboxStatus } {
+  const [route, setRoute] = useState<Route>(() => parseHash(window.location.hash));
+  const [status, setStatus] = useState<SandboxStatus>({ connection: 'connecting', retryInMs: null, status: null, message: null });
+  const catalogRef = useRef(catalog);
+  catalogRef.current = catalog;
+  const liveRef = useRef<LiveConnection | null>(null);
+  const followingRef = useRef<string | null>(null);
+
+  const announce = useCallback((next: Route): void => {
+    if (!next.component) return;
+    const entry = catalogRef.current ? findComponent(catalogRef.current, next.component) : undefined;
+    const story = entry && next.story ? findStory(entry, next.story) : undefined;
+    liveRef.current?.send('component-selected', {
+      component: entry?.id ?? next.component,
+      story: story?.id ?? (next.story && !entry ? next.story : null),
+    });
+  }, []);
+
+  const follow = useCallback((payload: Record<string, unknown> | undefined): void => {
+    const component = typeof payload?.component === 'string' ? payload.component : null;
+    if (!component) return;
+    const storyKey = typeof payload?.story === 'string' ? payload.story : null;
+    const entry = catalogRef.current ? findComponent(catalogRef.current, component) : undefined;
+    const story = entry && storyKey ? findStory(entry, storyKey) : undefined;
+    const hash = formatHash({ component: entry?.id ?? component, story: story?.exportName ?? storyKey });
+    if (window.location.hash === hash) return;
+    followingRef.current = hash;
+    window.location.hash = hash;
+  }, []);
+
+  useEffect(() => {
+    const onHashChange = (): void => {
+      const next = parseHash(window.location.hash);
+      setRoute(next);
+      if (followingRef.current === window.location.hash) {
+        followingRef.current = null;
+        return;
+      }
+      announce(next);
+    };
+    window.addEventListener('hashchange', onHashChange);
+    return () => window.removeEventListener('hashchange', onHashChange);
+  }, [announce]);
+
+  useEffect(() => {
+    if (!config.wsUrl) return;
+    const onMessage = (message: LiveMessage): void => {
+      const payload = message.payload ?? {};
+      switch (message.type) {
+        case 'hello':
+        case 'status':
+          if (typeof payload.status === 'string') {
+            const detail = text(payload.message) ?? text(payload.error) ?? text(payload.reason);
+            setStatus((s) => ({ ...s, status: payload.status as string, message: detail }));
+          }
+          break;
+        case 'error':
+          setStatus((s) => ({ ...s, message: text(payload.message) ?? text(payload.error) ?? 'error' }));
+          break;
+        case 'reload':
+          window.location.reload();
+          break;
+        case 'component-selected':
+          follow(payload);
+          break;
+        default:
+          break;
+      }
+    };
+    const live = new LiveConnection({
+      url: config.wsUrl,
+      onMessage,
+      onState: (connection, retryInMs) => setStatus((s) => ({ ...s, connection, retryInMs })),
+    });
+    liveRef.current = live;
+    live.start();
+    return () => {
+      live.stop();
+      liveRef.current = null;
+    };
+  }, [follow]);
+
+  return { route, status };
+}

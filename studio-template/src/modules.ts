@@ -1,0 +1,29 @@
+// Loading the repository's modules into the page. They live outside Vite's
+// root (.studio/), so they are imported through `/@fs/<repoRoot>/...` URLs;
+// Vite transforms them like any source file, React Fast Refresh included.
+import config from 'virtual:studio/config';
+import { isElementType } from './csf';
+import type { ComponentEntry } from './catalog';
+
+export type ModuleRecord = Record<string, unknown>;
+
+export function moduleUrl(repoRelative: string): string {
+  return encodeURI(config.fsBase + repoRelative);
+}
+
+/**
+ * Imports a repository module. `attempt` > 0 busts the browser's module map:
+ * a module that failed to load is not fetched again under the same URL.
+ */
+export async function importModule(repoRelative: string, attempt = 0): Promise<ModuleRecord> {
+  const url = moduleUrl(repoRelative);
+  return (await import(/* @vite-ignore */ attempt > 0 ? `${url}?t=${Date.now()}` : url)) as ModuleRecord;
+}
+
+/** The export a catalog entry renders: the one it is named after, else the default, else its first component export. */
+export function pickComponent(mod: ModuleRecord, entry: ComponentEntry): unknown {
+  if (isElementType(mod[entry.name])) return mod[entry.name];
+  if (isElementType(mod.default)) return mod.default;
+  const name = entry.exports.find((e) => /^[A-Z]/.test(e) && isElementType(mod[e]));
+  return name ? mod[name] : undefined;
+}
