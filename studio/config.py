@@ -155,7 +155,8 @@ def format_commit_message(pattern: str, **values: str) -> str:
 
 def _split_paths(value: Any) -> Any:
     if isinstance(value, str):
-        return [Path(p).expanduser() for p in value.split(",") if p.strip()]
+        # "a, b" is two roots, "a" and "b": spaces around commas are not part of a path.
+        return [Path(p.strip()).expanduser() for p in value.split(",") if p.strip()]
     return value
 
 
@@ -193,7 +194,8 @@ class StudioSettings(BaseSettings):
         None, description="Token used to push branches and open pull requests on GitHub."
     )
     github_api_url: str = Field(
-        "https://api.github.com", description="GitHub API base URL (GitHub Enterprise: its /api/v3)."
+        "https://api.github.com",
+        description="GitHub API base URL (GitHub Enterprise: its /api/v3).",
     )
     repo_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,

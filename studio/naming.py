@@ -35,7 +35,8 @@ def new_sandbox_id() -> str:
 
 def validate_sandbox_id(sandbox_id: str) -> str:
     """``sandbox_id`` unchanged if well-formed; :class:`InvalidRequest` otherwise."""
-    if not SANDBOX_ID_PATTERN.match(sandbox_id):
+    # fullmatch: with match, "$" also accepts a trailing newline ("sb_abc123\n").
+    if not isinstance(sandbox_id, str) or not SANDBOX_ID_PATTERN.fullmatch(sandbox_id):
         raise InvalidRequest(
             f"sandbox id {sandbox_id!r} is malformed: expected 'sb_' and 6-32 lowercase "
             "letters or digits"

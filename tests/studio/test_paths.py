@@ -545,6 +545,7 @@ def test_read_text_file_does_not_hang_on_a_fifo(tree: Path) -> None:
     os.mkfifo(tree / "pipe")
     with pytest.raises(InvalidRequest, match="not a regular file"):
         read_text_file(tree, "pipe", 1000)
+    assert "pipe" not in list_files(tree).files
 
 
 # --- list_files -------------------------------------------------------------
