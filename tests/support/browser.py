@@ -1,0 +1,150 @@
+"""Real Chromium for the suite's browser tests, driven by Playwright's sync API.
+
+Use it as a pytest plugin (``pytest_plugins = ["tests.support.browser"]`` in
+``tests/conftest.py``) or import the fixtures into a test module. Fixtures:
+
+- ``chromium`` (session): one Debian Chromium for the whole run, closed at the end.
+- ``browser_page`` (function): a fresh context (own cookies and storage) and page;
+  closed after the test, with a screenshot under ``test-artifacts/`` when the
+  test failed.
+
+The machine has no network: Chromium is started with the flags that stop it
+from calling home (otherwise it floods refused connections and slows down).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+
+__all__ = [
+    "ARTIFACTS_DIR",
+    "CHROMIUM_ARGS",
+    "CHROMIUM_PATH",
+    "browser_page",
+    "chromium",
+    "launch_chromium",
+    "pytest_runtest_makereport",
+    "save_screenshot",
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS_DIR = ROOT / "test-artifacts"
+CHROMIUM_PATH = Path(os.environ.get("COMPONENT_STUDIO_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Renderer processes of a closed context exit shortly after it; wait this long
+# for them before a test's own leak check looks.
+_SETTLE_TIMEOUT = 10.0
+
+
+def launch_chromium(playwright: Playwright) -> Browser:
+    """Start Debian Chromium headless (each launch gets a fresh temporary user-data-dir)."""
+    if not CHROMIUM_PATH.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM_PATH}: run scripts/setup.sh")
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM_PATH), headless=True, args=CHROMIUM_ARGS
+    )
+
+
+def _chromium_processes(*, renderers_only: bool = False) -> set[int]:
+    """Live Chromium processes among this process's descendants."""
+    found = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE or "chrom" not in child.name():
+                continue
+            if renderers_only and "--type=renderer" not in child.cmdline():
+                continue
+            found.add(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def _settle(baseline: set[int], timeout: float = _SETTLE_TIMEOUT) -> None:
+    """Wait until no Chromium process beyond ``baseline`` is left (renderers winding down)."""
+    deadline = time.monotonic() + timeout
+    while _chromium_processes() - baseline and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    """One Chromium for the session.
+
+    Session fixtures are set up before the per-test leak check takes its
+    "before" snapshot, so the browser's long-lived processes are not counted
+    as a test's leak. Those that Chromium starts lazily with the first page
+    (network and storage services) are started here by a throwaway page.
+    """
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            context = browser.new_context()
+            context.new_page().goto("data:text/html,<title>warm-up</title>")
+            context.close()
+            # what stays now is the browser's resident set; renderers come and go per page
+            deadline = time.monotonic() + _SETTLE_TIMEOUT
+            while _chromium_processes(renderers_only=True) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            yield browser
+        finally:
+            browser.close()
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "screenshot"
+
+
+def save_screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
+    """Save a PNG of ``page`` as ``test-artifacts/<name>.png`` (gitignored) and return its path."""
+    ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS_DIR / f"{_safe_name(name)}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the test item, so ``browser_page`` knows a test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def browser_page(chromium: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A new page in a fresh browser context; closed (and its renderers gone) after the test."""
+    before = _chromium_processes()
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed and not page.is_closed():
+            try:
+                save_screenshot(page, f"FAILED-{request.node.name}")
+            except Exception as error:  # a crashed page must not hide the test's own failure
+                print(f"browser_page: no failure screenshot: {error}")
+        context.close()
+        _settle(before)
