@@ -185,11 +185,17 @@ class PortAllocator:
         logger.info("port reserved", extra={"port": port, "owner": owner})
         return port
 
-    def release(self, port: int) -> bool:
-        """Drop the reservation of ``port``; False when it held none."""
+    def release(self, port: int, owner: str | None = None) -> bool:
+        """Drop the reservation of ``port`` (only if ``owner`` holds it, when given).
+
+        Returns False when there was no such reservation.
+        """
         with self._locked():
             held = self._load_live()
-            found = held.pop(port, None) is not None
+            reservation = held.get(port)
+            found = reservation is not None and owner in (None, reservation.owner)
+            if found:
+                del held[port]
             self._save(held)
         if found:
             logger.info("port released", extra={"port": port})

@@ -189,7 +189,8 @@ def test_release_frees_the_port_for_the_next_allocation(tmp_path):
     base = _free_range(1)
     ports = _allocator(tmp_path, base, 1)
     port = ports.allocate("sb_aaaaaa")
-    assert ports.release(port)
+    assert not ports.release(port, "sb_other")
+    assert ports.release(port, "sb_aaaaaa")
     assert not ports.release(port)
     assert ports.allocate("sb_bbbbbb") == port
 
