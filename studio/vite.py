@@ -1,0 +1,509 @@
+"""A sandbox's studio app and the Vite dev server that renders it.
+
+``generate_studio_app`` materialises ``<worktree>/.studio/`` from the studio
+template (node_modules hard-linked from the install cache) and writes its
+``studio.config.json``; :class:`ViteServer` runs Vite on it under a
+:class:`~studio.process.ProcessManager` and keeps its port its own;
+``cleanup_studio_app`` undoes both.
+
+Vite is spawned as ``node .studio/node_modules/vite/bin/vite.js`` directly (an
+``npm run`` wrapper would survive as the only thing SIGTERM reaches), with
+cwd = the worktree (Tailwind finds its config from the cwd) and
+``--strictPort``: a taken port makes Vite exit with ``Port N is already in
+use`` instead of silently moving to another one, and the server then moves to
+another port of the node's range itself, rewriting the config.
+
+The decisions (config JSON, argv, environment, "is this a port conflict?")
+are pure functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import logging
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import psutil
+
+from studio.errors import InvalidConfig, PortInUse, ProcessStartError, ViteStartError
+from studio.install_cache import ensure_node_modules, link_node_modules
+from studio.paths import atomic_write
+from studio.ports import PortAllocator
+from studio.process import (
+    DEFAULT_POLICY,
+    ProcessManager,
+    ProcessSpec,
+    ProcessStatus,
+    RestartPolicy,
+    StopResult,
+    reap_orphans,
+)
+
+__all__ = [
+    "CONFIG_FILE",
+    "DEFAULT_COMPONENT_GLOB",
+    "STUDIO_DIR",
+    "VITE_ENV",
+    "ViteServer",
+    "cleanup_studio_app",
+    "generate_studio_app",
+    "is_port_conflict",
+    "read_studio_config",
+    "renderer_url",
+    "studio_config",
+    "vite_argv",
+    "write_studio_config",
+]
+
+logger = logging.getLogger(__name__)
+
+STUDIO_DIR = ".studio"
+CONFIG_FILE = "studio.config.json"
+VITE_CACHE_DIR = ".vite-cache"
+DEFAULT_COMPONENT_GLOB = "src/**/*.{tsx,jsx}"
+# Installed or generated per sandbox, never copied from the template.
+_TEMPLATE_IGNORE = ("node_modules", VITE_CACHE_DIR, "dist", CONFIG_FILE)
+# No browser window, no colour codes in the output the studio shows and parses.
+VITE_ENV: Mapping[str, str] = {"BROWSER": "none", "NO_COLOR": "1", "FORCE_COLOR": "0"}
+# Lines of Vite output attached to errors.
+_ERROR_LINES = 50
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_CONFLICT_PATTERNS = (
+    re.compile(r"Port (\d+) is already in use"),
+    re.compile(r"EADDRINUSE\b.*?:(\d+)\b"),
+)
+
+
+# --- pure decisions -------------------------------------------------------------
+
+
+def _check_repo_relative(value: str, name: str) -> None:
+    parts = PurePosixPath(value).parts
+    if not value or PurePosixPath(value).is_absolute() or ".." in parts:
+        raise InvalidConfig(
+            f"{name} must be a path relative to the repository that stays inside it, got {value!r}"
+        )
+
+
+def studio_config(
+    *,
+    repo_root: Path,
+    port: int,
+    host: str = "127.0.0.1",
+    sandbox_id: str | None = None,
+    ws_url: str | None = None,
+    component_glob: str = DEFAULT_COMPONENT_GLOB,
+    wrapper: str | None = None,
+    cache_dir: Path | None = None,
+) -> dict[str, Any]:
+    """The ``studio.config.json`` the template's vite.config.mjs reads.
+
+    ``cache_dir`` defaults to ``<repo_root>/.studio/.vite-cache`` (one Vite
+    cache per sandbox: a shared one would mix optimised dependencies).
+    """
+    _check_repo_relative(component_glob, "component_glob")
+    if wrapper is not None:
+        _check_repo_relative(wrapper, "wrapper")
+    if not 1 <= port <= 65535:
+        raise InvalidConfig(f"port must be in 1..65535, got {port}")
+    if ws_url is not None and not ws_url.startswith(("ws://", "wss://")):
+        raise InvalidConfig(f"ws_url must be a ws:// or wss:// URL, got {ws_url!r}")
+    return {
+        "sandboxId": sandbox_id,
+        "repoRoot": str(repo_root),
+        "port": port,
+        "host": host,
+        "cacheDir": str(cache_dir or repo_root / STUDIO_DIR / VITE_CACHE_DIR),
+        "wsUrl": ws_url,
+        "componentGlob": component_glob,
+        "wrapper": wrapper,
+    }
+
+
+def vite_argv(studio_dir: Path, *, node: str = "node") -> list[str]:
+    """The command that starts Vite on the studio app in ``studio_dir``.
+
+    ``--configLoader native`` imports vite.config.mjs with Node itself instead
+    of bundling it first; the config is plain ESM, so that is all it needs.
+    """
+    return [
+        node,
+        str(studio_dir / "node_modules" / "vite" / "bin" / "vite.js"),
+        "--config",
+        str(studio_dir / "vite.config.mjs"),
+        "--configLoader",
+        "native",
+        "--strictPort",
+    ]
+
+
+def is_port_conflict(output: Iterable[str], port: int | None = None) -> bool:
+    """Whether Vite's ``output`` says its port (``port``, or any) was taken."""
+    for line in output:
+        text = _ANSI.sub("", line)
+        for pattern in _CONFLICT_PATTERNS:
+            match = pattern.search(text)
+            if match and (port is None or int(match.group(1)) == port):
+                return True
+    return False
+
+
+def renderer_url(host: str, port: int) -> str:
+    """``http://host:port/`` (IPv6 hosts in brackets)."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+# --- the studio app on disk -------------------------------------------------------
+
+
+def read_studio_config(studio_dir: Path) -> dict[str, Any]:
+    """The parsed ``studio.config.json`` of ``studio_dir``."""
+    path = studio_dir / CONFIG_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InvalidConfig(
+            f"{path} does not exist: generate the studio app (generate_studio_app) first"
+        ) from None
+    except ValueError as exc:
+        raise InvalidConfig(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidConfig(f"{path} must hold a JSON object")
+    return data
+
+
+def write_studio_config(studio_dir: Path, config: Mapping[str, Any]) -> None:
+    """Write ``studio.config.json`` atomically (Vite may be reading it)."""
+    atomic_write(studio_dir / CONFIG_FILE, json.dumps(dict(config), indent=2) + "\n")
+
+
+def generate_studio_app(
+    worktree: Path,
+    *,
+    template_dir: Path,
+    cache_root: Path,
+    port: int,
+    host: str = "127.0.0.1",
+    ws_url: str | None = None,
+    sandbox_id: str | None = None,
+    component_glob: str = DEFAULT_COMPONENT_GLOB,
+    wrapper: str | None = None,
+    npm: str = "npm",
+    node: str = "node",
+) -> Path:
+    """Materialise ``<worktree>/.studio/`` and return it.
+
+    The template is copied without node_modules (replacing an earlier
+    ``.studio/``); its node_modules, and those of the repository when it has
+    package.json + package-lock.json and no node_modules yet, are hard-link
+    copies from the install cache in ``cache_root``. Keeping ``.studio/`` and
+    ``node_modules/`` out of commits is the git layer's job (info/exclude).
+    """
+    config = studio_config(
+        repo_root=worktree,
+        port=port,
+        host=host,
+        sandbox_id=sandbox_id,
+        ws_url=ws_url,
+        component_glob=component_glob,
+        wrapper=wrapper,
+    )
+    if not (template_dir / "package-lock.json").is_file():
+        raise InvalidConfig(
+            f"{template_dir} is not the studio template (no package-lock.json); "
+            "set COMPONENT_STUDIO_TEMPLATE_DIR"
+        )
+    template_modules = ensure_node_modules(template_dir, cache_root, npm=npm, node=node)
+    studio_dir = worktree / STUDIO_DIR
+    if studio_dir.exists():
+        shutil.rmtree(studio_dir)
+    shutil.copytree(
+        template_dir, studio_dir, symlinks=True, ignore=shutil.ignore_patterns(*_TEMPLATE_IGNORE)
+    )
+    link_node_modules(template_modules, studio_dir / "node_modules")
+    repo_modules = worktree / "node_modules"
+    has_lock = (worktree / "package-lock.json").is_file() and (worktree / "package.json").is_file()
+    if has_lock and not repo_modules.exists():
+        repo_cached = ensure_node_modules(worktree, cache_root, npm=npm, node=node)
+        link_node_modules(repo_cached, repo_modules)
+    write_studio_config(studio_dir, config)
+    logger.info(
+        "studio app generated",
+        extra={"sandbox_id": sandbox_id, "worktree": str(worktree), "port": port},
+    )
+    return studio_dir
+
+
+def cleanup_studio_app(
+    worktree: Path, server: ViteServer | None = None, *, pid_file: Path | None = None
+) -> None:
+    """Stop Vite, release its port, remove ``<worktree>/.studio/``.
+
+    Without the ``server`` object (an actor restarted since), ``pid_file``
+    names the process record its Vite left, and what it recorded is killed.
+    """
+    if server is not None:
+        server.close()
+    elif pid_file is not None:
+        reap_orphans(pid_file)
+    shutil.rmtree(worktree / STUDIO_DIR, ignore_errors=True)
+
+
+# --- the server ---------------------------------------------------------------------
+
+
+def _probe(host: str, port: int, timeout: float) -> bool:
+    # http.client rather than an HTTP library: no proxy settings from the
+    # environment, no TLS context per call, nothing shared between threads.
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", "/@vite/client")
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def _listens_on(pid: int, port: int) -> bool:
+    """Whether process ``pid`` (or a child of it) has a listening socket on ``port``."""
+    try:
+        leader = psutil.Process(pid)
+        procs = [leader, *leader.children(recursive=True)]
+    except psutil.Error:
+        return False
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            for conn in proc.net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                    return True
+    return False
+
+
+class ViteServer:
+    """The Vite dev server of one worktree's studio app.
+
+    Reads port and host from ``<worktree>/.studio/studio.config.json``. When
+    the port turns out to be taken, takes another one from ``ports`` (under
+    the sandbox's id), rewrites the config and tries again, at most
+    ``port_attempts`` ports per start; the same happens when the supervisor's
+    monitor restarts a Vite that died of a taken port. ``close()`` stops Vite
+    and releases the port.
+    """
+
+    def __init__(
+        self,
+        worktree: Path,
+        *,
+        ports: PortAllocator,
+        node: str = "node",
+        policy: RestartPolicy = DEFAULT_POLICY,
+        unhealthy_threshold: int = 3,
+        ready_timeout: float = 60.0,
+        pid_file: Path | None = None,
+        port_attempts: int = 5,
+        probe_timeout: float = 1.0,
+        on_status: Callable[[ProcessStatus, ProcessStatus], None] | None = None,
+        on_output: Callable[[str, str], None] | None = None,
+    ) -> None:
+        if port_attempts < 1 or probe_timeout <= 0:
+            raise InvalidConfig("port_attempts must be >= 1 and probe_timeout > 0")
+        self.worktree = worktree
+        self.studio_dir = worktree / STUDIO_DIR
+        config = read_studio_config(self.studio_dir)
+        self.host: str = config["host"]
+        self.port: int = config["port"]
+        self.owner: str = config.get("sandboxId") or f"standalone:{worktree}"
+        self.ports = ports
+        self.port_attempts = port_attempts
+        self.probe_timeout = probe_timeout
+        self.pid_file = pid_file
+        self._on_status = on_status
+        # The pid whose listening socket on self.port was seen; None: not yet.
+        self._verified: tuple[int, int] | None = None
+        # A port on which something other than our Vite answered the probe.
+        self._foreign_port: int | None = None
+        self.manager = ProcessManager(
+            ProcessSpec(
+                argv=vite_argv(self.studio_dir, node=node),
+                cwd=worktree,
+                env=VITE_ENV,
+                name=f"vite[{self.owner}]",
+            ),
+            policy=policy,
+            readiness_probe=self._ready,
+            unhealthy_threshold=unhealthy_threshold,
+            ready_timeout=ready_timeout,
+            pid_file=pid_file,
+            on_status=self._status_changed,
+            on_output=on_output,
+        )
+
+    @property
+    def url(self) -> str:
+        """The renderer's URL, ``http://host:port/``."""
+        return renderer_url(self.host, self.port)
+
+    @property
+    def status(self) -> ProcessStatus:
+        return self.manager.status
+
+    @property
+    def pid(self) -> int | None:
+        return self.manager.pid
+
+    def output(self, lines: int | None = None) -> list[str]:
+        """Vite's last ``lines`` lines of output, newest last."""
+        return self.manager.output(lines)
+
+    # -- health --------------------------------------------------------------
+
+    def health_check(self) -> bool:
+        """Vite's process is alive and ``GET /@vite/client`` answers 200 now."""
+        return self.manager.is_alive() and self._ready()
+
+    def check_health(self) -> bool:
+        """Like :meth:`health_check`, but unhealthy only after several failures in a row."""
+        return self.manager.check_health()
+
+    def wait_for_healthy(self, timeout: float, poll_interval: float = 0.025) -> None:
+        """Return once :meth:`health_check` passes; :class:`ViteStartError` after ``timeout``.
+
+        Also raises at once when Vite exits. The error carries Vite's last
+        lines of output in ``details["output"]``.
+        """
+        deadline = time.monotonic() + timeout
+        while not self.health_check():
+            if not self.manager.is_alive():
+                raise self._start_error(
+                    f"Vite exited with code {self.manager.returncode} before it was healthy"
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._start_error(f"Vite was not healthy on {self.url} after {timeout:g}s")
+            time.sleep(min(poll_interval, remaining))
+
+    def _ready(self) -> bool:
+        if not _probe(self.host, self.port, self.probe_timeout):
+            return False
+        pid = self.manager.pid
+        if pid is None:
+            return False
+        if self._verified == (pid, self.port):
+            return True
+        # Something answered on our port: make sure it is our Vite, not a
+        # server that got the port first (ours then exits with strictPort).
+        if not _listens_on(pid, self.port):
+            self._foreign_port = self.port
+            return False
+        self._verified = (pid, self.port)
+        return True
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start Vite and wait until it is healthy, moving to another port if needed.
+
+        Raises :class:`ViteStartError` (with Vite's output) when it exits or is
+        not ready within ``timeout`` seconds, :class:`PortInUse` when
+        ``port_attempts`` ports in a row were taken.
+        """
+        if self.pid_file is not None:
+            # What an earlier incarnation of this sandbox left still holds the port.
+            reap_orphans(self.pid_file)
+        self._launch(self.manager.start, timeout)
+
+    def restart(self, timeout: float = 60.0) -> None:
+        """Restart Vite per the restart policy (backoff, limit) and wait until healthy.
+
+        Raises :class:`~studio.errors.RestartLimitExceeded` past the policy's
+        limit; a stopped or failed server is started afresh instead.
+        """
+        if self.manager.status in (ProcessStatus.STOPPED, ProcessStatus.FAILED):
+            self.start(timeout)
+        else:
+            self._launch(self.manager.restart, timeout)
+
+    def stop(self, timeout: float = 5.0) -> StopResult:
+        """SIGTERM Vite's process group, SIGKILL it after ``timeout`` s; keeps the port."""
+        return self.manager.stop(timeout)
+
+    def close(self, timeout: float = 5.0) -> StopResult:
+        """Stop Vite and release its port reservation."""
+        result = self.stop(timeout)
+        self.ports.release(self.port, self.owner)
+        return result
+
+    def _launch(self, first: Callable[[], None], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        try:
+            first()
+        except ProcessStartError as exc:
+            self.manager.stop()
+            raise self._start_error(f"cannot start Vite: {exc.message}") from exc
+        for attempt in range(1, self.port_attempts + 1):
+            try:
+                self.manager.wait_ready(max(deadline - time.monotonic(), 0.001))
+            except ProcessStartError as exc:
+                output = exc.details.get("output") or self.output(_ERROR_LINES)
+                conflict = self._foreign_port == self.port or is_port_conflict(output, self.port)
+                self.manager.stop()
+                if not conflict:
+                    raise self._start_error(
+                        f"Vite did not become healthy on {self.url}: {exc.message}",
+                        returncode=exc.details.get("returncode"),
+                    ) from exc
+                if attempt == self.port_attempts:
+                    raise PortInUse(
+                        f"Vite found {attempt} ports in a row taken (last {self.port}); "
+                        "something else is claiming ports of the Vite range",
+                        port=self.port,
+                        output=output,
+                    ) from exc
+                self._move_port()
+                self.manager.start()
+            else:
+                logger.info(
+                    "vite ready",
+                    extra={"sandbox_id": self.owner, "port": self.port, "pid": self.pid},
+                )
+                return
+
+    def _move_port(self) -> None:
+        old = self.port
+        new = self.ports.allocate(self.owner)
+        config = read_studio_config(self.studio_dir)
+        config["port"] = new
+        write_studio_config(self.studio_dir, config)
+        self.port = new
+        # Only our own reservation: a port reserved by another sandbox stays its own.
+        self.ports.release(old, self.owner)
+        logger.warning(
+            "port %d was taken, moving Vite to %d",
+            old,
+            new,
+            extra={"sandbox_id": self.owner, "old_port": old, "port": new},
+        )
+
+    def _status_changed(self, old: ProcessStatus, new: ProcessStatus) -> None:
+        # A monitor restart of a Vite that died of a taken port would only die
+        # again on it: move before the respawn (the backoff follows this call).
+        if new is ProcessStatus.BACKOFF and (
+            self._foreign_port == self.port or is_port_conflict(self.output(20), self.port)
+        ):
+            self._move_port()
+        if self._on_status is not None:
+            self._on_status(old, new)
+
+    def _start_error(self, message: str, **details: Any) -> ViteStartError:
+        return ViteStartError(
+            message, output=self.output(_ERROR_LINES), port=self.port, url=self.url, **details
+        )

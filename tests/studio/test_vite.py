@@ -1,0 +1,526 @@
+"""The studio app and its Vite server: pure decisions, and real Vite on examples/ui-kit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from playwright.sync_api import Page, expect
+
+from studio.errors import InvalidConfig, PortInUse, ViteStartError
+from studio.install_cache import ensure_node_modules
+from studio.paths import atomic_write
+from studio.ports import PortAllocator, port_is_free
+from studio.process import ProcessStatus, RestartPolicy, StopResult
+from studio.vite import (
+    CONFIG_FILE,
+    VITE_ENV,
+    ViteServer,
+    cleanup_studio_app,
+    generate_studio_app,
+    is_port_conflict,
+    read_studio_config,
+    renderer_url,
+    studio_config,
+    vite_argv,
+    write_studio_config,
+)
+from tests.support.browser import browser_page, chromium, save_screenshot
+from tests.support.fakeproc import fake_argv
+from tests.support.fakevite import install_fake_vite
+from tests.support.gitrepo import repo_from_dir
+
+# Fixtures used by the browser test; imported, so named here for the linter.
+__all__ = ["browser_page", "chromium"]
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "studio-template"
+UI_KIT = ROOT / "examples" / "ui-kit"
+HOST = "127.0.0.1"
+SANDBOX = "sb_vitetest"
+START_TIMEOUT = 60.0
+
+# --- pure decisions ---------------------------------------------------------------
+
+
+def test_studio_config_is_the_template_contract(tmp_path):
+    config = studio_config(
+        repo_root=tmp_path,
+        port=5180,
+        sandbox_id="sb_abc123",
+        ws_url="ws://127.0.0.1:8000/api/v1/sandboxes/sb_abc123/ws",
+        wrapper="src/Providers.tsx",
+    )
+    assert config == {
+        "sandboxId": "sb_abc123",
+        "repoRoot": str(tmp_path),
+        "port": 5180,
+        "host": "127.0.0.1",
+        "cacheDir": str(tmp_path / ".studio" / ".vite-cache"),
+        "wsUrl": "ws://127.0.0.1:8000/api/v1/sandboxes/sb_abc123/ws",
+        "componentGlob": "src/**/*.{tsx,jsx}",
+        "wrapper": "src/Providers.tsx",
+    }
+    assert json.loads(json.dumps(config)) == config
+
+
+def test_studio_config_standalone_defaults(tmp_path):
+    config = studio_config(repo_root=tmp_path, port=5173, cache_dir=tmp_path / "c")
+    assert config["sandboxId"] is None and config["wsUrl"] is None and config["wrapper"] is None
+    assert config["cacheDir"] == str(tmp_path / "c")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"wrapper": "/etc/passwd"},
+        {"wrapper": "../outside.tsx"},
+        {"component_glob": "src/../../**/*.tsx"},
+        {"component_glob": ""},
+        {"port": 0},
+        {"port": 70000},
+        {"ws_url": "http://127.0.0.1/ws"},
+    ],
+)
+def test_studio_config_rejects_what_the_template_would(tmp_path, kwargs):
+    with pytest.raises(InvalidConfig):
+        studio_config(**{"repo_root": tmp_path, "port": 5173, **kwargs})
+
+
+def test_vite_argv_runs_vite_directly_with_strict_port(tmp_path):
+    argv = vite_argv(tmp_path / ".studio", node="/usr/bin/node")
+    assert argv[:4] == [
+        "/usr/bin/node",
+        str(tmp_path / ".studio" / "node_modules" / "vite" / "bin" / "vite.js"),
+        "--config",
+        str(tmp_path / ".studio" / "vite.config.mjs"),
+    ]
+    assert "--strictPort" in argv
+    assert argv[argv.index("--configLoader") + 1] == "native"
+
+
+def test_vite_env_turns_off_browser_and_colour():
+    assert VITE_ENV == {"BROWSER": "none", "NO_COLOR": "1", "FORCE_COLOR": "0"}
+
+
+@pytest.mark.parametrize(
+    ("lines", "port", "expected"),
+    [
+        (["error when starting dev server:", "Error: Port 5173 is already in use"], 5173, True),
+        (["Error: Port 5173 is already in use"], None, True),
+        (["\x1b[31mError: Port 5174 is already in use\x1b[39m"], 5174, True),
+        (["Error: listen EADDRINUSE: address already in use 127.0.0.1:5175"], 5175, True),
+        (["Error: Port 5173 is already in use"], 5174, False),
+        (["VITE v8.3.8  ready in 300 ms"], 5173, False),
+        ([], None, False),
+    ],
+)
+def test_is_port_conflict(lines: list[str], port: int | None, expected: bool):
+    assert is_port_conflict(lines, port) is expected
+
+
+def test_renderer_url():
+    assert renderer_url("127.0.0.1", 5173) == "http://127.0.0.1:5173/"
+    assert renderer_url("::1", 5173) == "http://[::1]:5173/"
+
+
+def test_studio_config_file_round_trip_and_errors(tmp_path):
+    with pytest.raises(InvalidConfig, match="generate the studio app"):
+        read_studio_config(tmp_path)
+    write_studio_config(tmp_path, {"port": 1})
+    assert read_studio_config(tmp_path) == {"port": 1}
+    (tmp_path / CONFIG_FILE).write_text("[1]")
+    with pytest.raises(InvalidConfig, match="JSON object"):
+        read_studio_config(tmp_path)
+    (tmp_path / CONFIG_FILE).write_text("{")
+    with pytest.raises(InvalidConfig, match="not valid JSON"):
+        read_studio_config(tmp_path)
+
+
+# --- fixtures -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def install_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's install cache (the same one test_install_cache uses): npm ci once."""
+    cache = tmp_path_factory.getbasetemp() / "install-cache"
+    ensure_node_modules(TEMPLATE, cache)
+    return cache
+
+
+def _free_base(count: int) -> int:
+    for _ in range(50):
+        with socket.socket() as sock:
+            sock.bind((HOST, 0))
+            base: int = sock.getsockname()[1]
+        if base + count <= 65535 and all(port_is_free(HOST, p) for p in range(base, base + count)):
+            return base
+    raise AssertionError("no free port range")
+
+
+@pytest.fixture
+def ports(tmp_path: Path) -> PortAllocator:
+    """A port range of this test's own, with its own reservation table."""
+    return PortAllocator(tmp_path / "locks", host=HOST, base=_free_base(8), count=8)
+
+
+@pytest.fixture
+def studio_repo(tmp_path: Path, install_cache: Path, ports: PortAllocator) -> Path:
+    """examples/ui-kit as a git repository with a generated .studio/ on a reserved port."""
+    repo = repo_from_dir(UI_KIT, tmp_path / "ui-kit")
+    generate_studio_app(
+        repo,
+        template_dir=TEMPLATE,
+        cache_root=install_cache,
+        port=ports.allocate(SANDBOX),
+        sandbox_id=SANDBOX,
+    )
+    return repo
+
+
+@pytest.fixture
+def make_server(ports: PortAllocator) -> Iterator[Callable[..., ViteServer]]:
+    """Builds ViteServers on the test's port range; closes every one at the end."""
+    servers: list[ViteServer] = []
+
+    def make(repo: Path, **kwargs: object) -> ViteServer:
+        server = ViteServer(repo, ports=ports, **kwargs)  # type: ignore[arg-type]
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection((HOST, port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+@pytest.fixture
+def held_port(ports: PortAllocator) -> Iterator[tuple[int, socket.socket]]:
+    """A port outside the reservation table, bound (not listening) by the test."""
+    sock = socket.socket()
+    sock.bind((HOST, 0))
+    yield sock.getsockname()[1], sock
+    sock.close()
+
+
+def _use_port(repo: Path, port: int) -> None:
+    studio = repo / ".studio"
+    config = read_studio_config(studio)
+    config["port"] = port
+    write_studio_config(studio, config)
+
+
+# --- generate_studio_app -----------------------------------------------------------
+
+
+def test_generate_materialises_the_template_with_linked_modules(studio_repo, install_cache):
+    studio = studio_repo / ".studio"
+    assert (studio / "vite.config.mjs").is_file()
+    assert (studio / "plugin").is_dir()
+    assert not (studio / ".vite-cache").exists()
+    cached = ensure_node_modules(TEMPLATE, install_cache) / "vite" / "package.json"
+    assert (studio / "node_modules" / "vite" / "package.json").stat().st_ino == cached.stat().st_ino
+    config = read_studio_config(studio)
+    assert config["repoRoot"] == str(studio_repo)
+    assert config["sandboxId"] == SANDBOX
+    assert config["cacheDir"] == str(studio / ".vite-cache")
+    # No lockfile in ui-kit: nothing installed into the repository itself.
+    assert not (studio_repo / "node_modules").exists()
+
+
+def test_generate_installs_the_repository_lockfile_and_replaces_an_old_studio(
+    tmp_path, install_cache
+):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "package.json").write_text('{"name": "r", "version": "1.0.0"}')
+    lock = {
+        "name": "r",
+        "version": "1.0.0",
+        "lockfileVersion": 3,
+        "requires": True,
+        "packages": {"": {"name": "r", "version": "1.0.0"}},
+    }
+    (repo / "package-lock.json").write_text(json.dumps(lock))
+    (repo / ".studio" / "leftover").mkdir(parents=True)
+    studio = generate_studio_app(repo, template_dir=TEMPLATE, cache_root=install_cache, port=5999)
+    assert (repo / "node_modules").is_dir()
+    assert not (studio / "leftover").exists()
+    assert read_studio_config(studio)["port"] == 5999
+
+
+def test_generate_refuses_a_directory_that_is_not_the_template(tmp_path, install_cache):
+    with pytest.raises(InvalidConfig, match="not the studio template"):
+        generate_studio_app(tmp_path, template_dir=tmp_path, cache_root=install_cache, port=5999)
+
+
+# --- the server, with real Vite -------------------------------------------------
+
+
+def test_vite_starts_healthy_and_serves_the_components(studio_repo, make_server, ports):
+    transitions: list[tuple[ProcessStatus, ProcessStatus]] = []
+    lines: list[str] = []
+    server = make_server(
+        studio_repo,
+        on_status=lambda old, new: transitions.append((old, new)),
+        on_output=lambda stream, line: lines.append(line),
+    )
+    assert server.port in ports.reservations()
+    server.start(START_TIMEOUT)
+    assert server.status is ProcessStatus.RUNNING
+    assert server.health_check() and server.check_health()
+    assert server.url == f"http://{HOST}:{server.port}/"
+    catalog = httpx.get(server.url + "__studio/components.json", timeout=30).json()
+    names = {component["name"] for component in catalog["components"]}
+    assert {"Button", "Card", "Input"} <= names
+    assert any("ready in" in line for line in server.output())
+    assert any("ready in" in line for line in lines)
+    assert transitions == [
+        (ProcessStatus.STOPPED, ProcessStatus.STARTING),
+        (ProcessStatus.STARTING, ProcessStatus.RUNNING),
+    ]
+    # Started in its own session, with the worktree as cwd.
+    proc = psutil.Process(server.pid)
+    assert os.getsid(proc.pid) == proc.pid
+    assert proc.cwd() == str(studio_repo)
+
+
+def test_a_port_taken_by_a_bound_socket_moves_vite_to_another_port(
+    studio_repo, make_server, ports, held_port
+):
+    taken, _sock = held_port
+    _use_port(studio_repo, taken)
+    server = make_server(studio_repo)
+    server.start(START_TIMEOUT)
+    assert server.port != taken
+    assert server.health_check()
+    assert read_studio_config(studio_repo / ".studio")["port"] == server.port
+    assert ports.reservations()[server.port].owner == SANDBOX
+    assert taken not in ports.reservations()
+
+
+def test_another_server_answering_on_the_port_is_never_taken_for_vite(
+    studio_repo, make_server, ports
+):
+    foreign_port = ports.allocate("sb_someoneelse")
+    foreign = subprocess.Popen(fake_argv("ok", foreign_port), stdout=subprocess.PIPE, text=True)
+    try:
+        assert foreign.stdout is not None and foreign.stdout.readline().strip() == "ready"
+        _use_port(studio_repo, foreign_port)
+        server = make_server(studio_repo)
+        server.start(START_TIMEOUT)
+        assert server.port != foreign_port
+        # What answers now is our Vite: it serves the studio's catalog.
+        response = httpx.get(server.url + "__studio/components.json", timeout=30)
+        assert response.status_code == 200 and "components" in response.json()
+        # The foreign server's reservation was not touched.
+        assert ports.reservations()[foreign_port].owner == "sb_someoneelse"
+    finally:
+        foreign.terminate()
+        foreign.wait(timeout=10)
+
+
+def test_ports_taken_again_and_again_end_in_port_in_use(studio_repo, make_server):
+    install_fake_vite(studio_repo / ".studio", "port-taken")
+    server = make_server(studio_repo, port_attempts=3)
+    with pytest.raises(PortInUse) as info:
+        server.start(START_TIMEOUT)
+    assert "3 ports in a row" in info.value.message
+    assert any("already in use" in line for line in info.value.details["output"])
+    assert not server.manager.is_alive()
+
+
+def test_sigkill_of_the_group_is_seen_by_health_check_and_restart_recovers(
+    studio_repo, make_server
+):
+    server = make_server(studio_repo, policy=RestartPolicy(max_restarts=2, backoff=0.05))
+    server.start(START_TIMEOUT)
+    port, pid = server.port, server.pid
+    os.killpg(pid, signal.SIGKILL)
+    server.manager.wait(timeout=10)
+    assert not server.health_check()
+    server.restart(START_TIMEOUT)
+    assert server.health_check()
+    assert server.pid != pid and server.port == port
+    assert server.manager.restarts == 1
+
+
+def test_restart_of_a_stopped_server_starts_it(studio_repo, make_server):
+    server = make_server(studio_repo)
+    server.start(START_TIMEOUT)
+    assert server.stop() is StopResult.SIGTERM
+    assert not server.health_check()
+    server.restart(START_TIMEOUT)
+    assert server.health_check()
+
+
+def test_the_monitor_restarts_a_killed_vite_onto_a_free_port(studio_repo, make_server):
+    server = make_server(
+        studio_repo, policy=RestartPolicy(max_restarts=3, backoff=0.2, backoff_max=0.2)
+    )
+    server.start(START_TIMEOUT)
+    old_port, old_pid = server.port, server.pid
+    # Kill Vite and take its port before the monitor respawns it.
+    os.killpg(old_pid, signal.SIGKILL)
+    server.manager.wait(timeout=10)
+    with socket.socket() as squatter:
+        squatter.bind((HOST, old_port))
+        server.manager.start_monitor(0.05)
+        _wait_until(lambda: server.pid not in (None, old_pid) and server.health_check())
+        server.manager.stop_monitor()
+    assert server.port != old_port
+    assert read_studio_config(studio_repo / ".studio")["port"] == server.port
+    assert any(f"Port {old_port} is already in use" in line for line in server.output())
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def test_a_broken_vite_config_gives_vite_start_error_with_its_output(studio_repo, make_server):
+    config = studio_repo / ".studio" / "vite.config.mjs"
+    config.write_text("export default {{ this is not javascript\n")
+    server = make_server(studio_repo)
+    with pytest.raises(ViteStartError) as info:
+        server.start(START_TIMEOUT)
+    output = "\n".join(info.value.details["output"])
+    assert "vite.config.mjs" in output or "SyntaxError" in output, output
+    assert info.value.details["returncode"] == 1
+    assert info.value.details["port"] == server.port
+    assert not server.manager.is_alive()
+
+
+def test_a_crashing_fake_vite_gives_its_output(studio_repo, make_server):
+    install_fake_vite(studio_repo / ".studio", "crash")
+    server = make_server(studio_repo)
+    with pytest.raises(ViteStartError) as info:
+        server.start(START_TIMEOUT)
+    assert "Error: simulated broken config" in info.value.details["output"]
+    assert "exited with code 1" in info.value.message
+
+
+def test_a_vite_that_never_listens_times_out_and_is_stopped(studio_repo, make_server):
+    install_fake_vite(studio_repo / ".studio", "hang")
+    server = make_server(studio_repo)
+    with pytest.raises(ViteStartError, match="not ready") as info:
+        server.start(0.5)
+    assert info.value.details["output"] == ["starting"]
+    assert server.status is ProcessStatus.STOPPED
+
+
+def test_a_missing_node_is_a_vite_start_error(studio_repo, make_server, tmp_path):
+    server = make_server(studio_repo, node=str(tmp_path / "no-node"))
+    with pytest.raises(ViteStartError, match="cannot start Vite"):
+        server.start(START_TIMEOUT)
+
+
+def test_wait_for_healthy_returns_once_healthy_and_reports_exits(studio_repo, make_server):
+    server = make_server(studio_repo)
+    server.start(START_TIMEOUT)
+    server.wait_for_healthy(5.0)
+    os.killpg(server.pid, signal.SIGKILL)
+    server.manager.wait(timeout=10)
+    with pytest.raises(ViteStartError, match="exited") as info:
+        server.wait_for_healthy(5.0)
+    assert info.value.details["url"] == server.url
+
+
+def test_wait_for_healthy_times_out_with_the_output(studio_repo, make_server):
+    install_fake_vite(studio_repo / ".studio", "hang")
+    server = make_server(studio_repo)
+    server.manager.start()
+    _wait_until(lambda: "starting" in server.output())
+    with pytest.raises(ViteStartError, match="not healthy") as info:
+        server.wait_for_healthy(0.3)
+    assert "starting" in info.value.details["output"]
+
+
+def test_server_options_are_checked(studio_repo, ports):
+    with pytest.raises(InvalidConfig):
+        ViteServer(studio_repo, ports=ports, port_attempts=0)
+
+
+def test_cleanup_stops_vite_releases_the_port_and_removes_the_app(studio_repo, make_server, ports):
+    server = make_server(studio_repo)
+    server.start(START_TIMEOUT)
+    pid, port = server.pid, server.port
+    cleanup_studio_app(studio_repo, server)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert server.manager.last_stop is StopResult.SIGTERM
+    assert _refused(port)
+    assert port not in ports.reservations()
+    assert not (studio_repo / ".studio").exists()
+    # The repository itself is untouched.
+    assert (studio_repo / "src" / "components" / "Button" / "Button.tsx").is_file()
+
+
+def test_a_restarted_owner_reaps_the_vite_its_predecessor_left(studio_repo, make_server, tmp_path):
+    pid_file = tmp_path / "run" / "vite.json"
+    first = make_server(studio_repo, pid_file=pid_file)
+    first.start(START_TIMEOUT)
+    orphan = first.pid
+    # A new incarnation (the actor restarted) only has the pid file.
+    second = make_server(studio_repo, pid_file=pid_file)
+    second.start(START_TIMEOUT)
+    assert second.pid != orphan and second.port == first.port
+    assert first.manager.wait(timeout=10) is not None
+    second.stop()
+    assert not pid_file.exists()
+
+
+def test_cleanup_without_the_server_reaps_by_pid_file(studio_repo, make_server, tmp_path):
+    pid_file = tmp_path / "run" / "vite.json"
+    server = make_server(studio_repo, pid_file=pid_file)
+    server.start(START_TIMEOUT)
+    cleanup_studio_app(studio_repo, pid_file=pid_file)
+    assert server.manager.wait(timeout=10) is not None
+    assert not (studio_repo / ".studio").exists()
+
+
+# --- in the browser -------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_the_page_lists_renders_and_hot_reloads_an_atomic_edit(
+    studio_repo, make_server, browser_page: Page
+):
+    server = make_server(studio_repo)
+    server.start(START_TIMEOUT)
+    page = browser_page
+    page.goto(server.url)
+    for name in ("Button", "Card", "Input", "Modal"):
+        expect(page.locator(f"[data-testid=component-{name}]")).to_have_text(name)
+
+    page.goto(f"{server.url}#/Button")
+    canvas = page.locator("[data-testid=studio-canvas]")
+    expect(canvas).to_have_attribute("data-state", "ready")
+    button = canvas.get_by_role("button")
+    expect(button).to_have_text("Click me")
+    page.evaluate("window.__notReloaded = true")
+
+    source = studio_repo / "src" / "components" / "Button" / "Button.tsx"
+    atomic_write(source, source.read_text().replace("'Click me'", "'Edited in the sandbox'"))
+    expect(button).to_have_text("Edited in the sandbox")
+    # Hot module replacement, not a full reload.
+    assert page.evaluate("window.__notReloaded") is True
+    save_screenshot(page, "vite-server-button-after-hmr")

@@ -1,0 +1,61 @@
+"""Misbehaving stand-ins for Vite, installed into a generated ``.studio/``.
+
+:func:`install_fake_vite` replaces ``.studio/node_modules/vite/bin/vite.js``
+with a small Node script, so the backend spawns it exactly as it spawns Vite
+(``node .../vite.js --config ... --strictPort``). The file is a hard link into
+the install cache: it is unlinked first, never written through.
+
+Modes:
+
+``crash``
+    prints a config error to stderr and exits with code 1.
+``hang``
+    prints ``starting`` and never listens.
+``port-taken``
+    always prints Vite's ``Error: Port N is already in use`` for the port in
+    studio.config.json and exits with code 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["FAKE_MODES", "install_fake_vite"]
+
+_READ_PORT = """
+const fs = require('node:fs');
+const path = require('node:path');
+const configFile = process.argv[process.argv.indexOf('--config') + 1];
+const configPath = path.join(path.dirname(configFile), 'studio.config.json');
+const studio = JSON.parse(fs.readFileSync(configPath, 'utf8'));
+"""
+
+FAKE_MODES: dict[str, str] = {
+    "crash": """
+console.log('fake vite: loading config');
+console.error('failed to load config from vite.config.mjs');
+console.error('Error: simulated broken config');
+process.exit(1);
+""",
+    "hang": """
+console.log('starting');
+setInterval(() => {}, 1000);
+""",
+    "port-taken": _READ_PORT
+    + """
+console.error(`error when starting dev server:\\nError: Port ${studio.port} is already in use`);
+process.exit(1);
+""",
+}
+
+
+def install_fake_vite(studio_dir: Path, mode: str) -> Path:
+    """Put the fake ``mode`` in place of Vite in ``studio_dir``; returns the script path."""
+    script = studio_dir / "node_modules" / "vite" / "bin" / "vite.js"
+    # A CommonJS file inside vite's "type": "module" package needs .cjs to load as such.
+    body = FAKE_MODES[mode]
+    target = script.with_name("fake-vite.cjs")
+    target.write_text(body)
+    script.unlink()
+    script.write_text(f"import './{target.name}';\n")
+    return script
