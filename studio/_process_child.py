@@ -1,0 +1,158 @@
+"""One spawned child process: its output readers and its exit, for :mod:`studio.process`.
+
+The leader is never reaped before its group has been swept with SIGKILL: while
+it is a zombie its pid cannot be reused, so the group id still names only what
+it forked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import IO, NamedTuple
+
+import psutil
+
+__all__ = ["Child", "OutputLine", "OutputRing"]
+
+logger = logging.getLogger(__name__)
+
+# A line longer than this is split, so a runaway writer cannot exhaust memory.
+_MAX_LINE = 64 * 1024
+# How often exits are polled; waitid(WNOWAIT) has no timeout of its own.
+_EXIT_POLL = 0.01
+# How long to wait for the output readers to reach EOF after an exit.
+_DRAIN_TIMEOUT = 0.5
+
+
+class OutputLine(NamedTuple):
+    """One line of output and the stream (``stdout`` or ``stderr``) it came from."""
+
+    stream: str
+    text: str
+
+
+class OutputRing:
+    """Bounded per-stream and combined rings of output lines, fed by reader threads."""
+
+    def __init__(self, maxlen: int, on_line: Callable[[str, str], None] | None) -> None:
+        self._lock = threading.Lock()
+        self._streams: dict[str, deque[str]] = {
+            "stdout": deque(maxlen=maxlen),
+            "stderr": deque(maxlen=maxlen),
+        }
+        self._combined: deque[OutputLine] = deque(maxlen=maxlen)
+        self._on_line = on_line
+
+    def add(self, stream: str, text: str) -> None:
+        """Keep ``text`` (one line of ``stream``) and pass it to the callback."""
+        with self._lock:
+            self._streams[stream].append(text)
+            self._combined.append(OutputLine(stream, text))
+        if self._on_line is not None:
+            try:
+                self._on_line(stream, text)
+            except Exception:
+                logger.exception("output callback failed")
+
+    def stream(self, stream: str) -> list[str]:
+        """The kept lines of ``stream``, oldest first."""
+        with self._lock:
+            return list(self._streams[stream])
+
+    def records(self, lines: int | None) -> list[OutputLine]:
+        """The last ``lines`` lines of both streams (all if ``None``), oldest first."""
+        with self._lock:
+            records = list(self._combined)
+        if lines is None:
+            return records
+        return records[-lines:] if lines > 0 else []
+
+    def clear(self) -> None:
+        """Forget every kept line."""
+        with self._lock:
+            for ring in self._streams.values():
+                ring.clear()
+            self._combined.clear()
+
+
+def _pump(pipe: IO[bytes], stream: str, ring: OutputRing) -> None:
+    with pipe:
+        for raw in iter(lambda: pipe.readline(_MAX_LINE), b""):
+            ring.add(stream, raw.decode("utf-8", "replace").rstrip("\r\n"))
+
+
+class Child:
+    """One spawned incarnation: its Popen, process group and output readers."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], ring: OutputRing) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        # start_new_session makes the child a session and group leader.
+        self.pgid = popen.pid
+        self.spawned_at = time.monotonic()
+        self.create_time: float | None = None
+        with contextlib.suppress(psutil.Error):
+            self.create_time = psutil.Process(self.pid).create_time()
+        self._exit_code: int | None = None
+        self.readers = [
+            threading.Thread(
+                target=_pump, args=(pipe, name, ring), name=f"{name}-{self.pid}", daemon=True
+            )
+            for pipe, name in ((popen.stdout, "stdout"), (popen.stderr, "stderr"))
+            if pipe is not None
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    def exit_code(self) -> int | None:
+        """The exit code once the leader ended (negative: killed by that signal).
+
+        Does not reap it, so the group id stays reserved until :meth:`reap`.
+        """
+        if self._exit_code is None:
+            try:
+                info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                code = self.popen.poll()
+                self._exit_code = 0 if code is None else code
+                return self._exit_code
+            if info is None:
+                return None
+            killed = info.si_code in (os.CLD_KILLED, os.CLD_DUMPED)
+            self._exit_code = -info.si_status if killed else info.si_status
+        return self._exit_code
+
+    def wait_exit(self, timeout: float | None) -> int | None:
+        """The exit code, waiting up to ``timeout`` seconds (``None``: no limit)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.exit_code()) is None:
+            remaining = _EXIT_POLL if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            time.sleep(min(_EXIT_POLL, remaining))
+        return code
+
+    def signal_group(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the whole process group; a group already gone is fine."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pgid, sig)
+
+    def drain(self) -> None:
+        """Wait briefly for the readers to reach EOF, so the output is complete."""
+        for reader in self.readers:
+            reader.join(_DRAIN_TIMEOUT)
+
+    def reap(self) -> int:
+        """SIGKILL what is left of the group, then reap the exited leader."""
+        self.signal_group(signal.SIGKILL)
+        code = self.popen.wait()
+        self.drain()
+        return code
