@@ -40,7 +40,8 @@ export function App(): ReactNode {
         {entry.name} has no story “{route.story}”.
       </p>
     );
-  } else if (project) {
+  } else {
+    // the canvas starts loading the component while the project setup still loads
     main = (
       <>
         <header className="studio-title" data-testid="studio-title">

@@ -54,37 +54,47 @@ function useModules(entry: ComponentEntry): Loaded {
   return loaded;
 }
 
-export function Canvas({ entry, story, project }: { entry: ComponentEntry; story: StoryEntry | null; project: Project }): ReactNode {
+export function Canvas({
+  entry,
+  story,
+  project,
+}: {
+  entry: ComponentEntry;
+  story: StoryEntry | null;
+  /** null while .storybook/preview and the wrapper are still loading */
+  project: Project | null;
+}): ReactNode {
   const loaded = useModules(entry);
 
+  const annotations = project?.annotations;
   const prepared = useMemo((): Prepared | Error | null => {
-    if (loaded.status !== 'ready') return null;
+    if (loaded.status !== 'ready' || !annotations) return null;
     const component = loaded.component ? pickComponent(loaded.component, entry) : undefined;
     if (!story) {
-      return prepare({ id: entry.id, name: entry.name, title: entry.name, component, project: project.annotations });
+      return prepare({ id: entry.id, name: entry.name, title: entry.name, component, project: annotations });
     }
     const meta = loaded.stories ? readMeta(loaded.stories) : {};
-    const annotations = loaded.stories ? readStory(loaded.stories, story.exportName) : undefined;
-    if (!annotations) return new Error(`${entry.storiesModule ?? entry.module} has no story export "${story.exportName}"`);
+    const storyAnnotations = loaded.stories ? readStory(loaded.stories, story.exportName) : undefined;
+    if (!storyAnnotations) return new Error(`${entry.storiesModule ?? entry.module} has no story export "${story.exportName}"`);
     return prepare({
       id: story.id,
       name: story.name,
       title: meta.title ?? entry.name,
       component: meta.component ?? component,
-      project: project.annotations,
+      project: annotations,
       meta,
-      story: annotations,
+      story: storyAnnotations,
     });
-  }, [loaded, entry, story, project.annotations]);
+  }, [loaded, entry, story, annotations]);
 
   let content: ReactNode;
-  if (project.error) {
+  if (project?.error) {
     content = <ErrorPanel title="Could not load the project setup (.storybook/preview or wrapper)" error={project.error} />;
   } else if (loaded.status === 'error') {
     content = <ErrorPanel title={`Could not load ${entry.module}`} error={loaded.error} />;
   } else if (prepared instanceof Error) {
     content = <ErrorPanel title="Story not found" error={prepared} />;
-  } else if (prepared) {
+  } else if (prepared && project) {
     const rendered = <Run prepared={prepared} />;
     content = (
       <ErrorBoundary key={`${entry.id}/${story?.exportName ?? ''}`}>
@@ -92,6 +102,7 @@ export function Canvas({ entry, story, project }: { entry: ComponentEntry; story
       </ErrorBoundary>
     );
   }
+  const state = project?.error || loaded.status === 'error' ? 'error' : prepared && project ? 'ready' : 'loading';
 
   return (
     <div
@@ -99,7 +110,7 @@ export function Canvas({ entry, story, project }: { entry: ComponentEntry; story
       data-testid="studio-canvas"
       data-component={entry.id}
       data-story={story?.id ?? ''}
-      data-state={project.error || loaded.status === 'error' ? 'error' : loaded.status}
+      data-state={state}
     >
       {content}
     </div>

@@ -7,8 +7,14 @@ import type { ComponentEntry } from './catalog';
 
 export type ModuleRecord = Record<string, unknown>;
 
+/**
+ * The full URL of a repository module. Full, not a path: Vite adds `?import`
+ * to a path-only dynamic import, and the browser would then hold a second
+ * instance of a module that other modules import statically (a context
+ * provider in the wrapper and the components reading it would not match).
+ */
 export function moduleUrl(repoRelative: string): string {
-  return encodeURI(config.fsBase + repoRelative);
+  return new URL(encodeURI(config.fsBase + repoRelative), window.location.origin).href;
 }
 
 /**

@@ -191,16 +191,24 @@ def test_story_render_functions_and_decorators_run_with_hooks(
 def test_a_component_without_stories_renders_with_no_props_inside_the_wrapper(
     ui_kit: Path, browser_page: Page
 ) -> None:
-    (ui_kit / "src" / "Hello.jsx").write_text("export const Hello = () => <p>hello from jsx</p>;\n")
-    (ui_kit / "src" / "StudioFrame.tsx").write_text(
-        "import type { ReactNode } from 'react';\n"
-        "export default function StudioFrame({ children }: { children: ReactNode }) {\n"
-        "  return <div data-testid='frame'>{children}</div>;\n}\n"
+    # The wrapper provides a context that the component reads from the same
+    # module: both must get one module instance, or the provider is not seen.
+    (ui_kit / "src" / "Providers.tsx").write_text(
+        "import { createContext, type ReactNode } from 'react';\n"
+        "export const Theme = createContext('no provider');\n"
+        "export default function Providers({ children }: { children: ReactNode }) {\n"
+        "  return <div data-testid='frame'><Theme.Provider value='studio theme'>\n"
+        "    {children}</Theme.Provider></div>;\n}\n"
     )
-    with run_studio(ui_kit, wrapper="src/StudioFrame.tsx") as server:
-        open_component(browser_page, server, "Hello")
+    (ui_kit / "src" / "Themed.jsx").write_text(
+        "import { useContext } from 'react';\n"
+        "import { Theme } from './Providers';\n"
+        "export const Themed = () => <p>theme: {useContext(Theme)}</p>;\n"
+    )
+    with run_studio(ui_kit, wrapper="src/Providers.tsx") as server:
+        open_component(browser_page, server, "Themed")
         frame = browser_page.locator("[data-testid=studio-canvas] [data-testid=frame]")
-        expect(frame).to_have_text("hello from jsx")
+        expect(frame).to_have_text("theme: studio theme")
 
 
 def test_a_component_that_throws_shows_the_error_instead_of_a_blank_page(
