@@ -102,6 +102,8 @@ export function Canvas({
       </ErrorBoundary>
     );
   }
+  // Storybook's `parameters.layout`: padded (default), centered or fullscreen
+  const layout = prepared && !(prepared instanceof Error) ? prepared.context.parameters.layout : undefined;
   const state = project?.error || loaded.status === 'error' ? 'error' : prepared && project ? 'ready' : 'loading';
 
   return (
@@ -111,6 +113,7 @@ export function Canvas({
       data-component={entry.id}
       data-story={story?.id ?? ''}
       data-state={state}
+      data-layout={typeof layout === 'string' ? layout : 'padded'}
     >
       {content}
     </div>

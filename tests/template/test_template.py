@@ -241,8 +241,14 @@ def test_an_atomic_edit_updates_the_dom_through_hmr_without_a_reload(
 
     source = studio.repo / "src" / "components" / "Button" / "Button.tsx"
     atomic_write(source, source.read_text().replace("'Click me'", "'Edited by HMR'"))
-
     expect(button).to_have_text("Edited by HMR")
+
+    # a story renders the component its stories module imports: that one updates too
+    page.locator("[data-testid=story-Button-Primary]").click()
+    expect(button).to_have_text("Save changes")
+    atomic_write(source, source.read_text().replace("{children ?? label}", "{children ?? label}!"))
+    expect(button).to_have_text("Save changes!")
+
     assert page.evaluate("window.__studioMarker") == "still here"
     save_screenshot(page, "template-button-after-hmr")
 
