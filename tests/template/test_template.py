@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,48 @@ def test_catalog_skips_non_components_and_matches_stories_kept_elsewhere(ui_kit:
     assert palette["module"] == "src/stories/Palette.stories.tsx"
     assert palette["exports"] == []
     assert [s["id"] for s in palette["stories"]] == ["palette--colors"]
+
+
+def test_catalog_reads_csf2_filters_and_qualifies_shared_names(ui_kit: Path) -> None:
+    legacy = ui_kit / "src" / "legacy"
+    legacy.mkdir()
+    (legacy / "Button.jsx").write_text("export const Button = () => <button>old</button>;\n")
+    (legacy / "Button.stories.jsx").write_text(
+        "import { Button } from './Button';\n"
+        "export default { component: Button, excludeStories: /.*Data$/ };\n"
+        "export const tableData = [1, 2];\n"
+        "export const Plain = (args) => <Button {...args} />;\n"
+        "Plain.args = { label: 'plain' };\n"
+        "Plain.storyName = 'Plain old';\n"
+    )
+    with run_studio(ui_kit) as server:
+        components = server.catalog()["components"]
+
+    buttons = [c for c in components if c["name"] == "Button"]
+    assert [c["id"] for c in buttons] == [
+        "Button@src/components/Button",
+        "Button@src/legacy",
+    ]
+    assert buttons[1]["stories"] == [
+        {
+            "id": "button-src-legacy--plain",
+            "name": "Plain old",
+            "exportName": "Plain",
+            "args": {"label": "plain"},
+        }
+    ]
+
+
+def test_template_sources_typecheck() -> None:
+    tsc = TEMPLATE_DIR / "node_modules" / ".bin" / "tsc"
+    result = subprocess.run(
+        [str(tsc), "--noEmit", "-p", "tsconfig.json"],
+        cwd=TEMPLATE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_invalid_config_stops_vite_with_a_clear_error(ui_kit: Path) -> None:
