@@ -205,16 +205,22 @@ def run_template(
     wrapper: str | None = None,
     component_glob: str = DEFAULT_COMPONENT_GLOB,
     ready_timeout: float = 60.0,
+    cwd: Path | None = None,
+    template_dir: Path = TEMPLATE_DIR,
 ) -> Iterator[TemplateServer]:
     """Prepare ``repo`` like a sandbox and serve it with the template until the block ends.
 
     ``deps_cache`` holds the per-lockfile ``npm ci`` installs (share one per
     test session). Raises :class:`TemplateStartError` when Vite exits or is not
-    ready in ``ready_timeout`` seconds.
+    ready in ``ready_timeout`` seconds. ``cwd`` overrides the working directory
+    (the repository, as the backend starts it) for tests of what goes wrong elsewhere;
+    ``template_dir`` a template other than ``studio-template/`` (with its node_modules).
     """
     install_repo_deps(repo, deps_cache)
     port = free_port()
-    studio = prepare_studio_dir(repo, port, wrapper=wrapper, component_glob=component_glob)
+    studio = prepare_studio_dir(
+        repo, port, wrapper=wrapper, component_glob=component_glob, template_dir=template_dir
+    )
     log_path = studio / "vite.log"
     argv = [
         "node",
@@ -228,7 +234,7 @@ def run_template(
         # run does not reach Vite before the fixture does.
         process = subprocess.Popen(
             argv,
-            cwd=repo,
+            cwd=cwd or repo,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

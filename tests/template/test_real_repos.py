@@ -1,0 +1,377 @@
+"""The studio template on repositories written the way people really write them.
+
+Each fixture under ``tests/fixtures/repos/`` becomes a real git repository with
+its own ``npm ci``'d dependencies, served by the real template (Vite 8) from
+``.studio/`` with cwd = the repository, and looked at by real Chromium:
+
+- ``tailwind``: Tailwind CSS 3 through the repository's PostCSS + Tailwind
+  config, global CSS imported by ``.storybook/preview.ts``;
+- ``provider``: styled-components reading a theme that only the preview's
+  decorator provides, and a react-router ``Link`` that only renders inside the
+  ``MemoryRouter`` of its story's decorator;
+- ``mixed``: CSS modules, default + named exports, barrels, stories in a
+  separate ``src/stories/`` tree, a ``vite.config.ts`` without the React plugin
+  (not loaded), and CommonJS / late-discovered dependencies (dayjs, clsx).
+
+Every page must render with no error panel, no console error, no 504 and no
+full reload after the first load.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import ConsoleMessage, Page, Response, expect
+
+from tests.support.browser import browser_page, chromium, save_screenshot
+from tests.support.gitrepo import repo_from_dir
+from tests.support.template_runner import TemplateServer, run_template
+
+# Fixtures of the browser plugin, used here until tests/conftest.py registers it.
+__all__ = ["browser_page", "chromium"]
+
+pytestmark = pytest.mark.slow
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "repos"
+# First renders compile Tailwind and pre-bundle dependencies on a shared 2-core
+# machine: generous, and only a ceiling against hanging.
+RENDER_TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="session")
+def deps_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where each fixture's lockfile is ``npm ci``'d once for the whole session."""
+    return tmp_path_factory.mktemp("repo-deps")
+
+
+def make_fixture_repo(kind: str, tmp_path: Path) -> Path:
+    """A fresh git repository holding a copy of ``tests/fixtures/repos/<kind>``."""
+    return repo_from_dir(FIXTURES / kind, tmp_path / kind)
+
+
+Serve = Callable[..., TemplateServer]
+
+
+@pytest.fixture
+def serve(tmp_path: Path, deps_cache: Path) -> Iterator[Serve]:
+    """``serve(kind)`` -> a running template on a fresh copy of that fixture; all stopped after."""
+    with ExitStack() as stack:
+
+        def start(kind: str, *, remove: tuple[str, ...] = ()) -> TemplateServer:
+            repo = make_fixture_repo(kind, tmp_path)
+            for rel in remove:
+                (repo / rel).unlink()
+            return stack.enter_context(run_template(repo, deps_cache))
+
+        yield start
+
+
+def by_id(catalog: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["id"]: c for c in catalog["components"]}
+
+
+def story_summary(component: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(s["exportName"], s["args"]) for s in component["stories"]]
+
+
+# -- watching the page -----------------------------------------------------------------------
+
+
+@dataclass
+class PageWatch:
+    """What a page did that a healthy studio page never does."""
+
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    bad_responses: list[str] = field(default_factory=list)
+    loads: int = 0
+
+    def attach(self, page: Page) -> None:
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+        page.on("response", self._on_response)
+        # "load" fires once per document: a second one is a full reload
+        # (Vite's re-optimisation answers 504 and reloads the page).
+        page.on("load", self._on_load)
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.console_errors.append(f"{message.text} @ {message.location}")
+
+    def _on_response(self, response: Response) -> None:
+        if response.status >= 400:
+            self.bad_responses.append(f"{response.status} {response.url}")
+
+    def _on_load(self, _page: Page) -> None:
+        self.loads += 1
+
+    def assert_clean(self, page: Page) -> None:
+        assert self.console_errors == []
+        assert self.page_errors == []
+        assert self.bad_responses == []
+        assert self.loads == 1, f"the page loaded {self.loads} times (a full reload happened)"
+        assert page.evaluate("window.__fixtureMarker") == "first load"
+
+
+def open_studio(page: Page, server: TemplateServer) -> PageWatch:
+    """Load the studio page once, watching it; components are then chosen in the sidebar."""
+    watch = PageWatch()
+    watch.attach(page)
+    page.goto(server.url)
+    expect(page.locator("[data-testid=studio-empty]")).to_be_visible(timeout=RENDER_TIMEOUT_MS)
+    # survives everything but a full reload
+    page.evaluate("window.__fixtureMarker = 'first load'")
+    return watch
+
+
+def select(page: Page, component: str, story: str | None = None) -> None:
+    """Click a component (or one of its stories) in the sidebar and wait for it to render."""
+    target = f"story-{component}-{story}" if story else f"component-{component}"
+    page.locator(f"[data-testid='{target}']").click()
+    canvas = page.locator("[data-testid=studio-canvas]")
+    expect(canvas).to_have_attribute("data-component", component)
+    expect(canvas).to_have_attribute("data-state", "ready", timeout=RENDER_TIMEOUT_MS)
+    expect(canvas.locator("[data-testid=studio-error]")).to_have_count(0)
+
+
+def css_colour(page: Page, value: str) -> str:
+    """How this browser computes ``value`` as a colour (``rgb(...)``), for exact comparisons."""
+    colour: str = page.evaluate(
+        """(value) => {
+            const probe = document.createElement('div');
+            probe.style.color = value;
+            document.body.appendChild(probe);
+            const computed = getComputedStyle(probe).color;
+            probe.remove();
+            return computed;
+        }""",
+        value,
+    )
+    return colour
+
+
+def canvas(page: Page) -> Any:
+    return page.locator("[data-testid=studio-canvas]")
+
+
+# -- tailwind --------------------------------------------------------------------------------
+
+
+def test_tailwind_catalog(serve: Serve) -> None:
+    components = by_id(serve("tailwind").components())
+    assert set(components) == {"Badge", "Button"}
+    button = components["Button"]
+    assert button["module"] == "src/components/ui/button.tsx"
+    assert button["exports"] == ["Button"]
+    assert button["storiesModule"] == "src/components/ui/button.stories.tsx"
+    assert story_summary(button) == [
+        ("Primary", {"children": "Save changes"}),
+        ("Outline", {"children": "Cancel", "variant": "outline"}),
+    ]
+    badge = components["Badge"]
+    assert (badge["module"], badge["exports"]) == ("src/components/ui/badge.tsx", ["default"])
+
+
+def test_tailwind_renders_with_the_repository_config(serve: Serve, browser_page: Page) -> None:
+    server = serve("tailwind")
+    page = browser_page
+    watch = open_studio(page, server)
+
+    select(page, "Button", "Primary")
+    button = canvas(page).get_by_role("button", name="Save changes")
+    # bg-primary is a colour of the repository's tailwind.config.js, fed by a
+    # CSS variable of src/index.css that only .storybook/preview.ts imports
+    expect(button).to_have_css("background-color", css_colour(page, "hsl(262 83% 58%)"))
+    expect(button).to_have_css("color", css_colour(page, "hsl(0 0% 100%)"))
+    expect(button).to_have_css("border-radius", "6px")  # rounded-md = calc(var(--radius) - 2px)
+    # `@apply bg-background` on body, the class that fails without the repo's config
+    body_background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert body_background == css_colour(page, "hsl(48 100% 96%)")
+    save_screenshot(page, "real-repo-tailwind")
+
+    select(page, "Button", "Outline")
+    outline = canvas(page).get_by_role("button", name="Cancel")
+    expect(outline).to_have_css("border-top-color", css_colour(page, "hsl(214 32% 91%)"))
+    expect(outline).to_have_css("background-color", body_background)
+
+    select(page, "Badge")
+    badge = canvas(page).locator("span.rounded-full")
+    expect(badge).to_have_css("background-color", css_colour(page, "hsl(210 40% 96%)"))
+
+    watch.assert_clean(page)
+
+
+def test_tailwind_fails_when_vite_runs_outside_the_repository(
+    tmp_path: Path, deps_cache: Path
+) -> None:
+    # The control for the test above: Tailwind 3 finds tailwind.config.js from
+    # the working directory, so the fixture only renders when Vite is started
+    # in the worktree, as the backend does.
+    repo = make_fixture_repo("tailwind", tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with run_template(repo, deps_cache, cwd=elsewhere) as server:
+        response = httpx.get(f"{server.url}@fs{repo}/src/index.css", timeout=30)
+    assert response.status_code == 500
+    assert "The `bg-background` class does not exist" in response.text
+
+
+# -- provider --------------------------------------------------------------------------------
+
+
+def test_provider_catalog(serve: Serve) -> None:
+    catalog = serve("provider").components()
+    assert catalog["preview"] == ".storybook/preview.tsx"
+    components = by_id(catalog)
+    assert set(components) == {"NavLink", "ThemedButton"}
+    assert components["ThemedButton"]["exports"] == ["ThemedButton"]
+    assert story_summary(components["ThemedButton"]) == [("Default", {"children": "Continue"})]
+    nav = components["NavLink"]
+    assert nav["storiesModule"] == "src/components/NavLink.stories.tsx"
+    assert story_summary(nav) == [("Default", {"to": "/settings", "label": "Settings"})]
+
+
+def test_provider_renders_inside_the_preview_and_story_decorators(
+    serve: Serve, browser_page: Page
+) -> None:
+    server = serve("provider")
+    page = browser_page
+    watch = open_studio(page, server)
+
+    select(page, "ThemedButton", "Default")
+    button = canvas(page).get_by_test_id("themed-button")
+    expect(button).to_have_text("Continue")
+    # theme.colors.primary, only reachable through the preview's ThemeProvider
+    expect(button).to_have_css("background-color", "rgb(13, 110, 253)")
+    expect(button).to_have_css("color", "rgb(255, 255, 255)")
+    # createGlobalStyle from the same decorator
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(248, 249, 250)"
+    save_screenshot(page, "real-repo-provider")
+
+    # preview decorators apply to a bare component too
+    select(page, "ThemedButton")
+    expect(canvas(page).get_by_test_id("themed-button")).to_have_css(
+        "background-color", "rgb(13, 110, 253)"
+    )
+
+    # the MemoryRouter comes from the story's own decorators, the theme from the preview's
+    select(page, "NavLink", "Default")
+    link = canvas(page).get_by_role("link", name="Settings")
+    expect(link).to_have_attribute("href", "/settings")
+    expect(link).to_have_css("color", "rgb(13, 110, 253)")
+
+    watch.assert_clean(page)
+
+
+def test_provider_theme_component_fails_visibly_without_the_preview(
+    serve: Serve, browser_page: Page
+) -> None:
+    # A control for the test above: without the preview's ThemeProvider the
+    # component really throws, and the studio shows why instead of a blank canvas.
+    server = serve("provider", remove=(".storybook/preview.tsx",))
+    assert server.components()["preview"] is None
+    page = browser_page
+    open_studio(page, server)
+    page.locator("[data-testid=story-ThemedButton-Default]").click()
+    error = canvas(page).locator("[data-testid=studio-error]")
+    expect(error).to_contain_text(
+        "Cannot read properties of undefined (reading 'primary')", timeout=RENDER_TIMEOUT_MS
+    )
+    expect(error).to_contain_text("ThemedButton.tsx")
+
+
+def test_provider_router_component_fails_visibly_without_its_story_decorator(
+    serve: Serve, browser_page: Page
+) -> None:
+    # The other control: the bare component (no story, so no MemoryRouter) throws
+    # in react-router's Link even though the preview still provides the theme.
+    server = serve("provider")
+    page = browser_page
+    open_studio(page, server)
+    page.locator("[data-testid=component-NavLink]").click()
+    # react-router 7's Link reads the router context before any invariant:
+    # "Cannot destructure property 'basename' of ... as it is null"
+    error = canvas(page).locator("[data-testid=studio-error]")
+    expect(error).to_contain_text("'basename'", timeout=RENDER_TIMEOUT_MS)
+    expect(error).to_contain_text("NavLink.tsx")
+
+
+# -- mixed -----------------------------------------------------------------------------------
+
+
+def test_mixed_catalog(serve: Serve) -> None:
+    catalog = serve("mixed").components()
+    assert catalog["preview"] is None
+    components = by_id(catalog)
+    # barrels (index.ts) and stories are not components
+    assert set(components) == {"Card", "DateLabel", "Tag"}
+
+    card = components["Card"]
+    assert card["module"] == "src/components/Card/Card.tsx"
+    assert sorted(card["exports"]) == ["CardTitle", "default"]
+    # a separate tree, matched through meta.component's import
+    assert card["storiesModule"] == "src/stories/Card.stories.tsx"
+    basic = {"title": "Quarterly report", "children": "Revenue is up 12%."}
+    assert story_summary(card) == [("Basic", basic), ("Elevated", {**basic, "elevated": True})]
+
+    date_label = components["DateLabel"]
+    assert sorted(date_label["exports"]) == ["DEFAULT_DATE_FORMAT", "DateLabel"]
+    # meta.component imported through the ../components barrel
+    assert date_label["storiesModule"] == "src/stories/DateLabel.stories.tsx"
+    assert story_summary(date_label) == [("LaunchDay", {"date": "2024-03-09"})]
+
+    tag = components["Tag"]
+    assert (tag["module"], tag["exports"], tag["stories"]) == (
+        "src/components/Tag/Tag.jsx",
+        ["default"],
+        [],
+    )
+
+
+def test_mixed_renders_css_modules_and_late_dependencies_without_reload(
+    serve: Serve, browser_page: Page
+) -> None:
+    server = serve("mixed")
+    page = browser_page
+    watch = open_studio(page, server)
+
+    select(page, "Card", "Basic")
+    card = canvas(page).get_by_test_id("card")
+    # a CSS-module class (hashed by Vite) applied, and its rules in effect
+    expect(card).to_have_class(re.compile(r"_card_\w+"))
+    expect(card).to_have_css("border-top-color", "rgb(34, 139, 34)")
+    expect(card).to_have_css("background-color", "rgb(240, 255, 240)")
+    expect(card).to_have_css("box-shadow", "none")
+    # the named export, rendered by the default one
+    expect(card.get_by_role("heading", name="Quarterly report")).to_have_css(
+        "color", "rgb(0, 100, 0)"
+    )
+    expect(card).to_contain_text("Revenue is up 12%.")
+    save_screenshot(page, "real-repo-mixed")
+
+    select(page, "Card", "Elevated")
+    expect(card).to_have_class(re.compile(r"_elevated_\w+"))
+    expect(card).not_to_have_css("box-shadow", "none")
+
+    # dayjs is CommonJS: pre-bundled at startup, not discovered on first render
+    select(page, "DateLabel", "LaunchDay")
+    expect(canvas(page).get_by_test_id("date-label")).to_have_text("9 March 2024")
+
+    select(page, "Tag")
+    expect(canvas(page).locator("span")).to_have_css("background-color", "rgb(255, 228, 196)")
+
+    watch.assert_clean(page)
+    log = server.log()
+    assert "new dependencies optimized" not in log
+    assert "reloading" not in log
+    # the studio's own Vite 8 served this, not the repository's Vite 7 and its
+    # vite.config.ts (which has no React plugin)
+    assert (server.repo / "node_modules" / "vite" / "package.json").is_file()
+    assert "VITE v8." in log
