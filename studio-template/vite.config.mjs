@@ -7,25 +7,29 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import react from '@vitejs/plugin-react';
+import { escapePath } from 'tinyglobby';
 import { defineConfig } from 'vite';
+import { createCatalog } from './plugin/discover.mjs';
 import { studioPlugin } from './plugin/plugin.mjs';
 import { loadStudioConfig } from './plugin/studio-config.mjs';
 
 const studioDir = path.dirname(fileURLToPath(import.meta.url));
 const config = loadStudioConfig(studioDir);
-const studio = studioPlugin(config);
-const studioInsideRepo = !path.relative(config.repoRoot, studioDir).startsWith('..');
+const catalog = createCatalog(config);
+const isInside = (dir, file) => file === dir || file.startsWith(dir + path.sep);
+const studioInsideRepo = isInside(config.repoRoot, studioDir);
 
 // The app's own entry plus every module it may import lazily: Vite scans them
 // at startup, so dependencies are optimised once instead of being discovered
-// on first render (which answers 504 and reloads the page).
-const entries = [path.join(studioDir, 'index.html'), ...studio.catalog.sourceFiles()];
+// on first render (which answers 504 and reloads the page). Vite globs them:
+// escaped, so that a worktree path with glob characters stays literal.
+const entries = [path.join(studioDir, 'index.html'), ...catalog.sourceFiles()].map(escapePath);
 
 export default defineConfig({
   root: studioDir,
   cacheDir: config.cacheDir,
   clearScreen: false,
-  plugins: [react(), studio],
+  plugins: [react(), studioPlugin(config, catalog)],
   resolve: {
     // one React for the studio and the repository, even when the repository installed its own
     dedupe: ['react', 'react-dom'],
@@ -45,7 +49,8 @@ export default defineConfig({
     fs: { strict: true, allow: studioInsideRepo ? [config.repoRoot] : [config.repoRoot, studioDir] },
     watch: {
       // in a sandbox the template never changes: watching .studio/ would only cost inotify watches
-      ignored: ['**/node_modules/**', '**/.git/**', ...(studioInsideRepo ? [`${studioDir}/**`] : [])],
+      // (a function, not a glob: the worktree path may hold glob characters)
+      ignored: ['**/node_modules/**', '**/.git/**', ...(studioInsideRepo ? [(file) => isInside(studioDir, file)] : [])],
     },
   },
 });

@@ -3,7 +3,7 @@
 // components or stories changed (a file added, removed or its exports edited).
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { createCatalog, globBase } from './discover.mjs';
+import { globBase } from './discover.mjs';
 
 export const CATALOG_PATH = '/__studio/components.json';
 export const CONFIG_MODULE = 'virtual:studio/config';
@@ -24,9 +24,11 @@ export function clientConfig(config) {
   };
 }
 
-/** The Vite plugin of Component Studio for the repository described by `config`. */
-export function studioPlugin(config) {
-  const catalog = createCatalog(config);
+/**
+ * The Vite plugin of Component Studio for the repository described by
+ * `config`, serving `catalog` (see discover.mjs).
+ */
+export function studioPlugin(config, catalog) {
   let current = null; // last catalog served, without generatedAt, to detect real changes
 
   const snapshot = () => {
@@ -37,7 +39,6 @@ export function studioPlugin(config) {
 
   return {
     name: 'component-studio',
-    catalog,
 
     resolveId(id) {
       return id === CONFIG_MODULE ? RESOLVED_CONFIG_MODULE : undefined;
