@@ -179,6 +179,7 @@ def test_tailwind_catalog(serve: Serve) -> None:
     assert (badge["module"], badge["exports"]) == ("src/components/ui/badge.tsx", ["default"])
 
 
+@pytest.mark.browser
 def test_tailwind_renders_with_the_repository_config(serve: Serve, browser_page: Page) -> None:
     server = serve("tailwind")
     page = browser_page
@@ -238,6 +239,7 @@ def test_provider_catalog(serve: Serve) -> None:
     assert story_summary(nav) == [("Default", {"to": "/settings", "label": "Settings"})]
 
 
+@pytest.mark.browser
 def test_provider_renders_inside_the_preview_and_story_decorators(
     serve: Serve, browser_page: Page
 ) -> None:
@@ -270,6 +272,7 @@ def test_provider_renders_inside_the_preview_and_story_decorators(
     watch.assert_clean(page)
 
 
+@pytest.mark.browser
 def test_provider_theme_component_fails_visibly_without_the_preview(
     serve: Serve, browser_page: Page
 ) -> None:
@@ -287,6 +290,7 @@ def test_provider_theme_component_fails_visibly_without_the_preview(
     expect(error).to_contain_text("ThemedButton.tsx")
 
 
+@pytest.mark.browser
 def test_provider_router_component_fails_visibly_without_its_story_decorator(
     serve: Serve, browser_page: Page
 ) -> None:
@@ -335,6 +339,7 @@ def test_mixed_catalog(serve: Serve) -> None:
     )
 
 
+@pytest.mark.browser
 def test_mixed_renders_css_modules_and_late_dependencies_without_reload(
     serve: Serve, browser_page: Page
 ) -> None:
