@@ -10,6 +10,8 @@ import pytest
 
 from tests.support.gitrepo import make_repo
 
+pytest_plugins = ["tests.support.browser", "tests.support.prism"]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -35,10 +35,7 @@ from studio.pr import (
     build_pr_body,
 )
 from tests.support.gitrepo import commit_all, git
-from tests.support.prism import VALID_TOKEN, GitHubFront, github_front, prism
-
-# Fixtures from tests/support/prism.py, used by name below.
-__all__ = ["github_front", "prism"]
+from tests.support.prism import VALID_TOKEN, GitHubFront
 
 REPO = "octo/hello"
 HEAD = "design/studio-abc123"

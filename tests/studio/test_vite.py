@@ -34,13 +34,12 @@ from studio.vite import (
     vite_argv,
     write_studio_config,
 )
-from tests.support.browser import browser_page, chromium, save_screenshot
+from tests.support.browser import save_screenshot
 from tests.support.fakeproc import fake_argv
 from tests.support.fakevite import install_fake_vite
 from tests.support.gitrepo import repo_from_dir
 
 # Fixtures used by the browser test; imported, so named here for the linter.
-__all__ = ["browser_page", "chromium"]
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "studio-template"

@@ -30,12 +30,11 @@ import httpx
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, Response, expect
 
-from tests.support.browser import browser_page, chromium, save_screenshot
+from tests.support.browser import save_screenshot
 from tests.support.gitrepo import repo_from_dir
 from tests.support.template_runner import TemplateServer, run_template
 
 # Fixtures of the browser plugin, used here until tests/conftest.py registers it.
-__all__ = ["browser_page", "chromium"]
 
 pytestmark = pytest.mark.slow
 

@@ -12,13 +12,12 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.support.browser import browser_page, chromium, save_screenshot
+from tests.support.browser import save_screenshot
 from tests.support.gitrepo import repo_from_dir
 from tests.template.fake_stream import FakeEventStream
 from tests.template.harness import TEMPLATE_DIR, UI_KIT, StudioServer, atomic_write, run_studio
 
 # Fixtures of the browser plugin, used here until tests/conftest.py registers it.
-__all__ = ["browser_page", "chromium"]
 
 UI_KIT_COMPONENTS = {"Button", "Card", "Input", "Modal"}
 
