@@ -1,1 +1,3 @@
-"""Component Studio: serve."""
+"""The HTTP and WebSocket API, served by Ray Serve."""
+
+__all__: list[str] = []

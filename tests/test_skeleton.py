@@ -1,13 +1,26 @@
-"""The package skeleton: public modules import and declare their surface."""
+"""The package skeleton: every public module imports and declares its surface."""
 
 import importlib
+import pkgutil
 
 import pytest
 
-MODULES = ["studio", "studio.errors", "studio.config", "studio.naming", "studio.layout"]
+PACKAGES = ["studio", "actors", "serve", "cluster"]
 
 
-@pytest.mark.parametrize("name", MODULES)
+def _public_modules() -> list[str]:
+    names = list(PACKAGES)
+    for package in PACKAGES:
+        path = importlib.import_module(package).__path__
+        names += [
+            f"{package}.{info.name}"
+            for info in pkgutil.iter_modules(path)
+            if not info.name.startswith("_")
+        ]
+    return names
+
+
+@pytest.mark.parametrize("name", _public_modules())
 def test_module_declares_all(name: str) -> None:
     module = importlib.import_module(name)
     assert isinstance(module.__all__, list)

@@ -1,0 +1,108 @@
+"""What the layers hand each other: the sandbox's answers, as plain models.
+
+These cross Ray process boundaries (sandbox actor -> manager -> Serve) and end
+up, field for field, in API responses, so they are pydantic models with only
+JSON-friendly values. The registry's own records live in ``studio.store``;
+these are the live views.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from studio.state import SandboxState
+
+__all__ = [
+    "CommitInfo",
+    "FinalizeResult",
+    "MonitorReport",
+    "RepositorySource",
+    "RollbackResult",
+    "SandboxInfo",
+    "UserInfo",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class RepositorySource(_Model):
+    """What a sandbox needs to know of its repository."""
+
+    name: str = Field(description="The repository's registered name.")
+    source: str = Field(description="Local path or clone URL the node mirrors.")
+    default_branch: str = Field("main", description="Branch sandboxes start from.")
+    github: str | None = Field(None, description="'owner/name' on GitHub, for pull requests.")
+
+
+class CommitInfo(_Model):
+    """One commit of a sandbox's branch, as the plan's ``git_commits`` lists it."""
+
+    hash: str
+    message: str
+    timestamp: datetime
+
+
+class SandboxInfo(_Model):
+    """A sandbox's status as the API shows it."""
+
+    id: str
+    owner: str
+    repository_id: int | None = None
+    status: SandboxState
+    renderer_url: str | None = None
+    websocket_url: str | None = None
+    branch: str
+    base_commit: str | None = None
+    git_commits: list[CommitInfo] = Field(default_factory=list)
+    last_activity: datetime
+    restarts: int = 0
+    node: str | None = None
+    port: int | None = None
+    error: str | None = None
+    last_seq: int = 0
+    pr_url: str | None = None
+    pr_number: int | None = None
+
+
+class MonitorReport(_Model):
+    """One on_monitor pass: what it saw and what it did."""
+
+    state: SandboxState
+    healthy: bool
+    restarted: bool = False
+    idle_seconds: float
+    idle_expired: bool = Field(
+        False, description="Inactive past timeout_hours: the caller tears it down."
+    )
+    error: str | None = None
+
+
+class RollbackResult(_Model):
+    """The plan's rollback response (``success``, ``current_hash``) plus the head it left."""
+
+    success: bool
+    current_hash: str
+    previous_hash: str
+
+
+class FinalizeResult(_Model):
+    """The plan's finalize response: ``pr_url``/``pr_number`` are None without a forge."""
+
+    pr_url: str | None
+    pr_number: int | None
+    branch: str
+    pushed_to: str
+    message: str
+    commits: int
+
+
+class UserInfo(_Model):
+    """A user as the API shows it (never with a token or its hash)."""
+
+    name: str
+    is_admin: bool = False
+    created_at: datetime | None = None
