@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.gitrepo import make_repo
 
-pytest_plugins = ["tests.support.browser", "tests.support.prism"]
+pytest_plugins = ["tests.support.browser", "tests.support.prism", "tests.support.ray_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

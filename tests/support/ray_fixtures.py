@@ -1,0 +1,48 @@
+"""One real local Ray per test session, shared by every Ray-using test.
+
+``ray.init`` costs seconds and a process can hold only one Ray connection, so
+the session starts it once. Tests that use it are exempt from the per-test
+child-process leak check (Ray's workers come and go); they clean up their own
+actors, Vite processes and worktrees instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+import ray
+
+from studio.naming import ACTOR_NAMESPACE
+
+__all__ = ["SANDBOX_SLOTS", "ray_session"]
+
+# Slots the session's single node declares, as a cluster of sandbox nodes would.
+SANDBOX_SLOTS = 40
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """A local Ray for the session, in the service's namespace."""
+    if ray.is_initialized():
+        yield
+        return
+    # Ray's Unix socket paths break past ~107 bytes: keep the temp dir short.
+    temp_dir = tempfile.mkdtemp(prefix="rs-", dir="/tmp")
+    ray.init(
+        address="local",
+        num_cpus=max(4, os.cpu_count() or 1),
+        resources={"sandbox_slot": SANDBOX_SLOTS},
+        include_dashboard=False,
+        namespace=ACTOR_NAMESPACE,
+        _temp_dir=temp_dir,
+        log_to_driver=False,
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
