@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +17,12 @@ from tests.support.gitrepo import make_repo
 pytest_plugins = ["tests.support.browser", "tests.support.prism", "tests.support.ray_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Every process this session starts inherits this variable (Ray's raylet and
+# workers, and through them each Vite), so the final leak check can find what
+# the session left behind even after a crash reparented it to init.
+SESSION_MARKER = "COMPONENT_STUDIO_TEST_SESSION"
+os.environ.setdefault(SESSION_MARKER, uuid.uuid4().hex)
 
 
 @pytest.fixture
@@ -52,3 +62,22 @@ def no_leaked_processes(request: pytest.FixtureRequest) -> Iterator[None]:
         except psutil.NoSuchProcess:
             continue
     assert not leaked, "test left processes running:\n" + "\n".join(leaked)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After every fixture is gone (Ray, Chromium, Prism): no process of ours is left."""
+    from tests.test_zz_leaks import session_processes
+
+    deadline = time.monotonic() + 15
+    left = session_processes()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.25)
+        left = [p for p in left if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    if left:
+        lines = []
+        for proc in left:
+            with contextlib.suppress(psutil.Error):
+                lines.append(f"{proc.pid}: {' '.join(proc.cmdline())}")
+        print("\nleak check: processes left after the session:\n" + "\n".join(lines))
+        if session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
