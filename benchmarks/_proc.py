@@ -1,0 +1,144 @@
+"""Small process, HTTP and git helpers the scenarios share (no service code involved)."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = [
+    "EXAMPLE_REPO",
+    "ROOT",
+    "TEMPLATE_DIR",
+    "free_port",
+    "git",
+    "http_ok",
+    "kill_group",
+    "sample_repo",
+    "spawn_group",
+    "wait_http_ok",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_REPO = ROOT / "examples" / "ui-kit"
+TEMPLATE_DIR = ROOT / "studio-template"
+_GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Studio Bench",
+    "GIT_AUTHOR_EMAIL": "bench@studio.invalid",
+    "GIT_COMMITTER_NAME": "Studio Bench",
+    "GIT_COMMITTER_EMAIL": "bench@studio.invalid",
+}
+
+
+def free_port() -> int:
+    """A loopback port the OS just handed out (free a moment ago)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def http_ok(host: str, port: int, path: str = "/@vite/client", timeout: float = 2.0) -> bool:
+    """Whether ``GET path`` answers 200 now.
+
+    http.client rather than httpx: no proxy lookup or client set-up inside the
+    timed loop, which would add its own milliseconds to every sample.
+    """
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def wait_http_ok(
+    host: str,
+    port: int,
+    timeout: float,
+    *,
+    path: str = "/@vite/client",
+    process: subprocess.Popen[bytes] | None = None,
+    interval: float = 0.01,
+) -> float:
+    """Poll until ``GET path`` is 200; return ``time.monotonic()`` at that moment.
+
+    RuntimeError when ``process`` exits first or ``timeout`` seconds pass.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if http_ok(host, port, path):
+            return time.monotonic()
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with code {process.returncode} before ready")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"http://{host}:{port}{path} not 200 after {timeout:g} s")
+        time.sleep(interval)
+
+
+def spawn_group(
+    argv: Sequence[str], cwd: Path, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in its own session (so the whole group can be killed), output to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def kill_group(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """SIGTERM the process group, SIGKILL it after ``grace`` s, and reap the leader."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace)
+    # npm run wrappers leave their Vite child behind: the group goes whole.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace)
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` with a fixed identity; stdout, raises on failure."""
+    result = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env={**os.environ, **_GIT_IDENTITY},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return result.stdout.strip()
+
+
+def sample_repo(dest: Path, source: Path = EXAMPLE_REPO, extra: Path | None = None) -> Path:
+    """A git repository at ``dest`` holding ``source`` (and ``extra`` as ``studio/``), on main."""
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("node_modules", ".git"))
+    if extra is not None:
+        shutil.copytree(
+            extra,
+            dest / "studio",
+            ignore=shutil.ignore_patterns(
+                "node_modules", ".vite-cache", "dist", "studio.config.json"
+            ),
+        )
+    git(dest, "init", "-q", "-b", "main")
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "-m", "initial commit")
+    return dest
