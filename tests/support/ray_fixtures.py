@@ -12,16 +12,30 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import ray
 
 from studio.naming import ACTOR_NAMESPACE
+from tests.support import ray_coverage
 
 __all__ = ["SANDBOX_SLOTS", "ray_session"]
 
 # Slots the session's single node declares, as a cluster of sandbox nodes would.
 SANDBOX_SLOTS = 40
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _coverage_runtime_env() -> dict[str, object]:
+    # Workers do not see the checkout on sys.path (the packages are installed,
+    # the tests are not): PYTHONPATH lets them import the setup hook.
+    return {
+        "worker_process_setup_hook": "tests.support.ray_coverage.start_saving",
+        "env_vars": {"PYTHONPATH": str(ROOT)},
+    }
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +54,7 @@ def ray_session() -> Iterator[None]:
         namespace=ACTOR_NAMESPACE,
         _temp_dir=temp_dir,
         log_to_driver=False,
+        runtime_env=_coverage_runtime_env() if ray_coverage.enabled() else None,
     )
     try:
         yield
