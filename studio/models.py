@@ -44,6 +44,7 @@ class CommitInfo(_Model):
     hash: str
     message: str
     timestamp: datetime
+    is_base: bool = Field(False, description="The commit the sandbox started from.")
 
 
 class SandboxInfo(_Model):

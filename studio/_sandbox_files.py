@@ -1,0 +1,127 @@
+"""A sandbox's file edits as one all-or-nothing change, and their commit messages.
+
+:class:`FileChange` checks every path and size of an edit before it touches
+the disk, then writes (atomically, file by file) or deletes, remembering what
+each file held; :meth:`FileChange.undo` puts every file back. The sandbox
+undoes the change when a later step (another file of the batch, the commit)
+fails, so an execute that fails leaves the worktree as it found it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from studio.config import COMMIT_TIMESTAMP_FORMAT, format_commit_message
+from studio.errors import InvalidRequest, NotFound, PayloadTooLarge
+from studio.paths import atomic_write, resolve_inside, safe_delete, write_file
+
+__all__ = ["FileChange", "commit_message"]
+
+
+def commit_message(
+    pattern: str,
+    *,
+    action: str,
+    files: list[str],
+    description: str,
+    sandbox_id: str,
+    now: datetime,
+) -> str:
+    """The commit message of an edit, from the sandbox's ``commit_pattern``.
+
+    Without a description the edit describes itself ("write_file src/a.tsx").
+    """
+    shown = files[0] if len(files) == 1 else f"{len(files)} files"
+    return format_commit_message(
+        pattern,
+        description=description.strip() or f"{action} {shown}",
+        action=action,
+        timestamp=now.strftime(COMMIT_TIMESTAMP_FORMAT),
+        file=", ".join(files),
+        sandbox=sandbox_id,
+    )
+
+
+@dataclass(frozen=True)
+class _Saved:
+    path: Path
+    content: bytes | None  # None: the file did not exist
+    mode: int | None
+    created_dirs: tuple[Path, ...]
+
+
+class FileChange:
+    """Writes and deletes inside ``root`` that can be undone together."""
+
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self._saved: list[_Saved] = []
+
+    def check_write(self, user_path: str, content: str) -> Path:
+        """Refuse a path or content :meth:`write` would refuse, touching nothing."""
+        size = len(content.encode("utf-8"))
+        if size > self.max_bytes:
+            raise PayloadTooLarge(
+                f"content of {user_path!r} is {size} bytes; the limit is {self.max_bytes}",
+                size=size,
+                limit=self.max_bytes,
+            )
+        target = resolve_inside(self.root, user_path)
+        if target.is_dir():
+            raise InvalidRequest(f"cannot write {user_path!r}: it is a directory", path=user_path)
+        return target
+
+    def write(self, user_path: str, content: str) -> str:
+        """Write ``content`` to ``user_path``; returns its path relative to the root."""
+        target = self.check_write(user_path, content)
+        self._remember(target)
+        write_file(self.root, user_path, content, self.max_bytes)
+        return target.relative_to(self.root.resolve()).as_posix()
+
+    def delete(self, user_path: str) -> str:
+        """Delete the file ``user_path``; returns its path relative to the root."""
+        target = resolve_inside(self.root, user_path)
+        try:
+            mode = os.lstat(target).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"no file {user_path!r} in the repository", path=user_path) from None
+        if stat.S_ISREG(mode):
+            self._remember(target)
+        safe_delete(self.root, user_path)
+        return target.relative_to(self.root.resolve()).as_posix()
+
+    def _remember(self, target: Path) -> None:
+        created: list[Path] = []
+        parent = target.parent
+        root = self.root.resolve()
+        while parent != root and not parent.exists():
+            created.append(parent)
+            parent = parent.parent
+        try:
+            info = os.lstat(target)
+        except FileNotFoundError:
+            self._saved.append(_Saved(target, None, None, tuple(created)))
+            return
+        content = target.read_bytes() if stat.S_ISREG(info.st_mode) else None
+        self._saved.append(_Saved(target, content, stat.S_IMODE(info.st_mode), tuple(created)))
+
+    def undo(self) -> None:
+        """Put every file this change touched back as it was (newest change first)."""
+        for saved in reversed(self._saved):
+            if saved.content is None:
+                saved.path.unlink(missing_ok=True)
+            else:
+                atomic_write(saved.path, saved.content)
+                if saved.mode is not None:
+                    saved.path.chmod(saved.mode)
+            for directory in saved.created_dirs:
+                # Only directories this change made, and only while empty.
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+        self._saved.clear()

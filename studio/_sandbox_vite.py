@@ -1,0 +1,247 @@
+"""The Vite of one sandbox: start, health, restart with backoff, FAILED past the limit.
+
+:class:`ViteSupervisor` belongs to a :class:`~studio.sandbox.ComponentStudioSandbox`
+and drives its RUNNING / RESTARTING / FAILED transitions. The restart decision is
+the pure :class:`~studio.process.RestartPolicy` built from the sandbox's config;
+the count of restarts in a row lives here rather than in the process manager,
+because a start that fails stops the manager and a fresh start would reset
+its count, so a Vite that crashes on every start would never reach the limit.
+
+A restart holds this supervisor's lock (not the sandbox's mutation lock):
+executes and reads go on meanwhile. :meth:`ViteSupervisor.close` interrupts a
+restart sleeping its backoff and kills whatever it may have spawned.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from studio import metrics
+from studio.config import RAY_WORKER_PORT_MIN
+from studio.errors import InvalidConfig, RestartLimitExceeded, StudioError
+from studio.ports import PortAllocator
+from studio.process import RestartPolicy, reap_orphans
+from studio.state import SandboxState
+from studio.vite import (
+    STUDIO_DIR,
+    ViteServer,
+    cleanup_studio_app,
+    generate_studio_app,
+    read_studio_config,
+)
+
+if TYPE_CHECKING:
+    from studio.sandbox import ComponentStudioSandbox
+
+__all__ = ["ViteSupervisor"]
+
+logger = logging.getLogger("studio.sandbox")
+
+S = SandboxState
+_OUTPUT_LINES = 50
+
+
+class ViteSupervisor:
+    """Starts, checks, restarts and stops one sandbox's Vite."""
+
+    def __init__(self, sandbox: ComponentStudioSandbox) -> None:
+        self._sandbox = sandbox
+        self.server: ViteServer | None = None
+        self.ports: PortAllocator | None = None
+        self.restarts = 0
+        self._in_row = 0
+        self._running_since: float | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    @property
+    def port(self) -> int | None:
+        server = self.server
+        return None if server is None else server.port
+
+    def output(self, lines: int = 200) -> list[str]:
+        """Vite's last ``lines`` lines of output (kept after it stopped)."""
+        server = self.server
+        return [] if server is None else server.output(lines)
+
+    def _policy(self) -> RestartPolicy:
+        config = self._sandbox.config
+        return RestartPolicy(
+            max_restarts=config.max_restarts,
+            backoff=config.restart_backoff,
+            backoff_max=config.restart_backoff_max,
+            stable_start=config.stable_start,
+        )
+
+    def _allocator(self) -> PortAllocator:
+        sandbox = self._sandbox
+        base = sandbox.config.vite_port
+        # The range must stay below Ray's worker ports whatever the config's base.
+        count = min(sandbox.settings.vite_port_count, RAY_WORKER_PORT_MIN - base)
+        if count < 1:
+            raise InvalidConfig(f"vite_port {base} leaves no port below {RAY_WORKER_PORT_MIN}")
+        return PortAllocator(
+            sandbox.layout.locks, host=sandbox.settings.host, base=base, count=count
+        )
+
+    # -- start ---------------------------------------------------------------
+
+    def start(self, *, recover: bool) -> None:
+        """Generate the studio app and start Vite until healthy (setup's last step)."""
+        sandbox = self._sandbox
+        pid_file = sandbox.layout.pid_file(f"vite-{sandbox.sandbox_id}")
+        worktree = sandbox.worktree_path
+        with self._lock:
+            self._stopping.clear()
+            ports = self.ports = self._allocator()
+            preferred = None
+            if recover:
+                # What the previous incarnation left: its Vite, its reservation, its port.
+                if reap_orphans(pid_file):
+                    logger.warning(
+                        "reaped the previous Vite", extra={"sandbox_id": sandbox.sandbox_id}
+                    )
+                ports.release_owner(sandbox.sandbox_id)
+                preferred = self._previous_port()
+            port = ports.allocate(sandbox.sandbox_id, preferred=preferred)
+            generate_studio_app(
+                worktree,
+                template_dir=sandbox.settings.template_dir,
+                cache_root=sandbox.layout.install_cache,
+                port=port,
+                host=sandbox.settings.host,
+                ws_url=sandbox.websocket_url(),
+                sandbox_id=sandbox.sandbox_id,
+                component_glob=sandbox.config.component_glob,
+                wrapper=sandbox.config.wrapper_component,
+            )
+            server = ViteServer(
+                worktree,
+                ports=ports,
+                unhealthy_threshold=sandbox.config.unhealthy_threshold,
+                ready_timeout=sandbox.config.ready_timeout,
+                pid_file=pid_file,
+            )
+            self.server = server
+            server.start(timeout=sandbox.config.ready_timeout)
+            self._running_since = time.monotonic()
+            self._in_row = 0
+
+    def _previous_port(self) -> int | None:
+        studio_dir = self._sandbox.worktree_path / STUDIO_DIR
+        try:
+            port = read_studio_config(studio_dir).get("port")
+        except StudioError:
+            return None
+        return port if isinstance(port, int) else None
+
+    # -- health and restarts -------------------------------------------------
+
+    def check_and_restart(self) -> tuple[bool, bool]:
+        """One monitor pass: (healthy now, restarted in this pass).
+
+        An unhealthy Vite is restarted with backoff until it is healthy again
+        or the restart limit is hit (then the sandbox is FAILED with an
+        ``error`` event carrying Vite's last output). A pass that finds another
+        pass restarting returns at once.
+        """
+        if not self._lock.acquire(blocking=False):
+            return False, False
+        try:
+            server = self.server
+            if server is None or self._stopping.is_set():
+                return False, False
+            if self._sandbox.state is S.RUNNING and server.check_health():
+                self._reset_if_stable()
+                return True, False
+            return self._restart_loop(server)
+        finally:
+            self._lock.release()
+
+    def _reset_if_stable(self) -> None:
+        since = self._running_since
+        if since is not None and time.monotonic() - since >= self._sandbox.config.stable_start:
+            self._in_row = 0
+
+    def _restart_loop(self, server: ViteServer) -> tuple[bool, bool]:
+        sandbox = self._sandbox
+        policy = self._policy()
+        since = self._running_since
+        ran_for = 0.0 if since is None else time.monotonic() - since
+        output = server.output(_OUTPUT_LINES)
+        restarted = False
+        while True:
+            decision = policy.decide(self._in_row, ran_for)
+            if decision.reset_count:
+                self._in_row = 0
+            if not decision.allowed:
+                server.stop()
+                sandbox.fail(
+                    RestartLimitExceeded(
+                        f"Vite failed again after {self._in_row} restart(s) in a row "
+                        f"(max_restarts={policy.max_restarts}); the sandbox is FAILED. Its "
+                        "commits are kept: tear it down, or finalize it.",
+                        output=output,
+                        restarts=self.restarts,
+                    ),
+                    output=output,
+                )
+                return False, restarted
+            if sandbox.state is not S.RESTARTING and not sandbox.transition_if(
+                frozenset({S.RUNNING}), S.RESTARTING
+            ):
+                return False, restarted  # being torn down
+            if self._stopping.wait(decision.delay):
+                return False, restarted
+            self._in_row += 1
+            self.restarts += 1
+            restarted = True
+            metrics.record(self._count_restart)
+            logger.warning(
+                "restarting Vite (%d in a row)",
+                self._in_row,
+                extra={"sandbox_id": sandbox.sandbox_id, "restarts": self.restarts},
+            )
+            try:
+                server.stop()
+                server.start(timeout=sandbox.config.ready_timeout)
+            except StudioError as exc:
+                if self._stopping.is_set():
+                    return False, restarted
+                output = list(exc.details.get("output") or server.output(_OUTPUT_LINES))
+                ran_for = 0.0
+                continue
+            if self._stopping.is_set():
+                return False, restarted
+            self._running_since = time.monotonic()
+            sandbox.transition_if(frozenset({S.RESTARTING}), S.RUNNING)
+            return True, restarted
+
+    def _count_restart(self) -> None:
+        metrics.vite_restarts().inc(tags={"sandbox": self._sandbox.sandbox_id})
+
+    # -- stop ----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop Vite (interrupting a restart), release its port, remove ``.studio/``."""
+        sandbox = self._sandbox
+        self._stopping.set()
+        server = self.server
+        if server is not None:
+            # Unblocks a restart waiting for Vite to become ready.
+            server.close()
+        with self._lock:
+            # A restart may have spawned Vite between the close above and its end.
+            if server is not None:
+                server.close()
+            if self.ports is not None:
+                self.ports.release_owner(sandbox.sandbox_id)
+            # Without a server of ours (nothing started here), the pid file names
+            # the Vite a previous incarnation left; it is killed.
+            cleanup_studio_app(
+                sandbox.worktree_path,
+                pid_file=sandbox.layout.pid_file(f"vite-{sandbox.sandbox_id}"),
+            )

@@ -1,0 +1,616 @@
+"""One sandbox as plain Python: worktree, Vite, commits, rollback, events. No Ray.
+
+:class:`ComponentStudioSandbox` carries a sandbox through the lifecycle of
+``studio.state`` with the plan's hooks: :meth:`~ComponentStudioSandbox.on_setup`,
+:meth:`~ComponentStudioSandbox.on_monitor`, :meth:`~ComponentStudioSandbox.on_execute`,
+:meth:`~ComponentStudioSandbox.on_teardown`. The Ray actor wraps one of these.
+
+Threads: every method blocks and is thread-safe. Mutations (file writes,
+rollbacks, finalize, teardown) take one lock, so they never interleave; reads
+(history, file reads, info, logs) take none, and do not wait for a Vite
+restart, which holds a lock of its own. Every transition, commit, rollback
+and error is appended to :attr:`~ComponentStudioSandbox.events`.
+
+Durability: after each commit, rollback or undo the branch is pushed (forced)
+to the mirror's ``origin`` in the background (see ``_sandbox_push``), so
+another node can recover the sandbox from there with ``on_setup(recover=True)``.
+The Vite restart loop lives in ``_sandbox_vite``; the all-or-nothing file edits
+in ``_sandbox_files``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from studio import metrics
+from studio._sandbox_files import FileChange, commit_message
+from studio._sandbox_push import BranchPusher
+from studio._sandbox_vite import ViteSupervisor
+from studio.commands import (
+    DeleteFile,
+    ExecuteCommand,
+    ExecuteResult,
+    ListFiles,
+    ReadFile,
+    WriteFile,
+    WriteFiles,
+)
+from studio.config import ComponentStudioConfig, StudioSettings
+from studio.errors import (
+    GitError,
+    InvalidRequest,
+    InvalidState,
+    ServiceUnavailable,
+    StudioError,
+)
+from studio.events import EventLog
+from studio.git import Commit, Mirror, Worktree
+from studio.layout import StateLayout
+from studio.messages import (
+    ClientComponentSelected,
+    ComponentSelectedPayload,
+    ErrorPayload,
+    MessageType,
+    RollbackPayload,
+    StatusPayload,
+    parse_client_message,
+)
+from studio.models import (
+    CommitInfo,
+    FinalizeResult,
+    MonitorReport,
+    RepositorySource,
+    RollbackResult,
+    SandboxInfo,
+)
+from studio.naming import branch_name
+from studio.paths import list_files, read_text_file
+from studio.pr import LocalProvider, PullRequestProvider, build_pr_body
+from studio.state import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    TRANSITIONS,
+    SandboxState,
+    check_transition,
+    require_state,
+)
+from studio.vite import renderer_url
+
+__all__ = ["FLUSH_TIMEOUT", "ComponentStudioSandbox"]
+
+logger = logging.getLogger(__name__)
+
+S = SandboxState
+# Where execute and rollback are allowed: Vite may be restarting, the files are there.
+_WORKING = frozenset({S.RUNNING, S.RESTARTING})
+_FINALIZABLE = frozenset({S.RUNNING, S.RESTARTING, S.FAILED})
+# How long teardown and finalize wait for background pushes.
+FLUSH_TIMEOUT = 60.0
+_DEFAULT_BRANCH = ComponentStudioConfig.model_fields["branch"].default
+
+
+def _utc(stamp: float) -> datetime:
+    return datetime.fromtimestamp(stamp, UTC)
+
+
+def _commit_info(commit: Commit) -> CommitInfo:
+    return CommitInfo(
+        hash=commit.hash,
+        message=commit.message,
+        timestamp=commit.timestamp,
+        is_base=commit.is_base,
+    )
+
+
+class ComponentStudioSandbox:
+    """A live sandbox: a worktree on ``design/studio-<id>`` and the Vite that renders it."""
+
+    def __init__(
+        self,
+        sandbox_id: str,
+        repository: RepositorySource,
+        config: ComponentStudioConfig,
+        settings: StudioSettings,
+        *,
+        owner: str = "",
+        start_seq: int = 1,
+        node: str | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        base_commit: str | None = None,
+    ) -> None:
+        self.events = EventLog(sandbox_id, start_seq=start_seq)
+        self.sandbox_id = sandbox_id
+        self.owner = owner
+        self.repository = repository
+        self.config = config
+        self.settings = settings
+        self.node = node
+        self.layout = StateLayout(settings.state_dir)
+        self.branch = branch_name(sandbox_id)
+        self.state = S.PENDING
+        self.last_activity = time.time()
+        self.base_commit = base_commit
+        self.error: str | None = None
+        self.pr_url: str | None = None
+        self.pr_number: int | None = None
+        self._on_event = on_event
+        self._mirror: Mirror | None = None
+        self._worktree: Worktree | None = None
+        self._commits: list[CommitInfo] | None = None
+        # Order: _mutation, then _state. _state guards transitions and events only.
+        self._mutation = threading.Lock()
+        self._state_lock = threading.RLock()
+        self.vite = ViteSupervisor(self)
+        self.pusher = BranchPusher(self._push_origin, name=f"push-{sandbox_id}")
+
+    # -- what the layers read ------------------------------------------------
+
+    @property
+    def base_branch(self) -> str:
+        """The source branch the sandbox starts from: the config's when set, else the repo's."""
+        if self.config.branch != _DEFAULT_BRANCH:
+            return self.config.branch
+        return self.repository.default_branch
+
+    @property
+    def worktree_path(self) -> Path:
+        """Where this node keeps the sandbox's worktree."""
+        return self.layout.worktree(self.sandbox_id)
+
+    @property
+    def restarts(self) -> int:
+        """Vite restarts so far (over the sandbox's life on this object)."""
+        return self.vite.restarts
+
+    @property
+    def port(self) -> int | None:
+        """Vite's port while it has one."""
+        return self.vite.port
+
+    @property
+    def renderer_url(self) -> str | None:
+        """``http://<public host>:<port>/`` while the sandbox is live."""
+        port = self.port
+        if port is None or self.state not in ACTIVE_STATES:
+            return None
+        return renderer_url(self.settings.public_host or self.settings.host, port)
+
+    def websocket_url(self, api_port: int | None = None) -> str:
+        """The studio page's event WebSocket, through the API's port."""
+        host = self.settings.public_host or self.settings.host
+        port = api_port or self.config.websocket_port
+        return f"ws://{host}:{port}/api/v1/sandboxes/{self.sandbox_id}/ws"
+
+    # -- events and states ---------------------------------------------------
+
+    def publish(self, kind: MessageType, payload: Any) -> None:
+        """Append an event and tell ``on_event`` (a failing callback is only logged)."""
+        message = self.events.append(kind, payload)
+        if self._on_event is not None:
+            try:
+                self._on_event(message.model_dump(mode="json", exclude_none=True))
+            except Exception:
+                logger.exception("on_event callback failed", extra=self.log_fields())
+
+    def transition(
+        self, target: SandboxState, *, detail: str | None = None, recovered: bool | None = None
+    ) -> None:
+        """Move to ``target`` (the one guard of ``studio.state``) and publish a status event."""
+        with self._state_lock:
+            check_transition(self.state, target)
+            old, self.state = self.state, target
+            self.publish(
+                MessageType.STATUS,
+                StatusPayload(
+                    status=target.value,
+                    detail=detail,
+                    restarts=self.restarts,
+                    recovered=recovered,
+                ),
+            )
+        logger.info(
+            "sandbox %s -> %s",
+            old.value,
+            target.value,
+            extra={**self.log_fields(), "detail": detail},
+        )
+
+    def transition_if(self, allowed: frozenset[SandboxState], target: SandboxState) -> bool:
+        """:meth:`transition` only from one of ``allowed``; whether it happened."""
+        with self._state_lock:
+            if self.state not in allowed:
+                return False
+            self.transition(target)
+            return True
+
+    def fail(self, error: StudioError | str, *, output: list[str] | None = None) -> None:
+        """Go FAILED (when the table allows) with an ``error`` event saying why."""
+        message = error.message if isinstance(error, StudioError) else error
+        code = error.code if isinstance(error, StudioError) else None
+        if output is None and isinstance(error, StudioError):
+            output = error.details.get("output")
+        with self._state_lock:
+            self.error = message
+            self.publish(
+                MessageType.ERROR,
+                ErrorPayload(message=message, code=code, output=list(output or []) or None),
+            )
+            if self.state is not S.FAILED and S.FAILED in TRANSITIONS[self.state]:
+                self.transition(S.FAILED, detail=message)
+        logger.error("sandbox failed: %s", message, extra=self.log_fields())
+
+    def log_fields(self) -> dict[str, Any]:
+        """Structured fields for log records about this sandbox."""
+        return {"sandbox_id": self.sandbox_id, "node": self.node, "state": self.state.value}
+
+    def touch(self) -> None:
+        """Record activity now (API calls, WebSocket messages)."""
+        self.last_activity = time.time()
+
+    # -- setup ---------------------------------------------------------------
+
+    def on_setup(self, *, recover: bool = False) -> SandboxInfo:
+        """Mirror, worktree, studio app and Vite; ends RUNNING or raises (then FAILED).
+
+        ``recover=True`` (an actor that restarted, maybe on another node): kill the
+        Vite a previous incarnation left, reattach the worktree or recreate it from
+        the branch on origin, and say ``recovered`` in the status event.
+        """
+        with self._mutation:
+            with self._state_lock:
+                if self.state not in (S.PENDING, S.FAILED):
+                    raise InvalidState(
+                        f"cannot set up: the sandbox is {self.state.value} (needs pending "
+                        "or failed)",
+                        state=self.state.value,
+                    )
+                recover = recover or self.state is S.FAILED
+                self.transition(S.STARTING, recovered=recover or None)
+            started = time.monotonic()
+            try:
+                self._prepare_worktree(recover)
+                self.vite.start(recover=recover)
+            except StudioError as exc:
+                self.fail(exc)
+                raise
+            except Exception as exc:
+                self.fail(f"setup failed: {exc}")
+                raise
+            self.error = None
+            self.touch()
+            self.transition(S.RUNNING, recovered=recover or None)
+        elapsed = time.monotonic() - started
+        metrics.record(lambda: metrics.create_to_ready_seconds().observe(elapsed))
+        return self.info()
+
+    def _prepare_worktree(self, recover: bool) -> None:
+        self.layout.worktrees.mkdir(parents=True, exist_ok=True)
+        mirror = Mirror.ensure(self.layout.mirror(self.repository.name), self.repository.source)
+        self._mirror = mirror
+        path = self.worktree_path
+        if recover:
+            try:
+                worktree = mirror.attach_worktree(self.sandbox_id, path, self.base_commit)
+            except GitError as exc:
+                if mirror.branch_exists(self.branch) or path.exists():
+                    raise
+                # The previous incarnation died before it made the branch: start afresh.
+                logger.info("nothing to recover (%s); new worktree", exc, extra=self.log_fields())
+                worktree = mirror.add_worktree(self.sandbox_id, path, self.base_branch)
+        else:
+            worktree = mirror.add_worktree(self.sandbox_id, path, self.base_branch)
+        self._worktree = worktree
+        self.base_commit = worktree.base_commit
+        self._commits = None
+
+    # -- monitor -------------------------------------------------------------
+
+    def on_monitor(self) -> MonitorReport:
+        """Check Vite; restart it with backoff when unhealthy (FAILED past max_restarts).
+
+        Also says whether the sandbox has been idle past ``timeout_hours`` (the
+        caller tears it down then).
+        """
+        restarted = False
+        healthy = False
+        if self.state in (S.RUNNING, S.RESTARTING):
+            healthy, restarted = self.vite.check_and_restart()
+        idle = max(time.time() - self.last_activity, 0.0)
+        return MonitorReport(
+            state=self.state,
+            healthy=healthy,
+            restarted=restarted,
+            idle_seconds=idle,
+            idle_expired=idle > self.config.timeout_hours * 3600,
+            error=self.error,
+        )
+
+    # -- execute -------------------------------------------------------------
+
+    def _working_tree(self, action: str) -> Worktree:
+        require_state(self.state, _WORKING, action)
+        worktree = self._worktree
+        if worktree is None:
+            raise InvalidState(f"cannot {action}: the sandbox has no worktree", state="no_worktree")
+        return worktree
+
+    def on_execute(self, command: ExecuteCommand) -> ExecuteResult:
+        """Run a file command; writes and deletes are serialized and committed."""
+        started = time.monotonic()
+        try:
+            if isinstance(command, ReadFile | ListFiles):
+                return self._read(command)
+            with self._mutation:
+                return self._mutate(command)
+        finally:
+            elapsed = time.monotonic() - started
+            name = command.command
+            metrics.record(
+                lambda: metrics.execute_seconds().observe(elapsed, tags={"command": name})
+            )
+
+    def _read(self, command: ReadFile | ListFiles) -> ExecuteResult:
+        worktree = self._working_tree(command.command)
+        self.touch()
+        if isinstance(command, ReadFile):
+            content = read_text_file(worktree.path, command.file_path, self.settings.max_file_bytes)
+            return ExecuteResult(output=f"read {command.file_path}", content=content)
+        listing = list_files(worktree.path, command.file_path)
+        note = " (truncated)" if listing.truncated else ""
+        return ExecuteResult(output=f"{len(listing.files)} files{note}", files=listing.files)
+
+    def _mutate(self, command: WriteFile | WriteFiles | DeleteFile) -> ExecuteResult:
+        worktree = self._working_tree(command.command)
+        self.touch()
+        change = FileChange(worktree.path, self.settings.max_file_bytes)
+        try:
+            if isinstance(command, WriteFile):
+                files = [change.write(command.file_path, command.content)]
+            elif isinstance(command, WriteFiles):
+                # Every path is checked before the first byte is written.
+                for item in command.files:
+                    change.check_write(item.file_path, item.content)
+                files = [change.write(item.file_path, item.content) for item in command.files]
+            else:
+                files = [change.delete(command.file_path)]
+            files = sorted(set(files))
+            if not self.config.auto_commit:
+                return ExecuteResult(
+                    output=f"{command.command}: {', '.join(files)} (not committed)"
+                )
+            message = commit_message(
+                self.config.commit_pattern,
+                action=command.command,
+                files=files,
+                description=command.description,
+                sandbox_id=self.sandbox_id,
+                now=datetime.now(UTC),
+            )
+            result = worktree.auto_commit(message, files)
+        except BaseException:
+            change.undo()
+            raise
+        if not result.committed or result.hash is None:
+            return ExecuteResult(output=f"{command.command}: {', '.join(files)} unchanged")
+        self._commits = None
+        self.publish(
+            MessageType.COMMIT,
+            {
+                "hash": result.hash,
+                "message": message,
+                "files": list(result.files),
+                "timestamp": datetime.now(UTC),
+            },
+        )
+        self.pusher.request()
+        return ExecuteResult(output=f"committed {', '.join(result.files)}", commit_hash=result.hash)
+
+    # -- rollback and history ------------------------------------------------
+
+    def rollback(
+        self, *, commit_hash: str | None = None, steps: int | None = None, undo: bool = False
+    ) -> RollbackResult:
+        """Move the branch back to ``commit_hash``, by ``steps``, or undo the last rollback."""
+        chosen = sum([commit_hash is not None, steps is not None, undo])
+        if chosen != 1:
+            raise InvalidRequest("give exactly one of commit_hash, steps or undo=True")
+        with self._mutation:
+            worktree = self._working_tree("roll back")
+            self.touch()
+            previous = worktree.head()
+            if undo:
+                current = worktree.undo_rollback()
+            elif steps is not None:
+                current = worktree.rollback_steps(steps)
+            else:
+                current = worktree.rollback_to(str(commit_hash))
+            self._commits = None
+            self.publish(
+                MessageType.ROLLBACK,
+                RollbackPayload(current_hash=current, previous_hash=previous),
+            )
+            self.pusher.request()
+        return RollbackResult(success=True, current_hash=current, previous_hash=previous)
+
+    def history(self, count: int = 50) -> list[CommitInfo]:
+        """The branch's commits since its base, newest first, the base last (``is_base``)."""
+        source = self._history_source()
+        if source is None:
+            return []
+        return [_commit_info(c) for c in source.history(count)]
+
+    def _history_source(self) -> Worktree | None:
+        if self._worktree is not None and self._worktree.path.exists():
+            return self._worktree
+        mirror, base = self._mirror, self.base_commit
+        if mirror is None or base is None or not mirror.branch_exists(self.branch):
+            return None
+        # Torn down: the branch still lives in the mirror, and git log works there.
+        return Worktree(mirror, mirror.path, self.sandbox_id, base)
+
+    def _commit_list(self) -> list[CommitInfo]:
+        commits = self._commits
+        if commits is None:
+            commits = self.history()
+            self._commits = commits
+        return commits
+
+    # -- reads of the running app --------------------------------------------
+
+    def components(self) -> dict[str, Any]:
+        """The component catalog Vite's studio plugin serves (``/__studio/components.json``)."""
+        require_state(self.state, _WORKING, "list components")
+        port = self.port
+        if port is None:
+            raise ServiceUnavailable("Vite has no port yet; retry shortly")
+        conn = http.client.HTTPConnection(self.settings.host, port, timeout=10)
+        try:
+            conn.request("GET", "/__studio/components.json")
+            response = conn.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise ServiceUnavailable(
+                    f"Vite answered {response.status} for the component catalog; retry shortly",
+                    status=response.status,
+                )
+        except (OSError, http.client.HTTPException) as exc:
+            raise ServiceUnavailable(
+                f"Vite is not answering on port {port} ({exc}); it may be restarting"
+            ) from exc
+        finally:
+            conn.close()
+        data = json.loads(body)
+        return data if isinstance(data, dict) else {"components": data}
+
+    def logs(self, lines: int = 200) -> list[str]:
+        """Vite's last ``lines`` lines of output, newest last."""
+        return self.vite.output(lines)
+
+    def publish_client_message(self, message: dict[str, Any], client_id: str) -> None:
+        """A studio page's ``component-selected``, rebroadcast with the sender's id."""
+        parsed = parse_client_message(json.dumps(message))
+        self.touch()
+        if isinstance(parsed, ClientComponentSelected):
+            payload = ComponentSelectedPayload(
+                component=parsed.payload.component,
+                story=parsed.payload.story,
+                client_id=client_id[:128] or None,
+            )
+            self.publish(MessageType.COMPONENT_SELECTED, payload)
+
+    # -- durability ----------------------------------------------------------
+
+    def _push_origin(self) -> None:
+        worktree = self._worktree
+        if worktree is not None and worktree.path.exists():
+            worktree.push("origin", force=True)
+
+    def flush(self, timeout: float = FLUSH_TIMEOUT) -> bool:
+        """Wait up to ``timeout`` s for background pushes; whether all of them ran."""
+        return self.pusher.flush(timeout)
+
+    # -- the end -------------------------------------------------------------
+
+    def finalize(
+        self, title: str, description: str, provider: PullRequestProvider | None
+    ) -> FinalizeResult:
+        """Push the branch, open a pull request, tear down (FINALIZED).
+
+        A push or pull request failure leaves the sandbox as it was and raises
+        (:class:`~studio.errors.PullRequestError` from the forge).
+        """
+        provider = provider or LocalProvider()
+        with self._mutation:
+            require_state(self.state, _FINALIZABLE, "finalize")
+            worktree = self._worktree
+            if worktree is None:
+                raise InvalidState("cannot finalize: the sandbox has no worktree", state="none")
+            self.pusher.flush(FLUSH_TIMEOUT)
+            remote = provider.authenticated_remote_url(self.repository.source)
+            worktree.push(remote, force=True)
+            target = self.repository.github or self.repository.source
+            commits = [c for c in worktree.history(10_000) if not c.is_base]
+            body = build_pr_body(description, list(reversed(commits)), sandbox_id=self.sandbox_id)
+            pr = provider.open_pull_request(
+                target, head=self.branch, base=self.base_branch, title=title, body=body
+            )
+            self.pr_url, self.pr_number = pr.url, pr.number
+            self._teardown_locked(S.FINALIZED)
+        return FinalizeResult(
+            pr_url=pr.url,
+            pr_number=pr.number,
+            branch=self.branch,
+            pushed_to=provider.redact(pr.pushed_to),
+            message=pr.message,
+            commits=len(commits),
+        )
+
+    def on_teardown(self, *, final_state: SandboxState = S.STOPPED) -> SandboxInfo:
+        """Stop Vite, remove ``.studio/`` and the worktree, release the port; idempotent.
+
+        The branch and every commit stay, in the mirror and (pushed) on origin.
+        """
+        if final_state not in TERMINAL_STATES:
+            raise InvalidState(
+                f"a teardown ends stopped or finalized, not {final_state.value}",
+                state=self.state.value,
+            )
+        with self._mutation:
+            if self.state not in TERMINAL_STATES:
+                self._teardown_locked(final_state)
+        return self.info()
+
+    def _teardown_locked(self, final_state: SandboxState) -> None:
+        with self._state_lock:
+            if self.state is not S.STOPPING:
+                self.transition(S.STOPPING)
+        if not self.pusher.close(FLUSH_TIMEOUT):
+            logger.warning("pushes still pending at teardown", extra=self.log_fields())
+        self.vite.close()
+        mirror = self._mirror or self._existing_mirror()
+        path = self.worktree_path
+        if mirror is not None:
+            mirror.remove_worktree(path)
+        elif path.exists():
+            logger.warning("no mirror for the worktree; left in place", extra=self.log_fields())
+        self.transition(final_state)
+
+    def _existing_mirror(self) -> Mirror | None:
+        path = self.layout.mirror(self.repository.name)
+        if not path.exists():
+            return None
+        mirror = Mirror(path, self.repository.source)
+        self._mirror = mirror
+        return mirror
+
+    def info(self) -> SandboxInfo:
+        """The sandbox as the API shows it."""
+        commits: list[CommitInfo] = []
+        with contextlib.suppress(StudioError):
+            commits = self._commit_list()
+        return SandboxInfo(
+            id=self.sandbox_id,
+            owner=self.owner,
+            status=self.state,
+            renderer_url=self.renderer_url,
+            branch=self.branch,
+            base_commit=self.base_commit,
+            git_commits=commits,
+            last_activity=_utc(self.last_activity),
+            restarts=self.restarts,
+            node=self.node,
+            port=self.port if self.state in ACTIVE_STATES else None,
+            error=self.error,
+            last_seq=self.events.last_seq,
+            pr_url=self.pr_url,
+            pr_number=self.pr_number,
+        )
