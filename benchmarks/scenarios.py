@@ -1,10 +1,16 @@
-"""Every scenario of the harness, in the order a run measures them."""
+"""Every scenario of the harness, in the order a run measures them.
+
+The floors come first (their medians are the denominators of the ratios), then
+the cold create (it must be the service's first sandbox), then the rest.
+"""
 
 from __future__ import annotations
 
 from benchmarks.context import Scenario
 from benchmarks.floors import FLOOR_SCENARIOS
+from benchmarks.lifecycle import LIFECYCLE_SCENARIOS
+from benchmarks.live import LIVE_SCENARIOS
 
 __all__ = ["SCENARIOS"]
 
-SCENARIOS: list[Scenario] = [*FLOOR_SCENARIOS]
+SCENARIOS: list[Scenario] = [*FLOOR_SCENARIOS, *LIFECYCLE_SCENARIOS, *LIVE_SCENARIOS]

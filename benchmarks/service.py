@@ -1,0 +1,228 @@
+"""The real service for the service scenarios, started as ``studio up`` starts it.
+
+Local Ray (the run's), the manager actor (``actors.handles.start_manager``),
+Serve on a free loopback port with ``serve.app.build_app``, and the sample
+repository (examples/ui-kit made into a git repository) registered through
+the API. Leaving the context tears down every sandbox, kills the manager,
+shuts Serve down and reaps any Vite a sandbox's pid file still names.
+
+The rate limiter is raised out of the way: it guards users, and a benchmark
+that sends 200 edits a few milliseconds apart is not what it should measure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import psutil
+
+from benchmarks._proc import free_port, sample_repo, wait_http_ok
+from benchmarks._ray import use_ray
+from benchmarks.context import RunContext
+from benchmarks.floors import install_cache_dir
+
+__all__ = ["BenchService", "Created", "renderer_address", "running_service", "service"]
+
+logger = logging.getLogger(__name__)
+
+# Vite ports of the benchmark's sandboxes: a range of their own, below Ray's worker ports.
+VITE_PORT_BASE = 6200
+READY_TIMEOUT = 120.0
+
+
+def renderer_address(url: str) -> tuple[str, int]:
+    """``http://host:port/`` -> ``(host, port)``."""
+    parts = urlsplit(url)
+    if parts.hostname is None or parts.port is None:
+        raise ValueError(f"renderer URL without host and port: {url!r}")
+    return parts.hostname, parts.port
+
+
+@dataclass
+class Created:
+    """One created sandbox: its API answer and when it was asked for / was ready."""
+
+    body: dict[str, Any]
+    requested: float
+    responded: float
+    ready: float
+
+    @property
+    def sandbox_id(self) -> str:
+        return str(self.body["sandbox_id"])
+
+    @property
+    def renderer_url(self) -> str:
+        return str(self.body["renderer_url"])
+
+
+@dataclass
+class BenchService:
+    """A running service and an authenticated API client for it."""
+
+    base_url: str
+    token: str
+    repository_id: int
+    state_dir: Path
+    client: httpx.Client
+    created: list[str] = field(default_factory=list)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One API call (raises on a status >= 400, with the body in the message)."""
+        response = self.client.request(method, f"/api/v1{path}", **kwargs)
+        if response.status_code >= 400:
+            raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text[:500]}")
+        return response
+
+    def create(self, overrides: dict[str, Any] | None = None) -> Created:
+        """POST /sandboxes and wait until its renderer answers ``/@vite/client`` 200."""
+        body: dict[str, Any] = {"type": "component-studio", "repository_id": self.repository_id}
+        if overrides:
+            body["config"] = overrides
+        requested = time.monotonic()
+        response = self.api("POST", "/sandboxes", json=body)
+        responded = time.monotonic()
+        answer = response.json()
+        self.created.append(str(answer["sandbox_id"]))
+        host, port = renderer_address(answer["renderer_url"])
+        ready = wait_http_ok(host, port, READY_TIMEOUT)
+        return Created(answer, requested, responded, ready)
+
+    def delete(self, sandbox_id: str) -> None:
+        """DELETE the sandbox (tear down, branch kept)."""
+        self.api("DELETE", f"/sandboxes/{sandbox_id}")
+        with contextlib.suppress(ValueError):
+            self.created.remove(sandbox_id)
+
+    def execute(self, sandbox_id: str, command: dict[str, Any]) -> dict[str, Any]:
+        """POST /sandboxes/{id}/execute and return the answer."""
+        answer: dict[str, Any] = self.api(
+            "POST", f"/sandboxes/{sandbox_id}/execute", json=command
+        ).json()
+        return answer
+
+    def info(self, sandbox_id: str) -> dict[str, Any]:
+        """GET /sandboxes/{id}."""
+        answer: dict[str, Any] = self.api("GET", f"/sandboxes/{sandbox_id}").json()
+        return answer
+
+    def ping(self, sandbox_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The sandbox actor's ``ping()``: its worker pid, node, state and last event seq."""
+        import ray
+        from actors.handles import sandbox_handle
+
+        answer: dict[str, Any] = ray.get(sandbox_handle(sandbox_id).ping.remote(), timeout=timeout)
+        return answer
+
+    def processes(self, sandbox_id: str) -> tuple[psutil.Process, list[psutil.Process]]:
+        """The sandbox actor's worker process and the processes it started (its Vite tree)."""
+        worker = psutil.Process(int(self.ping(sandbox_id)["pid"]))
+        return worker, worker.children(recursive=True)
+
+    def teardown_all(self) -> None:
+        """Tear down every sandbox this run created, ignoring the ones already gone."""
+        for sandbox_id in list(self.created):
+            try:
+                self.delete(sandbox_id)
+            except (RuntimeError, httpx.HTTPError) as exc:
+                logger.warning("teardown of %s: %s", sandbox_id, exc)
+                self.created.remove(sandbox_id)
+
+
+def _kill_studio_actors() -> None:
+    """Kill the manager and any sandbox actor left (detached actors outlive their driver)."""
+    import ray
+    from ray.util import list_named_actors
+
+    from studio.naming import ACTOR_NAMESPACE, MANAGER_ACTOR_NAME
+
+    for entry in list_named_actors(all_namespaces=True):
+        name = entry["name"] if isinstance(entry, dict) else entry
+        namespace = entry.get("namespace") if isinstance(entry, dict) else ACTOR_NAMESPACE
+        if namespace != ACTOR_NAMESPACE:
+            continue
+        if name == MANAGER_ACTOR_NAME or name.startswith("sandbox:"):
+            with contextlib.suppress(Exception):
+                ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+
+
+def _reap_vites(state_dir: Path) -> None:
+    from studio.layout import StateLayout
+    from studio.process import reap_orphans
+
+    run_dir = StateLayout(state_dir).run
+    if run_dir.is_dir():
+        for pid_file in run_dir.glob("*.json"):
+            with contextlib.suppress(Exception):
+                reap_orphans(pid_file)
+
+
+@contextlib.contextmanager
+def running_service(ctx: RunContext) -> Iterator[BenchService]:
+    """Start the service on the run's Ray; everything it started is gone after the block."""
+    from actors.handles import start_manager
+    from ray import serve
+    from serve.app import build_app
+
+    from studio.config import StudioSettings
+
+    use_ray(ctx)
+    state_dir = ctx.work_dir / "state"
+    repos = ctx.path("repos")
+    repo = sample_repo(repos / "ui-kit")
+    api_port = free_port()
+    token = secrets.token_urlsafe(24)
+    settings = StudioSettings(
+        state_dir=state_dir,
+        repo_roots=[repos],
+        vite_port=VITE_PORT_BASE,
+        vite_port_count=400,
+        ws_port=api_port,
+        host="127.0.0.1",
+        public_host="127.0.0.1",
+        admin_token=token,
+        rate_limit_per_minute=10_000_000,
+        rate_limit_burst=1_000_000,
+    )
+    # The floors filled it; a node's state dir keeps it between service runs.
+    install_cache_dir(ctx).mkdir(parents=True, exist_ok=True)
+    base_url = f"http://127.0.0.1:{api_port}"
+    client = httpx.Client(
+        base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=READY_TIMEOUT
+    )
+    bench: BenchService | None = None
+    try:
+        start_manager(settings)
+        serve.start(http_options={"host": "127.0.0.1", "port": api_port})
+        serve.run(build_app(settings))
+        response = client.post("/api/v1/repositories", json={"name": "ui-kit", "path": str(repo)})
+        if response.status_code != 201:
+            raise RuntimeError(f"registering {repo}: {response.status_code} {response.text}")
+        bench = BenchService(base_url, token, int(response.json()["id"]), state_dir, client)
+        yield bench
+    finally:
+        if bench is not None:
+            bench.teardown_all()
+        _kill_studio_actors()
+        with contextlib.suppress(Exception):
+            serve.shutdown()  # type: ignore[no-untyped-call]
+        _reap_vites(state_dir)
+        client.close()
+
+
+def service(ctx: RunContext) -> BenchService:
+    """The run's service, started on first use."""
+    return ctx.resource("service", running_service)

@@ -1,0 +1,86 @@
+"""The benchmark harness in quick mode: it completes and writes valid results.
+
+No timing is asserted: the numbers of a 2-core machine shared with other test
+runs mean nothing here. What is checked is that every scenario ran against the
+real service and that the harness left nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.results import ScenarioResult, Target, apply_floor, markdown_table, merge_results
+from benchmarks.scenarios import SCENARIOS
+from benchmarks.stats import percentile, summarize
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_percentiles_interpolate_between_ranks() -> None:
+    samples = [4.0, 1.0, 3.0, 2.0]
+    assert percentile(samples, 50) == 2.5
+    assert percentile(samples, 0) == 1.0
+    assert percentile(samples, 100) == 4.0
+    assert summarize([]) == {"n": 0}
+    assert summarize([2.0])["p99"] == 2.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_targets_ratio_and_merge_per_scenario() -> None:
+    import datetime as dt
+
+    floor = ScenarioResult("floor", "floor", samples=[1.0, 1.0])
+    measured = ScenarioResult(
+        "thing",
+        "thing",
+        samples=[1.2, 1.4],
+        floor="floor",
+        targets=[Target("median", 1.5, "p50 <= 1.5"), Target("ratio_to_floor", 1.2, "<= 1.2x")],
+    )
+    apply_floor([floor, measured])
+    assert measured.figures["ratio_to_floor"] == 1.3
+    assert measured.verdict() is False
+    at_least = Target("fit", 40, ">= 40", at_least=True)
+    assert at_least.check({"fit": 41}) is True
+    assert at_least.check({}) is None
+
+    now = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    first = merge_results(None, [floor, measured], machine={}, quick=True, now=now)
+    second = merge_results(
+        first, [ScenarioResult("floor", "again")], machine={}, quick=False, now=now
+    )
+    assert set(second["scenarios"]) == {"floor", "thing"}
+    assert second["scenarios"]["floor"]["title"] == "again"
+    assert "| thing (quick) |" in markdown_table(second)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_quick_run_writes_every_scenario(tmp_path: Path) -> None:
+    results_dir = tmp_path / "results"
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "run", "--quick", "--results-dir", str(results_dir)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert completed.returncode == 0, completed.stderr[-6000:]
+    [json_file] = results_dir.glob("*.json")
+    document = json.loads(json_file.read_text())
+    scenarios = document["scenarios"]
+    assert set(scenarios) == {scenario.name for scenario in SCENARIOS}
+    for name, entry in scenarios.items():
+        assert entry["error"] is None, f"{name}: {entry['error']}"
+        assert entry["quick"] is True
+        assert entry["stats"]["n"] >= 1, name
+    assert document["machine"]["cpu_count"] >= 1
+    assert json_file.with_suffix(".md").read_text().startswith("# Benchmarks")
