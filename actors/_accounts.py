@@ -1,0 +1,142 @@
+"""Users, tokens and repositories: the manager's registry work that needs no Ray.
+
+The admin token comes from the settings or, when unset, is generated once and
+kept beside the registry (``<state_dir>/admin-token``, mode 0600) so that a
+restarted manager keeps handing out the same one; the registry itself stores
+only token hashes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from typing import Any
+
+from actors._repositories import check_local_repository, check_remote_repository
+from studio.config import StudioSettings
+from studio.errors import Conflict, InvalidRequest, NotFound
+from studio.models import UserInfo
+from studio.pr import GitHubProvider
+from studio.store import Registry, RepositoryRecord, UserRecord
+
+__all__ = ["ADMIN_USER", "Accounts", "user_info"]
+
+logger = logging.getLogger(__name__)
+
+ADMIN_USER = "admin"
+_TOKEN_BYTES = 32
+
+
+def user_info(record: UserRecord) -> UserInfo:
+    """The API's view of a user (no token hash)."""
+    return UserInfo(name=record.name, is_admin=record.is_admin, created_at=record.created_at)
+
+
+class Accounts:
+    """Users and repositories of one registry, under the service's settings."""
+
+    def __init__(self, registry: Registry, settings: StudioSettings) -> None:
+        self._registry = registry
+        self._settings = settings
+        self._admin_token = self._load_admin_token()
+        self._ensure_admin()
+
+    # -- users ------------------------------------------------------------
+
+    def _load_admin_token(self) -> str:
+        if self._settings.admin_token:
+            return self._settings.admin_token
+        path = self._registry.path.parent / "admin-token"
+        if path.is_file() and path.read_text().strip():
+            return path.read_text().strip()
+        token = secrets.token_urlsafe(_TOKEN_BYTES)
+        tmp = path.with_name(".admin-token.tmp")
+        # Created 0600 from the start: the token is never readable by others, even briefly.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
+        tmp.replace(path)
+        logger.info("admin token generated", extra={"path": str(path)})
+        return token
+
+    def _ensure_admin(self) -> None:
+        current = self._registry.user_for_token(self._admin_token)
+        if current is not None and current.name == ADMIN_USER and current.is_admin:
+            return
+        # The configured token changed since the admin was created: replace the user.
+        if any(user.name == ADMIN_USER for user in self._registry.list_users()):
+            self._registry.remove_user(ADMIN_USER)
+        self._registry.add_user(ADMIN_USER, self._admin_token, is_admin=True)
+
+    @property
+    def admin_token(self) -> str:
+        """The admin user's bearer token."""
+        return self._admin_token
+
+    def authenticate(self, token: str) -> UserInfo | None:
+        """The user whose token this is, or None."""
+        record = self._registry.user_for_token(token)
+        return None if record is None else user_info(record)
+
+    def create_user(self, name: str, is_admin: bool = False) -> tuple[UserInfo, str]:
+        """A new user and their token (shown this once; only its hash is kept)."""
+        token = secrets.token_urlsafe(_TOKEN_BYTES)
+        record = self._registry.add_user(name, token, is_admin=is_admin)
+        return user_info(record), token
+
+    def list_users(self) -> list[UserInfo]:
+        """Every user, by name."""
+        return [user_info(record) for record in self._registry.list_users()]
+
+    def delete_user(self, name: str) -> None:
+        """Remove a user (their sandboxes stay); the admin cannot be removed."""
+        if name == ADMIN_USER:
+            raise InvalidRequest(
+                "the admin user cannot be deleted; change COMPONENT_STUDIO_ADMIN_TOKEN to "
+                "replace its token"
+            )
+        if not any(user.name == name for user in self._registry.list_users()):
+            raise NotFound(f"no user named {name!r}", name=name)
+        self._registry.remove_user(name)
+
+    # -- repositories -----------------------------------------------------
+
+    def register_repository(
+        self,
+        name: str,
+        *,
+        path: str | None = None,
+        github: str | None = None,
+        clone_url: str | None = None,
+        default_branch: str | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> RepositoryRecord:
+        """Check and register a repository (see :mod:`actors._repositories`)."""
+        if not name or not name.strip():
+            raise InvalidRequest("a repository needs a name")
+        if path is None and clone_url is None and github is None:
+            raise InvalidRequest("give a repository a local path, a clone_url or a github name")
+        if path is not None and clone_url is not None:
+            raise InvalidRequest("give a repository a local path or a clone_url, not both")
+        if self._registry.find_repository(name) is not None:
+            raise Conflict(f"a repository named {name!r} is already registered", name=name)
+        if path is not None:
+            checked = check_local_repository(path, self._settings.repo_roots, default_branch)
+        else:
+            url = clone_url or f"https://github.com/{github}.git"
+            checked = check_remote_repository(url, default_branch)
+        if github is not None and self._settings.github_token:
+            # Sandboxes of this repository push and open PRs: refuse it now, not at finalize.
+            GitHubProvider.from_settings(self._settings).check_push_permission(github)
+        return self._registry.add_repository(
+            name,
+            checked.source,
+            github=github,
+            default_branch=checked.default_branch,
+            config=config,
+        )
+
+    def list_repositories(self) -> list[RepositoryRecord]:
+        """Every registered repository."""
+        return self._registry.list_repositories()

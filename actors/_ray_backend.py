@@ -1,0 +1,238 @@
+"""Every ``ray.*`` call the manager makes, behind one small interface.
+
+"All Ray API calls should be made here" (Ray Serve's deployment_state): the
+manager's scheduling and reconcile logic only sees :class:`Backend`, so tests
+drive it with a fake (``tests/actors/fake_backend.py``) and no Ray at all.
+:class:`RayBackend` is the real one. Its errors are :class:`ActorGone` (no
+actor will ever answer under that name) and :class:`ActorUnresponsive` (no
+answer in time); a :class:`StudioError` raised inside an actor comes out as
+itself, unwrapped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import ray
+from ray.exceptions import (
+    ActorDiedError,
+    ActorUnavailableError,
+    GetTimeoutError,
+    RayActorError,
+    RayTaskError,
+)
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from actors.scheduling import SLOT_RESOURCE, NodeView
+from studio.config import ComponentStudioConfig
+from studio.errors import StudioError
+from studio.layout import StateLayout
+from studio.models import RepositorySource
+from studio.naming import ACTOR_NAMESPACE, SANDBOX_ID_PATTERN, sandbox_actor_name
+
+__all__ = [
+    "ActorGone",
+    "ActorUnresponsive",
+    "Backend",
+    "NodeScan",
+    "RayBackend",
+    "SandboxSpec",
+    "scan_state_dir",
+]
+
+logger = logging.getLogger(__name__)
+
+_HEAD_RESOURCE = "node:__internal_head__"
+_SANDBOX_PREFIX = "sandbox:"
+# ray.kill releases the name asynchronously: a create right after may still see it taken.
+_NAME_RELEASE_TRIES = 50
+_NAME_RELEASE_WAIT = 0.1
+
+
+class ActorGone(Exception):
+    """No actor by that name exists, or it died and will not be restarted."""
+
+
+class ActorUnresponsive(Exception):
+    """The actor did not answer in time (it may be restarting, or its node is gone)."""
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What a sandbox actor is created with; ``settings`` hold its node's state dir."""
+
+    sandbox_id: str
+    node_id: str
+    owner: str
+    repository: RepositorySource
+    config: ComponentStudioConfig
+    settings: dict[str, Any]
+    start_seq: int = 1
+    max_restarts: int = -1
+
+
+@dataclass(frozen=True)
+class NodeScan:
+    """What lies in one node's state dir: sandbox worktrees and pid records."""
+
+    node_id: str
+    worktrees: list[str]
+    pid_files: list[str]
+
+
+class Backend(Protocol):
+    """The manager's view of the cluster."""
+
+    async def nodes(self) -> list[NodeView]:
+        """Every node Ray knows, alive or dead."""
+        ...
+
+    async def create_sandbox(self, spec: SandboxSpec) -> None:
+        """Create the sandbox's detached actor on ``spec.node_id`` (not its setup)."""
+        ...
+
+    async def call(
+        self, sandbox_id: str, method: str, *args: Any, timeout_s: float, **kwargs: Any
+    ) -> Any:
+        """Call an actor method; raises ActorGone, ActorUnresponsive or the StudioError inside."""
+        ...
+
+    async def kill_sandbox(self, sandbox_id: str) -> None:
+        """Kill the sandbox's actor for good (no restart); nothing if there is none."""
+        ...
+
+    async def sandbox_ids(self) -> list[str]:
+        """Ids of the live ``sandbox:*`` actors in the namespace."""
+        ...
+
+    async def scan_node(self, node_id: str, state_dir: str) -> NodeScan:
+        """List the worktrees and pid records in ``state_dir`` on ``node_id``."""
+        ...
+
+
+def scan_state_dir(node_id: str, state_dir: str) -> NodeScan:
+    """:class:`NodeScan` of ``state_dir`` on this machine."""
+    layout = StateLayout(Path(state_dir))
+    worktrees = (
+        sorted(str(p) for p in layout.worktrees.iterdir() if p.is_dir())
+        if layout.worktrees.is_dir()
+        else []
+    )
+    pid_files = sorted(str(p) for p in layout.run.glob("*.json")) if layout.run.is_dir() else []
+    return NodeScan(node_id=node_id, worktrees=worktrees, pid_files=pid_files)
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def _scan_task(node_id: str, state_dir: str) -> NodeScan:
+    return scan_state_dir(node_id, state_dir)
+
+
+class RayBackend:
+    """:class:`Backend` on the Ray this process is connected to."""
+
+    def __init__(self, namespace: str = ACTOR_NAMESPACE) -> None:
+        self._namespace = namespace
+        self._handles: dict[str, Any] = {}
+
+    async def nodes(self) -> list[NodeView]:
+        raw = await asyncio.to_thread(ray.nodes)
+        views = []
+        for node in raw:
+            resources = {str(k): float(v) for k, v in node.get("Resources", {}).items()}
+            views.append(
+                NodeView(
+                    node_id=str(node["NodeID"]),
+                    alive=bool(node["Alive"]),
+                    is_head=_HEAD_RESOURCE in resources,
+                    slots=resources.get(SLOT_RESOURCE),
+                    address=str(node.get("NodeManagerAddress", "")),
+                    resources=resources,
+                )
+            )
+        return views
+
+    def _handle(self, sandbox_id: str) -> Any:
+        handle = self._handles.get(sandbox_id)
+        if handle is None:
+            try:
+                handle = ray.get_actor(sandbox_actor_name(sandbox_id), namespace=self._namespace)
+            except ValueError as exc:
+                raise ActorGone(f"no actor for sandbox {sandbox_id}") from exc
+            self._handles[sandbox_id] = handle
+        return handle
+
+    async def create_sandbox(self, spec: SandboxSpec) -> None:
+        # Imported here: the actor module imports the sandbox, which the manager
+        # process needs only when it creates one.
+        from actors.sandbox_actor import SandboxActor, sandbox_actor_options
+
+        options = sandbox_actor_options(
+            spec.sandbox_id, node_id=spec.node_id, max_restarts=spec.max_restarts
+        )
+        args = (
+            spec.sandbox_id,
+            spec.repository.model_dump(mode="json"),
+            spec.config.model_dump(mode="json"),
+            spec.settings,
+            spec.owner,
+            spec.start_seq,
+        )
+        self._handles.pop(spec.sandbox_id, None)
+        for attempt in range(_NAME_RELEASE_TRIES):
+            try:
+                handle = SandboxActor.options(**options).remote(*args)  # type: ignore[attr-defined]
+                break
+            except ValueError:
+                if attempt == _NAME_RELEASE_TRIES - 1:
+                    raise
+                await asyncio.sleep(_NAME_RELEASE_WAIT)
+        self._handles[spec.sandbox_id] = handle
+
+    async def call(
+        self, sandbox_id: str, method: str, *args: Any, timeout_s: float, **kwargs: Any
+    ) -> Any:
+        handle = await asyncio.to_thread(self._handle, sandbox_id)
+        ref = getattr(handle, method).remote(*args, **kwargs)
+        try:
+            return await asyncio.wait_for(ref, timeout_s)
+        except (TimeoutError, GetTimeoutError, ActorUnavailableError) as exc:
+            raise ActorUnresponsive(f"sandbox {sandbox_id} did not answer {method}") from exc
+        except RayTaskError as exc:
+            cause = exc.cause
+            if isinstance(cause, StudioError):
+                raise cause from None
+            raise
+        except (ActorDiedError, RayActorError) as exc:
+            self._handles.pop(sandbox_id, None)
+            raise ActorGone(f"the actor of sandbox {sandbox_id} died: {exc}") from exc
+
+    async def kill_sandbox(self, sandbox_id: str) -> None:
+        try:
+            handle = await asyncio.to_thread(self._handle, sandbox_id)
+        except ActorGone:
+            return
+        finally:
+            self._handles.pop(sandbox_id, None)
+        ray.kill(handle, no_restart=True)
+
+    async def sandbox_ids(self) -> list[str]:
+        named = await asyncio.to_thread(ray.util.list_named_actors, all_namespaces=True)
+        ids = []
+        for entry in named:
+            name = str(entry["name"])
+            if entry["namespace"] != self._namespace or not name.startswith(_SANDBOX_PREFIX):
+                continue
+            sandbox_id = name.removeprefix(_SANDBOX_PREFIX)
+            if SANDBOX_ID_PATTERN.fullmatch(sandbox_id):
+                ids.append(sandbox_id)
+        return sorted(ids)
+
+    async def scan_node(self, node_id: str, state_dir: str) -> NodeScan:
+        strategy = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+        ref = _scan_task.options(scheduling_strategy=strategy).remote(node_id, state_dir)
+        result: NodeScan = await asyncio.wait_for(ref, 30)
+        return result

@@ -1,0 +1,129 @@
+"""Checks a repository must pass before the manager registers it.
+
+A local path must lie under one of the configured roots (after resolving
+symlinks), be a git repository and have the base branch; a clone URL must
+answer ``git ls-remote`` and have the base branch. Each failure is the
+StudioError an API client can act on.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.errors import (
+    GitRemoteError,
+    InvalidRequest,
+    MissingBaseBranch,
+    PermissionDenied,
+    RepositoryNotFound,
+)
+
+__all__ = ["CheckedSource", "check_local_repository", "check_remote_repository"]
+
+# ls-remote of an unreachable host must not hold a registration for minutes.
+_REMOTE_TIMEOUT = 30.0
+_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}
+
+
+@dataclass(frozen=True)
+class CheckedSource:
+    """A repository source that passed its checks, with its resolved base branch."""
+
+    source: str
+    default_branch: str
+
+
+def _git(args: Sequence[str], cwd: Path | None = None, timeout: float = 10.0) -> tuple[int, str]:
+    try:
+        result = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **_GIT_ENV},
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return 124, f"git {args[0]} timed out after {timeout:.0f} s"
+    return result.returncode, (result.stdout if result.returncode == 0 else result.stderr).strip()
+
+
+def _within(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path == root or path.is_relative_to(root) for root in roots)
+
+
+def check_local_repository(
+    path: str, roots: Sequence[Path], default_branch: str | None
+) -> CheckedSource:
+    """Check a local repository path; the base branch defaults to its checked-out branch."""
+    resolved_roots = [Path(root).expanduser().resolve() for root in roots]
+    if not resolved_roots:
+        raise PermissionDenied(
+            "no repository roots are configured, so no local path may be registered: set "
+            "COMPONENT_STUDIO_REPO_ROOTS to the directories that hold your repositories"
+        )
+    resolved = Path(path).expanduser().resolve()
+    if not _within(resolved, resolved_roots):
+        names = ", ".join(str(root) for root in resolved_roots)
+        raise PermissionDenied(
+            f"{path} is outside the allowed repository roots ({names}); move it under one "
+            "of them or add its directory to COMPONENT_STUDIO_REPO_ROOTS",
+            path=str(resolved),
+            roots=[str(root) for root in resolved_roots],
+        )
+    if not resolved.is_dir():
+        raise RepositoryNotFound(f"{path} does not exist or is not a directory", path=path)
+    code, top = _git(["rev-parse", "--show-toplevel"], cwd=resolved)
+    if code != 0:
+        code, bare = _git(["rev-parse", "--is-bare-repository"], cwd=resolved)
+        if code != 0 or bare != "true":
+            raise InvalidRequest(f"{path} is not a git repository: {top}", path=path)
+    if default_branch is None:
+        code, head = _git(["symbolic-ref", "--short", "HEAD"], cwd=resolved)
+        if code != 0:
+            raise MissingBaseBranch(
+                f"{path} has no checked-out branch (detached HEAD): give default_branch",
+                path=path,
+            )
+        default_branch = head
+    code, _ = _git(
+        ["rev-parse", "--verify", "--quiet", f"refs/heads/{default_branch}^{{commit}}"],
+        cwd=resolved,
+    )
+    if code != 0:
+        raise MissingBaseBranch(
+            f"{path} has no branch {default_branch!r}: create it or name another default_branch",
+            path=path,
+            branch=default_branch,
+        )
+    return CheckedSource(source=str(resolved), default_branch=default_branch)
+
+
+def check_remote_repository(clone_url: str, default_branch: str | None) -> CheckedSource:
+    """Check a clone URL answers and has the base branch (its HEAD branch by default)."""
+    code, out = _git(["ls-remote", "--symref", clone_url], timeout=_REMOTE_TIMEOUT)
+    if code != 0:
+        raise GitRemoteError(
+            f"cannot reach {clone_url}: {out}; check the URL and the network",
+            url=clone_url,
+        )
+    heads: set[str] = set()
+    head_branch: str | None = None
+    for line in out.splitlines():
+        if line.startswith("ref: refs/heads/") and line.endswith("\tHEAD"):
+            head_branch = line.removeprefix("ref: refs/heads/").removesuffix("\tHEAD")
+        elif "\trefs/heads/" in line:
+            heads.add(line.split("\trefs/heads/", 1)[1])
+    branch = default_branch or head_branch or "main"
+    if branch not in heads:
+        raise MissingBaseBranch(
+            f"{clone_url} has no branch {branch!r}: name an existing default_branch",
+            url=clone_url,
+            branch=branch,
+        )
+    return CheckedSource(source=clone_url, default_branch=branch)

@@ -1,0 +1,545 @@
+"""StudioManager: the registry's single writer and the sandboxes' supervisor, without Ray.
+
+The manager actor (:mod:`actors.manager_actor`) is a thin Ray shell around
+this class; every cluster operation goes through a :class:`Backend`, so tests
+run the same code against a fake. Decisions (which node, what to do with each
+observed sandbox) are the pure functions of :mod:`actors.scheduling`.
+
+Supervision is a reconcile pass (:meth:`StudioManager.reconcile`): for every
+sandbox the registry says should be live, ping its actor with a timeout,
+recreate it when it is gone or its node is (on another node then: the sandbox
+recovers its branch from origin), otherwise let it monitor itself, tear it
+down when idle, record a failure, and write what it saw to the registry. Each
+sandbox's step is isolated: one failing never stops the pass. A sandbox that
+an API call is working on is skipped for that pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from actors._accounts import Accounts
+from actors._ray_backend import ActorGone, ActorUnresponsive, Backend, SandboxSpec
+from actors.scheduling import Action, Ping, choose_node, decide, decide_after_monitor, node_load
+from studio import metrics
+from studio._store_records import validation_message
+from studio.config import ComponentStudioConfig, StudioSettings
+from studio.errors import InvalidConfig, SandboxNotFound, ServiceUnavailable, StudioError
+from studio.layout import StateLayout
+from studio.models import CommitInfo, FinalizeResult, MonitorReport, RepositorySource, SandboxInfo
+from studio.naming import branch_name, new_sandbox_id
+from studio.state import ACTIVE_STATES, TERMINAL_STATES, SandboxState
+from studio.store import Registry, SandboxRecord
+
+__all__ = ["ManagerTimeouts", "StudioManager"]
+
+logger = logging.getLogger(__name__)
+
+# Sandboxes the reconcile pass looks after (PENDING: a create the manager did not finish).
+_SUPERVISED = frozenset({SandboxState.PENDING, *ACTIVE_STATES})
+# Events a sandbox may have published since the manager last stored its last_seq; a
+# recreated actor numbers from past them so numbers never go back.
+SEQ_MARGIN = 1000
+
+
+class ManagerTimeouts:
+    """How long the manager waits on a sandbox actor, in seconds."""
+
+    def __init__(
+        self,
+        *,
+        ping: float = 5.0,
+        call: float = 30.0,
+        setup_extra: float = 300.0,
+        max_missed_pings: int = 3,
+    ) -> None:
+        self.ping = ping
+        self.call = call
+        # Beyond Vite's ready_timeout: a first mirror clone and npm ci on a new node.
+        self.setup_extra = setup_extra
+        self.max_missed_pings = max_missed_pings
+
+
+class StudioManager:
+    """Sandboxes, repositories and users of one Component Studio service."""
+
+    def __init__(
+        self,
+        settings: StudioSettings,
+        backend: Backend,
+        *,
+        node_state_dirs: Mapping[str, str] | None = None,
+        timeouts: ManagerTimeouts | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = Registry(StateLayout(settings.state_dir).registry)
+        self.accounts = Accounts(self.registry, settings)
+        self._backend = backend
+        self._node_state_dirs = dict(node_state_dirs or {})
+        self._timeouts = timeouts or ManagerTimeouts()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._missed: dict[str, int] = {}
+        self._tick_lock = asyncio.Lock()
+        self._last_reconcile: float | None = None
+
+    def close(self) -> None:
+        """Close the registry."""
+        self.registry.close()
+
+    # -- helpers ----------------------------------------------------------
+
+    def state_dir_for(self, node_id: str) -> str:
+        """The state dir of ``node_id`` (its own disk in a multi-node test)."""
+        return self._node_state_dirs.get(node_id, str(self.settings.state_dir))
+
+    def _lock(self, sandbox_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(sandbox_id, asyncio.Lock())
+
+    def _owned(self, sandbox_id: str, owner: str | None) -> SandboxRecord:
+        try:
+            record = self.registry.get_sandbox(sandbox_id)
+        except SandboxNotFound:
+            raise SandboxNotFound(f"no sandbox {sandbox_id!r}", sandbox_id=sandbox_id) from None
+        if owner is not None and record.owner != owner:
+            # Someone else's sandbox does not exist, as far as this caller can tell.
+            raise SandboxNotFound(f"no sandbox {sandbox_id!r}", sandbox_id=sandbox_id)
+        return record
+
+    def _renderer_url(self, port: int | None) -> str | None:
+        return None if port is None else f"http://{self.settings.public_host}:{port}/"
+
+    def _info_from_record(self, record: SandboxRecord) -> SandboxInfo:
+        commits = self.registry.list_commits(record.id)
+        live = record.state in ACTIVE_STATES
+        return SandboxInfo(
+            id=record.id,
+            owner=record.owner,
+            repository_id=record.repository_id,
+            status=record.state,
+            renderer_url=self._renderer_url(record.port) if live else None,
+            branch=record.branch,
+            base_commit=record.base_commit,
+            git_commits=[
+                CommitInfo(hash=c.hash, message=c.message, timestamp=c.timestamp) for c in commits
+            ],
+            last_activity=record.last_activity,
+            restarts=record.restarts,
+            node=record.node_id,
+            port=record.port if live else None,
+            error=record.error,
+            last_seq=record.last_seq,
+            pr_url=record.pr_url,
+            pr_number=record.pr_number,
+        )
+
+    def _store(self, record: SandboxRecord, info: SandboxInfo) -> SandboxInfo:
+        """Write a live info to the registry; the info as the API shows it."""
+        live = info.status in ACTIVE_STATES
+        self.registry.update_sandbox(
+            record.id,
+            state=info.status,
+            node_id=info.node or record.node_id,
+            port=info.port if live else None,
+            base_commit=info.base_commit or record.base_commit,
+            last_activity=info.last_activity,
+            restarts=info.restarts,
+            error=info.error,
+            last_seq=max(info.last_seq, record.last_seq),
+            pr_url=info.pr_url or record.pr_url,
+            pr_number=info.pr_number or record.pr_number,
+        )
+        if info.git_commits:
+            self.registry.replace_commits(
+                record.id, [(c.hash, c.message, c.timestamp) for c in reversed(info.git_commits)]
+            )
+        return info.model_copy(
+            update={
+                "owner": record.owner,
+                "repository_id": record.repository_id,
+                "renderer_url": self._renderer_url(info.port) if live else None,
+                "node": info.node or record.node_id,
+            }
+        )
+
+    def _spec(self, record: SandboxRecord, node_id: str, start_seq: int) -> SandboxSpec:
+        repository = self.registry.get_repository(record.repository_id)
+        settings = self.settings.model_dump(mode="json", exclude={"admin_token"})
+        settings["state_dir"] = self.state_dir_for(node_id)
+        return SandboxSpec(
+            sandbox_id=record.id,
+            node_id=node_id,
+            owner=record.owner,
+            repository=RepositorySource(
+                name=repository.name,
+                source=repository.source,
+                default_branch=record.config.branch,
+                github=repository.github,
+            ),
+            config=record.config,
+            settings=settings,
+            start_seq=start_seq,
+        )
+
+    async def _choose(self, *, exclude: str, avoid: str | None, prefer: str | None) -> str:
+        nodes = await self._backend.nodes()
+        others = [
+            r.node_id
+            for r in self.registry.list_sandboxes(states=_SUPERVISED | {SandboxState.FAILED})
+            if r.id != exclude
+        ]
+        return choose_node(
+            nodes, node_load(others), avoid=() if avoid is None else (avoid,), prefer=prefer
+        )
+
+    async def _start(self, record: SandboxRecord, node_id: str, *, recover: bool) -> SandboxInfo:
+        """Create the actor on ``node_id`` and set it up; on failure the record says FAILED."""
+        start_seq = record.last_seq + SEQ_MARGIN if recover else 1
+        record = self.registry.update_sandbox(
+            record.id, node_id=node_id, state=SandboxState.STARTING, error=None
+        )
+        started = time.monotonic()
+        try:
+            await self._backend.create_sandbox(self._spec(record, node_id, start_seq))
+            info: SandboxInfo = await self._backend.call(
+                record.id,
+                "setup",
+                recover=recover,
+                timeout_s=record.config.ready_timeout + self._timeouts.setup_extra,
+            )
+        except BaseException as exc:
+            message = str(exc) or type(exc).__name__
+            self.registry.update_sandbox(
+                record.id, state=SandboxState.FAILED, error=message, port=None
+            )
+            metrics.record(lambda: metrics.sandbox_creates().inc(tags={"outcome": "failed"}))
+            logger.warning(
+                "sandbox setup failed",
+                extra={"sandbox_id": record.id, "node": node_id, "error": message},
+            )
+            if isinstance(exc, (ActorGone, ActorUnresponsive)):
+                raise ServiceUnavailable(
+                    f"sandbox {record.id} did not come up: {message}", sandbox_id=record.id
+                ) from exc
+            raise
+        elapsed = time.monotonic() - started
+        metrics.record(lambda: metrics.sandbox_creates().inc(tags={"outcome": "ready"}))
+        metrics.record(lambda: metrics.create_to_ready_seconds().observe(elapsed))
+        return self._store(record, info)
+
+    # -- sandboxes --------------------------------------------------------
+
+    async def create_sandbox(
+        self, owner: str, repository_id: int, overrides: dict[str, Any] | None = None
+    ) -> SandboxInfo:
+        """Create a sandbox and return when it is RUNNING (or raise its setup error)."""
+        config = self.config_for(repository_id, overrides)
+        sandbox_id = new_sandbox_id()
+        node_id = await self._choose(exclude=sandbox_id, avoid=None, prefer=None)
+        record = SandboxRecord(
+            id=sandbox_id,
+            owner=owner,
+            repository_id=repository_id,
+            node_id=node_id,
+            branch=branch_name(sandbox_id),
+            config=config,
+        )
+        self.registry.add_sandbox(record)
+        logger.info(
+            "sandbox created", extra={"sandbox_id": sandbox_id, "owner": owner, "node": node_id}
+        )
+        async with self._lock(sandbox_id):
+            try:
+                return await self._start(record, node_id, recover=False)
+            except BaseException:
+                # A failed setup leaves no Vite, worktree or actor behind; the record stays.
+                await self._dispose(sandbox_id, SandboxState.FAILED)
+                raise
+
+    async def _dispose(self, sandbox_id: str, final_state: SandboxState) -> SandboxInfo | None:
+        """Tear the actor's sandbox down (best effort) and kill the actor."""
+        info: SandboxInfo | None = None
+        try:
+            info = await self._backend.call(
+                sandbox_id, "teardown", final_state.value, timeout_s=self._timeouts.call
+            )
+        except (ActorGone, ActorUnresponsive, StudioError) as exc:
+            logger.warning(
+                "teardown of the actor failed", extra={"sandbox_id": sandbox_id, "error": str(exc)}
+            )
+        await self._backend.kill_sandbox(sandbox_id)
+        self._missed.pop(sandbox_id, None)
+        return info
+
+    async def get_sandbox(self, sandbox_id: str, owner: str | None = None) -> SandboxInfo:
+        """A sandbox's status: live from its actor when it answers, else from the registry."""
+        record = self._owned(sandbox_id, owner)
+        if record.state in ACTIVE_STATES:
+            try:
+                info = await self._backend.call(sandbox_id, "info", timeout_s=self._timeouts.ping)
+            except (ActorGone, ActorUnresponsive):
+                return self._info_from_record(record)
+            return self._store(record, info)
+        return self._info_from_record(record)
+
+    def owner_of(self, sandbox_id: str) -> str:
+        """Who created the sandbox."""
+        return self._owned(sandbox_id, None).owner
+
+    def list_sandboxes(
+        self, owner: str | None = None, include_ended: bool = False
+    ) -> list[SandboxInfo]:
+        """Sandboxes (of ``owner``, or all), from the registry; ended ones on request."""
+        records = self.registry.list_sandboxes(owner=owner)
+        return [
+            self._info_from_record(r)
+            for r in records
+            if include_ended or r.state not in TERMINAL_STATES
+        ]
+
+    async def teardown_sandbox(self, sandbox_id: str, owner: str | None = None) -> SandboxInfo:
+        """Stop a sandbox and remove its worktree; the branch and commits stay."""
+        record = self._owned(sandbox_id, owner)
+        async with self._lock(sandbox_id):
+            record = self.registry.get_sandbox(sandbox_id)
+            if record.state in TERMINAL_STATES:
+                return self._info_from_record(record)
+            await self._dispose(sandbox_id, SandboxState.STOPPED)
+            record = self.registry.update_sandbox(sandbox_id, state=SandboxState.STOPPED, port=None)
+        logger.info("sandbox torn down", extra={"sandbox_id": sandbox_id})
+        return self._info_from_record(record)
+
+    def _provider_spec(self, github: str | None) -> dict[str, Any] | None:
+        if github and self.settings.github_token:
+            return {
+                "kind": "github",
+                "token": self.settings.github_token,
+                "base_url": self.settings.github_api_url,
+            }
+        return None
+
+    async def finalize_sandbox(
+        self, sandbox_id: str, owner: str | None, title: str, description: str
+    ) -> FinalizeResult:
+        """Push the branch and open the PR (through the sandbox), then end the sandbox."""
+        record = self._owned(sandbox_id, owner)
+        repository = self.registry.get_repository(record.repository_id)
+        async with self._lock(sandbox_id):
+            record = self.registry.get_sandbox(sandbox_id)
+            try:
+                info = await self._backend.call(sandbox_id, "info", timeout_s=self._timeouts.call)
+                self._store(record, info)
+                result: FinalizeResult = await self._backend.call(
+                    sandbox_id,
+                    "finalize",
+                    title,
+                    description,
+                    self._provider_spec(repository.github),
+                    timeout_s=self._timeouts.call + self._timeouts.setup_extra,
+                )
+            except (ActorGone, ActorUnresponsive) as exc:
+                raise ServiceUnavailable(
+                    f"sandbox {sandbox_id} is not reachable right now ({exc}); retry shortly",
+                    sandbox_id=sandbox_id,
+                ) from exc
+            await self._backend.kill_sandbox(sandbox_id)
+            self.registry.update_sandbox(
+                sandbox_id,
+                state=SandboxState.FINALIZED,
+                port=None,
+                pr_url=result.pr_url,
+                pr_number=result.pr_number,
+            )
+        logger.info("sandbox finalized", extra={"sandbox_id": sandbox_id, "pr": result.pr_url})
+        return result
+
+    # -- supervision ------------------------------------------------------
+
+    async def reconcile(self) -> dict[str, Any]:
+        """One supervision pass over every supervised sandbox; what it did, by sandbox."""
+        async with self._tick_lock:
+            nodes = await self._backend.nodes()
+            alive = {n.node_id for n in nodes if n.alive}
+            records = self.registry.list_sandboxes(states=_SUPERVISED)
+            outcomes = await asyncio.gather(
+                *(self._reconcile_one(record, alive) for record in records),
+                return_exceptions=True,
+            )
+            actions: dict[str, str] = {}
+            for record, outcome in zip(records, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    logger.error(
+                        "reconcile step failed",
+                        exc_info=outcome,
+                        extra={"sandbox_id": record.id},
+                    )
+                    actions[record.id] = f"error: {outcome}"
+                else:
+                    actions[record.id] = outcome
+            self._record_gauges()
+            self._last_reconcile = time.time()
+            return {"sandboxes": actions, "nodes_alive": len(alive)}
+
+    def _record_gauges(self) -> None:
+        counts = {state: 0 for state in SandboxState}
+        for record in self.registry.list_sandboxes():
+            counts[record.state] += 1
+
+        def update() -> None:
+            gauge = metrics.sandboxes_by_state()
+            for state, count in counts.items():
+                gauge.set(count, tags={"state": state.value})
+
+        metrics.record(update)
+
+    async def _ping(self, sandbox_id: str) -> tuple[Ping, dict[str, Any] | None]:
+        try:
+            answer = await self._backend.call(sandbox_id, "ping", timeout_s=self._timeouts.ping)
+        except ActorGone:
+            return Ping.GONE, None
+        except ActorUnresponsive:
+            return Ping.UNRESPONSIVE, None
+        return Ping.OK, answer
+
+    async def _reconcile_one(self, record: SandboxRecord, alive: set[str]) -> str:
+        lock = self._lock(record.id)
+        if lock.locked():
+            return "busy"
+        async with lock:
+            record = self.registry.get_sandbox(record.id)
+            if record.state not in _SUPERVISED:
+                return "ended"
+            node_alive = record.node_id is None or record.node_id in alive
+            ping, answer = (
+                (await self._ping(record.id)) if node_alive else (Ping.UNRESPONSIVE, None)
+            )
+            decision = decide(
+                node_id=record.node_id,
+                alive_nodes=alive,
+                ping=ping,
+                missed_pings=self._missed.get(record.id, 0),
+                max_missed=self._timeouts.max_missed_pings,
+            )
+            if decision.action is Action.WAIT:
+                self._missed[record.id] = self._missed.get(record.id, 0) + 1
+                return f"wait: {decision.reason}"
+            if decision.action is Action.RECREATE:
+                return await self._recreate(record, decision.avoid_node, decision.reason)
+            self._missed.pop(record.id, None)
+            if answer is not None:
+                record = self.registry.update_sandbox(
+                    record.id,
+                    node_id=str(answer.get("node_id") or record.node_id),
+                    last_seq=max(int(answer.get("last_seq", 0)), record.last_seq),
+                )
+                if answer.get("recovering"):
+                    return "recovering"
+            return await self._monitor(record)
+
+    async def _monitor(self, record: SandboxRecord) -> str:
+        report: MonitorReport = await self._backend.call(
+            record.id,
+            "monitor",
+            timeout_s=record.config.ready_timeout
+            + record.config.restart_backoff_max
+            + self._timeouts.call,
+        )
+        followup = decide_after_monitor(report)
+        if followup.action is Action.TEARDOWN:
+            await self._dispose(record.id, SandboxState.STOPPED)
+            self.registry.update_sandbox(record.id, state=SandboxState.STOPPED, port=None)
+            logger.info("idle sandbox culled", extra={"sandbox_id": record.id})
+            return f"teardown: {followup.reason}"
+        if followup.action is Action.MARK_FAILED:
+            self.registry.update_sandbox(
+                record.id, state=SandboxState.FAILED, error=followup.reason
+            )
+            return f"failed: {followup.reason}"
+        info = await self._backend.call(record.id, "info", timeout_s=self._timeouts.call)
+        self._store(record, info)
+        return f"ok: {followup.reason}"
+
+    async def _recreate(self, record: SandboxRecord, avoid: str | None, reason: str) -> str:
+        logger.warning(
+            "recreating sandbox actor",
+            extra={"sandbox_id": record.id, "node": record.node_id, "reason": reason},
+        )
+        self._missed.pop(record.id, None)
+        await self._backend.kill_sandbox(record.id)
+        node_id = await self._choose(
+            exclude=record.id, avoid=avoid, prefer=None if avoid else record.node_id
+        )
+        try:
+            await self._start(record, node_id, recover=True)
+        except StudioError as exc:
+            return f"recreate failed: {exc}"
+        metrics.record(lambda: metrics.actor_recoveries().inc(tags={"how": "recreated"}))
+        return f"recreated on {node_id}: {reason}"
+
+    # -- introspection ----------------------------------------------------
+
+    async def orphans(self) -> dict[str, Any]:
+        """Actors, worktrees and pid records that no live sandbox of the registry owns."""
+        known = {
+            r.id: r
+            for r in self.registry.list_sandboxes(states=_SUPERVISED | {SandboxState.FAILED})
+        }
+        actors = [sid for sid in await self._backend.sandbox_ids() if sid not in known]
+        worktrees: list[dict[str, str]] = []
+        processes: list[dict[str, str]] = []
+        for node in await self._backend.nodes():
+            if not node.alive:
+                continue
+            try:
+                scan = await self._backend.scan_node(node.node_id, self.state_dir_for(node.node_id))
+            except Exception as exc:  # one unreachable node must not hide the others
+                logger.warning("node scan failed", extra={"node": node.node_id, "error": str(exc)})
+                continue
+            for path in scan.worktrees:
+                owner = known.get(path.rstrip("/").rsplit("/", 1)[-1])
+                if owner is None or owner.node_id != node.node_id:
+                    worktrees.append({"node_id": node.node_id, "path": path})
+            for path in scan.pid_files:
+                name = path.rsplit("/", 1)[-1]
+                if not any(
+                    sid in name and rec.node_id == node.node_id for sid, rec in known.items()
+                ):
+                    processes.append({"node_id": node.node_id, "path": path})
+        return {"actors": actors, "worktrees": worktrees, "processes": processes}
+
+    async def health(self) -> dict[str, Any]:
+        """The manager's own status: registry, nodes, sandboxes by state, last pass."""
+        nodes = await self._backend.nodes()
+        counts: dict[str, int] = {}
+        for record in self.registry.list_sandboxes():
+            counts[record.state.value] = counts.get(record.state.value, 0) + 1
+        return {
+            "ok": True,
+            "registry": str(self.registry.path),
+            "schema_version": self.registry.schema_version,
+            "nodes_alive": sum(1 for n in nodes if n.alive),
+            "sandboxes": counts,
+            "last_reconcile": self._last_reconcile,
+        }
+
+    def config_for(
+        self, repository_id: int, overrides: dict[str, Any] | None
+    ) -> ComponentStudioConfig:
+        """The effective config a create with ``overrides`` would get (validation only)."""
+        repository = self.registry.get_repository(repository_id)
+        try:
+            return (
+                self.settings.default_config()
+                .with_overrides(
+                    {"repository": repository.name, "branch": repository.default_branch}
+                )
+                .with_overrides(repository.config)
+                .with_overrides(overrides)
+            )
+        except ValidationError as exc:
+            raise InvalidConfig(f"invalid sandbox config: {validation_message(exc)}") from None

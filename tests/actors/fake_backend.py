@@ -1,0 +1,183 @@
+"""A fake cluster for the manager's logic: nodes, named actors and their answers, in memory.
+
+:class:`FakeBackend` implements :class:`actors._ray_backend.Backend`. Each
+"actor" is a :class:`FakeSandbox` that answers the SandboxActor's methods the
+way the real one does (states, infos, monitor reports) without git or Vite.
+Tests script misbehaviour through it: an actor that is gone, one that does not
+answer, one whose calls raise, a setup that fails, a node that dies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from actors._ray_backend import ActorGone, ActorUnresponsive, NodeScan, SandboxSpec
+from actors.scheduling import NodeView
+from studio.errors import StudioError
+from studio.models import CommitInfo, FinalizeResult, MonitorReport, SandboxInfo
+from studio.state import SandboxState
+
+__all__ = ["FakeBackend", "FakeSandbox", "node"]
+
+
+def node(
+    node_id: str, *, slots: float | None = 4, head: bool = False, alive: bool = True
+) -> NodeView:
+    """A node declaring ``slots`` sandbox slots."""
+    return NodeView(node_id=node_id, alive=alive, is_head=head, slots=slots)
+
+
+@dataclass
+class FakeSandbox:
+    """One fake sandbox actor."""
+
+    spec: SandboxSpec
+    state: SandboxState = SandboxState.PENDING
+    last_seq: int = 0
+    port: int | None = None
+    commits: list[CommitInfo] = field(default_factory=list)
+    idle: bool = False
+    failed: str | None = None
+    setup_error: StudioError | None = None
+    finalize_error: StudioError | None = None
+    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
+
+    def _info(self) -> SandboxInfo:
+        return SandboxInfo(
+            id=self.spec.sandbox_id,
+            owner=self.spec.owner,
+            status=self.state,
+            branch="design/studio-" + self.spec.sandbox_id.removeprefix("sb_"),
+            base_commit="a" * 40,
+            git_commits=list(self.commits),
+            last_activity=datetime.now(UTC) - timedelta(hours=5 if self.idle else 0),
+            node=self.spec.node_id,
+            port=self.port,
+            error=self.failed,
+            last_seq=self.last_seq,
+        )
+
+    async def ping(self) -> dict[str, Any]:
+        return {
+            "pid": 1,
+            "node_id": self.spec.node_id,
+            "state": self.state.value,
+            "last_seq": self.last_seq,
+            "recovering": False,
+        }
+
+    async def setup(self, recover: bool = False) -> SandboxInfo:
+        self.last_seq = max(self.last_seq, self.spec.start_seq - 1)
+        if self.setup_error is not None:
+            self.state = SandboxState.FAILED
+            raise self.setup_error
+        self.state = SandboxState.RUNNING
+        self.port = 5200 + len(self.spec.sandbox_id)
+        self.last_seq += 2
+        return self._info()
+
+    async def info(self) -> SandboxInfo:
+        return self._info()
+
+    async def monitor(self) -> MonitorReport:
+        if self.failed:
+            self.state = SandboxState.FAILED
+        return MonitorReport(
+            state=self.state,
+            healthy=self.failed is None,
+            idle_seconds=5 * 3600 if self.idle else 1.0,
+            idle_expired=self.idle,
+            error=self.failed,
+        )
+
+    async def teardown(self, final_state: str = "stopped") -> SandboxInfo:
+        self.state = SandboxState(final_state)
+        self.port = None
+        return self._info()
+
+    async def finalize(
+        self, title: str, description: str, provider_spec: dict[str, Any] | None
+    ) -> FinalizeResult:
+        if self.finalize_error is not None:
+            raise self.finalize_error
+        self.state = SandboxState.FINALIZED
+        return FinalizeResult(
+            pr_url=None,
+            pr_number=None,
+            branch="b",
+            pushed_to="origin",
+            message=title,
+            commits=len(self.commits),
+        )
+
+
+class FakeBackend:
+    """An in-memory cluster; see the module docstring."""
+
+    def __init__(self, nodes: list[NodeView]) -> None:
+        self.node_views = list(nodes)
+        self.actors: dict[str, FakeSandbox] = {}
+        self.created: list[SandboxSpec] = []
+        self.killed: list[str] = []
+        self.unresponsive: set[str] = set()
+        self.broken: set[str] = set()
+        self.setup_errors: dict[str, StudioError] = {}
+        self.next_setup_error: StudioError | None = None
+        self.worktrees: dict[str, list[str]] = {}
+        self.pid_files: dict[str, list[str]] = {}
+        self.scans: list[tuple[str, str]] = []
+
+    def kill_node(self, node_id: str) -> None:
+        """Mark a node dead (its actors stop answering)."""
+        self.node_views = [
+            NodeView(n.node_id, alive=False, is_head=n.is_head, slots=n.slots)
+            if n.node_id == node_id
+            else n
+            for n in self.node_views
+        ]
+
+    def _alive(self, node_id: str) -> bool:
+        return any(n.node_id == node_id and n.alive for n in self.node_views)
+
+    async def nodes(self) -> list[NodeView]:
+        return list(self.node_views)
+
+    async def create_sandbox(self, spec: SandboxSpec) -> None:
+        if spec.sandbox_id in self.actors:
+            raise ValueError(f"actor name sandbox:{spec.sandbox_id} is taken")
+        self.created.append(spec)
+        self.unresponsive.discard(spec.sandbox_id)
+        actor = FakeSandbox(spec)
+        if self.next_setup_error is not None:
+            actor.setup_error, self.next_setup_error = self.next_setup_error, None
+        self.actors[spec.sandbox_id] = actor
+
+    async def call(
+        self, sandbox_id: str, method: str, *args: Any, timeout_s: float, **kwargs: Any
+    ) -> Any:
+        actor = self.actors.get(sandbox_id)
+        if actor is None:
+            raise ActorGone(f"no actor for {sandbox_id}")
+        if sandbox_id in self.unresponsive or not self._alive(actor.spec.node_id):
+            raise ActorUnresponsive(f"{sandbox_id} did not answer {method}")
+        actor.calls.append((method, args, kwargs))
+        if sandbox_id in self.broken and method != "ping":
+            raise RuntimeError(f"{method} of {sandbox_id} blew up")
+        return await getattr(actor, method)(*args, **kwargs)
+
+    async def kill_sandbox(self, sandbox_id: str) -> None:
+        if self.actors.pop(sandbox_id, None) is not None:
+            self.killed.append(sandbox_id)
+
+    async def sandbox_ids(self) -> list[str]:
+        return sorted(self.actors)
+
+    async def scan_node(self, node_id: str, state_dir: str) -> NodeScan:
+        self.scans.append((node_id, state_dir))
+        return NodeScan(
+            node_id=node_id,
+            worktrees=list(self.worktrees.get(node_id, [])),
+            pid_files=list(self.pid_files.get(node_id, [])),
+        )

@@ -1,0 +1,417 @@
+"""StudioManager against the fake cluster: a real registry and real git, no Ray."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from actors.manager import SEQ_MARGIN, ManagerTimeouts, StudioManager
+from studio.config import StudioSettings
+from studio.errors import (
+    Conflict,
+    InvalidConfig,
+    InvalidRequest,
+    MissingBaseBranch,
+    NotFound,
+    PermissionDenied,
+    PullRequestError,
+    RepositoryNotFound,
+    SandboxNotFound,
+    ServiceUnavailable,
+    ViteStartError,
+)
+from studio.models import CommitInfo
+from studio.state import SandboxState
+from tests.actors.fake_backend import FakeBackend, node
+from tests.support.gitrepo import git, make_repo
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> StudioSettings:
+    return StudioSettings(
+        state_dir=tmp_path / "state",
+        repo_roots=[tmp_path / "repos"],
+        public_host="studio.test",
+        health_check_interval=0.1,
+    )
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repos" / "ui", {"src/Button.tsx": "export {}\n"})
+
+
+@pytest.fixture
+def backend() -> FakeBackend:
+    return FakeBackend([node("head", slots=None, head=True), node("n1"), node("n2")])
+
+
+@pytest.fixture
+async def manager(settings: StudioSettings, backend: FakeBackend) -> AsyncIterator[StudioManager]:
+    studio = StudioManager(
+        settings,
+        backend,
+        node_state_dirs={"n1": "/disk/n1", "n2": "/disk/n2"},
+        timeouts=ManagerTimeouts(max_missed_pings=2),
+    )
+    yield studio
+    studio.close()
+
+
+@pytest.fixture
+def repo_id(manager: StudioManager, origin: Path) -> int:
+    return manager.accounts.register_repository("ui", path=str(origin)).id
+
+
+# -- create / get / list / teardown / finalize ---------------------------------
+
+
+async def test_create_places_on_least_loaded_slot_node_and_returns_running(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    first = await manager.create_sandbox("alice", repo_id, {})
+    second = await manager.create_sandbox("alice", repo_id, {"timeout_hours": 1})
+    assert first.status is SandboxState.RUNNING and second.status is SandboxState.RUNNING
+    # The head declares no slots; the two workers take one each.
+    assert {first.node, second.node} == {"n1", "n2"}
+    assert first.renderer_url == f"http://studio.test:{first.port}/"
+    assert first.repository_id == repo_id and first.owner == "alice"
+    spec = backend.created[1]
+    assert spec.config.timeout_hours == 1 and spec.config.repository == "ui"
+    assert spec.settings["state_dir"] == f"/disk/{second.node}"
+    assert "admin_token" not in spec.settings
+    record = manager.registry.get_sandbox(first.id)
+    assert record.state is SandboxState.RUNNING and record.port == first.port
+
+
+async def test_create_rejects_bad_overrides_and_unknown_repositories(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    with pytest.raises(InvalidConfig, match="timeout_hours"):
+        await manager.create_sandbox("alice", repo_id, {"timeout_hours": -1})
+    with pytest.raises(InvalidConfig, match="no_such_field"):
+        await manager.create_sandbox("alice", repo_id, {"no_such_field": 1})
+    with pytest.raises(RepositoryNotFound):
+        await manager.create_sandbox("alice", 999, {})
+    assert backend.created == []
+
+
+async def test_failed_setup_is_recorded_raised_and_cleaned(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    backend.next_setup_error = ViteStartError("vite never answered", output=["boom"])
+    with pytest.raises(ViteStartError, match="never answered"):
+        await manager.create_sandbox("alice", repo_id, {})
+    (record,) = manager.registry.list_sandboxes()
+    assert record.state is SandboxState.FAILED and record.error == "vite never answered"
+    assert backend.killed == [record.id] and backend.actors == {}
+    # A failed sandbox is not supervised: the next pass leaves it alone.
+    assert (await manager.reconcile())["sandboxes"] == {}
+
+
+async def test_no_free_slot_is_service_unavailable(settings: StudioSettings, repo_id: int) -> None:
+    backend = FakeBackend([node("n1", slots=1)])
+    studio = StudioManager(settings, backend)
+    try:
+        await studio.create_sandbox("alice", repo_id, {})
+        with pytest.raises(ServiceUnavailable, match="free sandbox slot"):
+            await studio.create_sandbox("alice", repo_id, {})
+    finally:
+        studio.close()
+
+
+async def test_owners_see_only_their_sandboxes(manager: StudioManager, repo_id: int) -> None:
+    mine = await manager.create_sandbox("alice", repo_id, {})
+    theirs = await manager.create_sandbox("bob", repo_id, {})
+    assert [s.id for s in manager.list_sandboxes("alice")] == [mine.id]
+    assert {s.id for s in manager.list_sandboxes(None)} == {mine.id, theirs.id}
+    assert (await manager.get_sandbox(mine.id, "alice")).id == mine.id
+    assert (await manager.get_sandbox(mine.id, None)).id == mine.id
+    with pytest.raises(SandboxNotFound):
+        await manager.get_sandbox(mine.id, "bob")
+    with pytest.raises(SandboxNotFound):
+        await manager.teardown_sandbox(mine.id, "bob")
+    assert manager.owner_of(theirs.id) == "bob"
+
+
+async def test_get_stores_commits_and_falls_back_to_the_registry(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    backend.actors[sandbox.id].commits = [
+        CommitInfo(hash="b" * 40, message="AI: two", timestamp="2026-01-01T00:00:02Z"),  # type: ignore[arg-type]
+        CommitInfo(hash="c" * 40, message="AI: one", timestamp="2026-01-01T00:00:01Z"),  # type: ignore[arg-type]
+    ]
+    live = await manager.get_sandbox(sandbox.id, "alice")
+    assert [c.hash for c in live.git_commits] == ["b" * 40, "c" * 40]
+    backend.unresponsive.add(sandbox.id)
+    stored = await manager.get_sandbox(sandbox.id, "alice")
+    assert [c.hash for c in stored.git_commits] == ["b" * 40, "c" * 40]
+    assert stored.status is SandboxState.RUNNING
+
+
+async def test_teardown_keeps_the_record_and_is_idempotent(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    actor = backend.actors[sandbox.id]
+    ended = await manager.teardown_sandbox(sandbox.id, "alice")
+    assert ended.status is SandboxState.STOPPED and ended.port is None
+    assert ("teardown", ("stopped",), {}) in actor.calls
+    assert backend.killed == [sandbox.id]
+    again = await manager.teardown_sandbox(sandbox.id, "alice")
+    assert again.status is SandboxState.STOPPED
+    assert manager.list_sandboxes("alice") == []
+    assert [s.id for s in manager.list_sandboxes("alice", include_ended=True)] == [sandbox.id]
+
+
+async def test_finalize_hands_off_with_the_local_provider(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    actor = backend.actors[sandbox.id]
+    result = await manager.finalize_sandbox(sandbox.id, "alice", "Title", "Body")
+    assert result.message == "Title"
+    assert ("finalize", ("Title", "Body", None), {}) in actor.calls
+    assert manager.registry.get_sandbox(sandbox.id).state is SandboxState.FINALIZED
+    assert sandbox.id in backend.killed
+
+
+async def test_finalize_uses_github_when_configured(
+    tmp_path: Path, backend: FakeBackend, origin: Path
+) -> None:
+    settings = StudioSettings(
+        state_dir=tmp_path / "gh-state", repo_roots=[tmp_path / "repos"], github_token="t0k"
+    )
+    studio = StudioManager(settings, backend)
+    try:
+        # Registered straight into the registry: no GitHub to check push permission against.
+        repo = studio.registry.add_repository("gh", str(origin), github="octo/ui")
+        sandbox = await studio.create_sandbox("alice", repo.id, {})
+        actor = backend.actors[sandbox.id]
+        await studio.finalize_sandbox(sandbox.id, "alice", "T", "D")
+        spec = actor.calls[-1][1][2]
+        assert spec == {"kind": "github", "token": "t0k", "base_url": settings.github_api_url}
+    finally:
+        studio.close()
+
+
+async def test_failed_finalize_leaves_the_sandbox_running(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    backend.actors[sandbox.id].finalize_error = PullRequestError("422 from the forge")
+    with pytest.raises(PullRequestError, match="422"):
+        await manager.finalize_sandbox(sandbox.id, "alice", "T", "D")
+    assert manager.registry.get_sandbox(sandbox.id).state is SandboxState.RUNNING
+    assert backend.killed == []
+
+
+# -- reconcile -----------------------------------------------------------------
+
+
+async def test_healthy_sandboxes_are_monitored_and_recorded(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    backend.actors[sandbox.id].last_seq = 42
+    summary = await manager.reconcile()
+    assert summary["sandboxes"][sandbox.id].startswith("ok")
+    assert [c[0] for c in backend.actors[sandbox.id].calls][-3:] == ["ping", "monitor", "info"]
+    assert manager.registry.get_sandbox(sandbox.id).last_seq == 42
+
+
+async def test_dead_actor_is_recreated_on_its_node_with_higher_seq(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    last_seq = manager.registry.get_sandbox(sandbox.id).last_seq
+    del backend.actors[sandbox.id]  # the actor died for good
+    summary = await manager.reconcile()
+    assert summary["sandboxes"][sandbox.id].startswith(f"recreated on {sandbox.node}")
+    spec = backend.created[-1]
+    assert spec.node_id == sandbox.node and spec.start_seq == last_seq + SEQ_MARGIN
+    assert ("setup", (), {"recover": True}) in backend.actors[sandbox.id].calls
+    record = manager.registry.get_sandbox(sandbox.id)
+    assert record.state is SandboxState.RUNNING and record.last_seq > last_seq
+
+
+async def test_sandbox_on_a_dead_node_comes_back_elsewhere(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    lost = sandbox.node
+    assert lost is not None
+    backend.kill_node(lost)
+    summary = await manager.reconcile()
+    survivor = "n2" if lost == "n1" else "n1"
+    assert summary["sandboxes"][sandbox.id] == f"recreated on {survivor}: its node {lost} is gone"
+    assert sandbox.id in backend.killed  # the stuck actor is killed first
+    assert backend.created[-1].settings["state_dir"] == f"/disk/{survivor}"
+    assert manager.registry.get_sandbox(sandbox.id).node_id == survivor
+
+
+async def test_unresponsive_actor_gets_time_then_is_recreated(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    backend.unresponsive.add(sandbox.id)
+    assert (await manager.reconcile())["sandboxes"][sandbox.id].startswith("wait")
+    backend.unresponsive.discard(sandbox.id)
+    # An answer resets the count of missed pings.
+    assert (await manager.reconcile())["sandboxes"][sandbox.id].startswith("ok")
+    backend.unresponsive.add(sandbox.id)
+    assert (await manager.reconcile())["sandboxes"][sandbox.id].startswith("wait")
+    # The second miss in a row (max_missed_pings=2): a new actor replaces it.
+    summary = await manager.reconcile()
+    assert summary["sandboxes"][sandbox.id].startswith("recreated"), summary
+    assert sandbox.id in backend.killed and len(backend.created) == 2
+
+
+async def test_idle_sandbox_is_torn_down(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    backend.actors[sandbox.id].idle = True
+    summary = await manager.reconcile()
+    assert summary["sandboxes"][sandbox.id].startswith("teardown: idle")
+    record = manager.registry.get_sandbox(sandbox.id)
+    assert record.state is SandboxState.STOPPED and record.port is None
+    assert sandbox.id in backend.killed
+
+
+async def test_failed_sandbox_is_recorded(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    backend.actors[sandbox.id].failed = "Vite failed 4 times: Error: boom"
+    await manager.reconcile()
+    record = manager.registry.get_sandbox(sandbox.id)
+    assert record.state is SandboxState.FAILED and "boom" in (record.error or "")
+
+
+async def test_one_failing_sandbox_does_not_stop_the_pass(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    bad = await manager.create_sandbox("alice", repo_id, {})
+    good = await manager.create_sandbox("alice", repo_id, {})
+    backend.broken.add(bad.id)
+    backend.actors[good.id].idle = True
+    summary = await manager.reconcile()
+    assert summary["sandboxes"][bad.id].startswith("error: monitor")
+    assert summary["sandboxes"][good.id].startswith("teardown")
+    assert manager.registry.get_sandbox(bad.id).state is SandboxState.RUNNING
+
+
+async def test_restarted_manager_reloads_and_readopts(
+    settings: StudioSettings, backend: FakeBackend, manager: StudioManager, repo_id: int
+) -> None:
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    token = manager.accounts.admin_token
+    manager.close()
+    again = StudioManager(settings, backend)
+    try:
+        assert again.accounts.admin_token == token
+        assert [s.id for s in again.list_sandboxes("alice")] == [sandbox.id]
+        summary = await again.reconcile()
+        assert summary["sandboxes"][sandbox.id].startswith("ok")
+        assert len(backend.created) == 1  # adopted by name, not recreated
+        assert (await again.orphans())["actors"] == []
+    finally:
+        again.close()
+
+
+async def test_orphans_are_reported(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    assert sandbox.node is not None
+    other = "n2" if sandbox.node == "n1" else "n1"
+    backend.actors["sb_stray000"] = backend.actors[sandbox.id]
+    backend.worktrees = {
+        sandbox.node: [f"/disk/{sandbox.node}/worktrees/{sandbox.id}"],
+        other: [f"/disk/{other}/worktrees/{sandbox.id}", f"/disk/{other}/worktrees/sb_gone111"],
+    }
+    backend.pid_files = {sandbox.node: [f"/r/vite-{sandbox.id}.json", "/r/vite-sb_old999.json"]}
+    found = await manager.orphans()
+    assert found["actors"] == ["sb_stray000"]
+    assert found["worktrees"] == [
+        {"node_id": other, "path": f"/disk/{other}/worktrees/{sandbox.id}"},
+        {"node_id": other, "path": f"/disk/{other}/worktrees/sb_gone111"},
+    ]
+    assert found["processes"] == [{"node_id": sandbox.node, "path": "/r/vite-sb_old999.json"}]
+    assert ("head", str(manager.settings.state_dir)) in backend.scans
+    health = await manager.health()
+    assert health["ok"] and health["sandboxes"] == {"running": 1} and health["nodes_alive"] == 3
+
+
+# -- users and repositories ----------------------------------------------------
+
+
+async def test_admin_token_from_settings(tmp_path: Path, backend: FakeBackend) -> None:
+    settings = StudioSettings(state_dir=tmp_path / "s", admin_token="secret-admin")
+    studio = StudioManager(settings, backend)
+    try:
+        assert studio.accounts.admin_token == "secret-admin"
+        admin = studio.accounts.authenticate("secret-admin")
+        assert admin is not None and admin.is_admin and admin.name == "admin"
+    finally:
+        studio.close()
+    # A changed token replaces the admin's; the old one stops working.
+    changed = StudioManager(settings.model_copy(update={"admin_token": "new-one"}), backend)
+    try:
+        assert changed.accounts.authenticate("secret-admin") is None
+        assert changed.accounts.authenticate("new-one") is not None
+    finally:
+        changed.close()
+
+
+async def test_users(manager: StudioManager, settings: StudioSettings) -> None:
+    token_file = settings.state_dir / "admin-token"
+    assert token_file.read_text().strip() == manager.accounts.admin_token
+    assert token_file.stat().st_mode & 0o077 == 0
+    user, token = manager.accounts.create_user("alice")
+    assert user.name == "alice" and not user.is_admin
+    assert manager.accounts.authenticate(token) == user
+    assert manager.accounts.authenticate("wrong") is None
+    assert [u.name for u in manager.accounts.list_users()] == ["admin", "alice"]
+    with pytest.raises(Conflict):
+        manager.accounts.create_user("alice")
+    with pytest.raises(InvalidRequest, match="admin user cannot be deleted"):
+        manager.accounts.delete_user("admin")
+    manager.accounts.delete_user("alice")
+    assert manager.accounts.authenticate(token) is None
+    with pytest.raises(NotFound):
+        manager.accounts.delete_user("alice")
+
+
+def test_register_repository_checks(manager: StudioManager, origin: Path, tmp_path: Path) -> None:
+    accounts = manager.accounts
+    outside = make_repo(tmp_path / "elsewhere", {"a.txt": "a\n"})
+    with pytest.raises(PermissionDenied, match=str(tmp_path / "repos")):
+        accounts.register_repository("x", path=str(outside))
+    with pytest.raises(PermissionDenied):
+        accounts.register_repository("x", path=str(tmp_path / "repos" / ".." / "elsewhere"))
+    plain = tmp_path / "repos" / "plain"
+    plain.mkdir()
+    with pytest.raises(InvalidRequest, match="not a git repository"):
+        accounts.register_repository("x", path=str(plain))
+    with pytest.raises(RepositoryNotFound):
+        accounts.register_repository("x", path=str(tmp_path / "repos" / "missing"))
+    with pytest.raises(MissingBaseBranch, match="develop"):
+        accounts.register_repository("x", path=str(origin), default_branch="develop")
+    with pytest.raises(InvalidRequest):
+        accounts.register_repository("x")
+    git(origin, "checkout", "-q", "-b", "trunk")
+    record = accounts.register_repository("ui", path=str(origin), config={"timeout_hours": 2})
+    assert record.default_branch == "trunk" and record.source == str(origin.resolve())
+    assert record.config == {"timeout_hours": 2}
+    with pytest.raises(Conflict):
+        accounts.register_repository("ui", path=str(origin))
+    remote = accounts.register_repository("remote", clone_url=f"file://{origin}")
+    assert remote.default_branch == "trunk"
+    with pytest.raises(MissingBaseBranch):
+        accounts.register_repository("r2", clone_url=f"file://{origin}", default_branch="nope")
+    assert [r.name for r in accounts.list_repositories()] == ["ui", "remote"]
