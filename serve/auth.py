@@ -1,0 +1,95 @@
+"""Who is calling: bearer tokens to users, with a short per-replica cache.
+
+The manager owns users and tokens (only hashes are stored); a replica asks it
+once per token and remembers the answer for ``ttl`` seconds, so the data
+plane does not pay a manager round trip per request. Unknown tokens are
+remembered too, for less time, so a client hammering with a bad token does not
+hammer the manager. Deleting a user takes effect at once in the replica that
+handled the delete and within ``ttl`` seconds in the others.
+
+The cache is keyed by the token's SHA-256, never by the token itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from studio.errors import PermissionDenied, Unauthenticated
+from studio.models import UserInfo
+
+__all__ = ["Authenticator", "bearer_token", "require_admin"]
+
+_SCHEME = "bearer"
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != _SCHEME:
+        return None
+    return token.strip() or None
+
+
+def require_admin(user: UserInfo) -> UserInfo:
+    """``user`` if an admin; :class:`PermissionDenied` otherwise."""
+    if not user.is_admin:
+        raise PermissionDenied(f"user {user.name!r} is not an admin; this needs the admin token")
+    return user
+
+
+@dataclass
+class _Entry:
+    user: UserInfo | None
+    expires: float
+
+
+class Authenticator:
+    """Resolves tokens through ``lookup`` (the manager's ``authenticate``), cached."""
+
+    def __init__(
+        self,
+        lookup: Callable[[str], Awaitable[UserInfo | None]],
+        *,
+        ttl: float = 10.0,
+        negative_ttl: float = 2.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lookup = lookup
+        self._ttl = ttl
+        self._negative_ttl = negative_ttl
+        self._max_entries = max_entries
+        self._clock = clock
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
+
+    async def user(self, token: str | None) -> UserInfo:
+        """The user ``token`` belongs to; :class:`Unauthenticated` when none."""
+        if not token:
+            raise Unauthenticated(
+                "missing bearer token: send 'Authorization: Bearer <token>' "
+                "(or ?token= on a WebSocket)"
+            )
+        key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+        now = self._clock()
+        entry = self._cache.get(key)
+        if entry is None or entry.expires <= now:
+            found = await self._lookup(token)
+            entry = _Entry(found, now + (self._ttl if found else self._negative_ttl))
+            self._cache[key] = entry
+            self._cache.move_to_end(key)
+            while len(self._cache) > self._max_entries:
+                self._cache.popitem(last=False)
+        if entry.user is None:
+            raise Unauthenticated("the bearer token matches no user")
+        return entry.user
+
+    def forget_user(self, name: str) -> None:
+        """Drop every cached token of user ``name`` (it was deleted)."""
+        for key in [k for k, e in self._cache.items() if e.user and e.user.name == name]:
+            del self._cache[key]

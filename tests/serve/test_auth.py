@@ -1,0 +1,95 @@
+"""Bearer tokens to users, with the replica's cache."""
+
+from __future__ import annotations
+
+import pytest
+
+from serve.auth import Authenticator, bearer_token, require_admin
+from studio.errors import PermissionDenied, Unauthenticated
+from studio.models import UserInfo
+
+ANN = UserInfo(name="ann")
+
+
+class Users:
+    def __init__(self) -> None:
+        self.tokens = {"tok-ann": ANN, "tok-root": UserInfo(name="root", is_admin=True)}
+        self.lookups = 0
+
+    async def __call__(self, token: str) -> UserInfo | None:
+        self.lookups += 1
+        return self.tokens.get(token)
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [
+        ("Bearer abc", "abc"),
+        ("bearer   abc ", "abc"),
+        ("Basic abc", None),
+        ("Bearer", None),
+        ("Bearer ", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_bearer_token(header: str | None, token: str | None) -> None:
+    assert bearer_token(header) == token
+
+
+async def test_known_token_is_cached_for_ttl() -> None:
+    users, clock = Users(), Clock()
+    auth = Authenticator(users, ttl=10, clock=clock)
+    assert await auth.user("tok-ann") == ANN
+    assert await auth.user("tok-ann") == ANN
+    assert users.lookups == 1
+    clock.now = 11
+    assert await auth.user("tok-ann") == ANN
+    assert users.lookups == 2
+
+
+async def test_unknown_and_missing_tokens_are_unauthenticated() -> None:
+    users, clock = Users(), Clock()
+    auth = Authenticator(users, negative_ttl=2, clock=clock)
+    with pytest.raises(Unauthenticated, match="missing bearer token"):
+        await auth.user(None)
+    for _ in range(3):
+        with pytest.raises(Unauthenticated, match="matches no user"):
+            await auth.user("nope")
+    assert users.lookups == 1
+    users.tokens["nope"] = ANN
+    clock.now = 3
+    assert await auth.user("nope") == ANN
+
+
+async def test_forget_user_takes_effect_at_once() -> None:
+    users = Users()
+    auth = Authenticator(users)
+    await auth.user("tok-ann")
+    del users.tokens["tok-ann"]
+    auth.forget_user("ann")
+    with pytest.raises(Unauthenticated):
+        await auth.user("tok-ann")
+
+
+async def test_cache_is_bounded() -> None:
+    users = Users()
+    auth = Authenticator(users, max_entries=1)
+    await auth.user("tok-ann")
+    await auth.user("tok-root")
+    await auth.user("tok-ann")
+    assert users.lookups == 3
+
+
+def test_require_admin() -> None:
+    root = UserInfo(name="root", is_admin=True)
+    assert require_admin(root) is root
+    with pytest.raises(PermissionDenied, match="not an admin"):
+        require_admin(ANN)
