@@ -141,8 +141,8 @@ async def test_get_stores_commits_and_falls_back_to_the_registry(
 ) -> None:
     sandbox = await manager.create_sandbox("alice", repo_id, {})
     backend.actors[sandbox.id].commits = [
-        CommitInfo(hash="b" * 40, message="AI: two", timestamp="2026-01-01T00:00:02Z"),  # type: ignore[arg-type]
-        CommitInfo(hash="c" * 40, message="AI: one", timestamp="2026-01-01T00:00:01Z"),  # type: ignore[arg-type]
+        CommitInfo(hash="b" * 40, message="AI: two", timestamp="2026-01-01T00:00:02Z"),
+        CommitInfo(hash="c" * 40, message="AI: one", timestamp="2026-01-01T00:00:01Z"),
     ]
     live = await manager.get_sandbox(sandbox.id, "alice")
     assert [c.hash for c in live.git_commits] == ["b" * 40, "c" * 40]

@@ -1,0 +1,206 @@
+"""ManagerActor: the one detached ``studio-manager`` actor, pinned to the head node.
+
+A Ray shell around :class:`actors.manager.StudioManager` plus its reconcile
+loop (one pass every ``settings.health_check_interval``; a pass that raises is
+logged and the loop goes on). The registry lives in the head node's state dir,
+so the actor is pinned there; Ray restarts it (``max_restarts=-1``) after its
+worker dies, ``__init__`` reopens the registry and the first pass re-adopts
+every live sandbox actor by name.
+
+Read-only methods are retried by Ray through a restart; methods that change
+things are not (a retried create would make a second sandbox).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import Any
+
+import ray
+
+from actors._ray_backend import RayBackend
+from actors.manager import ManagerTimeouts, StudioManager
+from studio.config import StudioSettings
+from studio.models import FinalizeResult, SandboxInfo, UserInfo
+from studio.naming import ACTOR_NAMESPACE, MANAGER_ACTOR_NAME
+from studio.store import RepositoryRecord
+
+__all__ = ["HEAD_NODE_RESOURCE", "ManagerActor", "manager_actor_options"]
+
+logger = logging.getLogger(__name__)
+
+# Every head node declares this resource; a sliver of it pins an actor there.
+HEAD_NODE_RESOURCE = "node:__internal_head__"
+
+
+def manager_actor_options() -> dict[str, Any]:
+    """Ray options of the manager: named, detached, on the head node, always restarted."""
+    return {
+        "name": MANAGER_ACTOR_NAME,
+        "namespace": ACTOR_NAMESPACE,
+        "lifetime": "detached",
+        "get_if_exists": True,
+        "num_cpus": 0,
+        "resources": {HEAD_NODE_RESOURCE: 0.001},
+        "max_restarts": -1,
+        "max_task_retries": 0,
+        "max_concurrency": 1000,
+    }
+
+
+_RETRIED = ray.method(max_task_retries=-1)
+
+
+@ray.remote
+class ManagerActor:
+    """The supervising manager; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        node_state_dirs: dict[str, str] | None = None,
+        ping_timeout: float = 5.0,
+    ) -> None:
+        self._settings = StudioSettings.model_validate(settings)
+        self._manager = StudioManager(
+            self._settings,
+            RayBackend(),
+            node_state_dirs=node_state_dirs,
+            timeouts=ManagerTimeouts(ping=ping_timeout),
+        )
+        reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
+        # Ray runs an async actor's __init__ on its event loop.
+        self._loop_task = asyncio.get_running_loop().create_task(self._reconcile_loop())
+        logger.info(
+            "manager started",
+            extra={"registry": str(self._manager.registry.path), "reconstructed": reconstructed},
+        )
+
+    async def _reconcile_loop(self) -> None:
+        interval = self._settings.health_check_interval
+        while True:
+            try:
+                await self._manager.reconcile()
+            except Exception:
+                logger.exception("reconcile pass failed")
+            await asyncio.sleep(interval)
+
+    # -- users --------------------------------------------------------------
+
+    @_RETRIED
+    async def authenticate(self, token: str) -> UserInfo | None:
+        """The user a bearer token belongs to, or None."""
+        return self._manager.accounts.authenticate(token)
+
+    @_RETRIED
+    async def admin_token(self) -> str:
+        """The admin's token (from settings, or generated once and kept)."""
+        return self._manager.accounts.admin_token
+
+    async def create_user(self, name: str, is_admin: bool = False) -> tuple[UserInfo, str]:
+        """A new user and their token (returned once)."""
+        return self._manager.accounts.create_user(name, is_admin)
+
+    @_RETRIED
+    async def list_users(self) -> list[UserInfo]:
+        """Every user."""
+        return self._manager.accounts.list_users()
+
+    async def delete_user(self, name: str) -> None:
+        """Remove a user."""
+        self._manager.accounts.delete_user(name)
+
+    # -- repositories -------------------------------------------------------
+
+    async def register_repository(
+        self,
+        name: str,
+        *,
+        path: str | None = None,
+        github: str | None = None,
+        clone_url: str | None = None,
+        default_branch: str | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> RepositoryRecord:
+        """Check and register a repository."""
+        return await asyncio.to_thread(
+            self._manager.accounts.register_repository,
+            name,
+            path=path,
+            github=github,
+            clone_url=clone_url,
+            default_branch=default_branch,
+            config=config,
+        )
+
+    @_RETRIED
+    async def list_repositories(self) -> list[RepositoryRecord]:
+        """Every registered repository."""
+        return self._manager.accounts.list_repositories()
+
+    # -- sandboxes ----------------------------------------------------------
+
+    async def create_sandbox(
+        self, owner: str, repository_id: int, overrides: dict[str, Any] | None = None
+    ) -> SandboxInfo:
+        """Create a sandbox; returns when it is RUNNING."""
+        return await self._manager.create_sandbox(owner, repository_id, overrides or {})
+
+    @_RETRIED
+    async def get_sandbox(self, sandbox_id: str, owner: str | None = None) -> SandboxInfo:
+        """One sandbox (``owner`` None: anyone's)."""
+        return await self._manager.get_sandbox(sandbox_id, owner)
+
+    @_RETRIED
+    async def owner_of(self, sandbox_id: str) -> str:
+        """Who created the sandbox."""
+        return self._manager.owner_of(sandbox_id)
+
+    @_RETRIED
+    async def list_sandboxes(
+        self, owner: str | None = None, include_ended: bool = False
+    ) -> list[SandboxInfo]:
+        """Sandboxes of ``owner`` (None: all)."""
+        return self._manager.list_sandboxes(owner, include_ended)
+
+    async def teardown_sandbox(self, sandbox_id: str, owner: str | None = None) -> SandboxInfo:
+        """Stop a sandbox, keeping its branch."""
+        return await self._manager.teardown_sandbox(sandbox_id, owner)
+
+    async def finalize_sandbox(
+        self, sandbox_id: str, owner: str | None, title: str, description: str
+    ) -> FinalizeResult:
+        """Push, open the PR, end the sandbox."""
+        return await self._manager.finalize_sandbox(sandbox_id, owner, title, description)
+
+    # -- supervision --------------------------------------------------------
+
+    @_RETRIED
+    async def reconcile(self) -> dict[str, Any]:
+        """One reconcile pass now."""
+        return await self._manager.reconcile()
+
+    @_RETRIED
+    async def orphans(self) -> dict[str, Any]:
+        """Actors, worktrees and pid records no live sandbox owns."""
+        return await self._manager.orphans()
+
+    @_RETRIED
+    async def health(self) -> dict[str, Any]:
+        """The manager's status."""
+        return await self._manager.health()
+
+    @_RETRIED
+    async def pid(self) -> int:
+        """The worker's pid (tests kill it)."""
+        return os.getpid()
+
+    async def shutdown(self) -> None:
+        """Stop the loop and close the registry, before the actor is killed."""
+        self._loop_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._loop_task
+        self._manager.close()

@@ -1,0 +1,352 @@
+"""SandboxActor: one sandbox as a detached, restartable Ray actor.
+
+The actor is a thin async shell around :class:`studio.sandbox.ComponentStudioSandbox`
+(plain blocking Python): blocking work runs on the actor's own thread pool,
+lifecycle changes and file mutations take one asyncio lock, and the event log
+is read without any thread (long-poll :meth:`SandboxActor.events`, or the
+streaming :meth:`SandboxActor.stream`).
+
+Restarts. Ray reruns ``__init__`` with the original arguments when the worker
+dies (``max_restarts``). The new incarnation sees
+``was_current_actor_reconstructed`` and recovers in the background at once
+(calls other than ``ping`` and ``events`` wait for it): ``on_setup(recover=True)``
+reaps the Vite its predecessor left, reattaches the worktree and starts Vite
+again; a ``status`` event with ``recovered=True`` says so. Event numbers keep
+increasing across the restart: the last one handed out is kept in a small file
+in the node's state dir and the new log starts after it.
+
+Methods that change things (setup, execute, rollback, finalize, teardown) are
+never retried by Ray (``max_task_retries=0``): a retried call that crashed its
+own worker would crash it again, forever (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import ray
+from pydantic import ValidationError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from actors.scheduling import SLOT_RESOURCE
+from studio import metrics
+from studio.commands import ExecuteResult, command_adapter, is_mutation
+from studio.config import ComponentStudioConfig, StudioSettings
+from studio.errors import InvalidRequest
+from studio.layout import StateLayout
+from studio.messages import MessageType, encode
+from studio.models import (
+    CommitInfo,
+    FinalizeResult,
+    MonitorReport,
+    RepositorySource,
+    RollbackResult,
+    SandboxInfo,
+)
+from studio.naming import ACTOR_NAMESPACE, sandbox_actor_name
+from studio.pr import GitHubProvider, PullRequestProvider
+from studio.sandbox import ComponentStudioSandbox
+from studio.state import SandboxState
+
+__all__ = ["SandboxActor", "provider_from_spec", "sandbox_actor_options", "seq_file"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Threads for blocking sandbox calls; long-polls use none.
+_THREADS = 16
+# How long one step of the streaming generator waits before checking again.
+_STREAM_POLL_SECONDS = 15.0
+
+
+def sandbox_actor_options(
+    sandbox_id: str,
+    *,
+    node_id: str | None,
+    max_restarts: int,
+    use_slot: bool | None = None,
+) -> dict[str, Any]:
+    """Ray options of a sandbox's actor: named, detached, pinned to ``node_id``.
+
+    ``use_slot`` None asks Ray whether the cluster declares ``sandbox_slot``;
+    the actor then holds one. The pin is hard: a sandbox's worktree is on that
+    node's disk (the manager recreates it elsewhere when the node dies).
+    """
+    if use_slot is None:
+        use_slot = ray.is_initialized() and SLOT_RESOURCE in ray.cluster_resources()  # type: ignore[no-untyped-call]
+    options: dict[str, Any] = {
+        "name": sandbox_actor_name(sandbox_id),
+        "namespace": ACTOR_NAMESPACE,
+        "lifetime": "detached",
+        "num_cpus": 0,
+        "max_restarts": max_restarts,
+        # Safe methods are retried through a restart; unsafe ones opt out below.
+        "max_task_retries": -1,
+        "max_concurrency": 1000,
+    }
+    if use_slot:
+        options["resources"] = {SLOT_RESOURCE: 1}
+    if node_id is not None:
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+    return options
+
+
+def seq_file(state_dir: Path, sandbox_id: str) -> Path:
+    """Where a sandbox's actor keeps the last event number it handed out."""
+    # Not *.json: run/*.json are pid records, which the orphan scan reads.
+    return StateLayout(state_dir).run / f"{sandbox_id}.seq"
+
+
+def _read_seq(path: Path) -> int:
+    try:
+        return int(json.loads(path.read_text())["last_seq"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def provider_from_spec(spec: dict[str, Any] | None) -> PullRequestProvider | None:
+    """The PR provider the manager described; None means the sandbox's default (local)."""
+    if not spec or spec.get("kind") == "local":
+        return None
+    if spec.get("kind") == "github":
+        return GitHubProvider(str(spec["token"]), base_url=str(spec["base_url"]))
+    raise InvalidRequest(f"unknown pull request provider {spec.get('kind')!r}")
+
+
+@ray.remote
+class SandboxActor:
+    """The Ray actor of one sandbox; see the module docstring."""
+
+    def __init__(
+        self,
+        sandbox_id: str,
+        repository: dict[str, Any],
+        config: dict[str, Any],
+        settings: dict[str, Any],
+        owner: str = "",
+        start_seq: int = 1,
+    ) -> None:
+        self._settings = StudioSettings.model_validate(settings)
+        context = ray.get_runtime_context()
+        self._node_id = context.get_node_id()
+        self._reconstructed = bool(context.was_current_actor_reconstructed)
+        self._seq_path = seq_file(self._settings.state_dir, sandbox_id)
+        self._seq_lock = threading.Lock()
+        start = max(start_seq, _read_seq(self._seq_path) + 1)
+        self._pool = ThreadPoolExecutor(_THREADS, thread_name_prefix=f"sandbox-{sandbox_id}")
+        self._lock = asyncio.Lock()
+        self._recovery: asyncio.Task[None] | None = None
+        self._sandbox = ComponentStudioSandbox(
+            sandbox_id,
+            RepositorySource.model_validate(repository),
+            ComponentStudioConfig.model_validate(config),
+            self._settings,
+            owner=owner,
+            start_seq=start,
+            node=self._node_id,
+            on_event=self._on_event,
+        )
+        # Ray runs an async actor's __init__ on its event loop: a reconstructed actor
+        # starts recovering at once, without waiting for a first call.
+        with contextlib.suppress(RuntimeError):
+            self._start_recovery()
+        logger.info(
+            "sandbox actor started",
+            extra={
+                "sandbox_id": sandbox_id,
+                "node": self._node_id,
+                "start_seq": start,
+                "reconstructed": self._reconstructed,
+            },
+        )
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        seq = int(event.get("seq", 0))
+        with self._seq_lock:
+            self._seq_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._seq_path.with_name(f".{self._seq_path.name}.tmp")
+            tmp.write_text(json.dumps({"last_seq": seq}))
+            tmp.replace(self._seq_path)
+
+    async def _run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: func(*args, **kwargs))
+
+    def _start_recovery(self) -> asyncio.Task[None] | None:
+        if self._reconstructed and self._recovery is None:
+            self._recovery = asyncio.get_running_loop().create_task(self._recover())
+        return self._recovery
+
+    async def _recovered(self) -> None:
+        task = self._start_recovery()
+        if task is not None:
+            await asyncio.shield(task)
+
+    async def _recover(self) -> None:
+        sandbox = self._sandbox
+        first_seq = sandbox.events.last_seq
+        async with self._lock:
+            if sandbox.state in (SandboxState.STOPPED, SandboxState.FINALIZED):
+                return
+            try:
+                await self._run(sandbox.on_setup, recover=True)
+            except Exception:
+                # The sandbox is FAILED and said why on its stream; calls keep working.
+                logger.exception("recovery failed", extra={"sandbox_id": sandbox.sandbox_id})
+                return
+        metrics.record(lambda: metrics.actor_recoveries().inc(tags={"how": "reconstructed"}))
+        said = any(
+            m.type is MessageType.STATUS and getattr(m.payload, "recovered", None)
+            for m in sandbox.events.since(first_seq)
+        )
+        if not said:
+            sandbox.events.append(
+                MessageType.STATUS,
+                {
+                    "status": sandbox.state.value,
+                    "recovered": True,
+                    "detail": "the sandbox's actor restarted and recovered",
+                },
+            )
+
+    # -- lifecycle --------------------------------------------------------
+
+    async def ping(self) -> dict[str, Any]:
+        """Liveness: pid, node, state and last event number; starts a pending recovery."""
+        self._start_recovery()
+        recovering = self._recovery is not None and not self._recovery.done()
+        return {
+            "pid": os.getpid(),
+            "node_id": self._node_id,
+            "state": self._sandbox.state.value,
+            "last_seq": self._sandbox.events.last_seq,
+            "reconstructed": self._reconstructed,
+            "recovering": recovering,
+        }
+
+    @ray.method(max_task_retries=0)
+    async def setup(self, recover: bool = False) -> SandboxInfo:
+        """Run on_setup; returns when the sandbox is RUNNING (or raises, FAILED)."""
+        if self._reconstructed:
+            await self._recovered()
+            return self._sandbox.info()
+        async with self._lock:
+            return await self._run(self._sandbox.on_setup, recover=recover)
+
+    async def info(self) -> SandboxInfo:
+        """The sandbox's status."""
+        await self._recovered()
+        return await self._run(self._sandbox.info)
+
+    async def monitor(self) -> MonitorReport:
+        """One on_monitor pass (health, restart with backoff, idleness)."""
+        await self._recovered()
+        return await self._run(self._sandbox.on_monitor)
+
+    @ray.method(max_task_retries=0)
+    async def teardown(self, final_state: str = "stopped") -> SandboxInfo:
+        """Stop Vite and remove the worktree, keeping the branch; idempotent."""
+        await self._recovered()
+        async with self._lock:
+            info = await self._run(self._sandbox.on_teardown, final_state=SandboxState(final_state))
+        with contextlib.suppress(OSError):
+            self._seq_path.unlink()
+        return info
+
+    @ray.method(max_task_retries=0)
+    async def finalize(
+        self, title: str, description: str, provider_spec: dict[str, Any] | None = None
+    ) -> FinalizeResult:
+        """Push the branch, open the PR, tear down."""
+        await self._recovered()
+        provider = provider_from_spec(provider_spec)
+        async with self._lock:
+            result = await self._run(self._sandbox.finalize, title, description, provider)
+        with contextlib.suppress(OSError):
+            self._seq_path.unlink()
+        return result
+
+    # -- work -------------------------------------------------------------
+
+    @ray.method(max_task_retries=0)
+    async def execute(self, command: dict[str, Any]) -> ExecuteResult:
+        """Run one execute command (the plan's request body)."""
+        try:
+            parsed = command_adapter.validate_python(command)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'command'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise InvalidRequest(f"invalid command: {problems}") from None
+        await self._recovered()
+        if not is_mutation(parsed):
+            return await self._run(self._sandbox.on_execute, parsed)
+        async with self._lock:
+            return await self._run(self._sandbox.on_execute, parsed)
+
+    @ray.method(max_task_retries=0)
+    async def rollback(
+        self, commit_hash: str | None = None, steps: int | None = None, undo: bool = False
+    ) -> RollbackResult:
+        """Move the branch back (or undo the last rollback)."""
+        await self._recovered()
+        async with self._lock:
+            return await self._run(
+                self._sandbox.rollback, commit_hash=commit_hash, steps=steps, undo=undo
+            )
+
+    async def history(self, count: int = 50) -> list[CommitInfo]:
+        """The branch's commits, newest first."""
+        await self._recovered()
+        return await self._run(self._sandbox.history, count)
+
+    async def components(self) -> dict[str, Any]:
+        """The component catalog of the sandbox's Vite."""
+        await self._recovered()
+        return await self._run(self._sandbox.components)
+
+    async def logs(self, lines: int = 200) -> list[str]:
+        """Vite's last output lines."""
+        return await self._run(self._sandbox.logs, lines)
+
+    async def publish(self, message: dict[str, Any], client_id: str) -> None:
+        """A client's message (component-selected) onto the event stream."""
+        await self._run(self._sandbox.publish_client_message, message, client_id)
+
+    async def touch(self) -> None:
+        """Mark activity (a WebSocket message, a page view)."""
+        self._sandbox.touch()
+
+    # -- events -----------------------------------------------------------
+
+    # The timeout travels with the call: a long-poll answers [] when it runs out.
+    async def events(self, after_seq: int, timeout: float) -> list[dict[str, Any]]:  # noqa: ASYNC109
+        """Events after ``after_seq`` as soon as there are any; ``[]`` after ``timeout`` s.
+
+        When ``after_seq`` is older than the oldest event kept, the answer
+        starts at the oldest: the consumer sees the gap in the numbers.
+        """
+        messages = await self._sandbox.events.wait(after_seq, timeout)
+        return [json.loads(encode(m)) for m in messages]
+
+    @ray.method(num_returns="streaming")
+    async def stream(self, after_seq: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """Every event after ``after_seq``, as it happens (cancel the ref to stop)."""
+        last = after_seq
+        while True:
+            for message in await self._sandbox.events.wait(last, _STREAM_POLL_SECONDS):
+                last = message.seq
+                yield json.loads(encode(message))
