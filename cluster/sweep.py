@@ -154,21 +154,33 @@ def _sweep_worktrees(layout: StateLayout, gone: _Gone, report: NodeSweep, dry_ru
         report.worktrees.append(str(directory))
 
 
-def _sweep_mirrors(layout: StateLayout, report: NodeSweep, dry_run: bool) -> None:
+def _stale_entries(layout: StateLayout, report: NodeSweep) -> dict[Path, list[str]]:
+    """Per mirror, its worktree entries whose directory is gone."""
+    stale: dict[Path, list[str]] = {}
     if not layout.mirrors.is_dir():
-        return
+        return stale
     for path in sorted(layout.mirrors.glob("*.git")):
         if not path.is_dir():
             continue
-        mirror = Mirror(path, "")
         try:
-            stale = [str(p) for p in mirror.list_worktrees() if not p.exists()]
-            if stale and not dry_run:
-                mirror.prune()
+            gone = [str(p) for p in Mirror(path, "").list_worktrees() if not p.exists()]
         except StudioError as exc:
-            report.errors.append(f"could not prune the worktrees of {path}: {exc}")
+            report.errors.append(f"could not list the worktrees of {path}: {exc}")
             continue
-        report.stale_entries += stale
+        if gone:
+            stale[path] = gone
+    return stale
+
+
+def _prune(stale: dict[Path, list[str]], report: NodeSweep, dry_run: bool) -> None:
+    for path, entries in stale.items():
+        if not dry_run:
+            try:
+                Mirror(path, "").prune()
+            except StudioError as exc:
+                report.errors.append(f"could not prune the worktrees of {path}: {exc}")
+                continue
+        report.stale_entries += entries
 
 
 class _Gone:
@@ -204,10 +216,12 @@ def sweep_node(
     layout = StateLayout(Path(state_dir))
     report = NodeSweep(node=node or socket.gethostname(), state_dir=str(state_dir), dry_run=dry_run)
     gone = _Gone(live, known, grace_seconds, report)
+    # Listed before anything is removed: removing a worktree prunes its mirror too.
+    stale = _stale_entries(layout, report)
     # Processes first: a Vite runs inside the worktree it would otherwise hold open.
     _sweep_processes(layout, gone, report, dry_run)
     _sweep_worktrees(layout, gone, report, dry_run)
-    _sweep_mirrors(layout, report, dry_run)
+    _prune(stale, report, dry_run)
     logger.info(
         "node swept",
         extra={

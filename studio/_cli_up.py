@@ -207,7 +207,9 @@ class _Service:
 
         if self.manager is not None:
             self._step("tear down the sandboxes", self._teardown_sandboxes)
-            self._step("stop the manager", lambda: ray.kill(self.manager, no_restart=True))
+            from actors.handles import kill_manager
+
+            self._step("stop the manager", kill_manager)
         if self.serve_started:
             from ray import serve
 

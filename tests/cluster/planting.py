@@ -92,7 +92,7 @@ def _age(path: Path) -> None:
     os.utime(path, (OLD, OLD))
 
 
-def plant(state_dir: Path, origin_dir: Path) -> Planted:
+def plant(state_dir: Path, origin_dir: Path, mirror_name: str = "planted") -> Planted:
     """A node's state with, per sandbox id:
 
     - ``sb_live000001``: live (worktree + process) -> kept;
@@ -103,7 +103,7 @@ def plant(state_dir: Path, origin_dir: Path) -> Planted:
     """
     origin = make_repo(origin_dir, {"src/Button.tsx": "export const Button = 1;\n"})
     layout = StateLayout(state_dir)
-    mirror = Mirror.ensure(layout.mirror("ui-kit"), str(origin))
+    mirror = Mirror.ensure(layout.mirror(mirror_name), str(origin))
     planted = Planted(layout=layout, mirror=mirror, origin=origin)
     for sandbox_id in ("sb_live000001", "sb_ended00001", "sb_unknown001", "sb_fresh00001"):
         directory = _worktree(planted, sandbox_id)
