@@ -32,6 +32,7 @@ class RunContext:
         self._own_work_dir = work_dir is None
         self._stack = contextlib.ExitStack()
         self._resources: dict[str, Any] = {}
+        self._failures: dict[str, Exception] = {}
 
     def count(self, full: int, quick: int) -> int:
         """How many samples to take: ``quick`` in quick mode, ``full`` otherwise."""
@@ -46,15 +47,27 @@ class RunContext:
     def resource(
         self, name: str, factory: Callable[[RunContext], contextlib.AbstractContextManager[T]]
     ) -> T:
-        """The resource ``name``, entered from ``factory(self)`` on first use; exited by close()."""
+        """The resource ``name``, entered from ``factory(self)`` on first use; exited by close().
+
+        A resource that failed to start fails the same way for every later
+        scenario, without another attempt (a broken service costs one timeout).
+        """
+        failed = self._failures.get(name)
+        if failed is not None:
+            raise RuntimeError(f"{name} did not start: {failed}") from failed
         if name not in self._resources:
-            self._resources[name] = self._stack.enter_context(factory(self))
+            try:
+                self._resources[name] = self._stack.enter_context(factory(self))
+            except Exception as exc:
+                self._failures[name] = exc
+                raise
         value: T = self._resources[name]
         return value
 
     def release(self, name: str) -> None:
         """Forget ``name`` (it stays open until close(): an ExitStack cannot pop one entry)."""
         self._resources.pop(name, None)
+        self._failures.pop(name, None)
 
     def close(self) -> None:
         """Stop every started resource (newest first) and remove the work dir."""

@@ -218,7 +218,8 @@ def markdown_table(document: dict[str, Any]) -> str:
             details.append(f"  failures: {entry['failures']}")
         details.extend(f"  {note}" for note in notes)
         if entry.get("error"):
-            details.append(f"  error: {entry['error']}")
+            error = " / ".join(line.strip() for line in entry["error"].splitlines())
+            details.append(f"  error: {error}")
     if details:
         lines += ["", "## Figures and notes", "", *details]
     return "\n".join(lines) + "\n"

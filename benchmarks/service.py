@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
-from benchmarks._proc import free_port, sample_repo, wait_http_ok
+from benchmarks._proc import free_port_below, sample_repo, wait_http_ok
 from benchmarks._ray import use_ray
 from benchmarks.context import RunContext
 from benchmarks.floors import install_cache_dir
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 # Vite ports of the benchmark's sandboxes: a range of their own, below Ray's worker ports.
 VITE_PORT_BASE = 6200
+# The API's port: StudioSettings wants it below Ray's worker ports too.
+API_PORTS = (8600, 9000)
 READY_TIMEOUT = 120.0
 
 
@@ -122,6 +125,7 @@ class BenchService:
     def ping(self, sandbox_id: str, timeout: float = 30.0) -> dict[str, Any]:
         """The sandbox actor's ``ping()``: its worker pid, node, state and last event seq."""
         import ray
+
         from actors.handles import sandbox_handle
 
         answer: dict[str, Any] = ray.get(sandbox_handle(sandbox_id).ping.remote(), timeout=timeout)
@@ -147,8 +151,11 @@ def _kill_studio_actors() -> None:
     import ray
     from ray.util import list_named_actors
 
+    from actors.handles import kill_manager
     from studio.naming import ACTOR_NAMESPACE, MANAGER_ACTOR_NAME
 
+    with contextlib.suppress(Exception):
+        kill_manager()
     for entry in list_named_actors(all_namespaces=True):
         name = entry["name"] if isinstance(entry, dict) else entry
         namespace = entry.get("namespace") if isinstance(entry, dict) else ACTOR_NAMESPACE
@@ -173,17 +180,17 @@ def _reap_vites(state_dir: Path) -> None:
 @contextlib.contextmanager
 def running_service(ctx: RunContext) -> Iterator[BenchService]:
     """Start the service on the run's Ray; everything it started is gone after the block."""
-    from actors.handles import start_manager
     from ray import serve
-    from serve.app import build_app
 
+    from actors.handles import start_manager
+    from serve.app import build_app
     from studio.config import StudioSettings
 
     use_ray(ctx)
     state_dir = ctx.work_dir / "state"
     repos = ctx.path("repos")
-    repo = sample_repo(repos / "ui-kit")
-    api_port = free_port()
+    repo = sample_repo(Path(tempfile.mkdtemp(prefix="ui-kit-", dir=repos)) / "ui-kit")
+    api_port = free_port_below(*API_PORTS)
     token = secrets.token_urlsafe(24)
     settings = StudioSettings(
         state_dir=state_dir,
