@@ -21,6 +21,7 @@ import ray
 from ray.exceptions import (
     ActorDiedError,
     ActorUnavailableError,
+    ActorUnschedulableError,
     GetTimeoutError,
     RayActorError,
     RayTaskError,
@@ -206,7 +207,8 @@ class RayBackend:
             if isinstance(cause, StudioError):
                 raise cause from None
             raise
-        except (ActorDiedError, RayActorError) as exc:
+        except (ActorDiedError, ActorUnschedulableError, RayActorError) as exc:
+            # Unschedulable: pinned to a node that is gone, it will never run again.
             self._handles.pop(sandbox_id, None)
             raise ActorGone(f"the actor of sandbox {sandbox_id} died: {exc}") from exc
 

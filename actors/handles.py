@@ -21,6 +21,7 @@ from ray.actor import ActorHandle as _ActorHandle
 from ray.exceptions import (
     ActorDiedError,
     ActorUnavailableError,
+    ActorUnschedulableError,
     GetTimeoutError,
     RayActorError,
     RayTaskError,
@@ -116,10 +117,13 @@ def forget_sandbox_handle(sandbox_id: str) -> None:
         _sandbox_handles.pop(sandbox_id, None)
 
 
-def unwrap(exc: BaseException) -> BaseException:
+def unwrap(exc: BaseException, sandbox_id: str | None = None) -> BaseException:
     """The StudioError behind a Ray error, or :class:`ServiceUnavailable` for a dead actor.
 
-    Anything else comes back unchanged.
+    With ``sandbox_id``, a dead-actor error also drops that sandbox's cached
+    handle: the manager may have replaced the actor, and the next
+    :func:`sandbox_handle` then finds the new one. Anything else comes back
+    unchanged.
     """
     if isinstance(exc, RayTaskError):
         cause: Any = exc.cause
@@ -128,7 +132,10 @@ def unwrap(exc: BaseException) -> BaseException:
         return exc
     if isinstance(exc, StudioError):
         return exc
-    if isinstance(exc, (ActorDiedError, ActorUnavailableError, RayActorError, GetTimeoutError)):
+    dead = (ActorDiedError, ActorUnavailableError, ActorUnschedulableError, RayActorError)
+    if isinstance(exc, (*dead, GetTimeoutError)):
+        if sandbox_id is not None and isinstance(exc, dead):
+            forget_sandbox_handle(sandbox_id)
         return ServiceUnavailable(
             f"a Component Studio actor is unavailable ({type(exc).__name__}); retry shortly"
         )

@@ -70,9 +70,9 @@ def processes_under(path: Path) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         with contextlib.suppress(psutil.Error):
-            if any(str(path) in part for part in proc.info["cmdline"] or []):
-                if proc.status() != psutil.STATUS_ZOMBIE:
-                    found.append(proc)
+            mentions = any(str(path) in part for part in proc.info["cmdline"] or [])
+            if mentions and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
     return found
 
 
