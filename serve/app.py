@@ -1,0 +1,104 @@
+"""The Component Studio API: a FastAPI app served by a Ray Serve deployment.
+
+:func:`build_app` gives the Serve application (``studio up`` runs it);
+``serve.app:app_builder`` is the import path for ``serve run`` and Serve
+config files, with the settings as arguments. The routes live in
+``serve.routes``; this module wires one :class:`Replica` (backend, auth cache,
+rate limiter, WebSocket hub; ``serve.replica``) into each replica's app.
+
+Every open WebSocket holds one of a replica's ongoing requests, so the
+deployment allows many (``max_ongoing_requests``): Serve's default of 5 would
+make the 6th connection hang.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve import Application
+
+from serve.errors import install_error_handlers
+from serve.replica import Replica, ServeOptions
+from serve.routes import router
+from studio import __version__
+from studio.config import StudioSettings
+
+__all__ = [
+    "DEPLOYMENT_NAME",
+    "MAX_ONGOING_REQUESTS",
+    "StudioIngress",
+    "app_builder",
+    "build_app",
+    "create_app",
+]
+
+logger = logging.getLogger(__name__)
+
+DEPLOYMENT_NAME = "ComponentStudioAPI"
+# Each WebSocket client holds a request for as long as it is connected.
+MAX_ONGOING_REQUESTS = 10_000
+# Settings a replica must not hold: the manager keeps the secrets.
+_SECRET_SETTINGS = frozenset({"admin_token", "github_token"})
+
+
+def create_app(replica: Replica) -> FastAPI:
+    """The FastAPI app of one replica (docs at ``/docs``)."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await replica.hub.close()
+
+    app = FastAPI(
+        title="Component Studio",
+        version=__version__,
+        description="Live, isolated workspaces for editing UI components on a branch.",
+        lifespan=lifespan,
+    )
+    app.state.replica = replica
+    install_error_handlers(app)
+    app.include_router(router)
+    return app
+
+
+@serve.deployment(
+    name=DEPLOYMENT_NAME,
+    num_replicas=1,
+    max_ongoing_requests=MAX_ONGOING_REQUESTS,
+    ray_actor_options={"num_cpus": 0},
+)
+@serve.ingress()
+class StudioIngress:
+    """The Serve deployment; its ASGI app is built on the replica from the settings."""
+
+    def __init__(self, settings: dict[str, Any], options: dict[str, Any] | None = None) -> None:
+        self._replica = Replica(
+            StudioSettings.model_validate(settings), ServeOptions.model_validate(options or {})
+        )
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_app(self._replica)
+
+
+def build_app(settings: StudioSettings, options: ServeOptions | None = None) -> Application:
+    """The Serve application for ``settings`` (what ``serve.run`` takes)."""
+    options = options or ServeOptions()
+    public = settings.model_dump(mode="json", exclude=set(_SECRET_SETTINGS))
+    deployment = StudioIngress.options(num_replicas=options.num_replicas)  # type: ignore[attr-defined]
+    return deployment.bind(public, options.model_dump(mode="json"))  # type: ignore[no-any-return]
+
+
+def app_builder(args: dict[str, Any]) -> Application:
+    """``serve run serve.app:app_builder key=value ...``: settings and serve options.
+
+    Keys naming a :class:`ServeOptions` field set it; the others are settings
+    (``COMPONENT_STUDIO_*`` variables fill what is not given).
+    """
+    options = {k: v for k, v in args.items() if k in ServeOptions.model_fields}
+    settings = {k: v for k, v in args.items() if k not in ServeOptions.model_fields}
+    return build_app(StudioSettings(**settings), ServeOptions.model_validate(options))

@@ -1,0 +1,57 @@
+"""What one API replica holds: its options, backend, auth cache, rate limiter and hub."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serve.auth import Authenticator
+from serve.backend import Backend
+from serve.hub import EventHub
+from serve.ratelimit import RateLimiter
+from serve.websocket import SessionOptions
+from studio.config import StudioSettings
+
+__all__ = ["Replica", "ServeOptions"]
+
+
+class ServeOptions(BaseModel):
+    """Knobs of the API replicas (not sandbox settings); tests shrink the intervals."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_replicas: int = Field(1, ge=1, description="Replicas of the API deployment.")
+    ping_interval: float = Field(20.0, gt=0, description="Seconds between WebSocket pings.")
+    pong_timeout: float = Field(
+        60.0, gt=0, description="Seconds a client may take to answer a ping before it is dropped."
+    )
+    client_queue: int = Field(256, ge=1, description="Events queued per client before dropping it.")
+    poll_timeout: float = Field(15.0, gt=0, description="Seconds of one event long-poll.")
+    manager_timeout: float = Field(
+        10.0, gt=0, description="Seconds a quick manager call may take before a 503."
+    )
+    sandbox_timeout: float = Field(
+        120.0, gt=0, description="Seconds a sandbox call may take before a 503."
+    )
+    auth_ttl: float = Field(10.0, ge=0, description="Seconds a replica trusts a token lookup.")
+
+
+class Replica:
+    """What one replica's routes share."""
+
+    def __init__(self, settings: StudioSettings, options: ServeOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.backend = Backend(
+            manager_timeout=options.manager_timeout, sandbox_timeout=options.sandbox_timeout
+        )
+        self.auth = Authenticator(self.backend.authenticate, ttl=options.auth_ttl)
+        self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        self.hub = EventHub(
+            self.backend.events,
+            queue_size=options.client_queue,
+            poll_timeout=options.poll_timeout,
+            is_permanent=Backend.is_permanent,
+        )
+        self.session = SessionOptions(
+            ping_interval=options.ping_interval, pong_timeout=options.pong_timeout
+        )

@@ -1,0 +1,373 @@
+"""The routes: parse, call the manager or the sandbox's actor, serialize.
+
+Control-plane calls (create, list, teardown, finalize, repositories, users)
+go to the manager; data-plane calls (execute, rollback, commits, components,
+logs, events) go straight to the sandbox's actor after the cached ownership
+check. Errors are raised, never rendered here: ``serve.errors`` maps them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, cast
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, WebSocket
+
+from serve.auth import bearer_token, require_admin
+from serve.errors import status_for
+from serve.replica import Replica
+from serve.schemas import (
+    CreatedUser,
+    CreateSandboxRequest,
+    CreateSandboxResponse,
+    CreateUserRequest,
+    FinalizeRequest,
+    HealthResponse,
+    LogsResponse,
+    RegisterRepositoryRequest,
+    RollbackRequest,
+    SandboxStatus,
+)
+from serve.websocket import close, stream_sandbox
+from studio.commands import ExecuteCommand, ExecuteResult, WriteFile, WriteFiles
+from studio.errors import PayloadTooLarge, RateLimited, StudioError
+from studio.models import CommitInfo, FinalizeResult, RollbackResult, SandboxInfo, UserInfo
+from studio.store import RepositoryRecord
+
+__all__ = ["current_user", "get_replica", "router", "websocket_url"]
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/api/v1"
+router = APIRouter()
+
+
+def get_replica(request: Request) -> Replica:
+    """The replica state the app was built with."""
+    return cast(Replica, request.app.state.replica)
+
+
+ReplicaDep = Annotated[Replica, Depends(get_replica)]
+
+
+def _check_rate(replica: Replica, user: UserInfo) -> None:
+    wait = replica.limiter.check(user.name)
+    if wait > 0:
+        raise RateLimited(
+            f"too many requests from {user.name!r}: the limit is "
+            f"{replica.limiter.per_minute} a minute (bursts of {replica.limiter.burst}); "
+            f"retry in {wait:.1f} s",
+            retry_after=wait,
+        )
+
+
+async def current_user(request: Request, replica: ReplicaDep) -> UserInfo:
+    """The caller, from its bearer token; counted against its rate limit."""
+    user = await replica.auth.user(bearer_token(request.headers.get("authorization")))
+    _check_rate(replica, user)
+    return user
+
+
+async def admin_user(user: Annotated[UserInfo, Depends(current_user)]) -> UserInfo:
+    """The caller, who must be an admin."""
+    return require_admin(user)
+
+
+User = Annotated[UserInfo, Depends(current_user)]
+Admin = Annotated[UserInfo, Depends(admin_user)]
+
+
+def websocket_url(request: Request | WebSocket, replica: Replica, sandbox_id: str) -> str:
+    """Where a client reaches the sandbox's stream: the host it reached the API on."""
+    forwarded = request.headers.get("x-forwarded-proto", request.url.scheme)
+    scheme = "wss" if forwarded in ("https", "wss") else "ws"
+    settings = replica.settings
+    host = request.headers.get("host") or f"{settings.public_host}:{settings.ws_port}"
+    return f"{scheme}://{host}{PREFIX}/sandboxes/{sandbox_id}/ws"
+
+
+# -- health -------------------------------------------------------------------
+
+
+@router.get("/healthz", response_model=HealthResponse, tags=["health"])
+async def healthz(replica: ReplicaDep) -> HealthResponse:
+    """This replica answers; ``manager`` says whether the manager does."""
+    try:
+        await replica.backend.manager("health", seconds=2.0)
+    except StudioError:
+        return HealthResponse(manager="unavailable")
+    return HealthResponse(manager="ok")
+
+
+# -- sandboxes: control plane ---------------------------------------------------
+
+
+@router.post(
+    f"{PREFIX}/sandboxes",
+    status_code=201,
+    response_model=CreateSandboxResponse,
+    tags=["sandboxes"],
+)
+async def create_sandbox(
+    body: CreateSandboxRequest, request: Request, user: User, replica: ReplicaDep
+) -> CreateSandboxResponse:
+    """Create a sandbox on a registered repository; answers when it is running."""
+    info: SandboxInfo = await replica.backend.manager(
+        "create_sandbox", user.name, body.repository_id, body.overrides, seconds=900.0
+    )
+    replica.backend.remember_owner(info.id, user.name)
+    return CreateSandboxResponse(
+        sandbox_id=info.id,
+        renderer_url=info.renderer_url,
+        websocket_url=websocket_url(request, replica, info.id),
+        branch=info.branch,
+        status=info.status,
+    )
+
+
+@router.get(f"{PREFIX}/sandboxes", response_model=list[SandboxStatus], tags=["sandboxes"])
+async def list_sandboxes(
+    request: Request, user: User, replica: ReplicaDep, include_ended: bool = False
+) -> list[SandboxStatus]:
+    """The caller's sandboxes (ended ones with ``include_ended=true``)."""
+    infos: list[SandboxInfo] = await replica.backend.manager(
+        "list_sandboxes", user.name, include_ended
+    )
+    return [SandboxStatus.of(i, websocket_url(request, replica, i.id)) for i in infos]
+
+
+@router.get(f"{PREFIX}/sandboxes/{{sandbox_id}}", response_model=SandboxStatus, tags=["sandboxes"])
+async def get_sandbox(
+    sandbox_id: str, request: Request, user: User, replica: ReplicaDep
+) -> SandboxStatus:
+    """A sandbox's status, commits and URLs."""
+    await replica.backend.authorize(user, sandbox_id)
+    info: SandboxInfo = await replica.backend.manager("get_sandbox", sandbox_id, None)
+    return SandboxStatus.of(info, websocket_url(request, replica, sandbox_id))
+
+
+@router.delete(
+    f"{PREFIX}/sandboxes/{{sandbox_id}}", response_model=SandboxStatus, tags=["sandboxes"]
+)
+async def delete_sandbox(
+    sandbox_id: str, request: Request, user: User, replica: ReplicaDep
+) -> SandboxStatus:
+    """Tear the sandbox down; its branch and commits are kept."""
+    await replica.backend.authorize(user, sandbox_id)
+    info: SandboxInfo = await replica.backend.manager(
+        "teardown_sandbox", sandbox_id, None, seconds=300.0
+    )
+    replica.backend.forget(sandbox_id)
+    return SandboxStatus.of(info, None)
+
+
+@router.post(
+    f"{PREFIX}/sandboxes/{{sandbox_id}}/finalize",
+    response_model=FinalizeResult,
+    tags=["sandboxes"],
+)
+async def finalize_sandbox(
+    sandbox_id: str, body: FinalizeRequest, user: User, replica: ReplicaDep
+) -> FinalizeResult:
+    """Push the branch, open a pull request with every commit, end the sandbox."""
+    await replica.backend.authorize(user, sandbox_id)
+    result: FinalizeResult = await replica.backend.manager(
+        "finalize_sandbox", sandbox_id, None, body.title, body.description, seconds=900.0
+    )
+    replica.backend.forget(sandbox_id)
+    return result
+
+
+# -- sandboxes: data plane ------------------------------------------------------
+
+
+def _check_sizes(command: ExecuteCommand, limit: int) -> None:
+    if isinstance(command, WriteFile):
+        files = [(command.file_path, command.content)]
+    elif isinstance(command, WriteFiles):
+        files = [(f.file_path, f.content) for f in command.files]
+    else:
+        return
+    for path, content in files:
+        size = len(content.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            raise PayloadTooLarge(
+                f"{path}: content of {size} bytes exceeds the limit of {limit} bytes",
+                size=size,
+                limit=limit,
+            )
+
+
+@router.post(
+    f"{PREFIX}/sandboxes/{{sandbox_id}}/execute",
+    response_model=ExecuteResult,
+    tags=["sandboxes"],
+)
+async def execute(
+    sandbox_id: str,
+    command: Annotated[ExecuteCommand, Body()],
+    user: User,
+    replica: ReplicaDep,
+) -> ExecuteResult:
+    """Write, delete, read or list files; every write is a commit."""
+    await replica.backend.authorize(user, sandbox_id)
+    _check_sizes(command, replica.settings.max_file_bytes)
+    result: ExecuteResult = await replica.backend.sandbox(
+        sandbox_id, "execute", command.model_dump()
+    )
+    return result
+
+
+@router.post(
+    f"{PREFIX}/sandboxes/{{sandbox_id}}/rollback",
+    response_model=RollbackResult,
+    tags=["sandboxes"],
+)
+async def rollback(
+    sandbox_id: str, body: RollbackRequest, user: User, replica: ReplicaDep
+) -> RollbackResult:
+    """Move the branch back to a commit or by steps, or undo the last rollback."""
+    await replica.backend.authorize(user, sandbox_id)
+    result: RollbackResult = await replica.backend.sandbox(
+        sandbox_id,
+        "rollback",
+        commit_hash=body.commit_hash,
+        steps=body.steps,
+        undo=body.undo,
+    )
+    return result
+
+
+@router.get(
+    f"{PREFIX}/sandboxes/{{sandbox_id}}/commits",
+    response_model=list[CommitInfo],
+    tags=["sandboxes"],
+)
+async def commits(
+    sandbox_id: str,
+    user: User,
+    replica: ReplicaDep,
+    count: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> list[CommitInfo]:
+    """The branch's commits, newest first, down to the base commit."""
+    await replica.backend.authorize(user, sandbox_id)
+    history: list[CommitInfo] = await replica.backend.sandbox(sandbox_id, "history", count)
+    return history
+
+
+@router.get(f"{PREFIX}/sandboxes/{{sandbox_id}}/components", tags=["sandboxes"])
+async def components(sandbox_id: str, user: User, replica: ReplicaDep) -> dict[str, Any]:
+    """The studio app's component index (what the renderer lists)."""
+    await replica.backend.authorize(user, sandbox_id)
+    index: dict[str, Any] = await replica.backend.sandbox(sandbox_id, "components")
+    return index
+
+
+@router.get(
+    f"{PREFIX}/sandboxes/{{sandbox_id}}/logs", response_model=LogsResponse, tags=["sandboxes"]
+)
+async def logs(
+    sandbox_id: str,
+    user: User,
+    replica: ReplicaDep,
+    lines: Annotated[int, Query(ge=1, le=5000)] = 200,
+) -> LogsResponse:
+    """The last lines of the sandbox's Vite output."""
+    await replica.backend.authorize(user, sandbox_id)
+    return LogsResponse(lines=await replica.backend.sandbox(sandbox_id, "logs", lines))
+
+
+@router.websocket(f"{PREFIX}/sandboxes/{{sandbox_id}}/ws")
+async def sandbox_events(websocket: WebSocket, sandbox_id: str, since: int | None = None) -> None:
+    """The sandbox's live events: a hello, what was missed since ``since``, then live.
+
+    Token: ``Authorization: Bearer`` or ``?token=`` (browsers cannot set
+    headers on a WebSocket). A refusal is a close with code 4000 + the HTTP
+    status (4401, 4404, 4409, 4429, 4503) and the reason.
+    """
+    replica: Replica = websocket.app.state.replica
+    backend = replica.backend
+    token = bearer_token(websocket.headers.get("authorization")) or websocket.query_params.get(
+        "token"
+    )
+    try:
+        user = await replica.auth.user(token)
+        _check_rate(replica, user)
+        await backend.authorize(user, sandbox_id)
+        state: dict[str, Any] = await backend.sandbox(sandbox_id, "ping")
+    except StudioError as exc:
+        await websocket.accept()
+        await close(websocket, 4000 + status_for(exc), exc.message)
+        return
+    await websocket.accept()
+
+    async def publish(message: dict[str, Any], client_id: str) -> None:
+        await backend.sandbox(sandbox_id, "publish", message, client_id)
+
+    await stream_sandbox(
+        websocket,
+        replica.hub,
+        sandbox_id,
+        since=since,
+        status=str(state.get("state", "running")),
+        last_seq=int(state.get("last_seq", 0)),
+        publish=publish,
+        options=replica.session,
+    )
+
+
+# -- repositories and users (admin) --------------------------------------------
+
+
+@router.post(
+    f"{PREFIX}/repositories",
+    status_code=201,
+    response_model=RepositoryRecord,
+    tags=["repositories"],
+)
+async def register_repository(
+    body: RegisterRepositoryRequest, _admin: Admin, replica: ReplicaDep
+) -> RepositoryRecord:
+    """Register a local repository under an allowed root, or a GitHub one."""
+    record: RepositoryRecord = await replica.backend.manager(
+        "register_repository",
+        body.name,
+        seconds=300.0,
+        path=body.path,
+        github=body.github,
+        clone_url=body.clone_url,
+        default_branch=body.default_branch,
+        config=body.config,
+    )
+    return record
+
+
+@router.get(f"{PREFIX}/repositories", response_model=list[RepositoryRecord], tags=["repositories"])
+async def list_repositories(_user: User, replica: ReplicaDep) -> list[RepositoryRecord]:
+    """Every registered repository (sandboxes are created on their ids)."""
+    records: list[RepositoryRecord] = await replica.backend.manager("list_repositories")
+    return records
+
+
+@router.post(f"{PREFIX}/users", status_code=201, response_model=CreatedUser, tags=["users"])
+async def create_user(body: CreateUserRequest, _admin: Admin, replica: ReplicaDep) -> CreatedUser:
+    """Create a user; its token is in this answer and nowhere else."""
+    user, token = await replica.backend.manager("create_user", body.name, body.is_admin)
+    return CreatedUser(
+        name=user.name, is_admin=user.is_admin, created_at=user.created_at, token=token
+    )
+
+
+@router.get(f"{PREFIX}/users", response_model=list[UserInfo], tags=["users"])
+async def list_users(_admin: Admin, replica: ReplicaDep) -> list[UserInfo]:
+    """Every user (never a token)."""
+    users: list[UserInfo] = await replica.backend.manager("list_users")
+    return users
+
+
+@router.delete(f"{PREFIX}/users/{{name}}", status_code=204, tags=["users"])
+async def delete_user(name: str, _admin: Admin, replica: ReplicaDep) -> Response:
+    """Delete a user; its token stops working."""
+    await replica.backend.manager("delete_user", name)
+    replica.auth.forget_user(name)
+    return Response(status_code=204)

@@ -1,0 +1,190 @@
+"""Request and response bodies of the HTTP API.
+
+Field names follow the plan's "API Endpoints" exactly (``sandbox_id``,
+``renderer_url``, ``git_commits``, ``commit_hash``, ``current_hash``,
+``pr_url``...); the extra fields a client of such a service expects come
+after them. Requests forbid unknown fields, except the create request, whose
+extra fields are the sandbox's configuration overrides.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from studio.models import CommitInfo, SandboxInfo
+from studio.state import SandboxState
+
+__all__ = [
+    "CommitEntry",
+    "CreateSandboxRequest",
+    "CreateSandboxResponse",
+    "CreateUserRequest",
+    "CreatedUser",
+    "FinalizeRequest",
+    "HealthResponse",
+    "LogsResponse",
+    "RegisterRepositoryRequest",
+    "RollbackRequest",
+    "SandboxStatus",
+]
+
+_HASH = r"^[0-9a-fA-F]{4,64}$"
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateSandboxRequest(BaseModel):
+    """``{"type": "component-studio", "repository_id": 123, ...config overrides}``."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [{"type": "component-studio", "repository_id": 1}],
+            "additionalProperties": True,
+        },
+    )
+
+    type: Literal["component-studio"] = Field(
+        "component-studio", description="The sandbox type; only component-studio exists."
+    )
+    repository_id: int = Field(ge=1, description="Id of a registered repository.")
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """The extra fields: ComponentStudioConfig overrides (validated by the manager)."""
+        return dict(self.model_extra or {})
+
+
+class CreateSandboxResponse(BaseModel):
+    """The plan's 201 answer."""
+
+    sandbox_id: str
+    renderer_url: str | None
+    websocket_url: str
+    branch: str
+    status: SandboxState
+
+
+class CommitEntry(BaseModel):
+    """One of ``git_commits``: the plan's three fields."""
+
+    hash: str
+    message: str
+    timestamp: datetime
+
+    @classmethod
+    def of(cls, commit: CommitInfo) -> CommitEntry:
+        """From the sandbox's commit."""
+        return cls(hash=commit.hash, message=commit.message, timestamp=commit.timestamp)
+
+
+class SandboxStatus(BaseModel):
+    """The plan's status answer plus websocket_url, branch, restarts and node."""
+
+    id: str
+    status: SandboxState
+    renderer_url: str | None
+    git_commits: list[CommitEntry]
+    last_activity: datetime
+    websocket_url: str | None
+    branch: str
+    restarts: int
+    node: str | None
+    repository_id: int | None = None
+    error: str | None = None
+    pr_url: str | None = None
+    pr_number: int | None = None
+
+    @classmethod
+    def of(cls, info: SandboxInfo, websocket_url: str | None) -> SandboxStatus:
+        """From the manager's view of the sandbox."""
+        return cls(
+            id=info.id,
+            status=info.status,
+            renderer_url=info.renderer_url,
+            git_commits=[CommitEntry.of(c) for c in info.git_commits],
+            last_activity=info.last_activity,
+            websocket_url=websocket_url,
+            branch=info.branch,
+            restarts=info.restarts,
+            node=info.node,
+            repository_id=info.repository_id,
+            error=info.error,
+            pr_url=info.pr_url,
+            pr_number=info.pr_number,
+        )
+
+
+class RollbackRequest(_Request):
+    """Exactly one of ``commit_hash``, ``steps`` or ``undo: true``."""
+
+    commit_hash: str | None = Field(None, pattern=_HASH, description="Commit to move back to.")
+    steps: int | None = Field(None, ge=1, le=10_000, description="Commits to step back.")
+    undo: bool = Field(False, description="Undo the last rollback.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RollbackRequest:
+        given = [self.commit_hash is not None, self.steps is not None, self.undo]
+        if sum(given) != 1:
+            raise ValueError('give exactly one of commit_hash, steps or "undo": true')
+        return self
+
+
+class FinalizeRequest(_Request):
+    """The pull request's title and description."""
+
+    title: str = Field(min_length=1, max_length=256)
+    description: str = Field("", max_length=65_536)
+
+
+class RegisterRepositoryRequest(_Request):
+    """A local repository (``path``) or a GitHub one (``github`` + ``clone_url``)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    path: str | None = Field(None, min_length=1, description="Local git repository path.")
+    github: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="'owner/name'."
+    )
+    clone_url: str | None = Field(None, min_length=1)
+    default_branch: str | None = Field(None, min_length=1)
+    config: dict[str, Any] | None = Field(None, description="Config overrides for its sandboxes.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RegisterRepositoryRequest:
+        if (self.path is None) == (self.github is None and self.clone_url is None):
+            raise ValueError('give either "path", or "github" (with "clone_url")')
+        return self
+
+
+class CreateUserRequest(_Request):
+    """A new user; the answer carries its token, once."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    is_admin: bool = False
+
+
+class CreatedUser(BaseModel):
+    """The new user and its bearer token (shown this once only)."""
+
+    name: str
+    is_admin: bool
+    created_at: datetime | None
+    token: str
+
+
+class LogsResponse(BaseModel):
+    """The tail of the sandbox's Vite output."""
+
+    lines: list[str]
+
+
+class HealthResponse(BaseModel):
+    """``/healthz``: this replica answers; whether the manager does."""
+
+    status: Literal["ok"] = "ok"
+    manager: Literal["ok", "unavailable"]

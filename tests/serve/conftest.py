@@ -1,0 +1,130 @@
+"""The API on the session's real Ray: a manager, Serve on a loopback port, real clients.
+
+One manager and one Serve application for the package (``serve.run`` costs
+seconds); every sandbox a test creates is torn down at the end, Serve is shut
+down, the manager killed, and nothing (actor, Vite, worktree) may be left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import ray
+from ray import serve
+
+from actors.handles import forget_sandbox_handle, kill_manager, start_manager
+from serve.app import build_app
+from serve.replica import ServeOptions
+from studio.config import StudioSettings
+from studio.install_cache import ensure_node_modules
+from studio.naming import ACTOR_NAMESPACE, MANAGER_ACTOR_NAME
+from tests.actors.conftest import TEMPLATE, UI_KIT, assert_nothing_left, node_settings
+from tests.support.gitrepo import repo_from_dir
+
+# WebSocket keep-alive shrunk so that a silent client is found in seconds.
+OPTIONS = ServeOptions(ping_interval=1.0, pong_timeout=5.0, client_queue=64, poll_timeout=5.0)
+# Generous: 200 WebSocket clients of one user connect at once. test_api.py runs
+# a second application with a tight limit for the 429 case.
+RATE_PER_MINUTE = 6000
+RATE_BURST = 1000
+
+
+@dataclass
+class Api:
+    """The running API: its URL, the admin token, users' tokens and the sample repository."""
+
+    url: str
+    settings: StudioSettings
+    repository_id: int
+    origin: Path
+    tokens: dict[str, str]
+    http: httpx.Client
+
+    @property
+    def ws_base(self) -> str:
+        return self.url.replace("http://", "ws://")
+
+    def headers(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[user]}"}
+
+    def user(self, name: str) -> str:
+        """A new (non-admin) user's name; its token goes into ``tokens``."""
+        name = f"{name}-{uuid.uuid4().hex[:6]}"
+        reply = self.http.post("/api/v1/users", json={"name": name}, headers=self.headers("admin"))
+        assert reply.status_code == 201, reply.text
+        self.tokens[name] = reply.json()["token"]
+        return name
+
+    def create(self, user: str, **overrides: Any) -> dict[str, Any]:
+        reply = self.http.post(
+            "/api/v1/sandboxes",
+            json={"type": "component-studio", "repository_id": self.repository_id, **overrides},
+            headers=self.headers(user),
+            timeout=180,
+        )
+        assert reply.status_code == 201, reply.text
+        return dict(reply.json())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="package")
+def api(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """The API served on 127.0.0.1 with ui-kit registered; everything cleaned up after."""
+    base = tmp_path_factory.mktemp("api")
+    # The same cache as the actor tests: npm ci runs once per session.
+    cache = tmp_path_factory.getbasetemp() / "install-cache"
+    ensure_node_modules(TEMPLATE, cache)
+    settings = node_settings(
+        base / "state",
+        cache,
+        rate_limit_per_minute=RATE_PER_MINUTE,
+        rate_limit_burst=RATE_BURST,
+    )
+    origin = repo_from_dir(UI_KIT, base / "ui-kit")
+    start_manager(settings, ping_timeout=2.0)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    http = httpx.Client(base_url=url, timeout=60)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(settings, OPTIONS), name="studio-test", route_prefix="/")
+        tokens = {"admin": settings.admin_token or ""}
+        reply = http.post(
+            "/api/v1/repositories",
+            json={"name": "ui-kit", "path": str(origin)},
+            headers={"Authorization": f"Bearer {tokens['admin']}"},
+        )
+        assert reply.status_code == 201, reply.text
+        yield Api(url, settings, reply.json()["id"], origin, tokens, http)
+    finally:
+        http.close()
+        with contextlib.suppress(Exception):
+            serve.shutdown()
+        try:
+            manager = ray.get_actor(MANAGER_ACTOR_NAME, namespace=ACTOR_NAMESPACE)
+            for info in ray.get(manager.list_sandboxes.remote(None), timeout=60):
+                ray.get(manager.teardown_sandbox.remote(info.id, None), timeout=60)
+                forget_sandbox_handle(info.id)
+        finally:
+            kill_manager()
+        assert_nothing_left(settings.state_dir)
+
+
+@pytest.fixture
+async def client(api: Api) -> AsyncIterator[httpx.AsyncClient]:
+    """An async HTTP client of the API (for concurrent requests)."""
+    async with httpx.AsyncClient(base_url=api.url, timeout=60) as http:
+        yield http
