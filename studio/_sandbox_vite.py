@@ -190,15 +190,16 @@ class ViteSupervisor:
                     output=output,
                 )
                 return False, restarted
+            # Counted first, so the RESTARTING event says which restart this is.
+            self._in_row += 1
+            self.restarts += 1
+            restarted = True
             if sandbox.state is not S.RESTARTING and not sandbox.transition_if(
                 frozenset({S.RUNNING}), S.RESTARTING
             ):
                 return False, restarted  # being torn down
             if self._stopping.wait(decision.delay):
                 return False, restarted
-            self._in_row += 1
-            self.restarts += 1
-            restarted = True
             metrics.record(self._count_restart)
             logger.warning(
                 "restarting Vite (%d in a row)",

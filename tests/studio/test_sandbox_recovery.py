@@ -1,0 +1,246 @@
+"""ComponentStudioSandbox when things go wrong: Vite dies, crashes, the node is lost; finalize."""
+
+# The fixtures are imported from test_sandbox_fixtures, then requested by name.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+from pathlib import Path
+
+import psutil
+import pytest
+
+from studio.config import StudioSettings
+from studio.errors import InvalidState, PullRequestError, ViteStartError
+from studio.pr import LocalProvider, PullRequestInfo
+from studio.sandbox import ComponentStudioSandbox
+from studio.state import SandboxState
+from tests.studio.test_sandbox import event_types, execute, get
+from tests.studio.test_sandbox_fixtures import (
+    TEMPLATE,
+    SandboxFactory,
+    fast_config,
+    install_cache,  # noqa: F401 (fixture)
+    make_sandbox,  # noqa: F401 (fixture)
+    node_settings,
+    origin,  # noqa: F401 (fixture)
+    settings,  # noqa: F401 (fixture)
+)
+from tests.support.fakevite import install_fake_vite
+from tests.support.gitrepo import git
+
+S = SandboxState
+BRANCH = "design/studio-test0001"
+
+
+def vite_pid(sandbox: ComponentStudioSandbox) -> int:
+    server = sandbox.vite.server
+    assert server is not None and server.pid is not None
+    return server.pid
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def kill_vite(sandbox: ComponentStudioSandbox) -> int:
+    """SIGKILL the sandbox's Vite group and wait until the kernel says it died."""
+    pid = vite_pid(sandbox)
+    os.killpg(pid, signal.SIGKILL)
+    server = sandbox.vite.server
+    assert server is not None
+    # Not psutil's "zombie": a killed multi-threaded leader shows Z before its
+    # threads are gone, and only then does waitid (what the monitor asks) report it.
+    assert server.manager.wait(30) is not None
+    return pid
+
+
+def statuses(sandbox: ComponentStudioSandbox) -> list[str]:
+    return [str(p["status"]) for t, p in event_types(sandbox) if t == "status"]
+
+
+def test_killed_vite_is_restarted_by_the_monitor(make_sandbox: SandboxFactory):
+    sandbox = make_sandbox()
+    sandbox.on_setup()
+    assert sandbox.on_monitor().healthy
+    old = kill_vite(sandbox)
+    report = sandbox.on_monitor()
+    assert report.restarted and report.healthy and report.state is S.RUNNING
+    assert sandbox.restarts == 1 and sandbox.info().restarts == 1
+    assert vite_pid(sandbox) != old
+    assert sandbox.port is not None and get(sandbox.port, "/@vite/client")[0] == 200
+    assert statuses(sandbox)[-2:] == ["restarting", "running"]
+    restarting = [p for t, p in event_types(sandbox) if p.get("status") == "restarting"]
+    assert restarting[-1]["restarts"] == 1
+
+
+def test_vite_crashing_on_every_restart_fails_the_sandbox_keeping_commits(
+    make_sandbox: SandboxFactory,
+):
+    sandbox = make_sandbox()
+    sandbox.on_setup()
+    sha = execute(sandbox, command="write_file", file_path="src/k.ts", content="k\n").commit_hash
+    install_fake_vite(sandbox.worktree_path / ".studio", "crash")
+    kill_vite(sandbox)
+
+    report = sandbox.on_monitor()
+    assert report.state is S.FAILED and not report.healthy
+    assert report.error is not None and "max_restarts=2" in report.error
+    assert sandbox.restarts == 2
+    errors = [p for t, p in event_types(sandbox) if t == "error"]
+    assert errors and any("simulated broken config" in line for line in errors[-1]["output"])
+    assert statuses(sandbox)[-2:] == ["restarting", "failed"]
+    assert sandbox.info().error == report.error
+    # Further passes change nothing; the work is intact; teardown still works.
+    assert sandbox.on_monitor().state is S.FAILED
+    assert sandbox.history()[0].hash == sha
+    with pytest.raises(InvalidState):
+        execute(sandbox, command="write_file", file_path="src/k.ts", content="again\n")
+    worktree = sandbox.worktree_path
+    assert sandbox.on_teardown().status is S.STOPPED
+    assert not worktree.exists()
+    assert git(sandbox.layout.mirror("ui-kit"), "rev-parse", f"refs/heads/{BRANCH}") == sha
+
+
+@pytest.fixture
+def broken_template(tmp_path: Path) -> Path:
+    """The studio template with a Vite config that throws: Vite exits on start."""
+    copy = tmp_path / "broken-template"
+    shutil.copytree(
+        TEMPLATE, copy, ignore=shutil.ignore_patterns("node_modules", "dist", ".vite-cache")
+    )
+    (copy / "vite.config.mjs").write_text("throw new Error('simulated broken config');\n")
+    return copy
+
+
+def test_setup_with_a_vite_that_crashes_on_start_fails_and_tears_down(
+    make_sandbox: SandboxFactory, settings: StudioSettings, broken_template: Path
+):
+    broken = settings.model_copy(update={"template_dir": broken_template})
+    sandbox = make_sandbox(node_settings=broken)
+    with pytest.raises(ViteStartError) as caught:
+        sandbox.on_setup()
+    assert any("simulated broken config" in line for line in caught.value.details["output"])
+    assert sandbox.state is S.FAILED
+    assert statuses(sandbox) == ["starting", "failed"]
+    error = next(p for t, p in event_types(sandbox) if t == "error")
+    assert error["code"] == "vite_start_error"
+    assert any("simulated broken config" in line for line in error["output"])
+    sandbox.on_teardown()
+    assert sandbox.state is S.STOPPED and not sandbox.worktree_path.exists()
+
+
+def test_recover_on_the_same_node_reaps_the_old_vite(make_sandbox: SandboxFactory):
+    first = make_sandbox()
+    first.on_setup()
+    sha = execute(first, command="write_file", file_path="src/r.ts", content="r\n").commit_hash
+    old_pid, old_port = vite_pid(first), first.port
+    # The actor died: its object is gone, its Vite still runs. A new incarnation:
+    second = make_sandbox(start_seq=first.events.last_seq + 1)
+    info = second.on_setup(recover=True)
+    assert gone(old_pid)
+    assert info.status is S.RUNNING and info.port == old_port
+    assert info.base_commit == first.base_commit
+    assert info.git_commits[0].hash == sha
+    assert get(old_port or 0, "/@vite/client")[0] == 200
+    recovered = [p for t, p in event_types(second) if t == "status"]
+    assert recovered[-1] == {"status": "running", "restarts": 0, "recovered": True}
+    assert second.events.oldest_seq == first.events.last_seq + 1
+    second.on_teardown()
+
+
+def test_recover_on_a_new_node_from_origin_with_every_commit(
+    make_sandbox: SandboxFactory, origin: Path, tmp_path: Path, install_cache: Path
+):
+    first = make_sandbox()
+    first.on_setup()
+    hashes = [
+        execute(first, command="write_file", file_path=f"src/n{i}.ts", content=f"{i}\n").commit_hash
+        for i in range(3)
+    ]
+    first.rollback(steps=1)
+    assert first.flush(60)
+    assert git(origin, "rev-parse", f"refs/heads/{BRANCH}") == hashes[1]
+
+    other_node = node_settings(tmp_path / "node2", install_cache)
+    second = make_sandbox(node_settings=other_node, node="node2")
+    info = second.on_setup(recover=True)
+    assert info.status is S.RUNNING and info.node == "node2"
+    assert second.worktree_path.is_relative_to(other_node.state_dir)
+    assert [c.hash for c in info.git_commits] == [hashes[1], hashes[0], first.base_commit]
+    assert info.base_commit == first.base_commit
+    assert (second.worktree_path / "src/n1.ts").read_text() == "1\n"
+    # It goes on from there, pushing to the same origin.
+    sha = execute(second, command="write_file", file_path="src/m.ts", content="m\n").commit_hash
+    assert second.flush(60)
+    assert git(origin, "rev-parse", f"refs/heads/{BRANCH}") == sha
+
+
+def test_recover_without_any_branch_starts_afresh(make_sandbox: SandboxFactory):
+    sandbox = make_sandbox()
+    info = sandbox.on_setup(recover=True)
+    assert info.status is S.RUNNING and len(info.git_commits) == 1
+
+
+def test_finalize_with_the_local_provider(make_sandbox: SandboxFactory, origin: Path):
+    sandbox = make_sandbox()
+    sandbox.on_setup()
+    for i in range(2):
+        execute(sandbox, command="write_file", file_path=f"src/f{i}.ts", content=f"{i}\n")
+    head = git(sandbox.worktree_path, "rev-parse", "HEAD")
+    result = sandbox.finalize("Two files", "Adds f0 and f1", None)
+    assert result.pr_url is None and result.pr_number is None
+    assert result.branch == BRANCH and result.commits == 2
+    assert result.pushed_to == str(origin)
+    assert sandbox.state is S.FINALIZED and sandbox.info().status is S.FINALIZED
+    assert git(origin, "rev-parse", f"refs/heads/{BRANCH}") == head
+    assert not sandbox.worktree_path.exists()
+    assert statuses(sandbox)[-2:] == ["stopping", "finalized"]
+    with pytest.raises(InvalidState):
+        sandbox.finalize("again", "", None)
+    assert sandbox.on_teardown().status is S.FINALIZED
+
+
+class _ForgeDown(LocalProvider):
+    """A forge that refuses every pull request."""
+
+    def open_pull_request(
+        self, repository: str, *, head: str, base: str, title: str, body: str
+    ) -> PullRequestInfo:
+        raise PullRequestError("the forge answered 502")
+
+
+def test_a_failed_pull_request_leaves_the_sandbox_running(make_sandbox: SandboxFactory):
+    sandbox = make_sandbox()
+    sandbox.on_setup()
+    execute(sandbox, command="write_file", file_path="src/p.ts", content="p\n")
+    with pytest.raises(PullRequestError):
+        sandbox.finalize("title", "", _ForgeDown())
+    assert sandbox.state is S.RUNNING
+    assert execute(sandbox, command="read_file", file_path="src/p.ts").content == "p\n"
+    assert sandbox.port is not None and get(sandbox.port, "/@vite/client")[0] == 200
+
+
+def test_teardown_during_a_restart_backoff_leaves_nothing(
+    make_sandbox: SandboxFactory, settings: StudioSettings
+):
+    sandbox = make_sandbox(config=fast_config(settings, restart_backoff=5, restart_backoff_max=5))
+    sandbox.on_setup()
+    kill_vite(sandbox)
+    monitor = threading.Thread(target=sandbox.on_monitor)
+    monitor.start()
+    while sandbox.state is not S.RESTARTING and monitor.is_alive():
+        monitor.join(0.01)
+    assert sandbox.state is S.RESTARTING
+    sandbox.on_teardown()
+    monitor.join(30)
+    assert not monitor.is_alive()
+    assert sandbox.state is S.STOPPED
+    assert sandbox.vite.server is not None and sandbox.vite.server.pid is None
