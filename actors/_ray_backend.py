@@ -38,6 +38,7 @@ from studio.naming import ACTOR_NAMESPACE, SANDBOX_ID_PATTERN, sandbox_actor_nam
 __all__ = [
     "ActorGone",
     "ActorUnresponsive",
+    "ActorUnschedulable",
     "Backend",
     "NodeScan",
     "RayBackend",
@@ -56,6 +57,10 @@ _NAME_RELEASE_WAIT = 0.1
 
 class ActorGone(Exception):
     """No actor by that name exists, or it died and will not be restarted."""
+
+
+class ActorUnschedulable(ActorGone):
+    """The actor is pinned to a node that is gone: it can never run there again."""
 
 
 class ActorUnresponsive(Exception):
@@ -207,8 +212,12 @@ class RayBackend:
             if isinstance(cause, StudioError):
                 raise cause from None
             raise
-        except (ActorDiedError, ActorUnschedulableError, RayActorError) as exc:
-            # Unschedulable: pinned to a node that is gone, it will never run again.
+        except ActorUnschedulableError as exc:
+            self._handles.pop(sandbox_id, None)
+            raise ActorUnschedulable(
+                f"the actor of sandbox {sandbox_id} cannot be scheduled: {exc}"
+            ) from exc
+        except (ActorDiedError, RayActorError) as exc:
             self._handles.pop(sandbox_id, None)
             raise ActorGone(f"the actor of sandbox {sandbox_id} died: {exc}") from exc
 

@@ -25,7 +25,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from actors._accounts import Accounts
-from actors._ray_backend import ActorGone, ActorUnresponsive, Backend, SandboxSpec
+from actors._ray_backend import (
+    ActorGone,
+    ActorUnresponsive,
+    ActorUnschedulable,
+    Backend,
+    SandboxSpec,
+)
 from actors.scheduling import Action, Ping, choose_node, decide, decide_after_monitor, node_load
 from studio import metrics
 from studio._store_records import validation_message
@@ -249,11 +255,13 @@ class StudioManager:
             branch=branch_name(sandbox_id),
             config=config,
         )
-        self.registry.add_sandbox(record)
-        logger.info(
-            "sandbox created", extra={"sandbox_id": sandbox_id, "owner": owner, "node": node_id}
-        )
         async with self._lock(sandbox_id):
+            # Added under the lock: a reconcile pass must not find it before its actor exists.
+            self.registry.add_sandbox(record)
+            logger.info(
+                "sandbox created",
+                extra={"sandbox_id": sandbox_id, "owner": owner, "node": node_id},
+            )
             try:
                 return await self._start(record, node_id, recover=False)
             except BaseException:
@@ -397,14 +405,18 @@ class StudioManager:
 
         metrics.record(update)
 
-    async def _ping(self, sandbox_id: str) -> tuple[Ping, dict[str, Any] | None]:
+    async def _ping(self, sandbox_id: str) -> tuple[Ping, dict[str, Any] | None, bool]:
+        """The ping's outcome, its answer, and whether the actor's node is lost."""
         try:
             answer = await self._backend.call(sandbox_id, "ping", timeout_s=self._timeouts.ping)
+        except ActorUnschedulable:
+            # Ray knows the node is gone before the node list says so.
+            return Ping.GONE, None, True
         except ActorGone:
-            return Ping.GONE, None
+            return Ping.GONE, None, False
         except ActorUnresponsive:
-            return Ping.UNRESPONSIVE, None
-        return Ping.OK, answer
+            return Ping.UNRESPONSIVE, None, False
+        return Ping.OK, answer, False
 
     async def _reconcile_one(self, record: SandboxRecord, alive: set[str]) -> str:
         lock = self._lock(record.id)
@@ -415,12 +427,12 @@ class StudioManager:
             if record.state not in _SUPERVISED:
                 return "ended"
             node_alive = record.node_id is None or record.node_id in alive
-            ping, answer = (
-                (await self._ping(record.id)) if node_alive else (Ping.UNRESPONSIVE, None)
+            ping, answer, node_lost = (
+                (await self._ping(record.id)) if node_alive else (Ping.UNRESPONSIVE, None, False)
             )
             decision = decide(
                 node_id=record.node_id,
-                alive_nodes=alive,
+                alive_nodes=alive - {record.node_id} if node_lost else alive,
                 ping=ping,
                 missed_pings=self._missed.get(record.id, 0),
                 max_missed=self._timeouts.max_missed_pings,

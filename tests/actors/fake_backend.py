@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from actors._ray_backend import ActorGone, ActorUnresponsive, NodeScan, SandboxSpec
+from actors._ray_backend import (
+    ActorGone,
+    ActorUnresponsive,
+    ActorUnschedulable,
+    NodeScan,
+    SandboxSpec,
+)
 from actors.scheduling import NodeView
 from studio.errors import StudioError
 from studio.models import CommitInfo, FinalizeResult, MonitorReport, SandboxInfo
@@ -122,6 +128,7 @@ class FakeBackend:
         self.created: list[SandboxSpec] = []
         self.killed: list[str] = []
         self.unresponsive: set[str] = set()
+        self.unschedulable: set[str] = set()
         self.broken: set[str] = set()
         self.setup_errors: dict[str, StudioError] = {}
         self.next_setup_error: StudioError | None = None
@@ -149,6 +156,7 @@ class FakeBackend:
             raise ValueError(f"actor name sandbox:{spec.sandbox_id} is taken")
         self.created.append(spec)
         self.unresponsive.discard(spec.sandbox_id)
+        self.unschedulable.discard(spec.sandbox_id)
         actor = FakeSandbox(spec)
         if self.next_setup_error is not None:
             actor.setup_error, self.next_setup_error = self.next_setup_error, None
@@ -160,6 +168,8 @@ class FakeBackend:
         actor = self.actors.get(sandbox_id)
         if actor is None:
             raise ActorGone(f"no actor for {sandbox_id}")
+        if sandbox_id in self.unschedulable:
+            raise ActorUnschedulable(f"{sandbox_id} is pinned to a node that is gone")
         if sandbox_id in self.unresponsive or not self._alive(actor.spec.node_id):
             raise ActorUnresponsive(f"{sandbox_id} did not answer {method}")
         actor.calls.append((method, args, kwargs))

@@ -253,6 +253,17 @@ async def test_sandbox_on_a_dead_node_comes_back_elsewhere(
     assert manager.registry.get_sandbox(sandbox.id).node_id == survivor
 
 
+async def test_unschedulable_actor_is_recreated_on_another_node(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    # Ray says the pinned node is gone before its node list does.
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    backend.unschedulable.add(sandbox.id)
+    summary = await manager.reconcile()
+    survivor = "n2" if sandbox.node == "n1" else "n1"
+    assert summary["sandboxes"][sandbox.id].startswith(f"recreated on {survivor}"), summary
+
+
 async def test_unresponsive_actor_gets_time_then_is_recreated(
     manager: StudioManager, backend: FakeBackend, repo_id: int
 ) -> None:
