@@ -158,8 +158,11 @@ def cmd_create(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
     repository_id = _resolve_repository(client, args.repo)
     body: dict[str, Any] = {"type": "component-studio", "repository_id": repository_id}
     overrides = parse_overrides(args.set or [])
-    if overrides:
-        body["config"] = overrides
+    clash = set(overrides) & set(body)
+    if clash:
+        raise CliError(f"--set cannot change {', '.join(sorted(clash))}")
+    # The API takes config overrides as extra top-level fields of the create request.
+    body.update(overrides)
     label = f"creating a sandbox on repository {repository_id} (mirror, worktree, install, Vite)"
     with Progress(label, sys.stderr):
         created = client.request("POST", "/sandboxes", json=body, timeout=CREATE_TIMEOUT)

@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -122,6 +123,7 @@ class _Service:
         self.serve_started = False
         self.manager: Any = None
         self.problems: list[str] = []
+        self.install_handlers: Callable[[], None] = lambda: None
 
     def say(self, line: str) -> None:
         self.out.write(line + "\n")
@@ -129,8 +131,9 @@ class _Service:
 
     def start(self) -> None:
         import ray
-        from actors.handles import start_manager
         from ray import serve
+
+        from actors.handles import start_manager
         from serve.app import build_app
 
         settings = self.settings
@@ -148,11 +151,14 @@ class _Service:
         else:
             context = ray.init(address=self.args.address, namespace=ACTOR_NAMESPACE)
         self.ray_started = True
+        # Ray's core worker installs its own SIGTERM handler (it aborts): ours again.
+        self.install_handlers()
         dashboard = getattr(context, "dashboard_url", "") or ""
         self.manager = start_manager(settings)
         serve.start(http_options={"host": settings.host, "port": settings.ws_port})
         self.serve_started = True
         serve.run(build_app(settings))
+        self.install_handlers()
         admin_token = ray.get(self.manager.admin_token.remote())
         repository = self._register_example()
         api = f"http://{_connect_host(settings.host)}:{settings.ws_port}"
@@ -169,6 +175,7 @@ class _Service:
 
     def _register_example(self) -> dict[str, Any]:
         import ray
+
         from actors.handles import unwrap
 
         example = ensure_example_repository(self.settings.state_dir / REPOS_SUBDIR)
@@ -275,6 +282,12 @@ def run_up(args: argparse.Namespace, out: TextIO) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     service = _Service(settings, args, out)
+
+    def install() -> None:
+        for sig in previous:
+            signal.signal(sig, on_signal)
+
+    service.install_handlers = install
     code = 0
     try:
         try:

@@ -78,7 +78,7 @@ def build_app(state: FakeApi) -> FastAPI:
         body = await request.json()
         if body.get("repository_id") != 1:
             return _error(404, "repository_not_found", "no repository with id 2 is registered")
-        if body.get("config", {}).get("timeout_hours") == -1:
+        if body.get("timeout_hours") == -1:
             return _error(422, "invalid_config", "timeout_hours: must be greater than 0")
         await asyncio.sleep(state.create_delay)
         ident = f"sb_test{len(state.sandboxes):04d}"
@@ -208,7 +208,8 @@ def test_create_sends_the_plan_request_and_prints_the_urls(api, capsys) -> None:
     assert body == {
         "type": "component-studio",
         "repository_id": 1,
-        "config": {"timeout_hours": 2, "branch": "main"},
+        "timeout_hours": 2,
+        "branch": "main",
     }
     assert "sb_test0000  running" in out
     assert "http://127.0.0.1:5173/" in out

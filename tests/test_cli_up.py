@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import os
+import queue
+import shutil
+import signal
 import socket
 import subprocess
+import sys
+import tempfile
+import threading
+import time
 from pathlib import Path
 
+import httpx
+import psutil
 import pytest
+from playwright.sync_api import Page, expect
 
 from studio._cli_up import ensure_example_repository, port_taken
 from studio.cli import main
+from tests.studio.test_sandbox_fixtures import (  # noqa: F401 (fixture)
+    PORTS,
+    free_base,
+    install_cache,
+)
 from tests.support.gitrepo import git
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def listening_low_port() -> socket.socket:
@@ -25,6 +46,11 @@ def listening_low_port() -> socket.socket:
         sock.listen()
         return sock
     raise AssertionError("no free port below 9900")
+
+
+def low_free_port() -> int:
+    with listening_low_port() as sock:
+        return int(sock.getsockname()[1])
 
 
 def test_port_taken_sees_a_listening_socket() -> None:
@@ -81,3 +107,162 @@ def test_up_refuses_ports_outside_the_allowed_range(argv, capsys, tmp_path, monk
     assert "invalid setting: ws_port: Value error, ws_port must be between 1024 and 10001" in (
         capsys.readouterr().err
     )
+
+
+# -- the whole command, as a real subprocess ---------------------------------------------
+
+
+class UpProcess:
+    """`studio up` running as a child, its stdout read line by line."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self._stderr = log.open("w")
+        self.proc = subprocess.Popen(
+            argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._stderr, text=True
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.log = log
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            self.seen.append(line)
+            if text in line:
+                return line
+        raise AssertionError(
+            f"`studio up` never printed {text!r}; stdout:\n"
+            + "\n".join(self.seen)
+            + "\nstderr:\n"
+            + self.log.read_text()[-4000:]
+        )
+
+    def value(self, label: str) -> str:
+        line = next(line for line in self.seen if line.strip().startswith(label))
+        return line.split(label, 1)[1].strip()
+
+    def stop(self, timeout: float = 120) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        self._stderr.close()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def session_leftovers(temp_dir: str) -> list[str]:
+    left = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            if temp_dir in cmdline and proc.status() != psutil.STATUS_ZOMBIE:
+                left.append(f"{proc.pid}: {cmdline[:200]}")
+    return left
+
+
+def cli(url: str, token: str, *argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main([argv[0], "--url", url, "--token", token, *argv[1:]], out=out)
+    return code, out.getvalue()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
+    tmp_path: Path,
+    install_cache: Path,  # noqa: F811
+    browser_page: Page,
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "install-cache").symlink_to(install_cache, target_is_directory=True)
+    temp_dir = tempfile.mkdtemp(prefix="rs-", dir="/tmp")
+    port, dashboard = low_free_port(), free_port()
+    env = {
+        **os.environ,
+        "COMPONENT_STUDIO_STATE_DIR": str(state),
+        "COMPONENT_STUDIO_VITE_PORT": str(free_base()),
+        "COMPONENT_STUDIO_VITE_PORT_COUNT": str(PORTS),
+    }
+    env.pop("RAY_ADDRESS", None)
+    argv = [sys.executable, "-m", "studio.cli", "up", "--port", str(port), "--demo"]
+    argv += ["--dashboard-port", str(dashboard), "--temp-dir", temp_dir, "--slots", "4"]
+    up = UpProcess(argv, env, tmp_path / "up.stderr")
+    try:
+        up.wait_for("Press Ctrl-C", timeout=240)
+        api = f"http://127.0.0.1:{port}"
+        assert up.value("API:") == f"{api}/api/v1"
+        assert up.value("Docs:") == f"{api}/docs"
+        assert up.value("Dashboard:") == f"http://127.0.0.1:{dashboard}"
+        token = up.value("Admin token:")
+        sandbox_id = up.value("Demo sandbox:")
+        renderer = up.value("renderer:")
+        assert up.value("websocket:") == f"ws://127.0.0.1:{port}/api/v1/sandboxes/{sandbox_id}/ws"
+
+        health = httpx.get(f"{api}/healthz", timeout=30)
+        assert health.status_code == 200 and health.json()["manager"] == "ok"
+        assert httpx.get(f"{api}/docs", timeout=30).status_code == 200
+        assert httpx.get(renderer, timeout=30).status_code == 200
+
+        # The demo sandbox renders a component of the sample repository in Chromium.
+        browser_page.goto(renderer)
+        browser_page.locator("[data-testid=component-Button]").first.click()
+        canvas = browser_page.locator("[data-testid=studio-canvas]")
+        canvas.wait_for(state="visible", timeout=60_000)
+        expect(canvas).to_have_attribute("data-state", "ready", timeout=60_000)
+
+        # The client commands against the real API.
+        code, out = cli(api, token, "ls", "--json")
+        assert code == 0 and [s["id"] for s in json.loads(out)] == [sandbox_id]
+        code, out = cli(api, token, "exec", sandbox_id, "write", "NOTES.md", "--content", "hi\n")
+        assert code == 0 and "(commit " in out, out
+        assert cli(api, token, "exec", sandbox_id, "read", "NOTES.md") == (0, "hi\n")
+        code, out = cli(api, token, "show", sandbox_id, "--json")
+        messages = [c["message"] for c in json.loads(out)["git_commits"]]
+        assert any("NOTES.md" in m for m in messages), messages
+        code, out = cli(api, token, "rollback", sandbox_id, "--steps", "1")
+        assert code == 0 and out.startswith("now at "), out
+        assert cli(api, token, "ls", "--token", "wrong")[0] == 3
+
+        worktree = state / "worktrees" / sandbox_id
+        pid_file = state / "run" / f"vite-{sandbox_id}.json"
+        vite_pid = json.loads(pid_file.read_text())["pid"]
+        assert worktree.is_dir() and psutil.pid_exists(vite_pid)
+
+        assert up.stop() == 0, up.log.read_text()[-4000:]
+        # Nothing is left: no Vite, no worktree, no Ray process; the branch is kept.
+        assert not psutil.pid_exists(vite_pid) or psutil.Process(vite_pid).status() == "zombie"
+        assert not worktree.exists()
+        assert not pid_file.exists()
+        branch = f"design/studio-{sandbox_id[3:]}"
+        assert git(state / "mirrors" / "ui-kit.git", "branch", "--list", branch).strip()
+        deadline = time.monotonic() + 30
+        while session_leftovers(temp_dir) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert session_leftovers(temp_dir) == []
+    finally:
+        up.kill()
+        shutil.rmtree(temp_dir, ignore_errors=True)
