@@ -10,7 +10,13 @@ from benchmarks.context import Scenario
 from benchmarks.floors import FLOOR_SCENARIOS
 from benchmarks.lifecycle import LIFECYCLE_SCENARIOS
 from benchmarks.live import LIVE_SCENARIOS
+from benchmarks.setup_floor import SETUP_SCENARIOS
 
 __all__ = ["SCENARIOS"]
 
-SCENARIOS: list[Scenario] = [*FLOOR_SCENARIOS, *LIFECYCLE_SCENARIOS, *LIVE_SCENARIOS]
+SCENARIOS: list[Scenario] = [
+    *FLOOR_SCENARIOS,
+    *SETUP_SCENARIOS,
+    *LIFECYCLE_SCENARIOS,
+    *LIVE_SCENARIOS,
+]
