@@ -16,11 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from studio.commands import ExecuteResult, ListFiles, ReadFile
 from studio.config import COMMIT_TIMESTAMP_FORMAT, format_commit_message
 from studio.errors import InvalidRequest, NotFound, PayloadTooLarge
-from studio.paths import atomic_write, resolve_inside, safe_delete, write_file
+from studio.paths import (
+    atomic_write,
+    list_files,
+    read_text_file,
+    resolve_inside,
+    safe_delete,
+    write_file,
+)
 
-__all__ = ["FileChange", "commit_message"]
+__all__ = ["FileChange", "commit_message", "read_command"]
 
 
 def commit_message(
@@ -45,6 +53,16 @@ def commit_message(
         file=", ".join(files),
         sandbox=sandbox_id,
     )
+
+
+def read_command(root: Path, command: ReadFile | ListFiles, max_bytes: int) -> ExecuteResult:
+    """Run a command that only reads the worktree at ``root``."""
+    if isinstance(command, ReadFile):
+        content = read_text_file(root, command.file_path, max_bytes)
+        return ExecuteResult(output=f"read {command.file_path}", content=content)
+    listing = list_files(root, command.file_path)
+    note = " (truncated)" if listing.truncated else ""
+    return ExecuteResult(output=f"{len(listing.files)} files{note}", files=listing.files)
 
 
 @dataclass(frozen=True)

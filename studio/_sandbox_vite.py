@@ -14,14 +14,16 @@ restart sleeping its backoff and kills whatever it may have spawned.
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from studio import metrics
 from studio.config import RAY_WORKER_PORT_MIN
-from studio.errors import InvalidConfig, RestartLimitExceeded, StudioError
+from studio.errors import InvalidConfig, RestartLimitExceeded, ServiceUnavailable, StudioError
 from studio.ports import PortAllocator
 from studio.process import RestartPolicy, reap_orphans
 from studio.state import SandboxState
@@ -36,7 +38,7 @@ from studio.vite import (
 if TYPE_CHECKING:
     from studio.sandbox import ComponentStudioSandbox
 
-__all__ = ["ViteSupervisor"]
+__all__ = ["ViteSupervisor", "fetch_components"]
 
 logger = logging.getLogger("studio.sandbox")
 
@@ -246,3 +248,29 @@ class ViteSupervisor:
                 sandbox.worktree_path,
                 pid_file=sandbox.layout.pid_file(f"vite-{sandbox.sandbox_id}"),
             )
+
+
+def fetch_components(host: str, port: int, timeout: float = 10.0) -> dict[str, Any]:
+    """The catalog the studio's Vite plugin serves at ``/__studio/components.json``.
+
+    :class:`ServiceUnavailable` when Vite does not answer it (restarting, or not up).
+    """
+    # http.client, as the readiness probe: no proxy from the environment.
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", "/__studio/components.json")
+        response = conn.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise ServiceUnavailable(
+            f"Vite is not answering on port {port} ({exc}); it may be restarting, retry shortly"
+        ) from exc
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise ServiceUnavailable(
+            f"Vite answered {response.status} for the component catalog; retry shortly",
+            status=response.status,
+        )
+    data = json.loads(body)
+    return data if isinstance(data, dict) else {"components": data}

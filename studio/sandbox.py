@@ -21,7 +21,6 @@ in ``_sandbox_files``.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import logging
 import threading
@@ -32,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from studio import metrics
-from studio._sandbox_files import FileChange, commit_message
+from studio._sandbox_files import FileChange, commit_message, read_command
+from studio._sandbox_lifecycle import SandboxLifecycle
 from studio._sandbox_push import BranchPusher
-from studio._sandbox_vite import ViteSupervisor
+from studio._sandbox_vite import ViteSupervisor, fetch_components
 from studio.commands import (
     DeleteFile,
     ExecuteCommand,
@@ -52,16 +52,13 @@ from studio.errors import (
     ServiceUnavailable,
     StudioError,
 )
-from studio.events import EventLog
 from studio.git import Commit, Mirror, Worktree
 from studio.layout import StateLayout
 from studio.messages import (
     ClientComponentSelected,
     ComponentSelectedPayload,
-    ErrorPayload,
     MessageType,
     RollbackPayload,
-    StatusPayload,
     parse_client_message,
 )
 from studio.models import (
@@ -73,14 +70,11 @@ from studio.models import (
     SandboxInfo,
 )
 from studio.naming import branch_name
-from studio.paths import list_files, read_text_file
-from studio.pr import LocalProvider, PullRequestProvider, build_pr_body
+from studio.pr import GitHubProvider, LocalProvider, PullRequestProvider, build_pr_body
 from studio.state import (
     ACTIVE_STATES,
     TERMINAL_STATES,
-    TRANSITIONS,
     SandboxState,
-    check_transition,
     require_state,
 )
 from studio.vite import renderer_url
@@ -111,7 +105,7 @@ def _commit_info(commit: Commit) -> CommitInfo:
     )
 
 
-class ComponentStudioSandbox:
+class ComponentStudioSandbox(SandboxLifecycle):
     """A live sandbox: a worktree on ``design/studio-<id>`` and the Vite that renders it."""
 
     def __init__(
@@ -127,28 +121,24 @@ class ComponentStudioSandbox:
         on_event: Callable[[dict[str, Any]], None] | None = None,
         base_commit: str | None = None,
     ) -> None:
-        self.events = EventLog(sandbox_id, start_seq=start_seq)
-        self.sandbox_id = sandbox_id
+        super().__init__(sandbox_id, start_seq=start_seq, node=node, on_event=on_event)
         self.owner = owner
         self.repository = repository
         self.config = config
         self.settings = settings
-        self.node = node
         self.layout = StateLayout(settings.state_dir)
         self.branch = branch_name(sandbox_id)
-        self.state = S.PENDING
         self.last_activity = time.time()
         self.base_commit = base_commit
-        self.error: str | None = None
         self.pr_url: str | None = None
         self.pr_number: int | None = None
-        self._on_event = on_event
         self._mirror: Mirror | None = None
         self._worktree: Worktree | None = None
         self._commits: list[CommitInfo] | None = None
-        # Order: _mutation, then _state. _state guards transitions and events only.
+        # Bumped whenever the branch moves: a history read meanwhile is not cached.
+        self._branch_moves = 0
+        # Taken before the lifecycle's state lock, never after it.
         self._mutation = threading.Lock()
-        self._state_lock = threading.RLock()
         self.vite = ViteSupervisor(self)
         self.pusher = BranchPusher(self._push_origin, name=f"push-{sandbox_id}")
 
@@ -189,68 +179,6 @@ class ComponentStudioSandbox:
         host = self.settings.public_host or self.settings.host
         port = api_port or self.config.websocket_port
         return f"ws://{host}:{port}/api/v1/sandboxes/{self.sandbox_id}/ws"
-
-    # -- events and states ---------------------------------------------------
-
-    def publish(self, kind: MessageType, payload: Any) -> None:
-        """Append an event and tell ``on_event`` (a failing callback is only logged)."""
-        message = self.events.append(kind, payload)
-        if self._on_event is not None:
-            try:
-                self._on_event(message.model_dump(mode="json", exclude_none=True))
-            except Exception:
-                logger.exception("on_event callback failed", extra=self.log_fields())
-
-    def transition(
-        self, target: SandboxState, *, detail: str | None = None, recovered: bool | None = None
-    ) -> None:
-        """Move to ``target`` (the one guard of ``studio.state``) and publish a status event."""
-        with self._state_lock:
-            check_transition(self.state, target)
-            old, self.state = self.state, target
-            self.publish(
-                MessageType.STATUS,
-                StatusPayload(
-                    status=target.value,
-                    detail=detail,
-                    restarts=self.restarts,
-                    recovered=recovered,
-                ),
-            )
-        logger.info(
-            "sandbox %s -> %s",
-            old.value,
-            target.value,
-            extra={**self.log_fields(), "detail": detail},
-        )
-
-    def transition_if(self, allowed: frozenset[SandboxState], target: SandboxState) -> bool:
-        """:meth:`transition` only from one of ``allowed``; whether it happened."""
-        with self._state_lock:
-            if self.state not in allowed:
-                return False
-            self.transition(target)
-            return True
-
-    def fail(self, error: StudioError | str, *, output: list[str] | None = None) -> None:
-        """Go FAILED (when the table allows) with an ``error`` event saying why."""
-        message = error.message if isinstance(error, StudioError) else error
-        code = error.code if isinstance(error, StudioError) else None
-        if output is None and isinstance(error, StudioError):
-            output = error.details.get("output")
-        with self._state_lock:
-            self.error = message
-            self.publish(
-                MessageType.ERROR,
-                ErrorPayload(message=message, code=code, output=list(output or []) or None),
-            )
-            if self.state is not S.FAILED and S.FAILED in TRANSITIONS[self.state]:
-                self.transition(S.FAILED, detail=message)
-        logger.error("sandbox failed: %s", message, extra=self.log_fields())
-
-    def log_fields(self) -> dict[str, Any]:
-        """Structured fields for log records about this sandbox."""
-        return {"sandbox_id": self.sandbox_id, "node": self.node, "state": self.state.value}
 
     def touch(self) -> None:
         """Record activity now (API calls, WebSocket messages)."""
@@ -310,7 +238,7 @@ class ComponentStudioSandbox:
             worktree = mirror.add_worktree(self.sandbox_id, path, self.base_branch)
         self._worktree = worktree
         self.base_commit = worktree.base_commit
-        self._commits = None
+        self._branch_moved()
 
     # -- monitor -------------------------------------------------------------
 
@@ -361,12 +289,7 @@ class ComponentStudioSandbox:
     def _read(self, command: ReadFile | ListFiles) -> ExecuteResult:
         worktree = self._working_tree(command.command)
         self.touch()
-        if isinstance(command, ReadFile):
-            content = read_text_file(worktree.path, command.file_path, self.settings.max_file_bytes)
-            return ExecuteResult(output=f"read {command.file_path}", content=content)
-        listing = list_files(worktree.path, command.file_path)
-        note = " (truncated)" if listing.truncated else ""
-        return ExecuteResult(output=f"{len(listing.files)} files{note}", files=listing.files)
+        return read_command(worktree.path, command, self.settings.max_file_bytes)
 
     def _mutate(self, command: WriteFile | WriteFiles | DeleteFile) -> ExecuteResult:
         worktree = self._working_tree(command.command)
@@ -401,7 +324,7 @@ class ComponentStudioSandbox:
             raise
         if not result.committed or result.hash is None:
             return ExecuteResult(output=f"{command.command}: {', '.join(files)} unchanged")
-        self._commits = None
+        self._branch_moved()
         self.publish(
             MessageType.COMMIT,
             {
@@ -433,7 +356,7 @@ class ComponentStudioSandbox:
                 current = worktree.rollback_steps(steps)
             else:
                 current = worktree.rollback_to(str(commit_hash))
-            self._commits = None
+            self._branch_moved()
             self.publish(
                 MessageType.ROLLBACK,
                 RollbackPayload(current_hash=current, previous_hash=previous),
@@ -457,11 +380,19 @@ class ComponentStudioSandbox:
         # Torn down: the branch still lives in the mirror, and git log works there.
         return Worktree(mirror, mirror.path, self.sandbox_id, base)
 
+    def _branch_moved(self) -> None:
+        with self._state_lock:
+            self._branch_moves += 1
+            self._commits = None
+
     def _commit_list(self) -> list[CommitInfo]:
         commits = self._commits
         if commits is None:
+            moves = self._branch_moves
             commits = self.history()
-            self._commits = commits
+            with self._state_lock:
+                if moves == self._branch_moves:
+                    self._commits = commits
         return commits
 
     # -- reads of the running app --------------------------------------------
@@ -472,24 +403,7 @@ class ComponentStudioSandbox:
         port = self.port
         if port is None:
             raise ServiceUnavailable("Vite has no port yet; retry shortly")
-        conn = http.client.HTTPConnection(self.settings.host, port, timeout=10)
-        try:
-            conn.request("GET", "/__studio/components.json")
-            response = conn.getresponse()
-            body = response.read()
-            if response.status != 200:
-                raise ServiceUnavailable(
-                    f"Vite answered {response.status} for the component catalog; retry shortly",
-                    status=response.status,
-                )
-        except (OSError, http.client.HTTPException) as exc:
-            raise ServiceUnavailable(
-                f"Vite is not answering on port {port} ({exc}); it may be restarting"
-            ) from exc
-        finally:
-            conn.close()
-        data = json.loads(body)
-        return data if isinstance(data, dict) else {"components": data}
+        return fetch_components(self.settings.host, port)
 
     def logs(self, lines: int = 200) -> list[str]:
         """Vite's last ``lines`` lines of output, newest last."""
@@ -509,10 +423,17 @@ class ComponentStudioSandbox:
 
     # -- durability ----------------------------------------------------------
 
+    def _push_remote(self) -> str:
+        """Where background pushes go: the mirror's origin, with the token for GitHub."""
+        source = self.repository.source
+        if self.repository.github and self.settings.github_token and "://" in source:
+            return GitHubProvider.from_settings(self.settings).authenticated_remote_url(source)
+        return "origin"
+
     def _push_origin(self) -> None:
         worktree = self._worktree
         if worktree is not None and worktree.path.exists():
-            worktree.push("origin", force=True)
+            worktree.push(self._push_remote(), force=True)
 
     def flush(self, timeout: float = FLUSH_TIMEOUT) -> bool:
         """Wait up to ``timeout`` s for background pushes; whether all of them ran."""

@@ -239,8 +239,58 @@ def test_teardown_during_a_restart_backoff_leaves_nothing(
     while sandbox.state is not S.RESTARTING and monitor.is_alive():
         monitor.join(0.01)
     assert sandbox.state is S.RESTARTING
+    # Work goes on while Vite restarts; reads do not wait for it either.
+    sha = execute(sandbox, command="write_file", file_path="src/w.ts", content="w\n").commit_hash
+    assert sha is not None and sandbox.info().git_commits[0].hash == sha
+    assert sandbox.info().status is S.RESTARTING
     sandbox.on_teardown()
     monitor.join(30)
     assert not monitor.is_alive()
     assert sandbox.state is S.STOPPED
     assert sandbox.vite.server is not None and sandbox.vite.server.pid is None
+
+
+def test_a_new_object_tears_down_what_a_dead_incarnation_left(make_sandbox: SandboxFactory):
+    first = make_sandbox()
+    first.on_setup()
+    sha = execute(first, command="write_file", file_path="src/d.ts", content="d\n").commit_hash
+    pid = vite_pid(first)
+    # The manager tears down a sandbox whose actor died, from a fresh object.
+    successor = make_sandbox()
+    assert successor.on_teardown().status is S.STOPPED
+    assert gone(pid)
+    assert not first.worktree_path.exists()
+    assert not successor.layout.pid_file("vite-sb_test0001").exists()
+    assert git(successor.layout.mirror("ui-kit"), "rev-parse", f"refs/heads/{BRANCH}") == sha
+
+
+def test_recover_removes_a_stale_index_lock(make_sandbox: SandboxFactory):
+    first = make_sandbox()
+    first.on_setup()
+    execute(first, command="write_file", file_path="src/l.ts", content="1\n")
+    lock = Path(git(first.worktree_path, "rev-parse", "--absolute-git-dir")) / "index.lock"
+    lock.write_text("")
+    os.utime(lock, (1_000_000_000, 1_000_000_000))  # a git that crashed long ago
+    second = make_sandbox()
+    second.on_setup(recover=True)
+    result = execute(second, command="write_file", file_path="src/l.ts", content="2\n")
+    assert result.commit_hash is not None and not lock.exists()
+
+
+def test_on_event_sees_every_event_in_order(make_sandbox: SandboxFactory):
+    seen: list[dict[str, object]] = []
+    sandbox = make_sandbox(on_event=seen.append)
+    sandbox.on_setup()
+    execute(sandbox, command="write_file", file_path="src/e.ts", content="e\n")
+    sandbox.rollback(steps=1)
+    sandbox.on_teardown()
+    assert [m["seq"] for m in seen] == list(range(1, sandbox.events.last_seq + 1))
+    assert [m["type"] for m in seen] == [
+        "status",
+        "status",
+        "commit",
+        "rollback",
+        "status",
+        "status",
+    ]
+    assert seen[2]["sandbox_id"] == "sb_test0001" and isinstance(seen[2]["ts"], str)
