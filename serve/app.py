@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
 
+from actors.handles import start_manager
 from serve.errors import install_error_handlers
 from serve.replica import Replica, ServeOptions
 from serve.routes import router
@@ -94,11 +95,20 @@ def build_app(settings: StudioSettings, options: ServeOptions | None = None) -> 
 
 
 def app_builder(args: dict[str, Any]) -> Application:
-    """``serve run serve.app:app_builder key=value ...``: settings and serve options.
+    """``serve run serve.app:app_builder key=value ...`` / a Serve config's ``args``.
 
-    Keys naming a :class:`ServeOptions` field set it; the others are settings
-    (``COMPONENT_STUDIO_*`` variables fill what is not given).
+    Keys naming a :class:`ServeOptions` field set it; the others are
+    StudioSettings fields (``COMPONENT_STUDIO_*`` variables fill what is not
+    given); anything else is an error. Starts the manager actor unless one is
+    running already (it runs on the cluster the application is deployed to).
     """
+    unknown = sorted(set(args) - set(ServeOptions.model_fields) - set(StudioSettings.model_fields))
+    if unknown:
+        raise ValueError(
+            f"unknown arguments {unknown}: use StudioSettings fields "
+            f"or serve options {sorted(ServeOptions.model_fields)}"
+        )
     options = {k: v for k, v in args.items() if k in ServeOptions.model_fields}
-    settings = {k: v for k, v in args.items() if k not in ServeOptions.model_fields}
-    return build_app(StudioSettings(**settings), ServeOptions.model_validate(options))
+    settings = StudioSettings(**{k: v for k, v in args.items() if k not in options})
+    start_manager(settings)
+    return build_app(settings, ServeOptions.model_validate(options))

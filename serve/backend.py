@@ -171,6 +171,11 @@ class Backend:
             raise
         return events
 
+    async def touch(self, sandbox_id: str) -> None:
+        """Mark the sandbox active (clients are watching it)."""
+        handle: Any = sandbox_handle(sandbox_id)
+        await asyncio.wait_for(_result(handle.touch.remote()), self.sandbox_timeout)
+
     @staticmethod
     def is_permanent(error: BaseException) -> bool:
         """Whether an event-source failure means the sandbox is gone for good."""

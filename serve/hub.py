@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "EventHub",
     "EventSource",
     "HubClient",
+    "KeepAlive",
 ]
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ CLOSE_GONE = 4410
 
 # (sandbox_id, after_seq, timeout) -> events with seq > after_seq, [] on timeout.
 EventSource = Callable[[str, int, float], Awaitable[list[dict[str, Any]]]]
+# (sandbox_id) -> the sandbox counts as active (a watched sandbox is not idle).
+KeepAlive = Callable[[str], Awaitable[None]]
 
 _client_ids = itertools.count(1)
 _MESSAGE: TypeAdapter[Message] = TypeAdapter(Message)
@@ -143,6 +147,9 @@ class EventHub:
     ``is_permanent(exc)`` tells a sandbox that is gone for good (its feed
     ends and its clients are closed with :data:`CLOSE_GONE`) from a passing
     failure (an actor restarting: the feed retries with a growing delay).
+    ``keepalive(sandbox_id)``, when given, is called as the feed starts and
+    then about every ``keepalive_interval`` seconds while it runs: a sandbox
+    someone is watching is not idle.
     """
 
     def __init__(
@@ -154,6 +161,8 @@ class EventHub:
         retry_delay: float = 0.25,
         max_retry_delay: float = 5.0,
         is_permanent: Callable[[BaseException], bool] = lambda _exc: False,
+        keepalive: KeepAlive | None = None,
+        keepalive_interval: float = 60.0,
     ) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
@@ -163,6 +172,8 @@ class EventHub:
         self._retry_delay = retry_delay
         self._max_retry_delay = max_retry_delay
         self._is_permanent = is_permanent
+        self._keepalive = keepalive
+        self._keepalive_interval = keepalive_interval
         self._feeds: dict[str, _Feed] = {}
 
     def join(self, sandbox_id: str, position: int, *, client_id: str | None = None) -> HubClient:
@@ -233,7 +244,12 @@ class EventHub:
 
     async def _run(self, feed: _Feed) -> None:
         delay = self._retry_delay
+        loop = asyncio.get_running_loop()
+        kept_alive = -math.inf
         while feed.clients:
+            if self._keepalive is not None and loop.time() - kept_alive >= self._keepalive_interval:
+                kept_alive = loop.time()
+                await self._keep_alive(feed.sandbox_id)
             try:
                 events = await self._source(feed.sandbox_id, feed.cursor, self.poll_timeout)
             except asyncio.CancelledError:
@@ -258,6 +274,16 @@ class EventHub:
             if decoded:
                 feed.cursor = max(feed.cursor, max(e.seq for e in decoded))
                 self._publish(feed, decoded)
+
+    async def _keep_alive(self, sandbox_id: str) -> None:
+        assert self._keepalive is not None
+        try:
+            await self._keepalive(sandbox_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Only idleness bookkeeping: the poll right after says if the sandbox is gone.
+            logger.debug("keepalive of %s failed: %s", sandbox_id, exc)
 
     def _end(self, feed: _Feed, reason: str) -> None:
         for client in list(feed.clients):

@@ -33,6 +33,9 @@ class ServeOptions(BaseModel):
         120.0, gt=0, description="Seconds a sandbox call may take before a 503."
     )
     auth_ttl: float = Field(10.0, ge=0, description="Seconds a replica trusts a token lookup.")
+    keepalive_interval: float = Field(
+        60.0, gt=0, description="Seconds between two touches of a sandbox someone watches."
+    )
 
 
 class Replica:
@@ -51,6 +54,8 @@ class Replica:
             queue_size=options.client_queue,
             poll_timeout=options.poll_timeout,
             is_permanent=Backend.is_permanent,
+            keepalive=self.backend.touch,
+            keepalive_interval=options.keepalive_interval,
         )
         self.session = SessionOptions(
             ping_interval=options.ping_interval, pong_timeout=options.pong_timeout

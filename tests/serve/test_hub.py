@@ -201,3 +201,24 @@ async def test_malformed_event_is_skipped() -> None:
 def test_queue_size_must_be_positive(size: int) -> None:
     with pytest.raises(ValueError, match="queue_size"):
         EventHub(LogSource(EventLog(SID)), queue_size=size)
+
+
+async def test_keepalive_marks_a_watched_sandbox_active() -> None:
+    log = EventLog(SID)
+    touched: list[str] = []
+
+    async def keepalive(sandbox_id: str) -> None:
+        touched.append(sandbox_id)
+        if len(touched) == 1:
+            raise ServiceUnavailable("a failing touch does not stop the feed")
+
+    hub = EventHub(LogSource(log), poll_timeout=0.01, keepalive=keepalive, keepalive_interval=0)
+    client = hub.join(SID, 0)
+    commit(log, 1)
+    assert (await next_event(client)).seq == 1
+    for _ in range(200):
+        if len(touched) >= 3:
+            break
+        await asyncio.sleep(0.01)
+    assert touched[:3] == [SID] * 3
+    await hub.close()
