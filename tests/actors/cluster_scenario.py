@@ -31,7 +31,13 @@ from typing import Any
 import ray
 from ray.cluster_utils import Cluster
 
-from actors.handles import forget_sandbox_handle, kill_manager, sandbox_handle, start_manager
+from actors.handles import (
+    forget_sandbox_handle,
+    get_manager,
+    kill_manager,
+    sandbox_handle,
+    start_manager,
+)
 from studio.layout import StateLayout
 from studio.naming import ACTOR_NAMESPACE
 from studio.process import reap_orphans
@@ -39,6 +45,7 @@ from studio.state import SandboxState
 from tests.actors.conftest import (
     UI_KIT,
     assert_nothing_left,
+    get,
     node_settings,
     vite_answers,
 )
@@ -87,7 +94,7 @@ def run(workdir: Path, install_cache: Path) -> dict[str, Any]:
         return scenario(cluster, workers, workdir, install_cache)
     finally:
         ray.shutdown()
-        cluster.shutdown()
+        cluster.shutdown()  # type: ignore[no-untyped-call]
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
@@ -111,14 +118,14 @@ def scenario(
             node_state_dirs={node: str(path) for node, path in node_dirs.items()},
             ping_timeout=2.0,
         )
-        repo = ray.get(manager.register_repository.remote("ui-kit", path=str(origin)))
-        first, second = ray.get(
+        repo = get(manager.register_repository.remote("ui-kit", path=str(origin)))
+        first, second = get(
             [manager.create_sandbox.remote("alice", repo.id, {}) for _ in range(2)], timeout=300
         )
         findings["spread"] = sorted([first.node, second.node])
         assert set(findings["spread"]) == set(node_dirs), findings
 
-        result = ray.get(
+        result = get(
             sandbox_handle(first.id).execute.remote(
                 {
                     "command": "write_file",
@@ -134,7 +141,7 @@ def scenario(
         def pushed() -> bool:
             if not git(origin, "branch", "--list", first.branch):
                 return False
-            return git(origin, "rev-parse", first.branch) == commit
+            return bool(git(origin, "rev-parse", first.branch) == commit)
 
         wait_for(pushed, 60, "the commit to reach origin")
 
@@ -145,7 +152,7 @@ def scenario(
         removed_at = time.monotonic()
 
         def recovered() -> Any:
-            info = ray.get(manager.get_sandbox.remote(first.id, None), timeout=60)
+            info = get(manager.get_sandbox.remote(first.id, None), timeout=60)
             if info.node == survivor.node_id and info.status is SandboxState.RUNNING:
                 return info
             return None
@@ -155,20 +162,20 @@ def scenario(
         assert info.port is not None and vite_answers(info.port), info
         # The driver's cached handle names the killed actor: look the new one up.
         forget_sandbox_handle(first.id)
-        history = [c.hash for c in ray.get(sandbox_handle(first.id).history.remote())]
+        history = [c.hash for c in get(sandbox_handle(first.id).history.remote())]
         assert history[0] == commit, history
         findings["recovered_on"] = info.node
         findings["commit_kept"] = True
-        other = ray.get(manager.get_sandbox.remote(second.id, None))
+        other = get(manager.get_sandbox.remote(second.id, None))
         assert other.status is SandboxState.RUNNING and other.node == survivor.node_id
-        orphans = ray.get(manager.orphans.remote())
+        orphans = get(manager.orphans.remote())
         assert orphans["actors"] == [] and orphans["worktrees"] == [], orphans
         return findings
     finally:
         try:
-            handle = ray.get_actor("studio-manager", namespace=ACTOR_NAMESPACE)
-            for item in ray.get(handle.list_sandboxes.remote(None), timeout=60):
-                ray.get(handle.teardown_sandbox.remote(item.id, None), timeout=60)
+            handle = get_manager()
+            for item in get(handle.list_sandboxes.remote(None), timeout=60):
+                get(handle.teardown_sandbox.remote(item.id, None), timeout=60)
         finally:
             kill_manager()
             for state in node_dirs.values():

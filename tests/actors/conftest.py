@@ -23,7 +23,7 @@ import psutil
 import pytest
 import ray
 
-from actors.handles import forget_sandbox_handle, kill_manager, start_manager
+from actors.handles import forget_sandbox_handle, get_manager, kill_manager, start_manager
 from studio.config import StudioSettings
 from studio.install_cache import ensure_node_modules
 from studio.naming import ACTOR_NAMESPACE
@@ -45,6 +45,11 @@ class Studio:
     settings: StudioSettings
     origin: Path
     repository_id: int
+
+
+def get(refs: Any, timeout: float | None = None) -> Any:
+    """``ray.get`` typed loosely: actor handles are untyped, so are their answers."""
+    return ray.get(refs, timeout=timeout)
 
 
 def free_base(count: int = PORTS) -> int:
@@ -140,13 +145,13 @@ def studio(ray_session: None, tmp_path: Path, install_cache: Path) -> Iterator[S
     origin = repo_from_dir(UI_KIT, tmp_path / "ui-kit")
     manager = start_manager(settings, ping_timeout=2.0)
     try:
-        record = ray.get(manager.register_repository.remote("ui-kit", path=str(origin)))
+        record = get(manager.register_repository.remote("ui-kit", path=str(origin)))
         yield Studio(manager, settings, origin, record.id)
     finally:
         try:
-            manager = ray.get_actor("studio-manager", namespace=ACTOR_NAMESPACE)
-            for info in ray.get(manager.list_sandboxes.remote(None), timeout=60):
-                ray.get(manager.teardown_sandbox.remote(info.id, None), timeout=60)
+            manager = get_manager()
+            for info in get(manager.list_sandboxes.remote(None), timeout=60):
+                get(manager.teardown_sandbox.remote(info.id, None), timeout=60)
                 forget_sandbox_handle(info.id)
         finally:
             kill_manager()

@@ -13,14 +13,14 @@ import ray
 from actors.handles import forget_sandbox_handle, get_manager, sandbox_handle, unwrap
 from studio.errors import InvalidRequest, SandboxNotFound, ServiceUnavailable
 from studio.state import SandboxState
-from tests.actors.conftest import Studio, vite_answers
+from tests.actors.conftest import Studio, get, vite_answers
 from tests.support.gitrepo import git
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 def write(sandbox_id: str, path: str, content: str, description: str) -> str:
-    result = ray.get(
+    result = get(
         sandbox_handle(sandbox_id).execute.remote(
             {
                 "command": "write_file",
@@ -44,30 +44,30 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
 
 
 def test_create_execute_commit_teardown(studio: Studio) -> None:
-    info = ray.get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
+    info = get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
     assert info.status is SandboxState.RUNNING and info.owner == "alice"
     assert info.port is not None and info.renderer_url == f"http://localhost:{info.port}/"
     assert vite_answers(info.port)
     handle = sandbox_handle(info.id)
-    assert ray.get(handle.ping.remote())["state"] == "running"
+    assert get(handle.ping.remote())["state"] == "running"
     commit = write(info.id, "src/components/Hello.tsx", "export const Hello = () => null;\n", "hi")
-    history = ray.get(handle.history.remote())
+    history = get(handle.history.remote())
     assert history[0].hash == commit
-    events = ray.get(handle.events.remote(0, 5))
+    events = get(handle.events.remote(0, 5))
     assert any(e["type"] == "commit" and e["payload"]["hash"] == commit for e in events)
     assert [e["seq"] for e in events] == sorted({e["seq"] for e in events})
     # A long-poll past the newest event waits, then answers [].
-    assert ray.get(handle.events.remote(events[-1]["seq"], 0.2)) == []
+    assert get(handle.events.remote(events[-1]["seq"], 0.2)) == []
     with pytest.raises(ray.exceptions.RayTaskError) as bad:
-        ray.get(handle.execute.remote({"command": "format_disk"}))
+        get(handle.execute.remote({"command": "format_disk"}))
     assert isinstance(unwrap(bad.value), InvalidRequest)
-    shown = ray.get(studio.manager.get_sandbox.remote(info.id, "alice"))
+    shown = get(studio.manager.get_sandbox.remote(info.id, "alice"))
     assert commit in [c.hash for c in shown.git_commits]
     with pytest.raises(ray.exceptions.RayTaskError) as hidden:
-        ray.get(studio.manager.get_sandbox.remote(info.id, "bob"))
+        get(studio.manager.get_sandbox.remote(info.id, "bob"))
     assert isinstance(unwrap(hidden.value), SandboxNotFound)
 
-    ended = ray.get(studio.manager.teardown_sandbox.remote(info.id, "alice"))
+    ended = get(studio.manager.teardown_sandbox.remote(info.id, "alice"))
     assert ended.status is SandboxState.STOPPED
     assert not (studio.settings.state_dir / "worktrees" / info.id).exists()
     wait_for(lambda: not vite_answers(info.port), 10, "Vite to stop")
@@ -92,32 +92,32 @@ def test_ten_sandboxes_at_once(studio: Studio) -> None:
     refs = [
         studio.manager.create_sandbox.remote("alice", studio.repository_id, {}) for _ in range(10)
     ]
-    infos = ray.get(refs, timeout=300)
+    infos = get(refs, timeout=300)
     assert all(i.status is SandboxState.RUNNING for i in infos)
     ports = {i.port for i in infos}
     assert len(ports) == 10 and None not in ports
     assert all(vite_answers(p) for p in ports if p is not None)
-    assert len(ray.get(studio.manager.list_sandboxes.remote("alice"))) == 10
+    assert len(get(studio.manager.list_sandboxes.remote("alice"))) == 10
 
 
 def test_sandbox_worker_killed_comes_back_with_its_commits(studio: Studio) -> None:
-    info = ray.get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
+    info = get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
     first = write(info.id, "src/components/One.tsx", "export const One = () => 1;\n", "one")
     second = write(info.id, "src/components/Two.tsx", "export const Two = () => 2;\n", "two")
     handle = sandbox_handle(info.id)
-    before = ray.get(handle.ping.remote())
+    before = get(handle.ping.remote())
 
     os.kill(before["pid"], signal.SIGKILL)
 
     # Calls are retried through the restart; info waits for the recovery.
-    after = ray.get(handle.info.remote(), timeout=120)
-    ping = ray.get(handle.ping.remote())
+    after = get(handle.info.remote(), timeout=120)
+    ping = get(handle.ping.remote())
     assert ping["pid"] != before["pid"] and ping["reconstructed"]
     assert after.status is SandboxState.RUNNING and after.port is not None
     assert vite_answers(after.port)
-    hashes = [c.hash for c in ray.get(handle.history.remote())]
+    hashes = [c.hash for c in get(handle.history.remote())]
     assert hashes[:2] == [second, first]
-    events = ray.get(handle.events.remote(before["last_seq"], 5))
+    events = get(handle.events.remote(before["last_seq"], 5))
     assert events and all(e["seq"] > before["last_seq"] for e in events)
     assert any(e["type"] == "status" and e["payload"].get("recovered") for e in events)
     # Work goes on after the recovery.
@@ -125,24 +125,24 @@ def test_sandbox_worker_killed_comes_back_with_its_commits(studio: Studio) -> No
 
 
 def test_manager_killed_keeps_registry_and_readopts(studio: Studio) -> None:
-    info = ray.get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
+    info = get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
     commit = write(info.id, "src/components/Kept.tsx", "export const Kept = () => 0;\n", "kept")
-    token = ray.get(studio.manager.admin_token.remote())
-    pid = ray.get(studio.manager.pid.remote())
+    token = get(studio.manager.admin_token.remote())
+    pid = get(studio.manager.pid.remote())
 
     os.kill(pid, signal.SIGKILL)
 
     manager = get_manager()
-    listed = ray.get(manager.list_sandboxes.remote("alice"), timeout=60)
-    assert ray.get(manager.pid.remote()) != pid
+    listed = get(manager.list_sandboxes.remote("alice"), timeout=60)
+    assert get(manager.pid.remote()) != pid
     assert [s.id for s in listed] == [info.id]
-    assert ray.get(manager.admin_token.remote()) == token
-    assert [r.name for r in ray.get(manager.list_repositories.remote())] == ["ui-kit"]
-    passed = ray.get(manager.reconcile.remote(), timeout=60)
+    assert get(manager.admin_token.remote()) == token
+    assert [r.name for r in get(manager.list_repositories.remote())] == ["ui-kit"]
+    passed = get(manager.reconcile.remote(), timeout=60)
     assert passed["sandboxes"][info.id].startswith(("ok", "busy")), passed
-    shown = ray.get(manager.get_sandbox.remote(info.id, "alice"))
+    shown = get(manager.get_sandbox.remote(info.id, "alice"))
     assert shown.status is SandboxState.RUNNING and commit in [c.hash for c in shown.git_commits]
-    assert ray.get(manager.orphans.remote())["actors"] == []
+    assert get(manager.orphans.remote())["actors"] == []
     write(info.id, "src/components/After.tsx", "export const After = () => 0;\n", "after")
 
 
