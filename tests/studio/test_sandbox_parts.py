@@ -1,0 +1,179 @@
+"""The sandbox's parts without Vite: pushes, all-or-nothing edits, messages, early failures."""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from studio._sandbox_files import FileChange, commit_message
+from studio._sandbox_push import BranchPusher
+from studio.config import ComponentStudioConfig, StudioSettings
+from studio.errors import GitError, InvalidState, MissingBaseBranch, PathNotAllowed, StudioError
+from studio.models import RepositorySource
+from studio.sandbox import ComponentStudioSandbox
+from studio.state import SandboxState
+from tests.support.gitrepo import make_repo
+
+S = SandboxState
+
+
+# --- BranchPusher -------------------------------------------------------------------
+
+
+def test_pushes_are_coalesced_one_in_flight_one_pending():
+    release = threading.Event()
+    started = threading.Event()
+    calls: list[int] = []
+
+    def push() -> None:
+        calls.append(len(calls))
+        started.set()
+        release.wait(30)
+
+    pusher = BranchPusher(push)
+    pusher.request()
+    assert started.wait(30)
+    for _ in range(10):
+        pusher.request()  # all of these are served by one more push
+    assert not pusher.flush(0.05) and not pusher.idle
+    release.set()
+    assert pusher.flush(30) and pusher.idle
+    assert calls == [0, 1] and pusher.pushes == 2 and pusher.last_error is None
+
+
+def test_a_failed_push_is_remembered_and_the_next_one_clears_it():
+    outcomes = [StudioError("remote unreachable"), None]
+
+    def push() -> None:
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+
+    pusher = BranchPusher(push)
+    pusher.request()
+    assert pusher.flush(30)
+    assert pusher.last_error is not None and "unreachable" in str(pusher.last_error)
+    pusher.request()
+    assert pusher.flush(30) and pusher.last_error is None and pusher.pushes == 1
+
+
+def test_a_closed_pusher_ignores_requests():
+    calls: list[None] = []
+    pusher = BranchPusher(lambda: calls.append(None))
+    assert pusher.close(30)
+    pusher.request()
+    assert pusher.flush(30) and calls == []
+
+
+# --- FileChange -----------------------------------------------------------------------
+
+
+def test_undo_restores_written_created_and_deleted_files(tmp_path: Path):
+    (tmp_path / "keep.txt").write_text("old\n")
+    (tmp_path / "keep.txt").chmod(0o640)
+    (tmp_path / "gone.txt").write_text("bye\n")
+    change = FileChange(tmp_path, max_bytes=1000)
+    assert change.write("keep.txt", "new\n") == "keep.txt"
+    assert change.write("a/b/new.txt", "n\n") == "a/b/new.txt"
+    assert change.delete("gone.txt") == "gone.txt"
+    assert (tmp_path / "keep.txt").read_text() == "new\n"
+    change.undo()
+    assert (tmp_path / "keep.txt").read_text() == "old\n"
+    assert (tmp_path / "keep.txt").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "gone.txt").read_text() == "bye\n"
+    assert not (tmp_path / "a").exists()
+
+
+def test_check_write_refuses_without_touching_the_disk(tmp_path: Path):
+    change = FileChange(tmp_path, max_bytes=4)
+    with pytest.raises(PathNotAllowed):
+        change.check_write("../x", "a")
+    with pytest.raises(StudioError, match="limit is 4"):
+        change.check_write("x.txt", "too long")
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(StudioError, match="directory"):
+        change.check_write("dir", "a")
+    assert sorted(os.listdir(tmp_path)) == ["dir"]
+
+
+def test_commit_message_fills_the_pattern():
+    now = datetime(2026, 11, 25, 14, 30, tzinfo=UTC)
+    message = commit_message(
+        "AI: {description} - {timestamp} ({action} {file} in {sandbox})",
+        action="write_file",
+        files=["src/a.tsx"],
+        description="",
+        sandbox_id="sb_abc123",
+        now=now,
+    )
+    assert message == (
+        "AI: write_file src/a.tsx - 2026-11-25 14:30 (write_file src/a.tsx in sb_abc123)"
+    )
+    two = commit_message(
+        "{description}",
+        action="write_files",
+        files=["a", "b"],
+        description=" two ",
+        sandbox_id="sb_abc123",
+        now=now,
+    )
+    assert two == "two"
+
+
+# --- setups that fail before Vite -------------------------------------------------------
+
+
+def _sandbox(tmp_path: Path, source: str, **config: object) -> ComponentStudioSandbox:
+    settings = StudioSettings(state_dir=tmp_path / "state")
+    return ComponentStudioSandbox(
+        "sb_early0001",
+        RepositorySource(name="repo", source=source),
+        ComponentStudioConfig(**config),  # type: ignore[arg-type]
+        settings,
+    )
+
+
+def test_setup_from_a_missing_source_fails_and_tears_down(tmp_path: Path):
+    sandbox = _sandbox(tmp_path, str(tmp_path / "nowhere"))
+    with pytest.raises(GitError):
+        sandbox.on_setup()
+    assert sandbox.state is S.FAILED and sandbox.error
+    assert sandbox.on_teardown().status is S.STOPPED
+    with pytest.raises(InvalidState):
+        sandbox.on_setup()
+
+
+def test_setup_on_a_missing_base_branch_names_the_branches(tmp_path: Path):
+    origin = make_repo(tmp_path / "origin", {"a.txt": "a\n"}, branch="trunk")
+    sandbox = _sandbox(tmp_path, str(origin), branch="develop")
+    with pytest.raises(MissingBaseBranch, match="trunk"):
+        sandbox.on_setup()
+    error = [m for m in sandbox.events.since(0) if m.type == "error"]
+    assert error and error[0].payload.code == "missing_base_branch"  # type: ignore[union-attr]
+    sandbox.on_teardown()
+    assert not sandbox.worktree_path.exists()
+
+
+def test_the_repository_default_branch_is_used_unless_the_config_names_one(tmp_path: Path):
+    origin = make_repo(tmp_path / "origin", {"a.txt": "a\n"}, branch="trunk")
+    settings = StudioSettings(state_dir=tmp_path / "state")
+    source = RepositorySource(name="repo", source=str(origin), default_branch="trunk")
+    sandbox = ComponentStudioSandbox("sb_early0002", source, ComponentStudioConfig(), settings)
+    assert sandbox.base_branch == "trunk"
+    named = ComponentStudioSandbox(
+        "sb_early0003", source, ComponentStudioConfig(branch="release"), settings
+    )
+    assert named.base_branch == "release"
+
+
+def test_teardown_requires_a_terminal_state():
+    settings = StudioSettings()
+    sandbox = ComponentStudioSandbox(
+        "sb_early0004", RepositorySource(name="r", source="/x"), ComponentStudioConfig(), settings
+    )
+    with pytest.raises(InvalidState):
+        sandbox.on_teardown(final_state=S.RUNNING)
