@@ -56,6 +56,10 @@ def test_create_execute_commit_teardown(studio: Studio) -> None:
     events = get(handle.events.remote(0, 5))
     assert any(e["type"] == "commit" and e["payload"]["hash"] == commit for e in events)
     assert [e["seq"] for e in events] == sorted({e["seq"] for e in events})
+    # The streaming method replays from a seq, then follows; cancelling ends it.
+    stream = handle.stream.remote(events[0]["seq"] - 1)
+    assert get(next(stream), timeout=30)["seq"] == events[0]["seq"]
+    ray.cancel(stream)
     # A long-poll past the newest event waits, then answers [].
     assert get(handle.events.remote(events[-1]["seq"], 0.2)) == []
     with pytest.raises(ray.exceptions.RayTaskError) as bad:
@@ -66,6 +70,13 @@ def test_create_execute_commit_teardown(studio: Studio) -> None:
     with pytest.raises(ray.exceptions.RayTaskError) as hidden:
         get(studio.manager.get_sandbox.remote(info.id, "bob"))
     assert isinstance(unwrap(hidden.value), SandboxNotFound)
+
+    stray = studio.settings.state_dir / "worktrees" / "sb_stray0001"
+    stray.mkdir()
+    found = get(studio.manager.orphans.remote())
+    assert [w["path"] for w in found["worktrees"]] == [str(stray)]
+    assert found["actors"] == []
+    stray.rmdir()
 
     ended = get(studio.manager.teardown_sandbox.remote(info.id, "alice"))
     assert ended.status is SandboxState.STOPPED
