@@ -11,7 +11,7 @@ import pytest
 import ray
 
 from actors.handles import forget_sandbox_handle, get_manager, sandbox_handle, unwrap
-from studio.errors import InvalidRequest, SandboxNotFound, ServiceUnavailable
+from studio.errors import InvalidRequest, SandboxNotFound
 from studio.state import SandboxState
 from tests.actors.conftest import Studio, get, vite_answers
 from tests.support.gitrepo import git
@@ -155,10 +155,3 @@ def test_manager_killed_keeps_registry_and_readopts(studio: Studio) -> None:
     assert shown.status is SandboxState.RUNNING and commit in [c.hash for c in shown.git_commits]
     assert get(manager.orphans.remote())["actors"] == []
     write(info.id, "src/components/After.tsx", "export const After = () => 0;\n", "after")
-
-
-def test_unwrap_maps_dead_actors_to_service_unavailable() -> None:
-    error = ray.exceptions.ActorDiedError()
-    assert isinstance(unwrap(error), ServiceUnavailable)
-    plain = ValueError("x")
-    assert unwrap(plain) is plain
