@@ -183,6 +183,25 @@ def session_leftovers(temp_dir: str) -> list[str]:
     return left
 
 
+def wait_for_metrics(temp_dir: Path, names: list[str], timeout: float = 120) -> dict[str, str]:
+    """The export lines of each metric in ``names``, from every metrics agent of the cluster."""
+    discovery = temp_dir / "prom_metrics_service_discovery.json"
+    deadline = time.monotonic() + timeout
+    found: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError, httpx.HTTPError):
+            targets = [t for group in json.loads(discovery.read_text()) for t in group["targets"]]
+            text = "\n".join(httpx.get(f"http://{t}/metrics", timeout=10).text for t in targets)
+            found = {
+                name: "\n".join(line for line in text.splitlines() if name in line)
+                for name in names
+            }
+            if all(found.values()):
+                return found
+        time.sleep(2)
+    raise AssertionError(f"metrics {names} never exported; last seen: {found}")
+
+
 def cli(url: str, token: str, *argv: str) -> tuple[int, str]:
     out = io.StringIO()
     code = main([argv[0], "--url", url, "--token", token, *argv[1:]], out=out)
@@ -246,6 +265,10 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
         code, out = cli(api, token, "rollback", sandbox_id, "--steps", "1")
         assert code == 0 and out.startswith("now at "), out
         assert cli(api, token, "ls", "--token", "wrong")[0] == 3
+
+        # The service's custom metrics reach Ray's Prometheus export.
+        exported = wait_for_metrics(Path(temp_dir), ["studio_sandbox_creates", "studio_sandboxes"])
+        assert 'outcome="ready"' in exported["studio_sandbox_creates"], exported
 
         worktree = state / "worktrees" / sandbox_id
         pid_file = state / "run" / f"vite-{sandbox_id}.json"
