@@ -1,0 +1,150 @@
+"""Where a create's time goes: ``python -m benchmarks.profile [--creates N]``.
+
+Starts the service as the harness does, makes N sandboxes one after the other
+(the first is dropped as cold), and splits each create using Ray's own task
+timeline (``ray.timeline()``: the manager's ``create_sandbox``, the sandbox
+actor's ``__init__`` and ``setup``) and the sandbox's status events (STARTING
+and RUNNING, stamped by the sandbox itself). Prints one line per create and the
+medians; ``--py-spy`` also records the manager's worker with py-spy
+(collapsed stacks, to ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks.context import RunContext
+from benchmarks.service import BenchService, service
+from benchmarks.stats import summarize
+
+__all__ = ["main", "split_create"]
+
+
+def _task_spans(events: list[dict[str, Any]], wall0: float) -> dict[str, tuple[float, float]]:
+    """First span per task name (seconds after ``wall0``); timeline ``ts`` is µs since epoch."""
+    spans: dict[str, tuple[float, float]] = {}
+    for event in events:
+        category = str(event.get("cat", ""))
+        if event.get("ph") != "X" or "dur" not in event or not category.startswith("task::"):
+            continue
+        start = float(event["ts"]) / 1e6 - wall0
+        if start < -1:
+            continue
+        key = category.removeprefix("task::")
+        if key not in spans:
+            spans[key] = (start, start + float(event["dur"]) / 1e6)
+    return spans
+
+
+def _status_times(bench: BenchService, sandbox_id: str, wall0: float) -> dict[str, float]:
+    import ray
+
+    from actors.handles import sandbox_handle
+
+    events = ray.get(sandbox_handle(sandbox_id).events.remote(0, 0.0), timeout=30)
+    found: dict[str, float] = {}
+    for event in events:
+        if event.get("type") != "status":
+            continue
+        status = str(event.get("payload", {}).get("status"))
+        stamp = datetime.fromisoformat(str(event["ts"]).replace("Z", "+00:00")).timestamp()
+        found.setdefault(status, stamp - wall0)
+    return found
+
+
+def split_create(bench: BenchService) -> dict[str, float]:
+    """One create, split into the phases the timeline and the status events show."""
+    import ray
+
+    wall0 = time.time()
+    mono0 = time.monotonic()
+    created = bench.create()
+    total = created.ready - mono0
+    spans = _task_spans(ray.timeline(), wall0)
+    status = _status_times(bench, created.sandbox_id, wall0)
+    bench.delete(created.sandbox_id)
+    row = {"total": total, "response": created.responded - mono0}
+    manager = spans.get("ManagerActor.create_sandbox")
+    init = next((v for k, v in spans.items() if "SandboxActor.__init__" in k), None)
+    setup = spans.get("SandboxActor.setup")
+    if manager:
+        row["to_manager"] = manager[0]
+    if manager and init:
+        row["manager_to_actor_init"] = init[0] - manager[0]
+        row["actor_init"] = init[1] - init[0]
+    if init and setup:
+        row["init_to_setup"] = setup[0] - init[1]
+    if setup:
+        row["setup_task"] = setup[1] - setup[0]
+    if "starting" in status and "running" in status:
+        row["starting_to_running"] = status["running"] - status["starting"]
+    if manager:
+        row["manager_to_response"] = row["response"] - manager[1]
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the profile and print the split of each warm create."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__)
+    parser.add_argument("--creates", type=int, default=6)
+    parser.add_argument("--py-spy", action="store_true", help="record the manager with py-spy")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/bench-profile.txt"))
+    args = parser.parse_args(argv)
+    rows = []
+    with RunContext(quick=False) as ctx:
+        bench = service(ctx)
+        recorder = None
+        if args.py_spy:
+            import ray
+
+            from actors.handles import get_manager
+
+            pid = ray.get(get_manager().pid.remote())
+            recorder = subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "--format",
+                    "raw",
+                    "-r",
+                    "200",
+                    "--idle",
+                    "-p",
+                    str(pid),
+                    "-o",
+                    str(args.out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        try:
+            for index in range(args.creates):
+                row = split_create(bench)
+                print(
+                    ("cold " if index == 0 else "warm ")
+                    + "  ".join(f"{k}={v:.3f}" for k, v in row.items()),
+                    flush=True,
+                )
+                if index:
+                    rows.append(row)
+        finally:
+            if recorder is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    recorder.send_signal(2)
+                recorder.wait(timeout=30)
+    keys = sorted({key for row in rows for key in row})
+    for key in keys:
+        values = [row[key] for row in rows if key in row]
+        print(f"median {key:22} {summarize(values)['median']:.3f} s  (n={len(values)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
