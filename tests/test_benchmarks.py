@@ -84,3 +84,37 @@ def test_quick_run_writes_every_scenario(tmp_path: Path) -> None:
         assert entry["stats"]["n"] >= 1, name
     assert document["machine"]["cpu_count"] >= 1
     assert json_file.with_suffix(".md").read_text().startswith("# Benchmarks")
+
+
+def test_run_context_starts_each_resource_once_and_stops_them_newest_first() -> None:
+    import contextlib
+
+    from benchmarks.context import RunContext
+
+    log: list[str] = []
+
+    def factory(name: str):
+        @contextlib.contextmanager
+        def start(ctx: RunContext):
+            log.append(f"start {name}")
+            yield name
+            log.append(f"stop {name}")
+
+        return start
+
+    def broken(ctx: RunContext):
+        log.append("start broken")
+        raise OSError("no port")
+
+    ctx = RunContext(quick=True)
+    work_dir = ctx.work_dir
+    with ctx:
+        assert ctx.count(100, 2) == 2
+        assert ctx.resource("a", factory("a")) == "a"
+        assert ctx.resource("b", factory("b")) == "b"
+        assert ctx.resource("a", factory("a")) == "a"
+        for _ in range(2):
+            with pytest.raises((OSError, RuntimeError)):
+                ctx.resource("broken", broken)
+    assert log == ["start a", "start b", "start broken", "stop b", "stop a"]
+    assert not work_dir.exists()
