@@ -289,3 +289,29 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
     finally:
         up.kill()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.mark.ray
+def test_the_sample_repository_is_registered_once_across_runs(ray_session, tmp_path: Path) -> None:
+    import argparse
+
+    from actors.handles import kill_manager, start_manager
+    from studio._cli_up import REPOS_SUBDIR, _Service
+    from studio.config import StudioSettings
+
+    state = tmp_path / "state"
+    settings = StudioSettings(state_dir=state, repo_roots=[state / REPOS_SUBDIR])
+    args = argparse.Namespace(address=None, demo=False)
+    kill_manager()
+    try:
+        first = _Service(settings, args, io.StringIO())
+        first.manager = start_manager(settings)
+        registered = first._register_example()
+        # A later `studio up` on the same state dir finds it registered already.
+        kill_manager()
+        second = _Service(settings, args, io.StringIO())
+        second.manager = start_manager(settings)
+        assert second._register_example() == registered
+        assert registered["name"] == "ui-kit"
+    finally:
+        kill_manager()
