@@ -13,14 +13,17 @@ import os
 import secrets
 from typing import Any
 
+from pydantic import ValidationError
+
 from actors._repositories import check_local_repository, check_remote_repository
-from studio.config import StudioSettings
-from studio.errors import Conflict, InvalidRequest, NotFound
+from studio._store_records import validation_message
+from studio.config import ComponentStudioConfig, StudioSettings
+from studio.errors import Conflict, InvalidConfig, InvalidRequest, NotFound
 from studio.models import UserInfo
 from studio.pr import GitHubProvider
 from studio.store import Registry, RepositoryRecord, UserRecord
 
-__all__ = ["ADMIN_USER", "Accounts", "user_info"]
+__all__ = ["ADMIN_USER", "Accounts", "provider_spec", "user_info"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +34,17 @@ _TOKEN_BYTES = 32
 def user_info(record: UserRecord) -> UserInfo:
     """The API's view of a user (no token hash)."""
     return UserInfo(name=record.name, is_admin=record.is_admin, created_at=record.created_at)
+
+
+def provider_spec(settings: StudioSettings, github: str | None) -> dict[str, Any] | None:
+    """How a sandbox opens its PR: GitHub with the service's token, else None (local origin)."""
+    if github and settings.github_token:
+        return {
+            "kind": "github",
+            "token": settings.github_token,
+            "base_url": settings.github_api_url,
+        }
+    return None
 
 
 class Accounts:
@@ -136,6 +150,27 @@ class Accounts:
             default_branch=checked.default_branch,
             config=config,
         )
+
+    def config_for(
+        self, repository_id: int, overrides: dict[str, Any] | None
+    ) -> ComponentStudioConfig:
+        """A sandbox's effective config: settings, then the repository's, then ``overrides``.
+
+        :class:`RepositoryNotFound` for an unknown id; :class:`InvalidConfig`
+        naming the field for a bad override.
+        """
+        repository = self._registry.get_repository(repository_id)
+        try:
+            return (
+                self._settings.default_config()
+                .with_overrides(
+                    {"repository": repository.name, "branch": repository.default_branch}
+                )
+                .with_overrides(repository.config)
+                .with_overrides(overrides)
+            )
+        except ValidationError as exc:
+            raise InvalidConfig(f"invalid sandbox config: {validation_message(exc)}") from None
 
     def list_repositories(self) -> list[RepositoryRecord]:
         """Every registered repository."""

@@ -20,11 +20,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
-from actors._accounts import Accounts
+from actors._accounts import Accounts, provider_spec
 from actors._ray_backend import (
     ActorGone,
     ActorUnresponsive,
@@ -32,13 +31,21 @@ from actors._ray_backend import (
     Backend,
     SandboxSpec,
 )
-from actors.scheduling import Action, Ping, choose_node, decide, decide_after_monitor, node_load
+from actors._views import info_from_record, record_gauges, renderer_url
+from actors.scheduling import (
+    Action,
+    Ping,
+    choose_node,
+    decide,
+    decide_after_monitor,
+    node_load,
+    orphans_on_node,
+)
 from studio import metrics
-from studio._store_records import validation_message
-from studio.config import ComponentStudioConfig, StudioSettings
-from studio.errors import InvalidConfig, SandboxNotFound, ServiceUnavailable, StudioError
+from studio.config import StudioSettings
+from studio.errors import SandboxNotFound, ServiceUnavailable, StudioError
 from studio.layout import StateLayout
-from studio.models import CommitInfo, FinalizeResult, MonitorReport, RepositorySource, SandboxInfo
+from studio.models import FinalizeResult, MonitorReport, RepositorySource, SandboxInfo
 from studio.naming import branch_name, new_sandbox_id
 from studio.state import ACTIVE_STATES, TERMINAL_STATES, SandboxState
 from studio.store import Registry, SandboxRecord
@@ -54,22 +61,15 @@ _SUPERVISED = frozenset({SandboxState.PENDING, *ACTIVE_STATES})
 SEQ_MARGIN = 1000
 
 
+@dataclass(frozen=True)
 class ManagerTimeouts:
     """How long the manager waits on a sandbox actor, in seconds."""
 
-    def __init__(
-        self,
-        *,
-        ping: float = 5.0,
-        call: float = 30.0,
-        setup_extra: float = 300.0,
-        max_missed_pings: int = 3,
-    ) -> None:
-        self.ping = ping
-        self.call = call
-        # Beyond Vite's ready_timeout: a first mirror clone and npm ci on a new node.
-        self.setup_extra = setup_extra
-        self.max_missed_pings = max_missed_pings
+    ping: float = 5.0
+    call: float = 30.0
+    # Beyond Vite's ready_timeout: a first mirror clone and npm ci on a new node.
+    setup_extra: float = 300.0
+    max_missed_pings: int = 3
 
 
 class StudioManager:
@@ -118,30 +118,11 @@ class StudioManager:
         return record
 
     def _renderer_url(self, port: int | None) -> str | None:
-        return None if port is None else f"http://{self.settings.public_host}:{port}/"
+        return renderer_url(self.settings.public_host, port)
 
     def _info_from_record(self, record: SandboxRecord) -> SandboxInfo:
-        commits = self.registry.list_commits(record.id)
-        live = record.state in ACTIVE_STATES
-        return SandboxInfo(
-            id=record.id,
-            owner=record.owner,
-            repository_id=record.repository_id,
-            status=record.state,
-            renderer_url=self._renderer_url(record.port) if live else None,
-            branch=record.branch,
-            base_commit=record.base_commit,
-            git_commits=[
-                CommitInfo(hash=c.hash, message=c.message, timestamp=c.timestamp) for c in commits
-            ],
-            last_activity=record.last_activity,
-            restarts=record.restarts,
-            node=record.node_id,
-            port=record.port if live else None,
-            error=record.error,
-            last_seq=record.last_seq,
-            pr_url=record.pr_url,
-            pr_number=record.pr_number,
+        return info_from_record(
+            record, self.registry.list_commits(record.id), self.settings.public_host
         )
 
     def _store(self, record: SandboxRecord, info: SandboxInfo) -> SandboxInfo:
@@ -244,7 +225,7 @@ class StudioManager:
         self, owner: str, repository_id: int, overrides: dict[str, Any] | None = None
     ) -> SandboxInfo:
         """Create a sandbox and return when it is RUNNING (or raise its setup error)."""
-        config = self.config_for(repository_id, overrides)
+        config = self.accounts.config_for(repository_id, overrides)
         sandbox_id = new_sandbox_id()
         node_id = await self._choose(exclude=sandbox_id, avoid=None, prefer=None)
         record = SandboxRecord(
@@ -322,15 +303,6 @@ class StudioManager:
         logger.info("sandbox torn down", extra={"sandbox_id": sandbox_id})
         return self._info_from_record(record)
 
-    def _provider_spec(self, github: str | None) -> dict[str, Any] | None:
-        if github and self.settings.github_token:
-            return {
-                "kind": "github",
-                "token": self.settings.github_token,
-                "base_url": self.settings.github_api_url,
-            }
-        return None
-
     async def finalize_sandbox(
         self, sandbox_id: str, owner: str | None, title: str, description: str
     ) -> FinalizeResult:
@@ -347,7 +319,7 @@ class StudioManager:
                     "finalize",
                     title,
                     description,
-                    self._provider_spec(repository.github),
+                    provider_spec(self.settings, repository.github),
                     timeout_s=self._timeouts.call + self._timeouts.setup_extra,
                 )
             except (ActorGone, ActorUnresponsive) as exc:
@@ -389,21 +361,9 @@ class StudioManager:
                     actions[record.id] = f"error: {outcome}"
                 else:
                     actions[record.id] = outcome
-            self._record_gauges()
+            record_gauges(self.registry.list_sandboxes())
             self._last_reconcile = time.time()
             return {"sandboxes": actions, "nodes_alive": len(alive)}
-
-    def _record_gauges(self) -> None:
-        counts = {state: 0 for state in SandboxState}
-        for record in self.registry.list_sandboxes():
-            counts[record.state] += 1
-
-        def update() -> None:
-            gauge = metrics.sandboxes_by_state()
-            for state, count in counts.items():
-                gauge.set(count, tags={"state": state.value})
-
-        metrics.record(update)
 
     async def _ping(self, sandbox_id: str) -> tuple[Ping, dict[str, Any] | None, bool]:
         """The ping's outcome, its answer, and whether the actor's node is lost."""
@@ -497,11 +457,11 @@ class StudioManager:
 
     async def orphans(self) -> dict[str, Any]:
         """Actors, worktrees and pid records that no live sandbox of the registry owns."""
-        known = {
-            r.id: r
+        placed = {
+            r.id: r.node_id
             for r in self.registry.list_sandboxes(states=_SUPERVISED | {SandboxState.FAILED})
         }
-        actors = [sid for sid in await self._backend.sandbox_ids() if sid not in known]
+        actors = [sid for sid in await self._backend.sandbox_ids() if sid not in placed]
         worktrees: list[dict[str, str]] = []
         processes: list[dict[str, str]] = []
         for node in await self._backend.nodes():
@@ -512,16 +472,9 @@ class StudioManager:
             except Exception as exc:  # one unreachable node must not hide the others
                 logger.warning("node scan failed", extra={"node": node.node_id, "error": str(exc)})
                 continue
-            for path in scan.worktrees:
-                owner = known.get(path.rstrip("/").rsplit("/", 1)[-1])
-                if owner is None or owner.node_id != node.node_id:
-                    worktrees.append({"node_id": node.node_id, "path": path})
-            for path in scan.pid_files:
-                name = path.rsplit("/", 1)[-1]
-                if not any(
-                    sid in name and rec.node_id == node.node_id for sid, rec in known.items()
-                ):
-                    processes.append({"node_id": node.node_id, "path": path})
+            stray, pids = orphans_on_node(node.node_id, scan.worktrees, scan.pid_files, placed)
+            worktrees += [{"node_id": node.node_id, "path": path} for path in stray]
+            processes += [{"node_id": node.node_id, "path": path} for path in pids]
         return {"actors": actors, "worktrees": worktrees, "processes": processes}
 
     async def health(self) -> dict[str, Any]:
@@ -538,20 +491,3 @@ class StudioManager:
             "sandboxes": counts,
             "last_reconcile": self._last_reconcile,
         }
-
-    def config_for(
-        self, repository_id: int, overrides: dict[str, Any] | None
-    ) -> ComponentStudioConfig:
-        """The effective config a create with ``overrides`` would get (validation only)."""
-        repository = self.registry.get_repository(repository_id)
-        try:
-            return (
-                self.settings.default_config()
-                .with_overrides(
-                    {"repository": repository.name, "branch": repository.default_branch}
-                )
-                .with_overrides(repository.config)
-                .with_overrides(overrides)
-            )
-        except ValidationError as exc:
-            raise InvalidConfig(f"invalid sandbox config: {validation_message(exc)}") from None

@@ -26,6 +26,7 @@ __all__ = [
     "decide",
     "decide_after_monitor",
     "node_load",
+    "orphans_on_node",
 ]
 
 # The custom resource a node declares to say how many sandboxes it can hold.
@@ -154,3 +155,21 @@ def decide_after_monitor(report: MonitorReport) -> Decision:
     if report.state is SandboxState.FAILED:
         return Decision(Action.MARK_FAILED, report.error or "the sandbox failed")
     return Decision(Action.UPDATE, "healthy" if report.healthy else "not healthy yet")
+
+
+def orphans_on_node(
+    node_id: str,
+    worktrees: Iterable[str],
+    pid_files: Iterable[str],
+    placed: Mapping[str, str | None],
+) -> tuple[list[str], list[str]]:
+    """The worktrees and pid records on ``node_id`` that no live sandbox there owns.
+
+    ``placed`` maps each live sandbox id to its node. A worktree is named by its
+    sandbox id; a pid record's file name contains it (``vite-<id>.json``). A
+    sandbox recreated elsewhere leaves its old node's worktree an orphan.
+    """
+    here = {sid for sid, node in placed.items() if node == node_id}
+    stray_worktrees = [p for p in worktrees if p.rstrip("/").rsplit("/", 1)[-1] not in here]
+    stray_pids = [p for p in pid_files if not any(sid in p.rsplit("/", 1)[-1] for sid in here)]
+    return stray_worktrees, stray_pids

@@ -11,6 +11,7 @@ from actors.scheduling import (
     decide,
     decide_after_monitor,
     node_load,
+    orphans_on_node,
 )
 from studio.errors import ServiceUnavailable
 from studio.models import MonitorReport
@@ -94,3 +95,12 @@ def test_decide_after_monitor() -> None:
     assert idle.action is Action.TEARDOWN and "20000" in idle.reason
     failed = decide_after_monitor(_report(state=SandboxState.FAILED, healthy=False, error="x"))
     assert failed.action is Action.MARK_FAILED and failed.reason == "x"
+
+
+def test_orphans_on_node() -> None:
+    placed = {"sb_here01": "a", "sb_moved1": "b"}
+    worktrees = ["/s/worktrees/sb_here01", "/s/worktrees/sb_moved1", "/s/worktrees/sb_gone01/"]
+    pids = ["/s/run/vite-sb_here01.json", "/s/run/vite-sb_gone01.json"]
+    stray, stray_pids = orphans_on_node("a", worktrees, pids, placed)
+    assert stray == ["/s/worktrees/sb_moved1", "/s/worktrees/sb_gone01/"]
+    assert stray_pids == ["/s/run/vite-sb_gone01.json"]
