@@ -240,8 +240,9 @@ class ViteSupervisor:
             # A restart may have spawned Vite between the close above and its end.
             if server is not None:
                 server.close()
-            if self.ports is not None:
-                self.ports.release_owner(sandbox.sandbox_id)
+            # Also a reservation an earlier incarnation in this process made.
+            ports = self.ports or self._allocator()
+            ports.release_owner(sandbox.sandbox_id)
             # Without a server of ours (nothing started here), the pid file names
             # the Vite a previous incarnation left; it is killed.
             cleanup_studio_app(
