@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import ray
 import websockets
 
 from serve.hub import CLOSE_SLOW
@@ -233,3 +235,29 @@ async def test_stopped_sandbox_refuses_the_websocket(api: Api) -> None:
             await asyncio.wait_for(ws.recv(), TIMEOUT)
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4409
+
+
+def logs_holding(logs: Path, text: str) -> list[str]:
+    files = [p for p in logs.rglob("*") if p.is_file()]
+    return [str(p) for p in files if text in p.read_text(errors="replace")]
+
+
+async def test_query_token_is_never_logged(api: Api, owned: tuple[str, str]) -> None:
+    user, sandbox_id = owned
+    token = api.tokens[user]
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path())
+
+    def proxy_ws_lines() -> int:
+        return sum(
+            p.read_text(errors="replace").count(" -- WS ") for p in logs.glob("serve/proxy_*.log")
+        )
+
+    before = proxy_ws_lines()
+    async with websockets.connect(ws_url(api, sandbox_id, token=token, since=0)) as ws:
+        assert (await recv(ws))["type"] == "hello"
+    # The proxy writes its access log line when the connection ends.
+    deadline = time.monotonic() + 30
+    while proxy_ws_lines() == before:
+        assert time.monotonic() < deadline, "no access log line for the connection"
+        await asyncio.sleep(0.5)
+    assert not logs_holding(logs, token)
