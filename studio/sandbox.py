@@ -497,8 +497,9 @@ class ComponentStudioSandbox(SandboxLifecycle):
         if not self.pusher.close(FLUSH_TIMEOUT):
             logger.warning("pushes still pending at teardown", extra=self.log_fields())
         self.vite.close()
-        mirror = self._mirror or self._existing_mirror()
         path = self.worktree_path
+        # A setup that failed before its worktree (or its mirror) leaves nothing to remove.
+        mirror = self._mirror or (self._existing_mirror() if path.exists() else None)
         if mirror is not None:
             mirror.remove_worktree(path)
         elif path.exists():
