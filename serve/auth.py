@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from serve._flight import SingleFlight
 from studio.errors import PermissionDenied, Unauthenticated
 from studio.models import UserInfo
 
@@ -61,7 +62,7 @@ class Authenticator:
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._lookup = lookup
+        self._lookup: SingleFlight[str, UserInfo | None] = SingleFlight(lookup)
         self._ttl = ttl
         self._negative_ttl = negative_ttl
         self._max_entries = max_entries
@@ -79,7 +80,7 @@ class Authenticator:
         now = self._clock()
         entry = self._cache.get(key)
         if entry is None or entry.expires <= now:
-            found = await self._lookup(token)
+            found = await self._lookup.get(token)
             entry = _Entry(found, now + (self._ttl if found else self._negative_ttl))
             self._cache[key] = entry
             self._cache.move_to_end(key)

@@ -30,6 +30,7 @@ from actors.handles import (
     sandbox_handle,
     unwrap,
 )
+from serve._flight import SingleFlight
 from studio.errors import InvalidRequest, InvalidState, SandboxNotFound, ServiceUnavailable
 from studio.models import SandboxInfo, UserInfo
 from studio.naming import validate_sandbox_id
@@ -51,6 +52,7 @@ class Backend:
         self.sandbox_timeout = sandbox_timeout
         self._manager: ActorHandle | None = None
         self._owners: dict[str, str] = {}
+        self._owner_lookup: SingleFlight[str, str] = SingleFlight(self._owner_of)
 
     # -- control plane ------------------------------------------------------
 
@@ -100,11 +102,14 @@ class Backend:
             raise SandboxNotFound(f"no sandbox {sandbox_id[:64]!r}") from None
         owner = self._owners.get(sandbox_id)
         if owner is None:
-            owner = str(await self.manager("owner_of", sandbox_id))
+            owner = await self._owner_lookup.get(sandbox_id)
             self._owners[sandbox_id] = owner
         if owner != user.name and not user.is_admin:
             raise SandboxNotFound(f"no sandbox {sandbox_id!r}")
         return sandbox_id
+
+    async def _owner_of(self, sandbox_id: str) -> str:
+        return str(await self.manager("owner_of", sandbox_id))
 
     def remember_owner(self, sandbox_id: str, owner: str) -> None:
         """Record the owner of a sandbox this replica just created."""

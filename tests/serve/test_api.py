@@ -141,6 +141,23 @@ def test_auth_errors(api: Api) -> None:
     assert api.http.get("/healthz").json() == {"status": "ok", "manager": "ok"}
 
 
+def test_openapi_docs(api: Api) -> None:
+    assert api.http.get("/docs").status_code == 200
+    paths = api.http.get("/openapi.json").json()["paths"]
+    for path in (
+        "/api/v1/sandboxes",
+        "/api/v1/sandboxes/{sandbox_id}",
+        "/api/v1/sandboxes/{sandbox_id}/execute",
+        "/api/v1/sandboxes/{sandbox_id}/rollback",
+        "/api/v1/sandboxes/{sandbox_id}/finalize",
+        "/api/v1/sandboxes/{sandbox_id}/commits",
+        "/api/v1/repositories",
+        "/api/v1/users",
+        "/healthz",
+    ):
+        assert path in paths, path
+
+
 def test_other_users_sandbox_is_not_found_and_validation(api: Api) -> None:
     alice, bob = api.user("alice"), api.user("bob")
     sandbox_id = api.create(alice)["sandbox_id"]

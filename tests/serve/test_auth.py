@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from serve.auth import Authenticator, bearer_token, require_admin
@@ -77,6 +79,25 @@ async def test_forget_user_takes_effect_at_once() -> None:
     auth.forget_user("ann")
     with pytest.raises(Unauthenticated):
         await auth.user("tok-ann")
+
+
+async def test_concurrent_lookups_of_one_token_ask_once() -> None:
+    gate = asyncio.Event()
+    users = Users()
+
+    async def slow(token: str) -> UserInfo | None:
+        await gate.wait()
+        return await users(token)
+
+    auth = Authenticator(slow)
+    waiting = [asyncio.create_task(auth.user("tok-ann")) for _ in range(50)]
+    await asyncio.sleep(0)
+    waiting[0].cancel()  # one caller leaving does not cancel the shared lookup
+    gate.set()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert results[1:] == [ANN] * 49
+    assert users.lookups == 1
 
 
 async def test_cache_is_bounded() -> None:
