@@ -155,3 +155,22 @@ def test_manager_killed_keeps_registry_and_readopts(studio: Studio) -> None:
     assert shown.status is SandboxState.RUNNING and commit in [c.hash for c in shown.git_commits]
     assert get(manager.orphans.remote())["actors"] == []
     write(info.id, "src/components/After.tsx", "export const After = () => 0;\n", "after")
+
+
+def test_reconcile_loop_culls_an_idle_sandbox(studio: Studio) -> None:
+    # About two seconds of inactivity allowed; the manager's loop runs every 2 s.
+    info = get(
+        studio.manager.create_sandbox.remote(
+            "alice", studio.repository_id, {"timeout_hours": 0.0005}
+        )
+    )
+    assert info.status is SandboxState.RUNNING
+
+    def culled() -> bool:
+        shown = get(studio.manager.get_sandbox.remote(info.id, "alice"))
+        return bool(shown.status is SandboxState.STOPPED)
+
+    wait_for(culled, 60, "the idle sandbox to be torn down by the reconcile loop")
+    assert not (studio.settings.state_dir / "worktrees" / info.id).exists()
+    mirror = studio.settings.state_dir / "mirrors" / "ui-kit.git"
+    assert git(mirror, "rev-parse", "--verify", "-q", info.branch)
