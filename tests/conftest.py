@@ -57,6 +57,10 @@ def no_leaked_processes(request: pytest.FixtureRequest) -> Iterator[None]:
     for pid in _child_pids() - before:
         try:
             proc = psutil.Process(pid)
+            # Helpers a session-long process starts on its own (Chromium's
+            # utility processes, Prism's workers) are not this test's doing.
+            if any(parent.pid in before for parent in proc.parents()):
+                continue
             if proc.status() != psutil.STATUS_ZOMBIE:
                 leaked.append(f"{pid}: {' '.join(proc.cmdline())}")
         except psutil.NoSuchProcess:
