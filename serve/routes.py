@@ -8,7 +8,6 @@ check. Errors are raised, never rendered here: ``serve.errors`` maps them.
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, WebSocket
@@ -35,8 +34,6 @@ from studio.models import CommitInfo, FinalizeResult, RollbackResult, SandboxInf
 from studio.store import RepositoryRecord
 
 __all__ = ["current_user", "get_replica", "router", "websocket_url"]
-
-logger = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 router = APIRouter()

@@ -41,7 +41,7 @@ from studio.messages import (
     parse_client_message,
 )
 
-__all__ = ["Publish", "SessionOptions", "error_text", "run_session", "stream_sandbox"]
+__all__ = ["Publish", "SessionOptions", "close", "error_text", "run_session", "stream_sandbox"]
 
 logger = logging.getLogger(__name__)
 
