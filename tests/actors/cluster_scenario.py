@@ -116,7 +116,6 @@ def scenario(
         manager = start_manager(
             settings,
             node_state_dirs={node: str(path) for node, path in node_dirs.items()},
-            ping_timeout=2.0,
         )
         repo = get(manager.register_repository.remote("ui-kit", path=str(origin)))
         first, second = get(

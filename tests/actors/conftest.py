@@ -143,7 +143,7 @@ def studio(ray_session: None, tmp_path: Path, install_cache: Path) -> Iterator[S
     """A manager on the session's Ray with examples/ui-kit registered; cleaned up after."""
     settings = node_settings(tmp_path / "state", install_cache)
     origin = repo_from_dir(UI_KIT, tmp_path / "ui-kit")
-    manager = start_manager(settings, ping_timeout=2.0)
+    manager = start_manager(settings)
     try:
         record = get(manager.register_repository.remote("ui-kit", path=str(origin)))
         yield Studio(manager, settings, origin, record.id)

@@ -149,8 +149,11 @@ def test_manager_killed_keeps_registry_and_readopts(studio: Studio) -> None:
     assert [s.id for s in listed] == [info.id]
     assert get(manager.admin_token.remote()) == token
     assert [r.name for r in get(manager.list_repositories.remote())] == ["ui-kit"]
+    sandbox_pid = get(sandbox_handle(info.id).ping.remote())["pid"]
     passed = get(manager.reconcile.remote(), timeout=60)
-    assert passed["sandboxes"][info.id].startswith(("ok", "busy")), passed
+    # Adopted by name: the same actor, not a recreated one.
+    assert not passed["sandboxes"][info.id].startswith("recreate"), passed
+    assert get(sandbox_handle(info.id).ping.remote())["pid"] == sandbox_pid
     shown = get(manager.get_sandbox.remote(info.id, "alice"))
     assert shown.status is SandboxState.RUNNING and commit in [c.hash for c in shown.git_commits]
     assert get(manager.orphans.remote())["actors"] == []
