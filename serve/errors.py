@@ -25,8 +25,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from studio.errors import (
     Conflict,
     GitError,
+    GitLocked,
     InvalidRequest,
     InvalidState,
+    MissingBaseBranch,
     NotFound,
     PathNotAllowed,
     PayloadTooLarge,
@@ -34,6 +36,7 @@ from studio.errors import (
     ProcessError,
     PullRequestError,
     RateLimited,
+    RollbackOutOfRange,
     ServiceUnavailable,
     StudioError,
     Unauthenticated,
@@ -58,6 +61,10 @@ DEFAULT_RETRY_AFTER = 2
 # Most specific first: the first class the error is an instance of decides.
 STATUS_BY_CLASS: tuple[tuple[type[StudioError], int], ...] = (
     (PayloadTooLarge, 413),
+    # Git errors the caller caused or can retry are not server faults.
+    (RollbackOutOfRange, 400),
+    (MissingBaseBranch, 400),
+    (GitLocked, 409),
     (PathNotAllowed, 400),
     (NotFound, 404),
     (InvalidRequest, 400),
