@@ -21,7 +21,7 @@ import logging
 from typing import Any
 
 import ray
-from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.exceptions import ActorUnavailableError, ActorUnschedulableError, RayActorError
 
 from actors.handles import (
     ActorHandle,
@@ -133,7 +133,9 @@ class Backend:
             raise ServiceUnavailable(
                 f"sandbox {sandbox_id} is restarting; retry shortly", retry_after=2
             ) from None
-        except RayActorError:
+        except (RayActorError, ActorUnschedulableError):
+            # Dead, or pinned to a node that is gone: the manager replaces it
+            # under the same name, so the cached handle must go.
             forget_sandbox_handle(sandbox_id)
             raise await self._gone(sandbox_id) from None
         except Exception as exc:
@@ -170,7 +172,7 @@ class Backend:
             raise
         except ActorUnavailableError:
             raise
-        except RayActorError:
+        except (RayActorError, ActorUnschedulableError):
             # Dead, or replaced under the same name: look it up again next poll.
             forget_sandbox_handle(sandbox_id)
             raise
