@@ -22,6 +22,7 @@ from studio.errors import Conflict, InvalidConfig, InvalidRequest, NotFound
 from studio.models import UserInfo
 from studio.pr import GitHubProvider
 from studio.store import Registry, RepositoryRecord, UserRecord
+from studio.viewer import viewer_token
 
 __all__ = ["ADMIN_USER", "Accounts", "provider_spec", "user_info"]
 
@@ -54,6 +55,7 @@ class Accounts:
         self._registry = registry
         self._settings = settings
         self._admin_token = self._load_admin_token()
+        self._viewer_secret = self._load_secret("viewer-secret")
         self._ensure_admin()
 
     # -- users ------------------------------------------------------------
@@ -61,18 +63,22 @@ class Accounts:
     def _load_admin_token(self) -> str:
         if self._settings.admin_token:
             return self._settings.admin_token
-        path = self._registry.path.parent / "admin-token"
+        return self._load_secret("admin-token")
+
+    def _load_secret(self, name: str) -> str:
+        """A secret kept beside the registry, generated on first use."""
+        path = self._registry.path.parent / name
         if path.is_file() and path.read_text().strip():
             return path.read_text().strip()
-        token = secrets.token_urlsafe(_TOKEN_BYTES)
-        tmp = path.with_name(".admin-token.tmp")
-        # Created 0600 from the start: the token is never readable by others, even briefly.
+        secret = secrets.token_urlsafe(_TOKEN_BYTES)
+        tmp = path.with_name(f".{name}.tmp")
+        # Created 0600 from the start: never readable by others, even briefly.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
-            handle.write(token + "\n")
+            handle.write(secret + "\n")
         tmp.replace(path)
-        logger.info("admin token generated", extra={"path": str(path)})
-        return token
+        logger.info("secret generated", extra={"path": str(path)})
+        return secret
 
     def _ensure_admin(self) -> None:
         current = self._registry.user_for_token(self._admin_token)
@@ -87,6 +93,15 @@ class Accounts:
     def admin_token(self) -> str:
         """The admin user's bearer token."""
         return self._admin_token
+
+    @property
+    def viewer_secret(self) -> str:
+        """The secret sandboxes' viewer tokens derive from (studio.viewer)."""
+        return self._viewer_secret
+
+    def viewer_token(self, sandbox_id: str) -> str:
+        """The token a sandbox's studio page opens its event stream with."""
+        return viewer_token(self._viewer_secret, sandbox_id)
 
     def authenticate(self, token: str) -> UserInfo | None:
         """The user whose token this is, or None."""

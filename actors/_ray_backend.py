@@ -79,6 +79,7 @@ class SandboxSpec:
     settings: dict[str, Any]
     start_seq: int = 1
     max_restarts: int = -1
+    viewer_token: str = ""
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,7 @@ class RayBackend:
             spec.settings,
             spec.owner,
             spec.start_seq,
+            spec.viewer_token,
         )
         self._handles.pop(spec.sandbox_id, None)
         for attempt in range(_NAME_RELEASE_TRIES):

@@ -171,6 +171,7 @@ class StudioManager:
             config=record.config,
             settings=settings,
             start_seq=start_seq,
+            viewer_token=self.accounts.viewer_token(record.id),
         )
 
     async def _choose(self, *, exclude: str, avoid: str | None, prefer: str | None) -> str:

@@ -91,6 +91,11 @@ class ManagerActor:
     # -- users --------------------------------------------------------------
 
     @_RETRIED
+    async def viewer_secret(self) -> str:
+        """The secret viewer tokens derive from (for Serve replicas to check them)."""
+        return self._manager.accounts.viewer_secret
+
+    @_RETRIED
     async def authenticate(self, token: str) -> UserInfo | None:
         """The user a bearer token belongs to, or None."""
         return self._manager.accounts.authenticate(token)

@@ -135,6 +135,7 @@ class SandboxActor:
         settings: dict[str, Any],
         owner: str = "",
         start_seq: int = 1,
+        viewer_token: str = "",
     ) -> None:
         self._settings = StudioSettings.model_validate(settings)
         context = ray.get_runtime_context()
@@ -155,6 +156,7 @@ class SandboxActor:
             start_seq=start,
             node=self._node_id,
             on_event=self._on_event,
+            viewer_token=viewer_token,
         )
         # Ray runs an async actor's __init__ on its event loop: a reconstructed actor
         # starts recovering at once, without waiting for a first call.

@@ -10,6 +10,7 @@ from serve.hub import EventHub
 from serve.ratelimit import RateLimiter
 from serve.websocket import SessionOptions
 from studio.config import StudioSettings
+from studio.viewer import VIEWER_PREFIX, is_viewer_token
 
 __all__ = ["Replica", "ServeOptions"]
 
@@ -57,6 +58,16 @@ class Replica:
             keepalive=self.backend.touch,
             keepalive_interval=options.keepalive_interval,
         )
+        self._viewer_secret: str | None = None
         self.session = SessionOptions(
             ping_interval=options.ping_interval, pong_timeout=options.pong_timeout
         )
+
+    async def is_viewer(self, sandbox_id: str, token: str | None) -> bool:
+        """Whether ``token`` is ``sandbox_id``'s viewer token (its studio page's)."""
+        if not token or not token.startswith(VIEWER_PREFIX):
+            return False
+        if self._viewer_secret is None:
+            # Fixed for the manager's state dir: asked once per replica.
+            self._viewer_secret = str(await self.backend.manager("viewer_secret"))
+        return is_viewer_token(self._viewer_secret, sandbox_id, token)

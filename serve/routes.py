@@ -288,9 +288,13 @@ async def sandbox_events(websocket: WebSocket, sandbox_id: str, since: int | Non
         "token"
     )
     try:
-        user = await replica.auth.user(token)
-        _check_rate(replica, user)
-        await backend.authorize(user, sandbox_id)
+        if await replica.is_viewer(sandbox_id, token):
+            # The sandbox's own studio page: this stream only, limited as one caller.
+            _check_rate(replica, UserInfo(name=f"viewer:{sandbox_id}"))
+        else:
+            user = await replica.auth.user(token)
+            _check_rate(replica, user)
+            await backend.authorize(user, sandbox_id)
         state: dict[str, Any] = await backend.sandbox(sandbox_id, "ping")
     except StudioError as exc:
         await websocket.accept()

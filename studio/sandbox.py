@@ -120,6 +120,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
         node: str | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         base_commit: str | None = None,
+        viewer_token: str = "",
     ) -> None:
         super().__init__(sandbox_id, start_seq=start_seq, node=node, on_event=on_event)
         self.owner = owner
@@ -130,6 +131,8 @@ class ComponentStudioSandbox(SandboxLifecycle):
         self.branch = branch_name(sandbox_id)
         self.last_activity = time.time()
         self.base_commit = base_commit
+        # Lets the studio page's own WebSocket in (studio.viewer); not a user token.
+        self._viewer_token = viewer_token
         self.pr_url: str | None = None
         self.pr_number: int | None = None
         self._mirror: Mirror | None = None
@@ -178,7 +181,8 @@ class ComponentStudioSandbox(SandboxLifecycle):
         """The studio page's event WebSocket, through the API's port."""
         host = self.settings.public_host or self.settings.host
         port = api_port or self.config.websocket_port
-        return f"ws://{host}:{port}/api/v1/sandboxes/{self.sandbox_id}/ws"
+        url = f"ws://{host}:{port}/api/v1/sandboxes/{self.sandbox_id}/ws"
+        return f"{url}?token={self._viewer_token}" if self._viewer_token else url
 
     def touch(self) -> None:
         """Record activity now (API calls, WebSocket messages)."""

@@ -252,6 +252,10 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
         canvas = browser_page.locator("[data-testid=studio-canvas]")
         canvas.wait_for(state="visible", timeout=60_000)
         expect(canvas).to_have_attribute("data-state", "ready", timeout=60_000)
+        # The page's own live stream is open (its viewer token let it in) and says running.
+        banner = browser_page.locator("[data-testid=studio-status]")
+        expect(banner).to_have_attribute("data-connection", "open", timeout=30_000)
+        expect(browser_page.get_by_test_id("studio-status-text")).to_have_text("running")
 
         # The client commands against the real API.
         code, out = cli(api, token, "ls", "--json")
