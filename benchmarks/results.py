@@ -185,10 +185,11 @@ def markdown_table(document: dict[str, Any]) -> str:
         f"Machine: {machine.get('cpu_model')} x{machine.get('cpu_count')}, "
         f"{machine.get('memory_total_mib')} MiB, kernel {machine.get('kernel')}; "
         f"Python {machine.get('python')}, Node {machine.get('node')}, Ray {machine.get('ray')}, "
-        f"Vite {machine.get('vite')}; load average at start {machine.get('load_average')}.",
+        f"Vite {machine.get('vite')}. Ratios divide by the floor measured in the same run; "
+        "a run of some scenarios replaces only theirs (time and 1-min load average per row).",
         "",
-        "| scenario | n | median | p95 | p99 | target | ratio to floor | met |",
-        "|---|---:|---:|---:|---:|---|---:|---|",
+        "| scenario | n | median | p95 | p99 | target | ratio to floor | met | measured (load) |",
+        "|---|---:|---:|---:|---:|---|---:|---|---|",
     ]
     verdicts = {True: "yes", False: "**no**", None: "-"}
     for entry in document.get("scenarios", {}).values():
@@ -200,10 +201,12 @@ def markdown_table(document: dict[str, Any]) -> str:
         title = entry.get("title", entry.get("name"))
         if entry.get("quick"):
             title += " (quick)"
+        load = entry.get("machine", {}).get("load_average") or ["-"]
+        when = str(entry.get("measured_at", ""))[11:16]
         lines.append(
             f"| {title} | {stats.get('n', 0)} | {_fmt(stats.get('median'), unit)} | "
             f"{_fmt(stats.get('p95'), unit)} | {_fmt(stats.get('p99'), unit)} | {target} | "
-            f"{ratio_text} | {verdicts[entry.get('passed')]} |"
+            f"{ratio_text} | {verdicts[entry.get('passed')]} | {when} ({load[0]}) |"
         )
     details = []
     for entry in document.get("scenarios", {}).values():
