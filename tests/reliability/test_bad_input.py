@@ -80,10 +80,6 @@ def test_unknown_sandbox_commit_and_repository(api: Api, owned: tuple[str, str])
     unchanged(api, sandbox_id, before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RollbackOutOfRange is a GitError: serve/errors.py answers 500 for a client's mistake",
-)
 def test_rollback_beyond_the_base_is_a_client_error(api: Api, owned: tuple[str, str]) -> None:
     user, sandbox_id = owned
     headers = api.headers(user)
@@ -104,7 +100,7 @@ def test_bad_rollbacks_change_nothing(api: Api, owned: tuple[str, str]) -> None:
     url = f"/api/v1/sandboxes/{sandbox_id}/rollback"
     for steps in (2, 9999):
         reply = api.http.post(url, json={"steps": steps}, headers=headers)
-        # Refused, saying where the base is (the status is the xfail above).
+        # Refused, saying where the base is.
         assert reply.json()["error"]["code"] == "rollback_out_of_range", reply.text
         assert "base" in reply.json()["error"]["message"]
     for steps in (0, -1, 10**6):

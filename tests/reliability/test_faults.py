@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ async def test_vite_sigkilled_twenty_times_restarts_each_time_and_keeps_edits(
         assert (await recv(ws))["type"] == "hello"
         for n in range(20):
             port = await asyncio.to_thread(renderer_port, api, user, sandbox_id)
-            pid = await asyncio.to_thread(wait_for, lambda p=port: listener_pid(p), 30, "Vite")
+            pid = await asyncio.to_thread(wait_for, partial(listener_pid, port), 30, "Vite")
             os.kill(pid, signal.SIGKILL)
             restarting = await recv_until(ws, "status", status="restarting")
             assert restarting["payload"]["restarts"] >= n + 1

@@ -14,12 +14,15 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 import ray
 import websockets
 
+from studio.layout import StateLayout
+from studio.vite import read_studio_config
 from tests.reliability.conftest import BUTTON, execute
 from tests.serve.conftest import Api
 from tests.serve.test_api import tight  # noqa: F401 (fixture)
@@ -60,6 +63,13 @@ def routes(api: Api) -> list[tuple[str, str]]:
     )
 
 
+def viewer_token_of(api: Api, sandbox_id: str) -> str:
+    """The viewer token the sandbox wrote into its studio page's WebSocket URL."""
+    studio_dir = StateLayout(api.settings.state_dir).worktree(sandbox_id) / ".studio"
+    (token,) = parse_qs(urlsplit(read_studio_config(studio_dir)["wsUrl"]).query)["token"]
+    return str(token)
+
+
 def body_for(method: str, path: str, sandbox_id: str) -> dict[str, Any] | None:
     """A well-formed body, so that only the caller's identity can make it fail."""
     if method not in ("POST", "PUT", "PATCH"):
@@ -88,6 +98,8 @@ def test_every_route_refuses_strangers_and_never_shows_another_users_data(
     table = routes(api)
     assert len(table) >= 12, table
     secrets = [sandbox_id.removeprefix("sb_"), commit, commit[:12], owner]
+    # The token the sandbox's studio page holds opens its stream, and nothing over HTTP.
+    viewer = viewer_token_of(api, sandbox_id)
     before = api.http.get(f"/api/v1/sandboxes/{sandbox_id}", headers=api.headers(owner)).json()
     for method, template in table:
         path = template.replace("{sandbox_id}", sandbox_id).replace("{name}", owner)
@@ -96,6 +108,7 @@ def test_every_route_refuses_strangers_and_never_shows_another_users_data(
             ("no token", {}),
             ("wrong token", {"Authorization": "Bearer " + "x" * 43}),
             ("malformed", {"Authorization": "Token abc"}),
+            ("viewer", {"Authorization": f"Bearer {viewer}"}),
             ("bob", api.headers(bob)),
         ):
             reply = api.http.request(method, path, json=body, headers=headers, timeout=120)
@@ -226,10 +239,11 @@ def test_tokens_never_in_logs_errors_or_answers(
     SEEN.append(api.http.post("/api/v1/users", json={"name": owner}, headers=admin).text)
     for token in list(api.tokens.values()):
         SEEN.append(api.http.get("/api/v1/sandboxes/sb_x", headers={"Authorization": token}).text)
-    tokens = [t for t in api.tokens.values() if t]
+    tokens = [t for t in api.tokens.values() if t] + [viewer_token_of(api, sandbox_id)]
     assert len(tokens) >= 3
     captured = capfd.readouterr()
-    session = Path(ray._private.worker._global_node.get_session_dir_path())
+    node: Any = ray._private.worker._global_node
+    session = Path(node.get_session_dir_path())
     found: list[str] = []
     for path in _files_under(session / "logs"):
         try:
