@@ -185,6 +185,18 @@ def test_fuzzed_paths_never_reach_outside_the_worktree(
         path=_paths(worktree, sentinel),
         command=st.sampled_from(["write_file", "write_files", "delete_file", "read_file"]),
     )
+    # The escapes that matter most are always tried, whatever the draw.
+    @hypothesis.example(path="src/out-dir/keep.txt", command="write_file")
+    @hypothesis.example(path="src/out-file", command="write_file")
+    @hypothesis.example(path="src/out-file", command="read_file")
+    @hypothesis.example(path="src/out-dir/keep.txt", command="delete_file")
+    @hypothesis.example(path=f"src/up-link/{MARKER}.txt", command="write_file")
+    @hypothesis.example(path=f"src/abs-link/{MARKER}.txt", command="write_files")
+    @hypothesis.example(path=f"../{MARKER}.txt", command="write_file")
+    @hypothesis.example(path=".git/config", command="write_file")
+    @hypothesis.example(path=".studio/vite.config.mjs", command="delete_file")
+    @hypothesis.example(path=f"src/{MARKER}\u0000.txt", command="write_file")
+    @hypothesis.example(path=f"\uff0e\uff0e/{MARKER}.txt", command="write_file")
     def attempt(path: str, command: str) -> None:
         body: dict[str, object] = {"command": command, "file_path": path}
         if command in ("write_file",):
