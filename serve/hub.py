@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from studio import metrics
 from studio.messages import Message, MessageType, encode, make_message
 
 __all__ = [
@@ -189,6 +190,7 @@ class EventHub:
             feed = _Feed(sandbox_id, cursor=position)
             self._feeds[sandbox_id] = feed
         feed.clients.add(client)
+        self._count_clients()
         if feed.task is None or feed.task.done():
             feed.task = asyncio.create_task(self._run(feed), name=f"feed:{sandbox_id}")
         return client
@@ -203,10 +205,15 @@ class EventHub:
         if feed is None:
             return
         feed.clients.discard(client)
+        self._count_clients()
         if not feed.clients:
             del self._feeds[client.sandbox_id]
             if feed.task is not None:
                 feed.task.cancel()
+
+    def _count_clients(self) -> None:
+        total = sum(len(feed.clients) for feed in self._feeds.values())
+        metrics.record(lambda: metrics.websocket_clients().set(total))
 
     def clients(self, sandbox_id: str) -> int:
         """How many clients of ``sandbox_id`` this replica serves."""

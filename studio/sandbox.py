@@ -220,8 +220,11 @@ class ComponentStudioSandbox(SandboxLifecycle):
             self.error = None
             self.touch()
             self.transition(S.RUNNING, recovered=recover or None)
-        elapsed = time.monotonic() - started
-        metrics.record(lambda: metrics.create_to_ready_seconds().observe(elapsed))
+        # create -> ready is observed by the manager, around the whole create.
+        logger.info(
+            "sandbox ready",
+            extra={"sandbox": self.sandbox_id, "seconds": round(time.monotonic() - started, 3)},
+        )
         return self.info()
 
     def _prepare_worktree(self, recover: bool) -> None:

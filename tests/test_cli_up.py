@@ -271,8 +271,18 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
         assert cli(api, token, "ls", "--token", "wrong")[0] == 3
 
         # The service's custom metrics reach Ray's Prometheus export.
-        exported = wait_for_metrics(Path(temp_dir), ["studio_sandbox_creates", "studio_sandboxes"])
+        exported = wait_for_metrics(
+            Path(temp_dir),
+            [
+                "studio_sandbox_creates",
+                "studio_sandboxes",
+                "studio_create_to_ready_seconds",
+                "studio_execute_seconds",
+                "studio_websocket_clients",  # the studio page above is still connected
+            ],
+        )
         assert 'outcome="ready"' in exported["studio_sandbox_creates"], exported
+        assert 'command="write_file"' in exported["studio_execute_seconds"], exported
 
         worktree = state / "worktrees" / sandbox_id
         pid_file = state / "run" / f"vite-{sandbox_id}.json"
