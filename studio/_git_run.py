@@ -2,8 +2,7 @@
 
 What is decided rather than done (argv pieces, ref names, parsing git's output, which
 error a failure is) is a small pure function here, testable without git. ``GitRunner``
-runs the git CLI through GitPython (``git.Git.execute``) and is the only place that
-does.
+runs the git CLI (a plain ``subprocess.run``) and is the only place that does.
 """
 
 from __future__ import annotations
@@ -11,14 +10,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import re
+import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-import git
 import psutil
 
 from studio.errors import (
@@ -44,6 +44,7 @@ __all__ = [
     "WorktreeEntry",
     "base_config_key",
     "classify_failure",
+    "clean_message",
     "file_lock",
     "identity_env",
     "is_protected",
@@ -227,6 +228,22 @@ def next_ref_index(refnames: Iterable[str], prefix: str) -> int:
     return max((int(s) for s in suffixes if s.isdigit()), default=0) + 1
 
 
+def clean_message(message: str) -> str:
+    """``message`` as ``git commit -m`` stores it (its "whitespace" cleanup).
+
+    Trailing whitespace of each line goes, runs of blank lines become one, leading
+    and trailing blank lines go; the result ends with one newline.
+    """
+    lines = [line.rstrip() for line in message.splitlines()]
+    kept: list[str] = []
+    for line in lines:
+        if line or (kept and kept[-1]):
+            kept.append(line)
+    while kept and not kept[-1]:
+        kept.pop()
+    return "\n".join(kept) + "\n" if kept else ""
+
+
 def classify_failure(stderr: str) -> type[StudioError]:
     """The error class a failed git command's stderr stands for."""
     lowered = stderr.lower()
@@ -277,7 +294,7 @@ def _lock_is_stale(lock: Path, scope: Sequence[Path]) -> bool:
 
 
 class GitRunner:
-    """Runs git at one location through GitPython and turns failures into StudioErrors."""
+    """Runs git at one location and turns failures into StudioErrors."""
 
     def __init__(
         self, location: Sequence[str], where: Path, scope: Sequence[Path], env: Mapping[str, str]
@@ -286,23 +303,35 @@ class GitRunner:
         self._where = where
         self._scope = tuple(scope)
         # Never ask for a password on a terminal: a service has no one to answer.
-        self._env = {"GIT_TERMINAL_PROMPT": "0", **env}
-        self._git = git.Git()
+        # C locale: failures are recognised by git's English messages.
+        self._env = {"LANGUAGE": "C", "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", **env}
         self.repair_hint = f"delete {where} and let it be recreated"
 
     def _exec(
         self, args: Sequence[str], env: Mapping[str, str] | None, timeout: float | None
     ) -> tuple[int, str, str]:
         command = ["git", *_GLOBAL_OPTIONS, *self._location, *args]
-        status, out, err = self._git.execute(
-            command,
-            with_extended_output=True,
-            with_exceptions=False,
-            env={**self._env, **(env or {})},
-            kill_after_timeout=timeout,
-            strip_newline_in_stdout=False,
+        try:
+            done = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                env={**os.environ, **self._env, **(env or {})},
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            # run() killed git already; what it printed says how far it got.
+            err = _decode(exc.stderr, "replace")
+            return -9, "", f"{err}\ngit {args[0]} was killed after {timeout:g}s".strip()
+        except OSError as exc:
+            return 127, "", f"cannot run git: {exc}"
+        # surrogateescape: a path that is not UTF-8 goes back into argv unchanged.
+        return (
+            done.returncode,
+            _decode(done.stdout, "surrogateescape"),
+            _decode(done.stderr, "replace"),
         )
-        return int(status), str(out), str(err)
 
     def run(
         self,
@@ -382,6 +411,12 @@ class GitRunner:
                 )
             return GitRemoteError(f"{remote} failed: {text}. {hint}", remote=redact(remote))
         return GitError(f"{command} failed in {self._where}: {text}", path=str(self._where))
+
+
+def _decode(data: bytes | str | None, errors: str) -> str:
+    if data is None:
+        return ""
+    return data if isinstance(data, str) else data.decode("utf-8", errors)
 
 
 def _lock_path(stderr: str) -> Path | None:

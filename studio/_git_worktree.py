@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from studio._git_inproc import InProcessCommitter
 from studio._git_run import (
     DEFAULT_IDENTITY,
     LOG_FORMAT,
@@ -79,6 +80,7 @@ class Worktree:
             f"remove the worktree and attach it again; if that fails too, delete the mirror "
             f"{mirror.path} (Mirror.ensure clones it again)"
         )
+        self._committer = InProcessCommitter(self.path, self.branch, self.identity)
         self._lock = threading.Lock()
         self._push_lock = threading.Lock()
 
@@ -122,38 +124,50 @@ class Worktree:
 
         ``.studio/`` and ``node_modules/`` are never committed. No change gives
         ``CommitResult(committed=False, hash=None)``, never an empty commit.
+        Named files are committed in-process (``_git_inproc``), anything else
+        (no ``paths``, directories, and whatever that path declines) through git.
         """
         if not message.strip():
             raise InvalidRequest("a commit message must not be empty")
-        literal = {"GIT_LITERAL_PATHSPECS": "1"}
         with self._lock:
-            branch, changed = self._status()
-            self._require_branch(branch)
-            selected = select_paths(changed, paths)
-            files: tuple[str, ...] = ()
-            if selected:
-                self._git.run("add", "--all", "--", *selected, env=literal)
-                staged = self._git.run(
-                    "diff",
-                    "--cached",
-                    "--name-only",
-                    "-z",
-                    "--no-renames",
-                    "--",
-                    *selected,
-                    env=literal,
-                )
-                files = tuple(sorted(p for p in staged.split("\0") if p))
-            if not files:
-                return CommitResult(False, None, message, ())
-            # Naming the files commits exactly them, whatever else someone staged.
-            self._git.run(
-                "commit", "--quiet", "--no-verify", "-m", message, "--", *files, env=literal
+            result = self._committer.commit(message, paths) if paths else None
+            if result is None:
+                result = self._commit_with_git(message, paths)
+        if result.committed:
+            logger.info(
+                "committed",
+                extra={
+                    "sandbox_id": self.sandbox_id,
+                    "commit": result.hash,
+                    "files": len(result.files),
+                },
             )
-            sha = self.head()
-        logger.info(
-            "committed", extra={"sandbox_id": self.sandbox_id, "commit": sha, "files": len(files)}
-        )
+        return result
+
+    def _commit_with_git(self, message: str, paths: Sequence[str] | None) -> CommitResult:
+        literal = {"GIT_LITERAL_PATHSPECS": "1"}
+        branch, changed = self._status()
+        self._require_branch(branch)
+        selected = select_paths(changed, paths)
+        files: tuple[str, ...] = ()
+        if selected:
+            self._git.run("add", "--all", "--", *selected, env=literal)
+            staged = self._git.run(
+                "diff",
+                "--cached",
+                "--name-only",
+                "-z",
+                "--no-renames",
+                "--",
+                *selected,
+                env=literal,
+            )
+            files = tuple(sorted(p for p in staged.split("\0") if p))
+        if not files:
+            return CommitResult(False, None, message, ())
+        # Naming the files commits exactly them, whatever else someone staged.
+        self._git.run("commit", "--quiet", "--no-verify", "-m", message, "--", *files, env=literal)
+        sha = self.head()
         return CommitResult(True, sha, message, files)
 
     def history(self, count: int = 50) -> list[Commit]:

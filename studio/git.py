@@ -22,8 +22,6 @@ import logging
 import time
 from pathlib import Path
 
-import git
-
 from studio._git_run import (
     DEFAULT_IDENTITY,
     EXCLUDE_PATTERNS,
@@ -113,11 +111,11 @@ class Mirror:
 
     def _healthy(self) -> bool:
         try:
-            git.Repo(self.path)
+            # --git-dir on a directory that is no repository fails as "not a git repository".
             bare = self._git.run("rev-parse", "--is-bare-repository").strip()
             # Reads every ref tip: catches broken refs and missing tip objects cheaply.
             self._git.run("rev-list", "--max-count=1", "--all")
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError, CorruptRepository):
+        except CorruptRepository:
             # Only damage counts: any other failure must not move a good mirror aside.
             return False
         return bare == "true"

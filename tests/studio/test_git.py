@@ -15,6 +15,7 @@ import pytest
 
 from studio._git_run import (
     classify_failure,
+    clean_message,
     is_protected,
     next_ref_index,
     parse_status,
@@ -366,6 +367,117 @@ def test_detached_head_is_refused_with_the_branch_to_check_out(worktree: Worktre
         worktree.rollback_steps(1)
     git(worktree.path, "checkout", "-q", worktree.branch)
     assert worktree.auto_commit("back on the branch").committed
+
+
+# ---------------------------------------------------------------- named files (in-process)
+
+
+def test_named_files_new_modified_deleted_like_git(worktree: Worktree):
+    write(worktree, "src/Card.tsx", "export const Card = 1;\n")
+    write(worktree, "README.md", "# changed\n")
+    (worktree.path / "src" / "Button.tsx").unlink()
+    paths = ["src/Card.tsx", "./README.md", "src/Button.tsx"]
+    result = worktree.auto_commit("edit three files\n\n", paths=paths)
+    assert result.committed and result.hash == worktree.head()
+    assert result.files == ("README.md", "src/Button.tsx", "src/Card.tsx")
+    assert changed_files(worktree, result.hash) == {
+        "M README.md",
+        "D src/Button.tsx",
+        "A src/Card.tsx",
+    }
+    assert porcelain(worktree) == []  # the index matches the worktree
+    assert git(worktree.path, "log", "-1", "--format=%B") == "edit three files"
+    assert git(worktree.path, "log", "-1", "--format=%an <%ae>|%cn <%ce>") == (
+        "Component Studio <studio@localhost>|Component Studio <studio@localhost>"
+    )
+    assert git(worktree.path, "rev-parse", f"{result.hash}^") == worktree.base_commit
+    assert git(worktree.path, "fsck", "--no-progress") == ""
+
+
+def test_named_files_unchanged_protected_or_ignored_commit_nothing(worktree: Worktree):
+    head = worktree.head()
+    write(worktree, "README.md", "# sample\n")  # the same content again
+    write(worktree, ".studio/x.ts", "x\n")
+    write(worktree, "node_modules/a/index.js", "x\n")
+    (worktree.path / ".gitignore").write_text("*.log\n")
+    git(worktree.path, "add", ".gitignore")
+    git(worktree.path, "commit", "-q", "-m", "ignore logs")
+    head = worktree.head()
+    write(worktree, "debug.log", "noise\n")
+    paths = ["README.md", ".studio/x.ts", "node_modules/a/index.js", "debug.log", "gone.txt"]
+    result = worktree.auto_commit("nothing", paths=paths)
+    assert (result.committed, result.hash, result.files) == (False, None, ())
+    assert worktree.head() == head
+    assert "debug.log" not in git(worktree.path, "ls-files")
+
+
+def test_named_files_leave_other_staged_changes_staged(worktree: Worktree):
+    write(worktree, "staged.txt", "someone staged this\n")
+    git(worktree.path, "add", "staged.txt")
+    write(worktree, "mine.txt", "mine\n")
+    write(worktree, "README.md", "# not named\n")
+    result = worktree.auto_commit("mine only", paths=["mine.txt"])
+    assert result.files == ("mine.txt",)
+    assert porcelain(worktree) == [" M README.md", "A  staged.txt"]
+
+
+def test_named_executable_and_symlink_keep_their_modes(worktree: Worktree):
+    script = write(worktree, "run.sh", "#!/bin/sh\n")
+    script.chmod(0o755)
+    (worktree.path / "link").symlink_to("run.sh")
+    result = worktree.auto_commit("modes", paths=["run.sh", "link"])
+    assert result.committed
+    tree = git(worktree.path, "ls-tree", "HEAD", "run.sh", "link").splitlines()
+    assert sorted(line.split()[0] for line in tree) == ["100755", "120000"]
+    assert porcelain(worktree) == []
+
+
+def test_named_directory_or_removed_directory_goes_through_git(worktree: Worktree):
+    write(worktree, "src/deep/B.tsx", "b\n")
+    write(worktree, "src/deep/C.tsx", "c\n")
+    first = worktree.auto_commit("a directory", paths=["src/deep"])
+    assert first.files == ("src/deep/B.tsx", "src/deep/C.tsx")
+    for name in ("B.tsx", "C.tsx"):
+        (worktree.path / "src" / "deep" / name).unlink()
+    (worktree.path / "src" / "deep").rmdir()
+    gone = worktree.auto_commit("a directory removed", paths=["src/deep"])
+    assert gone.files == ("src/deep/B.tsx", "src/deep/C.tsx")
+    assert porcelain(worktree) == []
+
+
+def test_named_files_after_rollback_and_undo(worktree: Worktree):
+    write(worktree, "src/A.tsx", "1\n")
+    one = worktree.auto_commit("one", paths=["src/A.tsx"]).hash
+    write(worktree, "src/A.tsx", "2\n")
+    worktree.auto_commit("two", paths=["src/A.tsx"])
+    worktree.rollback_to(str(one))  # the CLI rewrites index and branch meanwhile
+    write(worktree, "src/A.tsx", "3\n")
+    three = worktree.auto_commit("three", paths=["src/A.tsx"])
+    assert three.committed and git(worktree.path, "rev-parse", f"{three.hash}^") == one
+    assert porcelain(worktree) == []
+
+
+def test_named_files_on_a_fresh_lock_are_git_locked(worktree: Worktree):
+    lock = index_lock(worktree)
+    lock.write_text("")
+    write(worktree, "src/After.tsx", "x\n")
+    with pytest.raises(GitLocked):
+        worktree.auto_commit("while another git runs", paths=["src/After.tsx"])
+    lock.unlink()
+    assert worktree.auto_commit("after it", paths=["src/After.tsx"]).committed
+
+
+def test_named_files_on_a_detached_head_are_refused(worktree: Worktree):
+    git(worktree.path, "checkout", "-q", "--detach")
+    write(worktree, "x.txt", "x\n")
+    with pytest.raises(GitError, match="detached HEAD"):
+        worktree.auto_commit("on a detached head", paths=["x.txt"])
+
+
+def test_clean_message_is_gits_whitespace_cleanup():
+    assert clean_message("\n\nsubject  \n\n\n\nbody\t\n\n") == "subject\n\nbody\n"
+    assert clean_message("# kept\n") == "# kept\n"
+    assert clean_message("  \n") == ""
 
 
 # ---------------------------------------------------------------- history

@@ -1,0 +1,165 @@
+"""Auto-commits of named files with libgit2 (pygit2), in this process: no git spawned.
+
+An execute commits the few files it wrote. Through the git CLI that took five
+processes (status, add, diff, commit, rev-parse); here it is a few library calls.
+The semantics are those of :meth:`Worktree.auto_commit` on the CLI path:
+
+- each named path is staged in the worktree's index as ``git add --all`` would:
+  written or created files with their content and mode, deleted ones removed;
+  an untracked ignored path is left alone, as ``git status`` does not list it;
+- the commit holds exactly those paths on top of HEAD, whatever else is staged;
+- nothing changed gives ``CommitResult(committed=False)``, never an empty commit;
+- the branch moves only if it still points at the commit's parent.
+
+Anything unusual (a directory or ``.`` among the paths, a gitlink, a detached
+HEAD, a lock, any libgit2 error) makes :meth:`InProcessCommitter.commit` answer
+``None`` and the caller takes the CLI path, which knows how to report it. A
+failure never leaves a half-made commit: the index is written before the
+branch moves, and a retry through the CLI stages the same content again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from studio._git_run import CommitResult, GitIdentity, clean_message, is_protected
+
+if TYPE_CHECKING:
+    import pygit2
+
+__all__ = ["InProcessCommitter"]
+
+logger = logging.getLogger("studio.git")
+
+_GITLINK = 0o160000
+
+
+class _Unusual(Exception):
+    """A path the CLI path should handle (it knows how to stage or report it)."""
+
+
+def _plain_path(path: str) -> str | None:
+    """``path`` as a repository-relative posix path, or None when it is not one file name."""
+    posix = PurePosixPath(path.replace("\\", "/"))
+    if posix.is_absolute() or not posix.parts or ".." in posix.parts:
+        return None
+    text = posix.as_posix()
+    return None if text == "." else text
+
+
+class InProcessCommitter:
+    """Commits named files of one worktree through libgit2; not thread-safe (callers lock)."""
+
+    def __init__(self, path: Path, branch: str, identity: GitIdentity) -> None:
+        self.path = path
+        self.ref = f"refs/heads/{branch}"
+        self.identity = identity
+        self._repo: pygit2.Repository | None = None
+
+    def _repository(self) -> pygit2.Repository:
+        if self._repo is None:
+            # Imported here: libgit2's bindings are only needed once a sandbox commits.
+            import pygit2
+
+            # NO_SEARCH: a worktree missing its .git must not resolve to a repository above.
+            self._repo = pygit2.Repository(
+                str(self.path), pygit2.enums.RepositoryOpenFlag.NO_SEARCH
+            )
+        return self._repo
+
+    def commit(self, message: str, paths: Sequence[str]) -> CommitResult | None:
+        """Commit ``paths`` (files) as they are on disk; None: use the git CLI instead."""
+        wanted: list[str] = []
+        for raw in paths:
+            plain = _plain_path(raw)
+            if plain is None:
+                return None
+            if not is_protected(plain) and plain not in wanted:
+                wanted.append(plain)
+        try:
+            return self._commit(message, wanted)
+        except _Unusual:
+            return None
+        except Exception as exc:  # libgit2 errors are GitError, OSError, KeyError, ValueError
+            logger.debug(
+                "in-process commit fell back to git: %s", exc, extra={"path": str(self.path)}
+            )
+            self._repo = None  # reopened next time: no state survives a failure
+            return None
+
+    def _commit(self, message: str, wanted: list[str]) -> CommitResult | None:
+        import pygit2
+
+        repo = self._repository()
+        if repo.head_is_detached or repo.head.name != self.ref:
+            return None  # the CLI path says how to get back on the branch
+        head = repo.head.peel(pygit2.Commit)
+        index = repo.index
+        index.read(True)  # the CLI (rollback, undo) may have rewritten it
+        staged: dict[str, tuple[str, int] | None] = {}
+        for path in wanted:
+            entry = self._stage(repo, index, path)
+            if entry is not None or _in_tree(head.tree, path):
+                staged[path] = entry
+        files = [p for p, new in sorted(staged.items()) if new != _tree_entry(head.tree, p)]
+        index.write()
+        if not files:
+            return CommitResult(False, None, message, ())
+        tree_index = pygit2.Index()
+        tree_index.read_tree(head.tree)
+        for path in files:
+            new = staged[path]
+            if new is None:
+                tree_index.remove(path)
+            else:
+                oid, mode = new
+                tree_index.add(
+                    pygit2.IndexEntry(path, pygit2.Oid(hex=oid), pygit2.enums.FileMode(mode))
+                )
+        tree = tree_index.write_tree(repo)
+        who = pygit2.Signature(self.identity.name, self.identity.email)
+        # With "HEAD", libgit2 moves the branch only if it still points at the parent.
+        sha = repo.create_commit("HEAD", who, who, clean_message(message), tree, [head.id])
+        return CommitResult(True, str(sha), message, tuple(files))
+
+    def _stage(
+        self, repo: pygit2.Repository, index: pygit2.Index, path: str
+    ) -> tuple[str, int] | None:
+        """Stage ``path``: its (blob, mode) now, None when it is gone (or never staged)."""
+        try:
+            info = os.lstat(self.path / path)
+        except (FileNotFoundError, NotADirectoryError):
+            if path in index:
+                index.remove(path)
+                return None
+            # A directory removed whole: its files are entries below it. The CLI does that.
+            if any(e.path.startswith(path + "/") for e in index):
+                raise _Unusual(path) from None
+            return None
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode)):
+            raise _Unusual(path)
+        if path in index:
+            if index[path].mode == _GITLINK:
+                raise _Unusual(path)
+        elif repo.path_is_ignored(path):
+            return None  # `git status` does not list it, so it is never staged
+        index.add(path)
+        entry = index[path]
+        return str(entry.id), int(entry.mode)
+
+
+def _tree_entry(tree: pygit2.Tree, path: str) -> tuple[str, int] | None:
+    try:
+        item = tree[path]
+    except KeyError:
+        return None
+    return str(item.id), int(item.filemode)
+
+
+def _in_tree(tree: pygit2.Tree, path: str) -> bool:
+    return _tree_entry(tree, path) is not None
