@@ -48,7 +48,7 @@ from studio.layout import StateLayout
 from studio.models import FinalizeResult, MonitorReport, RepositorySource, SandboxInfo
 from studio.naming import branch_name, new_sandbox_id
 from studio.state import ACTIVE_STATES, TERMINAL_STATES, SandboxState
-from studio.store import Registry, SandboxRecord
+from studio.store import Registry, RepositoryRecord, SandboxRecord
 
 __all__ = ["ManagerTimeouts", "StudioManager"]
 
@@ -307,11 +307,18 @@ class StudioManager:
     async def finalize_sandbox(
         self, sandbox_id: str, owner: str | None, title: str, description: str
     ) -> FinalizeResult:
-        """Push the branch and open the PR (through the sandbox), then end the sandbox."""
+        """Push the branch and open the PR (through the sandbox), then end the sandbox.
+
+        Finalizing again answers with the same pull request: a client that
+        lost the first answer (a timeout, a retry) must not get an error for
+        work that was done.
+        """
         record = self._owned(sandbox_id, owner)
         repository = self.registry.get_repository(record.repository_id)
         async with self._lock(sandbox_id):
             record = self.registry.get_sandbox(sandbox_id)
+            if record.state is SandboxState.FINALIZED:
+                return self._finalized_again(record, repository)
             try:
                 info = await self._backend.call(sandbox_id, "info", timeout_s=self._timeouts.call)
                 self._store(record, info)
@@ -338,6 +345,24 @@ class StudioManager:
             )
         logger.info("sandbox finalized", extra={"sandbox_id": sandbox_id, "pr": result.pr_url})
         return result
+
+    def _finalized_again(
+        self, record: SandboxRecord, repository: RepositoryRecord
+    ) -> FinalizeResult:
+        commits = [c for c in self.registry.list_commits(record.id) if c.hash != record.base_commit]
+        done = (
+            f"pull request #{record.pr_number}: {record.pr_url}"
+            if record.pr_url
+            else f"branch {record.branch} pushed"
+        )
+        return FinalizeResult(
+            pr_url=record.pr_url,
+            pr_number=record.pr_number,
+            branch=record.branch,
+            pushed_to=repository.github or repository.source,
+            message=f"already finalized ({done})",
+            commits=len(commits),
+        )
 
     # -- supervision ------------------------------------------------------
 

@@ -179,6 +179,22 @@ async def test_finalize_hands_off_with_the_local_provider(
     assert sandbox.id in backend.killed
 
 
+async def test_finalizing_again_answers_with_the_same_result(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    actor = backend.actors[sandbox.id]
+    first = await manager.finalize_sandbox(sandbox.id, "alice", "Title", "Body")
+    calls = list(actor.calls)
+    again = await manager.finalize_sandbox(sandbox.id, "alice", "Other", "Other")
+    assert (again.pr_url, again.pr_number) == (first.pr_url, first.pr_number)
+    assert again.branch == sandbox.branch
+    assert "already finalized" in again.message
+    assert actor.calls == calls  # the (killed) actor was not asked
+    with pytest.raises(SandboxNotFound):
+        await manager.finalize_sandbox(sandbox.id, "mallory", "T", "D")
+
+
 async def test_finalize_uses_github_when_configured(
     tmp_path: Path, backend: FakeBackend, origin: Path
 ) -> None:
