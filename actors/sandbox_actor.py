@@ -31,7 +31,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import ray
 from pydantic import ValidationError
@@ -53,9 +53,12 @@ from studio.models import (
     SandboxInfo,
 )
 from studio.naming import ACTOR_NAMESPACE, sandbox_actor_name
-from studio.pr import GitHubProvider, PullRequestProvider
 from studio.sandbox import ComponentStudioSandbox
 from studio.state import SandboxState
+
+if TYPE_CHECKING:
+    # studio.pr loads PyGithub (a large import): only a finalize to GitHub needs it.
+    from studio.pr import PullRequestProvider
 
 __all__ = ["SandboxActor", "provider_from_spec", "sandbox_actor_options", "seq_file"]
 
@@ -119,6 +122,8 @@ def provider_from_spec(spec: dict[str, Any] | None) -> PullRequestProvider | Non
     if not spec or spec.get("kind") == "local":
         return None
     if spec.get("kind") == "github":
+        from studio.pr import GitHubProvider
+
         return GitHubProvider(str(spec["token"]), base_url=str(spec["base_url"]))
     raise InvalidRequest(f"unknown pull request provider {spec.get('kind')!r}")
 

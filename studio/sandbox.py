@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio import metrics
 from studio._sandbox_files import FileChange, commit_message, read_command
@@ -70,7 +70,6 @@ from studio.models import (
     SandboxInfo,
 )
 from studio.naming import branch_name
-from studio.pr import GitHubProvider, LocalProvider, PullRequestProvider, build_pr_body
 from studio.state import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -78,6 +77,10 @@ from studio.state import (
     require_state,
 )
 from studio.vite import renderer_url
+
+if TYPE_CHECKING:
+    # studio.pr loads PyGithub (a large import): only a push to GitHub or a finalize needs it.
+    from studio.pr import PullRequestProvider
 
 __all__ = ["FLUSH_TIMEOUT", "ComponentStudioSandbox"]
 
@@ -434,6 +437,8 @@ class ComponentStudioSandbox(SandboxLifecycle):
         """Where background pushes go: the mirror's origin, with the token for GitHub."""
         source = self.repository.source
         if self.repository.github and self.settings.github_token and "://" in source:
+            from studio.pr import GitHubProvider
+
             return GitHubProvider.from_settings(self.settings).authenticated_remote_url(source)
         return "origin"
 
@@ -456,6 +461,8 @@ class ComponentStudioSandbox(SandboxLifecycle):
         A push or pull request failure leaves the sandbox as it was and raises
         (:class:`~studio.errors.PullRequestError` from the forge).
         """
+        from studio.pr import LocalProvider, build_pr_body
+
         provider = provider or LocalProvider()
         with self._mutation:
             require_state(self.state, _FINALIZABLE, "finalize")
