@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 ADMIN_USER = "admin"
 _TOKEN_BYTES = 32
+# A granted push permission is trusted this long before GitHub is asked again.
+PUSH_CHECK_TTL = 300.0
 
 
 def user_info(record: UserRecord) -> UserInfo:
@@ -56,6 +59,7 @@ class Accounts:
         self._settings = settings
         self._admin_token = self._load_admin_token()
         self._viewer_secret = self._load_secret("viewer-secret")
+        self._push_checked: dict[str, float] = {}
         self._ensure_admin()
 
     # -- users ------------------------------------------------------------
@@ -165,6 +169,22 @@ class Accounts:
             default_branch=checked.default_branch,
             config=config,
         )
+
+    def check_push_access(self, repository_id: int) -> None:
+        """Refuse a sandbox whose branch could not be pushed (403 at create, not at finalize).
+
+        Asks GitHub for repositories that have a forge and a configured token;
+        a granted permission is remembered for :data:`PUSH_CHECK_TTL` seconds
+        so creates do not each pay a round trip.
+        """
+        repository = self._registry.get_repository(repository_id)
+        if repository.github is None or not self._settings.github_token:
+            return
+        checked_at = self._push_checked.get(repository.github)
+        if checked_at is not None and time.monotonic() - checked_at < PUSH_CHECK_TTL:
+            return
+        GitHubProvider.from_settings(self._settings).check_push_permission(repository.github)
+        self._push_checked[repository.github] = time.monotonic()
 
     def config_for(
         self, repository_id: int, overrides: dict[str, Any] | None

@@ -227,6 +227,8 @@ class StudioManager:
     ) -> SandboxInfo:
         """Create a sandbox and return when it is RUNNING (or raise its setup error)."""
         config = self.accounts.config_for(repository_id, overrides)
+        # A blocking call to GitHub (when the repository has one): off the event loop.
+        await asyncio.to_thread(self.accounts.check_push_access, repository_id)
         sandbox_id = new_sandbox_id()
         node_id = await self._choose(exclude=sandbox_id, avoid=None, prefer=None)
         record = SandboxRecord(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,7 @@ from studio.models import CommitInfo
 from studio.state import SandboxState
 from tests.actors.fake_backend import FakeBackend, node
 from tests.support.gitrepo import git, make_repo
+from tests.support.prism import VALID_TOKEN, GitHubFront
 
 
 @pytest.fixture
@@ -195,21 +197,57 @@ async def test_finalizing_again_answers_with_the_same_result(
         await manager.finalize_sandbox(sandbox.id, "mallory", "T", "D")
 
 
+def _push(permission: bool) -> Any:
+    """Prism's example repository, seen by a token with (or without) push access."""
+
+    def change(repo: dict[str, Any]) -> dict[str, Any]:
+        return {**repo, "permissions": {"admin": False, "push": permission, "pull": True}}
+
+    return change
+
+
 async def test_finalize_uses_github_when_configured(
-    tmp_path: Path, backend: FakeBackend, origin: Path
+    tmp_path: Path, backend: FakeBackend, origin: Path, github_front: GitHubFront
 ) -> None:
     settings = StudioSettings(
-        state_dir=tmp_path / "gh-state", repo_roots=[tmp_path / "repos"], github_token="t0k"
+        state_dir=tmp_path / "gh-state",
+        repo_roots=[tmp_path / "repos"],
+        github_token=VALID_TOKEN,
+        github_api_url=github_front.url,
     )
+    github_front.edit("GET", "/repos/octo/ui", _push(True))
     studio = StudioManager(settings, backend)
     try:
-        # Registered straight into the registry: no GitHub to check push permission against.
         repo = studio.registry.add_repository("gh", str(origin), github="octo/ui")
         sandbox = await studio.create_sandbox("alice", repo.id, {})
+        await studio.create_sandbox("alice", repo.id, {})
+        # Push access was checked at create, once for both (remembered for a while).
+        assert len(github_front.sent("GET", "/repos/octo/ui")) == 1
         actor = backend.actors[sandbox.id]
         await studio.finalize_sandbox(sandbox.id, "alice", "T", "D")
         spec = actor.calls[-1][1][2]
-        assert spec == {"kind": "github", "token": "t0k", "base_url": settings.github_api_url}
+        assert spec == {"kind": "github", "token": VALID_TOKEN, "base_url": github_front.url}
+    finally:
+        studio.close()
+
+
+async def test_create_is_refused_when_the_token_cannot_push(
+    tmp_path: Path, backend: FakeBackend, origin: Path, github_front: GitHubFront
+) -> None:
+    settings = StudioSettings(
+        state_dir=tmp_path / "gh-state",
+        repo_roots=[tmp_path / "repos"],
+        github_token=VALID_TOKEN,
+        github_api_url=github_front.url,
+    )
+    github_front.edit("GET", "/repos/octo/ui", _push(False))
+    studio = StudioManager(settings, backend)
+    try:
+        repo = studio.registry.add_repository("gh", str(origin), github="octo/ui")
+        with pytest.raises(PermissionDenied, match="octo/ui"):
+            await studio.create_sandbox("alice", repo.id, {})
+        assert studio.registry.list_sandboxes() == []
+        assert backend.actors == {}
     finally:
         studio.close()
 
