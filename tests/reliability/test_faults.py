@@ -171,17 +171,18 @@ async def test_actor_worker_killed_mid_burst_loses_no_acknowledged_commit(
         assert body["error"]["message"], body
         assert body["error"]["code"] != "internal_error", body
     # The actor comes back (Ray restarts it and it recovers its worktree).
-    after = await asyncio.to_thread(
-        wait_for,
-        lambda: (
-            execute(api, user, sandbox_id, command="read_file", file_path="README.md").status_code
-            == 200
-        ),
-        120,
-        "the sandbox to answer again",
-        0.5,
-    )
-    assert after
+    answers: list[str] = []
+
+    def answers_again() -> bool:
+        reply = execute(api, user, sandbox_id, command="read_file", file_path="README.md")
+        answers.append(f"{reply.status_code} {reply.text[:300]}")
+        return bool(reply.status_code == 200)
+
+    try:
+        await asyncio.to_thread(wait_for, answers_again, 180, "the sandbox to answer again", 0.5)
+    except AssertionError as exc:
+        now = api.http.get(f"/api/v1/sandboxes/{sandbox_id}", headers=headers).text
+        raise AssertionError(f"{exc}; last answers {answers[-3:]}; status {now}") from None
     on_branch = branch_commits(api, sandbox_id)
     assert [h for h in acknowledged if h not in on_branch] == []
     assert (await sandbox_handle(sandbox_id).ping.remote())["pid"] != pid

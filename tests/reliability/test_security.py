@@ -27,6 +27,7 @@ from tests.reliability.conftest import BUTTON, execute
 from tests.serve.conftest import Api
 from tests.serve.test_api import tight  # noqa: F401 (fixture)
 from tests.serve.test_api_ws import ws_url
+from tests.support.gitrepo import make_repo
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -196,6 +197,29 @@ def test_repository_registration_outside_the_roots_is_refused(
         link.unlink()
     names = [r["name"] for r in api.http.get("/api/v1/repositories", headers=admin).json()]
     assert not [n for n in names if n.startswith("evil")], names
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="register_repository takes a local path as clone_url without the repo_roots check",
+)
+def test_clone_url_cannot_reach_around_the_roots(
+    api: Api, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A local repository outside the roots, named as a clone URL instead of a path."""
+    admin = api.headers("admin")
+    outside = make_repo(tmp_path_factory.mktemp("outside-clone") / "repo", {"a.txt": "a\n"})
+    for n, url in enumerate([str(outside), f"file://{outside}", f"{outside}/.git"]):
+        reply = api.http.post(
+            "/api/v1/repositories",
+            json={"name": f"around{n}", "clone_url": url},
+            headers=admin,
+            timeout=120,
+        )
+        SEEN.append(reply.text)
+        assert reply.status_code in (400, 403), (url, reply.text)
+    names = [r["name"] for r in api.http.get("/api/v1/repositories", headers=admin).json()]
+    assert not [n for n in names if n.startswith("around")], names
 
 
 async def test_rate_limited_user_gets_429_while_another_is_unaffected(
