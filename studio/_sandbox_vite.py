@@ -10,13 +10,22 @@ its count, so a Vite that crashes on every start would never reach the limit.
 A restart holds this supervisor's lock (not the sandbox's mutation lock):
 executes and reads go on meanwhile. :meth:`ViteSupervisor.close` interrupts a
 restart sleeping its backoff and kills whatever it may have spawned.
+
+A dead Vite is noticed at once: a watcher thread blocks until Vite's process
+exits (``waitid`` without reaping it, so no CPU while it runs) and then takes
+the same restart path as a monitor pass (:meth:`ViteSupervisor.check_and_restart`,
+backoff and limit included). The monitor pass stays as the backstop for a
+Vite that hangs without exiting; the supervisor's lock keeps the two from
+restarting twice, and nothing restarts once :meth:`ViteSupervisor.close` began.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -44,6 +53,10 @@ logger = logging.getLogger("studio.sandbox")
 
 S = SandboxState
 _OUTPUT_LINES = 50
+# How often the watcher looks again while Vite is (re)starting or a restart it asked for runs.
+_WATCH_IDLE = 0.2
+# States in which the watcher has nothing left to do; a new start() starts a new one.
+_WATCH_ENDS = frozenset({S.FAILED, S.STOPPING, S.STOPPED, S.FINALIZED})
 
 
 class ViteSupervisor:
@@ -58,6 +71,9 @@ class ViteSupervisor:
         self._running_since: float | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+        # Bumped by every start(): an older watcher sees it and ends.
+        self._watch_generation = 0
 
     @property
     def port(self) -> int | None:
@@ -131,6 +147,49 @@ class ViteSupervisor:
             server.start(timeout=sandbox.config.ready_timeout)
             self._running_since = time.monotonic()
             self._in_row = 0
+            self._watch_generation += 1
+            self._watcher = threading.Thread(
+                target=self._watch,
+                args=(self._watch_generation,),
+                name=f"vite-watch-{sandbox.sandbox_id}",
+                daemon=True,
+            )
+            self._watcher.start()
+
+    def stop_watching(self) -> None:
+        """Stop reacting to Vite's exit at once; monitor passes still restart it.
+
+        For an incarnation that hands its Vite over to another one (which reaps
+        it): the exit that follows is not a crash to repair.
+        """
+        self._watch_generation += 1
+
+    def _watch(self, generation: int) -> None:
+        """Restart Vite as soon as its process exits, until close() or a newer start()."""
+        sandbox = self._sandbox
+        while not self._stopping.is_set() and generation == self._watch_generation:
+            state = sandbox.state
+            if state in _WATCH_ENDS:
+                return
+            server = self.server
+            pid = None if server is None else server.pid
+            if server is None or pid is None or state is not S.RUNNING:
+                self._stopping.wait(_WATCH_IDLE)  # setting up or restarting: look again soon
+                continue
+            # WNOWAIT: the process manager reaps it; this only learns that it ended.
+            # ChildProcessError: reaped already, so it ended too.
+            with contextlib.suppress(ChildProcessError):
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+            if self._stopping.is_set() or generation != self._watch_generation:
+                return
+            if server.pid == pid and sandbox.state is S.RUNNING:
+                logger.warning(
+                    "Vite exited; restarting it",
+                    extra={"sandbox_id": sandbox.sandbox_id, "pid": pid},
+                )
+                self.check_and_restart()
+            # A restart another pass runs (or the one just done) needs a moment to show.
+            self._stopping.wait(_WATCH_IDLE)
 
     def _previous_port(self) -> int | None:
         studio_dir = self._sandbox.worktree_path / STUDIO_DIR
@@ -249,6 +308,10 @@ class ViteSupervisor:
                 sandbox.worktree_path,
                 pid_file=sandbox.layout.pid_file(f"vite-{sandbox.sandbox_id}"),
             )
+        watcher = self._watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            # Vite is gone, so its watcher is past waitid and sees the stop.
+            watcher.join(timeout=10.0)
 
 
 def fetch_components(host: str, port: int, timeout: float = 10.0) -> dict[str, Any]:

@@ -9,6 +9,8 @@ import os
 import shutil
 import signal
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -66,19 +68,45 @@ def statuses(sandbox: ComponentStudioSandbox) -> list[str]:
     return [str(p["status"]) for t, p in event_types(sandbox) if t == "status"]
 
 
-def test_killed_vite_is_restarted_by_the_monitor(make_sandbox: SandboxFactory):
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` s (a guard, not a measure)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached before the timeout"
+        time.sleep(0.02)
+
+
+def test_killed_vite_is_restarted_at_once_without_a_monitor_pass(make_sandbox: SandboxFactory):
     sandbox = make_sandbox()
     sandbox.on_setup()
     assert sandbox.on_monitor().healthy
     old = kill_vite(sandbox)
-    report = sandbox.on_monitor()
-    assert report.restarted and report.healthy and report.state is S.RUNNING
+    # No on_monitor call: the watcher of Vite's process notices the exit by itself.
+    wait_for(lambda: statuses(sandbox)[-2:] == ["restarting", "running"])
+    assert sandbox.state is S.RUNNING
     assert sandbox.restarts == 1 and sandbox.info().restarts == 1
     assert vite_pid(sandbox) != old
     assert sandbox.port is not None and get(sandbox.port, "/@vite/client")[0] == 200
-    assert statuses(sandbox)[-2:] == ["restarting", "running"]
     restarting = [p for t, p in event_types(sandbox) if p.get("status") == "restarting"]
     assert restarting[-1]["restarts"] == 1
+    report = sandbox.on_monitor()  # the backstop finds it healthy and restarts nothing
+    assert report.healthy and not report.restarted and sandbox.restarts == 1
+
+
+def test_hung_vite_is_restarted_by_the_monitor(make_sandbox: SandboxFactory):
+    sandbox = make_sandbox()
+    sandbox.on_setup()
+    old = vite_pid(sandbox)
+    # Stopped, not exited: only the monitor's probe can tell (unhealthy_threshold passes).
+    os.killpg(old, signal.SIGSTOP)
+    try:
+        reports = [sandbox.on_monitor() for _ in range(sandbox.config.unhealthy_threshold)]
+    finally:
+        if not gone(old):
+            os.killpg(old, signal.SIGCONT)
+    assert reports[-1].restarted and reports[-1].healthy
+    assert sandbox.restarts == 1 and vite_pid(sandbox) != old
+    assert statuses(sandbox)[-2:] == ["restarting", "running"]
 
 
 def test_vite_crashing_on_every_restart_fails_the_sandbox_keeping_commits(
@@ -90,6 +118,7 @@ def test_vite_crashing_on_every_restart_fails_the_sandbox_keeping_commits(
     install_fake_vite(sandbox.worktree_path / ".studio", "crash")
     kill_vite(sandbox)
 
+    wait_for(lambda: sandbox.state is S.FAILED)
     report = sandbox.on_monitor()
     assert report.state is S.FAILED and not report.healthy
     assert report.error is not None and "max_restarts=2" in report.error
@@ -100,6 +129,7 @@ def test_vite_crashing_on_every_restart_fails_the_sandbox_keeping_commits(
     assert sandbox.info().error == report.error
     # Further passes change nothing; the work is intact; teardown still works.
     assert sandbox.on_monitor().state is S.FAILED
+    assert sandbox.restarts == 2
     assert sandbox.history()[0].hash == sha
     with pytest.raises(InvalidState):
         execute(sandbox, command="write_file", file_path="src/k.ts", content="again\n")
@@ -107,6 +137,17 @@ def test_vite_crashing_on_every_restart_fails_the_sandbox_keeping_commits(
     assert sandbox.on_teardown().status is S.STOPPED
     assert not worktree.exists()
     assert git(sandbox.layout.mirror("ui-kit"), "rev-parse", f"refs/heads/{BRANCH}") == sha
+
+
+def test_stopped_vite_is_not_restarted_after_teardown(make_sandbox: SandboxFactory):
+    sandbox = make_sandbox()
+    sandbox.on_setup()
+    pid = vite_pid(sandbox)
+    watcher = sandbox.vite._watcher
+    assert watcher is not None and watcher.is_alive()
+    sandbox.on_teardown()
+    assert gone(pid) and not watcher.is_alive()
+    assert sandbox.restarts == 0 and "restarting" not in statuses(sandbox)
 
 
 @pytest.fixture
@@ -142,7 +183,9 @@ def test_recover_on_the_same_node_reaps_the_old_vite(make_sandbox: SandboxFactor
     first.on_setup()
     sha = execute(first, command="write_file", file_path="src/r.ts", content="r\n").commit_hash
     old_pid, old_port = vite_pid(first), first.port
-    # The actor died: its object is gone, its Vite still runs. A new incarnation:
+    # The actor died: its object is gone (its watcher with it), its Vite still runs.
+    first.vite.stop_watching()
+    # A new incarnation:
     second = make_sandbox(start_seq=first.events.last_seq + 1)
     info = second.on_setup(recover=True)
     assert gone(old_pid)
@@ -234,11 +277,10 @@ def test_teardown_during_a_restart_backoff_leaves_nothing(
     sandbox = make_sandbox(config=fast_config(settings, restart_backoff=5, restart_backoff_max=5))
     sandbox.on_setup()
     kill_vite(sandbox)
+    # The watcher starts the restart; a monitor pass meanwhile returns at once.
+    wait_for(lambda: sandbox.state is S.RESTARTING)
     monitor = threading.Thread(target=sandbox.on_monitor)
     monitor.start()
-    while sandbox.state is not S.RESTARTING and monitor.is_alive():
-        monitor.join(0.01)
-    assert sandbox.state is S.RESTARTING
     # Work goes on while Vite restarts; reads do not wait for it either.
     sha = execute(sandbox, command="write_file", file_path="src/w.ts", content="w\n").commit_hash
     assert sha is not None and sandbox.info().git_commits[0].hash == sha
@@ -255,6 +297,7 @@ def test_a_new_object_tears_down_what_a_dead_incarnation_left(make_sandbox: Sand
     first.on_setup()
     sha = execute(first, command="write_file", file_path="src/d.ts", content="d\n").commit_hash
     pid = vite_pid(first)
+    first.vite.stop_watching()  # the actor died, and the watcher with it
     # The manager tears down a sandbox whose actor died, from a fresh object.
     successor = make_sandbox()
     assert successor.on_teardown().status is S.STOPPED
@@ -272,6 +315,7 @@ def test_recover_removes_a_stale_index_lock(make_sandbox: SandboxFactory):
     lock = Path(git(first.worktree_path, "rev-parse", "--absolute-git-dir")) / "index.lock"
     lock.write_text("")
     os.utime(lock, (1_000_000_000, 1_000_000_000))  # a git that crashed long ago
+    first.vite.stop_watching()  # the actor died, and the watcher with it
     second = make_sandbox()
     second.on_setup(recover=True)
     result = execute(second, command="write_file", file_path="src/l.ts", content="2\n")
