@@ -45,6 +45,18 @@ def test_pushes_are_coalesced_one_in_flight_one_pending():
     assert calls == [0, 1] and pusher.pushes == 2 and pusher.last_error is None
 
 
+def test_a_burst_of_requests_is_one_push_and_a_flush_does_not_wait_out_the_delay():
+    calls: list[None] = []
+    pusher = BranchPusher(lambda: calls.append(None), delay=600)
+    for _ in range(20):
+        pusher.request()  # a burst of commits
+    assert not pusher.idle and calls == []  # waiting for more of the burst
+    assert pusher.flush(60) and pusher.idle
+    assert calls == [None] and pusher.pushes == 1
+    pusher.request()
+    assert pusher.close(60) and pusher.pushes == 2
+
+
 def test_a_failed_push_is_remembered_and_the_next_one_clears_it():
     outcomes = [StudioError("remote unreachable"), None]
 
