@@ -126,8 +126,18 @@ def test_finalize_pushes_the_branch_and_opens_the_pull_request(
 
         ended = get(manager.get_sandbox.remote(info.id, OWNER), timeout=60)
         assert ended.status is SandboxState.FINALIZED
+
+        # Finalizing again answers with the same pull request and asks GitHub nothing.
+        again = get(manager.finalize_sandbox.remote(info.id, None, "again", ""), timeout=60)
+        assert (again.pr_url, again.pr_number, again.commits) == (
+            EXAMPLE_PR_URL,
+            EXAMPLE_PR_NUMBER,
+            1,
+        )
+        assert len(github_front.sent("POST", "/repos/octo/hello/pulls")) == 1
+
         listed = get(manager.list_sandboxes.remote(None, True), timeout=60)
-        _assert_no_token(record, info, written, result, ended, *listed)
+        _assert_no_token(record, info, written, result, ended, again, *listed)
     finally:
         try:
             # A failed finalize leaves the sandbox running: end it through the manager.
