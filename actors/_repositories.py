@@ -9,6 +9,7 @@ StudioError an API client can act on.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,11 +23,12 @@ from studio.errors import (
     RepositoryNotFound,
 )
 
-__all__ = ["CheckedSource", "check_local_repository", "check_remote_repository"]
+__all__ = ["CheckedSource", "check_local_repository", "check_remote_repository", "is_remote_url"]
 
 # ls-remote of an unreachable host must not hold a registration for minutes.
 _REMOTE_TIMEOUT = 30.0
-_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}
+# Never wait for a password or a host-key prompt: the manager has no terminal.
+_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_SSH_COMMAND": "ssh -o BatchMode=yes"}
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,31 @@ def check_local_repository(
     return CheckedSource(source=str(resolved), default_branch=default_branch)
 
 
+# Transports that reach another machine; anything else git would read from this
+# node's disk (a plain path, file://) or run as a command (ext::).
+_REMOTE_SCHEMES = ("https://", "http://", "ssh://", "git://")
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)")
+
+
+def is_remote_url(clone_url: str) -> bool:
+    """Whether ``clone_url`` names a network remote (https, ssh, git, user@host:path)."""
+    return clone_url.lower().startswith(_REMOTE_SCHEMES) or bool(_SCP_LIKE.match(clone_url))
+
+
 def check_remote_repository(clone_url: str, default_branch: str | None) -> CheckedSource:
-    """Check a clone URL answers and has the base branch (its HEAD branch by default)."""
+    """Check a clone URL answers and has the base branch (its HEAD branch by default).
+
+    Only network remotes: a local path or ``file://`` URL must go through
+    :func:`check_local_repository` and its allowed roots, and other transports
+    (``ext::`` runs a command) are refused.
+    """
+    if not is_remote_url(clone_url):
+        raise PermissionDenied(
+            f"clone_url {clone_url!r} is not a network URL (https://, ssh://, git:// or "
+            "user@host:path); register a repository on this machine with 'path' instead, "
+            "under an allowed root",
+            url=clone_url,
+        )
     code, out = _git(["ls-remote", "--symref", clone_url], timeout=_REMOTE_TIMEOUT)
     if code != 0:
         raise GitRemoteError(

@@ -26,6 +26,7 @@ from studio.errors import (
     Conflict,
     GitError,
     GitLocked,
+    GitRemoteError,
     InvalidRequest,
     InvalidState,
     MissingBaseBranch,
@@ -65,6 +66,8 @@ STATUS_BY_CLASS: tuple[tuple[type[StudioError], int], ...] = (
     (RollbackOutOfRange, 400),
     (MissingBaseBranch, 400),
     (GitLocked, 409),
+    # The repository's remote refused or could not be reached.
+    (GitRemoteError, 502),
     (PathNotAllowed, 400),
     (NotFound, 404),
     (InvalidRequest, 400),

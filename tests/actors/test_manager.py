@@ -475,8 +475,8 @@ def test_register_repository_checks(manager: StudioManager, origin: Path, tmp_pa
     assert record.config == {"timeout_hours": 2}
     with pytest.raises(Conflict):
         accounts.register_repository("ui", path=str(origin))
-    remote = accounts.register_repository("remote", clone_url=f"file://{origin}")
-    assert remote.default_branch == "trunk"
-    with pytest.raises(MissingBaseBranch):
-        accounts.register_repository("r2", clone_url=f"file://{origin}", default_branch="nope")
-    assert [r.name for r in accounts.list_repositories()] == ["ui", "remote"]
+    # A clone URL is a network remote: this machine's disk goes through the roots check.
+    for local in (f"file://{origin}", str(origin), "ext::sh -c touch% /tmp/pwned"):
+        with pytest.raises(PermissionDenied, match="not a network URL"):
+            accounts.register_repository("remote", clone_url=local)
+    assert [r.name for r in accounts.list_repositories()] == ["ui"]
