@@ -53,6 +53,7 @@ __all__ = [
     "parse_status",
     "parse_worktree_list",
     "redact",
+    "remove_orphaned_locks",
     "select_paths",
     "wip_ref_prefix",
 ]
@@ -283,6 +284,25 @@ def _git_running_in(scope: Sequence[Path], lock: Path) -> bool:
             if any(f.path == str(lock) for f in proc.open_files()):
                 return True
     return False
+
+
+def remove_orphaned_locks(locks: Iterable[Path], scope: Sequence[Path]) -> list[Path]:
+    """Remove those of ``locks`` no git process holds, however young; the ones removed.
+
+    Only for locks whose writer is known to be dead: a sandbox's index and branch
+    locks when its previous incarnation died, maybe in the middle of an in-process
+    commit (a git process would have finished its write; the dead process cannot).
+    """
+    removed = []
+    for lock in locks:
+        if lock.exists() and not _git_running_in(scope, lock):
+            lock.unlink(missing_ok=True)
+            removed.append(lock)
+    if removed:
+        logger.warning(
+            "removed git locks a dead process left", extra={"locks": [str(p) for p in removed]}
+        )
+    return removed
 
 
 def _lock_is_stale(lock: Path, scope: Sequence[Path]) -> bool:

@@ -29,6 +29,7 @@ from studio._git_run import (
     parse_log,
     parse_status,
     redact,
+    remove_orphaned_locks,
     select_paths,
     wip_ref_prefix,
 )
@@ -83,6 +84,21 @@ class Worktree:
         self._committer = InProcessCommitter(self.path, self.branch, self.identity)
         self._lock = threading.Lock()
         self._push_lock = threading.Lock()
+
+    def release_orphaned_locks(self) -> list[Path]:
+        """Remove the index and branch locks a dead previous owner left; the ones removed.
+
+        For recovery only: the sandbox's previous incarnation may have died inside
+        an in-process commit, and its locks would block every commit until they
+        count as stale.
+        """
+        admin = Path(self._git.run("rev-parse", "--absolute-git-dir").strip())
+        locks = [
+            admin / "index.lock",
+            admin / "HEAD.lock",
+            self.mirror.path / "refs" / "heads" / f"{self.branch}.lock",
+        ]
+        return remove_orphaned_locks(locks, (self.path, self.mirror.path))
 
     def current_branch(self) -> str:
         """The checked-out branch; :class:`GitError` on a detached HEAD."""

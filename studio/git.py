@@ -295,8 +295,11 @@ class Mirror:
             else:
                 base = self._recorded_base(branch) or self._guess_base(branch)
             self._git.run("config", base_config_key(branch), base)
+            worktree = Worktree(self, directory, sandbox_id, base, identity)
+            # Attaching means its previous owner is gone: what it held is free.
+            worktree.release_orphaned_locks()
         logger.info("worktree attached", extra={"sandbox_id": sandbox_id, "branch": branch})
-        return Worktree(self, directory, sandbox_id, base, identity)
+        return worktree
 
     def _check_out(self, branch: str, directory: Path) -> None:
         local = self._sha(f"refs/heads/{branch}")

@@ -665,6 +665,19 @@ def test_attach_recovers_a_crash_locked_worktree(worktree: Worktree, mirror: Mir
     assert not (Path(git(again.path, "rev-parse", "--absolute-git-dir")) / "locked").exists()
 
 
+def test_attach_removes_fresh_locks_a_dead_owner_left(worktree: Worktree, mirror: Mirror):
+    make_commits(worktree, 1)
+    index = index_lock(worktree)
+    branch_lock = mirror.path / "refs" / "heads" / f"{worktree.branch}.lock"
+    index.write_text("")  # as if the actor died inside an in-process commit, just now
+    branch_lock.write_text("")
+    again = mirror.attach_worktree(SB, worktree.path)
+    assert not index.exists() and not branch_lock.exists()
+    write(again, "src/After.tsx", "after\n")
+    assert again.auto_commit("after the crash", paths=["src/After.tsx"]).committed
+    assert porcelain(again) == []
+
+
 def test_attach_a_missing_locked_worktree(worktree: Worktree, mirror: Mirror):
     admin = Path(git(worktree.path, "rev-parse", "--absolute-git-dir"))
     (admin / "locked").write_text("initializing")
