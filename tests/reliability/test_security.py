@@ -199,10 +199,6 @@ def test_repository_registration_outside_the_roots_is_refused(
     assert not [n for n in names if n.startswith("evil")], names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="register_repository takes a local path as clone_url without the repo_roots check",
-)
 def test_clone_url_cannot_reach_around_the_roots(
     api: Api, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
