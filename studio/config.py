@@ -92,7 +92,9 @@ class ComponentStudioConfig(BaseModel):
         3, ge=0, description="Vite restarts allowed before the sandbox is FAILED."
     )
     restart_backoff: float = Field(
-        0.5, gt=0, description="Seconds before the first restart; doubles on each further one."
+        0.1,
+        gt=0,
+        description="Seconds before the first restart; doubles on each further one.",
     )
     restart_backoff_max: float = Field(
         10.0, gt=0, description="Longest wait between two restarts, in seconds."
