@@ -52,7 +52,7 @@ class CreateSandboxRequest(BaseModel):
     type: Literal["component-studio"] = Field(
         "component-studio", description="The sandbox type; only component-studio exists."
     )
-    repository_id: int = Field(ge=1, description="Id of a registered repository.")
+    repository_id: int = Field(ge=1, le=2**63 - 1, description="Id of a registered repository.")
 
     @property
     def overrides(self) -> dict[str, Any]:

@@ -66,6 +66,7 @@ from studio.state import SandboxState
 
 __all__ = [
     "SANDBOX_UPDATABLE_FIELDS",
+    "SQLITE_MAX_INTEGER",
     "CommitRecord",
     "Registry",
     "RepositoryRecord",
@@ -80,6 +81,9 @@ logger = logging.getLogger(__name__)
 # How long a write waits for another process holding the file's write lock
 # (only a migration by a second opener, in practice) before it fails.
 BUSY_TIMEOUT_MS = 10_000
+
+
+SQLITE_MAX_INTEGER = 2**63 - 1
 
 
 class Registry:
@@ -226,10 +230,13 @@ class Registry:
 
     def get_repository(self, repository_id: int) -> RepositoryRecord:
         """The repository with that id; :class:`RepositoryNotFound` if none."""
-        with self._read() as conn:
-            row = conn.execute(
-                "SELECT * FROM repositories WHERE id = ?", (repository_id,)
-            ).fetchone()
+        # SQLite integers are 64-bit: a larger id names no row (and would overflow).
+        row = None
+        if 1 <= repository_id <= SQLITE_MAX_INTEGER:
+            with self._read() as conn:
+                row = conn.execute(
+                    "SELECT * FROM repositories WHERE id = ?", (repository_id,)
+                ).fetchone()
         if row is None:
             raise RepositoryNotFound(
                 f"no repository with id {repository_id}", repository_id=repository_id

@@ -114,10 +114,6 @@ def test_no_generated_request_gets_a_server_error(api: Api, sandboxes: Made) -> 
         sandboxes.adopt("admin", info["id"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="repository_id past SQLite's 64-bit range reaches the registry unchecked: 500",
-)
 def test_huge_repository_id_is_a_client_error(api: Api) -> None:
     reply = api.http.post(
         "/api/v1/sandboxes",

@@ -576,3 +576,10 @@ def test_concurrent_writes_from_eight_threads(registry: Registry, repo: Reposito
     # Every append saw the previous one: seqs are exactly 1..N, no gaps, no repeats.
     assert sorted(c.seq for c in commits) == list(range(1, 8 * per_thread + 1))
     assert len(registry.list_users()) == 8
+
+
+def test_an_id_past_sqlite_integers_is_not_found(tmp_path: Path) -> None:
+    with Registry(tmp_path / "registry.db") as registry:
+        for repository_id in (0, -1, 2**63, 2**64):
+            with pytest.raises(RepositoryNotFound):
+                registry.get_repository(repository_id)
