@@ -206,15 +206,20 @@ def _push(permission: bool) -> Any:
     return change
 
 
-async def test_finalize_uses_github_when_configured(
-    tmp_path: Path, backend: FakeBackend, origin: Path, github_front: GitHubFront
-) -> None:
-    settings = StudioSettings(
+def _github_settings(tmp_path: Path, front: GitHubFront) -> StudioSettings:
+    """A service whose GitHub is Prism behind the recording front."""
+    return StudioSettings(
         state_dir=tmp_path / "gh-state",
         repo_roots=[tmp_path / "repos"],
         github_token=VALID_TOKEN,
-        github_api_url=github_front.url,
+        github_api_url=front.url,
     )
+
+
+async def test_finalize_uses_github_when_configured(
+    tmp_path: Path, backend: FakeBackend, origin: Path, github_front: GitHubFront
+) -> None:
+    settings = _github_settings(tmp_path, github_front)
     github_front.edit("GET", "/repos/octo/ui", _push(True))
     studio = StudioManager(settings, backend)
     try:
@@ -234,12 +239,7 @@ async def test_finalize_uses_github_when_configured(
 async def test_create_is_refused_when_the_token_cannot_push(
     tmp_path: Path, backend: FakeBackend, origin: Path, github_front: GitHubFront
 ) -> None:
-    settings = StudioSettings(
-        state_dir=tmp_path / "gh-state",
-        repo_roots=[tmp_path / "repos"],
-        github_token=VALID_TOKEN,
-        github_api_url=github_front.url,
-    )
+    settings = _github_settings(tmp_path, github_front)
     github_front.edit("GET", "/repos/octo/ui", _push(False))
     studio = StudioManager(settings, backend)
     try:
