@@ -138,6 +138,18 @@ def assert_nothing_left(state_dir: Path) -> None:
     assert not remaining, f"worktrees left: {remaining}"
 
 
+def shut_down_studio(state_dir: Path) -> None:
+    """Tear down every running sandbox (branches kept), kill the manager, check nothing is left."""
+    try:
+        manager = get_manager()
+        for info in get(manager.list_sandboxes.remote(None), timeout=60):
+            get(manager.teardown_sandbox.remote(info.id, None), timeout=60)
+            forget_sandbox_handle(info.id)
+    finally:
+        kill_manager()
+    assert_nothing_left(state_dir)
+
+
 @pytest.fixture
 def studio(ray_session: None, tmp_path: Path, install_cache: Path) -> Iterator[Studio]:
     """A manager on the session's Ray with examples/ui-kit registered; cleaned up after."""
@@ -148,11 +160,4 @@ def studio(ray_session: None, tmp_path: Path, install_cache: Path) -> Iterator[S
         record = get(manager.register_repository.remote("ui-kit", path=str(origin)))
         yield Studio(manager, settings, origin, record.id)
     finally:
-        try:
-            manager = get_manager()
-            for info in get(manager.list_sandboxes.remote(None), timeout=60):
-                get(manager.teardown_sandbox.remote(info.id, None), timeout=60)
-                forget_sandbox_handle(info.id)
-        finally:
-            kill_manager()
-        assert_nothing_left(settings.state_dir)
+        shut_down_studio(settings.state_dir)

@@ -16,15 +16,12 @@ from typing import Any
 import pytest
 
 from actors.handles import (
-    forget_sandbox_handle,
-    get_manager,
-    kill_manager,
     sandbox_handle,
     start_manager,
 )
 from studio.naming import branch_name
 from studio.state import SandboxState
-from tests.actors.conftest import UI_KIT, assert_nothing_left, get, node_settings
+from tests.actors.conftest import UI_KIT, get, node_settings, shut_down_studio
 from tests.support.git_http import GitHttpServer, bare_repository, serve_git
 from tests.support.gitrepo import git, repo_from_dir
 from tests.support.prism import VALID_TOKEN, GitHubFront
@@ -139,12 +136,5 @@ def test_finalize_pushes_the_branch_and_opens_the_pull_request(
         listed = get(manager.list_sandboxes.remote(None, True), timeout=60)
         _assert_no_token(record, info, written, result, ended, again, *listed)
     finally:
-        try:
-            # A failed finalize leaves the sandbox running: end it through the manager.
-            manager = get_manager()
-            for running in get(manager.list_sandboxes.remote(None), timeout=60):
-                get(manager.teardown_sandbox.remote(running.id, None), timeout=60)
-                forget_sandbox_handle(running.id)
-        finally:
-            kill_manager()
-        assert_nothing_left(settings.state_dir)
+        # A failed finalize leaves the sandbox running: end it through the manager.
+        shut_down_studio(settings.state_dir)

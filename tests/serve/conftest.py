@@ -17,16 +17,14 @@ from typing import Any
 
 import httpx
 import pytest
-import ray
 from ray import serve
 
-from actors.handles import forget_sandbox_handle, kill_manager, start_manager
+from actors.handles import start_manager
 from serve.app import build_app
 from serve.replica import ServeOptions
 from studio.config import StudioSettings
 from studio.install_cache import ensure_node_modules
-from studio.naming import ACTOR_NAMESPACE, MANAGER_ACTOR_NAME
-from tests.actors.conftest import TEMPLATE, UI_KIT, assert_nothing_left, node_settings
+from tests.actors.conftest import TEMPLATE, UI_KIT, node_settings, shut_down_studio
 from tests.support.gitrepo import repo_from_dir
 
 # WebSocket keep-alive shrunk so that a silent client is found in seconds.
@@ -113,14 +111,7 @@ def api(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         http.close()
         with contextlib.suppress(Exception):
             serve.shutdown()
-        try:
-            manager = ray.get_actor(MANAGER_ACTOR_NAME, namespace=ACTOR_NAMESPACE)
-            for info in ray.get(manager.list_sandboxes.remote(None), timeout=60):
-                ray.get(manager.teardown_sandbox.remote(info.id, None), timeout=60)
-                forget_sandbox_handle(info.id)
-        finally:
-            kill_manager()
-        assert_nothing_left(settings.state_dir)
+        shut_down_studio(settings.state_dir)
 
 
 @pytest.fixture
