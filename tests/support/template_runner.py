@@ -27,6 +27,8 @@ from typing import Any
 
 import httpx
 
+from studio.vite import VITE_ENV
+
 __all__ = [
     "TEMPLATE_DIR",
     "TemplateServer",
@@ -238,6 +240,7 @@ def run_template(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **VITE_ENV},
             start_new_session=True,
         )
     try:

@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from studio.vite import VITE_ENV
+
 __all__ = ["TEMPLATE_DIR", "UI_KIT", "StudioServer", "atomic_write", "free_port", "run_studio"]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,6 +132,7 @@ def run_studio(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **VITE_ENV},
             start_new_session=True,
         )
     server = StudioServer(repo=repo, port=port, process=process, log_path=log_path)
