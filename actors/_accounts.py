@@ -25,12 +25,16 @@ from studio.pr import GitHubProvider
 from studio.store import Registry, RepositoryRecord, UserRecord
 from studio.viewer import viewer_token
 
-__all__ = ["ADMIN_USER", "Accounts", "provider_spec", "user_info"]
+__all__ = ["ADMIN_USER", "USER_TOKEN_PREFIX", "Accounts", "provider_spec", "user_info"]
 
 logger = logging.getLogger(__name__)
 
 ADMIN_USER = "admin"
 _TOKEN_BYTES = 32
+# Tells a user token at a glance (and to secret scanners), like the viewer
+# tokens' ``sv_``; and a token never starts with "-", which a command line
+# (`studio --token T`) would take for an option.
+USER_TOKEN_PREFIX = "st_"
 # A granted push permission is trusted this long before GitHub is asked again.
 PUSH_CHECK_TTL = 300.0
 
@@ -67,14 +71,14 @@ class Accounts:
     def _load_admin_token(self) -> str:
         if self._settings.admin_token:
             return self._settings.admin_token
-        return self._load_secret("admin-token")
+        return self._load_secret("admin-token", prefix=USER_TOKEN_PREFIX)
 
-    def _load_secret(self, name: str) -> str:
+    def _load_secret(self, name: str, *, prefix: str = "") -> str:
         """A secret kept beside the registry, generated on first use."""
         path = self._registry.path.parent / name
         if path.is_file() and path.read_text().strip():
             return path.read_text().strip()
-        secret = secrets.token_urlsafe(_TOKEN_BYTES)
+        secret = prefix + secrets.token_urlsafe(_TOKEN_BYTES)
         tmp = path.with_name(f".{name}.tmp")
         # Created 0600 from the start: never readable by others, even briefly.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -114,7 +118,7 @@ class Accounts:
 
     def create_user(self, name: str, is_admin: bool = False) -> tuple[UserInfo, str]:
         """A new user and their token (shown this once; only its hash is kept)."""
-        token = secrets.token_urlsafe(_TOKEN_BYTES)
+        token = USER_TOKEN_PREFIX + secrets.token_urlsafe(_TOKEN_BYTES)
         record = self._registry.add_user(name, token, is_admin=is_admin)
         return user_info(record), token
 

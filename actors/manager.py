@@ -93,6 +93,15 @@ class StudioManager:
         self._missed: dict[str, int] = {}
         self._tick_lock = asyncio.Lock()
         self._last_reconcile: float | None = None
+        # Setups of sandboxes created with wait=False (a reference keeps each task alive).
+        self._setups: set[asyncio.Task[SandboxInfo]] = set()
+
+    async def cancel_setups(self) -> None:
+        """Stop the setups still under way (each disposes of its half-made sandbox)."""
+        tasks = list(self._setups)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def close(self) -> None:
         """Close the registry."""
@@ -185,8 +194,19 @@ class StudioManager:
             nodes, node_load(others), avoid=() if avoid is None else (avoid,), prefer=prefer
         )
 
-    async def _start(self, record: SandboxRecord, node_id: str, *, recover: bool) -> SandboxInfo:
-        """Create the actor on ``node_id`` and set it up; on failure the record says FAILED."""
+    async def _start(
+        self,
+        record: SandboxRecord,
+        node_id: str,
+        *,
+        recover: bool,
+        actor_created: asyncio.Event | None = None,
+    ) -> SandboxInfo:
+        """Create the actor on ``node_id`` and set it up; on failure the record says FAILED.
+
+        ``actor_created`` is set once the actor exists (its name resolves, its
+        events can be followed), before its setup.
+        """
         start_seq = record.last_seq + SEQ_MARGIN if recover else 1
         record = self.registry.update_sandbox(
             record.id, node_id=node_id, state=SandboxState.STARTING, error=None
@@ -194,6 +214,8 @@ class StudioManager:
         started = time.monotonic()
         try:
             await self._backend.create_sandbox(self._spec(record, node_id, start_seq))
+            if actor_created is not None:
+                actor_created.set()
             info: SandboxInfo = await self._backend.call(
                 record.id,
                 "setup",
@@ -223,9 +245,18 @@ class StudioManager:
     # -- sandboxes --------------------------------------------------------
 
     async def create_sandbox(
-        self, owner: str, repository_id: int, overrides: dict[str, Any] | None = None
+        self,
+        owner: str,
+        repository_id: int,
+        overrides: dict[str, Any] | None = None,
+        *,
+        wait: bool = True,
     ) -> SandboxInfo:
-        """Create a sandbox and return when it is RUNNING (or raise its setup error)."""
+        """Create a sandbox and return when it is RUNNING (or raise its setup error).
+
+        ``wait=False`` returns as soon as its actor exists, STARTING: the setup
+        goes on here, and its steps are ``status`` events on the sandbox's stream.
+        """
         config = self.accounts.config_for(repository_id, overrides)
         # A blocking call to GitHub (when the repository has one): off the event loop.
         await asyncio.to_thread(self.accounts.check_push_access, repository_id)
@@ -239,19 +270,48 @@ class StudioManager:
             branch=branch_name(sandbox_id),
             config=config,
         )
-        async with self._lock(sandbox_id):
+        if wait:
+            return await self._create(record, node_id, None)
+        actor_created = asyncio.Event()
+        task = asyncio.create_task(self._create(record, node_id, actor_created))
+        self._setups.add(task)
+        task.add_done_callback(self._setup_done)
+        created = asyncio.create_task(actor_created.wait())
+        try:
+            await asyncio.wait({task, created}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            created.cancel()
+        if task.done():
+            # It failed before its actor existed (or was that fast): say so now.
+            return task.result()
+        return self._info_from_record(self.registry.get_sandbox(sandbox_id))
+
+    async def _create(
+        self, record: SandboxRecord, node_id: str, actor_created: asyncio.Event | None
+    ) -> SandboxInfo:
+        async with self._lock(record.id):
             # Added under the lock: a reconcile pass must not find it before its actor exists.
             self.registry.add_sandbox(record)
             logger.info(
                 "sandbox created",
-                extra={"sandbox_id": sandbox_id, "owner": owner, "node": node_id},
+                extra={"sandbox_id": record.id, "owner": record.owner, "node": node_id},
             )
             try:
-                return await self._start(record, node_id, recover=False)
+                return await self._start(
+                    record, node_id, recover=False, actor_created=actor_created
+                )
             except BaseException:
-                # A failed setup leaves no Vite, worktree or actor behind; the record stays.
-                await self._dispose(sandbox_id, SandboxState.FAILED)
+                # A failed setup leaves no Vite, worktree or actor behind; the record
+                # stays FAILED with its error (the actor's own teardown ends stopped:
+                # failed is not an end it accepts).
+                await self._dispose(record.id, SandboxState.STOPPED)
                 raise
+
+    def _setup_done(self, task: asyncio.Task[SandboxInfo]) -> None:
+        """A setup nobody waits for: its failure is in the registry and the event stream."""
+        self._setups.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.info("background setup failed: %s", task.exception())
 
     async def _dispose(self, sandbox_id: str, final_state: SandboxState) -> SandboxInfo | None:
         """Tear the actor's sandbox down (best effort) and kill the actor."""

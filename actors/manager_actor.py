@@ -149,10 +149,14 @@ class ManagerActor:
     # -- sandboxes ----------------------------------------------------------
 
     async def create_sandbox(
-        self, owner: str, repository_id: int, overrides: dict[str, Any] | None = None
+        self,
+        owner: str,
+        repository_id: int,
+        overrides: dict[str, Any] | None = None,
+        wait: bool = True,
     ) -> SandboxInfo:
-        """Create a sandbox; returns when it is RUNNING."""
-        return await self._manager.create_sandbox(owner, repository_id, overrides or {})
+        """Create a sandbox; returns when it is RUNNING (``wait=False``: once it is starting)."""
+        return await self._manager.create_sandbox(owner, repository_id, overrides or {}, wait=wait)
 
     @_RETRIED
     async def get_sandbox(self, sandbox_id: str, owner: str | None = None) -> SandboxInfo:
@@ -208,4 +212,5 @@ class ManagerActor:
         self._loop_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._loop_task
+        await self._manager.cancel_setups()
         self._manager.close()

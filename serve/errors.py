@@ -35,6 +35,7 @@ from studio.errors import (
     PayloadTooLarge,
     PermissionDenied,
     ProcessError,
+    ProcessStartError,
     PullRequestError,
     RateLimited,
     RollbackOutOfRange,
@@ -78,6 +79,8 @@ STATUS_BY_CLASS: tuple[tuple[type[StudioError], int], ...] = (
     (RateLimited, 429),
     (ServiceUnavailable, 503),
     (PullRequestError, 502),
+    # The sandbox's own upstream (Vite, npm) would not start: its output says why.
+    (ProcessStartError, 502),
     (GitError, 500),
     (ProcessError, 500),
 )

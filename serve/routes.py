@@ -104,15 +104,36 @@ async def healthz(replica: ReplicaDep) -> HealthResponse:
     status_code=201,
     response_model=CreateSandboxResponse,
     tags=["sandboxes"],
+    responses={
+        202: {
+            "model": CreateSandboxResponse,
+            "description": "With `wait=false`: the sandbox is starting; follow its setup "
+            "steps on `websocket_url` (status events) or poll its status.",
+        }
+    },
 )
 async def create_sandbox(
-    body: CreateSandboxRequest, request: Request, user: User, replica: ReplicaDep
+    body: CreateSandboxRequest,
+    request: Request,
+    response: Response,
+    user: User,
+    replica: ReplicaDep,
+    wait: Annotated[
+        bool,
+        Query(description="Answer when the sandbox is running (201), or at once (202)."),
+    ] = True,
 ) -> CreateSandboxResponse:
-    """Create a sandbox on a registered repository; answers when it is running."""
+    """Create a sandbox on a registered repository; answers when it is running.
+
+    With ``wait=false`` it answers 202 once the sandbox is starting, and the
+    setup goes on: its WebSocket says each step (mirror, worktree, install, vite).
+    """
     info: SandboxInfo = await replica.backend.manager(
-        "create_sandbox", user.name, body.repository_id, body.overrides, seconds=900.0
+        "create_sandbox", user.name, body.repository_id, body.overrides, wait, seconds=900.0
     )
     replica.backend.remember_owner(info.id, user.name)
+    if not wait:
+        response.status_code = 202
     return CreateSandboxResponse(
         sandbox_id=info.id,
         renderer_url=info.renderer_url,

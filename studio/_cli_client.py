@@ -14,11 +14,14 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from studio._cli_follow import SetupOutcome, StepDisplay, follow_setup
 from studio._cli_http import CREATE_TIMEOUT, ApiClient, CliError
 
 __all__ = ["COMMANDS", "Progress", "parse_overrides"]
 
 _SPINNER = "|/-\\"
+# Lines of a failed Vite's output a failed create prints.
+_OUTPUT_LINES = 15
 
 
 class Progress:
@@ -163,14 +166,34 @@ def cmd_create(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
         raise CliError(f"--set cannot change {', '.join(sorted(clash))}")
     # The API takes config overrides as extra top-level fields of the create request.
     body.update(overrides)
-    label = f"creating a sandbox on repository {repository_id} (mirror, worktree, install, Vite)"
-    with Progress(label, sys.stderr):
-        created = client.request("POST", "/sandboxes", json=body, timeout=CREATE_TIMEOUT)
+    sys.stderr.write(f"creating a sandbox on repository {repository_id}\n")
+    display = StepDisplay(sys.stderr)
+    created = client.request(
+        "POST", "/sandboxes", json=body, params={"wait": "false"}, timeout=CREATE_TIMEOUT
+    )
+    sandbox_id = str(created["sandbox_id"])
+    if created.get("status") != "running":
+        outcome = follow_setup(
+            client, sandbox_id, created["websocket_url"], display, timeout=CREATE_TIMEOUT
+        )
+        if not outcome.ready:
+            raise CliError(_setup_failure(sandbox_id, outcome))
+        now = client.request("GET", f"/sandboxes/{sandbox_id}")
+        created.update(status=now.get("status"), renderer_url=now.get("renderer_url"))
+    else:
+        display.finish("running")
     if args.json:
         _emit_json(created, out)
     else:
         _write_lines(_sandbox_lines(created), out)
     return 0
+
+
+def _setup_failure(sandbox_id: str, outcome: SetupOutcome) -> str:
+    """The one message of a failed create: state, reason, the output's last lines."""
+    lines = [f"sandbox {sandbox_id} did not start ({outcome.status}): {outcome.error or '?'}"]
+    lines += [f"  | {line}" for line in outcome.output[-_OUTPUT_LINES:]]
+    return "\n".join(lines)
 
 
 def cmd_ls(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:

@@ -62,6 +62,7 @@ class ApiClient:
         self, url: str, token: str | None, *, transport: httpx.BaseTransport | None = None
     ):
         self.url = url.rstrip("/")
+        self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
             base_url=self.url, headers=headers, timeout=REQUEST_TIMEOUT, transport=transport

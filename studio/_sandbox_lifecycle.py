@@ -17,7 +17,7 @@ from typing import Any
 
 from studio.errors import StudioError
 from studio.events import EventLog
-from studio.messages import ErrorPayload, MessageType, StatusPayload
+from studio.messages import ErrorPayload, MessageType, SetupStep, StatusPayload
 from studio.state import TRANSITIONS, SandboxState, check_transition
 
 __all__ = ["SandboxLifecycle"]
@@ -83,6 +83,14 @@ class SandboxLifecycle:
             target.value,
             extra={**self.log_fields(), "detail": detail},
         )
+
+    def setup_step(self, step: SetupStep) -> None:
+        """Say which setup step is under way (a ``status`` event; the state stays)."""
+        with self._state_lock:
+            self.publish(
+                MessageType.STATUS,
+                StatusPayload(status=self.state.value, step=step, restarts=self.restarts),
+            )
 
     def transition_if(self, allowed: frozenset[SandboxState], target: SandboxState) -> bool:
         """:meth:`transition` only from one of ``allowed``; whether it happened."""

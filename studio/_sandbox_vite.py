@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from studio import metrics
 from studio.config import RAY_WORKER_PORT_MIN
 from studio.errors import InvalidConfig, RestartLimitExceeded, ServiceUnavailable, StudioError
+from studio.messages import SetupStep
 from studio.ports import PortAllocator
 from studio.process import RestartPolicy, reap_orphans
 from studio.state import SandboxState
@@ -125,6 +126,7 @@ class ViteSupervisor:
                 ports.release_owner(sandbox.sandbox_id)
                 preferred = self._previous_port()
             port = ports.allocate(sandbox.sandbox_id, preferred=preferred)
+            sandbox.setup_step(SetupStep.INSTALL)
             generate_studio_app(
                 worktree,
                 template_dir=sandbox.settings.template_dir,
@@ -144,6 +146,7 @@ class ViteSupervisor:
                 pid_file=pid_file,
             )
             self.server = server
+            sandbox.setup_step(SetupStep.VITE)
             server.start(timeout=sandbox.config.ready_timeout)
             self._running_since = time.monotonic()
             self._in_row = 0

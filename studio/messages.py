@@ -65,6 +65,7 @@ __all__ = [
     "ReloadPayload",
     "RollbackMessage",
     "RollbackPayload",
+    "SetupStep",
     "StatusMessage",
     "StatusPayload",
     "encode",
@@ -92,6 +93,19 @@ class MessageType(StrEnum):
     LOG = "log"
     PING = "ping"
     PONG = "pong"
+
+
+class SetupStep(StrEnum):
+    """The steps of a sandbox's setup, in order, as ``status`` events name them."""
+
+    MIRROR = "mirror"
+    """Fetching the repository into the node's bare mirror (cloning it the first time)."""
+    WORKTREE = "worktree"
+    """Adding the worktree on ``design/studio-<id>`` (or reattaching it on recovery)."""
+    INSTALL = "install"
+    """Generating the studio app and linking its dependencies from the install cache."""
+    VITE = "vite"
+    """Starting Vite and waiting until it serves."""
 
 
 CLIENT_MESSAGE_TYPES = frozenset(
@@ -154,6 +168,11 @@ class StatusPayload(_Model):
     restarts: int | None = Field(None, ge=0, description="Vite restarts so far.")
     recovered: bool | None = Field(
         None, description="True when the sandbox came back after its actor restarted."
+    )
+    step: SetupStep | None = Field(
+        None,
+        description="While starting: the setup step now under way (mirror, worktree, "
+        "install, vite), one event per step.",
     )
 
 

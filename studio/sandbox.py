@@ -59,6 +59,7 @@ from studio.messages import (
     ComponentSelectedPayload,
     MessageType,
     RollbackPayload,
+    SetupStep,
     parse_client_message,
 )
 from studio.models import (
@@ -232,9 +233,11 @@ class ComponentStudioSandbox(SandboxLifecycle):
 
     def _prepare_worktree(self, recover: bool) -> None:
         self.layout.worktrees.mkdir(parents=True, exist_ok=True)
+        self.setup_step(SetupStep.MIRROR)
         mirror = Mirror.ensure(self.layout.mirror(self.repository.name), self.repository.source)
         self._mirror = mirror
         path = self.worktree_path
+        self.setup_step(SetupStep.WORKTREE)
         if recover:
             try:
                 worktree = mirror.attach_worktree(self.sandbox_id, path, self.base_commit)

@@ -9,6 +9,7 @@ answer, one whose calls raise, a setup that fails, a node that dies.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,9 +22,9 @@ from actors._ray_backend import (
     SandboxSpec,
 )
 from actors.scheduling import NodeView
-from studio.errors import StudioError
+from studio.errors import InvalidState, StudioError
 from studio.models import CommitInfo, FinalizeResult, MonitorReport, SandboxInfo
-from studio.state import SandboxState
+from studio.state import TERMINAL_STATES, SandboxState
 
 __all__ = ["FakeBackend", "FakeSandbox", "node"]
 
@@ -48,6 +49,8 @@ class FakeSandbox:
     failed: str | None = None
     setup_error: StudioError | None = None
     finalize_error: StudioError | None = None
+    # When set, setup waits for it (a setup still under way).
+    setup_gate: asyncio.Event | None = None
     calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
 
     def _info(self) -> SandboxInfo:
@@ -75,6 +78,8 @@ class FakeSandbox:
         }
 
     async def setup(self, recover: bool = False) -> SandboxInfo:
+        if self.setup_gate is not None:
+            await self.setup_gate.wait()
         self.last_seq = max(self.last_seq, self.spec.start_seq - 1)
         if self.setup_error is not None:
             self.state = SandboxState.FAILED
@@ -99,6 +104,9 @@ class FakeSandbox:
         )
 
     async def teardown(self, final_state: str = "stopped") -> SandboxInfo:
+        # As the real one: a teardown ends stopped or finalized, nothing else.
+        if SandboxState(final_state) not in TERMINAL_STATES:
+            raise InvalidState(f"a teardown ends stopped or finalized, not {final_state}")
         self.state = SandboxState(final_state)
         self.port = None
         return self._info()
@@ -127,11 +135,14 @@ class FakeBackend:
         self.actors: dict[str, FakeSandbox] = {}
         self.created: list[SandboxSpec] = []
         self.killed: list[str] = []
+        # Killed actors, by id: what was asked of them before.
+        self.dead: dict[str, FakeSandbox] = {}
         self.unresponsive: set[str] = set()
         self.unschedulable: set[str] = set()
         self.broken: set[str] = set()
         self.setup_errors: dict[str, StudioError] = {}
         self.next_setup_error: StudioError | None = None
+        self.setup_gate: asyncio.Event | None = None
         self.worktrees: dict[str, list[str]] = {}
         self.pid_files: dict[str, list[str]] = {}
         self.scans: list[tuple[str, str]] = []
@@ -160,6 +171,7 @@ class FakeBackend:
         actor = FakeSandbox(spec)
         if self.next_setup_error is not None:
             actor.setup_error, self.next_setup_error = self.next_setup_error, None
+        actor.setup_gate = self.setup_gate
         self.actors[spec.sandbox_id] = actor
 
     async def call(
@@ -178,8 +190,10 @@ class FakeBackend:
         return await getattr(actor, method)(*args, **kwargs)
 
     async def kill_sandbox(self, sandbox_id: str) -> None:
-        if self.actors.pop(sandbox_id, None) is not None:
+        actor = self.actors.pop(sandbox_id, None)
+        if actor is not None:
             self.killed.append(sandbox_id)
+            self.dead[sandbox_id] = actor
 
     async def sandbox_ids(self) -> list[str]:
         return sorted(self.actors)

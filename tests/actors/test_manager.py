@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -109,8 +110,70 @@ async def test_failed_setup_is_recorded_raised_and_cleaned(
     (record,) = manager.registry.list_sandboxes()
     assert record.state is SandboxState.FAILED and record.error == "vite never answered"
     assert backend.killed == [record.id] and backend.actors == {}
+    # Its worktree and Vite went with a teardown the actor accepted, before the kill.
+    assert backend.dead[record.id].state is SandboxState.STOPPED
     # A failed sandbox is not supervised: the next pass leaves it alone.
     assert (await manager.reconcile())["sandboxes"] == {}
+
+
+async def test_create_without_waiting_returns_starting_and_sets_up_behind(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    backend.setup_gate = gate = asyncio.Event()
+    sandbox = await manager.create_sandbox("alice", repo_id, {}, wait=False)
+    assert sandbox.status is SandboxState.STARTING and sandbox.renderer_url is None
+    actor = backend.actors[sandbox.id]
+    assert [c[0] for c in actor.calls] == ["setup"]  # asked, not answered yet
+    assert manager.registry.get_sandbox(sandbox.id).state is SandboxState.STARTING
+    # A reconcile pass meanwhile waits for the setup; it neither restarts nor doubles it.
+    pass_ = asyncio.create_task(manager.reconcile())
+    gate.set()
+    await pass_
+    assert len(backend.created) == 1
+    shown = await manager.get_sandbox(sandbox.id, "alice")
+    assert shown.status is SandboxState.RUNNING and shown.renderer_url is not None
+
+
+async def test_create_without_waiting_that_fails_later_is_recorded_and_cleaned(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    backend.setup_gate = gate = asyncio.Event()
+    backend.next_setup_error = ViteStartError("vite never answered", output=["boom"])
+    sandbox = await manager.create_sandbox("alice", repo_id, {}, wait=False)
+    assert sandbox.status is SandboxState.STARTING
+    gate.set()
+    for _ in range(100):
+        if sandbox.id in backend.killed:
+            break
+        await asyncio.sleep(0.01)
+    record = manager.registry.get_sandbox(sandbox.id)
+    assert record.state is SandboxState.FAILED and record.error == "vite never answered"
+    assert backend.dead[sandbox.id].state is SandboxState.STOPPED
+
+
+async def test_create_without_waiting_refuses_at_once_what_it_cannot_place(
+    settings: StudioSettings, repo_id: int
+) -> None:
+    backend = FakeBackend([node("n1", slots=1)])
+    studio = StudioManager(settings, backend)
+    try:
+        await studio.create_sandbox("alice", repo_id, {}, wait=False)
+        with pytest.raises(ServiceUnavailable, match="free sandbox slot"):
+            await studio.create_sandbox("alice", repo_id, {}, wait=False)
+    finally:
+        await studio.cancel_setups()
+        studio.close()
+
+
+async def test_cancel_setups_disposes_of_half_made_sandboxes(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    backend.setup_gate = asyncio.Event()  # never set: the setup hangs
+    sandbox = await manager.create_sandbox("alice", repo_id, {}, wait=False)
+    await manager.cancel_setups()
+    assert backend.killed == [sandbox.id]
+    assert backend.dead[sandbox.id].state is SandboxState.STOPPED
+    assert manager.registry.get_sandbox(sandbox.id).state is SandboxState.FAILED
 
 
 async def test_no_free_slot_is_service_unavailable(settings: StudioSettings, repo_id: int) -> None:
@@ -439,6 +502,8 @@ async def test_users(manager: StudioManager, settings: StudioSettings) -> None:
     assert token_file.stat().st_mode & 0o077 == 0
     user, token = manager.accounts.create_user("alice")
     assert user.name == "alice" and not user.is_admin
+    # Never "-…" (a command line would take it for an option); recognisable.
+    assert token.startswith("st_") and manager.accounts.admin_token.startswith("st_")
     assert manager.accounts.authenticate(token) == user
     assert manager.accounts.authenticate("wrong") is None
     assert [u.name for u in manager.accounts.list_users()] == ["admin", "alice"]

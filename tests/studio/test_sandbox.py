@@ -78,8 +78,11 @@ def test_setup_runs_vite_on_the_sandbox_branch(running: ComponentStudioSandbox, 
     worktree = running.worktree_path
     assert git(worktree, "branch", "--show-current") == "design/studio-test0001"
     assert (worktree / ".studio" / "studio.config.json").is_file()
-    statuses = [p["status"] for t, p in event_types(running) if t == "status"]
-    assert statuses == ["starting", "running"]
+    statuses = [p for t, p in event_types(running) if t == "status"]
+    assert [p["status"] for p in statuses if "step" not in p] == ["starting", "running"]
+    # Each setup step said as it began, while starting.
+    steps = [(p["status"], p["step"]) for p in statuses if "step" in p]
+    assert steps == [("starting", s) for s in ("mirror", "worktree", "install", "vite")]
     catalog = running.components()
     assert catalog and "Button" in json.dumps(catalog)
 

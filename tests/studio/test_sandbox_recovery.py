@@ -65,7 +65,8 @@ def kill_vite(sandbox: ComponentStudioSandbox) -> int:
 
 
 def statuses(sandbox: ComponentStudioSandbox) -> list[str]:
-    return [str(p["status"]) for t, p in event_types(sandbox) if t == "status"]
+    # Transitions only: the setup-step announcements are status events too.
+    return [str(p["status"]) for t, p in event_types(sandbox) if t == "status" and "step" not in p]
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
@@ -331,11 +332,12 @@ def test_on_event_sees_every_event_in_order(make_sandbox: SandboxFactory):
     sandbox.on_teardown()
     assert [m["seq"] for m in seen] == list(range(1, sandbox.events.last_seq + 1))
     assert [m["type"] for m in seen] == [
-        "status",
-        "status",
+        "status",  # starting
+        *["status"] * 4,  # mirror, worktree, install, vite
+        "status",  # running
         "commit",
         "rollback",
         "status",
         "status",
     ]
-    assert seen[2]["sandbox_id"] == "sb_test0001" and isinstance(seen[2]["ts"], str)
+    assert seen[6]["sandbox_id"] == "sb_test0001" and isinstance(seen[6]["ts"], str)
