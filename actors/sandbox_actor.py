@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -53,7 +54,7 @@ from studio.models import (
     SandboxInfo,
 )
 from studio.naming import ACTOR_NAMESPACE, sandbox_actor_name
-from studio.sandbox import ComponentStudioSandbox
+from studio.sandbox import ComponentStudioSandbox, record_execute
 from studio.state import SandboxState
 
 if TYPE_CHECKING:
@@ -301,8 +302,14 @@ class SandboxActor:
         await self._recovered()
         if not is_mutation(parsed):
             return await self._run(self._sandbox.on_execute, parsed)
-        async with self._lock:
-            return await self._run(self._sandbox.on_execute, parsed)
+        started = time.monotonic()
+        try:
+            async with self._lock:
+                result, ticket = await self._run(self._sandbox.commit_edit, parsed)
+            # Out of the lock: edits behind this one commit while its push runs.
+            return await self._run(self._sandbox.settle_edit, result, ticket)
+        finally:
+            record_execute(parsed.command, started)
 
     @ray.method(max_task_retries=0)
     async def rollback(

@@ -1,4 +1,6 @@
-"""Auto-commits of named files with libgit2 (pygit2), in this process: no git spawned.
+"""Auto-commits of named files, and pushes to a local origin, with libgit2 (pygit2).
+
+Both in this process: no git spawned.
 
 An execute commits the few files it wrote. Through the git CLI that took five
 processes (status, add, diff, commit, rev-parse); here it is a few library calls.
@@ -32,7 +34,7 @@ from studio._git_run import CommitResult, GitIdentity, clean_message, is_protect
 if TYPE_CHECKING:
     import pygit2
 
-__all__ = ["InProcessCommitter"]
+__all__ = ["InProcessCommitter", "push_to_local_origin"]
 
 logger = logging.getLogger("studio.git")
 
@@ -163,3 +165,80 @@ def _tree_entry(tree: pygit2.Tree, path: str) -> tuple[str, int] | None:
 
 def _in_tree(tree: pygit2.Tree, path: str) -> bool:
     return _tree_entry(tree, path) is not None
+
+
+def _local_path(url: str) -> str | None:
+    """The directory a remote URL names when it is on this machine, else None."""
+    if url.startswith("file://"):
+        return url.removeprefix("file://") or None
+    if "://" in url or url.startswith("-"):
+        return None
+    # scp-like "host:path" is a network remote; a local absolute path has no ":" first.
+    if ":" in url.split("/", 1)[0]:
+        return None
+    return url
+
+
+def push_to_local_origin(mirror: Path, refspec: str) -> bool:
+    """Push ``refspec`` from the bare ``mirror`` to its ``origin`` when that is on this machine.
+
+    Done as the origin fetching from the mirror (libgit2 pushes only to bare
+    repositories; a fetch works into any): 10-15 ms against 30-40 ms for
+    ``git push``, a process per push plus its helpers. The checks ``git push``
+    makes are kept: no non-fast-forward without ``+``, and never the branch a
+    non-bare origin has checked out. False when the origin is a network remote,
+    a check refuses, or anything goes wrong: the caller then pushes with the
+    git CLI, which reports errors properly.
+    """
+    force = refspec.startswith("+")
+    source, _, target = refspec.removeprefix("+").partition(":")
+    if not source.startswith("refs/heads/") or not target.startswith("refs/heads/"):
+        return False
+    try:
+        import pygit2
+
+        flags = pygit2.enums.RepositoryOpenFlag.NO_SEARCH
+        ours = pygit2.Repository(str(mirror), flags)
+        try:
+            where = _local_path(ours.remotes["origin"].url or "")
+            new = ours.revparse_single(source).id
+        finally:
+            ours.free()
+        if where is None or not Path(where).is_dir():
+            return False
+        theirs = pygit2.Repository(where, flags)
+        try:
+            if not theirs.is_bare and not theirs.head_is_unborn and theirs.head.name == target:
+                return False  # receive.denyCurrentBranch: the CLI says so
+            if target in theirs.references and not force:
+                current = theirs.revparse_single(target).id
+                if current != new and not _descends(mirror, new, current):
+                    return False
+            theirs.remotes.create_anonymous(str(mirror)).fetch([f"+{source}:{target}"])
+            landed = theirs.revparse_single(target).id
+        finally:
+            theirs.free()
+        # What `git push` does too: the mirror's view of origin follows.
+        ours = pygit2.Repository(str(mirror), flags)
+        try:
+            tracking = "refs/remotes/origin/" + target.removeprefix("refs/heads/")
+            ours.references.create(tracking, landed, force=True)
+        finally:
+            ours.free()
+    except Exception as exc:  # libgit2 errors are GitError, OSError, KeyError, ValueError
+        logger.debug("in-process push fell back to git: %s", exc, extra={"path": str(mirror)})
+        return False
+    return True
+
+
+def _descends(mirror: Path, new: pygit2.Oid, old: pygit2.Oid) -> bool:
+    """Whether ``new`` has ``old`` as an ancestor in ``mirror``: a fast-forward."""
+    import pygit2
+
+    ours = pygit2.Repository(str(mirror), pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
+    try:
+        return bool(ours.descendant_of(new, old))
+    except (KeyError, ValueError, pygit2.GitError):
+        return False  # ``old`` is not even in our history
+    finally:
+        ours.free()

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from studio._git_inproc import InProcessCommitter
+from studio._git_inproc import InProcessCommitter, push_to_local_origin
 from studio._git_run import (
     DEFAULT_IDENTITY,
     LOG_FORMAT,
@@ -344,6 +344,9 @@ class Worktree:
             raise InvalidRequest(f"remote {redact(remote)!r} is not a remote name or URL")
         refspec = f"{'+' if force else ''}refs/heads/{name}:refs/heads/{name}"
         with self._push_lock:
+            if remote == "origin" and push_to_local_origin(self.mirror.path, refspec):
+                logger.debug("pushed in-process", extra={"sandbox_id": self.sandbox_id})
+                return
             self._git.run(
                 "push",
                 "--quiet",

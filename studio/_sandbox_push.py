@@ -1,17 +1,23 @@
-"""Background pushes of a sandbox's branch to its origin, coalesced.
+"""Pushes of a sandbox's branch to its origin, coalesced, with a wait for durability.
 
 Every commit, rollback and undo asks for a push so that another node can
 recover the branch after this one died. Pushes run in one background thread:
 at most one push is in flight and at most one more is pending (a request made
 while a push runs is served by the next push, which carries every commit made
-meanwhile). A push starts ``delay`` seconds after the request that asked for
-it, so a burst of edits costs one push rather than one per commit (each push
-is several git processes competing with the edits for the CPU); a flush or
-close pushes at once. Pushes are forced, since a rollback rewrites the branch.
+meanwhile: a group commit). Pushes are forced, since a rollback rewrites the
+branch.
 
-A failed push is logged and remembered (``last_error``), never raised to the
-caller of :meth:`BranchPusher.request`: the commit is already safe on this
-node's disk, and the next request pushes it again.
+Each :meth:`BranchPusher.request` returns a ticket. :meth:`BranchPusher.wait`
+blocks until a push that covers the ticket has been tried and says whether it
+reached the origin: a durable execute answers only then. Nobody waiting, a
+push starts ``delay`` seconds after the request that asked for it, so that a
+burst of edits costs one push rather than one per commit; a waiter (or a
+flush) makes it start at once.
+
+A failed push is logged, remembered (``last_error``) and retried with backoff
+(1 s doubling to 30 s) until one succeeds or the pusher is closed; it is never
+raised to whoever requested it: the commit is already safe on this node's
+disk, and the waiter is told it is not on the origin yet.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ __all__ = ["BATCH_SECONDS", "BranchPusher"]
 
 logger = logging.getLogger("studio.sandbox")
 
-# Requests within this many seconds of the first are served by one push.
+# Requests within this many seconds of the first are served by one push (nobody waiting).
 BATCH_SECONDS = 0.5
+RETRY_FIRST = 1.0
+RETRY_MAX = 30.0
 
 
 class BranchPusher:
@@ -39,80 +47,136 @@ class BranchPusher:
     """
 
     def __init__(
-        self, push: Callable[[], None], *, name: str = "push", delay: float = BATCH_SECONDS
+        self,
+        push: Callable[[], None],
+        *,
+        name: str = "push",
+        delay: float = BATCH_SECONDS,
+        retry_first: float = RETRY_FIRST,
+        retry_max: float = RETRY_MAX,
     ) -> None:
         self._push = push
         self._name = name
         self._delay = delay
+        self._retry_first = retry_first
+        self._retry_max = retry_max
         self._cond = threading.Condition()
-        self._pending = False
+        # Tickets: the latest request, the latest covered by a finished attempt,
+        # the latest covered by a push that succeeded.
+        self._requested = 0
+        self._attempted = 0
+        self._pushed = 0
         self._running = False
         self._closed = False
-        # Set by flush(): someone waits for the pushes, so none waits out its delay.
+        # Someone waits for the pushes: none waits out its delay.
         self._hurry = False
+        self._retry_at: float | None = None
+        self._backoff = retry_first
         self.pushes = 0
         self.last_error: StudioError | None = None
 
-    def request(self) -> None:
-        """Ask for a push of the branch as it is now (or later)."""
+    def request(self) -> int:
+        """Ask for a push of the branch as it is now; the ticket to :meth:`wait` on."""
         with self._cond:
             if self._closed:
-                return
-            self._pending = True
+                return self._requested
+            self._requested += 1
+            ticket = self._requested
             if self._running:
-                return
+                self._cond.notify_all()
+                return ticket
             self._running = True
         threading.Thread(target=self._work, name=self._name, daemon=True).start()
+        return ticket
+
+    def wait(self, ticket: int, timeout: float) -> bool:
+        """Wait (``timeout`` s at most) for a push covering ``ticket`` to be tried; did it land?"""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if self._attempted < ticket:
+                self._hurry = True
+                self._cond.notify_all()
+            while self._attempted < ticket and (self._running or not self._closed):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            return self._pushed >= ticket
+
+    def flush(self, timeout: float) -> bool:
+        """Push what is not on the origin yet, at once; whether it all landed in ``timeout`` s.
+
+        After a failed push that waits for its retry, this is the retry.
+        """
+        with self._cond:
+            if self._pushed >= self._requested or self._closed:
+                return self._pushed >= self._requested
+        return self.wait(self.request(), timeout)
+
+    def close(self, timeout: float) -> bool:
+        """Flush, then refuse further requests and stop retrying; whether the flush landed."""
+        done = self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        return done
+
+    @property
+    def idle(self) -> bool:
+        """No push pending, in flight or waiting to be retried."""
+        with self._cond:
+            return not self._running
+
+    def _next_target(self) -> int | None:
+        """Under the lock: the ticket the next push covers, after its delay; None: stop."""
+        while True:
+            if self._closed:
+                return None
+            if self._requested > self._attempted:
+                break
+            if self._retry_at is None:
+                return None
+            wait = self._retry_at - time.monotonic()
+            if wait <= 0:
+                break
+            self._cond.wait(wait)  # a new request or close wakes it early
+        if self._delay > 0 and not self._hurry and self._retry_at is None:
+            # Requests meanwhile ride on this push (they only move _requested on).
+            self._cond.wait_for(lambda: self._hurry or self._closed, self._delay)
+        self._hurry = False
+        return self._requested
 
     def _work(self) -> None:
         while True:
             with self._cond:
-                if not self._pending:
+                target = self._next_target()
+                if target is None:
                     self._running = False
-                    self._hurry = False
                     self._cond.notify_all()
                     return
-                if self._delay > 0:
-                    # Requests meanwhile ride on this push (they only set _pending again).
-                    self._cond.wait_for(lambda: self._hurry or self._closed, self._delay)
-                self._pending = False
-            try:
-                self._push()
-            except StudioError as exc:
-                self.last_error = exc
-                logger.warning("background push failed: %s", exc, extra={"pusher": self._name})
-            except Exception as exc:  # a push thread must never die silently
-                self.last_error = StudioError(f"background push failed: {exc}")
-                logger.exception("background push failed", extra={"pusher": self._name})
-            else:
-                self.last_error = None
-                self.pushes += 1
+            error = self._attempt()
             with self._cond:
+                self._attempted = max(self._attempted, target)
+                if error is None:
+                    self._pushed = max(self._pushed, target)
+                    self._retry_at, self._backoff = None, self._retry_first
+                else:
+                    self._retry_at = time.monotonic() + self._backoff
+                    self._backoff = min(self._backoff * 2, self._retry_max)
                 self._cond.notify_all()
 
-    @property
-    def idle(self) -> bool:
-        """Nothing pending and nothing in flight."""
-        with self._cond:
-            return not self._pending and not self._running
-
-    def flush(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s until every requested push ran; whether they did."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            if self._running:
-                self._hurry = True
-                self._cond.notify_all()
-            while self._pending or self._running:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-        return True
-
-    def close(self, timeout: float) -> bool:
-        """Flush, then refuse further requests; whether the flush completed."""
-        done = self.flush(timeout)
-        with self._cond:
-            self._closed = True
-        return done
+    def _attempt(self) -> StudioError | None:
+        try:
+            self._push()
+        except StudioError as exc:
+            error = exc
+            logger.warning("push failed: %s", exc, extra={"pusher": self._name})
+        except Exception as exc:  # a push thread must never die silently
+            error = StudioError(f"push failed: {exc}")
+            logger.exception("push failed", extra={"pusher": self._name})
+        else:
+            self.last_error = None
+            self.pushes += 1
+            return None
+        self.last_error = error
+        return error

@@ -103,3 +103,5 @@ class ExecuteResult(BaseModel):
     commit_hash: str | None = None
     content: str | None = None
     files: list[str] | None = None
+    pushed: bool | None = None
+    """With ``durable_commits``: whether the commit is on the origin too (None: not asked)."""

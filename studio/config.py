@@ -108,6 +108,19 @@ class ComponentStudioConfig(BaseModel):
     ready_timeout: float = Field(
         60.0, gt=0, description="Seconds Vite may take to answer /@vite/client after start."
     )
+    durable_commits: bool = Field(
+        True,
+        description="Execute and rollback answer once the branch is on the origin too, so "
+        "an edit survives the loss of its node (about 6 ms more for a local origin). False: "
+        "they answer once it is on the node's disk and push within a second.",
+    )
+    push_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="Seconds a durable execute waits for its push; past it the answer says "
+        "pushed=false (the commit is on the node's disk, the push is retried).",
+    )
     component_glob: str = Field(
         "src/**/*.{tsx,jsx}", min_length=1, description="Where the studio looks for components."
     )

@@ -88,6 +88,8 @@ class RollbackResult(_Model):
     success: bool
     current_hash: str
     previous_hash: str
+    pushed: bool | None = None
+    """With ``durable_commits``: whether the moved branch is on the origin too."""
 
 
 class FinalizeResult(_Model):

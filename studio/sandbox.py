@@ -12,8 +12,10 @@ restart, which holds a lock of its own. Every transition, commit, rollback
 and error is appended to :attr:`~ComponentStudioSandbox.events`.
 
 Durability: after each commit, rollback or undo the branch is pushed (forced)
-to the mirror's ``origin`` in the background (see ``_sandbox_push``), so
-another node can recover the sandbox from there with ``on_setup(recover=True)``.
+to the mirror's ``origin`` (see ``_sandbox_push``), so another node can recover
+the sandbox from there with ``on_setup(recover=True)``. With the config's
+``durable_commits`` (the default) execute and rollback answer only once that
+push landed; otherwise it runs in the background.
 The Vite restart loop lives in ``_sandbox_vite``; the all-or-nothing file edits
 in ``_sandbox_files``.
 """
@@ -83,7 +85,7 @@ if TYPE_CHECKING:
     # studio.pr loads PyGithub (a large import): only a push to GitHub or a finalize needs it.
     from studio.pr import PullRequestProvider
 
-__all__ = ["FLUSH_TIMEOUT", "ComponentStudioSandbox"]
+__all__ = ["FLUSH_TIMEOUT", "ComponentStudioSandbox", "record_execute"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +100,12 @@ _DEFAULT_BRANCH = ComponentStudioConfig.model_fields["branch"].default
 
 def _utc(stamp: float) -> datetime:
     return datetime.fromtimestamp(stamp, UTC)
+
+
+def record_execute(command: str, started: float) -> None:
+    """The execute-latency metric of one command that began at ``started`` (monotonic)."""
+    elapsed = time.monotonic() - started
+    metrics.record(lambda: metrics.execute_seconds().observe(elapsed, tags={"command": command}))
 
 
 def _commit_info(commit: Commit) -> CommitInfo:
@@ -290,21 +298,44 @@ class ComponentStudioSandbox(SandboxLifecycle):
         try:
             if isinstance(command, ReadFile | ListFiles):
                 return self._read(command)
-            with self._mutation:
-                return self._mutate(command)
+            result, ticket = self.commit_edit(command)
+            return self.settle_edit(result, ticket)
         finally:
-            elapsed = time.monotonic() - started
-            name = command.command
-            metrics.record(
-                lambda: metrics.execute_seconds().observe(elapsed, tags={"command": name})
-            )
+            record_execute(command.command, started)
+
+    def commit_edit(
+        self, command: WriteFile | WriteFiles | DeleteFile
+    ) -> tuple[ExecuteResult, int | None]:
+        """The serialized half of an edit: write, commit, ask for a push.
+
+        Returns the answer and, when the caller must wait for the push
+        (``durable_commits``), its ticket for :meth:`settle_edit`. Waiting is
+        left out of the mutation lock: the next edits commit while this push
+        runs, and ride on the push after it (a group commit).
+        """
+        with self._mutation:
+            return self._mutate(command)
+
+    def settle_edit(self, result: ExecuteResult, ticket: int | None) -> ExecuteResult:
+        """``result`` once its push landed (``pushed``), or said not to have in time."""
+        if ticket is None:
+            return result
+        if self.pusher.wait(ticket, self.config.push_timeout):
+            return result.model_copy(update={"pushed": True})
+        error = self.pusher.last_error
+        why = f": {error.message}" if error is not None else f" within {self.config.push_timeout}s"
+        output = f"{result.output}; not on the origin yet{why} (kept on this node, retrying)"
+        return result.model_copy(update={"pushed": False, "output": output})
 
     def _read(self, command: ReadFile | ListFiles) -> ExecuteResult:
         worktree = self._working_tree(command.command)
         self.touch()
         return read_command(worktree.path, command, self.settings.max_file_bytes)
 
-    def _mutate(self, command: WriteFile | WriteFiles | DeleteFile) -> ExecuteResult:
+    def _mutate(
+        self, command: WriteFile | WriteFiles | DeleteFile
+    ) -> tuple[ExecuteResult, int | None]:
+        """Write, commit and ask for a push; the push's ticket when the caller waits for it."""
         worktree = self._working_tree(command.command)
         self.touch()
         change = FileChange(worktree.path, self.settings.max_file_bytes)
@@ -320,9 +351,8 @@ class ComponentStudioSandbox(SandboxLifecycle):
                 files = [change.delete(command.file_path)]
             files = sorted(set(files))
             if not self.config.auto_commit:
-                return ExecuteResult(
-                    output=f"{command.command}: {', '.join(files)} (not committed)"
-                )
+                output = f"{command.command}: {', '.join(files)} (not committed)"
+                return ExecuteResult(output=output), None
             message = commit_message(
                 self.config.commit_pattern,
                 action=command.command,
@@ -336,7 +366,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
             change.undo()
             raise
         if not result.committed or result.hash is None:
-            return ExecuteResult(output=f"{command.command}: {', '.join(files)} unchanged")
+            return ExecuteResult(output=f"{command.command}: {', '.join(files)} unchanged"), None
         self._branch_moved()
         self.publish(
             MessageType.COMMIT,
@@ -347,8 +377,11 @@ class ComponentStudioSandbox(SandboxLifecycle):
                 "timestamp": datetime.now(UTC),
             },
         )
-        self.pusher.request()
-        return ExecuteResult(output=f"committed {', '.join(result.files)}", commit_hash=result.hash)
+        ticket = self.pusher.request()
+        answer = ExecuteResult(
+            output=f"committed {', '.join(result.files)}", commit_hash=result.hash
+        )
+        return answer, ticket if self.config.durable_commits else None
 
     # -- rollback and history ------------------------------------------------
 
@@ -374,8 +407,12 @@ class ComponentStudioSandbox(SandboxLifecycle):
                 MessageType.ROLLBACK,
                 RollbackPayload(current_hash=current, previous_hash=previous),
             )
-            self.pusher.request()
-        return RollbackResult(success=True, current_hash=current, previous_hash=previous)
+            ticket = self.pusher.request()
+        result = RollbackResult(success=True, current_hash=current, previous_hash=previous)
+        if not self.config.durable_commits:
+            return result
+        pushed = self.pusher.wait(ticket, self.config.push_timeout)
+        return result.model_copy(update={"pushed": pushed})
 
     def history(self, count: int = 50) -> list[CommitInfo]:
         """The branch's commits since its base, newest first, the base last (``is_base``)."""

@@ -47,6 +47,7 @@ def test_removed_node_sandbox_recovers_on_a_surviving_node(
     findings = json.loads(out.strip().splitlines()[-1])
     assert len(set(findings["spread"])) == 2
     assert findings["commit_kept"] is True
+    assert findings["answered_pushed"] == [True] * 10
     # Nothing of the scenario's cluster or sandboxes outlives it.
     deadline = time.monotonic() + 20
     while (left := processes_under(workdir)) and time.monotonic() < deadline:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,28 +58,84 @@ def test_a_burst_of_requests_is_one_push_and_a_flush_does_not_wait_out_the_delay
     assert pusher.close(60) and pusher.pushes == 2
 
 
-def test_a_failed_push_is_remembered_and_the_next_one_clears_it():
-    outcomes = [StudioError("remote unreachable"), None]
+def test_wait_answers_once_a_push_made_after_the_request_landed():
+    state = {"branch": 0}
+    pushed: list[int] = []
+    pusher = BranchPusher(lambda: pushed.append(state["branch"]), delay=600)
+    state["branch"] = 1
+    ticket = pusher.request()
+    # The waiter does not wait out the 600 s batching delay.
+    assert pusher.wait(ticket, 30)
+    assert pushed == [1]
+    assert pusher.wait(ticket, 0)  # already landed: at once
+    assert pusher.close(30)
+
+
+def test_edits_made_during_a_push_ride_on_the_next_one():
+    release = threading.Event()
+    started = threading.Event()
+    state = {"branch": 0}
+    pushed: list[int] = []
+
+    def push() -> None:
+        pushed.append(state["branch"])
+        started.set()
+        release.wait(30)
+
+    pusher = BranchPusher(push, delay=0)
+    first = pusher.request()
+    assert started.wait(30)
+    tickets = []
+    for n in range(1, 11):
+        state["branch"] = n
+        tickets.append(pusher.request())
+    assert not pusher.wait(first, 0.05)  # still in flight
+    release.set()
+    assert all(pusher.wait(t, 30) for t in [first, *tickets])
+    # One push for the ten edits made meanwhile, carrying the last of them.
+    assert pushed == [0, 10]
+
+
+def test_a_failed_push_is_said_to_the_waiter_and_retried_until_it_lands():
+    outcomes: list[StudioError | None] = [StudioError("remote unreachable")] * 2 + [None]
 
     def push() -> None:
         outcome = outcomes.pop(0)
         if outcome is not None:
             raise outcome
 
-    pusher = BranchPusher(push)
-    pusher.request()
-    assert pusher.flush(30)
+    pusher = BranchPusher(push, delay=0, retry_first=0.05)
+    ticket = pusher.request()
+    assert not pusher.wait(ticket, 30)
     assert pusher.last_error is not None and "unreachable" in str(pusher.last_error)
-    pusher.request()
+    deadline = time.monotonic() + 30
+    while pusher.pushes == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)  # retried in the background, no new request needed
+    assert pusher.pushes == 1 and pusher.last_error is None and outcomes == []
+    assert pusher.wait(ticket, 0)
+    assert pusher.close(30) and pusher.idle
+
+
+def test_a_flush_retries_at_once_instead_of_waiting_for_the_backoff():
+    outcomes: list[StudioError | None] = [StudioError("remote unreachable"), None]
+
+    def push() -> None:
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+
+    pusher = BranchPusher(push, delay=0, retry_first=600)
+    assert not pusher.wait(pusher.request(), 30)
     assert pusher.flush(30) and pusher.last_error is None and pusher.pushes == 1
 
 
-def test_a_closed_pusher_ignores_requests():
+def test_a_closed_pusher_ignores_requests_and_nobody_waits_on_it():
     calls: list[None] = []
     pusher = BranchPusher(lambda: calls.append(None))
     assert pusher.close(30)
-    pusher.request()
-    assert pusher.flush(30) and calls == []
+    ticket = pusher.request()
+    assert pusher.wait(ticket, 30) and pusher.flush(30)
+    assert calls == [] and pusher.idle
 
 
 # --- FileChange -----------------------------------------------------------------------
