@@ -93,8 +93,8 @@ class BenchService:
     def create(self, overrides: dict[str, Any] | None = None) -> Created:
         """POST /sandboxes and wait until its renderer answers ``/@vite/client`` 200."""
         body: dict[str, Any] = {"type": "component-studio", "repository_id": self.repository_id}
-        if overrides:
-            body["config"] = overrides
+        # Config overrides are extra top-level fields of the create request.
+        body.update(overrides or {})
         requested = time.monotonic()
         response = self.api("POST", "/sandboxes", json=body)
         responded = time.monotonic()
