@@ -28,6 +28,7 @@ from ray.exceptions import (
 )
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from actors._prestart import prestart_workers
 from actors.scheduling import SLOT_RESOURCE, NodeView
 from studio.config import ComponentStudioConfig
 from studio.errors import StudioError
@@ -118,6 +119,10 @@ class Backend(Protocol):
 
     async def scan_node(self, node_id: str, state_dir: str) -> NodeScan:
         """List the worktrees and pid records in ``state_dir`` on ``node_id``."""
+        ...
+
+    async def prestart_worker(self, node_id: str) -> None:
+        """Have a spare worker waiting on ``node_id`` for the next actor (best effort)."""
         ...
 
 
@@ -249,3 +254,6 @@ class RayBackend:
         ref = _scan_task.options(scheduling_strategy=strategy).remote(node_id, state_dir)
         result: NodeScan = await asyncio.wait_for(ref, 30)
         return result
+
+    async def prestart_worker(self, node_id: str) -> None:
+        await asyncio.to_thread(prestart_workers, node_id)

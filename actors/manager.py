@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors._accounts import Accounts, provider_spec
+from actors._prestart import KEEP_ALIVE_SECONDS
 from actors._ray_backend import (
     ActorGone,
     ActorUnresponsive,
@@ -34,6 +35,7 @@ from actors._ray_backend import (
 from actors._views import info_from_record, record_gauges, renderer_url
 from actors.scheduling import (
     Action,
+    NodeView,
     Ping,
     choose_node,
     decide,
@@ -59,6 +61,8 @@ _SUPERVISED = frozenset({SandboxState.PENDING, *ACTIVE_STATES})
 # Events a sandbox may have published since the manager last stored its last_seq; a
 # recreated actor numbers from past them so numbers never go back.
 SEQ_MARGIN = 1000
+# A spare worker is asked for again this long after the last request (its keep-alive ends).
+SPARE_RENEW_SECONDS = KEEP_ALIVE_SECONDS * 0.9
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,9 @@ class StudioManager:
         self._missed: dict[str, int] = {}
         self._tick_lock = asyncio.Lock()
         self._last_reconcile: float | None = None
+        # When a spare worker was last asked for, per node (monotonic), and the requests.
+        self._spare_requested: dict[str, float] = {}
+        self._spare_tasks: set[asyncio.Task[None]] = set()
         # Setups of sandboxes created with wait=False (a reference keeps each task alive).
         self._setups: set[asyncio.Task[SandboxInfo]] = set()
 
@@ -238,9 +245,34 @@ class StudioManager:
                 ) from exc
             raise
         elapsed = time.monotonic() - started
+        # This actor took the node's spare worker (if it had one): another for the next.
+        self._keep_spare(node_id, needed_since=started)
         metrics.record(lambda: metrics.sandbox_creates().inc(tags={"outcome": "ready"}))
         metrics.record(lambda: metrics.create_to_ready_seconds().observe(elapsed))
         return self._store(record, info)
+
+    def _keep_spare(self, node_id: str, *, needed_since: float | None = None) -> None:
+        """Have a spare Ray worker started on ``node_id`` unless one is already there.
+
+        One spare per node at most: a request made since ``needed_since`` (the
+        start of the creation that may have used the last spare) already covers
+        it, and without ``needed_since`` one younger than its keep-alive does.
+        Requested after a setup, not during one, so that starting the spare does
+        not compete for the CPU with the sandbox that just came up.
+        """
+        last = self._spare_requested.get(node_id)
+        if last is not None:
+            fresh = (
+                last > needed_since
+                if needed_since is not None
+                else (time.monotonic() - last < SPARE_RENEW_SECONDS)
+            )
+            if fresh:
+                return
+        self._spare_requested[node_id] = time.monotonic()
+        task = asyncio.create_task(self._backend.prestart_worker(node_id))
+        self._spare_tasks.add(task)
+        task.add_done_callback(self._spare_tasks.discard)
 
     # -- sandboxes --------------------------------------------------------
 
@@ -450,8 +482,18 @@ class StudioManager:
                 else:
                     actions[record.id] = outcome
             record_gauges(self.registry.list_sandboxes())
+            self._spare_for_next(nodes)
             self._last_reconcile = time.time()
             return {"sandboxes": actions, "nodes_alive": len(alive)}
+
+    def _spare_for_next(self, nodes: list[NodeView]) -> None:
+        """A spare worker on the node the next sandbox would go to (none when all are full)."""
+        others = [r.node_id for r in self.registry.list_sandboxes(states=_SUPERVISED)]
+        try:
+            node_id = choose_node(nodes, node_load(others), avoid=(), prefer=None)
+        except StudioError:
+            return
+        self._keep_spare(node_id)
 
     async def _ping(self, sandbox_id: str) -> tuple[Ping, dict[str, Any] | None, bool]:
         """The ping's outcome, its answer, and whether the actor's node is lost."""

@@ -146,6 +146,7 @@ class FakeBackend:
         self.worktrees: dict[str, list[str]] = {}
         self.pid_files: dict[str, list[str]] = {}
         self.scans: list[tuple[str, str]] = []
+        self.prestarts: list[str] = []
 
     def kill_node(self, node_id: str) -> None:
         """Mark a node dead (its actors stop answering)."""
@@ -197,6 +198,9 @@ class FakeBackend:
 
     async def sandbox_ids(self) -> list[str]:
         return sorted(self.actors)
+
+    async def prestart_worker(self, node_id: str) -> None:
+        self.prestarts.append(node_id)
 
     async def scan_node(self, node_id: str, state_dir: str) -> NodeScan:
         self.scans.append((node_id, state_dir))

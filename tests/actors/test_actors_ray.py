@@ -7,6 +7,7 @@ import signal
 import time
 from typing import Any
 
+import psutil
 import pytest
 import ray
 
@@ -177,3 +178,31 @@ def test_reconcile_loop_culls_an_idle_sandbox(studio: Studio) -> None:
     assert not (studio.settings.state_dir / "worktrees" / info.id).exists()
     mirror = studio.settings.state_dir / "mirrors" / "ui-kit.git"
     assert git(mirror, "rev-parse", "--verify", "-q", info.branch)
+
+
+def _idle_workers() -> set[int]:
+    """Pids of Ray workers started and never used (their title says IDLE)."""
+    found = set()
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if cmdline and cmdline[0].startswith("ray::IDLE"):
+            found.add(proc.pid)
+    return found
+
+
+def test_a_sandbox_actor_starts_on_the_spare_worker_left_by_the_one_before(
+    studio: Studio,
+) -> None:
+    before = _idle_workers()
+    first = get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
+    # After the setup the manager asked the node for a spare worker: it appears.
+    wait_for(lambda: _idle_workers() - before, 60, "a spare Ray worker")
+    spares = _idle_workers()
+    second = get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
+    try:
+        pid = get(sandbox_handle(second.id).ping.remote())["pid"]
+        # The second actor did not wait for a new process: it took a waiting one.
+        assert pid in spares
+    finally:
+        for info in (first, second):
+            get(studio.manager.teardown_sandbox.remote(info.id, "alice"))

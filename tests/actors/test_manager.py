@@ -176,6 +176,42 @@ async def test_cancel_setups_disposes_of_half_made_sandboxes(
     assert manager.registry.get_sandbox(sandbox.id).state is SandboxState.FAILED
 
 
+async def test_a_spare_worker_follows_each_creation_one_per_node(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    first = await manager.create_sandbox("alice", repo_id, {})
+    await asyncio.sleep(0)  # the request is a background task
+    assert backend.prestarts == [first.node]
+    # Concurrent creations on one node: the first to finish asks for the next spare.
+    backend.node_views = [n for n in backend.node_views if n.node_id == first.node]
+    backend.setup_gate = gate = asyncio.Event()
+    creating = [asyncio.create_task(manager.create_sandbox("alice", repo_id, {})) for _ in range(3)]
+    for _ in range(1000):  # until all three are setting up at once
+        if len(backend.actors) == 4:
+            break
+        await asyncio.sleep(0.01)
+    gate.set()
+    await asyncio.gather(*creating)
+    await asyncio.sleep(0)
+    assert backend.prestarts == [first.node, first.node]
+    # A supervision pass finds the spare fresh and asks for none.
+    await manager.reconcile()
+    await asyncio.sleep(0)
+    assert backend.prestarts == [first.node, first.node]
+
+
+async def test_a_supervision_pass_keeps_a_spare_where_the_next_sandbox_goes(
+    manager: StudioManager, backend: FakeBackend
+) -> None:
+    await manager.reconcile()
+    await asyncio.sleep(0)
+    (node_id,) = backend.prestarts
+    assert node_id in {n.node_id for n in backend.node_views if n.alive}
+    await manager.reconcile()
+    await asyncio.sleep(0)
+    assert len(backend.prestarts) == 1  # still fresh
+
+
 async def test_no_free_slot_is_service_unavailable(settings: StudioSettings, repo_id: int) -> None:
     backend = FakeBackend([node("n1", slots=1)])
     studio = StudioManager(settings, backend)
