@@ -81,13 +81,19 @@ def _edits(ctx: RunContext, result: ScenarioResult, sandbox_id: str) -> None:
     result.figures["without_commit"] = result.failures
 
 
-def execute_latency(ctx: RunContext) -> ScenarioResult:
-    """POST execute write_file (auto-commit, durable: pushed to origin) -> 200 with the hash."""
-    result = ScenarioResult(
-        "execute_write",
-        "5. execute write_file + auto-commit (durable: on origin)",
+def _execute_result(name: str, title: str) -> ScenarioResult:
+    return ScenarioResult(
+        name,
+        title,
         floor="git_execute_floor",
         targets=[Target("median", 0.025, "p50 <= 25 ms"), Target("p99", 0.1, "p99 <= 100 ms")],
+    )
+
+
+def execute_latency(ctx: RunContext) -> ScenarioResult:
+    """POST execute write_file (auto-commit, durable: pushed to origin) -> 200 with the hash."""
+    result = _execute_result(
+        "execute_write", "5. execute write_file + auto-commit (durable: on origin)"
     )
     _edits(ctx, result, _sandbox(ctx).sandbox_id)
     return result
@@ -95,11 +101,8 @@ def execute_latency(ctx: RunContext) -> ScenarioResult:
 
 def execute_latency_local(ctx: RunContext) -> ScenarioResult:
     """The same with ``durable_commits=false``: answered once on the node's disk."""
-    result = ScenarioResult(
-        "execute_write_local",
-        "5b. execute write_file + auto-commit (durable_commits=false)",
-        floor="git_execute_floor",
-        targets=[Target("median", 0.025, "p50 <= 25 ms"), Target("p99", 0.1, "p99 <= 100 ms")],
+    result = _execute_result(
+        "execute_write_local", "5b. execute write_file + auto-commit (durable_commits=false)"
     )
     bench = service(ctx)
     created = bench.create({"durable_commits": False})
