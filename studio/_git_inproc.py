@@ -198,29 +198,26 @@ def push_to_local_origin(mirror: Path, refspec: str) -> bool:
         import pygit2
 
         flags = pygit2.enums.RepositoryOpenFlag.NO_SEARCH
+        # One handle on each side for the whole push: this runs on every durable edit.
         ours = pygit2.Repository(str(mirror), flags)
         try:
             where = _local_path(ours.remotes["origin"].url or "")
+            if where is None or not Path(where).is_dir():
+                return False
             new = ours.revparse_single(source).id
-        finally:
-            ours.free()
-        if where is None or not Path(where).is_dir():
-            return False
-        theirs = pygit2.Repository(where, flags)
-        try:
-            if not theirs.is_bare and not theirs.head_is_unborn and theirs.head.name == target:
-                return False  # receive.denyCurrentBranch: the CLI says so
-            if target in theirs.references and not force:
-                current = theirs.revparse_single(target).id
-                if current != new and not _descends(mirror, new, current):
-                    return False
-            theirs.remotes.create_anonymous(str(mirror)).fetch([f"+{source}:{target}"])
-            landed = theirs.revparse_single(target).id
-        finally:
-            theirs.free()
-        # What `git push` does too: the mirror's view of origin follows.
-        ours = pygit2.Repository(str(mirror), flags)
-        try:
+            theirs = pygit2.Repository(where, flags)
+            try:
+                if not theirs.is_bare and not theirs.head_is_unborn and theirs.head.name == target:
+                    return False  # receive.denyCurrentBranch: the CLI says so
+                if target in theirs.references and not force:
+                    current = theirs.revparse_single(target).id
+                    if current != new and not _descends(ours, new, current):
+                        return False
+                theirs.remotes.create_anonymous(str(mirror)).fetch([f"+{source}:{target}"])
+                landed = theirs.revparse_single(target).id
+            finally:
+                theirs.free()
+            # What `git push` does too: the mirror's view of origin follows.
             tracking = "refs/remotes/origin/" + target.removeprefix("refs/heads/")
             ours.references.create(tracking, landed, force=True)
         finally:
@@ -231,14 +228,11 @@ def push_to_local_origin(mirror: Path, refspec: str) -> bool:
     return True
 
 
-def _descends(mirror: Path, new: pygit2.Oid, old: pygit2.Oid) -> bool:
-    """Whether ``new`` has ``old`` as an ancestor in ``mirror``: a fast-forward."""
+def _descends(repo: pygit2.Repository, new: pygit2.Oid, old: pygit2.Oid) -> bool:
+    """Whether ``new`` has ``old`` as an ancestor in ``repo``: a fast-forward."""
     import pygit2
 
-    ours = pygit2.Repository(str(mirror), pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
     try:
-        return bool(ours.descendant_of(new, old))
+        return bool(repo.descendant_of(new, old))
     except (KeyError, ValueError, pygit2.GitError):
         return False  # ``old`` is not even in our history
-    finally:
-        ours.free()
