@@ -18,11 +18,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import ray
 from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
 
 from actors.handles import start_manager
+from serve.direct import DirectListener
 from serve.errors import install_error_handlers
 from serve.replica import Replica, ServeOptions
 from serve.routes import router
@@ -47,12 +49,33 @@ MAX_ONGOING_REQUESTS = 10_000
 _SECRET_SETTINGS = frozenset({"admin_token", "github_token"})
 
 
+def _advertised_host(public_host: str) -> str:
+    """The host clients reach this replica's node by: ``public_host`` names the head node."""
+    if not ray.is_initialized():
+        return public_host
+    node_ip = ray.util.get_node_ip_address()
+    head_ip = ray.get_runtime_context().gcs_address.rsplit(":", 1)[0]
+    return public_host if node_ip == head_ip else node_ip
+
+
 def create_app(replica: Replica) -> FastAPI:
     """The FastAPI app of one replica (docs at ``/docs``)."""
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings = replica.settings
+        if settings.ws_direct_port:
+            replica.direct = DirectListener(
+                app,
+                host=settings.host,
+                first_port=settings.ws_direct_port,
+                advertised_host=_advertised_host(settings.public_host),
+                api_hint=f"port {settings.ws_port}",
+            )
+            await replica.direct.start()
         yield
+        if replica.direct is not None:
+            await replica.direct.stop()
         await replica.hub.close()
 
     app = FastAPI(

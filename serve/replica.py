@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serve.auth import Authenticator
 from serve.backend import Backend
+from serve.direct import DirectListener
 from serve.hub import EventHub
 from serve.ratelimit import RateLimiter
 from serve.websocket import SessionOptions
@@ -59,6 +60,8 @@ class Replica:
             keepalive_interval=options.keepalive_interval,
         )
         self._viewer_secret: str | None = None
+        # Started with the app (serve.app's lifespan) when ws_direct_port is set.
+        self.direct: DirectListener | None = None
         self.session = SessionOptions(
             ping_interval=options.ping_interval, pong_timeout=options.pong_timeout
         )

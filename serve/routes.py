@@ -75,9 +75,17 @@ Admin = Annotated[UserInfo, Depends(admin_user)]
 
 
 def websocket_url(request: Request | WebSocket, replica: Replica, sandbox_id: str) -> str:
-    """Where a client reaches the sandbox's stream: the host it reached the API on."""
+    """Where a client reaches the sandbox's stream.
+
+    The replica's own listener when it has one (``serve.direct``: no proxy
+    between the events and the client) and the client spoke plain HTTP (a
+    client behind TLS keeps the TLS port), else the host it reached the API on.
+    """
     forwarded = request.headers.get("x-forwarded-proto", request.url.scheme)
     scheme = "wss" if forwarded in ("https", "wss") else "ws"
+    direct = replica.direct.base_url if replica.direct is not None else None
+    if direct is not None and scheme == "ws":
+        return f"{direct}{PREFIX}/sandboxes/{sandbox_id}/ws"
     settings = replica.settings
     host = request.headers.get("host") or f"{settings.public_host}:{settings.ws_port}"
     return f"{scheme}://{host}{PREFIX}/sandboxes/{sandbox_id}/ws"

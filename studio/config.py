@@ -193,6 +193,13 @@ class StudioSettings(BaseSettings):
         400, ge=1, description="How many ports the Vite range holds (it must end below 10002)."
     )
     ws_port: int = Field(8000, description="Port of the HTTP + WebSocket API (Serve's proxy).")
+    ws_direct_port: int = Field(
+        8100,
+        description=(
+            "First port of the API replicas' own event WebSocket listeners (each takes the "
+            "first free one; websocket_url points there); 0 serves WebSockets only on ws_port."
+        ),
+    )
     host: str = Field("127.0.0.1", description="Address the API and Vite servers bind to.")
     public_host: str = Field(
         "127.0.0.1", description="Host name put into renderer and WebSocket URLs for clients."
@@ -230,6 +237,11 @@ class StudioSettings(BaseSettings):
     @classmethod
     def _port_in_range(cls, value: int, info: Any) -> int:
         return _check_port(value, info.field_name)
+
+    @field_validator("ws_direct_port")
+    @classmethod
+    def _port_or_off(cls, value: int, info: Any) -> int:
+        return value if value == 0 else _check_port(value, info.field_name)
 
     @model_validator(mode="after")
     def _range_below_ray(self) -> StudioSettings:

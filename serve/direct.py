@@ -1,0 +1,176 @@
+"""A replica's own WebSocket listener: event streams without the Serve proxy between.
+
+Through Ray Serve's HTTP proxy every WebSocket frame crosses two processes
+(proxy and replica) as one item of a Ray stream, about a millisecond each on
+a busy node: one event to 100 clients of a sandbox took 95 ms at the median,
+the last client 134 ms. Served by the replica itself the same fan-out is a
+loop of socket writes. So each replica also listens on a port of its own
+(the first free one from ``ws_direct_port``) and answers only the sandbox
+event WebSocket there, with the very same app: authentication, rate limits,
+viewer tokens and the hub are shared with the proxied route, which stays
+(the studio page and clients that only reach the API's port use it).
+
+The API hands out the direct address in ``websocket_url``. The host in it is
+``public_host`` when the replica runs on the head node (on one machine,
+always) and the replica node's address otherwise: clients must be able to
+reach the nodes, or the listener is turned off with ``ws_direct_port=0``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import re
+import socket
+
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from studio.config import RAY_WORKER_PORT_MIN
+
+__all__ = ["PORT_TRIES", "DirectListener", "websocket_only"]
+
+logger = logging.getLogger(__name__)
+
+# Ports tried from the base before giving up (replicas of one node share the range).
+PORT_TRIES = 100
+# The one route this port serves.
+_EVENTS_PATH = re.compile(r"/api/v1/sandboxes/[^/]+/ws")
+# Seconds open connections get to finish when the replica stops.
+_SHUTDOWN_GRACE = 2.0
+
+
+def websocket_only(app: ASGIApp, api_hint: str) -> ASGIApp:
+    """``app`` restricted to the sandbox event WebSocket; anything else is refused.
+
+    An HTTP request gets a 404 saying where the API is (``api_hint``); a
+    WebSocket to another path is closed before it is accepted (the client
+    sees a 403).
+    """
+
+    async def only_events(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and _EVENTS_PATH.fullmatch(scope["path"]):
+            await app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+        elif scope["type"] == "http":
+            message = (
+                "this port serves only the sandbox event WebSocket "
+                f"(/api/v1/sandboxes/{{id}}/ws); the API is at {api_hint}"
+            )
+            body = json.dumps({"error": {"code": "not_found", "message": message}}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 404,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+
+    return only_events
+
+
+def _bind(host: str, first: int, tries: int) -> socket.socket | None:
+    """A listening-ready socket on the first free port from ``first``, or None."""
+    for port in range(first, min(first + tries, RAY_WORKER_PORT_MIN)):
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                continue
+            raise
+        return sock
+    return None
+
+
+class DirectListener:
+    """One uvicorn server on the replica's event loop, serving ``app``'s event WebSocket."""
+
+    def __init__(
+        self, app: ASGIApp, *, host: str, first_port: int, advertised_host: str, api_hint: str
+    ) -> None:
+        self._app = websocket_only(app, api_hint)
+        self._host = host
+        self._first_port = first_port
+        self._advertised_host = advertised_host
+        self._server: uvicorn.Server | None = None
+        self._socket: socket.socket | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int | None:
+        """The port listened on, None when not listening."""
+        return None if self._socket is None else int(self._socket.getsockname()[1])
+
+    @property
+    def base_url(self) -> str | None:
+        """``ws://host:port`` of the listener, None when it is not listening."""
+        port = self.port
+        if port is None:
+            return None
+        host = self._advertised_host
+        return f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
+
+    async def start(self) -> None:
+        """Listen on the first free port; without one, log it and stay off (the proxy serves)."""
+        sock = _bind(self._host, self._first_port, PORT_TRIES)
+        if sock is None:
+            logger.warning(
+                "no free port in %d-%d for the direct WebSocket listener: "
+                "event streams go through the API's port only",
+                self._first_port,
+                self._first_port + PORT_TRIES - 1,
+            )
+            return
+        config = uvicorn.Config(
+            self._app,
+            lifespan="off",
+            # The token may be in the query string: no access log, as on the proxy.
+            access_log=False,
+            log_level="warning",
+            ws_ping_interval=None,  # the session pings on its own (serve.websocket)
+            # Events are small JSON; compressing each for every client costs more than it saves.
+            ws_per_message_deflate=False,
+            timeout_graceful_shutdown=_SHUTDOWN_GRACE,
+        )
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        # Not Server.serve(): it takes over SIGTERM and SIGINT when run on the
+        # main thread, and stopping the replica is Serve's business.
+        await server.startup(sockets=[sock])
+        self._server, self._socket = server, sock
+        self._task = asyncio.create_task(self._run(server, sock), name="direct-ws")
+        logger.info("direct WebSocket listener on %s", self.base_url)
+
+    @staticmethod
+    async def _run(server: uvicorn.Server, sock: socket.socket) -> None:
+        await server.main_loop()
+        await server.shutdown(sockets=[sock])
+
+    async def stop(self) -> None:
+        """Stop listening and close the open connections (they may reconnect elsewhere)."""
+        server, task, sock = self._server, self._task, self._socket
+        self._server = self._task = self._socket = None
+        if server is None or task is None or sock is None:
+            return
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(task, _SHUTDOWN_GRACE + 3.0)
+        except (TimeoutError, asyncio.CancelledError):
+            task.cancel()
+        except Exception:
+            logger.exception("direct WebSocket listener stopped with an error")
+        finally:
+            with contextlib.suppress(OSError):
+                sock.close()

@@ -1,0 +1,240 @@
+"""The replica's own event WebSocket listener (serve.direct), alone and behind the API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import ray
+import websockets
+from fastapi import FastAPI, WebSocket
+from starlette.requests import Request
+
+from serve.direct import DirectListener
+from serve.replica import Replica, ServeOptions
+from serve.routes import websocket_url
+from studio.config import StudioSettings
+from tests.serve.conftest import Api
+from tests.serve.test_api_ws import logs_holding, recv, recv_until, write
+
+TIMEOUT = 30
+
+
+def echo_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.websocket("/api/v1/sandboxes/{sandbox_id}/ws")
+    async def events(websocket: WebSocket, sandbox_id: str) -> None:
+        await websocket.accept()
+        await websocket.send_text(f"hello {sandbox_id}")
+        if sandbox_id == "hold":  # stays open until the client or the server goes
+            await websocket.receive()
+        await websocket.close()
+
+    @app.get("/api/v1/sandboxes")
+    async def listing() -> list[str]:
+        return ["should never be served on the direct port"]
+
+    return app
+
+
+def free_low_port() -> int:
+    """A free port below Ray's worker ports (the listener's range ends there)."""
+    for port in random.sample(range(9000, 9990), 200):
+        if port_is_free(port) and port_is_free(port + 1):
+            return port
+    raise RuntimeError("no free port in 9000-9990")
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture
+async def listener() -> AsyncIterator[DirectListener]:
+    direct = DirectListener(
+        echo_app(),
+        host="127.0.0.1",
+        first_port=free_low_port(),
+        advertised_host="studio.test",
+        api_hint="port 8000",
+    )
+    await direct.start()
+    try:
+        yield direct
+    finally:
+        await direct.stop()
+
+
+async def test_listener_serves_the_event_route_only(listener: DirectListener) -> None:
+    port = listener.port
+    assert port is not None
+    assert listener.base_url == f"ws://studio.test:{port}"
+    local = f"ws://127.0.0.1:{port}"
+    async with websockets.connect(f"{local}/api/v1/sandboxes/sb_abc/ws") as ws:
+        assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "hello sb_abc"
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await websockets.connect(f"{local}/api/v1/other/ws")
+    assert refused.value.response.status_code == 403
+    async with httpx.AsyncClient() as http:
+        reply = await http.get(f"http://127.0.0.1:{port}/api/v1/sandboxes")
+    assert reply.status_code == 404
+    message = reply.json()["error"]["message"]
+    assert "only the sandbox event WebSocket" in message and "port 8000" in message
+
+
+async def test_stop_frees_the_port_and_closes_open_connections() -> None:
+    first = free_low_port()
+    direct = DirectListener(
+        echo_app(), host="127.0.0.1", first_port=first, advertised_host="h", api_hint="-"
+    )
+    await direct.start()
+    assert direct.port == first and not port_is_free(first)
+    async with websockets.connect(f"ws://127.0.0.1:{first}/api/v1/sandboxes/hold/ws") as ws:
+        assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "hello hold"
+        await direct.stop()
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012  # service restart
+    assert direct.port is None and direct.base_url is None
+    assert port_is_free(first)
+    await direct.stop()  # twice is harmless
+
+
+async def test_a_taken_port_moves_the_listener_to_the_next_one() -> None:
+    first = free_low_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", first))
+        direct = DirectListener(
+            echo_app(), host="127.0.0.1", first_port=first, advertised_host="h", api_hint="-"
+        )
+        await direct.start()
+        try:
+            assert direct.port == first + 1
+        finally:
+            await direct.stop()
+
+
+async def test_no_free_port_leaves_the_listener_off(caplog: pytest.LogCaptureFixture) -> None:
+    # 10001 is the last port below Ray's worker range: the only one tried.
+    with socket.socket() as taken:
+        try:
+            taken.bind(("127.0.0.1", 10001))
+        except OSError:
+            pytest.skip("port 10001 is in use")
+        direct = DirectListener(
+            echo_app(), host="127.0.0.1", first_port=10001, advertised_host="h", api_hint="-"
+        )
+        with caplog.at_level(logging.WARNING, logger="serve.direct"):
+            await direct.start()
+        assert direct.base_url is None
+        assert "go through the API's port only" in caplog.text
+        await direct.stop()
+
+
+async def test_websocket_url_prefers_the_listener_unless_behind_tls(
+    listener: DirectListener,
+) -> None:
+    replica = Replica(StudioSettings(public_host="studio.test", ws_port=8000), ServeOptions())
+    replica.direct = listener
+
+    def request(headers: dict[str, str]) -> Request:
+        raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        return Request({"type": "http", "scheme": "http", "headers": raw, "path": "/"})
+
+    url = websocket_url(request({"Host": "api.test:8000"}), replica, "sb_abc123")
+    assert url == f"ws://studio.test:{listener.port}/api/v1/sandboxes/sb_abc123/ws"
+    behind_tls = request({"Host": "api.test", "X-Forwarded-Proto": "https"})
+    assert websocket_url(behind_tls, replica, "sb_abc123") == (
+        "wss://api.test/api/v1/sandboxes/sb_abc123/ws"
+    )
+
+
+# -- behind the API (real Serve, real sandbox) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def watched(api: Api) -> tuple[str, str, str]:
+    """A user, their running sandbox and the websocket_url the API gives for it."""
+    user = api.user("direct")
+    created = api.create(user)
+    return user, created["sandbox_id"], created["websocket_url"]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+async def test_api_hands_out_the_replica_listener(api: Api, watched: tuple[str, str, str]) -> None:
+    user, sandbox_id, url = watched
+    api_port = urlsplit(api.url).port
+    direct_port = urlsplit(url).port
+    assert direct_port is not None and direct_port != api_port
+    reply = await asyncio.to_thread(
+        api.http.get, f"/api/v1/sandboxes/{sandbox_id}", headers=api.headers(user)
+    )
+    assert reply.json()["websocket_url"] == url
+    on_direct = await asyncio.to_thread(httpx.get, url.replace("ws://", "http://"))
+    assert on_direct.status_code == 404
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+async def test_direct_and_proxied_clients_see_the_same_stream(
+    api: Api, watched: tuple[str, str, str]
+) -> None:
+    user, sandbox_id, url = watched
+    proxied = f"{api.ws_base}/api/v1/sandboxes/{sandbox_id}/ws"
+    headers = api.headers(user)
+    async with (
+        websockets.connect(url, additional_headers=headers) as direct,
+        websockets.connect(proxied, additional_headers=headers) as through_proxy,
+    ):
+        assert (await recv(direct))["type"] == "hello"
+        assert (await recv(through_proxy))["type"] == "hello"
+        commit = await write(api, user, sandbox_id, "direct-and-proxied")
+        for ws in (direct, through_proxy):
+            got = await recv_until(ws, "commit", hash=commit)
+            assert got["sandbox_id"] == sandbox_id
+        selected = {"type": "component-selected", "payload": {"component": "Card"}}
+        await direct.send(json.dumps(selected))
+        got = await recv_until(through_proxy, "component-selected", component="Card")
+        await through_proxy.send(json.dumps({**selected, "payload": {"component": "Badge"}}))
+        back = await recv_until(direct, "component-selected", component="Badge")
+        assert back["seq"] > got["seq"]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+async def test_direct_refusals_and_no_token_in_logs(
+    api: Api, watched: tuple[str, str, str]
+) -> None:
+    user, sandbox_id, url = watched
+    stranger = api.user("direct-stranger")
+    cases = [
+        (url, {}, 4401),
+        (f"{url}?token=wrong", {}, 4401),
+        (url, api.headers(stranger), 4404),
+        (url.replace(sandbox_id, "sb_doesnotexist"), api.headers(user), 4404),
+    ]
+    for target, headers, code in cases:
+        async with websockets.connect(target, additional_headers=headers) as ws:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), TIMEOUT)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == code, target
+    token = api.tokens[user]
+    async with websockets.connect(f"{url}?token={token}&since=0") as ws:
+        assert (await recv(ws))["type"] == "hello"
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path())
+    assert not logs_holding(logs, token)
