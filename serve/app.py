@@ -53,7 +53,7 @@ def _advertised_host(public_host: str) -> str:
     """The host clients reach this replica's node by: ``public_host`` names the head node."""
     if not ray.is_initialized():
         return public_host
-    node_ip = ray.util.get_node_ip_address()
+    node_ip = str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
     head_ip = ray.get_runtime_context().gcs_address.rsplit(":", 1)[0]
     return public_host if node_ip == head_ip else node_ip
 

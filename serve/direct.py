@@ -40,7 +40,7 @@ PORT_TRIES = 100
 # The one route this port serves.
 _EVENTS_PATH = re.compile(r"/api/v1/sandboxes/[^/]+/ws")
 # Seconds open connections get to finish when the replica stops.
-_SHUTDOWN_GRACE = 2.0
+_SHUTDOWN_GRACE = 2
 
 
 def websocket_only(app: ASGIApp, api_hint: str) -> ASGIApp:
