@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import react from '@vitejs/plugin-react';
 import { escapePath } from 'tinyglobby';
 import { defineConfig } from 'vite';
+import { depsSeedPlugin } from './plugin/deps-seed.mjs';
 import { createCatalog } from './plugin/discover.mjs';
 import { studioPlugin } from './plugin/plugin.mjs';
 import { loadStudioConfig } from './plugin/studio-config.mjs';
@@ -29,7 +30,7 @@ export default defineConfig({
   root: studioDir,
   cacheDir: config.cacheDir,
   clearScreen: false,
-  plugins: [react(), studioPlugin(config, catalog)],
+  plugins: [react(), studioPlugin(config, catalog), depsSeedPlugin(config)],
   resolve: {
     // one React for the studio and the repository, even when the repository installed its own
     dedupe: ['react', 'react-dom'],

@@ -45,6 +45,7 @@ from studio.process import (
     StopResult,
     reap_orphans,
 )
+from studio.vite_deps import deps_seed_dir
 
 __all__ = [
     "CONFIG_FILE",
@@ -102,11 +103,14 @@ def studio_config(
     component_glob: str = DEFAULT_COMPONENT_GLOB,
     wrapper: str | None = None,
     cache_dir: Path | None = None,
+    deps_seed_dir: Path | None = None,
 ) -> dict[str, Any]:
     """The ``studio.config.json`` the template's vite.config.mjs reads.
 
     ``cache_dir`` defaults to ``<repo_root>/.studio/.vite-cache`` (one Vite
     cache per sandbox: a shared one would mix optimised dependencies).
+    ``deps_seed_dir`` is where sandboxes share their pre-bundled dependencies
+    (:mod:`studio.vite_deps`); None optimises them in this sandbox alone.
     """
     _check_repo_relative(component_glob, "component_glob")
     if wrapper is not None:
@@ -115,6 +119,8 @@ def studio_config(
         raise InvalidConfig(f"port must be in 1..65535, got {port}")
     if ws_url is not None and not ws_url.startswith(("ws://", "wss://")):
         raise InvalidConfig(f"ws_url must be a ws:// or wss:// URL, got {ws_url!r}")
+    if deps_seed_dir is not None and not deps_seed_dir.is_absolute():
+        raise InvalidConfig(f"deps_seed_dir must be an absolute path, got {deps_seed_dir}")
     return {
         "sandboxId": sandbox_id,
         "repoRoot": str(repo_root),
@@ -124,6 +130,7 @@ def studio_config(
         "wsUrl": ws_url,
         "componentGlob": component_glob,
         "wrapper": wrapper,
+        "depsSeedDir": None if deps_seed_dir is None else str(deps_seed_dir),
     }
 
 
@@ -198,6 +205,7 @@ def generate_studio_app(
     wrapper: str | None = None,
     npm: str = "npm",
     node: str = "node",
+    share_deps: bool = True,
 ) -> Path:
     """Materialise ``<worktree>/.studio/`` and return it.
 
@@ -206,6 +214,8 @@ def generate_studio_app(
     package.json + package-lock.json and no node_modules yet, are hard-link
     copies from the install cache in ``cache_root``. Keeping ``.studio/`` and
     ``node_modules/`` out of commits is the git layer's job (info/exclude).
+    With ``share_deps``, Vite's pre-bundled dependencies come from (or go to)
+    the node's seed for these node_modules (:mod:`studio.vite_deps`).
     """
     config = studio_config(
         repo_root=worktree,
@@ -234,6 +244,15 @@ def generate_studio_app(
     if has_lock and not repo_modules.exists():
         repo_cached = ensure_node_modules(worktree, cache_root, npm=npm, node=node)
         link_node_modules(repo_cached, repo_modules)
+    if share_deps:
+        seed = deps_seed_dir(
+            worktree,
+            template_dir=template_dir,
+            template_modules=template_modules,
+            ignore=_TEMPLATE_IGNORE,
+            node=node,
+        )
+        config["depsSeedDir"] = None if seed is None else str(seed.resolve())
     write_studio_config(studio_dir, config)
     logger.info(
         "studio app generated",

@@ -18,6 +18,8 @@ export const DEFAULT_COMPONENT_GLOB = 'src/**/*.{tsx,jsx}';
  * @property {string | null} wsUrl live event stream of the sandbox, or null
  * @property {string} componentGlob repo-relative glob of component modules
  * @property {string | null} wrapper repo-relative module whose default export wraps every render
+ * @property {string | null} depsSeedDir absolute directory where the node's sandboxes share Vite's
+ *   pre-bundled dependencies (see deps-seed.mjs), or null to optimise them in this sandbox alone
  */
 
 function fail(file, message) {
@@ -66,6 +68,8 @@ export function loadStudioConfig(studioDir) {
   }
   const wsUrl = optionalString(raw, 'wsUrl', file);
   if (wsUrl !== null && !/^wss?:\/\//.test(wsUrl)) fail(file, `"wsUrl" must be a ws:// or wss:// URL, got ${wsUrl}`);
+  const depsSeedDir = optionalString(raw, 'depsSeedDir', file);
+  if (depsSeedDir !== null && !path.isAbsolute(depsSeedDir)) fail(file, `"depsSeedDir" must be an absolute path, got ${depsSeedDir}`);
   return {
     sandboxId: optionalString(raw, 'sandboxId', file),
     repoRoot,
@@ -75,5 +79,6 @@ export function loadStudioConfig(studioDir) {
     wsUrl,
     componentGlob,
     wrapper,
+    depsSeedDir,
   };
 }

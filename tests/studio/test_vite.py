@@ -68,6 +68,7 @@ def test_studio_config_is_the_template_contract(tmp_path):
         "wsUrl": "ws://127.0.0.1:8000/api/v1/sandboxes/sb_abc123/ws",
         "componentGlob": "src/**/*.{tsx,jsx}",
         "wrapper": "src/Providers.tsx",
+        "depsSeedDir": None,
     }
     assert json.loads(json.dumps(config)) == config
 

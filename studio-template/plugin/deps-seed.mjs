@@ -1,0 +1,166 @@
+// Shares Vite's pre-bundled dependencies (React & co., optimised with
+// rolldown) between the sandboxes of one node instead of optimising them again
+// in every sandbox: that costs each Vite ~1 s of CPU before the first page can
+// load, and ~90 MB of memory that rolldown keeps afterwards.
+//
+// The backend names a seed directory per install-cache entry (studio.config.json
+// "depsSeedDir"; its name covers the lockfiles and the template, so a seed only
+// ever holds bundles of the very node_modules this sandbox links). The first
+// sandbox publishes its optimised deps there; later ones start with a copy.
+//
+// Vite keeps a deps cache only when its _metadata.json carries the hash of the
+// current config, and that hash includes the (per-sandbox) root. So the copy's
+// metadata is stamped with this server's own hash, read from its deps
+// optimizer, which Vite creates with the environment but initialises (reading
+// the cache) only when the server listens, after configureServer hooks ran.
+// What the seed holds is otherwise left to Vite: a dependency the seed lacks is
+// discovered on first import and optimised then, as after any Vite restart.
+import { cpSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import path from 'node:path';
+
+export const METADATA_FILE = '_metadata.json';
+// Beside the seed's files, not copied: what the seed was built under.
+export const SEED_INFO_FILE = 'studio-seed.json';
+// How long the first sandbox looks for its optimised deps to publish.
+const PUBLISH_POLL_MS = 250;
+const PUBLISH_GIVE_UP_MS = 120_000;
+
+/** What, besides the seed directory's name, must match for a seed to be used. */
+export function seedInfo(config, viteConfig, depsDir) {
+  return {
+    // the `define` part of Vite's config hash (development or production React)
+    define: viteConfig.keepProcessEnv ? null : process.env.NODE_ENV || viteConfig.mode,
+    // metadata paths are relative to the deps dir: the same only at the same place in the worktree
+    layout: path.relative(config.repoRoot, depsDir).split(path.sep).join('/'),
+  };
+}
+
+const readJson = (file) => {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch {
+    return null;
+  }
+};
+
+const sameInfo = (a, b) => a !== null && b !== null && a.define === b.define && a.layout === b.layout;
+
+/** The files a metadata document names (entries and shared chunks), plus their source maps. */
+function metadataFiles(metadata) {
+  const files = [...Object.values(metadata.optimized ?? {}), ...Object.values(metadata.chunks ?? {})].map((entry) => entry.file);
+  return files.every((file) => typeof file === 'string' && !file.includes('/') && !file.startsWith('.')) ? files : null;
+}
+
+function linkOrCopy(from, to) {
+  try {
+    linkSync(from, to);
+  } catch {
+    copyFileSync(from, to);
+  }
+}
+
+/**
+ * Copies the seed into `depsDir` with this server's hashes; false when there
+ * is no usable seed. Built in a temporary directory and renamed into place, so
+ * Vite never sees half a cache.
+ */
+export function installSeed(seedDir, depsDir, hashes, info) {
+  const seedMeta = readJson(path.join(seedDir, METADATA_FILE));
+  if (seedMeta === null || !sameInfo(readJson(path.join(seedDir, SEED_INFO_FILE)), info)) return false;
+  // the same lockfile hash is what Vite checks first; a different one means another template
+  if (seedMeta.lockfileHash !== hashes.lockfileHash) return false;
+  const temp = `${depsDir}_seed_${process.pid}`;
+  rmSync(temp, { recursive: true, force: true });
+  mkdirSync(temp, { recursive: true });
+  try {
+    for (const name of readdirSync(seedDir)) {
+      if (name !== METADATA_FILE && name !== SEED_INFO_FILE) linkOrCopy(path.join(seedDir, name), path.join(temp, name));
+    }
+    const metadata = { ...seedMeta, hash: hashes.hash, configHash: hashes.configHash, lockfileHash: hashes.lockfileHash };
+    writeFileSync(path.join(temp, METADATA_FILE), JSON.stringify(metadata, null, 2));
+    renameSync(temp, depsDir);
+    return true;
+  } catch (error) {
+    rmSync(temp, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/**
+ * Publishes `depsDir` as the seed when Vite wrote it for this config and every
+ * file it names is there. False: not ready yet, look again later; true: done
+ * (published, published by another sandbox first, or impossible here).
+ */
+export function publishSeed(depsDir, seedDir, hashes, info) {
+  if (existsSync(seedDir)) return true;
+  const metadata = readJson(path.join(depsDir, METADATA_FILE));
+  if (metadata === null || metadata.configHash !== hashes.configHash) return false;
+  const files = metadataFiles(metadata);
+  if (files === null || files.some((file) => !existsSync(path.join(depsDir, file)))) return false;
+  const temp = `${seedDir}.tmp-${process.pid}`;
+  rmSync(temp, { recursive: true, force: true });
+  try {
+    // a copy, not links: Vite rewrites this sandbox's deps dir when it discovers a new dependency
+    cpSync(depsDir, temp, { recursive: true });
+    // Vite may have replaced the deps dir while it was copied: publish only a consistent copy
+    const copied = readJson(path.join(temp, METADATA_FILE));
+    if (copied === null || copied.browserHash !== metadata.browserHash || files.some((file) => !existsSync(path.join(temp, file)))) {
+      rmSync(temp, { recursive: true, force: true });
+      return false;
+    }
+    writeFileSync(path.join(temp, SEED_INFO_FILE), JSON.stringify(info));
+    mkdirSync(path.dirname(seedDir), { recursive: true });
+    renameSync(temp, seedDir);
+  } catch {
+    // most likely another sandbox renamed its copy into place first; else an
+    // unwritable cache, where trying again would only copy the bundles again
+    rmSync(temp, { recursive: true, force: true });
+  }
+  return true;
+}
+
+/** The Vite plugin that installs or publishes the deps seed of `config` (no-op without depsSeedDir). */
+export function depsSeedPlugin(config) {
+  return {
+    name: 'component-studio:deps-seed',
+    apply: 'serve',
+
+    configureServer(server) {
+      const seedDir = config.depsSeedDir;
+      const optimizer = server.environments?.client?.depsOptimizer;
+      if (!seedDir || !optimizer || optimizer.initState !== 'idle') return;
+      const { logger } = server.config;
+      const depsDir = path.join(server.config.cacheDir, 'deps');
+      const hashes = optimizer.metadata;
+      const info = seedInfo(config, server.config, depsDir);
+      // a cache of this sandbox's own (a Vite restart) is Vite's to validate
+      if (existsSync(path.join(depsDir, METADATA_FILE))) return;
+      try {
+        if (installSeed(seedDir, depsDir, hashes, info)) return;
+      } catch (error) {
+        logger.warn(`component studio: could not use the shared deps cache ${seedDir}: ${error instanceof Error ? error.message : error}`);
+        return;
+      }
+      if (existsSync(seedDir)) return; // a seed of another Vite mode or layout: leave it
+      const started = Date.now();
+      let timer = null;
+      const poll = () => {
+        timer = null;
+        let done = false;
+        try {
+          done = publishSeed(depsDir, seedDir, hashes, info);
+        } catch (error) {
+          logger.warn(`component studio: could not share the deps cache: ${error instanceof Error ? error.message : error}`);
+          done = true;
+        }
+        if (!done && Date.now() - started < PUBLISH_GIVE_UP_MS) schedule();
+      };
+      const schedule = () => {
+        timer = setTimeout(poll, PUBLISH_POLL_MS);
+        timer.unref();
+      };
+      schedule();
+      server.httpServer?.once('close', () => timer && clearTimeout(timer));
+    },
+  };
+}
