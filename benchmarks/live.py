@@ -206,17 +206,18 @@ async def _fanout(
     return latencies, missed
 
 
-def ws_fanout(ctx: RunContext) -> ScenarioResult:
-    """One event to 100 connected clients: receive latency per client."""
+def _ws_fanout(ctx: RunContext, name: str, title: str, *, through_proxy: bool) -> ScenarioResult:
     clients = ctx.count(100, 5)
     result = ScenarioResult(
-        "ws_fanout",
-        f"7. WebSocket: one event to {clients} clients",
+        name,
+        f"{title}: one event to {clients} clients",
         targets=[Target("p99", 0.02, "p99 <= 20 ms")],
     )
     bench = service(ctx)
     sandbox = _sandbox(ctx)
     url = str(sandbox.body["websocket_url"])
+    if through_proxy:
+        url = f"{bench.base_url.replace('http://', 'ws://')}/api/v1/sandboxes/{sandbox.sandbox_id}/ws"
     # Playwright's sync API keeps an event loop on this thread: the clients get their own.
     with ThreadPoolExecutor(max_workers=1) as pool:
         latencies, missed = pool.submit(
@@ -232,6 +233,22 @@ def ws_fanout(ctx: RunContext) -> ScenarioResult:
     return result
 
 
+def ws_fanout(ctx: RunContext) -> ScenarioResult:
+    """One event to 100 clients on the websocket_url the API hands out (the replica's listener)."""
+    result = _ws_fanout(ctx, "ws_fanout", "7. WebSocket", through_proxy=False)
+    result.notes.append("Clients use the API's websocket_url: the replica's own listener.")
+    return result
+
+
+def ws_fanout_proxy(ctx: RunContext) -> ScenarioResult:
+    """The same through the API's port, where Serve's proxy carries every frame."""
+    result = _ws_fanout(
+        ctx, "ws_fanout_proxy", "7b. WebSocket via the API port", through_proxy=True
+    )
+    result.notes.append("Clients use the API's port: Serve's proxy relays every frame.")
+    return result
+
+
 LIVE_SCENARIOS = [
     Scenario("execute_write", "execute write_file", execute_latency, ("service",)),
     Scenario(
@@ -242,4 +259,5 @@ LIVE_SCENARIOS = [
     ),
     Scenario("edit_to_dom", "edit -> DOM", edit_to_dom, ("service", "browser")),
     Scenario("ws_fanout", "WebSocket fan-out", ws_fanout, ("service",)),
+    Scenario("ws_fanout_proxy", "WebSocket fan-out via the proxy", ws_fanout_proxy, ("service",)),
 ]

@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,13 +17,15 @@ import pytest
 import ray
 import websockets
 from fastapi import FastAPI, WebSocket
+from ray import serve
 from starlette.requests import Request
 
+from serve.app import build_app
 from serve.direct import DirectListener
 from serve.replica import Replica, ServeOptions
 from serve.routes import websocket_url
 from studio.config import StudioSettings
-from tests.serve.conftest import Api
+from tests.serve.conftest import OPTIONS, Api
 from tests.serve.test_api_ws import logs_holding, recv, recv_until, write
 
 TIMEOUT = 30
@@ -238,3 +241,46 @@ async def test_direct_refusals_and_no_token_in_logs(
         assert (await recv(ws))["type"] == "hello"
     logs = Path(ray._private.worker._global_node.get_logs_dir_path())
     assert not logs_holding(logs, token)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+async def test_two_replicas_listen_on_two_ports_and_free_them(
+    api: Api, watched: tuple[str, str, str]
+) -> None:
+    user, sandbox_id, _ = watched
+    app_name = "studio-two-replicas"
+    await asyncio.to_thread(
+        serve.run,
+        build_app(api.settings, OPTIONS.model_copy(update={"num_replicas": 2})),
+        name=app_name,
+        route_prefix="/two",
+    )
+    try:
+        urls: set[str] = set()
+        for _ in range(60):  # requests go to either replica: collect both answers
+            reply = await asyncio.to_thread(
+                api.http.get, f"/two/api/v1/sandboxes/{sandbox_id}", headers=api.headers(user)
+            )
+            assert reply.status_code == 200, reply.text
+            urls.add(reply.json()["websocket_url"])
+            if len(urls) == 2:
+                break
+        assert len(urls) == 2, urls
+        ports = {urlsplit(url).port for url in urls}
+        headers = api.headers(user)
+        async with (
+            websockets.connect(min(urls), additional_headers=headers) as a,
+            websockets.connect(max(urls), additional_headers=headers) as b,
+        ):
+            assert (await recv(a))["type"] == (await recv(b))["type"] == "hello"
+            commit = await write(api, user, sandbox_id, "two-replicas")
+            for ws in (a, b):
+                await recv_until(ws, "commit", hash=commit)
+    finally:
+        await asyncio.to_thread(serve.delete, app_name)
+    # serve.delete returns once the replicas are told to stop; their processes end soon after.
+    deadline = time.monotonic() + 60
+    while not all(port is not None and port_is_free(port) for port in ports):
+        assert time.monotonic() < deadline, f"a stopped replica still holds one of {ports}"
+        await asyncio.sleep(0.5)
