@@ -14,7 +14,11 @@
 // optimizer, which Vite creates with the environment but initialises (reading
 // the cache) only when the server listens, after configureServer hooks ran.
 // What the seed holds is otherwise left to Vite: a dependency the seed lacks is
-// discovered on first import and optimised then, as after any Vite restart.
+// discovered on first import and optimised then, as after any Vite restart
+// (the copy's per-entry file hashes are restamped too, so that this adds the
+// new bundle without a full page reload). The seed is published without
+// source maps (see dropSourceMaps).
+import { createHash } from 'node:crypto';
 import { cpSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -45,6 +49,55 @@ const readJson = (file) => {
 
 const sameInfo = (a, b) => a !== null && b !== null && a.define === b.define && a.layout === b.layout;
 
+// Vite's fileHash of an optimised entry: getHash(metadata.hash + absolute file + JSON of the
+// chunk's imports). A copy must carry hashes made with its own hash and path, or the first
+// dependency it discovers later would count every seeded entry as changed (a full reload).
+const fileHash = (hash, file, imports) => createHash('sha256').update(hash + file + JSON.stringify(imports)).digest('hex').slice(0, 8);
+const IMPORT_LINE = /^import\s+(?:[^'";]*?\sfrom\s*)?["']\.\/([^"']+)["'];?$/;
+const SOURCE_MAP_LINE = /\n\/\/# sourceMappingURL=[^\n]*\n?$/;
+
+/** The chunks a rolldown output file imports, read from its leading import statements. */
+export function leadingImports(code) {
+  const imports = [];
+  for (const line of code.split('\n')) {
+    const match = IMPORT_LINE.exec(line.trim());
+    if (!match) break;
+    imports.push(match[1]);
+  }
+  return imports;
+}
+
+/**
+ * The imports of every optimised entry of `metadata` in `dir` (written by Vite
+ * for `hash` at `depsDir`), or null unless they reproduce each entry's fileHash
+ * (then a copy keeps the old hashes: correct, only a reload more on a new dependency).
+ */
+export function entryImports(metadata, dir, depsDir) {
+  const imports = {};
+  for (const [id, entry] of Object.entries(metadata.optimized ?? {})) {
+    const found = leadingImports(readFileSync(path.join(dir, entry.file), 'utf8'));
+    if (fileHash(metadata.hash, path.join(depsDir, entry.file).split(path.sep).join('/'), found) !== entry.fileHash) return null;
+    imports[id] = found;
+  }
+  return imports;
+}
+
+/**
+ * Drops the source maps of the bundles in `dir`: serving react-dom with its
+ * 1.6 MB map costs each Vite ~0.5 s of CPU (decoding and re-encoding it) and
+ * memory for as long as it runs, for stack frames inside React only.
+ */
+export function dropSourceMaps(dir) {
+  for (const name of readdirSync(dir)) {
+    const file = path.join(dir, name);
+    if (name.endsWith('.map')) rmSync(file);
+    else if (name.endsWith('.js')) {
+      const code = readFileSync(file, 'utf8');
+      if (SOURCE_MAP_LINE.test(code)) writeFileSync(file, code.replace(SOURCE_MAP_LINE, '\n'));
+    }
+  }
+}
+
 /** The files a metadata document names (entries and shared chunks), plus their source maps. */
 function metadataFiles(metadata) {
   const files = [...Object.values(metadata.optimized ?? {}), ...Object.values(metadata.chunks ?? {})].map((entry) => entry.file);
@@ -66,7 +119,8 @@ function linkOrCopy(from, to) {
  */
 export function installSeed(seedDir, depsDir, hashes, info) {
   const seedMeta = readJson(path.join(seedDir, METADATA_FILE));
-  if (seedMeta === null || !sameInfo(readJson(path.join(seedDir, SEED_INFO_FILE)), info)) return false;
+  const recorded = readJson(path.join(seedDir, SEED_INFO_FILE));
+  if (seedMeta === null || !sameInfo(recorded, info)) return false;
   // the same lockfile hash is what Vite checks first; a different one means another template
   if (seedMeta.lockfileHash !== hashes.lockfileHash) return false;
   const temp = `${depsDir}_seed_${process.pid}`;
@@ -77,6 +131,14 @@ export function installSeed(seedDir, depsDir, hashes, info) {
       if (name !== METADATA_FILE && name !== SEED_INFO_FILE) linkOrCopy(path.join(seedDir, name), path.join(temp, name));
     }
     const metadata = { ...seedMeta, hash: hashes.hash, configHash: hashes.configHash, lockfileHash: hashes.lockfileHash };
+    const imports = recorded.imports ?? {};
+    metadata.optimized = Object.fromEntries(
+      Object.entries(seedMeta.optimized).map(([id, entry]) => {
+        if (!Array.isArray(imports[id])) return [id, entry];
+        const file = path.join(depsDir, entry.file).split(path.sep).join('/');
+        return [id, { ...entry, fileHash: fileHash(hashes.hash, file, imports[id]) }];
+      }),
+    );
     writeFileSync(path.join(temp, METADATA_FILE), JSON.stringify(metadata, null, 2));
     renameSync(temp, depsDir);
     return true;
@@ -108,7 +170,9 @@ export function publishSeed(depsDir, seedDir, hashes, info) {
       rmSync(temp, { recursive: true, force: true });
       return false;
     }
-    writeFileSync(path.join(temp, SEED_INFO_FILE), JSON.stringify(info));
+    const imports = entryImports(copied, temp, depsDir);
+    dropSourceMaps(temp);
+    writeFileSync(path.join(temp, SEED_INFO_FILE), JSON.stringify({ ...info, imports }));
     mkdirSync(path.dirname(seedDir), { recursive: true });
     renameSync(temp, seedDir);
   } catch {

@@ -107,13 +107,15 @@ def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def start_sandbox(
     tmp_path: Path, template: Path, cache_root: Path
-) -> Iterator[Callable[[str], tuple[Path, ViteServer]]]:
+) -> Iterator[Callable[..., tuple[Path, ViteServer]]]:
     """Starts Vite on a fresh copy of ui-kit with ``template``; stops every one at the end."""
     ports = PortAllocator(tmp_path / "locks", host=HOST, base=_free_base(8), count=8)
     servers: list[ViteServer] = []
 
-    def start(name: str) -> tuple[Path, ViteServer]:
+    def start(name: str, prepare: Callable[[Path], None] | None = None) -> tuple[Path, ViteServer]:
         repo = repo_from_dir(UI_KIT, tmp_path / name)
+        if prepare is not None:
+            prepare(repo)
         generate_studio_app(
             repo,
             template_dir=template,
@@ -144,6 +146,13 @@ def _wait_for(path: Path, timeout: float = PUBLISH_TIMEOUT) -> None:
         time.sleep(0.1)
 
 
+def _without_hashes(optimized: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+    return {
+        dep: {key: value for key, value in entry.items() if key != "fileHash"}
+        for dep, entry in optimized.items()
+    }
+
+
 def _load_app(server: ViteServer) -> None:
     """What a first page load asks of Vite: the app entry, which imports the optimised React."""
     for path in ("", "src/main.tsx", "src/App.tsx"):
@@ -157,6 +166,12 @@ def test_the_first_sandbox_publishes_its_deps_and_the_next_starts_with_them(star
     _wait_for(seed / SEED_INFO)
     published = json.loads((seed / METADATA).read_text())
     assert {"react", "react-dom/client", "react/jsx-dev-runtime"} <= set(published["optimized"])
+    # published without source maps; with the imports that restamp Vite's file hashes
+    assert not list(seed.glob("*.map"))
+    client_bundle = seed / published["optimized"]["react-dom/client"]["file"]
+    assert "sourceMappingURL" not in client_bundle.read_text()
+    imports = json.loads((seed / SEED_INFO).read_text())["imports"]
+    assert set(imports) == set(published["optimized"])
 
     second, second_server = start_sandbox("second")
     assert _seed_of(second) == seed
@@ -164,7 +179,7 @@ def test_the_first_sandbox_publishes_its_deps_and_the_next_starts_with_them(star
     metadata = json.loads((deps / METADATA).read_text())
     # stamped with the second Vite's own config hash (its root differs), the bundles the seed's
     assert metadata["configHash"] != published["configHash"]
-    assert metadata["optimized"] == published["optimized"]
+    assert _without_hashes(metadata["optimized"]) == _without_hashes(published["optimized"])
     bundle = published["optimized"]["react-dom/client"]["file"]
     assert (deps / bundle).stat().st_ino == (seed / bundle).stat().st_ino
     _load_app(second_server)
@@ -172,6 +187,41 @@ def test_the_first_sandbox_publishes_its_deps_and_the_next_starts_with_them(star
     assert (deps / bundle).stat().st_ino == (seed / bundle).stat().st_ino
     assert json.loads((deps / METADATA).read_text())["configHash"] == metadata["configHash"]
     assert not any("Re-optimizing" in line for line in second_server.output())
+
+
+def _with_own_dependency(repo: Path) -> None:
+    """A lockfile, and installed in node_modules (untracked) a package the seed does not hold."""
+    (repo / "package-lock.json").write_text(json.dumps({"name": "ui-kit", "lockfileVersion": 3}))
+    package = repo / "node_modules" / "tiny-dep"
+    package.mkdir(parents=True)
+    (package / "package.json").write_text(
+        json.dumps({"name": "tiny-dep", "version": "1.0.0", "type": "module", "main": "index.js"})
+    )
+    (package / "index.js").write_text("globalThis.tinyDep = 'loaded';\n")
+
+
+def test_a_dependency_the_seed_lacks_is_optimised_without_a_full_reload(start_sandbox, tmp_path):
+    first, first_server = start_sandbox("first", prepare=_with_own_dependency)
+    seed = _seed_of(first)
+    _load_app(first_server)
+    _wait_for(seed / SEED_INFO)
+
+    def import_it(repo: Path) -> None:
+        _with_own_dependency(repo)
+        source = repo / "src" / "components" / "Button" / "Button.tsx"
+        source.write_text("import 'tiny-dep';\n" + source.read_text())
+
+    second, server = start_sandbox("second", prepare=import_it)
+    assert _seed_of(second) == seed
+    _load_app(server)
+    button = second / "src" / "components" / "Button" / "Button.tsx"
+    assert httpx.get(f"{server.url}@fs{button}", timeout=60).status_code == 200
+    deadline = time.monotonic() + PUBLISH_TIMEOUT
+    while not any("optimized: tiny-dep" in line for line in server.output()):
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.1)
+    # the seeded entries kept their file hashes: only the new one was added
+    assert not any("reloading" in line for line in server.output()), server.output()
 
 
 def test_a_seed_of_another_vite_mode_is_not_used(start_sandbox, template, cache_root, tmp_path):
