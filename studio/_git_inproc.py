@@ -39,6 +39,7 @@ __all__ = ["InProcessCommitter", "push_to_local_origin"]
 logger = logging.getLogger("studio.git")
 
 _GITLINK = 0o160000
+_TREE = 0o040000
 
 
 class _Unusual(Exception):
@@ -182,13 +183,15 @@ def _local_path(url: str) -> str | None:
 def push_to_local_origin(mirror: Path, refspec: str) -> bool:
     """Push ``refspec`` from the bare ``mirror`` to its ``origin`` when that is on this machine.
 
-    Done as the origin fetching from the mirror (libgit2 pushes only to bare
-    repositories; a fetch works into any): 10-15 ms against 30-40 ms for
-    ``git push``, a process per push plus its helpers. The checks ``git push``
-    makes are kept: no non-fast-forward without ``+``, and never the branch a
-    non-bare origin has checked out. False when the origin is a network remote,
-    a check refuses, or anything goes wrong: the caller then pushes with the
-    git CLI, which reports errors properly.
+    Done by writing the objects the origin lacks straight into its object
+    database, then moving its branch: ~1 ms for an edit's few objects, against
+    ~10 ms for libgit2's local fetch (which packs and indexes them) and 30-40 ms
+    for ``git push`` (a process per push plus its helpers). No fsync, as with
+    either of those. The checks ``git push`` makes are kept: no
+    non-fast-forward without ``+``, and never the branch a non-bare origin has
+    checked out. False when the origin is a network remote, a check refuses,
+    or anything goes wrong: the caller then pushes with the git CLI, which
+    reports errors properly.
     """
     force = refspec.startswith("+")
     source, _, target = refspec.removeprefix("+").partition(":")
@@ -213,8 +216,9 @@ def push_to_local_origin(mirror: Path, refspec: str) -> bool:
                     current = theirs.revparse_single(target).id
                     if current != new and not _descends(ours, new, current):
                         return False
-                theirs.remotes.create_anonymous(str(mirror)).fetch([f"+{source}:{target}"])
-                landed = theirs.revparse_single(target).id
+                _copy_missing(ours, theirs, new)
+                theirs.references.create(target, new, force=True)
+                landed = new
             finally:
                 theirs.free()
             # What `git push` does too: the mirror's view of origin follows.
@@ -226,6 +230,50 @@ def push_to_local_origin(mirror: Path, refspec: str) -> bool:
         logger.debug("in-process push fell back to git: %s", exc, extra={"path": str(mirror)})
         return False
     return True
+
+
+def _copy_missing(ours: pygit2.Repository, theirs: pygit2.Repository, tip: pygit2.Oid) -> None:
+    """Write into ``theirs`` every object reachable from commit ``tip`` that it lacks.
+
+    Everything below an object is written before the object itself (blobs and
+    subtrees before their tree, a commit's tree and parents before it), so an
+    object ``theirs`` has always comes with everything it reaches: the walk
+    stops at the first one found there, and an interrupted copy leaves nothing
+    that points at a missing object.
+    """
+    have = theirs.odb
+    done: set[pygit2.Oid] = set()
+
+    def copy(oid: pygit2.Oid) -> None:
+        kind, data = ours.odb.read(oid)
+        have.write(kind, data)
+        done.add(oid)
+
+    def copy_tree(oid: pygit2.Oid) -> None:
+        if oid in done or have.exists(oid):
+            return
+        for entry in ours[oid]:  # type: ignore[attr-defined]
+            if entry.filemode == _GITLINK:
+                continue  # a submodule's commit lives in another repository
+            if entry.filemode == _TREE:
+                copy_tree(entry.id)
+            elif entry.id not in done and not have.exists(entry.id):
+                copy(entry.id)
+        copy(oid)
+
+    # Commits in post-order (parents first), without recursion: a branch may be long.
+    stack: list[tuple[pygit2.Oid, bool]] = [(tip, False)]
+    while stack:
+        oid, parents_done = stack.pop()
+        if parents_done:
+            copy_tree(ours[oid].tree_id)  # type: ignore[attr-defined]
+            copy(oid)
+            continue
+        if oid in done or have.exists(oid):
+            continue
+        done.add(oid)  # expanded once, even when two children share it
+        stack.append((oid, True))
+        stack.extend((parent, False) for parent in ours[oid].parent_ids)  # type: ignore[attr-defined]
 
 
 def _descends(repo: pygit2.Repository, new: pygit2.Oid, old: pygit2.Oid) -> bool:

@@ -94,3 +94,30 @@ def test_the_branch_a_non_bare_origin_has_checked_out_is_never_moved(
     assert not push_to_local_origin(work / ".git", "+" + REFSPEC)
     assert git(origin, "rev-parse", "HEAD") == before
     assert git(origin, "status", "--porcelain") == ""
+
+
+def test_every_object_of_the_new_commits_reaches_the_origin_and_nothing_more(
+    clone: tuple[Path, Path],
+) -> None:
+    origin, work = clone
+    commit(work, "b.txt")
+    assert push_to_local_origin(work / ".git", REFSPEC)
+    # Several commits at once, new directories, and a merge of a side branch.
+    (work / "src" / "deep").mkdir(parents=True)
+    (work / "src" / "deep" / "c.txt").write_text("c\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "deep")
+    git(work, "checkout", "-q", "-b", "side", "HEAD~1")
+    commit(work, "side.txt")
+    git(work, "checkout", "-q", "design/studio-x")
+    git(work, "merge", "-q", "--no-edit", "side")
+    head = commit(work, "d.txt")
+    loose_before = int(git(origin, "count-objects").split()[0])
+    assert push_to_local_origin(work / ".git", REFSPEC)
+    assert git(origin, "rev-parse", "design/studio-x") == head
+    # The origin's repository is whole: every object of the history is there.
+    git(origin, "fsck", "--strict", "--no-dangling")
+    assert git(origin, "show", f"{head}:src/deep/c.txt") == "c"
+    assert git(origin, "show", f"{head}:side.txt") == "side.txt"
+    # Only what it lacked: 4 commits, 4 root trees, 2 subtrees, 3 blobs.
+    assert int(git(origin, "count-objects").split()[0]) - loose_before == 13
