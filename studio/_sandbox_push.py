@@ -12,7 +12,7 @@ blocks until a push that covers the ticket has been tried and says whether it
 reached the origin: a durable execute answers only then. Nobody waiting, a
 push starts ``delay`` seconds after the request that asked for it, so that a
 burst of edits costs one push rather than one per commit; a waiter (or a
-flush) makes it start at once.
+flush, or a request that says it will wait) makes it start at once.
 
 A failed push is logged, remembered (``last_error``) and retried with backoff
 (1 s doubling to 30 s) until one succeeds or the pusher is closed; it is never
@@ -37,6 +37,8 @@ logger = logging.getLogger("studio.sandbox")
 BATCH_SECONDS = 0.5
 RETRY_FIRST = 1.0
 RETRY_MAX = 30.0
+# How long the push thread stays for the next request once it has nothing to do.
+LINGER_SECONDS = 30.0
 
 
 class BranchPusher:
@@ -54,18 +56,21 @@ class BranchPusher:
         delay: float = BATCH_SECONDS,
         retry_first: float = RETRY_FIRST,
         retry_max: float = RETRY_MAX,
+        linger: float = LINGER_SECONDS,
     ) -> None:
         self._push = push
         self._name = name
         self._delay = delay
         self._retry_first = retry_first
         self._retry_max = retry_max
+        self._linger = linger
         self._cond = threading.Condition()
         # Tickets: the latest request, the latest covered by a finished attempt,
         # the latest covered by a push that succeeded.
         self._requested = 0
         self._attempted = 0
         self._pushed = 0
+        # A push thread exists (it may be lingering with nothing to do).
         self._running = False
         self._closed = False
         # Someone waits for the pushes: none waits out its delay.
@@ -75,13 +80,19 @@ class BranchPusher:
         self.pushes = 0
         self.last_error: StudioError | None = None
 
-    def request(self) -> int:
-        """Ask for a push of the branch as it is now; the ticket to :meth:`wait` on."""
+    def request(self, *, hurry: bool = False) -> int:
+        """Ask for a push of the branch as it is now; the ticket to :meth:`wait` on.
+
+        ``hurry``: the caller will wait for this push, so it starts without its
+        delay now, rather than once :meth:`wait` is reached (a thread hop later).
+        """
         with self._cond:
             if self._closed:
                 return self._requested
             self._requested += 1
             ticket = self._requested
+            if hurry:
+                self._hurry = True
             if self._running:
                 self._cond.notify_all()
                 return ticket
@@ -125,17 +136,24 @@ class BranchPusher:
     def idle(self) -> bool:
         """No push pending, in flight or waiting to be retried."""
         with self._cond:
-            return not self._running
+            return self._attempted >= self._requested and self._retry_at is None
 
     def _next_target(self) -> int | None:
         """Under the lock: the ticket the next push covers, after its delay; None: stop."""
+        lingered = False
         while True:
             if self._closed:
                 return None
             if self._requested > self._attempted:
                 break
             if self._retry_at is None:
-                return None
+                if lingered or self._linger <= 0:
+                    return None
+                # Stay for the next edit: it would otherwise start a thread, and
+                # Thread.start waits for the new thread to run, under the edit's lock.
+                lingered = True
+                self._cond.wait(self._linger)
+                continue
             wait = self._retry_at - time.monotonic()
             if wait <= 0:
                 break

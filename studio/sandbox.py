@@ -377,7 +377,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
                 "timestamp": datetime.now(UTC),
             },
         )
-        ticket = self.pusher.request()
+        ticket = self.pusher.request(hurry=self.config.durable_commits)
         answer = ExecuteResult(
             output=f"committed {', '.join(result.files)}", commit_hash=result.hash
         )
@@ -407,7 +407,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
                 MessageType.ROLLBACK,
                 RollbackPayload(current_hash=current, previous_hash=previous),
             )
-            ticket = self.pusher.request()
+            ticket = self.pusher.request(hurry=self.config.durable_commits)
         result = RollbackResult(success=True, current_hash=current, previous_hash=previous)
         if not self.config.durable_commits:
             return result

@@ -58,6 +58,29 @@ def test_a_burst_of_requests_is_one_push_and_a_flush_does_not_wait_out_the_delay
     assert pusher.close(60) and pusher.pushes == 2
 
 
+def test_a_request_whose_caller_will_wait_starts_its_push_at_once():
+    pushed = threading.Event()
+    pusher = BranchPusher(pushed.set, delay=600)
+    ticket = pusher.request(hurry=True)
+    # Not held back for the 600 s batching delay, though nobody waits yet.
+    assert pushed.wait(30)
+    assert pusher.wait(ticket, 30)
+    assert pusher.close(30)
+
+
+def test_the_push_thread_stays_for_the_next_request_and_ends_on_close():
+    threads: list[threading.Thread] = []
+    pusher = BranchPusher(lambda: threads.append(threading.current_thread()), delay=0)
+    for _ in range(3):
+        assert pusher.wait(pusher.request(hurry=True), 30)
+        assert pusher.idle
+    # One thread served the three pushes: no thread start per edit.
+    assert len({id(t) for t in threads}) == 1
+    assert pusher.close(30)
+    threads[0].join(30)
+    assert not threads[0].is_alive()
+
+
 def test_wait_answers_once_a_push_made_after_the_request_landed():
     state = {"branch": 0}
     pushed: list[int] = []
