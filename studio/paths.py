@@ -237,10 +237,13 @@ def _as_bytes(data: str | bytes | bytearray | memoryview) -> bytes:
     raise TypeError(f"content must be str or bytes, not {type(data).__name__}")
 
 
-def atomic_write(path: Path, data: str | bytes | bytearray | memoryview) -> None:
+def atomic_write(
+    path: Path, data: str | bytes | bytearray | memoryview, *, fsync: bool = True
+) -> None:
     """Replace ``path``'s content with ``data`` (a str is written as UTF-8) atomically.
 
-    Readers see either the old content or the new one, never a part. Parent
+    Readers see either the old content or the new one, never a part. With
+    ``fsync`` the file and the rename are on disk before this returns. Parent
     directories are created; an existing file keeps its permission bits, a new
     one gets the default mode the umask allows. ``path`` is replaced as a
     directory entry: a link there is replaced, not written through (callers pass
@@ -268,7 +271,8 @@ def atomic_write(path: Path, data: str | bytes | bytearray | memoryview) -> None
                 view = view[written:]
             if keep_mode is not None:
                 os.fchmod(fd, keep_mode)
-            os.fsync(fd)
+            if fsync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         temp.replace(path)
@@ -276,11 +280,21 @@ def atomic_write(path: Path, data: str | bytes | bytearray | memoryview) -> None
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
         raise
-    _fsync_directory(directory)
+    if fsync:
+        _fsync_directory(directory)
 
 
-def write_file(root: Path, user_path: str, data: bytes | str, max_bytes: int | None = None) -> Path:
+def write_file(
+    root: Path,
+    user_path: str,
+    data: bytes | str,
+    max_bytes: int | None = None,
+    *,
+    fsync: bool = True,
+) -> Path:
     """Check ``user_path``, then write ``data`` to it atomically; returns the real path.
+
+    ``fsync`` as for :func:`atomic_write`.
 
     Raises :class:`PathNotAllowed` for a forbidden path, :class:`PayloadTooLarge`
     past ``max_bytes`` and :class:`InvalidRequest` when a directory is in the way.
@@ -294,7 +308,7 @@ def write_file(root: Path, user_path: str, data: bytes | str, max_bytes: int | N
         )
     target = resolve_inside(root, user_path)
     try:
-        atomic_write(target, payload)
+        atomic_write(target, payload, fsync=fsync)
     except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
         raise InvalidRequest(
             f"cannot write {user_path!r}: {exc.strerror or exc}; a directory and a file "
