@@ -39,7 +39,9 @@ PREFIX = "/api/v1"
 router = APIRouter()
 
 
-def get_replica(request: Request) -> Replica:
+# async although it awaits nothing: FastAPI runs a plain ``def`` dependency in its
+# thread pool, a hop to another thread and back on every request.
+async def get_replica(request: Request) -> Replica:
     """The replica state the app was built with."""
     return cast(Replica, request.app.state.replica)
 
