@@ -7,12 +7,18 @@ remembered too, for less time, so a client hammering with a bad token does not
 hammer the manager. Deleting a user takes effect at once in the replica that
 handled the delete and within ``ttl`` seconds in the others.
 
+A token in use is looked up again in the background during the last
+``refresh_ahead`` of its ``ttl``: a busy client never waits for the manager,
+and a cached answer is still never older than ``ttl``.
+
 The cache is keyed by the token's SHA-256, never by the token itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -23,6 +29,8 @@ from studio.errors import PermissionDenied, Unauthenticated
 from studio.models import UserInfo
 
 __all__ = ["Authenticator", "bearer_token", "require_admin"]
+
+logger = logging.getLogger(__name__)
 
 _SCHEME = "bearer"
 
@@ -59,11 +67,15 @@ class Authenticator:
         *,
         ttl: float = 10.0,
         negative_ttl: float = 2.0,
+        refresh_ahead: float = 0.2,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._lookup: SingleFlight[str, UserInfo | None] = SingleFlight(lookup)
         self._ttl = ttl
+        self._refresh_window = ttl * refresh_ahead
+        # Background lookups by cache key (the task is kept so it is not collected).
+        self._refreshing: dict[str, asyncio.Task[_Entry]] = {}
         self._negative_ttl = negative_ttl
         self._max_entries = max_entries
         self._clock = clock
@@ -80,15 +92,35 @@ class Authenticator:
         now = self._clock()
         entry = self._cache.get(key)
         if entry is None or entry.expires <= now:
-            found = await self._lookup.get(token)
-            entry = _Entry(found, now + (self._ttl if found else self._negative_ttl))
-            self._cache[key] = entry
-            self._cache.move_to_end(key)
-            while len(self._cache) > self._max_entries:
-                self._cache.popitem(last=False)
+            entry = await self._fetch(key, token)
+        elif entry.user is not None and entry.expires - now <= self._refresh_window:
+            self._refresh(key, token)
         if entry.user is None:
             raise Unauthenticated("the bearer token matches no user")
         return entry.user
+
+    async def _fetch(self, key: str, token: str) -> _Entry:
+        asked = self._clock()  # the answer is as old as the question
+        found = await self._lookup.get(token)
+        entry = _Entry(found, asked + (self._ttl if found else self._negative_ttl))
+        self._cache[key] = entry
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._max_entries:
+            self._cache.popitem(last=False)
+        return entry
+
+    def _refresh(self, key: str, token: str) -> None:
+        if key in self._refreshing:
+            return
+        task = asyncio.ensure_future(self._fetch(key, token))
+        self._refreshing[key] = task
+        task.add_done_callback(lambda t: self._refreshed(key, t))
+
+    def _refreshed(self, key: str, task: asyncio.Task[_Entry]) -> None:
+        self._refreshing.pop(key, None)
+        if not task.cancelled() and task.exception() is not None:
+            # The entry stays until it expires; the next request then asks (and fails) itself.
+            logger.warning("background token lookup failed: %s", task.exception())
 
     def forget_user(self, name: str) -> None:
         """Drop every cached token of user ``name`` (it was deleted)."""

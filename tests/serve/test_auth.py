@@ -57,6 +57,30 @@ async def test_known_token_is_cached_for_ttl() -> None:
     assert users.lookups == 2
 
 
+async def test_a_token_in_use_is_looked_up_again_before_it_expires() -> None:
+    users, clock = Users(), Clock()
+    auth = Authenticator(users, ttl=10, refresh_ahead=0.2, clock=clock)
+    assert await auth.user("tok-ann") == ANN
+    clock.now = 7  # not yet in the last 20 % of the ttl
+    assert await auth.user("tok-ann") == ANN
+    assert users.lookups == 1
+    clock.now = 9
+    # Answered from the cache at once; the lookup runs behind it.
+    assert await auth.user("tok-ann") == ANN
+    assert await auth.user("tok-ann") == ANN
+    await asyncio.sleep(0.01)
+    assert users.lookups == 2
+    clock.now = 18  # 9 s after the refresh: still cached, nobody waited
+    assert await auth.user("tok-ann") == ANN
+    assert users.lookups == 2
+    # A token revoked meanwhile stops working once the refresh brings that news.
+    del users.tokens["tok-ann"]
+    assert await auth.user("tok-ann") == ANN
+    await asyncio.sleep(0.01)
+    with pytest.raises(Unauthenticated):
+        await auth.user("tok-ann")
+
+
 async def test_unknown_and_missing_tokens_are_unauthenticated() -> None:
     users, clock = Users(), Clock()
     auth = Authenticator(users, negative_ttl=2, clock=clock)
