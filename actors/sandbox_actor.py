@@ -12,8 +12,9 @@ dies (``max_restarts``). The new incarnation sees
 (calls other than ``ping`` and ``events`` wait for it): ``on_setup(recover=True)``
 reaps the Vite its predecessor left, reattaches the worktree and starts Vite
 again; a ``status`` event with ``recovered=True`` says so. Event numbers keep
-increasing across the restart: the last one handed out is kept in a small file
-in the node's state dir and the new log starts after it.
+increasing across the restart: a small file in the node's state dir keeps the
+highest number reserved (handed out a hundred at a time, so that not every
+event writes it) and the new log starts after it.
 
 Methods that change things (setup, execute, rollback, finalize, teardown) are
 never retried by Ray (``max_task_retries=0``): a retried call that crashed its
@@ -71,6 +72,10 @@ T = TypeVar("T")
 _THREADS = 16
 # How long one step of the streaming generator waits before checking again.
 _STREAM_POLL_SECONDS = 15.0
+# Event numbers handed out per write of the seq file: a restarted actor starts
+# after the last number reserved, so numbers only grow (with a gap, which
+# consumers already see after a restart), and an edit rarely pays for a file write.
+_SEQ_RESERVE = 100
 
 
 def sandbox_actor_options(
@@ -106,7 +111,7 @@ def sandbox_actor_options(
 
 
 def seq_file(state_dir: Path, sandbox_id: str) -> Path:
-    """Where a sandbox's actor keeps the last event number it handed out."""
+    """Where a sandbox's actor keeps the highest event number it may have handed out."""
     # Not *.json: run/*.json are pid records, which the orphan scan reads.
     return StateLayout(state_dir).run / f"{sandbox_id}.seq"
 
@@ -150,6 +155,7 @@ class SandboxActor:
         self._seq_path = seq_file(self._settings.state_dir, sandbox_id)
         self._seq_lock = threading.Lock()
         start = max(start_seq, _read_seq(self._seq_path) + 1)
+        self._seq_reserved = start - 1
         self._pool = ThreadPoolExecutor(_THREADS, thread_name_prefix=f"sandbox-{sandbox_id}")
         self._lock = asyncio.Lock()
         self._recovery: asyncio.Task[None] | None = None
@@ -183,10 +189,14 @@ class SandboxActor:
     def _on_event(self, event: dict[str, Any]) -> None:
         seq = int(event.get("seq", 0))
         with self._seq_lock:
+            if seq <= self._seq_reserved:
+                return
+            reserved = seq + _SEQ_RESERVE
             self._seq_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self._seq_path.with_name(f".{self._seq_path.name}.tmp")
-            tmp.write_text(json.dumps({"last_seq": seq}))
+            tmp.write_text(json.dumps({"last_seq": reserved}))
             tmp.replace(self._seq_path)
+            self._seq_reserved = reserved
 
     async def _run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
