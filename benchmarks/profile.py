@@ -3,16 +3,19 @@
 Starts the service as the harness does, makes N sandboxes one after the other
 (the first is dropped as cold), and splits each create using Ray's own task
 timeline (``ray.timeline()``: the manager's ``create_sandbox``, the sandbox
-actor's ``__init__`` and ``setup``) and the sandbox's status events (STARTING
-and RUNNING, stamped by the sandbox itself). Prints one line per create and the
-medians; ``--py-spy`` also records the manager's worker with py-spy
-(collapsed stacks, to ``--out``).
+actor's ``__init__`` and ``setup``), the state changes Ray records for the
+actor's creation task (submitted, worker leased: ``actor_lease``; from there to
+``__init__`` is ``actor_load``, the worker loading the actor class and its
+imports) and the sandbox's status events (STARTING and RUNNING, stamped by the
+sandbox itself). Prints one line per create and the medians; ``--py-spy`` also
+records the manager's worker with py-spy (collapsed stacks, to ``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import subprocess
 import sys
 import time
@@ -43,6 +46,22 @@ def _task_spans(events: list[dict[str, Any]], wall0: float) -> dict[str, tuple[f
     return spans
 
 
+def _creation_states(sandbox_id: str, wall0: float) -> dict[str, float]:
+    """When the actor's creation task reached each state (seconds after ``wall0``)."""
+    import ray
+
+    # Generated protobuf module, untyped to mypy.
+    common: Any = importlib.import_module("ray.core.generated.common_pb2")
+    found: dict[str, float] = {}
+    # ray.timeline() read the same task events a second ago: they are in the GCS.
+    for event in ray._private.state.state._get_all_task_events():
+        name = event.task_info.name
+        if sandbox_id in name and name.endswith("SandboxActor.__init__"):
+            for state, ns in event.state_updates.state_ts_ns.items():
+                found[common.TaskStatus.Name(state)] = ns / 1e9 - wall0
+    return found
+
+
 def _status_times(bench: BenchService, sandbox_id: str, wall0: float) -> dict[str, float]:
     import ray
 
@@ -69,6 +88,7 @@ def split_create(bench: BenchService) -> dict[str, float]:
     total = created.ready - mono0
     spans = _task_spans(ray.timeline(), wall0)
     status = _status_times(bench, created.sandbox_id, wall0)
+    creation = _creation_states(created.sandbox_id, wall0)
     bench.delete(created.sandbox_id)
     row = {"total": total, "response": created.responded - mono0}
     manager = spans.get("ManagerActor.create_sandbox")
@@ -79,6 +99,13 @@ def split_create(bench: BenchService) -> dict[str, float]:
     if manager and init:
         row["manager_to_actor_init"] = init[0] - manager[0]
         row["actor_init"] = init[1] - init[0]
+    submitted, leased = creation.get("PENDING_NODE_ASSIGNMENT"), creation.get("RUNNING")
+    if manager and submitted is not None:
+        row["manager_to_submit"] = submitted - manager[0]
+    if submitted is not None and leased is not None:
+        row["actor_lease"] = leased - submitted
+    if init and leased is not None:
+        row["actor_load"] = init[0] - leased
     if init and setup:
         row["init_to_setup"] = setup[0] - init[1]
     if setup:
