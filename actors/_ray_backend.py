@@ -149,6 +149,10 @@ class RayBackend:
     def __init__(self, namespace: str = ACTOR_NAMESPACE) -> None:
         self._namespace = namespace
         self._handles: dict[str, Any] = {}
+        # Whether a live node declares sandbox slots, as of the last node list (the
+        # manager lists the nodes before each creation): spares the actor options a
+        # GCS round trip (ray.cluster_resources) on every create.
+        self._slots_declared: bool | None = None
 
     async def nodes(self) -> list[NodeView]:
         raw = await asyncio.to_thread(ray.nodes)
@@ -165,6 +169,7 @@ class RayBackend:
                     resources=resources,
                 )
             )
+        self._slots_declared = any(v.alive and v.slots is not None for v in views)
         return views
 
     def _handle(self, sandbox_id: str) -> Any:
@@ -183,7 +188,10 @@ class RayBackend:
         from actors.sandbox_actor import SandboxActor, sandbox_actor_options
 
         options = sandbox_actor_options(
-            spec.sandbox_id, node_id=spec.node_id, max_restarts=spec.max_restarts
+            spec.sandbox_id,
+            node_id=spec.node_id,
+            max_restarts=spec.max_restarts,
+            use_slot=self._slots_declared,
         )
         args = (
             spec.sandbox_id,
