@@ -14,6 +14,9 @@ manager would be killed once that driver's job ends. Its ``runtime_env_info``
 is this process's job's, which is what the sandbox actors inherit: a spare
 with another runtime environment would never be chosen.
 
+A spare also imports the sandbox actor's modules while it waits when Ray was
+started with :data:`RAY_SYSTEM_CONFIG` (see :mod:`actors._preload`).
+
 Best effort by design: any failure (a Ray upgrade that moved the RPC, a node
 gone) is logged once and the actor simply starts cold. The Ray version is
 pinned (``ray[serve]==2.60.*``) and ``tests/actors`` checks that a sandbox
@@ -28,13 +31,18 @@ from typing import Any
 
 import ray
 
-__all__ = ["KEEP_ALIVE_SECONDS", "prestart_workers"]
+__all__ = ["KEEP_ALIVE_SECONDS", "PRELOAD_MODULE", "RAY_SYSTEM_CONFIG", "prestart_workers"]
 
 logger = logging.getLogger(__name__)
 
 # How long the raylet keeps an unused spare (each one holds ~110 MB).
 KEEP_ALIVE_SECONDS = 600
 _RPC_TIMEOUT = 5.0
+# Every new Python worker imports this module before it waits for work.
+PRELOAD_MODULE = "actors._preload"
+# ray.init(_system_config=...) of a Ray that ``studio up`` (or a benchmark) starts;
+# a cluster's nodes get the same from RAY_preload_python_modules=actors._preload.
+RAY_SYSTEM_CONFIG: dict[str, Any] = {"preload_python_modules": [PRELOAD_MODULE]}
 _warned = False
 # The calls used here are untyped (ray.nodes) or internal (the job config).
 _RAY: Any = ray

@@ -1,0 +1,64 @@
+"""Imported by every Ray worker as it starts, so a sandbox actor finds its modules loaded.
+
+A sandbox actor's worker, even a spare one (:mod:`actors._prestart`), loads
+the actor class when the actor arrives: it imports ``actors.sandbox_actor``
+(pydantic models, the sandbox, git, Vite; ~0.25 s on an idle 2-core machine,
+twice that loaded) and makes its serialization context (it imports starlette
+and registers pydantic's and arrow's serializers: ~0.1 s). Both sit between
+the actor's creation and its setup, on the path of every create.
+
+Ray's raylet setting ``preload_python_modules`` makes each new Python worker
+import the modules it names before it waits for work
+(``ray/_private/workers/default_worker.py``, ``--worker-preload-modules``):
+naming this module there moves both costs into the spare's idle time. Ray is
+started with it by ``studio up`` and the benchmarks
+(:data:`actors._prestart.RAY_SYSTEM_CONFIG`); a cluster sets
+``RAY_preload_python_modules=actors._preload`` in the environment of
+``ray start`` on every node. Nothing else imports this module: importing it
+is what it is for.
+
+Why not a runtime env with a worker setup hook: a worker whose runtime env
+differs from its job's starts through Ray's ``setup_worker.py`` shim (one
+more interpreter importing ray: ~0.8 s of CPU per worker), and starting such
+spares right after each setup slowed the next sandbox's Vite start more than
+the preload saved (measured: benchmarks/profile.py, A/B).
+
+Every worker of the node pays the import (the Serve controller and proxy too;
+the replicas and the manager import most of it anyway). A failure is only
+logged: the actor's own import then raises it where its creator sees it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+import ray
+
+__all__ = ["preload"]
+
+logger = logging.getLogger(__name__)
+
+# What a sandbox actor's worker imports when it loads the actor class.
+_SANDBOX_MODULES = ("actors.sandbox_actor",)
+# Ray's internals, untyped.
+_RAY: Any = ray
+
+
+def preload() -> None:
+    """Import the sandbox actor's modules and make the worker's serialization context."""
+    for name in _SANDBOX_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            logger.exception("preloading %s failed", name)
+    try:
+        # Made now, under no job, Ray hands it to the first job that runs here
+        # (``Worker.get_serialization_context``).
+        _RAY._private.worker.global_worker.get_serialization_context()
+    except Exception:
+        logger.exception("preloading the serialization context failed")
+
+
+preload()
