@@ -21,6 +21,7 @@ def local_ray(ctx: RunContext) -> Iterator[None]:
     """``ray.init(address="local")`` in the service's namespace; shut down on exit."""
     import ray
 
+    from actors._prestart import RAY_SYSTEM_CONFIG
     from studio.naming import ACTOR_NAMESPACE
 
     if ray.is_initialized():
@@ -36,6 +37,8 @@ def local_ray(ctx: RunContext) -> Iterator[None]:
         namespace=ACTOR_NAMESPACE,
         _temp_dir=temp_dir,
         log_to_driver=False,
+        # As studio up starts it: workers preload the sandbox actor's modules.
+        _system_config=RAY_SYSTEM_CONFIG,
     )
     try:
         yield

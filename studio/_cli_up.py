@@ -133,6 +133,7 @@ class _Service:
         import ray
         from ray import serve
 
+        from actors._prestart import RAY_SYSTEM_CONFIG
         from actors.handles import start_manager
         from serve.app import build_app
 
@@ -147,6 +148,8 @@ class _Service:
                 dashboard_port=self.args.dashboard_port,
                 _temp_dir=self.args.temp_dir,
                 log_to_driver=False,
+                # New workers import the sandbox actor's modules while they wait.
+                _system_config=RAY_SYSTEM_CONFIG,
             )
         else:
             context = ray.init(address=self.args.address, namespace=ACTOR_NAMESPACE)
