@@ -7,6 +7,7 @@ import io
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -16,11 +17,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
 import pytest
 from playwright.sync_api import Page, expect
+from websockets.sync.client import connect
 
 from studio._cli_up import ensure_example_repository, port_taken
 from studio.cli import main
@@ -239,7 +242,12 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
         token = up.value("Admin token:")
         sandbox_id = up.value("Demo sandbox:")
         renderer = up.value("renderer:")
-        assert up.value("websocket:") == f"ws://127.0.0.1:{port}/api/v1/sandboxes/{sandbox_id}/ws"
+        # The replica's own event listener (serve.direct), not the API's port; it answers.
+        websocket = up.value("websocket:")
+        assert re.fullmatch(rf"ws://127\.0\.0\.1:\d+/api/v1/sandboxes/{sandbox_id}/ws", websocket)
+        assert urlsplit(websocket).port != port
+        with connect(websocket, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+            assert json.loads(ws.recv(timeout=30))["type"] == "hello"
 
         health = httpx.get(f"{api}/healthz", timeout=30)
         assert health.status_code == 200 and health.json()["manager"] == "ok"
