@@ -217,7 +217,9 @@ def _ws_fanout(ctx: RunContext, name: str, title: str, *, through_proxy: bool) -
     sandbox = _sandbox(ctx)
     url = str(sandbox.body["websocket_url"])
     if through_proxy:
-        url = f"{bench.base_url.replace('http://', 'ws://')}/api/v1/sandboxes/{sandbox.sandbox_id}/ws"
+        url = (
+            f"{bench.base_url.replace('http://', 'ws://')}/api/v1/sandboxes/{sandbox.sandbox_id}/ws"
+        )
     # Playwright's sync API keeps an event loop on this thread: the clients get their own.
     with ThreadPoolExecutor(max_workers=1) as pool:
         latencies, missed = pool.submit(
