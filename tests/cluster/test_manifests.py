@@ -33,10 +33,17 @@ def load(name: str) -> Any:
     return yaml.safe_load((CLUSTER / name).read_text())
 
 
+# Ray's own settings the manifests may set, with the module they name (it must import).
+RAY_ENV = {"RAY_preload_python_modules": "actors._preload"}
+
+
 def check_env_names(names: list[str]) -> None:
     assert names, "expected some COMPONENT_STUDIO_* variables"
     fields = set(StudioSettings.model_fields)
     for name in names:
+        if name in RAY_ENV:
+            importlib.import_module(RAY_ENV[name])
+            continue
         assert name.startswith(ENV_PREFIX), name
         assert name.removeprefix(ENV_PREFIX).lower() in fields, f"{name} is no StudioSettings field"
 
