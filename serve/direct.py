@@ -135,6 +135,9 @@ class DirectListener:
         config = uvicorn.Config(
             self._app,
             lifespan="off",
+            # uvicorn's default logging config goes through dictConfig, which closes every
+            # handler of the process: Serve's replica logs (access lines included) would stop.
+            log_config=None,
             # The token may be in the query string: no access log, as on the proxy.
             access_log=False,
             log_level="warning",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import logging.handlers
 import random
 import socket
 import time
@@ -97,6 +98,23 @@ async def test_listener_serves_the_event_route_only(listener: DirectListener) ->
     assert reply.status_code == 404
     message = reply.json()["error"]["message"]
     assert "only the sandbox event WebSocket" in message and "port 8000" in message
+
+
+async def test_starting_leaves_the_process_logging_alone() -> None:
+    # Serve's replica logs go through handlers like this one; closing them loses the lines.
+    target = logging.Handler()
+    buffered = logging.handlers.MemoryHandler(capacity=10, target=target)
+    logging.getLogger("ray.serve").addHandler(buffered)
+    direct = DirectListener(
+        echo_app(), host="127.0.0.1", first_port=free_low_port(), advertised_host="h", api_hint="-"
+    )
+    try:
+        await direct.start()
+        assert direct.port is not None
+        assert buffered.target is target  # a closed MemoryHandler drops its target
+    finally:
+        await direct.stop()
+        logging.getLogger("ray.serve").removeHandler(buffered)
 
 
 async def test_stop_frees_the_port_and_closes_open_connections() -> None:
