@@ -13,8 +13,10 @@ that sends 200 edits a few milliseconds apart is not what it should measure.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import secrets
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,7 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
-from benchmarks._proc import free_port_below, sample_repo, wait_http_ok
+from benchmarks._proc import sample_repo, wait_http_ok
 from benchmarks._ray import use_ray
 from benchmarks.context import RunContext
 from benchmarks.floors import install_cache_dir
@@ -39,6 +41,8 @@ logger = logging.getLogger(__name__)
 VITE_PORT_BASE = 6200
 # The API's port: StudioSettings wants it below Ray's worker ports too.
 API_PORTS = (8600, 9000)
+# Lock files of the API ports that runs on this machine hold (see _reserved_api_port).
+_PORT_LOCK_DIR = Path(tempfile.gettempdir()) / "component-studio-bench-ports"
 READY_TIMEOUT = 120.0
 
 
@@ -146,6 +150,45 @@ class BenchService:
                 self.created.remove(sandbox_id)
 
 
+@contextlib.contextmanager
+def _reserved_api_port() -> Iterator[int]:
+    """A port of :data:`API_PORTS` that no other benchmark run on this machine holds.
+
+    A free bind is not enough: Serve's proxy listens with SO_REUSEPORT, so two
+    runs that picked the same free port in the ~10 s before either proxy was up
+    both bind it, and the kernel then splits each run's requests between the two
+    services (the other one answers 401: it knows another admin token). A lock
+    file per port, held while the service runs, keeps concurrent runs apart;
+    the kernel drops the lock if the run dies.
+    """
+    _PORT_LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    for port in range(*API_PORTS):
+        handle = (_PORT_LOCK_DIR / f"{port}.lock").open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        try:
+            if not port_free(port):
+                continue
+            yield port
+            return
+        finally:
+            handle.close()
+    raise RuntimeError(f"no free API port in {API_PORTS[0]}..{API_PORTS[1] - 1}")
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether ``port`` binds now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def _kill_studio_actors() -> None:
     """Kill the manager and any sandbox actor left (detached actors outlive their driver)."""
     import ray
@@ -190,7 +233,8 @@ def running_service(ctx: RunContext) -> Iterator[BenchService]:
     state_dir = ctx.work_dir / "state"
     repos = ctx.path("repos")
     repo = sample_repo(Path(tempfile.mkdtemp(prefix="ui-kit-", dir=repos)) / "ui-kit")
-    api_port = free_port_below(*API_PORTS)
+    # A resource of the run: released after the service (entered before it), never during.
+    api_port = ctx.resource("api_port", lambda _ctx: _reserved_api_port())
     token = secrets.token_urlsafe(24)
     settings = StudioSettings(
         state_dir=state_dir,
