@@ -17,7 +17,9 @@ import psutil
 
 from benchmarks._browser import browser
 from benchmarks._proc import http_ok
+from benchmarks.burst_timeline import sandbox_timeline, timeline_figures
 from benchmarks.context import RunContext, Scenario
+from benchmarks.cpu_account import CpuAccount
 from benchmarks.results import ScenarioResult, Target
 from benchmarks.service import BenchService, Created, renderer_address, service
 from benchmarks.stats import summarize
@@ -149,8 +151,10 @@ def concurrent_creates(ctx: RunContext) -> ScenarioResult:
     bench = service(ctx)
     created: list[Created] = []
     errors: list[str] = []
+    account = CpuAccount()
     with ThreadPoolExecutor(max_workers=count) as pool:
-        start = time.monotonic()
+        account.start()
+        wall0, start = time.time(), time.monotonic()
         futures = [pool.submit(bench.create) for _ in range(count)]
         for future in futures:
             try:
@@ -158,6 +162,7 @@ def concurrent_creates(ctx: RunContext) -> ScenarioResult:
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}"[:300])
         finished = time.monotonic()
+        cpu = account.stop()
     result.samples.append(finished - start)
     result.failures = len(errors)
     result.figures["failed_creates"] = len(errors)
@@ -165,6 +170,14 @@ def concurrent_creates(ctx: RunContext) -> ScenarioResult:
         each = [c.ready - c.requested for c in created]
         result.figures["each_ready_p50_s"] = round(summarize(each)["median"], 3)
         result.figures["each_ready_max_s"] = round(max(each), 3)
+        result.figures.update(cpu.figures(len(created)))
+        result.figures.update(timeline_figures(sandbox_timeline(bench, created, wall0, start)))
+        result.notes.append(
+            "cpu_* figures: CPU seconds of the run's process tree from the first request "
+            "to the last ready, by kind (benchmarks/cpu_account.py); cpu_lower_bound_s is "
+            "their total over the cores. t_* figures: seconds after the first request "
+            "(benchmarks/burst_timeline.py)."
+        )
         time.sleep(2.0)  # let the startup settle before weighing them idle
         memory = [sandbox_memory(bench, c.sandbox_id)["pss"] for c in created]
         result.figures["pss_per_sandbox_mib_at_n"] = round(sum(memory) / len(memory), 1)
