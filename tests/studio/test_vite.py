@@ -23,6 +23,7 @@ from studio.ports import PortAllocator, port_is_free
 from studio.process import ProcessStatus, RestartPolicy, StopResult
 from studio.vite import (
     CONFIG_FILE,
+    LAUNCHER,
     VITE_ENV,
     ViteServer,
     cleanup_studio_app,
@@ -96,16 +97,16 @@ def test_studio_config_rejects_what_the_template_would(tmp_path, kwargs):
         studio_config(**{"repo_root": tmp_path, "port": 5173, **kwargs})
 
 
-def test_vite_argv_runs_vite_directly_with_strict_port(tmp_path):
+def test_vite_argv_runs_the_template_launcher_directly(tmp_path):
+    # node itself, no npm wrapper: SIGTERM reaches Vite
     argv = vite_argv(tmp_path / ".studio", node="/usr/bin/node")
-    assert argv[:4] == [
-        "/usr/bin/node",
-        str(tmp_path / ".studio" / "node_modules" / "vite" / "bin" / "vite.js"),
-        "--config",
-        str(tmp_path / ".studio" / "vite.config.mjs"),
-    ]
-    assert "--strictPort" in argv
-    assert argv[argv.index("--configLoader") + 1] == "native"
+    assert argv == ["/usr/bin/node", str(tmp_path / ".studio" / "serve.mjs")]
+
+
+def test_the_launcher_is_in_the_template_and_the_config_sets_strict_port():
+    assert (TEMPLATE / LAUNCHER).is_file()
+    # without strictPort Vite would move to another port on its own, unseen by the allocator
+    assert "strictPort: true" in (TEMPLATE / "vite.config.mjs").read_text()
 
 
 def test_vite_env_turns_off_browser_and_colour():

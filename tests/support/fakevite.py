@@ -1,9 +1,9 @@
 """Misbehaving stand-ins for Vite, installed into a generated ``.studio/``.
 
-:func:`install_fake_vite` replaces ``.studio/node_modules/vite/bin/vite.js``
+:func:`install_fake_vite` replaces the studio app's launcher ``.studio/serve.mjs``
 with a small Node script, so the backend spawns it exactly as it spawns Vite
-(``node .../vite.js --config ... --strictPort``). The file is a hard link into
-the install cache: it is unlinked first, never written through.
+(``node .studio/serve.mjs``). It is unlinked first, never written through (a
+copy of the template today, but it could be a link).
 
 Modes:
 
@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from studio.vite import LAUNCHER
+
 __all__ = ["FAKE_MODES", "install_fake_vite"]
 
 _READ_PORT = """
 const fs = require('node:fs');
 const path = require('node:path');
-const configFile = process.argv[process.argv.indexOf('--config') + 1];
-const configPath = path.join(path.dirname(configFile), 'studio.config.json');
+const configPath = path.join(path.dirname(process.argv[1]), 'studio.config.json');
 const studio = JSON.parse(fs.readFileSync(configPath, 'utf8'));
 """
 
@@ -51,8 +52,8 @@ process.exit(1);
 
 def install_fake_vite(studio_dir: Path, mode: str) -> Path:
     """Put the fake ``mode`` in place of Vite in ``studio_dir``; returns the script path."""
-    script = studio_dir / "node_modules" / "vite" / "bin" / "vite.js"
-    # A CommonJS file inside vite's "type": "module" package needs .cjs to load as such.
+    script = studio_dir / LAUNCHER
+    # A CommonJS file inside the template's "type": "module" package needs .cjs to load as such.
     body = FAKE_MODES[mode]
     target = script.with_name("fake-vite.cjs")
     target.write_text(body)
