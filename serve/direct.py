@@ -29,6 +29,7 @@ import socket
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from serve._ws_protocol import FrameWriterProtocol
 from studio.config import RAY_WORKER_PORT_MIN
 
 __all__ = ["PORT_TRIES", "DirectListener", "websocket_only"]
@@ -144,6 +145,8 @@ class DirectListener:
             ws_ping_interval=None,  # the session pings on its own (serve.websocket)
             # Events are small JSON; compressing each for every client costs more than it saves.
             ws_per_message_deflate=False,
+            # One frame's bytes written to every client of an event (serve._ws_protocol).
+            ws=FrameWriterProtocol,
             timeout_graceful_shutdown=_SHUTDOWN_GRACE,
         )
         config.load()

@@ -2,9 +2,11 @@
 
 However many clients watch a sandbox through this replica, one task reads
 its events (a long-poll against the sandbox actor, through the injected
-:data:`EventSource`) and offers each event to every client's bounded queue.
-Offering never waits: a client whose queue is full is dropped (it is too
-slow), and the others do not notice. The feed starts with the first client
+:data:`EventSource`) and offers each event to every client's bounded queue,
+or, when the client's connection offers it and nothing is queued ahead,
+writes it to the socket at once (:meth:`HubClient.deliver_now`). Offering
+never waits: a client whose queue is full is dropped (it is too slow), and
+the others do not notice. The feed starts with the first client
 and stops when the last one leaves, cancelling the poll in flight.
 
 Each :class:`HubClient` keeps its own position in the stream, so a client
@@ -92,6 +94,10 @@ class HubClient:
     dropped: asyncio.Event = field(default_factory=asyncio.Event)
     close_code: int | None = None
     close_reason: str = ""
+    write_now: Callable[[str], bool] | None = None
+    """Writes a text to the socket at once, or says it cannot (``serve._ws_protocol``)."""
+    idle: bool = False
+    """The connection's sender waits on an empty queue: nothing is ahead of a new event."""
 
     def offer(self, event: Event) -> bool:
         """Queue ``event`` without waiting; False when the queue is full."""
@@ -99,6 +105,25 @@ class HubClient:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
             return False
+        return True
+
+    def deliver_now(self, event: Event) -> bool:
+        """Write ``event`` straight to the socket when nothing is ahead of it.
+
+        Only the next event in order, for an idle sender with an empty
+        queue and a writer that accepts it; False otherwise, and the event
+        goes through the queue (holes, duplicates and slow clients are
+        handled there).
+        """
+        if self.write_now is None or not self.idle or not self.queue.empty():
+            return False
+        if event.seq != self.position + 1:
+            return False
+        if (event.origin is None or event.origin != self.client_id) and not self.write_now(
+            event.text
+        ):
+            return False
+        self.position = event.seq
         return True
 
     def drop(self, code: int, reason: str) -> None:
@@ -237,9 +262,15 @@ class EventHub:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _publish(self, feed: _Feed, events: list[Event]) -> None:
-        """Offer ``events`` to every client of ``feed``, dropping the ones that are full."""
+        """Give ``events`` to every client of ``feed``, dropping the ones that are full.
+
+        An idle client gets an event written at once, in this loop (one
+        frame's bytes for all); the others get it in their queue.
+        """
         for client in list(feed.clients):
             for event in events:
+                if client.deliver_now(event):
+                    continue
                 if not client.offer(event):
                     logger.info(
                         "dropping slow websocket client",

@@ -28,6 +28,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from serve._ws_protocol import text_writer
 from serve.hub import CLOSE_SLOW, Event, EventHub, HubClient
 from studio.errors import StudioError
 from studio.messages import (
@@ -80,6 +81,7 @@ async def stream_sandbox(
     """
     start = last_seq if since is None else max(since, 0)
     client = hub.join(sandbox_id, min(start, last_seq))
+    client.write_now = text_writer(websocket.scope)
     try:
         hello = make_message(
             MessageType.HELLO,
@@ -137,7 +139,11 @@ async def run_session(
             for text in client.prepare(event):
                 await send(text)
         while True:
+            # While idle the hub may write events itself (HubClient.deliver_now); get()
+            # suspends only on an empty queue, so idle is never True with events queued.
+            client.idle = True
             event = await client.queue.get()
+            client.idle = False
             for text in client.prepare(event):
                 await send(text)
 

@@ -222,3 +222,70 @@ async def test_keepalive_marks_a_watched_sandbox_active() -> None:
         await asyncio.sleep(0.01)
     assert touched[:3] == [SID] * 3
     await hub.close()
+
+
+class Writer:
+    """A connection's text writer: records what it wrote; refuses while ``accepting`` is False."""
+
+    def __init__(self) -> None:
+        self.written: list[int] = []
+        self.accepting = True
+
+    def __call__(self, text: str) -> bool:
+        if self.accepting:
+            self.written.append(json.loads(text)["seq"])
+        return self.accepting
+
+
+def writing_client(position: int = 0) -> tuple[HubClient, Writer]:
+    writer = Writer()
+    client = HubClient(SID, "c-me", position=position, queue=asyncio.Queue(), write_now=writer)
+    client.idle = True
+    return client, writer
+
+
+async def test_idle_client_gets_the_next_event_written_at_once() -> None:
+    client, writer = writing_client(position=4)
+    assert client.deliver_now(event(5))
+    assert writer.written == [5] and client.position == 5 and client.queue.empty()
+    # Its own selection is not written back, but the position moves past it.
+    assert client.deliver_now(event(6, kind="component-selected", origin="c-me"))
+    assert writer.written == [5] and client.position == 6
+
+
+async def test_anything_but_the_next_event_for_an_idle_client_takes_the_queue() -> None:
+    client, writer = writing_client(position=4)
+    assert not client.deliver_now(event(4))  # a duplicate: prepare() skips it
+    assert not client.deliver_now(event(7))  # a hole: prepare() sends a reload first
+    client.idle = False  # the sender is busy with an earlier event
+    assert not client.deliver_now(event(5))
+    client.idle = True
+    client.queue.put_nowait(event(5))  # an event waits: the next must queue behind it
+    assert not client.deliver_now(event(6))
+    assert writer.written == [] and client.position == 4
+
+
+async def test_a_refused_write_leaves_the_event_to_the_queue() -> None:
+    client, writer = writing_client()
+    writer.accepting = False
+    assert not client.deliver_now(event(1))
+    assert client.position == 0
+    assert [json.loads(t)["seq"] for t in client.prepare(event(1))] == [1]
+
+
+async def test_hub_writes_to_idle_clients_and_queues_for_busy_ones() -> None:
+    log = EventLog(SID)
+    hub = EventHub(LogSource(log), poll_timeout=5)
+    writer = Writer()
+    hub_idle = hub.join(SID, 0)
+    hub_idle.write_now, hub_idle.idle = writer, True
+    busy = hub.join(SID, 0)
+    commit(log, 1)
+    assert (await next_event(busy)).seq == 1
+    await asyncio.sleep(0)
+    assert writer.written == [1] and hub_idle.position == 1 and hub_idle.queue.empty()
+    # A refused write (the client stopped reading) puts it on the queue instead.
+    writer.accepting = False
+    commit(log, 2)
+    assert (await next_event(hub_idle)).seq == 2
+    await hub.close()

@@ -3,6 +3,9 @@
 The sandbox side is a real in-process EventLog instead of a Ray actor, so the
 session logic (hello, replay, rebroadcast, ping/pong, slow clients, leaving)
 is tested fast; tests/serve/test_api.py runs the same code behind Ray Serve.
+Every test runs twice: with uvicorn's own WebSocket protocol (what Serve's
+proxy gives the app) and with the direct listener's, where the hub writes
+events to idle clients itself (serve._ws_protocol).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import uvicorn
 import websockets
 from fastapi import FastAPI, WebSocket
 
+from serve._ws_protocol import FrameWriterProtocol
 from serve.hub import CLOSE_SLOW, EventHub
 from serve.websocket import SessionOptions, stream_sandbox
 from studio.events import EventLog
@@ -71,12 +75,39 @@ def make_app(sandbox: Sandbox, hub: EventHub, options: SessionOptions) -> FastAP
     return app
 
 
+# The ws= of uvicorn.Config: a protocol name or class.
+Protocol = str | type[asyncio.Protocol]
+
+
+@pytest.fixture(
+    params=["websockets-sansio", FrameWriterProtocol], ids=["asgi-send", "direct-write"]
+)
+def protocol(request: pytest.FixtureRequest) -> Protocol:
+    return request.param  # type: ignore[no-any-return]
+
+
 class Server:
-    def __init__(self, options: SessionOptions, queue_size: int = 256) -> None:
+    def __init__(
+        self,
+        options: SessionOptions,
+        protocol: Protocol,
+        queue_size: int = 256,
+        *,
+        deflate: bool = False,
+    ) -> None:
         self.sandbox = Sandbox()
         self.hub = EventHub(self.sandbox.events, queue_size=queue_size, poll_timeout=5)
         app = make_app(self.sandbox, self.hub, options)
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="off",
+            ws=protocol,
+            # As the direct listener; with compression each client's frame differs.
+            ws_per_message_deflate=deflate,
+        )
         self.server = uvicorn.Server(config)
         self.task: asyncio.Task[None] | None = None
 
@@ -100,8 +131,8 @@ class Server:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[Server]:
-    async with Server(SessionOptions(ping_interval=30, pong_timeout=60)) as s:
+async def server(protocol: Protocol) -> AsyncIterator[Server]:
+    async with Server(SessionOptions(ping_interval=30, pong_timeout=60), protocol) as s:
         yield s
 
 
@@ -185,9 +216,9 @@ async def test_ping_is_answered_and_bad_messages_get_an_error(server: Server) ->
         assert (await recv(ws))["payload"]["code"] == "invalid_request"
 
 
-async def test_server_pings_and_a_silent_client_is_dropped() -> None:
+async def test_server_pings_and_a_silent_client_is_dropped(protocol: Protocol) -> None:
     options = SessionOptions(ping_interval=0.1, pong_timeout=0.3)
-    async with Server(options) as server:
+    async with Server(options, protocol) as server:
         good = await websockets.connect(server.url)
         mute = await websockets.connect(server.url)
         try:
@@ -213,8 +244,11 @@ async def test_server_pings_and_a_silent_client_is_dropped() -> None:
             await mute.close()
 
 
-async def test_client_that_never_reads_is_dropped_others_keep_receiving() -> None:
-    async with Server(SessionOptions(ping_interval=0.2, pong_timeout=1.0), queue_size=8) as server:
+async def test_client_that_never_reads_is_dropped_others_keep_receiving(
+    protocol: Protocol,
+) -> None:
+    options = SessionOptions(ping_interval=0.2, pong_timeout=1.0)
+    async with Server(options, protocol, queue_size=8) as server:
         # max_queue=1: the client library stops reading the socket after one message.
         stuck = await websockets.connect(server.url, max_queue=1)
         async with websockets.connect(server.url) as good:
@@ -245,3 +279,51 @@ async def test_thousand_sequential_connections_leave_nothing_behind(server: Serv
         await asyncio.sleep(0.02)
     assert server.hub.feeds() == []
     assert server.hub.clients(SID) == 0
+
+
+def count_direct_writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts the hub wrote itself through FrameWriterProtocol, from now on."""
+    written: list[str] = []
+    original = FrameWriterProtocol.write_text_now
+
+    def counting(self: FrameWriterProtocol, text: str) -> bool:
+        done = original(self, text)
+        if done:
+            written.append(text)
+        return done
+
+    monkeypatch.setattr(FrameWriterProtocol, "write_text_now", counting)
+    return written
+
+
+async def burst_to_two_clients(server: Server) -> None:
+    """60 commits in bursts, seen in order by two clients (idle or busy senders alike)."""
+    async with websockets.connect(server.url) as a, websockets.connect(server.url) as b:
+        await recv(a)
+        await recv(b)
+        for n in range(1, 61):
+            server.sandbox.commit(n)
+            if n % 3 == 0:
+                await asyncio.sleep(0.01)
+        for ws in (a, b):
+            seen = [(await recv(ws))["payload"]["message"] for _ in range(60)]
+            assert seen == [f"edit {n}" for n in range(1, 61)]
+
+
+async def test_live_events_are_written_by_the_hub_only_on_the_direct_protocol(
+    protocol: Protocol, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = count_direct_writes(monkeypatch)
+    async with Server(SessionOptions(ping_interval=30, pong_timeout=60), protocol) as server:
+        await burst_to_two_clients(server)
+    assert bool(written) == (protocol is FrameWriterProtocol)
+
+
+async def test_compressed_connections_are_never_written_directly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    written = count_direct_writes(monkeypatch)
+    options = SessionOptions(ping_interval=30, pong_timeout=60)
+    async with Server(options, FrameWriterProtocol, deflate=True) as server:
+        await burst_to_two_clients(server)
+    assert written == []
