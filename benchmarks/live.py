@@ -6,20 +6,20 @@ what they measure is a sandbox at work, not its start.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from benchmarks._browser import browser
 from benchmarks._proc import EXAMPLE_REPO
+from benchmarks._ws_clients import Arrival, Clients
 from benchmarks.context import RunContext, Scenario
 from benchmarks.lifecycle import render_component
 from benchmarks.results import ScenarioResult, Target
 from benchmarks.service import Created, service
+from benchmarks.stats import percentile
 
 __all__ = ["LIVE_SCENARIOS"]
 
@@ -160,50 +160,37 @@ def edit_to_dom(ctx: RunContext) -> ScenarioResult:
     return result
 
 
-async def _fanout(
+def _selected(component: str) -> Callable[[dict[str, Any]], bool]:
+    def match(message: dict[str, Any]) -> bool:
+        payload = message.get("payload") or {}
+        kind = message.get("type")
+        return bool(kind == "component-selected" and payload.get("component") == component)
+
+    return match
+
+
+def _fanout(
     url: str, headers: dict[str, str], clients: int, rounds: int
-) -> tuple[list[float], int]:
-    import websockets
-
-    sockets = [
-        await websockets.connect(url, additional_headers=headers, max_size=None)
-        for _ in range(clients)
-    ]
-    latencies: list[float] = []
+) -> tuple[list[tuple[float, Arrival]], int]:
+    """(sent, arrival) of ``rounds`` events sent by client 0 to the others; how many never came."""
+    arrivals: list[tuple[float, Arrival]] = []
     missed = 0
+    receivers = range(1, clients)
+    connections = Clients(url, headers, clients)
     try:
-        for ws in sockets:  # drain hello and the replay of older events
-            with contextlib.suppress(TimeoutError):
-                while True:
-                    await asyncio.wait_for(ws.recv(), timeout=0.3)
-
-        async def receive(ws: Any, component: str) -> float | None:
-            deadline = time.monotonic() + WS_TIMEOUT
-            while time.monotonic() < deadline:
-                raw = await asyncio.wait_for(ws.recv(), timeout=deadline - time.monotonic())
-                message = json.loads(raw)
-                if (
-                    message.get("type") == "component-selected"
-                    and message.get("payload", {}).get("component") == component
-                ):
-                    return time.monotonic()
-            return None
-
+        connections.drain(quiet=0.3)  # hello and the replay of older events
         for index in range(rounds):
             component = f"Bench{index}"
-            waiters = [asyncio.create_task(receive(ws, component)) for ws in sockets[1:]]
-            await asyncio.sleep(0.05)  # every receiver is waiting before the send
-            sent = time.monotonic()
+            sent = time.time()
             message = {"type": "component-selected", "payload": {"component": component}}
-            await sockets[0].send(json.dumps(message))
-            for received in await asyncio.gather(*waiters, return_exceptions=True):
-                if isinstance(received, float):
-                    latencies.append(received - sent)
-                else:
-                    missed += 1
+            connections.send_text(0, json.dumps(message))
+            got = connections.wait_for(_selected(component), receivers, WS_TIMEOUT)
+            missed += len(receivers) - len(got)
+            arrivals += [(sent, arrival) for arrival in got.values()]
+            connections.drain(quiet=0.05)
     finally:
-        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-    return latencies, missed
+        connections.close()
+    return arrivals, missed
 
 
 def _ws_fanout(ctx: RunContext, name: str, title: str, *, through_proxy: bool) -> ScenarioResult:
@@ -220,17 +207,29 @@ def _ws_fanout(ctx: RunContext, name: str, title: str, *, through_proxy: bool) -
         url = (
             f"{bench.base_url.replace('http://', 'ws://')}/api/v1/sandboxes/{sandbox.sandbox_id}/ws"
         )
-    # Playwright's sync API keeps an event loop on this thread: the clients get their own.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        latencies, missed = pool.submit(
-            asyncio.run, _fanout(url, bench.headers, clients, ctx.count(20, 2))
-        ).result()
-    result.samples = latencies
+    arrivals, missed = _fanout(url, bench.headers, clients + 1, ctx.count(20, 2))
+    result.samples = [arrival.parsed - sent for sent, arrival in arrivals]
+    in_socket = sorted(arrival.in_socket - sent for sent, arrival in arrivals)
+    if in_socket:
+        result.figures["in_socket_p50_ms"] = round(percentile(in_socket, 50) * 1000, 1)
+        result.figures["in_socket_p99_ms"] = round(percentile(in_socket, 99) * 1000, 1)
+    rounds: dict[float, list[float]] = {}
+    for sent, arrival in arrivals:
+        rounds.setdefault(sent, []).append(arrival.in_socket - sent)
+    if rounds:
+        # The path to the first client (sender -> replica -> actor -> replica), then the fan-out.
+        first = [min(times) for times in rounds.values()]
+        spread = [max(times) - min(times) for times in rounds.values()]
+        result.figures["first_client_p50_ms"] = round(percentile(first, 50) * 1000, 1)
+        result.figures["first_to_last_p50_ms"] = round(percentile(spread, 50) * 1000, 1)
     result.failures = missed
     result.figures["missed"] = missed
     result.notes.append(
-        "The event is a component-selected message sent by one client and rebroadcast to "
-        "the others; latency is send -> receive, both clocks in this process."
+        "The event is a component-selected message sent by one more client and rebroadcast "
+        "to the others; latency is send -> parsed by the receiving client (wall clock, one "
+        "process). in_socket is send -> the kernel's arrival time of the bytes on the "
+        "client's socket, which no client-side processing delays. The clients are plain "
+        "sockets read by one epoll loop (benchmarks/_ws_clients.py)."
     )
     return result
 
