@@ -112,8 +112,9 @@ def sandbox_timeline(
 
 
 def _is_vite(proc: psutil.Process) -> bool:
+    # Vite runs as node: vite.js itself, or the template's serve.mjs that starts it.
     try:
-        return any("vite" in part for part in proc.cmdline())
+        return proc.name() == "node" or any("vite" in part for part in proc.cmdline())
     except psutil.Error:
         return False
 
