@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { globBase } from './discover.mjs';
+import { earlyLoadScript } from './early-load.mjs';
 
 export const CATALOG_PATH = '/__studio/components.json';
 export const CONFIG_MODULE = 'virtual:studio/config';
@@ -46,6 +47,11 @@ export function studioPlugin(config, catalog) {
 
     load(id) {
       return id === RESOLVED_CONFIG_MODULE ? `export default ${JSON.stringify(clientConfig(config))};\n` : undefined;
+    },
+
+    // the catalog and the deep-linked component's modules are asked for while the app still loads
+    transformIndexHtml() {
+      return [{ tag: 'script', children: earlyLoadScript(CATALOG_PATH, clientConfig(config)), injectTo: 'head-prepend' }];
     },
 
     configureServer(server) {

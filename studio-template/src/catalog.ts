@@ -32,8 +32,25 @@ export const CATALOG_URL = '/__studio/components.json';
 /** Custom HMR event sent by the plugin when components or stories were added, removed or renamed. */
 export const CATALOG_EVENT = 'studio:catalog-changed';
 
+// Set by the inline script of index.html (plugin/early-load.mjs): the catalog
+// request it started while the page was parsed.
+const EARLY_CATALOG_KEY = '__studioCatalogResponse';
+
+declare global {
+  interface Window {
+    [EARLY_CATALOG_KEY]?: Promise<Response>;
+  }
+}
+
+/** The catalog request index.html started, once; later loads ask again. */
+function takeEarlyResponse(): Promise<Response> | undefined {
+  const early = window[EARLY_CATALOG_KEY];
+  delete window[EARLY_CATALOG_KEY];
+  return early;
+}
+
 export async function fetchCatalog(signal?: AbortSignal): Promise<Catalog> {
-  const response = await fetch(CATALOG_URL, { cache: 'no-store', signal });
+  const response = await (takeEarlyResponse() ?? fetch(CATALOG_URL, { cache: 'no-store', signal }));
   if (!response.ok) throw new Error(`${CATALOG_URL} answered ${response.status}: ${await response.text()}`);
   return (await response.json()) as Catalog;
 }

@@ -1,0 +1,61 @@
+// The first page load of a sandbox is a chain of round trips: index.html, the
+// app's modules, React renders the app, the app asks for the component
+// catalog, then imports the selected component, its stories and the project's
+// preview. The script here is put inline into index.html and runs while the
+// page is parsed: it asks for the catalog at once and, once it has it, lets
+// the browser fetch the modules the deep link (`#/<component>`) will render
+// (`<link rel="modulepreload">`), while the app's own modules and React are
+// still loading. The app takes the catalog response from it (src/catalog.ts)
+// instead of asking again. A link naming nothing it can find preloads the
+// preview and wrapper only; the app then resolves it as always.
+
+/** The window property holding the catalog response the inline script started. */
+export const EARLY_CATALOG_KEY = '__studioCatalogResponse';
+
+// Runs in the browser, as a classic script: no imports, nothing from this module's scope.
+function earlyLoad(key, catalogUrl, fsBase, wrapper) {
+  const response = fetch(catalogUrl, { cache: 'no-store' });
+  window[key] = response;
+  const preload = (rel) => {
+    const link = document.createElement('link');
+    link.rel = 'modulepreload';
+    // the very URL src/modules.ts imports, so the browser's module map has it
+    link.href = new URL(encodeURI(fsBase + rel), window.location.origin).href;
+    document.head.appendChild(link);
+  };
+  const fold = (text) => text.toLowerCase().replace(/[^a-z0-9]/g, '');
+  if (wrapper) preload(wrapper);
+  response
+    .then((r) => (r.ok ? r.clone().json() : null))
+    .then((doc) => {
+      if (!doc) return;
+      if (doc.preview) preload(doc.preview);
+      let name = window.location.hash.replace(/^#\/?/, '').split('/')[0];
+      try {
+        name = decodeURIComponent(name);
+      } catch {
+        // the app shows the link as not found
+      }
+      const { components } = doc;
+      // the lookups of findComponent in src/catalog.ts
+      const entry =
+        name &&
+        (components.find((c) => c.id === name) ??
+          components.find((c) => c.name === name) ??
+          components.find((c) => c.module === name) ??
+          components.find((c) => fold(c.id) === fold(name) || fold(c.name) === fold(name)));
+      if (!entry) return;
+      if (entry.exports.length > 0) preload(entry.module);
+      if (entry.storiesModule) preload(entry.storiesModule);
+    })
+    .catch(() => {
+      // the app reports a failed catalog request itself
+    });
+}
+
+/** The inline script of index.html for the client config `client` (see clientConfig in plugin.mjs). */
+export function earlyLoadScript(catalogPath, client) {
+  // `<` escaped: the values sit inside a <script> element (a path may hold "</script>")
+  const args = [EARLY_CATALOG_KEY, catalogPath, client.fsBase, client.wrapper].map((value) => JSON.stringify(value).replace(/</g, '\\u003c'));
+  return `(${earlyLoad.toString()})(${args.join(', ')});`;
+}
