@@ -12,6 +12,7 @@ import { defineConfig } from 'vite';
 import { depsSeedPlugin } from './plugin/deps-seed.mjs';
 import { createCatalog } from './plugin/discover.mjs';
 import { studioPlugin } from './plugin/plugin.mjs';
+import { shellPlugin } from './plugin/shell.mjs';
 import { loadStudioConfig } from './plugin/studio-config.mjs';
 
 const studioDir = path.dirname(fileURLToPath(import.meta.url));
@@ -30,7 +31,13 @@ export default defineConfig({
   root: studioDir,
   cacheDir: config.cacheDir,
   clearScreen: false,
-  plugins: [react(), studioPlugin(config, catalog), depsSeedPlugin(config)],
+  plugins: [
+    // the prebuilt shell (plugin/shell.mjs) is plain JS with no components of its own to refresh
+    react({ exclude: [/\/node_modules\//, /\.prebuilt\.js$/] }),
+    shellPlugin(studioDir),
+    studioPlugin(config, catalog),
+    depsSeedPlugin(config),
+  ],
   resolve: {
     // one React for the studio and the repository, even when the repository installed its own
     dedupe: ['react', 'react-dom'],

@@ -47,7 +47,8 @@ from studio.process import (
     StopResult,
     reap_orphans,
 )
-from studio.vite_deps import deps_seed_dir
+from studio.vite_deps import deps_seed_dir, template_fingerprint
+from studio.vite_shell import SHELL_FILE, ensure_shell, install_shell
 
 __all__ = [
     "CONFIG_FILE",
@@ -75,7 +76,7 @@ LAUNCHER = "serve.mjs"
 VITE_CACHE_DIR = ".vite-cache"
 DEFAULT_COMPONENT_GLOB = "src/**/*.{tsx,jsx}"
 # Installed or generated per sandbox, never copied from the template.
-_TEMPLATE_IGNORE = ("node_modules", VITE_CACHE_DIR, "dist", CONFIG_FILE)
+_TEMPLATE_IGNORE = ("node_modules", VITE_CACHE_DIR, "dist", CONFIG_FILE, Path(SHELL_FILE).name)
 # No browser window, no colour codes in the output the studio shows and parses.
 VITE_ENV: Mapping[str, str] = {"BROWSER": "none", "NO_COLOR": "1", "FORCE_COLOR": "0"}
 # Lines of Vite output attached to errors.
@@ -206,6 +207,7 @@ def generate_studio_app(
     npm: str = "npm",
     node: str = "node",
     share_deps: bool = True,
+    prebuilt_shell: bool = True,
 ) -> Path:
     """Materialise ``<worktree>/.studio/`` and return it.
 
@@ -215,7 +217,9 @@ def generate_studio_app(
     copies from the install cache in ``cache_root``. Keeping ``.studio/`` and
     ``node_modules/`` out of commits is the git layer's job (info/exclude).
     With ``share_deps``, Vite's pre-bundled dependencies come from (or go to)
-    the node's seed for these node_modules (:mod:`studio.vite_deps`).
+    the node's seed for these node_modules (:mod:`studio.vite_deps`). With
+    ``prebuilt_shell``, the page loads the app's modules prebuilt in one file
+    (:mod:`studio.vite_shell`, built once per template on the node).
     """
     config = studio_config(
         repo_root=worktree,
@@ -244,6 +248,7 @@ def generate_studio_app(
     if has_lock and not repo_modules.exists():
         repo_cached = ensure_node_modules(worktree, cache_root, npm=npm, node=node)
         link_node_modules(repo_cached, repo_modules)
+    fingerprint = template_fingerprint(template_dir, _TEMPLATE_IGNORE)
     if share_deps:
         seed = deps_seed_dir(
             worktree,
@@ -251,8 +256,13 @@ def generate_studio_app(
             template_modules=template_modules,
             ignore=_TEMPLATE_IGNORE,
             node=node,
+            fingerprint=fingerprint,
         )
         config["depsSeedDir"] = None if seed is None else str(seed.resolve())
+    if prebuilt_shell:
+        shell = ensure_shell(studio_dir, template_modules, fingerprint, node=node)
+        if shell is not None:
+            install_shell(studio_dir, shell)
     write_studio_config(studio_dir, config)
     logger.info(
         "studio app generated",

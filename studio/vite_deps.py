@@ -63,11 +63,13 @@ def deps_seed_dir(
     template_modules: Path,
     ignore: Iterable[str] = (),
     node: str = "node",
+    fingerprint: str | None = None,
 ) -> Path | None:
     """The seed directory of ``worktree``'s studio app, or None when it must not share one.
 
     ``template_modules`` is the template's install-cache ``node_modules``; the
-    seed lives beside it, so it goes when that entry goes.
+    seed lives beside it, so it goes when that entry goes. ``fingerprint`` is
+    the template's (:func:`template_fingerprint`), when the caller has it already.
     """
     lockfile = worktree / LOCKFILE
     if lockfile.is_file() and (worktree / MANIFEST).is_file():
@@ -76,5 +78,5 @@ def deps_seed_dir(
         return None  # installed by someone else: nothing says what is in it
     else:
         repo = None
-    key = seed_key(template_fingerprint(template_dir, ignore), repo)
+    key = seed_key(fingerprint or template_fingerprint(template_dir, ignore), repo)
     return template_modules.parent / SEED_ROOT / key

@@ -525,3 +525,54 @@ def test_the_page_lists_renders_and_hot_reloads_an_atomic_edit(
     # Hot module replacement, not a full reload.
     assert page.evaluate("window.__notReloaded") is True
     save_screenshot(page, "vite-server-button-after-hmr")
+
+
+@pytest.mark.browser
+def test_the_first_load_uses_the_shell_asks_for_the_catalog_once_and_preloads_the_link(
+    studio_repo, make_server, browser_page: Page
+):
+    server = make_server(studio_repo)
+    server.start(START_TIMEOUT)
+    page = browser_page
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{server.url}#/Button")
+    canvas = page.locator("[data-testid=studio-canvas]")
+    expect(canvas).to_have_attribute("data-state", "ready")
+    expect(canvas.get_by_role("button")).to_have_text("Click me")
+
+    # the app came prebuilt in one module, not as its sources
+    paths = [url.removeprefix(server.url.rstrip("/")) for url in requested]
+    assert "/src/main.prebuilt.js" in paths
+    assert not any(path.startswith("/src/App.tsx") for path in paths), paths
+    # index.html's inline script asked for the catalog, and the app used that answer
+    assert paths.count("/__studio/components.json") == 1, paths
+    # the deep link's modules were asked for while the app loaded, under the URLs it imports
+    preloaded = page.eval_on_selector_all(
+        "link[rel=modulepreload]", "links => links.map(link => link.href)"
+    )
+    for module in ("src/components/Button/Button.tsx", "src/components/Button/Button.stories.tsx"):
+        assert any(href.endswith(f"{studio_repo}/{module}") for href in preloaded), preloaded
+    assert all(requested.count(href) == 1 for href in preloaded), requested
+
+    # the shell keeps its hot context: a new component shows up without a reload
+    page.evaluate("window.__notReloaded = true")
+    new_component = studio_repo / "src" / "components" / "Badge" / "Badge.tsx"
+    new_component.parent.mkdir()
+    atomic_write(new_component, "export function Badge() {\n  return <span>new</span>;\n}\n")
+    expect(page.locator("[data-testid=component-Badge]")).to_have_text("Badge")
+    assert page.evaluate("window.__notReloaded") is True
+
+
+@pytest.mark.browser
+def test_a_link_naming_no_component_preloads_none(studio_repo, make_server, browser_page: Page):
+    server = make_server(studio_repo)
+    server.start(START_TIMEOUT)
+    page = browser_page
+    page.goto(f"{server.url}#/NoSuchThing")
+    expect(page.locator("[data-testid=studio-not-found]")).to_contain_text("NoSuchThing")
+    preloaded = page.eval_on_selector_all(
+        "link[rel=modulepreload]", "links => links.map(link => link.href)"
+    )
+    # only the project's preview, which every render needs
+    assert [href.rsplit("/", 2)[-2:] for href in preloaded] == [[".storybook", "preview.tsx"]]

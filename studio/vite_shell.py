@@ -1,0 +1,95 @@
+"""The studio app's prebuilt shell: built once per template on a node, linked into every sandbox.
+
+The template's ``plugin/shell.mjs`` bundles the app's own modules (``src/*``)
+into ``src/main.prebuilt.js``, which index.html then loads instead of
+``src/main.tsx``: the first page load of a sandbox no longer has Vite
+transform a dozen modules, nor the browser walk their imports. The app only
+changes with the template, so the build is kept beside the template's
+install-cache ``node_modules`` under the template's fingerprint (the same one
+the deps seed uses, :mod:`studio.vite_deps`), and made at most once per
+fingerprint on a node (a file lock serialises concurrent first sandboxes).
+
+A build that fails is logged and the sandbox runs the app from source, as the
+template does on its own: slower to load, the same page.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+__all__ = ["SHELL_FILE", "SHELL_ROOT", "ensure_shell", "install_shell", "shell_path"]
+
+logger = logging.getLogger(__name__)
+
+SHELL_ROOT = "studio-shell"
+# Where the template's vite config looks for it (plugin/shell.mjs SHELL_FILE).
+SHELL_FILE = "src/main.prebuilt.js"
+_BUILD_SCRIPT = "plugin/shell.mjs"
+_BUILD_TIMEOUT = 120.0
+
+
+def shell_path(template_modules: Path, fingerprint: str) -> Path:
+    """Where the shell of the template with ``fingerprint`` is kept, beside its node_modules."""
+    return template_modules.parent / SHELL_ROOT / fingerprint / Path(SHELL_FILE).name
+
+
+def ensure_shell(
+    studio_dir: Path, template_modules: Path, fingerprint: str, *, node: str = "node"
+) -> Path | None:
+    """The kept shell for ``fingerprint``, built from ``studio_dir`` if there is none yet.
+
+    ``studio_dir`` is a materialised studio app of that template (its
+    node_modules has the bundler). None when the build failed (logged).
+    """
+    target = shell_path(template_modules, fingerprint)
+    if target.is_file():
+        return target
+    target.parent.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = target.parent.parent / f"{fingerprint}.lock"
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.is_file():  # built by another sandbox while this one waited
+            return target
+        return _build(studio_dir, target, node)
+
+
+def _build(studio_dir: Path, target: Path, node: str) -> Path | None:
+    # Built beside its final place and renamed: a reader sees a whole file or none.
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        subprocess.run(
+            [node, str(studio_dir / _BUILD_SCRIPT), str(temp)],
+            cwd=studio_dir,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=_BUILD_TIMEOUT,
+        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp.replace(target)
+    except (OSError, subprocess.SubprocessError) as exc:
+        output = getattr(exc, "stderr", None) or ""
+        logger.warning(
+            "could not prebuild the studio app's shell; sandboxes load it from source: %s %s",
+            exc,
+            output[-2000:],
+            extra={"studio_dir": str(studio_dir)},
+        )
+        temp.unlink(missing_ok=True)
+        return None
+    return target
+
+
+def install_shell(studio_dir: Path, shell: Path) -> None:
+    """Put ``shell`` into ``studio_dir`` (a hard link; a copy across file systems)."""
+    destination = studio_dir / SHELL_FILE
+    destination.unlink(missing_ok=True)
+    try:
+        os.link(shell, destination)
+    except OSError:
+        shutil.copyfile(shell, destination)
