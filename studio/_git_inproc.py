@@ -34,7 +34,7 @@ from studio._git_run import CommitResult, GitIdentity, clean_message, is_protect
 if TYPE_CHECKING:
     import pygit2
 
-__all__ = ["InProcessCommitter", "push_to_local_origin"]
+__all__ = ["InProcessCommitter", "local_remote_path", "push_to_local_origin"]
 
 logger = logging.getLogger("studio.git")
 
@@ -168,7 +168,7 @@ def _in_tree(tree: pygit2.Tree, path: str) -> bool:
     return _tree_entry(tree, path) is not None
 
 
-def _local_path(url: str) -> str | None:
+def local_remote_path(url: str) -> str | None:
     """The directory a remote URL names when it is on this machine, else None."""
     if url.startswith("file://"):
         return url.removeprefix("file://") or None
@@ -183,8 +183,9 @@ def _local_path(url: str) -> str | None:
 def push_to_local_origin(mirror: Path, refspec: str) -> bool:
     """Push ``refspec`` from the bare ``mirror`` to its ``origin`` when that is on this machine.
 
-    Done by writing the objects the origin lacks straight into its object
-    database, then moving its branch: ~1 ms for an edit's few objects, against
+    Done by putting the objects the origin lacks straight into its object
+    database (hard links to our loose files where possible), then moving its
+    branch: ~1 ms for an edit's few objects, against
     ~10 ms for libgit2's local fetch (which packs and indexes them) and 30-40 ms
     for ``git push`` (a process per push plus its helpers). No fsync, as with
     either of those. The checks ``git push`` makes are kept: no
@@ -204,7 +205,7 @@ def push_to_local_origin(mirror: Path, refspec: str) -> bool:
         # One handle on each side for the whole push: this runs on every durable edit.
         ours = pygit2.Repository(str(mirror), flags)
         try:
-            where = _local_path(ours.remotes["origin"].url or "")
+            where = local_remote_path(ours.remotes["origin"].url or "")
             if where is None or not Path(where).is_dir():
                 return False
             new = ours.revparse_single(source).id
@@ -243,10 +244,13 @@ def _copy_missing(ours: pygit2.Repository, theirs: pygit2.Repository, tip: pygit
     """
     have = theirs.odb
     done: set[pygit2.Oid] = set()
+    our_objects = Path(ours.path) / "objects"
+    their_objects = Path(theirs.path) / "objects"
 
     def copy(oid: pygit2.Oid) -> None:
-        kind, data = ours.odb.read(oid)
-        have.write(kind, data)
+        if not _link_loose(our_objects, their_objects, str(oid)):
+            kind, data = ours.odb.read(oid)
+            have.write(kind, data)
         done.add(oid)
 
     def copy_tree(oid: pygit2.Oid) -> None:
@@ -274,6 +278,32 @@ def _copy_missing(ours: pygit2.Repository, theirs: pygit2.Repository, tip: pygit
         done.add(oid)  # expanded once, even when two children share it
         stack.append((oid, True))
         stack.extend((parent, False) for parent in ours[oid].parent_ids)  # type: ignore[attr-defined]
+
+
+def _link_loose(ours: Path, theirs: Path, sha: str) -> bool:
+    """Hard-link the loose object ``sha`` from the objects dir ``ours`` into ``theirs``.
+
+    A loose object file is immutable and named by its content, so both
+    repositories may share it (``git clone --local`` does the same). A link is
+    one metadata write against the five (temp file, write, rename, ...) of
+    writing the object again; an edit's push copies about five objects.
+    False when it cannot be linked (packed, another file system): copy it then.
+    """
+    name = f"{sha[:2]}/{sha[2:]}"
+    target = theirs / name
+    try:
+        try:
+            os.link(ours / name, target)
+        except FileNotFoundError:
+            if not (ours / name).exists():
+                return False  # packed on our side
+            target.parent.mkdir(exist_ok=True)
+            os.link(ours / name, target)
+    except FileExistsError:
+        return True  # theirs has it already (the odb's negative cache may not know)
+    except OSError:
+        return False
+    return True
 
 
 def _descends(repo: pygit2.Repository, new: pygit2.Oid, old: pygit2.Oid) -> bool:

@@ -22,6 +22,7 @@ import logging
 import time
 from pathlib import Path
 
+from studio._git_inproc import local_remote_path
 from studio._git_run import (
     DEFAULT_IDENTITY,
     EXCLUDE_PATTERNS,
@@ -58,6 +59,7 @@ __all__ = [
     "Mirror",
     "Worktree",
     "WorktreeEntry",
+    "local_remote_path",
     "redact",
 ]
 

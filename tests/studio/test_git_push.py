@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from studio._git_inproc import _local_path, push_to_local_origin
+from studio._git_inproc import local_remote_path, push_to_local_origin
 from tests.support.gitrepo import git, make_repo
 
 
@@ -38,6 +38,31 @@ def test_a_local_origin_gets_the_branch_in_process(clone: tuple[Path, Path]) -> 
     assert git(origin, "show", f"{head}:b.txt") == "b.txt"
     # As after `git push`, the pusher's view of origin follows.
     assert git(work, "rev-parse", "refs/remotes/origin/design/studio-x") == head
+
+
+def loose(repo_dir: Path, sha: str) -> Path:
+    return repo_dir / "objects" / sha[:2] / sha[2:]
+
+
+def test_new_loose_objects_are_linked_into_the_origin_not_written_again(
+    clone: tuple[Path, Path],
+) -> None:
+    origin, work = clone
+    head = commit(work, "b.txt")
+    assert push_to_local_origin(work / ".git", REFSPEC)
+    # One file for both repositories, as `git clone --local` shares them.
+    assert loose(origin / ".git", head).stat().st_ino == loose(work / ".git", head).stat().st_ino
+    assert git(origin, "fsck", "--strict", "--no-dangling") == ""
+
+
+def test_packed_objects_are_copied_into_the_origin(clone: tuple[Path, Path]) -> None:
+    origin, work = clone
+    head = commit(work, "b.txt")
+    git(work, "repack", "-q", "-a", "-d")
+    assert not loose(work / ".git", head).exists()
+    assert push_to_local_origin(work / ".git", REFSPEC)
+    assert git(origin, "show", f"{head}:b.txt") == "b.txt"
+    assert git(origin, "fsck", "--strict", "--no-dangling") == ""
 
 
 def test_a_rewritten_branch_needs_force_and_a_refusal_is_not_success(
@@ -78,7 +103,7 @@ def test_a_network_or_missing_origin_is_left_to_the_cli(clone: tuple[Path, Path]
     ],
 )
 def test_which_remote_urls_are_local(url: str, local: str | None) -> None:
-    assert _local_path(url) == local
+    assert local_remote_path(url) == local
 
 
 def test_the_branch_a_non_bare_origin_has_checked_out_is_never_moved(
