@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 
 from studio import metrics
@@ -9,25 +10,40 @@ from studio.models import CommitInfo, SandboxInfo
 from studio.state import ACTIVE_STATES, SandboxState
 from studio.store import CommitRecord, SandboxRecord
 
-__all__ = ["info_from_record", "record_gauges", "renderer_url"]
+__all__ = ["info_from_record", "is_loopback", "record_gauges", "renderer_url"]
 
 
-def renderer_url(public_host: str, port: int | None) -> str | None:
-    """``http://<public host>:<port>/`` of a sandbox's Vite, or None without a port."""
-    return None if port is None else f"http://{public_host}:{port}/"
+def renderer_url(host: str, port: int | None) -> str | None:
+    """``http://<host>:<port>/`` of a sandbox's Vite, or None without a port."""
+    if port is None:
+        return None
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` listens on this machine's loopback only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def info_from_record(
-    record: SandboxRecord, commits: Sequence[CommitRecord], public_host: str
+    record: SandboxRecord, commits: Sequence[CommitRecord], renderer_host: str
 ) -> SandboxInfo:
-    """What the registry says of a sandbox; port and renderer only while it is live."""
+    """What the registry says of a sandbox; port and renderer only while it is live.
+
+    ``renderer_host`` is where a browser reaches the node the sandbox runs on.
+    """
     live = record.state in ACTIVE_STATES
     return SandboxInfo(
         id=record.id,
         owner=record.owner,
         repository_id=record.repository_id,
         status=record.state,
-        renderer_url=renderer_url(public_host, record.port) if live else None,
+        renderer_url=renderer_url(renderer_host, record.port) if live else None,
         branch=record.branch,
         base_commit=record.base_commit,
         git_commits=[

@@ -32,7 +32,7 @@ from actors._ray_backend import (
     Backend,
     SandboxSpec,
 )
-from actors._views import info_from_record, record_gauges, renderer_url
+from actors._views import info_from_record, is_loopback, record_gauges, renderer_url
 from actors.scheduling import (
     Action,
     NodeView,
@@ -104,6 +104,8 @@ class StudioManager:
         self._creating: dict[str, int] = {}
         # Setups of sandboxes created with wait=False (a reference keeps each task alive).
         self._setups: set[asyncio.Task[SandboxInfo]] = set()
+        # Addresses of the nodes other than the head, as the last look at the nodes said.
+        self._node_addresses: dict[str, str] = {}
 
     async def cancel_setups(self) -> None:
         """Stop the setups still under way (each disposes of its half-made sandbox)."""
@@ -135,12 +137,27 @@ class StudioManager:
             raise SandboxNotFound(f"no sandbox {sandbox_id!r}", sandbox_id=sandbox_id)
         return record
 
-    def _renderer_url(self, port: int | None) -> str | None:
-        return renderer_url(self.settings.public_host, port)
+    async def _nodes(self) -> list[NodeView]:
+        """The cluster's nodes, noting the address of each one besides the head."""
+        nodes = await self._backend.nodes()
+        self._node_addresses = {n.node_id: n.address for n in nodes if n.address and not n.is_head}
+        return nodes
+
+    def _renderer_host(self, node_id: str | None) -> str:
+        """Where a browser reaches a Vite on ``node_id``.
+
+        ``public_host`` names the head node (on one machine, the only one);
+        any other node goes by its own address, as the direct WebSocket
+        listener does (serve.app).
+        """
+        return self._node_addresses.get(node_id or "", self.settings.public_host)
+
+    def _renderer_url(self, port: int | None, node_id: str | None) -> str | None:
+        return renderer_url(self._renderer_host(node_id), port)
 
     def _info_from_record(self, record: SandboxRecord) -> SandboxInfo:
         return info_from_record(
-            record, self.registry.list_commits(record.id), self.settings.public_host
+            record, self.registry.list_commits(record.id), self._renderer_host(record.node_id)
         )
 
     def _store(self, record: SandboxRecord, info: SandboxInfo) -> SandboxInfo:
@@ -167,7 +184,9 @@ class StudioManager:
             update={
                 "owner": record.owner,
                 "repository_id": record.repository_id,
-                "renderer_url": self._renderer_url(info.port) if live else None,
+                "renderer_url": self._renderer_url(info.port, info.node or record.node_id)
+                if live
+                else None,
                 "node": info.node or record.node_id,
             }
         )
@@ -176,6 +195,10 @@ class StudioManager:
         repository = self.registry.get_repository(record.repository_id)
         settings = self.settings.model_dump(mode="json", exclude={"admin_token"})
         settings["state_dir"] = self.state_dir_for(node_id)
+        address = self._node_addresses.get(node_id)
+        if address and is_loopback(self.settings.host):
+            # Vite listens where renderer_url points: on another node, its address.
+            settings["host"] = address
         return SandboxSpec(
             sandbox_id=record.id,
             node_id=node_id,
@@ -193,7 +216,7 @@ class StudioManager:
         )
 
     async def _choose(self, *, exclude: str, avoid: str | None, prefer: str | None) -> str:
-        nodes = await self._backend.nodes()
+        nodes = await self._nodes()
         others = [
             r.node_id
             for r in self.registry.list_sandboxes(states=_SUPERVISED | {SandboxState.FAILED})
@@ -476,7 +499,7 @@ class StudioManager:
     async def reconcile(self) -> dict[str, Any]:
         """One supervision pass over every supervised sandbox; what it did, by sandbox."""
         async with self._tick_lock:
-            nodes = await self._backend.nodes()
+            nodes = await self._nodes()
             alive = {n.node_id for n in nodes if n.alive}
             records = self.registry.list_sandboxes(states=_SUPERVISED)
             outcomes = await asyncio.gather(
@@ -607,7 +630,7 @@ class StudioManager:
         actors = [sid for sid in await self._backend.sandbox_ids() if sid not in placed]
         worktrees: list[dict[str, str]] = []
         processes: list[dict[str, str]] = []
-        for node in await self._backend.nodes():
+        for node in await self._nodes():
             if not node.alive:
                 continue
             try:
@@ -622,7 +645,7 @@ class StudioManager:
 
     async def health(self) -> dict[str, Any]:
         """The manager's own status: registry, nodes, sandboxes by state, last pass."""
-        nodes = await self._backend.nodes()
+        nodes = await self._nodes()
         counts: dict[str, int] = {}
         for record in self.registry.list_sandboxes():
             counts[record.state.value] = counts.get(record.state.value, 0) + 1

@@ -30,10 +30,15 @@ __all__ = ["FakeBackend", "FakeSandbox", "node"]
 
 
 def node(
-    node_id: str, *, slots: float | None = 4, head: bool = False, alive: bool = True
+    node_id: str,
+    *,
+    slots: float | None = 4,
+    head: bool = False,
+    alive: bool = True,
+    address: str = "",
 ) -> NodeView:
     """A node declaring ``slots`` sandbox slots."""
-    return NodeView(node_id=node_id, alive=alive, is_head=head, slots=slots)
+    return NodeView(node_id=node_id, alive=alive, is_head=head, slots=slots, address=address)
 
 
 @dataclass

@@ -89,6 +89,30 @@ async def test_create_places_on_least_loaded_slot_node_and_returns_running(
     assert record.state is SandboxState.RUNNING and record.port == first.port
 
 
+@pytest.mark.parametrize(("bind", "vite_host"), [("127.0.0.1", "10.0.0.2"), ("0.0.0.0", "0.0.0.0")])
+async def test_a_sandbox_on_another_node_is_shown_at_that_node_address(
+    settings: StudioSettings, origin: Path, bind: str, vite_host: str
+) -> None:
+    backend = FakeBackend(
+        [node("head", slots=None, head=True, address="10.0.0.1"), node("n1", address="10.0.0.2")]
+    )
+    studio = StudioManager(settings.model_copy(update={"host": bind}), backend)
+    try:
+        repo = studio.accounts.register_repository("ui", path=str(origin)).id
+        created = await studio.create_sandbox("alice", repo, {})
+        assert created.node == "n1"
+        url = f"http://10.0.0.2:{created.port}/"
+        assert created.renderer_url == url
+        assert (await studio.get_sandbox(created.id)).renderer_url == url
+        assert [s.renderer_url for s in studio.list_sandboxes()] == [url]
+        # Vite must listen where that URL points, not on the worker's loopback.
+        assert backend.created[0].settings["host"] == vite_host
+        # public_host still names the head (the API and the studio page's WebSocket).
+        assert backend.created[0].settings["public_host"] == "studio.test"
+    finally:
+        studio.close()
+
+
 async def test_create_rejects_bad_overrides_and_unknown_repositories(
     manager: StudioManager, backend: FakeBackend, repo_id: int
 ) -> None:
