@@ -48,7 +48,7 @@ from tests.actors.conftest import (
     assert_nothing_left,
     get,
     node_settings,
-    vite_answers,
+    renderer_answers,
 )
 from tests.support.gitrepo import repo_from_dir
 
@@ -160,7 +160,9 @@ def scenario(
 
         info = wait_for(recovered, 240, "the sandbox to come back on the surviving node")
         findings["recovery_seconds"] = round(time.monotonic() - removed_at, 1)
-        assert info.port is not None and vite_answers(info.port), info
+        # A worker node's Vite is shown (and listens) at that node's address.
+        assert info.renderer_url is not None and renderer_answers(info.renderer_url), info
+        findings["renderer_url"] = info.renderer_url
         # The driver's cached handle names the killed actor: look the new one up.
         forget_sandbox_handle(first.id)
         history = [c.hash for c in get(sandbox_handle(first.id).history.remote())]

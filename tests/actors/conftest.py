@@ -62,9 +62,14 @@ def free_base(count: int = PORTS) -> int:
 
 
 def vite_answers(port: int) -> bool:
-    """Whether a Vite serves ``/@vite/client`` on ``port``."""
+    """Whether a Vite serves ``/@vite/client`` on ``port`` of this machine's loopback."""
+    return renderer_answers(f"http://{HOST}:{port}/")
+
+
+def renderer_answers(renderer_url: str) -> bool:
+    """Whether the Vite at ``renderer_url`` serves ``/@vite/client``."""
     try:
-        with urllib.request.urlopen(f"http://{HOST}:{port}/@vite/client", timeout=5) as reply:
+        with urllib.request.urlopen(f"{renderer_url}@vite/client", timeout=5) as reply:
             return int(reply.status) == 200
     except OSError:
         return False

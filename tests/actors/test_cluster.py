@@ -47,6 +47,8 @@ def test_removed_node_sandbox_recovers_on_a_surviving_node(
     findings = json.loads(out.strip().splitlines()[-1])
     assert len(set(findings["spread"])) == 2
     assert findings["commit_kept"] is True
+    # On a worker node the renderer is at the node's address, not the head's public_host.
+    assert not findings["renderer_url"].startswith("http://localhost:"), findings
     assert findings["answered_pushed"] == [True] * 10
     # Nothing of the scenario's cluster or sandboxes outlives it.
     deadline = time.monotonic() + 20
