@@ -313,12 +313,25 @@ class SandboxActor:
         if not is_mutation(parsed):
             return await self._run(self._sandbox.on_execute, parsed)
         started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        await self._lock.acquire()
+        unlocked = False
+
+        def unlock() -> None:
+            nonlocal unlocked
+            if not unlocked:
+                unlocked = True
+                self._lock.release()
+
         try:
-            async with self._lock:
-                result, ticket = await self._run(self._sandbox.commit_edit, parsed)
-            # Out of the lock: edits behind this one commit while its push runs.
-            return await self._run(self._sandbox.settle_edit, result, ticket)
+            # One thread does the commit and then waits for (or makes) the push:
+            # the lock is let go once the commit is made, so that edits behind
+            # this one commit while its push runs, without a hop back here first.
+            return await self._run(
+                self._sandbox.edit, parsed, lambda: loop.call_soon_threadsafe(unlock)
+            )
         finally:
+            unlock()
             record_execute(parsed.command, started)
 
     @ray.method(max_task_retries=0)

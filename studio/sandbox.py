@@ -54,7 +54,7 @@ from studio.errors import (
     ServiceUnavailable,
     StudioError,
 )
-from studio.git import Commit, Mirror, Worktree
+from studio.git import Commit, Mirror, Worktree, local_remote_path
 from studio.layout import StateLayout
 from studio.messages import (
     ClientComponentSelected,
@@ -156,6 +156,10 @@ class ComponentStudioSandbox(SandboxLifecycle):
         self._mutation = threading.Lock()
         self.vite = ViteSupervisor(self)
         self.pusher = BranchPusher(self._push_origin, name=f"push-{sandbox_id}")
+        # A local origin is pushed in-process in a few ms: a durable edit's own
+        # thread pushes it (no hand-off to the push thread and back). A network
+        # push stays on the push thread, so that push_timeout bounds the wait.
+        self._push_here = local_remote_path(repository.source) is not None
 
     # -- what the layers read ------------------------------------------------
 
@@ -298,10 +302,25 @@ class ComponentStudioSandbox(SandboxLifecycle):
         try:
             if isinstance(command, ReadFile | ListFiles):
                 return self._read(command)
-            result, ticket = self.commit_edit(command)
-            return self.settle_edit(result, ticket)
+            return self.edit(command)
         finally:
             record_execute(command.command, started)
+
+    def edit(
+        self,
+        command: WriteFile | WriteFiles | DeleteFile,
+        committed: Callable[[], None] | None = None,
+    ) -> ExecuteResult:
+        """:meth:`commit_edit` then :meth:`settle_edit` in this thread.
+
+        ``committed`` is called between the two: the next edit may commit
+        from then on (the actor releases its lock there) while this one's
+        push runs, so a thread hop back to the caller is not needed for it.
+        """
+        result, ticket = self.commit_edit(command)
+        if committed is not None:
+            committed()
+        return self.settle_edit(result, ticket)
 
     def commit_edit(
         self, command: WriteFile | WriteFiles | DeleteFile
@@ -320,7 +339,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
         """``result`` once its push landed (``pushed``), or said not to have in time."""
         if ticket is None:
             return result
-        if self.pusher.wait(ticket, self.config.push_timeout):
+        if self.pusher.wait(ticket, self.config.push_timeout, push_here=self._push_here):
             return result.model_copy(update={"pushed": True})
         error = self.pusher.last_error
         why = f": {error.message}" if error is not None else f" within {self.config.push_timeout}s"
@@ -377,11 +396,18 @@ class ComponentStudioSandbox(SandboxLifecycle):
                 "timestamp": datetime.now(UTC),
             },
         )
-        ticket = self.pusher.request(hurry=self.config.durable_commits)
+        ticket = self._request_push()
         answer = ExecuteResult(
             output=f"committed {', '.join(result.files)}", commit_hash=result.hash
         )
         return answer, ticket if self.config.durable_commits else None
+
+    def _request_push(self) -> int:
+        """Ask for a push of the branch; a durable caller waits for the ticket next."""
+        durable = self.config.durable_commits
+        return self.pusher.request(
+            hurry=durable and not self._push_here, caller_pushes=durable and self._push_here
+        )
 
     # -- rollback and history ------------------------------------------------
 
@@ -407,11 +433,11 @@ class ComponentStudioSandbox(SandboxLifecycle):
                 MessageType.ROLLBACK,
                 RollbackPayload(current_hash=current, previous_hash=previous),
             )
-            ticket = self.pusher.request(hurry=self.config.durable_commits)
+            ticket = self._request_push()
         result = RollbackResult(success=True, current_hash=current, previous_hash=previous)
         if not self.config.durable_commits:
             return result
-        pushed = self.pusher.wait(ticket, self.config.push_timeout)
+        pushed = self.pusher.wait(ticket, self.config.push_timeout, push_here=self._push_here)
         return result.model_copy(update={"pushed": pushed})
 
     def history(self, count: int = 50) -> list[CommitInfo]:

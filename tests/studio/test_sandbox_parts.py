@@ -152,6 +152,78 @@ def test_a_flush_retries_at_once_instead_of_waiting_for_the_backoff():
     assert pusher.flush(30) and pusher.last_error is None and pusher.pushes == 1
 
 
+def test_a_waiter_that_pushes_here_makes_the_push_in_its_own_thread():
+    threads: list[threading.Thread] = []
+    pusher = BranchPusher(lambda: threads.append(threading.current_thread()), delay=600)
+    for _ in range(3):
+        ticket = pusher.request(caller_pushes=True)
+        assert threads == [] or len(threads) < ticket  # nothing pushed before the wait
+        assert pusher.wait(ticket, 30, push_here=True) and pusher.idle
+    # Neither held back for the 600 s delay nor handed to a push thread.
+    assert threads == [threading.current_thread()] * 3
+    assert pusher.close(30) and pusher.pushes == 3
+
+
+def test_a_waiter_that_pushes_here_waits_for_the_push_in_flight_then_for_the_next():
+    release = threading.Event()
+    started = threading.Event()
+    state = {"branch": 0}
+    pushed: list[tuple[int, str]] = []
+
+    def push() -> None:
+        pushed.append((state["branch"], threading.current_thread().name))
+        started.set()
+        if len(pushed) == 1:
+            release.wait(30)
+
+    pusher = BranchPusher(push, delay=0, name="pusher")
+    first = pusher.request()
+    assert started.wait(30)
+    state["branch"] = 1
+    second = pusher.request(caller_pushes=True)
+    answers: list[bool] = []
+    waiter = threading.Thread(
+        target=lambda: answers.append(pusher.wait(second, 30, push_here=True)), name="waiter"
+    )
+    waiter.start()
+    assert not pusher.wait(first, 0.05)  # the first push is still in flight
+    release.set()
+    waiter.join(30)
+    # The edit made during the first push went out once that one was done (by the
+    # push thread, which may find it first, or by the waiter), not beside it.
+    assert answers == [True] and [branch for branch, _ in pushed] == [0, 1]
+    assert pusher.close(30) and pusher.idle
+
+
+def test_a_failed_push_made_here_is_said_and_retried_by_the_push_thread():
+    outcomes: list[StudioError | None] = [StudioError("remote unreachable"), None]
+
+    def push() -> None:
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+
+    pusher = BranchPusher(push, delay=0, retry_first=0.05)
+    ticket = pusher.request(caller_pushes=True)
+    assert not pusher.wait(ticket, 30, push_here=True)
+    assert pusher.last_error is not None
+    deadline = time.monotonic() + 30
+    while pusher.pushes == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)  # no new edit needed
+    assert pusher.pushes == 1 and outcomes == [] and pusher.wait(ticket, 0)
+    assert pusher.close(30) and pusher.idle
+
+
+def test_a_request_left_for_its_caller_is_still_pushed_by_a_plain_wait_or_flush():
+    calls: list[None] = []
+    pusher = BranchPusher(lambda: calls.append(None), delay=600)
+    ticket = pusher.request(caller_pushes=True)
+    assert pusher.wait(ticket, 30)  # no push_here: the push thread is started for it
+    pusher.request(caller_pushes=True)
+    assert pusher.flush(30) and calls == [None, None]
+    assert pusher.close(30)
+
+
 def test_a_closed_pusher_ignores_requests_and_nobody_waits_on_it():
     calls: list[None] = []
     pusher = BranchPusher(lambda: calls.append(None))
