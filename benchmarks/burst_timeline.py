@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 
+from benchmarks.cpu_account import start_time_skew
 from benchmarks.service import BenchService, Created
 from benchmarks.stats import summarize
 
@@ -87,6 +88,8 @@ def sandbox_timeline(
 ) -> list[dict[str, float]]:
     """One row of :data:`PHASES` (seconds after the burst began) per created sandbox."""
     creation = _creation_states(wall0)
+    # Process start times, on the clock of the other phases.
+    proc_wall0 = wall0 + start_time_skew()
     rows = []
     for sandbox in created:
         row = {
@@ -94,10 +97,10 @@ def sandbox_timeline(
             "ready": sandbox.ready - mono0,
         }
         worker, children = bench.processes(sandbox.sandbox_id)
-        row["worker_started"] = worker.create_time() - wall0
+        row["worker_started"] = worker.create_time() - proc_wall0
         vites = [c for c in children if _is_vite(c)]
         if vites:
-            row["vite_started"] = min(v.create_time() for v in vites) - wall0
+            row["vite_started"] = min(v.create_time() for v in vites) - proc_wall0
         states = next((v for k, v in creation.items() if sandbox.sandbox_id in k), {})
         submitted = [states[k] for k in _SUBMITTED_STATES if k in states]
         if submitted:

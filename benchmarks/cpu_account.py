@@ -20,6 +20,7 @@ The kind of a process is a pure function of its name and command line
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterable
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-__all__ = ["CpuAccount", "CpuReport", "ProcSeen", "classify"]
+__all__ = ["CpuAccount", "CpuReport", "ProcSeen", "classify", "start_time_skew"]
 
 # Kinds, in the order a report lists them.
 SANDBOX_WORKER = "sandbox_worker"
@@ -96,7 +97,7 @@ class CpuReport:
     by_kind: dict[str, float]
     machine_busy_s: float
     cores: int
-    # When the burst began (epoch seconds, as process start times are).
+    # When the burst began, on psutil's clock of process start times (start_time_skew).
     started_at: float = 0.0
     processes: list[ProcSeen] = field(default_factory=list)
 
@@ -141,6 +142,23 @@ class CpuReport:
             for p in self.processes
             if p.kind == SANDBOX_WORKER and (p.created < self.started_at) == spare
         ]
+
+
+def start_time_skew() -> float:
+    """How far a process's start time as psutil reports it lies after the clock's.
+
+    psutil adds the start time in clock ticks to the boot time, which /proc/stat
+    gives in whole seconds: the sum can be up to a second off. A process started
+    now measures the difference.
+    """
+    before = time.time()
+    child = subprocess.Popen(["sleep", "5"])
+    after = time.time()
+    try:
+        return psutil.Process(child.pid).create_time() - (before + after) / 2
+    finally:
+        child.kill()
+        child.wait()
 
 
 def _median(values: list[float]) -> float:
@@ -211,7 +229,8 @@ class CpuAccount:
         """Read every process's CPU times now (the baseline) and sample from here on."""
         self._busy_at_start = _machine_busy()
         self._started = time.monotonic()
-        self._started_at = time.time()
+        # On the clock of process start times, which spares are told apart by.
+        self._started_at = time.time() + start_time_skew()
         self._sample(baseline=True)
         self._thread = threading.Thread(target=self._loop, name="cpu-account", daemon=True)
         self._thread.start()

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 from benchmarks.burst_timeline import booting_at_once, timeline_figures
-from benchmarks.cpu_account import CpuAccount, classify
+from benchmarks.cpu_account import CpuAccount, classify, start_time_skew
 
 
 def test_processes_are_classified_by_their_ray_title_or_command() -> None:
@@ -62,3 +62,8 @@ def test_cpu_of_a_live_child_is_counted_by_kind() -> None:
     figures = report.figures(creates=2)
     assert figures["cpu_lower_bound_s"] == round(report.total_s / report.cores, 2)
     assert figures["cpu_per_create_other_s"] >= 0.12
+
+
+def test_process_start_times_are_put_on_the_wall_clock() -> None:
+    # psutil's start times rest on a boot time in whole seconds: at most a second off.
+    assert abs(start_time_skew()) < 1.5
