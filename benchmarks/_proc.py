@@ -18,7 +18,6 @@ __all__ = [
     "ROOT",
     "TEMPLATE_DIR",
     "free_port",
-    "free_port_below",
     "git",
     "http_ok",
     "kill_group",
@@ -44,18 +43,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def free_port_below(start: int, end: int, host: str = "127.0.0.1") -> int:
-    """A port in ``[start, end)`` that binds now (the service's ports must stay below Ray's)."""
-    for port in range(start, end):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {start}..{end - 1}")
 
 
 def http_ok(host: str, port: int, path: str = "/@vite/client", timeout: float = 2.0) -> bool:

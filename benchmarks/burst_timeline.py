@@ -17,12 +17,9 @@ limit bounds.
 
 from __future__ import annotations
 
-import importlib
-from datetime import datetime
-from typing import Any
-
 import psutil
 
+from benchmarks._sandbox_events import creation_states, status_events
 from benchmarks.cpu_account import start_time_skew
 from benchmarks.service import BenchService, Created
 from benchmarks.stats import summarize
@@ -48,38 +45,12 @@ PHASES = (
 _SUBMITTED_STATES = ("PENDING_ARGS_AVAIL", "PENDING_NODE_ASSIGNMENT")
 
 
-def _creation_states(wall0: float) -> dict[str, dict[str, float]]:
-    """Per sandbox id, when its actor's creation task reached each Ray task state."""
-    import ray
-
-    # Generated protobuf module and a private state API: untyped.
-    common: Any = importlib.import_module("ray.core.generated.common_pb2")
-    state: Any = ray._private.state.state
-    found: dict[str, dict[str, float]] = {}
-    for event in state._get_all_task_events():
-        name = str(event.task_info.name)
-        if not name.endswith("SandboxActor.__init__"):
-            continue
-        states = found.setdefault(name, {})
-        for status, ns in event.state_updates.state_ts_ns.items():
-            states[common.TaskStatus.Name(status)] = ns / 1e9 - wall0
-    return found
-
-
-def _status_steps(bench: BenchService, sandbox_id: str, wall0: float) -> dict[str, float]:
-    import ray
-
-    from actors.handles import sandbox_handle
-
-    events = ray.get(sandbox_handle(sandbox_id).events.remote(0, 0.0), timeout=30)
+def _status_steps(sandbox_id: str, wall0: float) -> dict[str, float]:
+    """When the sandbox said it began each setup step (its first word of it)."""
     found: dict[str, float] = {}
-    for event in events:
-        if event.get("type") != "status":
-            continue
-        step = event.get("payload", {}).get("step")
-        if step:
-            stamp = datetime.fromisoformat(str(event["ts"]).replace("Z", "+00:00")).timestamp()
-            found.setdefault(str(step), stamp - wall0)
+    for payload, stamp in status_events(sandbox_id, wall0):
+        if payload.get("step"):
+            found.setdefault(str(payload["step"]), stamp)
     return found
 
 
@@ -87,7 +58,7 @@ def sandbox_timeline(
     bench: BenchService, created: list[Created], wall0: float, mono0: float
 ) -> list[dict[str, float]]:
     """One row of :data:`PHASES` (seconds after the burst began) per created sandbox."""
-    creation = _creation_states(wall0)
+    creation = creation_states(wall0)
     # Process start times, on the clock of the other phases.
     proc_wall0 = wall0 + start_time_skew()
     rows = []
@@ -109,7 +80,7 @@ def sandbox_timeline(
             row["leased"] = states["RUNNING"]
         if "FINISHED" in states:
             row["init_done"] = states["FINISHED"]
-        row.update(_status_steps(bench, sandbox.sandbox_id, wall0))
+        row.update(_status_steps(sandbox.sandbox_id, wall0))
         rows.append(row)
     return rows
 

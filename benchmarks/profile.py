@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks._sandbox_events import creation_states, status_events
 from benchmarks.context import RunContext
 from benchmarks.service import BenchService, service
 from benchmarks.stats import summarize
@@ -46,35 +45,11 @@ def _task_spans(events: list[dict[str, Any]], wall0: float) -> dict[str, tuple[f
     return spans
 
 
-def _creation_states(sandbox_id: str, wall0: float) -> dict[str, float]:
-    """When the actor's creation task reached each state (seconds after ``wall0``)."""
-    import ray
-
-    # Generated protobuf module, untyped to mypy.
-    common: Any = importlib.import_module("ray.core.generated.common_pb2")
+def _status_times(sandbox_id: str, wall0: float) -> dict[str, float]:
+    """When the sandbox first reported each status."""
     found: dict[str, float] = {}
-    # ray.timeline() read the same task events a second ago: they are in the GCS.
-    for event in ray._private.state.state._get_all_task_events():
-        name = event.task_info.name
-        if sandbox_id in name and name.endswith("SandboxActor.__init__"):
-            for state, ns in event.state_updates.state_ts_ns.items():
-                found[common.TaskStatus.Name(state)] = ns / 1e9 - wall0
-    return found
-
-
-def _status_times(bench: BenchService, sandbox_id: str, wall0: float) -> dict[str, float]:
-    import ray
-
-    from actors.handles import sandbox_handle
-
-    events = ray.get(sandbox_handle(sandbox_id).events.remote(0, 0.0), timeout=30)
-    found: dict[str, float] = {}
-    for event in events:
-        if event.get("type") != "status":
-            continue
-        status = str(event.get("payload", {}).get("status"))
-        stamp = datetime.fromisoformat(str(event["ts"]).replace("Z", "+00:00")).timestamp()
-        found.setdefault(status, stamp - wall0)
+    for payload, stamp in status_events(sandbox_id, wall0):
+        found.setdefault(str(payload.get("status")), stamp)
     return found
 
 
@@ -87,8 +62,8 @@ def split_create(bench: BenchService) -> dict[str, float]:
     created = bench.create()
     total = created.ready - mono0
     spans = _task_spans(ray.timeline(), wall0)
-    status = _status_times(bench, created.sandbox_id, wall0)
-    creation = _creation_states(created.sandbox_id, wall0)
+    status = _status_times(created.sandbox_id, wall0)
+    creation = next((v for k, v in creation_states(wall0).items() if created.sandbox_id in k), {})
     bench.delete(created.sandbox_id)
     row = {"total": total, "response": created.responded - mono0}
     manager = spans.get("ManagerActor.create_sandbox")
