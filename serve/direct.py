@@ -1,19 +1,24 @@
-"""A replica's own WebSocket listener: event streams without the Serve proxy between.
+"""A replica's own listener: event streams and edits without the Serve proxy between.
 
 Through Ray Serve's HTTP proxy every WebSocket frame crosses two processes
 (proxy and replica) as one item of a Ray stream, about a millisecond each on
 a busy node: one event to 100 clients of a sandbox took 95 ms at the median,
-the last client 134 ms. Served by the replica itself the same fan-out is a
-loop of socket writes. So each replica also listens on a port of its own
-(the first free one from ``ws_direct_port``) and answers only the sandbox
-event WebSocket there, with the very same app: authentication, rate limits,
-viewer tokens and the hub are shared with the proxied route, which stays
-(the studio page and clients that only reach the API's port use it).
+the last client 134 ms. An HTTP request pays the same toll: of a 36 ms
+``execute`` at load ~5, 18 ms were the proxy (in, the replica fetching the
+body back from the proxy by a Ray call, and out), against 13 ms for the edit.
+Served by the replica itself the fan-out is a loop of socket writes and the
+edit a direct call. So each replica also listens on a port of its own (the
+first free one from ``ws_direct_port``) and answers there, with the very same
+app, the two hot paths only: the sandbox event WebSocket and ``POST
+.../execute``. Authentication, rate limits, viewer tokens and the hub are
+shared with the proxied routes, which stay (the studio page and clients that
+only reach the API's port use them).
 
-The API hands out the direct address in ``websocket_url``. The host in it is
-``public_host`` when the replica runs on the head node (on one machine,
-always) and the replica node's address otherwise: clients must be able to
-reach the nodes, or the listener is turned off with ``ws_direct_port=0``.
+The API hands out the direct addresses in ``websocket_url`` and
+``execute_url``. The host in them is ``public_host`` when the replica runs on
+the head node (on one machine, always) and the replica node's address
+otherwise: clients must be able to reach the nodes, or the listener is turned
+off with ``ws_direct_port=0``.
 """
 
 from __future__ import annotations
@@ -32,35 +37,43 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from serve._ws_protocol import FrameWriterProtocol
 from studio.config import RAY_WORKER_PORT_MIN
 
-__all__ = ["PORT_TRIES", "DirectListener", "websocket_only"]
+__all__ = ["PORT_TRIES", "DirectListener", "direct_routes_only"]
 
 logger = logging.getLogger(__name__)
 
 # Ports tried from the base before giving up (replicas of one node share the range).
 PORT_TRIES = 100
-# The one route this port serves.
+# The routes this port serves: the event stream and the edits.
 _EVENTS_PATH = re.compile(r"/api/v1/sandboxes/[^/]+/ws")
+_EXECUTE_PATH = re.compile(r"/api/v1/sandboxes/[^/]+/execute")
 # Seconds open connections get to finish when the replica stops.
 _SHUTDOWN_GRACE = 2
 
 
-def websocket_only(app: ASGIApp, api_hint: str) -> ASGIApp:
-    """``app`` restricted to the sandbox event WebSocket; anything else is refused.
+def direct_routes_only(app: ASGIApp, api_hint: str) -> ASGIApp:
+    """``app`` restricted to the event WebSocket and ``POST .../execute``; the rest refused.
 
-    An HTTP request gets a 404 saying where the API is (``api_hint``); a
-    WebSocket to another path is closed before it is accepted (the client
+    Any other HTTP request gets a 404 saying where the API is (``api_hint``);
+    a WebSocket to another path is closed before it is accepted (the client
     sees a 403).
     """
 
-    async def only_events(scope: Scope, receive: Receive, send: Send) -> None:
+    async def only_direct_routes(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and _EVENTS_PATH.fullmatch(scope["path"]):
             await app(scope, receive, send)
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
+        elif (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and _EXECUTE_PATH.fullmatch(scope["path"])
+        ):
+            await app(scope, receive, send)
         elif scope["type"] == "http":
             message = (
                 "this port serves only the sandbox event WebSocket "
-                f"(/api/v1/sandboxes/{{id}}/ws); the API is at {api_hint}"
+                "(/api/v1/sandboxes/{id}/ws) and POST /api/v1/sandboxes/{id}/execute; "
+                f"the API is at {api_hint}"
             )
             body = json.dumps({"error": {"code": "not_found", "message": message}}).encode()
             await send(
@@ -75,7 +88,7 @@ def websocket_only(app: ASGIApp, api_hint: str) -> ASGIApp:
             )
             await send({"type": "http.response.body", "body": body})
 
-    return only_events
+    return only_direct_routes
 
 
 def _bind(host: str, first: int, tries: int) -> socket.socket | None:
@@ -95,12 +108,12 @@ def _bind(host: str, first: int, tries: int) -> socket.socket | None:
 
 
 class DirectListener:
-    """One uvicorn server on the replica's event loop, serving ``app``'s event WebSocket."""
+    """One uvicorn server on the replica's event loop, serving ``app``'s two hot paths."""
 
     def __init__(
         self, app: ASGIApp, *, host: str, first_port: int, advertised_host: str, api_hint: str
     ) -> None:
-        self._app = websocket_only(app, api_hint)
+        self._app = direct_routes_only(app, api_hint)
         self._host = host
         self._first_port = first_port
         self._advertised_host = advertised_host
@@ -116,11 +129,19 @@ class DirectListener:
     @property
     def base_url(self) -> str | None:
         """``ws://host:port`` of the listener, None when it is not listening."""
+        return self._url("ws")
+
+    @property
+    def http_base_url(self) -> str | None:
+        """``http://host:port`` of the listener, None when it is not listening."""
+        return self._url("http")
+
+    def _url(self, scheme: str) -> str | None:
         port = self.port
         if port is None:
             return None
         host = self._advertised_host
-        return f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
+        return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
     async def start(self) -> None:
         """Listen on the first free port; without one, log it and stay off (the proxy serves)."""

@@ -33,7 +33,7 @@ from studio.errors import PayloadTooLarge, RateLimited, StudioError
 from studio.models import CommitInfo, FinalizeResult, RollbackResult, SandboxInfo, UserInfo
 from studio.store import RepositoryRecord
 
-__all__ = ["current_user", "get_replica", "router", "websocket_url"]
+__all__ = ["current_user", "execute_url", "get_replica", "router", "websocket_url"]
 
 PREFIX = "/api/v1"
 router = APIRouter()
@@ -77,20 +77,35 @@ Admin = Annotated[UserInfo, Depends(admin_user)]
 
 
 def websocket_url(request: Request | WebSocket, replica: Replica, sandbox_id: str) -> str:
-    """Where a client reaches the sandbox's stream.
+    """Where a client reaches the sandbox's stream (see :func:`_direct_or_api`)."""
+    return _direct_or_api(request, replica, f"{PREFIX}/sandboxes/{sandbox_id}/ws", websocket=True)
 
-    The replica's own listener when it has one (``serve.direct``: no proxy
-    between the events and the client) and the client spoke plain HTTP (a
-    client behind TLS keeps the TLS port), else the host it reached the API on.
+
+def execute_url(request: Request | WebSocket, replica: Replica, sandbox_id: str) -> str:
+    """Where a client sends the sandbox's edits (see :func:`_direct_or_api`)."""
+    return _direct_or_api(request, replica, f"{PREFIX}/sandboxes/{sandbox_id}/execute")
+
+
+def _direct_or_api(
+    request: Request | WebSocket, replica: Replica, path: str, *, websocket: bool = False
+) -> str:
+    """``path`` on the replica's own listener, or on the host the client reached the API on.
+
+    The listener when the replica has one (``serve.direct``: no proxy between
+    the client and the replica) and the client spoke plain HTTP; a client
+    behind TLS keeps the TLS port.
     """
     forwarded = request.headers.get("x-forwarded-proto", request.url.scheme)
-    scheme = "wss" if forwarded in ("https", "wss") else "ws"
-    direct = replica.direct.base_url if replica.direct is not None else None
-    if direct is not None and scheme == "ws":
-        return f"{direct}{PREFIX}/sandboxes/{sandbox_id}/ws"
+    secure = forwarded in ("https", "wss")
+    direct = replica.direct
+    if direct is not None and not secure:
+        base = direct.base_url if websocket else direct.http_base_url
+        if base is not None:
+            return f"{base}{path}"
+    scheme = ("wss" if secure else "ws") if websocket else ("https" if secure else "http")
     settings = replica.settings
     host = request.headers.get("host") or f"{settings.public_host}:{settings.ws_port}"
-    return f"{scheme}://{host}{PREFIX}/sandboxes/{sandbox_id}/ws"
+    return f"{scheme}://{host}{path}"
 
 
 # -- health -------------------------------------------------------------------
@@ -148,6 +163,7 @@ async def create_sandbox(
         sandbox_id=info.id,
         renderer_url=info.renderer_url,
         websocket_url=websocket_url(request, replica, info.id),
+        execute_url=execute_url(request, replica, info.id),
         branch=info.branch,
         status=info.status,
     )
@@ -161,7 +177,12 @@ async def list_sandboxes(
     infos: list[SandboxInfo] = await replica.backend.manager(
         "list_sandboxes", user.name, include_ended
     )
-    return [SandboxStatus.of(i, websocket_url(request, replica, i.id)) for i in infos]
+    return [
+        SandboxStatus.of(
+            i, websocket_url(request, replica, i.id), execute_url(request, replica, i.id)
+        )
+        for i in infos
+    ]
 
 
 @router.get(f"{PREFIX}/sandboxes/{{sandbox_id}}", response_model=SandboxStatus, tags=["sandboxes"])
@@ -171,7 +192,11 @@ async def get_sandbox(
     """A sandbox's status, commits and URLs."""
     await replica.backend.authorize(user, sandbox_id)
     info: SandboxInfo = await replica.backend.manager("get_sandbox", sandbox_id, None)
-    return SandboxStatus.of(info, websocket_url(request, replica, sandbox_id))
+    return SandboxStatus.of(
+        info,
+        websocket_url(request, replica, sandbox_id),
+        execute_url(request, replica, sandbox_id),
+    )
 
 
 @router.delete(

@@ -66,6 +66,10 @@ class CreateSandboxResponse(BaseModel):
     sandbox_id: str
     renderer_url: str | None
     websocket_url: str
+    execute_url: str = Field(
+        description="Where to POST the sandbox's edits: the answering replica's own "
+        "listener (no proxy between), or the API's port."
+    )
     branch: str
     status: SandboxState
 
@@ -84,7 +88,7 @@ class CommitEntry(BaseModel):
 
 
 class SandboxStatus(BaseModel):
-    """The plan's status answer plus websocket_url, branch, restarts and node."""
+    """The plan's status answer plus websocket_url, execute_url, branch, restarts and node."""
 
     id: str
     status: SandboxState
@@ -92,6 +96,7 @@ class SandboxStatus(BaseModel):
     git_commits: list[CommitEntry]
     last_activity: datetime
     websocket_url: str | None
+    execute_url: str | None = None
     branch: str
     restarts: int
     node: str | None
@@ -101,7 +106,9 @@ class SandboxStatus(BaseModel):
     pr_number: int | None = None
 
     @classmethod
-    def of(cls, info: SandboxInfo, websocket_url: str | None) -> SandboxStatus:
+    def of(
+        cls, info: SandboxInfo, websocket_url: str | None, execute_url: str | None = None
+    ) -> SandboxStatus:
         """From the manager's view of the sandbox."""
         return cls(
             id=info.id,
@@ -110,6 +117,7 @@ class SandboxStatus(BaseModel):
             git_commits=[CommitEntry.of(c) for c in info.git_commits],
             last_activity=info.last_activity,
             websocket_url=websocket_url,
+            execute_url=execute_url,
             branch=info.branch,
             restarts=info.restarts,
             node=info.node,

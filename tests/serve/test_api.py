@@ -42,7 +42,14 @@ def test_the_plans_five_requests(api: Api) -> None:
     )
     assert reply.status_code == 201, reply.text
     created = reply.json()
-    assert set(created) == {"sandbox_id", "renderer_url", "websocket_url", "branch", "status"}
+    assert set(created) == {
+        "sandbox_id",
+        "renderer_url",
+        "websocket_url",
+        "execute_url",
+        "branch",
+        "status",
+    }
     sandbox_id = created["sandbox_id"]
     assert re.fullmatch(r"sb_[a-z0-9]+", sandbox_id)
     assert created["status"] == "running"
@@ -52,6 +59,9 @@ def test_the_plans_five_requests(api: Api) -> None:
     assert re.fullmatch(
         rf"ws://localhost:\d+/api/v1/sandboxes/{sandbox_id}/ws", created["websocket_url"]
     )
+    assert re.fullmatch(
+        rf"http://localhost:\d+/api/v1/sandboxes/{sandbox_id}/execute", created["execute_url"]
+    )
     assert httpx.get(created["renderer_url"] + "@vite/client", timeout=10).status_code == 200
 
     # Get Sandbox Status.
@@ -59,7 +69,7 @@ def test_the_plans_five_requests(api: Api) -> None:
     assert reply.status_code == 200, reply.text
     status = reply.json()
     assert {"id", "status", "renderer_url", "git_commits", "last_activity"} <= set(status)
-    assert {"websocket_url", "branch", "restarts", "node"} <= set(status)
+    assert {"websocket_url", "execute_url", "branch", "restarts", "node"} <= set(status)
     assert status["id"] == sandbox_id and status["status"] == "running"
     assert is_timestamp(status["last_activity"])
     base_hash = status["git_commits"][0]["hash"]

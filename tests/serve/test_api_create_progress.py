@@ -119,7 +119,14 @@ def test_studio_create_json_ends_running_with_the_create_fields(
     assert code == 0, captured.err
     created = json.loads(captured.out)
     try:
-        assert set(created) == {"sandbox_id", "renderer_url", "websocket_url", "branch", "status"}
+        assert set(created) == {
+            "sandbox_id",
+            "renderer_url",
+            "websocket_url",
+            "execute_url",
+            "branch",
+            "status",
+        }
         assert created["status"] == "running"
         assert created["renderer_url"].startswith("http://")
     finally:

@@ -1,4 +1,4 @@
-"""The replica's own event WebSocket listener (serve.direct), alone and behind the API."""
+"""The replica's own listener (serve.direct): event WebSocket and execute, alone and in the API."""
 
 from __future__ import annotations
 
@@ -47,6 +47,10 @@ def echo_app() -> FastAPI:
     async def listing() -> list[str]:
         return ["should never be served on the direct port"]
 
+    @app.api_route("/api/v1/sandboxes/{sandbox_id}/execute", methods=["GET", "POST"])
+    async def execute(request: Request, sandbox_id: str) -> dict[str, str]:
+        return {"executed": sandbox_id, "method": request.method}
+
     return app
 
 
@@ -83,21 +87,30 @@ async def listener() -> AsyncIterator[DirectListener]:
         await direct.stop()
 
 
-async def test_listener_serves_the_event_route_only(listener: DirectListener) -> None:
+async def test_listener_serves_the_event_route_and_execute_only(listener: DirectListener) -> None:
     port = listener.port
     assert port is not None
     assert listener.base_url == f"ws://studio.test:{port}"
+    assert listener.http_base_url == f"http://studio.test:{port}"
     local = f"ws://127.0.0.1:{port}"
     async with websockets.connect(f"{local}/api/v1/sandboxes/sb_abc/ws") as ws:
         assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "hello sb_abc"
     with pytest.raises(websockets.InvalidStatus) as refused:
         await websockets.connect(f"{local}/api/v1/other/ws")
     assert refused.value.response.status_code == 403
+    base = f"http://127.0.0.1:{port}/api/v1/sandboxes"
     async with httpx.AsyncClient() as http:
-        reply = await http.get(f"http://127.0.0.1:{port}/api/v1/sandboxes")
-    assert reply.status_code == 404
-    message = reply.json()["error"]["message"]
-    assert "only the sandbox event WebSocket" in message and "port 8000" in message
+        executed = await http.post(f"{base}/sb_abc/execute", json={})
+        refused = [
+            await http.get(base),
+            await http.get(f"{base}/sb_abc/execute"),  # the app has GET there; this port not
+            await http.post(f"{base}/sb_abc/execute/more"),
+        ]
+    assert executed.json() == {"executed": "sb_abc", "method": "POST"}
+    for reply in refused:
+        assert reply.status_code == 404
+        message = reply.json()["error"]["message"]
+        assert "only the sandbox event WebSocket" in message and "port 8000" in message
 
 
 async def test_starting_leaves_the_process_logging_alone() -> None:
@@ -208,6 +221,38 @@ async def test_api_hands_out_the_replica_listener(api: Api, watched: tuple[str, 
     assert reply.json()["websocket_url"] == url
     on_direct = await asyncio.to_thread(httpx.get, url.replace("ws://", "http://"))
     assert on_direct.status_code == 404
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+async def test_edits_on_the_execute_url_commit_as_through_the_api(
+    api: Api, watched: tuple[str, str, str]
+) -> None:
+    user, sandbox_id, ws_url = watched
+    status = await asyncio.to_thread(
+        api.http.get, f"/api/v1/sandboxes/{sandbox_id}", headers=api.headers(user)
+    )
+    url = status.json()["execute_url"]
+    assert urlsplit(url).port == urlsplit(ws_url).port != urlsplit(api.url).port
+    assert url.endswith(f"/api/v1/sandboxes/{sandbox_id}/execute")
+    edit = {"command": "write_file", "file_path": "src/notes/direct.txt", "content": "direct"}
+    async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+        done = await http.post(url, json=edit, headers=api.headers(user))
+        assert done.status_code == 200, done.text
+        commit = done.json()["commit_hash"]
+        # The same checks as through the API: token, owner, body.
+        no_token = await http.post(url, json=edit)
+        stranger = await http.post(url, json=edit, headers=api.headers(api.user("direct-other")))
+        bad = await http.post(
+            url, json={**edit, "file_path": "../escape.txt"}, headers=api.headers(user)
+        )
+    assert no_token.status_code == 401
+    assert stranger.status_code == 404
+    assert bad.status_code == 400 and "escape" in bad.text
+    history = await asyncio.to_thread(
+        api.http.get, f"/api/v1/sandboxes/{sandbox_id}", headers=api.headers(user)
+    )
+    assert commit in [c["hash"] for c in history.json()["git_commits"]]
 
 
 @pytest.mark.ray
