@@ -17,11 +17,9 @@ limit bounds.
 
 from __future__ import annotations
 
-import psutil
-
 from benchmarks._sandbox_events import creation_states, status_events
 from benchmarks.cpu_account import start_time_skew
-from benchmarks.service import BenchService, Created
+from benchmarks.service import BenchService, Created, is_vite
 from benchmarks.stats import summarize
 
 __all__ = ["PHASES", "booting_at_once", "sandbox_timeline", "timeline_figures"]
@@ -69,7 +67,7 @@ def sandbox_timeline(
         }
         worker, children = bench.processes(sandbox.sandbox_id)
         row["worker_started"] = worker.create_time() - proc_wall0
-        vites = [c for c in children if _is_vite(c)]
+        vites = [c for c in children if is_vite(c)]
         if vites:
             row["vite_started"] = min(v.create_time() for v in vites) - proc_wall0
         states = next((v for k, v in creation.items() if sandbox.sandbox_id in k), {})
@@ -83,14 +81,6 @@ def sandbox_timeline(
         row.update(_status_steps(sandbox.sandbox_id, wall0))
         rows.append(row)
     return rows
-
-
-def _is_vite(proc: psutil.Process) -> bool:
-    # Vite runs as node: vite.js itself, or the template's serve.mjs that starts it.
-    try:
-        return proc.name() == "node" or any("vite" in part for part in proc.cmdline())
-    except psutil.Error:
-        return False
 
 
 def booting_at_once(rows: list[dict[str, float]]) -> int:

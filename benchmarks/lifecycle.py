@@ -230,17 +230,6 @@ def memory_per_sandbox(ctx: RunContext) -> ScenarioResult:
     return result
 
 
-def _vite_leader(bench: BenchService, sandbox_id: str) -> psutil.Process:
-    _worker, children = bench.processes(sandbox_id)
-    for proc in children:
-        try:
-            if any("vite" in part for part in proc.cmdline()):
-                return proc
-        except psutil.Error:
-            continue
-    raise RuntimeError(f"no Vite process among the children of {sandbox_id}'s actor")
-
-
 def _wait_serving(bench: BenchService, sandbox_id: str, deadline: float) -> float:
     """Poll until the sandbox says running and its (maybe moved) renderer answers 200."""
     while time.monotonic() < deadline:
@@ -268,7 +257,7 @@ def vite_recovery(ctx: RunContext) -> ScenarioResult:
     for _ in range(ctx.count(5, 1)):
         # A fresh sandbox per sample: restarts back off, and the first one is what users see.
         created = bench.create()
-        vite = _vite_leader(bench, created.sandbox_id)
+        vite = bench.vite(created.sandbox_id)
         host, port = renderer_address(created.renderer_url)
         start = time.monotonic()
         os.killpg(vite.pid, signal.SIGKILL)

@@ -140,6 +140,14 @@ class BenchService:
         worker = psutil.Process(int(self.ping(sandbox_id)["pid"]))
         return worker, worker.children(recursive=True)
 
+    def vite(self, sandbox_id: str) -> psutil.Process:
+        """The sandbox's Vite: the node process its actor started (vite.js or serve.mjs)."""
+        _worker, children = self.processes(sandbox_id)
+        for proc in children:
+            if is_vite(proc):
+                return proc
+        raise RuntimeError(f"no Vite process among the children of {sandbox_id}'s actor")
+
     def teardown_all(self) -> None:
         """Tear down every sandbox this run created, ignoring the ones already gone."""
         for sandbox_id in list(self.created):
@@ -187,6 +195,14 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
+
+
+def is_vite(proc: psutil.Process) -> bool:
+    """Whether ``proc`` is a Vite: node running vite.js, or the template's serve.mjs starting it."""
+    try:
+        return proc.name() == "node" or any("vite" in part for part in proc.cmdline())
+    except psutil.Error:
+        return False
 
 
 def _kill_studio_actors() -> None:
