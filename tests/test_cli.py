@@ -88,6 +88,7 @@ def build_app(state: FakeApi) -> FastAPI:
             "status": "running",
             "renderer_url": "http://127.0.0.1:5173/",
             "websocket_url": f"ws://127.0.0.1:8000/api/v1/sandboxes/{ident}/ws",
+            "execute_url": f"http://127.0.0.1:8000/api/v1/sandboxes/{ident}/execute",
             "branch": f"design/studio-{ident[3:]}",
             "git_commits": [
                 {"hash": "a" * 40, "message": "initial commit", "timestamp": now, "is_base": True}
@@ -164,7 +165,7 @@ def build_app(state: FakeApi) -> FastAPI:
     return app
 
 
-_CREATE_FIELDS = ("renderer_url", "websocket_url", "branch", "status")
+_CREATE_FIELDS = ("renderer_url", "websocket_url", "execute_url", "branch", "status")
 
 
 @pytest.fixture
