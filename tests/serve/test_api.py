@@ -12,7 +12,7 @@ import pytest
 from ray import serve
 
 from serve.app import MAX_ONGOING_REQUESTS, build_app
-from tests.serve.conftest import OPTIONS, Api
+from tests.serve.conftest import CREATE_FIELDS, OPTIONS, Api
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -42,14 +42,7 @@ def test_the_plans_five_requests(api: Api) -> None:
     )
     assert reply.status_code == 201, reply.text
     created = reply.json()
-    assert set(created) == {
-        "sandbox_id",
-        "renderer_url",
-        "websocket_url",
-        "execute_url",
-        "branch",
-        "status",
-    }
+    assert set(created) == CREATE_FIELDS
     sandbox_id = created["sandbox_id"]
     assert re.fullmatch(r"sb_[a-z0-9]+", sandbox_id)
     assert created["status"] == "running"

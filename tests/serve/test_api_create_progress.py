@@ -18,7 +18,7 @@ import pytest
 from websockets.sync.client import connect
 
 from studio.cli import main
-from tests.serve.conftest import Api
+from tests.serve.conftest import CREATE_FIELDS, Api
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -119,14 +119,7 @@ def test_studio_create_json_ends_running_with_the_create_fields(
     assert code == 0, captured.err
     created = json.loads(captured.out)
     try:
-        assert set(created) == {
-            "sandbox_id",
-            "renderer_url",
-            "websocket_url",
-            "execute_url",
-            "branch",
-            "status",
-        }
+        assert set(created) == CREATE_FIELDS
         assert created["status"] == "running"
         assert created["renderer_url"].startswith("http://")
     finally:
