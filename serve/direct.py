@@ -30,9 +30,10 @@ import json
 import logging
 import re
 import socket
+import time
 
 import uvicorn
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve._ws_protocol import FrameWriterProtocol
 from studio.config import RAY_WORKER_PORT_MIN
@@ -40,6 +41,9 @@ from studio.config import RAY_WORKER_PORT_MIN
 __all__ = ["PORT_TRIES", "DirectListener", "direct_routes_only"]
 
 logger = logging.getLogger(__name__)
+# Under ray.serve, whose handlers write the replica's log file (serve/replica_*.log),
+# beside the access lines of requests that came through the proxy.
+access_logger = logging.getLogger("ray.serve.direct")
 
 # Ports tried from the base before giving up (replicas of one node share the range).
 PORT_TRIES = 100
@@ -68,7 +72,7 @@ def direct_routes_only(app: ASGIApp, api_hint: str) -> ASGIApp:
             and scope["method"] == "POST"
             and _EXECUTE_PATH.fullmatch(scope["path"])
         ):
-            await app(scope, receive, send)
+            await _logged(app, scope, receive, send)
         elif scope["type"] == "http":
             message = (
                 "this port serves only the sandbox event WebSocket "
@@ -89,6 +93,33 @@ def direct_routes_only(app: ASGIApp, api_hint: str) -> ASGIApp:
             await send({"type": "http.response.body", "body": body})
 
     return only_direct_routes
+
+
+async def _logged(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Serve one HTTP request and log it as Serve's proxy logs its own: method, path, status, ms.
+
+    Only the path: the listener keeps uvicorn's access log off for the
+    WebSocket's query-string tokens, and an edit carries its token in a header.
+    """
+    started = time.monotonic()
+    status = 500
+
+    async def send_noting_status(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = int(message["status"])
+        await send(message)
+
+    try:
+        await app(scope, receive, send_noting_status)
+    finally:
+        access_logger.info(
+            "%s %s %d %.1fms (direct)",
+            scope["method"],
+            scope["path"],
+            status,
+            (time.monotonic() - started) * 1000,
+        )
 
 
 def _bind(host: str, first: int, tries: int) -> socket.socket | None:

@@ -113,6 +113,19 @@ async def test_listener_serves_the_event_route_and_execute_only(listener: Direct
         assert "only the sandbox event WebSocket" in message and "port 8000" in message
 
 
+async def test_an_edit_on_the_listener_is_logged_without_its_token(
+    listener: DirectListener, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"http://127.0.0.1:{listener.port}/api/v1/sandboxes/sb_abc/execute"
+    with caplog.at_level(logging.INFO, logger="ray.serve.direct"):
+        async with httpx.AsyncClient() as http:
+            reply = await http.post(url, json={}, headers={"Authorization": "Bearer secret-1"})
+    assert reply.status_code == 200
+    [line] = [r.getMessage() for r in caplog.records if "(direct)" in r.getMessage()]
+    assert line.startswith("POST /api/v1/sandboxes/sb_abc/execute 200 ")
+    assert "secret-1" not in caplog.text
+
+
 async def test_starting_leaves_the_process_logging_alone() -> None:
     # Serve's replica logs go through handlers like this one; closing them loses the lines.
     target = logging.Handler()
@@ -253,6 +266,13 @@ async def test_edits_on_the_execute_url_commit_as_through_the_api(
         api.http.get, f"/api/v1/sandboxes/{sandbox_id}", headers=api.headers(user)
     )
     assert commit in [c["hash"] for c in history.json()["git_commits"]]
+    # The edit has its line in the replica's log, as one through the proxy would.
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path())
+    line = f"POST /api/v1/sandboxes/{sandbox_id}/execute 200"
+    deadline = time.monotonic() + 60
+    while not logs_holding(logs / "serve", line):
+        assert time.monotonic() < deadline, "no log line for the direct edit"
+        await asyncio.sleep(0.5)
 
 
 @pytest.mark.ray
