@@ -73,14 +73,15 @@ def _edits(ctx: RunContext, result: ScenarioResult, created: Created) -> None:
     direct = str(created.body["execute_url"])
     proxied = f"{bench.base_url}/api/v1/sandboxes/{created.sandbox_id}/execute"
     through_proxy: list[float] = []
-    for index in range(ctx.count(200, 10) + ctx.count(50, 3)):
+    on_direct_count = ctx.count(200, 10)
+    for index in range(on_direct_count + ctx.count(50, 3)):
         command = {
             "command": "write_file",
             "file_path": "src/bench/Note.ts",
             "content": f"export const note = {index};\n",
             "description": f"bench edit {index}",
         }
-        on_direct = index < ctx.count(200, 10)
+        on_direct = index < on_direct_count
         start = time.monotonic()
         reply = bench.client.post(direct if on_direct else proxied, json=command)
         elapsed = time.monotonic() - start

@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -221,6 +222,16 @@ def watched(api: Api) -> tuple[str, str, str]:
     return user, created["sandbox_id"], created["websocket_url"]
 
 
+async def status(api: Api, user: str, sandbox_id: str) -> dict[str, Any]:
+    """The sandbox's status answer, through the API's port."""
+    reply = await asyncio.to_thread(
+        api.http.get, f"/api/v1/sandboxes/{sandbox_id}", headers=api.headers(user)
+    )
+    assert reply.status_code == 200, reply.text
+    answer: dict[str, Any] = reply.json()
+    return answer
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 async def test_api_hands_out_the_replica_listener(api: Api, watched: tuple[str, str, str]) -> None:
@@ -228,10 +239,7 @@ async def test_api_hands_out_the_replica_listener(api: Api, watched: tuple[str, 
     api_port = urlsplit(api.url).port
     direct_port = urlsplit(url).port
     assert direct_port is not None and direct_port != api_port
-    reply = await asyncio.to_thread(
-        api.http.get, f"/api/v1/sandboxes/{sandbox_id}", headers=api.headers(user)
-    )
-    assert reply.json()["websocket_url"] == url
+    assert (await status(api, user, sandbox_id))["websocket_url"] == url
     on_direct = await asyncio.to_thread(httpx.get, url.replace("ws://", "http://"))
     assert on_direct.status_code == 404
 
@@ -242,10 +250,7 @@ async def test_edits_on_the_execute_url_commit_as_through_the_api(
     api: Api, watched: tuple[str, str, str]
 ) -> None:
     user, sandbox_id, ws_url = watched
-    status = await asyncio.to_thread(
-        api.http.get, f"/api/v1/sandboxes/{sandbox_id}", headers=api.headers(user)
-    )
-    url = status.json()["execute_url"]
+    url = (await status(api, user, sandbox_id))["execute_url"]
     assert urlsplit(url).port == urlsplit(ws_url).port != urlsplit(api.url).port
     assert url.endswith(f"/api/v1/sandboxes/{sandbox_id}/execute")
     edit = {"command": "write_file", "file_path": "src/notes/direct.txt", "content": "direct"}
@@ -262,10 +267,8 @@ async def test_edits_on_the_execute_url_commit_as_through_the_api(
     assert no_token.status_code == 401
     assert stranger.status_code == 404
     assert bad.status_code == 400 and "escape" in bad.text
-    history = await asyncio.to_thread(
-        api.http.get, f"/api/v1/sandboxes/{sandbox_id}", headers=api.headers(user)
-    )
-    assert commit in [c["hash"] for c in history.json()["git_commits"]]
+    history = await status(api, user, sandbox_id)
+    assert commit in [c["hash"] for c in history["git_commits"]]
     # The edit has its line in the replica's log, as one through the proxy would.
     logs = Path(ray._private.worker._global_node.get_logs_dir_path())
     line = f"POST /api/v1/sandboxes/{sandbox_id}/execute 200"
