@@ -72,6 +72,8 @@ T = TypeVar("T")
 _THREADS = 16
 # How long one step of the streaming generator waits before checking again.
 _STREAM_POLL_SECONDS = 15.0
+# How long teardown waits for the final event to reach the polls already waiting.
+_ANSWER_SECONDS = 2.0
 # Event numbers handed out per write of the seq file: a restarted actor starts
 # after the last number reserved, so numbers only grow (with a gap, which
 # consumers already see after a restart), and an edit rarely pays for a file write.
@@ -279,6 +281,7 @@ class SandboxActor:
         await self._recovered()
         async with self._lock:
             info = await self._run(self._sandbox.on_teardown, final_state=SandboxState(final_state))
+        await self._last_event_answered()
         with contextlib.suppress(OSError):
             self._seq_path.unlink()
         return info
@@ -292,9 +295,20 @@ class SandboxActor:
         provider = provider_from_spec(provider_spec)
         async with self._lock:
             result = await self._run(self._sandbox.finalize, title, description, provider)
+        await self._last_event_answered()
         with contextlib.suppress(OSError):
             self._seq_path.unlink()
         return result
+
+    async def _last_event_answered(self) -> None:
+        # The manager kills this actor once teardown/finalize returns; the
+        # replicas' long-polls woken by the final status must answer first,
+        # or their clients would see the stream end without it.
+        if not await self._sandbox.events.answered(_ANSWER_SECONDS):
+            logger.warning(
+                "event polls still unanswered at teardown",
+                extra={"sandbox_id": self._sandbox.sandbox_id},
+            )
 
     # -- work -------------------------------------------------------------
 

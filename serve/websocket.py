@@ -29,7 +29,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from serve._ws_protocol import text_writer
-from serve.hub import CLOSE_SLOW, Event, EventHub, HubClient
+from serve.hub import CLOSE_GONE, CLOSE_SLOW, Event, EventHub, HubClient
 from studio.errors import StudioError
 from studio.messages import (
     ClientComponentSelected,
@@ -146,6 +146,7 @@ async def run_session(
             client.idle = False
             for text in client.prepare(event):
                 await send(text)
+            client.queue.task_done()
 
     async def receiver() -> None:
         while True:
@@ -189,14 +190,18 @@ async def run_session(
             pending_pongs[nonce] = now
             await send(client.control(MessageType.PING, {"nonce": nonce}))
 
+    sending = asyncio.create_task(sender(), name="ws-sender")
     tasks = [
-        asyncio.create_task(sender(), name="ws-sender"),
+        sending,
         asyncio.create_task(receiver(), name="ws-receiver"),
         asyncio.create_task(pinger(), name="ws-pinger"),
         asyncio.create_task(client.dropped.wait(), name="ws-dropped"),
     ]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if client.close_code == CLOSE_GONE and not sending.done():
+            # The stream ended: what it said last (``stopped``) is still queued.
+            await _sent_all(client, sending)
     finally:
         for task in tasks:
             task.cancel()
@@ -208,6 +213,17 @@ async def run_session(
                 logger.warning("websocket session ended by an error: %r", error)
     if client.dropped.is_set():
         await close(websocket, client.close_code or CLOSE_SLOW, client.close_reason)
+
+
+async def _sent_all(client: HubClient, sending: asyncio.Task[None]) -> None:
+    """Wait (bounded) until ``sending`` has sent every event queued for ``client``."""
+    emptied = asyncio.create_task(client.queue.join())
+    try:
+        await asyncio.wait(
+            {emptied, sending}, timeout=_CLOSE_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        emptied.cancel()
 
 
 async def close(websocket: WebSocket, code: int, reason: str) -> None:

@@ -75,6 +75,8 @@ class EventLog:
         self._next_seq = start_seq
         self._lock = threading.Lock()
         self._waiters: set[_Waiter] = set()
+        # after_seq of every reader inside wait/poll, for answered().
+        self._reading: list[int] = []
 
     @property
     def maxlen(self) -> int:
@@ -146,6 +148,21 @@ class EventLog:
     async def _wait_for(self, after_seq: int, seconds: float, *, stop_on_missed: bool) -> Backlog:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(seconds, 0.0)
+        with self._lock:
+            self._reading.append(after_seq)
+        try:
+            return await self._wait_loop(loop, after_seq, deadline, stop_on_missed)
+        finally:
+            with self._lock:
+                self._reading.remove(after_seq)
+
+    async def _wait_loop(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        after_seq: int,
+        deadline: float,
+        stop_on_missed: bool,
+    ) -> Backlog:
         while True:
             with self._lock:
                 backlog = self._backlog_locked(after_seq)
@@ -161,6 +178,28 @@ class EventLog:
                 with self._lock:
                     self._waiters.discard(waiter)
                 waiter[1].cancel()
+
+    async def answered(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait until every reader inside wait/poll has been given what it waits for.
+
+        Called after a sandbox's last event (``stopped``, ``finalized``):
+        the actor is killed right after, and a long-poll that was woken but
+        has not returned yet would lose that event with it. Readers already
+        past the newest event keep waiting (they have nothing to be given);
+        False when some reader still had not returned after ``timeout`` s.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        while True:
+            with self._lock:
+                last = self._next_seq - 1
+                behind = any(after < last for after in self._reading)
+            if not behind:
+                return True
+            if loop.time() >= deadline:
+                return False
+            # Woken readers return within a loop pass or two; this is rare (teardown only).
+            await asyncio.sleep(0.002)
 
     def _oldest_locked(self) -> int:
         return self._ring[0].seq if self._ring else self._next_seq

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psutil
@@ -34,6 +35,20 @@ def write(sandbox_id: str, path: str, content: str, description: str) -> str:
     )
     assert result.commit_hash
     return str(result.commit_hash)
+
+
+def follow_until_gone(handle: Any, after_seq: int) -> list[str]:
+    """The statuses a long-poll loop on ``handle`` sees until its actor is gone."""
+    statuses: list[str] = []
+    while True:
+        try:
+            events = ray.get(handle.events.remote(after_seq, 60), timeout=90)
+        except ray.exceptions.RayActorError:
+            return statuses
+        for event in events:
+            after_seq = event["seq"]
+            if event["type"] == "status":
+                statuses.append(event["payload"]["status"])
 
 
 def wait_for(predicate: Any, timeout: float, what: str) -> None:
@@ -79,8 +94,16 @@ def test_create_execute_commit_teardown(studio: Studio) -> None:
     assert found["actors"] == []
     stray.rmdir()
 
-    ended = get(studio.manager.teardown_sandbox.remote(info.id, "alice"))
+    # Followers long-poll as a replica's feed does; the manager kills the actor
+    # right after its teardown, and they must have had the final status first.
+    last_seq = get(handle.ping.remote())["last_seq"]
+    with ThreadPoolExecutor(4) as pool:
+        followers = [pool.submit(follow_until_gone, handle, last_seq) for _ in range(4)]
+        ended = get(studio.manager.teardown_sandbox.remote(info.id, "alice"))
+        seen = [follower.result(timeout=90) for follower in followers]
     assert ended.status is SandboxState.STOPPED
+    for statuses in seen:
+        assert statuses[-1] == "stopped", statuses
     assert not (studio.settings.state_dir / "worktrees" / info.id).exists()
     wait_for(lambda: not vite_answers(info.port), 10, "Vite to stop")
     # The branch and its commit are kept.

@@ -22,7 +22,7 @@ import websockets
 from fastapi import FastAPI, WebSocket
 
 from serve._ws_protocol import FrameWriterProtocol
-from serve.hub import CLOSE_SLOW, EventHub
+from serve.hub import CLOSE_GONE, CLOSE_SLOW, EventHub
 from serve.websocket import SessionOptions, stream_sandbox
 from studio.events import EventLog
 from studio.messages import parse_client_message
@@ -30,10 +30,15 @@ from studio.messages import parse_client_message
 SID = "sb_wstest01"
 
 
+class SandboxGone(Exception):
+    """What the event source raises once the sandbox's actor is gone for good."""
+
+
 class Sandbox:
     def __init__(self) -> None:
         self.log = EventLog(SID, maxlen=50)
         self.log.append("status", {"status": "running"})
+        self.gone = False
 
     async def events(
         self,
@@ -41,6 +46,8 @@ class Sandbox:
         after: int,
         timeout: float,  # noqa: ASYNC109
     ) -> list[dict[str, Any]]:
+        if self.gone and after >= self.log.last_seq:
+            raise SandboxGone(f"no running sandbox {SID!r}")
         return [m.model_dump(mode="json") for m in await self.log.wait(after, timeout)]
 
     async def publish(self, message: dict[str, Any], client_id: str) -> None:
@@ -48,10 +55,14 @@ class Sandbox:
         payload = parsed.payload.model_copy(update={"client_id": client_id})
         self.log.append("component-selected", payload)
 
-    def commit(self, n: int) -> None:
+    def commit(self, n: int, message: str = "") -> None:
         self.log.append(
             "commit",
-            {"hash": f"{n:07x}", "message": f"edit {n}", "timestamp": "2026-01-01T00:00:00Z"},
+            {
+                "hash": f"{n:07x}",
+                "message": message or f"edit {n}",
+                "timestamp": "2026-01-01T00:00:00Z",
+            },
         )
 
 
@@ -96,7 +107,12 @@ class Server:
         deflate: bool = False,
     ) -> None:
         self.sandbox = Sandbox()
-        self.hub = EventHub(self.sandbox.events, queue_size=queue_size, poll_timeout=5)
+        self.hub = EventHub(
+            self.sandbox.events,
+            queue_size=queue_size,
+            poll_timeout=5,
+            is_permanent=lambda exc: isinstance(exc, SandboxGone),
+        )
         app = make_app(self.sandbox, self.hub, options)
         config = uvicorn.Config(
             app,
@@ -154,6 +170,28 @@ async def test_hello_then_live_events(server: Server) -> None:
         server.sandbox.commit(1)
         commit = await recv(ws)
         assert (commit["type"], commit["seq"]) == ("commit", 2)
+
+
+async def test_the_last_events_of_a_stream_that_ends_are_sent_before_the_close(
+    server: Server,
+) -> None:
+    # The client stops reading once 4 messages wait in its buffer; with 40
+    # messages of 256 KiB the socket fills and the server's sender blocks, so
+    # the hub ends the stream while events are still queued for this client.
+    async with websockets.connect(server.url, max_queue=4, max_size=None) as ws:
+        assert (await recv(ws))["type"] == "hello"
+        for n in range(40):
+            server.sandbox.commit(n, "x" * 256 * 1024)
+        server.sandbox.log.append("status", {"status": "stopped"})
+        server.sandbox.gone = True
+        while server.hub.clients(SID):  # noqa: ASYNC110 (the hub has no signal for it)
+            await asyncio.sleep(0.01)
+        seqs = [(await recv(ws))["seq"] for _ in range(41)]
+        assert seqs == list(range(2, 43))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await recv(ws)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == CLOSE_GONE
 
 
 async def test_reconnect_with_since_replays_what_was_missed(server: Server) -> None:

@@ -305,3 +305,58 @@ def test_append_after_the_waiters_loop_closed() -> None:
     status(log)
     assert log._waiters == set()
     assert [m.seq for m in log.since(0)] == [1]
+
+
+async def test_answered_returns_once_every_woken_reader_has_returned() -> None:
+    log = EventLog(SB)
+    readers = [asyncio.create_task(log.wait(0, LONG)) for _ in range(3)]
+    readers.append(asyncio.create_task(log.poll(0, LONG)))
+    await asyncio.sleep(0)
+    await asyncio.to_thread(status, log, "stopped")
+    assert await log.answered(LONG)
+    assert all(reader.done() for reader in readers)
+    assert log._reading == []
+
+
+async def test_answered_does_not_wait_for_readers_with_nothing_to_get() -> None:
+    log = EventLog(SB)
+    status(log, "stopped")
+    reader = asyncio.create_task(log.wait(1, LONG))
+    await asyncio.sleep(0)
+    try:
+        assert await asyncio.wait_for(log.answered(LONG), LONG)
+        assert not reader.done()
+    finally:
+        reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    assert log._reading == []
+
+
+async def test_answered_gives_up_on_a_reader_whose_loop_is_stuck() -> None:
+    log = EventLog(SB)
+    registered, unstick = threading.Event(), threading.Event()
+    got: list[int] = []
+
+    def reader() -> None:
+        async def main() -> None:
+            task = asyncio.create_task(log.wait(0, LONG))
+            await asyncio.sleep(0)
+            registered.set()
+            # The loop is blocked here, so the wake-up of the append cannot run yet.
+            unstick.wait(LONG)
+            got.extend(m.seq for m in await task)
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        assert await asyncio.to_thread(registered.wait, LONG)
+        status(log, "stopped")
+        assert not await log.answered(0.05)
+    finally:
+        unstick.set()
+        await asyncio.to_thread(thread.join, LONG)
+    assert got == [1]
+    assert await log.answered(0)
