@@ -74,6 +74,9 @@ class ManagerTimeouts:
     # Beyond Vite's ready_timeout: a first mirror clone and npm ci on a new node.
     setup_extra: float = 300.0
     max_missed_pings: int = 3
+    # A spare worker's start is ~1 CPU-second; right after a create the new
+    # sandbox's first page load needs the CPU (benchmarks, create_rendered).
+    spare_delay: float = 2.0
 
 
 class StudioManager:
@@ -100,6 +103,7 @@ class StudioManager:
         # When a spare worker was last asked for, per node (monotonic), and the requests.
         self._spare_requested: dict[str, float] = {}
         self._spare_tasks: set[asyncio.Task[None]] = set()
+        self._spare_timers: dict[str, asyncio.TimerHandle] = {}
         # Creations under way per node: spares are asked for once it has none (_keep_spare).
         self._creating: dict[str, int] = {}
         # Setups of sandboxes created with wait=False (a reference keeps each task alive).
@@ -115,7 +119,10 @@ class StudioManager:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def close(self) -> None:
-        """Close the registry."""
+        """Close the registry; spares not asked for yet never are."""
+        for timer in self._spare_timers.values():
+            timer.cancel()
+        self._spare_timers.clear()
         self.registry.close()
 
     # -- helpers ----------------------------------------------------------
@@ -284,7 +291,26 @@ class StudioManager:
             self._creating[node_id] = left
             return
         self._creating.pop(node_id, None)
-        # The node's spare went to one of these actors (if it had one): another for the next.
+        # The node's spare went to one of these actors (if it had one): another for the
+        # next, once the new sandbox's first page has had the CPU.
+        self._request_spare_later(node_id)
+
+    def _request_spare_later(self, node_id: str) -> None:
+        """:meth:`_request_spare` in ``spare_delay`` s; supervision passes wait for it too."""
+        delay = self._timeouts.spare_delay
+        if delay <= 0:
+            self._request_spare(node_id)
+            return
+        pending = self._spare_timers.pop(node_id, None)
+        if pending is not None:
+            pending.cancel()
+        # Counts as asked for: _keep_spare leaves the node alone until the timer fires.
+        self._spare_requested[node_id] = time.monotonic()
+        loop = asyncio.get_running_loop()
+        self._spare_timers[node_id] = loop.call_later(delay, self._spare_timer_fired, node_id)
+
+    def _spare_timer_fired(self, node_id: str) -> None:
+        self._spare_timers.pop(node_id, None)
         self._request_spare(node_id)
 
     def _keep_spare(self, node_id: str) -> None:

@@ -203,6 +203,7 @@ async def test_cancel_setups_disposes_of_half_made_sandboxes(
 async def test_a_spare_worker_follows_each_creation_one_per_node(
     manager: StudioManager, backend: FakeBackend, repo_id: int
 ) -> None:
+    manager._timeouts = ManagerTimeouts(spare_delay=0)
     first = await manager.create_sandbox("alice", repo_id, {})
     await asyncio.sleep(0)  # the request is a background task
     assert backend.prestarts == [first.node]
@@ -227,6 +228,39 @@ async def test_a_spare_worker_follows_each_creation_one_per_node(
     await manager.reconcile()
     await asyncio.sleep(0)
     assert backend.prestarts == [first.node, first.node]
+
+
+async def test_the_spare_after_a_create_is_asked_for_once_the_delay_has_passed(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    manager._timeouts = ManagerTimeouts(spare_delay=0.2)
+    backend.node_views = backend.node_views[:1]  # where the next sandbox goes too
+    first = await manager.create_sandbox("alice", repo_id, {})
+    # Within the delay a supervision pass asks for no spare either.
+    await manager.reconcile()
+    await asyncio.sleep(0.05)
+    assert backend.prestarts == []
+    # A second create within the delay: one spare, the delay counted from its end.
+    await manager.create_sandbox("alice", repo_id, {})
+    await asyncio.sleep(0.15)
+    assert backend.prestarts == []
+    for _ in range(200):
+        if backend.prestarts:
+            break
+        await asyncio.sleep(0.01)
+    assert backend.prestarts == [first.node]
+    await asyncio.sleep(0.3)
+    assert backend.prestarts == [first.node]
+
+
+async def test_a_spare_not_asked_for_yet_is_not_asked_for_after_close(
+    settings: StudioSettings, backend: FakeBackend, repo_id: int
+) -> None:
+    manager = StudioManager(settings, backend, timeouts=ManagerTimeouts(spare_delay=0.05))
+    await manager.create_sandbox("alice", repo_id, {})
+    manager.close()
+    await asyncio.sleep(0.2)
+    assert backend.prestarts == []
 
 
 async def test_a_supervision_pass_keeps_a_spare_where_the_next_sandbox_goes(
