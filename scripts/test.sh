@@ -11,7 +11,7 @@ echo "== ruff"; ruff check .
 echo "== mypy"; mypy
 echo "== pytest"
 set +e
-python -m pytest --cov --cov-report=term "$@"
+python -m pytest --cov --cov-report=term --durations=20 "$@"
 status=$?
 set -e
 if [ "$status" = 5 ]; then
