@@ -32,8 +32,9 @@ export default defineConfig({
   cacheDir: config.cacheDir,
   clearScreen: false,
   plugins: [
-    // the prebuilt shell (plugin/shell.mjs) is plain JS with no components of its own to refresh
-    react({ exclude: [/\/node_modules\//, /\.prebuilt\.js$/] }),
+    // the prebuilt shell (plugin/shell.mjs) is plain JS with no components of its own to refresh;
+    // the pre-bundled deps live in cacheDir, not under node_modules where the plugin skips them
+    react({ exclude: [/\/node_modules\//, /\/\.vite-cache\//, /\.prebuilt\.js$/] }),
     shellPlugin(studioDir),
     studioPlugin(config, catalog),
     depsSeedPlugin(config),
