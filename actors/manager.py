@@ -309,6 +309,20 @@ class StudioManager:
         loop = asyncio.get_running_loop()
         self._spare_timers[node_id] = loop.call_later(delay, self._spare_timer_fired, node_id)
 
+    def _spare_now(self, node_id: str | None) -> None:
+        """Ask at once for the spare still waiting on its delay on ``node_id``, if any.
+
+        A sandbox ending frees the CPU the delay kept for a first page load;
+        a create right after it (creates back to back) then finds a spare
+        booting instead of starting a worker of its own (~1.2 s more).
+        """
+        if node_id is None:
+            return
+        timer = self._spare_timers.pop(node_id, None)
+        if timer is not None:
+            timer.cancel()
+            self._request_spare(node_id)
+
     def _spare_timer_fired(self, node_id: str) -> None:
         self._spare_timers.pop(node_id, None)
         self._request_spare(node_id)
@@ -420,6 +434,7 @@ class StudioManager:
             )
         await self._backend.kill_sandbox(sandbox_id)
         self._missed.pop(sandbox_id, None)
+        self._spare_now(self.registry.get_sandbox(sandbox_id).node_id)
         return info
 
     async def get_sandbox(self, sandbox_id: str, owner: str | None = None) -> SandboxInfo:

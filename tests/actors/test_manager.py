@@ -253,6 +253,24 @@ async def test_the_spare_after_a_create_is_asked_for_once_the_delay_has_passed(
     assert backend.prestarts == [first.node]
 
 
+async def test_a_teardown_asks_at_once_for_the_spare_still_waiting_on_its_delay(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    manager._timeouts = ManagerTimeouts(spare_delay=60)
+    backend.node_views = backend.node_views[:1]
+    first = await manager.create_sandbox("alice", repo_id, {})
+    second = await manager.create_sandbox("alice", repo_id, {})
+    await asyncio.sleep(0)
+    assert backend.prestarts == []
+    await manager.teardown_sandbox(first.id, "alice")
+    await asyncio.sleep(0)
+    assert backend.prestarts == [first.node]
+    # Nothing waits any more: the next teardown asks for no second spare.
+    await manager.teardown_sandbox(second.id, "alice")
+    await asyncio.sleep(0)
+    assert backend.prestarts == [first.node]
+
+
 async def test_a_spare_not_asked_for_yet_is_not_asked_for_after_close(
     settings: StudioSettings, backend: FakeBackend, repo_id: int
 ) -> None:
