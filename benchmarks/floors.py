@@ -142,10 +142,11 @@ def naive_create(ctx: RunContext) -> ScenarioResult:
 
 def git_execute_floor(ctx: RunContext) -> ScenarioResult:
     """Atomic write + auto-commit at the studio.git level, no Ray, no HTTP."""
+    from studio._sandbox_files import FSYNC_EDITS
     from studio.config import format_commit_message
     from studio.git import Mirror
     from studio.naming import new_sandbox_id
-    from studio.paths import atomic_write
+    from studio.paths import write_file
 
     result = ScenarioResult(
         "git_execute_floor", "floor: write_file + auto-commit in studio.git", unit="s"
@@ -158,9 +159,12 @@ def git_execute_floor(ctx: RunContext) -> ScenarioResult:
     try:
         for index in range(ctx.count(200, 10)):
             start = time.monotonic()
-            atomic_write(
-                worktree.path / relative,
+            # Written as an edit writes it (studio/_sandbox_files.py: no fsync).
+            write_file(
+                worktree.path,
+                relative,
                 f"export const Bench = () => <span>edit {index}</span>;\n",
+                fsync=FSYNC_EDITS,
             )
             message = format_commit_message(
                 "AI: {description} - {timestamp}", description=f"edit {index}", timestamp="now"

@@ -28,14 +28,14 @@ from studio.paths import (
     write_file,
 )
 
-__all__ = ["FileChange", "commit_message", "read_command"]
+__all__ = ["FSYNC_EDITS", "FileChange", "commit_message", "read_command"]
 
 # An edit's files are not fsynced: what keeps an edit is its commit, and libgit2
 # does not fsync the commit's objects and refs either, so a synced worktree file
 # would outlive a crash that its commit does not. Durability across a node's loss
 # is the push to the origin (durable_commits). Two fsyncs per edit were ~1.5 ms on
 # a quiet disk and 10 ms (p99 130 ms) on a busy one.
-_FSYNC_EDITS = False
+FSYNC_EDITS = False
 
 
 def commit_message(
@@ -106,7 +106,7 @@ class FileChange:
         """Write ``content`` to ``user_path``; returns its path relative to the root."""
         target = self.check_write(user_path, content)
         self._remember(target)
-        write_file(self.root, user_path, content, self.max_bytes, fsync=_FSYNC_EDITS)
+        write_file(self.root, user_path, content, self.max_bytes, fsync=FSYNC_EDITS)
         return target.relative_to(self.root.resolve()).as_posix()
 
     def delete(self, user_path: str) -> str:
@@ -142,7 +142,7 @@ class FileChange:
             if saved.content is None:
                 saved.path.unlink(missing_ok=True)
             else:
-                atomic_write(saved.path, saved.content, fsync=_FSYNC_EDITS)
+                atomic_write(saved.path, saved.content, fsync=FSYNC_EDITS)
                 if saved.mode is not None:
                     saved.path.chmod(saved.mode)
             for directory in saved.created_dirs:
