@@ -233,18 +233,19 @@ async def test_a_spare_worker_follows_each_creation_one_per_node(
 async def test_the_spare_after_a_create_is_asked_for_once_the_delay_has_passed(
     manager: StudioManager, backend: FakeBackend, repo_id: int
 ) -> None:
-    manager._timeouts = ManagerTimeouts(spare_delay=0.2)
+    # Margins of 0.8 s on each side of the delay: a loaded machine's sleeps run late.
+    manager._timeouts = ManagerTimeouts(spare_delay=2.0)
     backend.node_views = backend.node_views[:1]  # where the next sandbox goes too
     first = await manager.create_sandbox("alice", repo_id, {})
     # Within the delay a supervision pass asks for no spare either.
     await manager.reconcile()
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(1.2)
     assert backend.prestarts == []
-    # A second create within the delay: one spare, the delay counted from its end.
+    # A second create within the delay: the delay counts again from its end.
     await manager.create_sandbox("alice", repo_id, {})
-    await asyncio.sleep(0.15)
+    await asyncio.sleep(1.2)
     assert backend.prestarts == []
-    for _ in range(200):
+    for _ in range(500):
         if backend.prestarts:
             break
         await asyncio.sleep(0.01)
