@@ -7,11 +7,10 @@
 // registers module hooks that run in a worker thread, which starts a second
 // Node environment and then answers every later import of the process. The
 // config is plain ESM, so it is imported here as any module and handed to
-// createServer: ~0.17 s less CPU to ready than `--configLoader native` on
-// Node 20 (median 0.67 s vs 0.84 s). Vite's CLI on vite.config.mjs still works
-// (the template's tests and `npm run dev` use it).
+// createServer (launch.mjs): ~0.17 s less CPU to ready than `--configLoader
+// native` on Node 20 (median 0.67 s vs 0.84 s). Vite's CLI on vite.config.mjs
+// still works (the template's tests and `npm run dev` use it).
 import module from 'node:module';
-import { performance } from 'node:perf_hooks';
 
 // As Vite's CLI does: on Node 22.1+ the compiled code of Vite's modules is
 // kept between starts (most of the CPU to ready is loading them). Vite runs
@@ -20,18 +19,6 @@ import { performance } from 'node:perf_hooks';
 module.enableCompileCache?.();
 setTimeout(() => module.flushCompileCache?.(), 10_000).unref();
 
-const { createServer, version } = await import('vite');
-const { default: config } = await import('./vite.config.mjs');
-
-try {
-  // createServer stops the server and exits on SIGTERM, as under the CLI
-  const server = await createServer({ ...config, configFile: false });
-  await server.listen();
-  // the CLI's banner; "ready in" counts from the process's start
-  server.config.logger.info(`\n  VITE v${version}  ready in ${Math.ceil(performance.now())} ms\n`);
-  server.printUrls();
-} catch (error) {
-  // the CLI's wording: the backend reads "Port N is already in use" from it
-  console.error(`error when starting dev server:\n${error instanceof Error ? error.stack : error}`);
-  process.exit(1);
-}
+const vite = await import('vite');
+const { launch } = await import('./launch.mjs');
+await launch(vite, new URL('./vite.config.mjs', import.meta.url).href);

@@ -1,9 +1,10 @@
 // Vite config of the Component Studio renderer. The backend copies this
-// template to <worktree>/.studio/ and starts
-//   node .studio/node_modules/vite/bin/vite.js --config .studio/vite.config.mjs
-// with cwd = the worktree. Everything sandbox-specific comes from
-// studio.config.json beside this file; the repository's own vite config is
-// deliberately not loaded (it may use plugins the studio does not have).
+// template to <worktree>/.studio/ and starts it with `node .studio/serve.mjs`
+// (or through a standby, standby.mjs) with cwd = the worktree. Everything
+// sandbox-specific comes from studio.config.json beside this file; the
+// repository's own vite config is deliberately not loaded (it may use plugins
+// the studio does not have).
+import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import react from '@vitejs/plugin-react';
@@ -20,6 +21,10 @@ const config = loadStudioConfig(studioDir);
 const catalog = createCatalog(config);
 const isInside = (dir, file) => file === dir || file.startsWith(dir + path.sep);
 const studioInsideRepo = isInside(config.repoRoot, studioDir);
+// The backend links node_modules to its install cache: files Vite serves from
+// there (outside the repository and .studio/) are the studio's own.
+const studioModules = realpathSync(path.join(studioDir, 'node_modules'));
+const allowed = [config.repoRoot, ...(studioInsideRepo ? [] : [studioDir]), studioModules];
 
 // The app's own entry plus every module it may import lazily: Vite scans them
 // at startup, so dependencies are optimised once instead of being discovered
@@ -55,7 +60,7 @@ export default defineConfig({
     host: config.host,
     port: config.port,
     strictPort: true,
-    fs: { strict: true, allow: studioInsideRepo ? [config.repoRoot] : [config.repoRoot, studioDir] },
+    fs: { strict: true, allow: allowed },
     watch: {
       // in a sandbox the template never changes: watching .studio/ would only cost inotify watches
       // (a function, not a glob: the worktree path may hold glob characters)
