@@ -112,6 +112,14 @@ class Child:
         for reader in self.readers:
             reader.start()
 
+    @property
+    def argv(self) -> list[str]:
+        """The command line it was started with."""
+        args = self.popen.args
+        if isinstance(args, (str, bytes, os.PathLike)):
+            return [os.fsdecode(args)]
+        return [os.fsdecode(arg) for arg in args]
+
     def exit_code(self) -> int | None:
         """The exit code once the leader ended (negative: killed by that signal).
 

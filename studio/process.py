@@ -226,8 +226,13 @@ class ProcessManager:
 
     # -- starting ------------------------------------------------------------
 
-    def start(self) -> None:
-        """Spawn the process; :class:`ProcessStartError` if it cannot be exec'd."""
+    def start(self, adopt: subprocess.Popen[bytes] | None = None) -> None:
+        """Spawn the process; :class:`ProcessStartError` if it cannot be exec'd.
+
+        ``adopt``: a process already started (its own session, stdout and
+        stderr piped) that does what the spec would; it is supervised from
+        here on instead of a new spawn. Restarts spawn the spec.
+        """
         with self._lock:
             if self._status not in (P.STOPPED, P.FAILED):
                 raise InvalidState(
@@ -239,11 +244,14 @@ class ProcessManager:
             self.last_error = None
             self._output.clear()
             self._transition(P.STARTING)
-            self._spawn()
+            self._spawn(adopt)
             self._launch_monitor()
 
-    def _spawn(self) -> None:
+    def _spawn(self, adopt: subprocess.Popen[bytes] | None = None) -> None:
         spec = self._spec
+        if adopt is not None:
+            self._run(Child(adopt, self._output), f"adopted {spec.name}")
+            return
         argv = list(spec.argv)
         if not spec.cwd.is_dir():
             self._fail_start(f"working directory {spec.cwd} does not exist")
@@ -264,13 +272,15 @@ class ProcessManager:
             self._fail_start(f"{argv[0]!r} is not executable (permission denied)")
         except OSError as exc:
             self._fail_start(f"{argv[0]!r} could not be executed: {exc.strerror or exc}")
-        child = Child(popen, self._output)
+        self._run(Child(popen, self._output), f"started {spec.name}")
+
+    def _run(self, child: Child, what: str) -> None:
         self._child = child
         self._generation += 1
         self._failures = 0
         self._returncode = None
         self._write_pid_file(child)
-        logger.info("started %s (pid %d): %s", spec.name, child.pid, " ".join(argv))
+        logger.info("%s (pid %d): %s", what, child.pid, " ".join(child.argv))
         if self._probe is None:
             self._transition(P.RUNNING)
 
@@ -578,7 +588,7 @@ class ProcessManager:
                 self.pid_file,
                 pid=child.pid,
                 create_time=child.create_time,
-                argv=self._spec.argv,
+                argv=child.argv,
                 cwd=self._spec.cwd,
                 name=self._spec.name,
             )
