@@ -47,6 +47,7 @@ from studio.vite import (
 
 if TYPE_CHECKING:
     from studio.sandbox import ComponentStudioSandbox
+    from studio.vite_standby import ViteStandby
 
 __all__ = ["ViteSupervisor", "fetch_components"]
 
@@ -63,8 +64,10 @@ _WATCH_ENDS = frozenset({S.FAILED, S.STOPPING, S.STOPPED, S.FINALIZED})
 class ViteSupervisor:
     """Starts, checks, restarts and stops one sandbox's Vite."""
 
-    def __init__(self, sandbox: ComponentStudioSandbox) -> None:
+    def __init__(self, sandbox: ComponentStudioSandbox, standby: ViteStandby | None = None) -> None:
         self._sandbox = sandbox
+        # Runs the next start's Vite (see studio.vite_standby); used once.
+        self._standby = standby
         self.server: ViteServer | None = None
         self.ports: PortAllocator | None = None
         self.restarts = 0
@@ -144,7 +147,9 @@ class ViteSupervisor:
                 unhealthy_threshold=sandbox.config.unhealthy_threshold,
                 ready_timeout=sandbox.config.ready_timeout,
                 pid_file=pid_file,
+                standby=self._standby,
             )
+            self._standby = None
             self.server = server
             sandbox.setup_step(SetupStep.VITE)
             server.start(timeout=sandbox.config.ready_timeout)
@@ -294,6 +299,9 @@ class ViteSupervisor:
         """Stop Vite (interrupting a restart), release its port, remove ``.studio/``."""
         sandbox = self._sandbox
         self._stopping.set()
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            standby.close()
         server = self.server
         if server is not None:
             # Unblocks a restart waiting for Vite to become ready.

@@ -84,6 +84,7 @@ from studio.vite import renderer_url
 if TYPE_CHECKING:
     # studio.pr loads PyGithub (a large import): only a push to GitHub or a finalize needs it.
     from studio.pr import PullRequestProvider
+    from studio.vite_standby import ViteStandby
 
 __all__ = ["FLUSH_TIMEOUT", "ComponentStudioSandbox", "record_execute"]
 
@@ -133,6 +134,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
         on_event: Callable[[dict[str, Any]], None] | None = None,
         base_commit: str | None = None,
         viewer_token: str = "",
+        vite_standby: ViteStandby | None = None,
     ) -> None:
         super().__init__(sandbox_id, start_seq=start_seq, node=node, on_event=on_event)
         self.owner = owner
@@ -154,7 +156,8 @@ class ComponentStudioSandbox(SandboxLifecycle):
         self._branch_moves = 0
         # Taken before the lifecycle's state lock, never after it.
         self._mutation = threading.Lock()
-        self.vite = ViteSupervisor(self)
+        # A standby started ahead of need runs the first Vite, when it fits (studio.vite_standby).
+        self.vite = ViteSupervisor(self, vite_standby)
         self.pusher = BranchPusher(self._push_origin, name=f"push-{sandbox_id}")
         # A local origin is pushed in-process in a few ms: a durable edit's own
         # thread pushes it (no hand-off to the push thread and back). A network

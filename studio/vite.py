@@ -1,9 +1,10 @@
 """A sandbox's studio app and the Vite dev server that renders it.
 
 ``generate_studio_app`` materialises ``<worktree>/.studio/`` from the studio
-template (node_modules hard-linked from the install cache) and writes its
+template (node_modules linked to the install cache) and writes its
 ``studio.config.json``; :class:`ViteServer` runs Vite on it under a
-:class:`~studio.process.ProcessManager` and keeps its port its own;
+:class:`~studio.process.ProcessManager` (or hands its first start to a
+:class:`~studio.vite_standby.ViteStandby`) and keeps its port its own;
 ``cleanup_studio_app`` undoes both.
 
 Vite is spawned as ``node .studio/serve.mjs``, the template's launcher, which
@@ -30,7 +31,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -49,6 +50,9 @@ from studio.process import (
 )
 from studio.vite_deps import deps_seed_dir, template_fingerprint
 from studio.vite_shell import SHELL_FILE, ensure_shell, install_shell
+
+if TYPE_CHECKING:
+    from studio.vite_standby import ViteStandby
 
 __all__ = [
     "CONFIG_FILE",
@@ -212,9 +216,11 @@ def generate_studio_app(
     """Materialise ``<worktree>/.studio/`` and return it.
 
     The template is copied without node_modules (replacing an earlier
-    ``.studio/``); its node_modules, and those of the repository when it has
-    package.json + package-lock.json and no node_modules yet, are hard-link
-    copies from the install cache in ``cache_root``. Keeping ``.studio/`` and
+    ``.studio/``); its node_modules are a link to the install cache's entry in
+    ``cache_root`` (never written through: no tool writes into them, Vite's
+    cache is ``.studio/.vite-cache``), and those of the repository, when it has
+    package.json + package-lock.json and no node_modules yet, a hard-link copy
+    of its entry. Keeping ``.studio/`` and
     ``node_modules/`` out of commits is the git layer's job (info/exclude).
     With ``share_deps``, Vite's pre-bundled dependencies come from (or go to)
     the node's seed for these node_modules (:mod:`studio.vite_deps`). With
@@ -242,7 +248,9 @@ def generate_studio_app(
     shutil.copytree(
         template_dir, studio_dir, symlinks=True, ignore=shutil.ignore_patterns(*_TEMPLATE_IGNORE)
     )
-    link_node_modules(template_modules, studio_dir / "node_modules")
+    # A link, not a copy: Node resolves the config's imports to the cache's real
+    # files, which a Vite standby (studio.vite_standby) has already loaded.
+    (studio_dir / "node_modules").symlink_to(template_modules.resolve(), target_is_directory=True)
     repo_modules = worktree / "node_modules"
     has_lock = (worktree / "package-lock.json").is_file() and (worktree / "package.json").is_file()
     if has_lock and not repo_modules.exists():
@@ -325,7 +333,8 @@ class ViteServer:
     the sandbox's id), rewrites the config and tries again, at most
     ``port_attempts`` ports per start; the same happens when the supervisor's
     monitor restarts a Vite that died of a taken port. ``close()`` stops Vite
-    and releases the port.
+    and releases the port. A ``standby`` runs the first start when it fits
+    this studio app (else it is closed and Vite spawned as usual).
     """
 
     def __init__(
@@ -342,6 +351,7 @@ class ViteServer:
         probe_timeout: float = 1.0,
         on_status: Callable[[ProcessStatus, ProcessStatus], None] | None = None,
         on_output: Callable[[str, str], None] | None = None,
+        standby: ViteStandby | None = None,
     ) -> None:
         if port_attempts < 1 or probe_timeout <= 0:
             raise InvalidConfig("port_attempts must be >= 1 and probe_timeout > 0")
@@ -356,6 +366,8 @@ class ViteServer:
         self.probe_timeout = probe_timeout
         self.pid_file = pid_file
         self._on_status = on_status
+        # Runs the first start instead of a spawn, when it fits this studio app.
+        self._standby = standby
         # The pid whose listening socket on self.port was seen; None: not yet.
         self._verified: tuple[int, int] | None = None
         # A port on which something other than our Vite answered the probe.
@@ -448,7 +460,9 @@ class ViteServer:
         if self.pid_file is not None:
             # What an earlier incarnation of this sandbox left still holds the port.
             reap_orphans(self.pid_file)
-        self._launch(self.manager.start, timeout)
+        standby, self._standby = self._standby, None
+        adopted = None if standby is None else standby.hand_over(self.worktree, self.studio_dir)
+        self._launch(lambda: self.manager.start(adopt=adopted), timeout)
 
     def restart(self, timeout: float = 60.0) -> None:
         """Restart Vite per the restart policy (backoff, limit) and wait until healthy.
@@ -466,7 +480,10 @@ class ViteServer:
         return self.manager.stop(timeout)
 
     def close(self, timeout: float = 5.0) -> StopResult:
-        """Stop Vite and release its port reservation."""
+        """Stop Vite (and a standby never used) and release its port reservation."""
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            standby.close()
         result = self.stop(timeout)
         self.ports.release(self.port, self.owner)
         return result

@@ -1,0 +1,152 @@
+"""A Vite launcher started ahead of need, handed to the next sandbox that starts Vite.
+
+Of a cold Vite start (spawn -> ``/@vite/client`` 200, ~0.62 s on this
+2-core machine) most is Node importing Vite and the config's plugins. A
+standby (the template's ``standby.mjs``) imports them while it waits, then is
+told where to start: ~0.24 s to ready (benchmarks, and the A/B in issue 7's
+note). It is what :meth:`studio.vite.ViteServer.start` runs instead of
+spawning ``node .studio/serve.mjs``, once, when it was given one.
+
+The standby imports the packages from an install cache entry's node_modules
+(``--import``, resolved from its cwd, the entry). A sandbox's
+``.studio/node_modules`` is a link to that directory, so the config's imports
+resolve to the same real files, which Node has already loaded. A studio app
+whose node_modules are other files, or whose launcher is not the template's
+(a test's misbehaving Vite), gets a cold start instead, and the standby is
+stopped: it is good for nothing else.
+
+Protocol (stdin): one JSON line ``{"cwd": <worktree>, "launcher":
+<.studio/serve.mjs>}``; the standby changes to ``cwd`` and runs the launcher.
+stdin closing first ends it, so a standby whose owner died goes with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from studio.vite import LAUNCHER, VITE_ENV
+
+__all__ = ["PRELOADED_PACKAGES", "STANDBY_SCRIPT", "ViteStandby", "standby_argv"]
+
+logger = logging.getLogger(__name__)
+
+STANDBY_SCRIPT = "standby.mjs"
+# What vite.config.mjs and its plugins import (rolldown only for the prebuilt shell's build).
+PRELOADED_PACKAGES = ("vite", "@vitejs/plugin-react", "tinyglobby")
+_EXIT_WAIT = 5.0
+
+
+def standby_argv(template_dir: Path, *, node: str = "node") -> list[str]:
+    """``node --import <package>... <template_dir>/standby.mjs``."""
+    argv = [node]
+    for package in PRELOADED_PACKAGES:
+        argv += ["--import", package]
+    argv.append(str(template_dir / STANDBY_SCRIPT))
+    return argv
+
+
+class ViteStandby:
+    """One standby process, until it is handed over or closed."""
+
+    def __init__(
+        self, popen: subprocess.Popen[bytes], *, template_dir: Path, modules_dir: Path
+    ) -> None:
+        self._popen = popen
+        self.template_dir = template_dir
+        self.modules_dir = modules_dir
+        self._handed_over = False
+
+    @classmethod
+    def start(cls, template_dir: Path, modules_dir: Path, *, node: str = "node") -> ViteStandby:
+        """Spawn a standby that imports Vite from ``modules_dir`` (an install cache entry's).
+
+        Raises OSError when ``node`` cannot be run or ``modules_dir`` is missing.
+        """
+        modules_dir = modules_dir.resolve(strict=True)
+        popen = subprocess.Popen(
+            standby_argv(template_dir, node=node),
+            cwd=modules_dir.parent,
+            # As Vite's own spawn: picocolors reads NO_COLOR when Vite is imported.
+            env={**os.environ, **VITE_ENV},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        logger.info("vite standby started (pid %d) on %s", popen.pid, modules_dir)
+        return cls(popen, template_dir=template_dir, modules_dir=modules_dir)
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    def alive(self) -> bool:
+        return self._popen.poll() is None
+
+    def unfit_for(self, studio_dir: Path) -> str | None:
+        """Why this standby cannot start Vite in ``studio_dir``; None when it can."""
+        code = self._popen.poll()
+        if code is not None:
+            return f"it exited with code {code}"
+        try:
+            modules = (studio_dir / "node_modules").resolve(strict=True)
+        except OSError:
+            return "the studio app has no node_modules"
+        if modules != self.modules_dir:
+            return f"the studio app's node_modules are {modules}, not {self.modules_dir}"
+        try:
+            same = (studio_dir / LAUNCHER).read_bytes() == (
+                self.template_dir / LAUNCHER
+            ).read_bytes()
+        except OSError as exc:
+            return f"cannot compare the launchers: {exc}"
+        if not same:
+            return f"the studio app's launcher ({LAUNCHER}) is not the template's"
+        return None
+
+    def hand_over(self, worktree: Path, studio_dir: Path) -> subprocess.Popen[bytes] | None:
+        """Start Vite in ``studio_dir`` and return the process, or None (then it is closed).
+
+        The caller owns the process from here on (its pipes, its group, its exit).
+        """
+        reason = self.unfit_for(studio_dir)
+        if reason is not None:
+            logger.info("not using the vite standby (pid %d): %s", self.pid, reason)
+            self.close()
+            return None
+        line = json.dumps({"cwd": str(worktree), "launcher": str(studio_dir / LAUNCHER)})
+        stdin = self._popen.stdin
+        assert stdin is not None  # spawned with a pipe
+        try:
+            stdin.write(line.encode() + b"\n")
+            stdin.close()
+        except OSError as exc:  # it died since unfit_for looked
+            logger.info("the vite standby (pid %d) went away: %s", self.pid, exc)
+            self.close()
+            return None
+        self._handed_over = True
+        return self._popen
+
+    def close(self) -> None:
+        """Kill the standby unless it was handed over (then its new owner stops it)."""
+        if self._handed_over:
+            return
+        popen = self._popen
+        if popen.stdin is not None:
+            with contextlib.suppress(OSError):
+                popen.stdin.close()
+        if popen.poll() is None:
+            # Nothing to save before Vite started: no graceful stop needed.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(popen.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            popen.wait(_EXIT_WAIT)
+        for pipe in (popen.stdout, popen.stderr):
+            if pipe is not None:
+                pipe.close()
