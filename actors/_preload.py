@@ -23,6 +23,9 @@ more interpreter importing ray: ~0.8 s of CPU per worker), and starting such
 spares right after each setup slowed the next sandbox's Vite start more than
 the preload saved (measured: benchmarks/profile.py, A/B).
 
+The preload then starts the worker's Vite standby, once the node has had a
+sandbox (:mod:`actors._standby`): Node imports Vite while the spare waits too.
+
 Every worker of the node pays the import (the Serve controller and proxy too;
 the replicas and the manager import most of it anyway). A failure is only
 logged: the actor's own import then raises it where its creator sees it.
@@ -47,7 +50,7 @@ _RAY: Any = ray
 
 
 def preload() -> None:
-    """Import the sandbox actor's modules and make the worker's serialization context."""
+    """Import the sandbox actor's modules, make the serialization context, start a Vite standby."""
     for name in _SANDBOX_MODULES:
         try:
             importlib.import_module(name)
@@ -59,6 +62,12 @@ def preload() -> None:
         _RAY._private.worker.global_worker.get_serialization_context()
     except Exception:
         logger.exception("preloading the serialization context failed")
+    try:
+        from actors import _standby
+
+        _standby.prestart()
+    except Exception:
+        logger.exception("starting a vite standby failed")
 
 
 preload()

@@ -39,6 +39,7 @@ import ray
 from pydantic import ValidationError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from actors import _standby
 from actors.scheduling import SLOT_RESOURCE
 from studio import metrics
 from studio.commands import ExecuteResult, command_adapter, is_mutation
@@ -57,6 +58,7 @@ from studio.models import (
 from studio.naming import ACTOR_NAMESPACE, sandbox_actor_name
 from studio.sandbox import ComponentStudioSandbox, record_execute
 from studio.state import SandboxState
+from studio.vite import STUDIO_DIR
 
 if TYPE_CHECKING:
     # studio.pr loads PyGithub (a large import): only a finalize to GitHub needs it.
@@ -171,6 +173,8 @@ class SandboxActor:
             node=self._node_id,
             on_event=self._on_event,
             viewer_token=viewer_token,
+            # The worker's Vite standby, if the preload started one (actors._standby).
+            vite_standby=_standby.claim(),
         )
         # Ray runs an async actor's __init__ on its event loop: a reconstructed actor
         # starts recovering at once, without waiting for a first call.
@@ -226,6 +230,7 @@ class SandboxActor:
                 # The sandbox is FAILED and said why on its stream; calls keep working.
                 logger.exception("recovery failed", extra={"sandbox_id": sandbox.sandbox_id})
                 return
+            self._remember_studio_app()
         metrics.record(lambda: metrics.actor_recoveries().inc(tags={"how": "reconstructed"}))
         said = any(
             m.type is MessageType.STATUS and getattr(m.payload, "recovered", None)
@@ -263,7 +268,13 @@ class SandboxActor:
             await self._recovered()
             return self._sandbox.info()
         async with self._lock:
-            return await self._run(self._sandbox.on_setup, recover=recover)
+            info = await self._run(self._sandbox.on_setup, recover=recover)
+        self._remember_studio_app()
+        return info
+
+    def _remember_studio_app(self) -> None:
+        # The node's next workers start their Vite standby from this studio app's modules.
+        _standby.remember(self._settings.template_dir, self._sandbox.worktree_path / STUDIO_DIR)
 
     async def info(self) -> SandboxInfo:
         """The sandbox's status."""

@@ -1,0 +1,179 @@
+"""Vite standbys in Ray's workers: a sandbox actor finds Vite already imported.
+
+A sandbox actor's worker is usually a spare (:mod:`actors._prestart`) that
+imported the actor's Python modules while it waited (:mod:`actors._preload`).
+The preload also has it start a :class:`~studio.vite_standby.ViteStandby` here,
+so the actor's Vite start skips Node importing Vite (~0.3 CPU-s; a Vite ready
+~0.4 s sooner).
+
+What to import from is known only once a sandbox generated its studio app on
+the node. Each sandbox actor, after its setup, records the template directory
+and the real path of its ``.studio/node_modules`` in a hint file in Ray's
+session directory, one per node (:func:`remember`). Workers started later read
+it (:func:`prestart`). The node's first sandbox starts Vite cold; it builds
+the install cache anyway.
+
+Every Python worker of the node runs the preload, not only future sandbox
+actors: also the Serve controller and proxy, the replicas and the manager. So
+once a worker has been given work (an actor, or a job's task), its standby is
+killed unless a sandbox actor claimed it (:func:`claim`, the actor's first
+step) within :data:`GRACE_SECONDS` (:func:`watch_unclaimed`). A standby
+exits by itself when its worker dies (its stdin closes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from studio.paths import atomic_write
+from studio.vite_standby import STANDBY_SCRIPT, ViteStandby
+
+__all__ = ["GRACE_SECONDS", "claim", "hint_file", "prestart", "remember", "watch_unclaimed"]
+
+logger = logging.getLogger(__name__)
+
+# How long a worker that was given work keeps a standby no sandbox actor claimed.
+GRACE_SECONDS = 30.0
+_POLL_SECONDS = 0.5
+_HINT_DIR = "component-studio"
+# Ray's internals, untyped.
+_RAY: Any = ray
+
+_lock = threading.Lock()
+# This worker's standby until a sandbox actor claims it.
+_standby: ViteStandby | None = None
+# The hint this process last wrote (an actor writes it once, not after every setup).
+_remembered: dict[str, str] | None = None
+
+
+def hint_file(session_dir: Path, node_id: str) -> Path:
+    """Where the node's sandboxes say what its standbys import from."""
+    return session_dir / _HINT_DIR / f"vite-standby-{node_id}.json"
+
+
+def _here() -> tuple[Path, str] | None:
+    """This Ray worker's session directory and node id; None outside a connected worker."""
+    worker = _RAY._private.worker.global_worker
+    node = getattr(worker, "node", None)
+    if node is None:
+        return None
+    return Path(node.get_session_dir_path()), worker.current_node_id.hex()
+
+
+def remember(template_dir: Path, studio_dir: Path) -> None:
+    """Have the node's next standbys import from ``studio_dir``'s template and node_modules."""
+    global _remembered
+    try:
+        modules = (studio_dir / "node_modules").resolve(strict=True)
+        here = _here()
+    except Exception:
+        logger.debug("no standby hint written", exc_info=True)
+        return
+    hint = {"template_dir": str(template_dir.resolve()), "modules_dir": str(modules)}
+    if here is None or hint == _remembered:
+        return
+    try:
+        atomic_write(hint_file(*here), json.dumps(hint), fsync=False)
+    except OSError:
+        logger.warning("cannot write the vite standby hint", exc_info=True)
+        return
+    _remembered = hint
+
+
+def _read_hint(path: Path) -> tuple[Path, Path] | None:
+    try:
+        hint = json.loads(path.read_text())
+        return Path(hint["template_dir"]), Path(hint["modules_dir"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        logger.warning("ignoring the unreadable vite standby hint %s", path, exc_info=True)
+        return None
+
+
+def prestart() -> ViteStandby | None:
+    """Start this worker's standby from its node's hint (called by the preload)."""
+    global _standby
+    here = _here()
+    hint = None if here is None else _read_hint(hint_file(*here))
+    if hint is None:
+        return None
+    template_dir, modules_dir = hint
+    # A hint outlives what it names (a test's temporary state dir, an old template).
+    if not (modules_dir / "vite").is_dir() or not (template_dir / STANDBY_SCRIPT).is_file():
+        return None
+    try:
+        standby = ViteStandby.start(template_dir, modules_dir)
+    except OSError:
+        logger.warning("cannot start a vite standby", exc_info=True)
+        return None
+    with _lock:
+        previous, _standby = _standby, standby
+    if previous is not None:
+        previous.close()
+    threading.Thread(
+        target=watch_unclaimed,
+        args=(standby, _has_work, GRACE_SECONDS),
+        name="vite-standby-watch",
+        daemon=True,
+    ).start()
+    return standby
+
+
+def claim() -> ViteStandby | None:
+    """This worker's standby, now the caller's to use or close; None when there is none alive."""
+    global _standby
+    with _lock:
+        standby, _standby = _standby, None
+    if standby is not None and not standby.alive():
+        standby.close()
+        return None
+    return standby
+
+
+def _has_work() -> bool:
+    worker = _RAY._private.worker.global_worker
+    return not worker.actor_id.is_nil() or not worker.current_job_id.is_nil()
+
+
+def _drop(standby: ViteStandby) -> bool:
+    """Close ``standby`` if it is still this worker's unclaimed one; whether it was."""
+    global _standby
+    with _lock:
+        if _standby is not standby:
+            return False
+        _standby = None
+    standby.close()
+    return True
+
+
+def watch_unclaimed(
+    standby: ViteStandby,
+    has_work: Callable[[], bool],
+    grace: float,
+    poll: float = _POLL_SECONDS,
+) -> None:
+    """Close ``standby`` unless claimed within ``grace`` s of ``has_work()`` turning true."""
+    deadline: float | None = None
+    while True:
+        with _lock:
+            if _standby is not standby:
+                return  # claimed, or replaced
+        if not standby.alive():
+            _drop(standby)
+            return
+        if deadline is None and has_work():
+            deadline = time.monotonic() + grace
+        if deadline is not None and time.monotonic() >= deadline:
+            if _drop(standby):
+                logger.info("closed the vite standby no sandbox claimed (pid %d)", standby.pid)
+            return
+        time.sleep(poll)

@@ -1,0 +1,193 @@
+"""Vite standbys in Ray workers (actors._standby): the hint, the claim, the unclaimed ones."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from actors import _standby
+from studio.install_cache import ensure_node_modules
+from studio.vite import generate_studio_app
+from studio.vite_standby import ViteStandby
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "studio-template"
+NODE_ID = "ab" * 28
+
+
+@pytest.fixture
+def modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's install cache entry of the template (the one tests/studio uses)."""
+    return ensure_node_modules(TEMPLATE, tmp_path_factory.getbasetemp() / "install-cache")
+
+
+@pytest.fixture
+def studio_dir(tmp_path: Path, modules: Path) -> Path:
+    """A generated studio app whose node_modules link to ``modules``."""
+    worktree = tmp_path / "worktree"
+    (worktree / "src").mkdir(parents=True)
+    return generate_studio_app(
+        worktree,
+        template_dir=TEMPLATE,
+        cache_root=modules.parent.parent,
+        port=5999,
+        share_deps=False,
+        prebuilt_shell=False,
+    )
+
+
+@pytest.fixture
+def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """This process as a Ray worker of a session in ``tmp_path``; its standby closed at the end."""
+    session = tmp_path / "session"
+    monkeypatch.setattr(_standby, "_here", lambda: (session, NODE_ID))
+    monkeypatch.setattr(_standby, "_remembered", None)
+    monkeypatch.setattr(_standby, "_standby", None)
+    # prestart's watcher: this process never gets work, so it never closes the standby.
+    monkeypatch.setattr(_standby, "_has_work", lambda: False)
+    yield session
+    left = _standby.claim()
+    if left is not None:
+        left.close()
+
+
+def _gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_sandbox_remembers_its_modules_and_a_later_worker_starts_a_standby(
+    worker, studio_dir, modules
+):
+    assert _standby.prestart() is None  # no sandbox on this node yet
+    _standby.remember(TEMPLATE, studio_dir)
+    hint = json.loads(_standby.hint_file(worker, NODE_ID).read_text())
+    assert hint == {"template_dir": str(TEMPLATE.resolve()), "modules_dir": str(modules.resolve())}
+    started = _standby.prestart()
+    assert started is not None and started.alive()
+    assert started.unfit_for(studio_dir) is None
+    claimed = _standby.claim()
+    assert claimed is started
+    assert _standby.claim() is None  # claimed once
+    claimed.close()
+    assert _gone(claimed.pid)
+
+
+def test_a_hint_naming_what_is_gone_or_unreadable_starts_nothing(worker, tmp_path, caplog):
+    hint = _standby.hint_file(worker, NODE_ID)
+    hint.parent.mkdir(parents=True)
+    hint.write_text(json.dumps({"template_dir": str(TEMPLATE), "modules_dir": str(tmp_path)}))
+    assert _standby.prestart() is None
+    hint.write_text("{")
+    assert _standby.prestart() is None
+    assert "unreadable vite standby hint" in caplog.text
+
+
+def test_a_dead_standby_is_not_claimed(worker, studio_dir):
+    _standby.remember(TEMPLATE, studio_dir)
+    started = _standby.prestart()
+    assert started is not None
+    started.close()
+    assert _standby.claim() is None
+
+
+def _unclaimed(modules: Path, monkeypatch: pytest.MonkeyPatch) -> ViteStandby:
+    standby = ViteStandby.start(TEMPLATE, modules)
+    monkeypatch.setattr(_standby, "_standby", standby)
+    return standby
+
+
+def test_an_unclaimed_standby_is_closed_once_the_worker_had_work_for_the_grace(
+    modules, monkeypatch
+):
+    standby = _unclaimed(modules, monkeypatch)
+    work = {"given": False}
+    watcher = _thread(standby, lambda: work["given"], grace=0.3)
+    time.sleep(0.3)
+    assert standby.alive()  # an idle worker (a spare) keeps it
+    work["given"] = True
+    watcher.join(timeout=10)
+    assert not watcher.is_alive()
+    assert _gone(standby.pid)
+    assert _standby.claim() is None
+
+
+def test_a_claimed_standby_is_left_to_its_claimer(modules, monkeypatch):
+    standby = _unclaimed(modules, monkeypatch)
+    watcher = _thread(standby, lambda: True, grace=0.5)
+    assert _standby.claim() is standby
+    watcher.join(timeout=10)
+    assert not watcher.is_alive() and standby.alive()
+    standby.close()
+    assert _gone(standby.pid)
+
+
+def _thread(standby: ViteStandby, has_work, grace: float):
+    import threading
+
+    thread = threading.Thread(
+        target=_standby.watch_unclaimed, args=(standby, has_work, grace, 0.02), daemon=True
+    )
+    thread.start()
+    return thread
+
+
+# A Ray of its own with the preload (the session's has none), in a child process: after
+# a sandbox wrote the node's hint, a new worker has a live standby its actor claims.
+_CHILD = textwrap.dedent(
+    """
+    import shutil, sys, tempfile
+    from pathlib import Path
+    import ray
+    from actors import _standby
+    from actors._prestart import RAY_SYSTEM_CONFIG
+
+    @ray.remote(num_cpus=0)
+    class Claimer:
+        def claim(self):
+            standby = _standby.claim()
+            if standby is None:
+                return None
+            alive = standby.alive()
+            standby.close()
+            return {"alive": alive, "has_work": _standby._has_work()}
+
+    temp_dir = tempfile.mkdtemp(prefix="rv-", dir="/tmp")
+    try:
+        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False,
+                 _temp_dir=temp_dir, _system_config=RAY_SYSTEM_CONFIG)
+        _standby.remember(Path(sys.argv[1]), Path(sys.argv[2]))
+        # Another runtime env: a worker started now, after the hint, not one from ray.init.
+        actor = Claimer.options(runtime_env={"env_vars": {"STANDBY_TEST": "1"}}).remote()
+        print("CLAIMED", ray.get(actor.claim.remote(), timeout=120))
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    """
+)
+
+
+def test_a_worker_of_a_ray_with_the_preload_has_a_standby_for_its_actor(studio_dir):
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(TEMPLATE), str(studio_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert "CLAIMED {'alive': True, 'has_work': True}" in done.stdout, done.stdout + done.stderr
