@@ -23,7 +23,11 @@ export function moduleUrl(repoRelative: string): string {
  */
 export async function importModule(repoRelative: string, attempt = 0): Promise<ModuleRecord> {
   const url = moduleUrl(repoRelative);
-  return (await import(/* @vite-ignore */ attempt > 0 ? `${url}?t=${Date.now()}` : url)) as ModuleRecord;
+  // String(): the prebuilt shell's bundler turns an import of a conditional
+  // (even through a variable) into two imports without the comment, and Vite
+  // then warns on every first page load. A call keeps it one import.
+  const target = attempt > 0 ? `${url}?t=${Date.now()}` : url;
+  return (await import(/* @vite-ignore */ String(target))) as ModuleRecord;
 }
 
 /** The export a catalog entry renders: the one it is named after, else the default, else its first component export. */
