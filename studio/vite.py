@@ -49,7 +49,7 @@ from studio.process import (
     reap_orphans,
 )
 from studio.vite_deps import deps_seed_dir, template_fingerprint
-from studio.vite_shell import SHELL_FILE, ensure_shell, install_shell
+from studio.vite_shell import SHELL_FILE, SHELL_MAP, ensure_shell, install_shell
 
 if TYPE_CHECKING:
     from studio.vite_standby import ViteStandby
@@ -80,7 +80,14 @@ LAUNCHER = "serve.mjs"
 VITE_CACHE_DIR = ".vite-cache"
 DEFAULT_COMPONENT_GLOB = "src/**/*.{tsx,jsx}"
 # Installed or generated per sandbox, never copied from the template.
-_TEMPLATE_IGNORE = ("node_modules", VITE_CACHE_DIR, "dist", CONFIG_FILE, Path(SHELL_FILE).name)
+_TEMPLATE_IGNORE = (
+    "node_modules",
+    VITE_CACHE_DIR,
+    "dist",
+    CONFIG_FILE,
+    Path(SHELL_FILE).name,
+    Path(SHELL_MAP).name,
+)
 # No browser window, no colour codes in the output the studio shows and parses.
 VITE_ENV: Mapping[str, str] = {"BROWSER": "none", "NO_COLOR": "1", "FORCE_COLOR": "0"}
 # Lines of Vite output attached to errors.

@@ -22,13 +22,22 @@ import shutil
 import subprocess
 from pathlib import Path
 
-__all__ = ["SHELL_FILE", "SHELL_ROOT", "ensure_shell", "install_shell", "shell_path"]
+__all__ = [
+    "SHELL_FILE",
+    "SHELL_MAP",
+    "SHELL_ROOT",
+    "ensure_shell",
+    "install_shell",
+    "shell_path",
+]
 
 logger = logging.getLogger(__name__)
 
 SHELL_ROOT = "studio-shell"
 # Where the template's vite config looks for it (plugin/shell.mjs SHELL_FILE).
 SHELL_FILE = "src/main.prebuilt.js"
+# Its source map, beside it (named by the shell's sourceMappingURL comment).
+SHELL_MAP = SHELL_FILE + ".map"
 _BUILD_SCRIPT = "plugin/shell.mjs"
 _BUILD_TIMEOUT = 120.0
 
@@ -58,12 +67,19 @@ def ensure_shell(
         return _build(studio_dir, target, node)
 
 
+def _map_of(shell: Path) -> Path:
+    return shell.with_name(shell.name + ".map")
+
+
 def _build(studio_dir: Path, target: Path, node: str) -> Path | None:
-    # Built beside its final place and renamed: a reader sees a whole file or none.
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    # Built under its final names in a directory of its own, then moved in, the
+    # map before the shell: a reader that sees the shell sees a whole shell and its map.
+    staging = target.parent.parent / f".build-{target.parent.name}-{os.getpid()}"
+    built = staging / target.name
     try:
+        staging.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [node, str(studio_dir / _BUILD_SCRIPT), str(temp)],
+            [node, str(studio_dir / _BUILD_SCRIPT), str(built)],
             cwd=studio_dir,
             check=True,
             capture_output=True,
@@ -71,7 +87,8 @@ def _build(studio_dir: Path, target: Path, node: str) -> Path | None:
             timeout=_BUILD_TIMEOUT,
         )
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp.replace(target)
+        _map_of(built).replace(_map_of(target))
+        built.replace(target)
     except (OSError, subprocess.SubprocessError) as exc:
         output = getattr(exc, "stderr", None) or ""
         logger.warning(
@@ -80,16 +97,22 @@ def _build(studio_dir: Path, target: Path, node: str) -> Path | None:
             output[-2000:],
             extra={"studio_dir": str(studio_dir)},
         )
-        temp.unlink(missing_ok=True)
         return None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
 def install_shell(studio_dir: Path, shell: Path) -> None:
-    """Put ``shell`` into ``studio_dir`` (a hard link; a copy across file systems)."""
-    destination = studio_dir / SHELL_FILE
-    destination.unlink(missing_ok=True)
-    try:
-        os.link(shell, destination)
-    except OSError:
-        shutil.copyfile(shell, destination)
+    """Put ``shell`` and its map into ``studio_dir`` (hard links; copies across file systems)."""
+    for source, destination in (
+        (_map_of(shell), studio_dir / SHELL_MAP),
+        (shell, studio_dir / SHELL_FILE),
+    ):
+        destination.unlink(missing_ok=True)
+        if not source.is_file():
+            continue  # a shell kept by an older version, without a map
+        try:
+            os.link(source, destination)
+        except OSError:
+            shutil.copyfile(source, destination)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from studio.install_cache import ensure_node_modules
 from studio.vite import _TEMPLATE_IGNORE, STUDIO_DIR, generate_studio_app
 from studio.vite_deps import template_fingerprint
-from studio.vite_shell import SHELL_FILE, SHELL_ROOT, ensure_shell, install_shell, shell_path
+from studio.vite_shell import (
+    SHELL_FILE,
+    SHELL_MAP,
+    SHELL_ROOT,
+    ensure_shell,
+    install_shell,
+    shell_path,
+)
 from tests.studio.test_vite import TEMPLATE, UI_KIT, install_cache
 from tests.support.gitrepo import repo_from_dir
 
@@ -43,6 +51,11 @@ def test_generate_links_the_shell_built_once_for_the_template(tmp_path, install_
     # the catalog-changed event and the retry after a hot update need the hot context
     assert "import.meta.hot" in code
     assert "function App(" in code
+    # with its source map, linked beside it: Vite serves the real map, the devtools the sources
+    assert code.rstrip().endswith("//# sourceMappingURL=main.prebuilt.js.map")
+    source_map = json.loads((first / SHELL_MAP).read_text())
+    assert "App.tsx" in source_map["sources"] and "sourcesContent" in source_map
+    assert (second / SHELL_MAP).samefile(first / SHELL_MAP)
 
 
 def test_without_prebuilt_shell_the_app_runs_from_source(tmp_path, install_cache):
@@ -58,9 +71,9 @@ def test_a_failing_build_gives_no_shell_and_keeps_nothing(tmp_path, install_cach
     modules.mkdir(parents=True)
     assert ensure_shell(studio, modules, "f" * 64) is None
     assert not shell_path(modules, "f" * 64).exists()
-    # no temporary file left behind either
-    kept_dir = shell_path(modules, "f" * 64).parent
-    assert not kept_dir.exists() or list(kept_dir.iterdir()) == []
+    # no temporary file left behind either: only the build lock
+    root = modules.parent / SHELL_ROOT
+    assert [path.name for path in root.iterdir()] == ["f" * 64 + ".lock"]
 
 
 def test_a_missing_node_gives_no_shell(tmp_path, install_cache):
@@ -74,7 +87,10 @@ def test_install_shell_replaces_an_older_one(tmp_path):
     studio = tmp_path / STUDIO_DIR
     (studio / "src").mkdir(parents=True)
     (studio / SHELL_FILE).write_text("old")
+    (studio / SHELL_MAP).write_text("old map")
     built = tmp_path / "main.prebuilt.js"
     built.write_text("new")
+    built.with_name("main.prebuilt.js.map").write_text("new map")
     install_shell(studio, built)
     assert (studio / SHELL_FILE).read_text() == "new"
+    assert (studio / SHELL_MAP).read_text() == "new map"
