@@ -13,6 +13,7 @@ import { defineConfig } from 'vite';
 import { depsSeedPlugin } from './plugin/deps-seed.mjs';
 import { createCatalog } from './plugin/discover.mjs';
 import { studioPlugin } from './plugin/plugin.mjs';
+import { runtimeMapsPlugin } from './plugin/runtime-maps.mjs';
 import { shellPlugin } from './plugin/shell.mjs';
 import { loadStudioConfig } from './plugin/studio-config.mjs';
 
@@ -43,6 +44,7 @@ export default defineConfig({
     shellPlugin(studioDir),
     studioPlugin(config, catalog),
     depsSeedPlugin(config),
+    runtimeMapsPlugin(),
   ],
   resolve: {
     // one React for the studio and the repository, even when the repository installed its own

@@ -302,6 +302,23 @@ def test_vite_starts_healthy_and_serves_the_components(studio_repo, make_server,
     assert proc.cwd() == str(studio_repo)
 
 
+def test_vite_and_react_runtimes_go_without_an_identity_map_and_components_keep_theirs(
+    studio_repo, make_server
+):
+    # Vite would make a character-by-character identity map of each runtime on every send.
+    server = make_server(studio_repo)
+    server.start(START_TIMEOUT)
+    inline_map = "sourceMappingURL=data:application/json"
+    for runtime in ("@vite/client", "@react-refresh"):
+        answer = httpx.get(server.url + runtime, timeout=30)
+        assert answer.status_code == 200 and len(answer.text) > 10_000
+        assert inline_map not in answer.text, runtime
+    component = httpx.get(
+        f"{server.url}@fs{studio_repo}/src/components/Button/Button.tsx", timeout=30
+    )
+    assert component.status_code == 200 and inline_map in component.text
+
+
 def test_a_port_taken_by_a_bound_socket_moves_vite_to_another_port(
     studio_repo, make_server, ports, held_port
 ):
