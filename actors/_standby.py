@@ -99,10 +99,16 @@ def _read_hint(path: Path) -> tuple[Path, Path] | None:
         return None
 
 
+def _in_worker() -> bool:
+    """Whether this process is a Ray worker (a driver that imports the preload is not)."""
+    worker = _RAY._private.worker.global_worker
+    return bool(getattr(worker, "mode", None) == _RAY.WORKER_MODE)
+
+
 def prestart() -> ViteStandby | None:
     """Start this worker's standby from its node's hint (called by the preload)."""
     global _standby
-    here = _here()
+    here = _here() if _in_worker() else None
     hint = None if here is None else _read_hint(hint_file(*here))
     if hint is None:
         return None

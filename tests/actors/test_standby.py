@@ -49,6 +49,7 @@ def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """This process as a Ray worker of a session in ``tmp_path``; its standby closed at the end."""
     session = tmp_path / "session"
     monkeypatch.setattr(_standby, "_here", lambda: (session, NODE_ID))
+    monkeypatch.setattr(_standby, "_in_worker", lambda: True)
     monkeypatch.setattr(_standby, "_remembered", None)
     monkeypatch.setattr(_standby, "_standby", None)
     # prestart's watcher: this process never gets work, so it never closes the standby.
@@ -86,6 +87,13 @@ def test_a_sandbox_remembers_its_modules_and_a_later_worker_starts_a_standby(
     assert _standby.claim() is None  # claimed once
     claimed.close()
     assert _gone(claimed.pid)
+
+
+def test_a_driver_importing_the_preload_starts_no_standby(worker, studio_dir, monkeypatch):
+    _standby.remember(TEMPLATE, studio_dir)
+    monkeypatch.undo()  # the real _in_worker: this test process is no Ray worker
+    monkeypatch.setattr(_standby, "_here", lambda: (worker, NODE_ID))
+    assert _standby.prestart() is None
 
 
 def test_a_hint_naming_what_is_gone_or_unreadable_starts_nothing(worker, tmp_path, caplog):
