@@ -23,14 +23,10 @@ from studio.paths import atomic_write
 from studio.process import ProcessStatus
 from studio.vite import ViteServer
 from studio.vite_standby import PRELOADED_PACKAGES, STANDBY_SCRIPT, ViteStandby, standby_argv
-from tests.studio.test_vite import (  # noqa: F401 (fixtures, requested by name)
-    START_TIMEOUT,
-    TEMPLATE,
-    make_server,
-    ports,
-    studio_repo,
-)
+from tests.studio.test_vite import START_TIMEOUT, TEMPLATE, make_server, ports, studio_repo
 from tests.support.fakevite import install_fake_vite
+
+__all__ = ["make_server", "ports", "studio_repo"]  # fixtures, imported for the tests below
 
 
 @pytest.fixture
@@ -123,9 +119,7 @@ def test_the_page_renders_and_hot_reloads_through_a_standby(
     assert not errors
 
 
-def test_a_restart_after_the_standby_spawns_vite_as_usual(
-    studio_repo, make_server, make_standby
-):
+def test_a_restart_after_the_standby_spawns_vite_as_usual(studio_repo, make_server, make_standby):
     standby = make_standby()
     server: ViteServer = make_server(studio_repo, standby=standby)
     server.start(START_TIMEOUT)
@@ -150,9 +144,7 @@ def test_a_standby_of_other_node_modules_is_closed_and_vite_started_cold(
     assert _gone(standby.pid)
 
 
-def test_a_replaced_launcher_is_run_cold_not_by_the_standby(
-    studio_repo, make_server, make_standby
-):
+def test_a_replaced_launcher_is_run_cold_not_by_the_standby(studio_repo, make_server, make_standby):
     # A test's misbehaving Vite (or any launcher not the template's) runs as itself.
     install_fake_vite(studio_repo / ".studio", "crash")
     standby = make_standby()
