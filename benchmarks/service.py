@@ -141,7 +141,7 @@ class BenchService:
         return worker, worker.children(recursive=True)
 
     def vite(self, sandbox_id: str) -> psutil.Process:
-        """The sandbox's Vite: the node process its actor started (vite.js or serve.mjs)."""
+        """The sandbox's Vite: the node process its actor runs (serve.mjs, or a standby's)."""
         _worker, children = self.processes(sandbox_id)
         for proc in children:
             if is_vite(proc):
@@ -198,7 +198,7 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def is_vite(proc: psutil.Process) -> bool:
-    """Whether ``proc`` is a Vite: node running vite.js, or the template's serve.mjs starting it."""
+    """Whether ``proc`` is a Vite: node running vite.js, serve.mjs or a standby that runs it."""
     try:
         return proc.name() == "node" or any("vite" in part for part in proc.cmdline())
     except psutil.Error:
