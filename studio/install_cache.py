@@ -7,8 +7,9 @@ version, since native packages differ by ABI) is installed once per node into
 ``<cache_root>/<key>/node_modules``. A sandbox's ``.studio/node_modules`` is a
 symlink to the template's entry (:func:`studio.vite.generate_studio_app`: so
 that a Vite standby's modules are the ones it loads); a repository's own are a
-hard-link copy (``cp -al``, ~12 ms, :func:`link_node_modules`), as tools in the
-repository may resolve them from inside the worktree.
+hard-link copy (``cp -al``, ~12 ms, :func:`link_node_modules`): the
+repository's tools may add files to their node_modules (a ``.cache``), which
+then land in the sandbox's own directories, not in the cache.
 
 An entry is built in a temporary directory and renamed into place, so an
 entry that exists is complete: a crash mid-install leaves only a temporary
