@@ -10,13 +10,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from actors import _standby
 from studio.install_cache import ensure_node_modules
 from studio.vite import generate_studio_app
 from studio.vite_standby import ViteStandby
+from tests.support.procs import ends_within
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "studio-template"
@@ -60,18 +60,6 @@ def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         left.close()
 
 
-def _gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_a_sandbox_remembers_its_modules_and_a_later_worker_starts_a_standby(
     worker, studio_dir, modules
 ):
@@ -86,7 +74,7 @@ def test_a_sandbox_remembers_its_modules_and_a_later_worker_starts_a_standby(
     assert claimed is started
     assert _standby.claim() is None  # claimed once
     claimed.close()
-    assert _gone(claimed.pid)
+    assert ends_within(claimed.pid)
 
 
 def test_a_driver_importing_the_preload_starts_no_standby(worker, studio_dir, monkeypatch):
@@ -131,7 +119,7 @@ def test_an_unclaimed_standby_is_closed_once_the_worker_had_work_for_the_grace(
     work["given"] = True
     watcher.join(timeout=10)
     assert not watcher.is_alive()
-    assert _gone(standby.pid)
+    assert ends_within(standby.pid)
     assert _standby.claim() is None
 
 
@@ -142,7 +130,7 @@ def test_a_claimed_standby_is_left_to_its_claimer(modules, monkeypatch):
     watcher.join(timeout=10)
     assert not watcher.is_alive() and standby.alive()
     standby.close()
-    assert _gone(standby.pid)
+    assert ends_within(standby.pid)
 
 
 def _thread(standby: ViteStandby, has_work, grace: float):

@@ -42,6 +42,7 @@ from studio.process import (
     reap_orphans,
 )
 from tests.support.fakeproc import fake_argv
+from tests.support.procs import gone
 
 ROOT = Path(__file__).resolve().parents[2]
 S = ProcessStatus
@@ -70,14 +71,6 @@ def wait_until(predicate: Callable[[], object], timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.01)
-
-
-def gone(pid: int) -> bool:
-    """Ended: no such process, or a zombie nobody reaped yet (it runs nothing)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def printed(manager: ProcessManager, line: str) -> Callable[[], bool]:

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
 import pytest
 
 from studio.config import StudioSettings
@@ -34,6 +33,7 @@ from tests.studio.test_sandbox_fixtures import (
 )
 from tests.support.fakevite import install_fake_vite
 from tests.support.gitrepo import git
+from tests.support.procs import gone
 
 S = SandboxState
 BRANCH = "design/studio-test0001"
@@ -43,13 +43,6 @@ def vite_pid(sandbox: ComponentStudioSandbox) -> int:
     server = sandbox.vite.server
     assert server is not None and server.pid is not None
     return server.pid
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def kill_vite(sandbox: ComponentStudioSandbox) -> int:

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from studio.vite import ViteServer
 from studio.vite_standby import PRELOADED_PACKAGES, STANDBY_SCRIPT, ViteStandby, standby_argv
 from tests.studio.test_vite import START_TIMEOUT, TEMPLATE, make_server, ports, studio_repo
 from tests.support.fakevite import install_fake_vite
+from tests.support.procs import ends_within
 
 __all__ = ["make_server", "ports", "studio_repo"]  # fixtures, imported for the tests below
 
@@ -48,18 +48,6 @@ def make_standby(modules: Path) -> Iterator[Callable[..., ViteStandby]]:
     yield make
     for standby in standbys:
         standby.close()
-
-
-def _gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_the_standby_imports_what_the_config_imports():
@@ -93,7 +81,7 @@ def test_a_standby_starts_vite_in_the_studio_app(studio_repo, make_server, make_
     assert any("ready in" in line for line in server.output())
     assert json.loads(pid_file.read_text())["argv"] == proc.cmdline()
     server.close()
-    assert _gone(standby.pid)
+    assert ends_within(standby.pid)
     assert not pid_file.exists()
 
 
@@ -141,7 +129,7 @@ def test_a_standby_of_other_node_modules_is_closed_and_vite_started_cold(
     server: ViteServer = make_server(studio_repo, standby=standby)
     server.start(START_TIMEOUT)
     assert server.pid != standby.pid and server.health_check()
-    assert _gone(standby.pid)
+    assert ends_within(standby.pid)
 
 
 def test_a_replaced_launcher_is_run_cold_not_by_the_standby(studio_repo, make_server, make_standby):
@@ -153,13 +141,13 @@ def test_a_replaced_launcher_is_run_cold_not_by_the_standby(studio_repo, make_se
     with pytest.raises(ViteStartError) as caught:
         server.start(START_TIMEOUT)
     assert "simulated broken config" in "\n".join(caught.value.details["output"])
-    assert _gone(standby.pid)
+    assert ends_within(standby.pid)
 
 
 def test_a_dead_standby_is_passed_over(studio_repo, make_server, make_standby):
     standby = make_standby()
     os.killpg(standby.pid, signal.SIGKILL)
-    assert _gone(standby.pid)
+    assert ends_within(standby.pid)
     assert "exited" in (standby.unfit_for(studio_repo / ".studio") or "")
     server: ViteServer = make_server(studio_repo, standby=standby)
     server.start(START_TIMEOUT)
@@ -172,7 +160,7 @@ def test_a_server_closed_before_its_start_closes_its_standby(
     standby = make_standby()
     server: ViteServer = make_server(studio_repo, standby=standby)
     server.close()
-    assert _gone(standby.pid)
+    assert ends_within(standby.pid)
 
 
 def test_a_standby_goes_when_its_owner_dies(modules, tmp_path):
@@ -202,4 +190,4 @@ def test_a_standby_goes_when_its_owner_dies(modules, tmp_path):
     finally:
         owner.kill()
         owner.wait()
-    assert _gone(pid)
+    assert ends_within(pid)
