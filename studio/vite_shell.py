@@ -110,8 +110,6 @@ def install_shell(studio_dir: Path, shell: Path) -> None:
         (shell, studio_dir / SHELL_FILE),
     ):
         destination.unlink(missing_ok=True)
-        if not source.is_file():
-            continue  # a shell kept by an older version, without a map
         try:
             os.link(source, destination)
         except OSError:
