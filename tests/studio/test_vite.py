@@ -35,7 +35,7 @@ from studio.vite import (
     vite_argv,
     write_studio_config,
 )
-from tests.support.browser import save_screenshot
+from tests.support.browser import hot_reload_button, save_screenshot
 from tests.support.fakeproc import fake_argv
 from tests.support.fakevite import install_fake_vite
 from tests.support.gitrepo import repo_from_dir
@@ -529,18 +529,7 @@ def test_the_page_lists_renders_and_hot_reloads_an_atomic_edit(
     for name in ("Button", "Card", "Input", "Modal"):
         expect(page.locator(f"[data-testid=component-{name}]")).to_have_text(name)
 
-    page.goto(f"{server.url}#/Button")
-    canvas = page.locator("[data-testid=studio-canvas]")
-    expect(canvas).to_have_attribute("data-state", "ready")
-    button = canvas.get_by_role("button")
-    expect(button).to_have_text("Click me")
-    page.evaluate("window.__notReloaded = true")
-
-    source = studio_repo / "src" / "components" / "Button" / "Button.tsx"
-    atomic_write(source, source.read_text().replace("'Click me'", "'Edited in the sandbox'"))
-    expect(button).to_have_text("Edited in the sandbox")
-    # Hot module replacement, not a full reload.
-    assert page.evaluate("window.__notReloaded") is True
+    hot_reload_button(page, server.url, studio_repo, "Edited in the sandbox")
     save_screenshot(page, "vite-server-button-after-hmr")
 
 

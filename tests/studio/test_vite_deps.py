@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page
 
 from studio.errors import InvalidConfig
 from studio.install_cache import ensure_node_modules
@@ -19,6 +19,7 @@ from studio.ports import PortAllocator
 from studio.vite import ViteServer, generate_studio_app, read_studio_config, studio_config
 from studio.vite_deps import SEED_ROOT, deps_seed_dir, seed_key, template_fingerprint
 from tests.studio.test_vite import HOST, START_TIMEOUT, TEMPLATE, UI_KIT, _free_base
+from tests.support.browser import hot_reload_button
 from tests.support.gitrepo import repo_from_dir
 
 DEPS = Path(".studio") / ".vite-cache" / "deps"
@@ -253,14 +254,4 @@ def test_a_sandbox_on_the_seed_renders_its_own_components_and_hot_reloads(
 
     second, server = start_sandbox("second")
     page = browser_page
-    page.goto(f"{server.url}#/Button")
-    canvas = page.locator("[data-testid=studio-canvas]")
-    expect(canvas).to_have_attribute("data-state", "ready")
-    button = canvas.get_by_role("button")
-    expect(button).to_have_text("Click me")
-    page.evaluate("window.__notReloaded = true")
-
-    source = second / "src" / "components" / "Button" / "Button.tsx"
-    atomic_write(source, source.read_text().replace("'Click me'", "'Edited on the seed'"))
-    expect(button).to_have_text("Edited on the seed")
-    assert page.evaluate("window.__notReloaded") is True
+    hot_reload_button(page, server.url, second, "Edited on the seed")

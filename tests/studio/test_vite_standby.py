@@ -14,15 +14,15 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page
 
 from studio.errors import ViteStartError
 from studio.install_cache import ensure_node_modules
-from studio.paths import atomic_write
 from studio.process import ProcessStatus
 from studio.vite import ViteServer
 from studio.vite_standby import PRELOADED_PACKAGES, STANDBY_SCRIPT, ViteStandby, standby_argv
 from tests.studio.test_vite import START_TIMEOUT, TEMPLATE, make_server, ports, studio_repo
+from tests.support.browser import hot_reload_button
 from tests.support.fakevite import install_fake_vite
 from tests.support.procs import ends_within
 
@@ -94,16 +94,7 @@ def test_the_page_renders_and_hot_reloads_through_a_standby(
     page = browser_page
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{server.url}#/Button")
-    canvas = page.locator("[data-testid=studio-canvas]")
-    expect(canvas).to_have_attribute("data-state", "ready")
-    button = canvas.get_by_role("button")
-    expect(button).to_have_text("Click me")
-    page.evaluate("window.__notReloaded = true")
-    source = studio_repo / "src" / "components" / "Button" / "Button.tsx"
-    atomic_write(source, source.read_text().replace("'Click me'", "'Edited in the sandbox'"))
-    expect(button).to_have_text("Edited in the sandbox")
-    assert page.evaluate("window.__notReloaded") is True
+    hot_reload_button(page, server.url, studio_repo, "Edited in the sandbox")
     assert not errors
 
 

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+
+from studio.paths import atomic_write
 
 __all__ = [
     "ARTIFACTS_DIR",
@@ -30,6 +32,7 @@ __all__ = [
     "CHROMIUM_PATH",
     "browser_page",
     "chromium",
+    "hot_reload_button",
     "launch_chromium",
     "pytest_runtest_makereport",
     "save_screenshot",
@@ -148,3 +151,22 @@ def browser_page(chromium: Browser, request: pytest.FixtureRequest) -> Iterator[
                 print(f"browser_page: no failure screenshot: {error}")
         context.close()
         _settle(before)
+
+
+def hot_reload_button(page: Page, renderer_url: str, repo: Path, new_text: str) -> None:
+    """Render ui-kit's Button at ``renderer_url``, edit its text in ``repo``, see it hot-reload.
+
+    Asserts the canvas got ready with "Click me", then shows ``new_text`` after
+    an atomic write of Button.tsx, without a full page reload (HMR).
+    """
+    page.goto(f"{renderer_url}#/Button")
+    canvas = page.locator("[data-testid=studio-canvas]")
+    expect(canvas).to_have_attribute("data-state", "ready")
+    button = canvas.get_by_role("button")
+    expect(button).to_have_text("Click me")
+    page.evaluate("window.__notReloaded = true")
+    source = repo / "src" / "components" / "Button" / "Button.tsx"
+    atomic_write(source, source.read_text().replace("'Click me'", f"'{new_text}'"))
+    expect(button).to_have_text(new_text)
+    # Hot module replacement, not a full reload.
+    assert page.evaluate("window.__notReloaded") is True
