@@ -12,7 +12,9 @@ Ray 2.60 has no public call to ask for such a worker; the raylet's
 it. The request carries no job id: spares bound to the job that started the
 manager would be killed once that driver's job ends. Its ``runtime_env_info``
 is this process's job's, which is what the sandbox actors inherit: a spare
-with another runtime environment would never be chosen.
+with another runtime environment would never be chosen. How many spares a
+node has is its raylet's ``GetNodeStats`` (:func:`idle_workers`), which the
+warm pool (:mod:`actors._warm_pool`) tops up to its size.
 
 A spare also imports the sandbox actor's modules while it waits when Ray was
 started with :data:`RAY_SYSTEM_CONFIG` (see :mod:`actors._preload`).
@@ -31,12 +33,20 @@ from typing import Any
 
 import ray
 
-__all__ = ["KEEP_ALIVE_SECONDS", "PRELOAD_MODULE", "RAY_SYSTEM_CONFIG", "prestart_workers"]
+__all__ = [
+    "KEEP_ALIVE_SECONDS",
+    "PRELOAD_MODULE",
+    "RAY_SYSTEM_CONFIG",
+    "idle_workers",
+    "prestart_workers",
+]
 
 logger = logging.getLogger(__name__)
 
-# How long the raylet keeps an unused spare (each one holds ~110 MB).
-KEEP_ALIVE_SECONDS = 600
+# How long the raylet keeps an unused spare (each one holds ~110 MB, its standby ~70 MB).
+# Past it, the raylet kills idle workers beyond its soft limit (the node's CPU
+# count) and the warm pool starts new ones (:mod:`actors._warm_pool`).
+KEEP_ALIVE_SECONDS = 3600
 _RPC_TIMEOUT = 5.0
 # Every new Python worker imports this module before it waits for work.
 PRELOAD_MODULE = "actors._preload"
@@ -56,35 +66,86 @@ def _raylet_address(node_id: str) -> str | None:
     return None
 
 
-def prestart_workers(node_id: str, count: int = 1, keep_alive: int = KEEP_ALIVE_SECONDS) -> bool:
-    """Ask ``node_id``'s raylet to start ``count`` spare Python workers; whether it agreed."""
+def _call_raylet(node_id: str, method: str, request_of: Any) -> Any:
+    """``method`` of ``node_id``'s raylet with the request ``request_of(messages)`` makes.
+
+    None when the node is not alive. Ray's internals are untyped: loaded by name.
+    """
+    grpc: Any = importlib.import_module("grpc")
+    messages: Any = importlib.import_module("ray.core.generated.node_manager_pb2")
+    stubs: Any = importlib.import_module("ray.core.generated.node_manager_pb2_grpc")
+    auth: Any = importlib.import_module(
+        "ray._private.authentication.grpc_authentication_client_interceptor"
+    )
+    address = _raylet_address(node_id)
+    if address is None:
+        return None
+    with grpc.insecure_channel(address) as channel:
+        call = getattr(stubs.NodeManagerServiceStub(channel), method)
+        return call(
+            request_of(messages),
+            timeout=_RPC_TIMEOUT,
+            metadata=auth._get_authentication_metadata_tuple(),
+        )
+
+
+def _warn_once(what: str, exc: Exception) -> None:
     global _warned
+    if not _warned:
+        _warned = True
+        logger.warning("%s (actors start cold): %s", what, exc)
+
+
+def prestart_workers(node_id: str, count: int = 1, keep_alive: int = KEEP_ALIVE_SECONDS) -> bool:
+    """Ask ``node_id``'s raylet to start ``count`` spare Python workers; whether it agreed.
+
+    The raylet starts no more at once than its startup concurrency (the
+    node's CPU count) allows, whatever ``count`` says: the rest are dropped.
+    """
     try:
-        # Ray's internals, untyped: loaded by name.
-        grpc: Any = importlib.import_module("grpc")
         common: Any = importlib.import_module("ray.core.generated.common_pb2")
-        manager: Any = importlib.import_module("ray.core.generated.node_manager_pb2")
-        stubs: Any = importlib.import_module("ray.core.generated.node_manager_pb2_grpc")
-        auth: Any = importlib.import_module(
-            "ray._private.authentication.grpc_authentication_client_interceptor"
-        )
-        address = _raylet_address(node_id)
-        if address is None:
-            return False
         job_config = _RAY._private.worker.global_worker.core_worker.get_job_config()
-        request = manager.PrestartWorkersRequest(
-            language=common.PYTHON,
-            runtime_env_info=job_config.runtime_env_info,
-            keep_alive_duration_secs=keep_alive,
-            num_workers=count,
+        reply = _call_raylet(
+            node_id,
+            "PrestartWorkers",
+            lambda messages: messages.PrestartWorkersRequest(
+                language=common.PYTHON,
+                runtime_env_info=job_config.runtime_env_info,
+                keep_alive_duration_secs=keep_alive,
+                num_workers=count,
+            ),
         )
-        with grpc.insecure_channel(address) as channel:
-            stubs.NodeManagerServiceStub(channel).PrestartWorkers(
-                request, timeout=_RPC_TIMEOUT, metadata=auth._get_authentication_metadata_tuple()
-            )
     except Exception as exc:  # best effort: without a spare the actor starts cold
-        if not _warned:
-            _warned = True
-            logger.warning("cannot prestart Ray workers (actors start cold): %s", exc)
+        _warn_once("cannot prestart Ray workers", exc)
         return False
-    return True
+    return reply is not None
+
+
+def idle_workers(node_id: str) -> int | None:
+    """How many never-used Python workers wait on ``node_id``; None when the raylet cannot say.
+
+    A never-used worker is one no job has claimed yet: a spare, or one the
+    raylet started on its own. The raylet asks each of its workers for its
+    stats (``GetNodeStats``); ~10 ms on a node with a dozen workers.
+    """
+    try:
+        reply = _call_raylet(
+            node_id,
+            "GetNodeStats",
+            lambda messages: messages.GetNodeStatsRequest(include_memory_info=False),
+        )
+    except Exception as exc:
+        _warn_once("cannot count idle Ray workers", exc)
+        return None
+    if reply is None:
+        return None
+    common: Any = importlib.import_module("ray.core.generated.common_pb2")
+    nil_job = _RAY.JobID.nil().binary()
+    nil_actor = _RAY.ActorID.nil().binary()
+    return sum(
+        1
+        for stats in reply.core_workers_stats
+        if stats.worker_type == common.WORKER
+        and stats.job_id == nil_job
+        and stats.actor_id == nil_actor
+    )

@@ -28,7 +28,7 @@ from ray.exceptions import (
 )
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors._prestart import prestart_workers
+from actors._prestart import idle_workers, prestart_workers
 from actors.scheduling import SLOT_RESOURCE, NodeView
 from studio.config import ComponentStudioConfig
 from studio.errors import StudioError
@@ -121,8 +121,12 @@ class Backend(Protocol):
         """List the worktrees and pid records in ``state_dir`` on ``node_id``."""
         ...
 
-    async def prestart_worker(self, node_id: str) -> None:
-        """Have a spare worker waiting on ``node_id`` for the next actor (best effort)."""
+    async def idle_workers(self, node_id: str) -> int | None:
+        """Never-used workers waiting on ``node_id`` (the warm pool); None when unknown."""
+        ...
+
+    async def prestart_workers(self, node_id: str, count: int) -> None:
+        """Ask ``node_id`` to boot ``count`` spare workers for the next actors (best effort)."""
         ...
 
 
@@ -263,5 +267,8 @@ class RayBackend:
         result: NodeScan = await asyncio.wait_for(ref, 30)
         return result
 
-    async def prestart_worker(self, node_id: str) -> None:
-        await asyncio.to_thread(prestart_workers, node_id)
+    async def idle_workers(self, node_id: str) -> int | None:
+        return await asyncio.to_thread(idle_workers, node_id)
+
+    async def prestart_workers(self, node_id: str, count: int) -> None:
+        await asyncio.to_thread(prestart_workers, node_id, count)

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors._accounts import Accounts, provider_spec
-from actors._prestart import KEEP_ALIVE_SECONDS
 from actors._ray_backend import (
     ActorGone,
     ActorUnresponsive,
@@ -33,6 +32,7 @@ from actors._ray_backend import (
     SandboxSpec,
 )
 from actors._views import info_from_record, is_loopback, record_gauges, renderer_url
+from actors._warm_pool import WarmPool
 from actors.scheduling import (
     Action,
     NodeView,
@@ -41,6 +41,7 @@ from actors.scheduling import (
     decide,
     decide_after_monitor,
     node_load,
+    open_slots,
     orphans_on_node,
 )
 from studio import metrics
@@ -61,8 +62,6 @@ _SUPERVISED = frozenset({SandboxState.PENDING, *ACTIVE_STATES})
 # Events a sandbox may have published since the manager last stored its last_seq; a
 # recreated actor numbers from past them so numbers never go back.
 SEQ_MARGIN = 1000
-# A spare worker is asked for again this long after the last request (its keep-alive ends).
-SPARE_RENEW_SECONDS = KEEP_ALIVE_SECONDS * 0.9
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,8 @@ class ManagerTimeouts:
     setup_extra: float = 300.0
     max_missed_pings: int = 3
     # A spare worker's start is ~1 CPU-second; right after a create the new
-    # sandbox's first page load needs the CPU (benchmarks, create_rendered).
+    # sandbox's first page load needs the CPU (benchmarks, create_rendered):
+    # the warm pool is filled this long after the last creation under way ended.
     spare_delay: float = 2.0
 
 
@@ -100,12 +100,7 @@ class StudioManager:
         self._missed: dict[str, int] = {}
         self._tick_lock = asyncio.Lock()
         self._last_reconcile: float | None = None
-        # When a spare worker was last asked for, per node (monotonic), and the requests.
-        self._spare_requested: dict[str, float] = {}
-        self._spare_tasks: set[asyncio.Task[None]] = set()
-        self._spare_timers: dict[str, asyncio.TimerHandle] = {}
-        # Creations under way per node: spares are asked for once it has none (_keep_spare).
-        self._creating: dict[str, int] = {}
+        self.warm_pool = WarmPool(backend, settings.warm_workers, delay=self._timeouts.spare_delay)
         # Setups of sandboxes created with wait=False (a reference keeps each task alive).
         self._setups: set[asyncio.Task[SandboxInfo]] = set()
         # Addresses of the nodes other than the head, as the last look at the nodes said.
@@ -119,10 +114,8 @@ class StudioManager:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def close(self) -> None:
-        """Close the registry; spares not asked for yet never are."""
-        for timer in self._spare_timers.values():
-            timer.cancel()
-        self._spare_timers.clear()
+        """Close the registry; the warm pool fills no more."""
+        self.warm_pool.close()
         self.registry.close()
 
     # -- helpers ----------------------------------------------------------
@@ -251,7 +244,7 @@ class StudioManager:
             record.id, node_id=node_id, state=SandboxState.STARTING, error=None
         )
         started = time.monotonic()
-        self._creating[node_id] = self._creating.get(node_id, 0) + 1
+        self.warm_pool.creation_started(node_id)
         try:
             await self._backend.create_sandbox(self._spec(record, node_id, start_seq))
             if actor_created is not None:
@@ -278,77 +271,11 @@ class StudioManager:
                 ) from exc
             raise
         finally:
-            self._created(node_id)
+            self.warm_pool.creation_ended(node_id)
         elapsed = time.monotonic() - started
         metrics.record(lambda: metrics.sandbox_creates().inc(tags={"outcome": "ready"}))
         metrics.record(lambda: metrics.create_to_ready_seconds().observe(elapsed))
         return self._store(record, info)
-
-    def _created(self, node_id: str) -> None:
-        """One creation on ``node_id`` ended; the last of those under way asks for a spare."""
-        left = self._creating.get(node_id, 1) - 1
-        if left > 0:
-            self._creating[node_id] = left
-            return
-        self._creating.pop(node_id, None)
-        # The node's spare went to one of these actors (if it had one): another for the
-        # next, once the new sandbox's first page has had the CPU.
-        self._request_spare_later(node_id)
-
-    def _request_spare_later(self, node_id: str) -> None:
-        """:meth:`_request_spare` in ``spare_delay`` s; supervision passes wait for it too."""
-        delay = self._timeouts.spare_delay
-        if delay <= 0:
-            self._request_spare(node_id)
-            return
-        pending = self._spare_timers.pop(node_id, None)
-        if pending is not None:
-            pending.cancel()
-        # Counts as asked for: _keep_spare leaves the node alone until the timer fires.
-        self._spare_requested[node_id] = time.monotonic()
-        loop = asyncio.get_running_loop()
-        self._spare_timers[node_id] = loop.call_later(delay, self._spare_timer_fired, node_id)
-
-    def _spare_now(self, node_id: str | None) -> None:
-        """Ask at once for the spare still waiting on its delay on ``node_id``, if any.
-
-        A sandbox ending frees the CPU the delay kept for a first page load;
-        a create right after it (creates back to back) then finds a spare
-        booting instead of starting a worker of its own (~1.2 s more).
-        """
-        if node_id is None:
-            return
-        timer = self._spare_timers.pop(node_id, None)
-        if timer is not None:
-            timer.cancel()
-            self._request_spare(node_id)
-
-    def _spare_timer_fired(self, node_id: str) -> None:
-        self._spare_timers.pop(node_id, None)
-        self._request_spare(node_id)
-
-    def _keep_spare(self, node_id: str) -> None:
-        """Have a spare Ray worker on ``node_id``, asked for again before its keep-alive ends."""
-        last = self._spare_requested.get(node_id)
-        if last is not None and time.monotonic() - last < SPARE_RENEW_SECONDS:
-            return
-        self._request_spare(node_id)
-
-    def _request_spare(self, node_id: str) -> None:
-        """Ask ``node_id``'s raylet for a spare worker, unless creations are under way there.
-
-        A worker's start is ~1 s of CPU. Asked for after each setup, spares
-        started in the middle of 20 creations at once on a 2-core node took
-        0.12-0.16 s of CPU per create from them (benchmarks, concurrent_creates:
-        cpu_per_create_idle_worker_s); the last creation under way asks instead.
-        One spare per node: a request covers the creations that ended before it.
-        """
-        if self._creating.get(node_id):
-            return
-        self._spare_requested[node_id] = time.monotonic()
-        task = asyncio.create_task(self._backend.prestart_worker(node_id))
-        self._spare_tasks.add(task)
-        task.add_done_callback(self._spare_tasks.discard)
 
     # -- sandboxes --------------------------------------------------------
 
@@ -434,7 +361,7 @@ class StudioManager:
             )
         await self._backend.kill_sandbox(sandbox_id)
         self._missed.pop(sandbox_id, None)
-        self._spare_now(self.registry.get_sandbox(sandbox_id).node_id)
+        self.warm_pool.sandbox_ended(self.registry.get_sandbox(sandbox_id).node_id)
         return info
 
     async def get_sandbox(self, sandbox_id: str, owner: str | None = None) -> SandboxInfo:
@@ -559,18 +486,14 @@ class StudioManager:
                 else:
                     actions[record.id] = outcome
             record_gauges(self.registry.list_sandboxes())
-            self._spare_for_next(nodes)
+            self._fill_warm_pools(nodes)
             self._last_reconcile = time.time()
             return {"sandboxes": actions, "nodes_alive": len(alive)}
 
-    def _spare_for_next(self, nodes: list[NodeView]) -> None:
-        """A spare worker on the node the next sandbox would go to (none when all are full)."""
-        others = [r.node_id for r in self.registry.list_sandboxes(states=_SUPERVISED)]
-        try:
-            node_id = choose_node(nodes, node_load(others), avoid=(), prefer=None)
-        except StudioError:
-            return
-        self._keep_spare(node_id)
+    def _fill_warm_pools(self, nodes: list[NodeView]) -> None:
+        """Spare workers on each node a sandbox may go to, as many as it has free slots."""
+        load = node_load(r.node_id for r in self.registry.list_sandboxes(states=_SUPERVISED))
+        self.warm_pool.keep(open_slots(nodes, load))
 
     async def _ping(self, sandbox_id: str) -> tuple[Ping, dict[str, Any] | None, bool]:
         """The ping's outcome, its answer, and whether the actor's node is lost."""

@@ -26,6 +26,7 @@ __all__ = [
     "decide",
     "decide_after_monitor",
     "node_load",
+    "open_slots",
     "orphans_on_node",
 ]
 
@@ -101,26 +102,39 @@ def choose_node(
     node with more free slots, then to the lowest node id, so the answer is
     deterministic. :class:`ServiceUnavailable` when nothing qualifies.
     """
-    alive = [n for n in nodes if n.alive and n.node_id not in avoid]
-    slotted = any(n.slots is not None for n in alive)
-
-    def free(node: NodeView) -> float:
-        if node.slots is None:
-            return float("inf")
-        return node.slots - load.get(node.node_id, 0)
-
-    candidates = [n for n in alive if not slotted or (n.slots is not None and free(n) >= 1)]
+    nodes = list(nodes)
+    candidates = _open_nodes(nodes, load, avoid)
     if not candidates:
         raise ServiceUnavailable(
             "no node has a free sandbox slot: tear down a sandbox or add a node "
             f"that declares the {SLOT_RESOURCE!r} resource",
-            nodes=len(alive),
+            nodes=sum(1 for n in nodes if n.alive and n.node_id not in avoid),
         )
     for node in candidates:
         if node.node_id == prefer:
             return node.node_id
-    best = min(candidates, key=lambda n: (load.get(n.node_id, 0), -free(n), n.node_id))
+    best = min(candidates, key=lambda n: (load.get(n.node_id, 0), -_free_slots(n, load), n.node_id))
     return best.node_id
+
+
+def _free_slots(node: NodeView, load: Mapping[str, int]) -> float:
+    if node.slots is None:
+        return float("inf")
+    return node.slots - load.get(node.node_id, 0)
+
+
+def _open_nodes(
+    nodes: Iterable[NodeView], load: Mapping[str, int], avoid: Collection[str] = ()
+) -> list[NodeView]:
+    """The nodes a sandbox may go to (see :func:`choose_node`)."""
+    alive = [n for n in nodes if n.alive and n.node_id not in avoid]
+    slotted = any(n.slots is not None for n in alive)
+    return [n for n in alive if not slotted or (n.slots is not None and _free_slots(n, load) >= 1)]
+
+
+def open_slots(nodes: Iterable[NodeView], load: Mapping[str, int]) -> dict[str, float]:
+    """Free sandbox slots of each node a sandbox may go to (inf where none are declared)."""
+    return {n.node_id: _free_slots(n, load) for n in _open_nodes(nodes, load)}
 
 
 def decide(

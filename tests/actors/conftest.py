@@ -118,6 +118,9 @@ def node_settings(state: Path, install_cache: Path, **overrides: Any) -> StudioS
         "public_host": "localhost",
         "repo_roots": [state.parent],
         "health_check_interval": 2.0,
+        # One spare per node, not the default pool: each spare's boot is ~1.3 CPU-s
+        # the tests' creates would share; tests of the pool ask for more.
+        "warm_workers": 1,
         "admin_token": "admin-" + uuid.uuid4().hex,
         **overrides,
     }
@@ -155,10 +158,10 @@ def shut_down_studio(state_dir: Path) -> None:
     assert_nothing_left(state_dir)
 
 
-@pytest.fixture
-def studio(ray_session: None, tmp_path: Path, install_cache: Path) -> Iterator[Studio]:
+@contextlib.contextmanager
+def open_studio(tmp_path: Path, install_cache: Path, **overrides: Any) -> Iterator[Studio]:
     """A manager on the session's Ray with examples/ui-kit registered; cleaned up after."""
-    settings = node_settings(tmp_path / "state", install_cache)
+    settings = node_settings(tmp_path / "state", install_cache, **overrides)
     origin = repo_from_dir(UI_KIT, tmp_path / "ui-kit")
     manager = start_manager(settings)
     try:
@@ -166,3 +169,10 @@ def studio(ray_session: None, tmp_path: Path, install_cache: Path) -> Iterator[S
         yield Studio(manager, settings, origin, record.id)
     finally:
         shut_down_studio(settings.state_dir)
+
+
+@pytest.fixture
+def studio(ray_session: None, tmp_path: Path, install_cache: Path) -> Iterator[Studio]:
+    """A manager on the session's Ray with examples/ui-kit registered; cleaned up after."""
+    with open_studio(tmp_path, install_cache) as opened:
+        yield opened

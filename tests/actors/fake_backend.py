@@ -151,7 +151,10 @@ class FakeBackend:
         self.worktrees: dict[str, list[str]] = {}
         self.pid_files: dict[str, list[str]] = {}
         self.scans: list[tuple[str, str]] = []
+        # Spare workers asked for (one entry per worker), and those waiting per node: a
+        # spare boots at once and each new actor takes one. None: the raylet cannot say.
         self.prestarts: list[str] = []
+        self.idle: dict[str, int] | None = {}
 
     def kill_node(self, node_id: str) -> None:
         """Mark a node dead (its actors stop answering)."""
@@ -175,6 +178,8 @@ class FakeBackend:
         self.unresponsive.discard(spec.sandbox_id)
         self.unschedulable.discard(spec.sandbox_id)
         actor = FakeSandbox(spec)
+        if self.idle and self.idle.get(spec.node_id, 0) > 0:
+            self.idle[spec.node_id] -= 1
         if self.next_setup_error is not None:
             actor.setup_error, self.next_setup_error = self.next_setup_error, None
         actor.setup_gate = self.setup_gate
@@ -204,8 +209,13 @@ class FakeBackend:
     async def sandbox_ids(self) -> list[str]:
         return sorted(self.actors)
 
-    async def prestart_worker(self, node_id: str) -> None:
-        self.prestarts.append(node_id)
+    async def idle_workers(self, node_id: str) -> int | None:
+        return None if self.idle is None else self.idle.get(node_id, 0)
+
+    async def prestart_workers(self, node_id: str, count: int) -> None:
+        self.prestarts.extend([node_id] * count)
+        if self.idle is not None:
+            self.idle[node_id] = self.idle.get(node_id, 0) + count
 
     async def scan_node(self, node_id: str, state_dir: str) -> NodeScan:
         self.scans.append((node_id, state_dir))

@@ -12,10 +12,11 @@ import psutil
 import pytest
 import ray
 
+from actors._prestart import idle_workers, prestart_workers
 from actors.handles import forget_sandbox_handle, get_manager, sandbox_handle, unwrap
 from studio.errors import InvalidRequest, SandboxNotFound
 from studio.state import SandboxState
-from tests.actors.conftest import Studio, get, vite_answers
+from tests.actors.conftest import Studio, get, open_studio, vite_answers
 from tests.support.gitrepo import git
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -213,13 +214,64 @@ def _idle_workers() -> set[int]:
     return found
 
 
+def _idle_count(node_id: str) -> int:
+    count = idle_workers(node_id)
+    assert count is not None, "the raylet did not answer GetNodeStats"
+    return count
+
+
+def test_the_raylet_counts_a_prestarted_worker_until_an_actor_takes_it() -> None:
+    node_id = ray.get_runtime_context().get_node_id()
+    titled_idle = _idle_workers()
+    before = _idle_count(node_id)
+    assert before <= len(titled_idle)  # workers that ran tasks are titled IDLE but not counted
+    assert prestart_workers(node_id, 1)
+    wait_for(lambda: _idle_count(node_id) == before + 1, 60, "the spare to register")
+    (spare,) = _idle_workers() - titled_idle
+
+    @ray.remote(num_cpus=0)
+    class Taker:
+        def pid(self) -> int:
+            return os.getpid()
+
+    # Actors until one lands on the spare (others may take the other idle workers first).
+    takers: list[Any] = []
+    try:
+        while len(takers) <= before + 2:
+            takers.append(Taker.remote())  # type: ignore[attr-defined]
+            if get(takers[-1].pid.remote()) == spare:
+                break
+        else:
+            raise AssertionError(f"no actor took the spare {spare}")
+        assert _idle_count(node_id) <= before
+    finally:
+        for taker in takers:
+            ray.kill(taker)
+
+
+def test_the_warm_pool_fills_the_node_to_its_size_and_refills_after_a_create(
+    tmp_path: Any, install_cache: Any
+) -> None:
+    node_id = ray.get_runtime_context().get_node_id()
+    with open_studio(tmp_path, install_cache, warm_workers=3) as studio:
+        wait_for(lambda: _idle_count(node_id) >= 3, 90, "three spare workers")
+        spares = _idle_workers()
+        info = get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
+        try:
+            assert get(sandbox_handle(info.id).ping.remote())["pid"] in spares
+            # spare_delay after the create, the pool is full again.
+            wait_for(lambda: _idle_count(node_id) >= 3, 90, "the pool refilled")
+        finally:
+            get(studio.manager.teardown_sandbox.remote(info.id, "alice"))
+
+
 def test_a_sandbox_actor_starts_on_the_spare_worker_left_by_the_one_before(
     studio: Studio,
 ) -> None:
-    before = _idle_workers()
+    node_id = ray.get_runtime_context().get_node_id()
     first = get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
-    # After the setup the manager asked the node for a spare worker: it appears.
-    wait_for(lambda: _idle_workers() - before, 60, "a spare Ray worker")
+    # After the setup the manager fills the node's pool (one spare here): it has one.
+    wait_for(lambda: _idle_count(node_id) >= 1, 60, "a spare Ray worker")
     spares = _idle_workers()
     second = get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
     try:

@@ -200,98 +200,142 @@ async def test_cancel_setups_disposes_of_half_made_sandboxes(
     assert manager.registry.get_sandbox(sandbox.id).state is SandboxState.FAILED
 
 
-async def test_a_spare_worker_follows_each_creation_one_per_node(
-    manager: StudioManager, backend: FakeBackend, repo_id: int
-) -> None:
-    manager._timeouts = ManagerTimeouts(spare_delay=0)
-    first = await manager.create_sandbox("alice", repo_id, {})
-    await asyncio.sleep(0)  # the request is a background task
-    assert backend.prestarts == [first.node]
-    # Concurrent creations on one node: none asks for a spare while the others are under
-    # way (a worker's start would take CPU from them), the last to finish does.
-    backend.node_views = [n for n in backend.node_views if n.node_id == first.node]
-    backend.setup_gate = gate = asyncio.Event()
-    creating = [asyncio.create_task(manager.create_sandbox("alice", repo_id, {})) for _ in range(3)]
-    for _ in range(1000):  # until all three are setting up at once
-        if len(backend.actors) == 4:
-            break
-        await asyncio.sleep(0.01)
-    manager._spare_requested.clear()  # as if the spare's keep-alive had run out
-    await manager.reconcile()
-    await asyncio.sleep(0)
-    assert backend.prestarts == [first.node]
-    gate.set()
-    await asyncio.gather(*creating)
-    await asyncio.sleep(0)
-    assert backend.prestarts == [first.node, first.node]
-    # A supervision pass finds the spare fresh and asks for none.
-    await manager.reconcile()
-    await asyncio.sleep(0)
-    assert backend.prestarts == [first.node, first.node]
+def pool_manager(
+    settings: StudioSettings, backend: FakeBackend, *, size: int, delay: float
+) -> StudioManager:
+    return StudioManager(
+        settings.model_copy(update={"warm_workers": size}),
+        backend,
+        timeouts=ManagerTimeouts(spare_delay=delay),
+    )
 
 
-async def test_the_spare_after_a_create_is_asked_for_once_the_delay_has_passed(
-    manager: StudioManager, backend: FakeBackend, repo_id: int
-) -> None:
-    # Margins of 0.8 s on each side of the delay: a loaded machine's sleeps run late.
-    manager._timeouts = ManagerTimeouts(spare_delay=2.0)
-    backend.node_views = backend.node_views[:1]  # where the next sandbox goes too
-    first = await manager.create_sandbox("alice", repo_id, {})
-    # Within the delay a supervision pass asks for no spare either.
-    await manager.reconcile()
-    await asyncio.sleep(1.2)
-    assert backend.prestarts == []
-    # A second create within the delay: the delay counts again from its end.
-    await manager.create_sandbox("alice", repo_id, {})
-    await asyncio.sleep(1.2)
-    assert backend.prestarts == []
-    for _ in range(500):
-        if backend.prestarts:
-            break
-        await asyncio.sleep(0.01)
-    assert backend.prestarts == [first.node]
-    await asyncio.sleep(0.3)
-    assert backend.prestarts == [first.node]
+async def idle_settles(backend: FakeBackend, seconds: float = 2.0) -> dict[str, int]:
+    """The spares per node once no fill has asked for one for a while (polls are 0.25 s)."""
+    assert backend.idle is not None
+    asked = -1
+    while asked != len(backend.prestarts):
+        asked = len(backend.prestarts)
+        await asyncio.sleep(seconds / 2)
+    return {n: c for n, c in backend.idle.items() if c}
 
 
-async def test_a_teardown_asks_at_once_for_the_spare_still_waiting_on_its_delay(
-    manager: StudioManager, backend: FakeBackend, repo_id: int
-) -> None:
-    manager._timeouts = ManagerTimeouts(spare_delay=60)
-    backend.node_views = backend.node_views[:1]
-    first = await manager.create_sandbox("alice", repo_id, {})
-    second = await manager.create_sandbox("alice", repo_id, {})
-    await asyncio.sleep(0)
-    assert backend.prestarts == []
-    await manager.teardown_sandbox(first.id, "alice")
-    await asyncio.sleep(0)
-    assert backend.prestarts == [first.node]
-    # Nothing waits any more: the next teardown asks for no second spare.
-    await manager.teardown_sandbox(second.id, "alice")
-    await asyncio.sleep(0)
-    assert backend.prestarts == [first.node]
-
-
-async def test_a_spare_not_asked_for_yet_is_not_asked_for_after_close(
+async def test_the_warm_pool_is_filled_once_the_last_creation_on_its_node_ends(
     settings: StudioSettings, backend: FakeBackend, repo_id: int
 ) -> None:
-    manager = StudioManager(settings, backend, timeouts=ManagerTimeouts(spare_delay=0.05))
+    backend.node_views = [node("n1")]
+    manager = pool_manager(settings, backend, size=2, delay=0)
+    try:
+        await manager.create_sandbox("alice", repo_id, {})
+        assert await idle_settles(backend) == {"n1": 2}
+        # Concurrent creations: none fills while the others are under way (a worker's
+        # boot would take CPU from them); the last to end does.
+        backend.setup_gate = gate = asyncio.Event()
+        creating = [
+            asyncio.create_task(manager.create_sandbox("alice", repo_id, {})) for _ in range(3)
+        ]
+        for _ in range(1000):  # until all three are setting up at once
+            if len(backend.actors) == 4:
+                break
+            await asyncio.sleep(0.01)
+        await manager.reconcile()
+        assert await idle_settles(backend, 0.6) == {}  # two spares taken, none asked for
+        assert backend.prestarts == ["n1", "n1"]
+        gate.set()
+        await asyncio.gather(*creating)
+        # Four sandboxes on four slots: no slot is left for a spare to serve.
+        await manager.reconcile()
+        assert await idle_settles(backend) == {}
+        await manager.teardown_sandbox(next(iter(backend.actors)), "alice")
+        await manager.reconcile()
+        assert await idle_settles(backend) == {"n1": 1}
+    finally:
+        manager.close()
+
+
+async def test_the_pool_is_filled_once_the_delay_after_a_create_has_passed(
+    settings: StudioSettings, backend: FakeBackend, repo_id: int
+) -> None:
+    # Margins of 0.8 s on each side of the delay: a loaded machine's sleeps run late.
+    backend.node_views = [node("n1")]
+    manager = pool_manager(settings, backend, size=1, delay=2.0)
+    try:
+        await manager.create_sandbox("alice", repo_id, {})
+        # Within the delay a supervision pass fills nothing either.
+        await manager.reconcile()
+        await asyncio.sleep(1.2)
+        assert backend.prestarts == []
+        # A second create within the delay: the delay counts again from its end.
+        await manager.create_sandbox("alice", repo_id, {})
+        await asyncio.sleep(1.2)
+        assert backend.prestarts == []
+        for _ in range(500):
+            if backend.prestarts:
+                break
+            await asyncio.sleep(0.01)
+        assert await idle_settles(backend) == {"n1": 1}
+        assert backend.prestarts == ["n1"]
+    finally:
+        manager.close()
+
+
+async def test_a_teardown_fills_at_once_the_pool_still_waiting_on_its_delay(
+    settings: StudioSettings, backend: FakeBackend, repo_id: int
+) -> None:
+    backend.node_views = [node("n1")]
+    manager = pool_manager(settings, backend, size=1, delay=60)
+    try:
+        first = await manager.create_sandbox("alice", repo_id, {})
+        second = await manager.create_sandbox("alice", repo_id, {})
+        await asyncio.sleep(0.1)
+        assert backend.prestarts == []
+        await manager.teardown_sandbox(first.id, "alice")
+        assert await idle_settles(backend) == {"n1": 1}
+        # The pool is full: the next teardown asks for no second spare.
+        await manager.teardown_sandbox(second.id, "alice")
+        await asyncio.sleep(0.3)
+        assert backend.prestarts == ["n1"]
+    finally:
+        manager.close()
+
+
+async def test_a_pool_not_filled_yet_is_not_filled_after_close(
+    settings: StudioSettings, backend: FakeBackend, repo_id: int
+) -> None:
+    manager = pool_manager(settings, backend, size=2, delay=0.05)
     await manager.create_sandbox("alice", repo_id, {})
     manager.close()
     await asyncio.sleep(0.2)
     assert backend.prestarts == []
 
 
-async def test_a_supervision_pass_keeps_a_spare_where_the_next_sandbox_goes(
-    manager: StudioManager, backend: FakeBackend
+async def test_a_supervision_pass_fills_each_open_node_up_to_its_free_slots(
+    settings: StudioSettings, repo_id: int
 ) -> None:
-    await manager.reconcile()
-    await asyncio.sleep(0)
-    (node_id,) = backend.prestarts
-    assert node_id in {n.node_id for n in backend.node_views if n.alive}
-    await manager.reconcile()
-    await asyncio.sleep(0)
-    assert len(backend.prestarts) == 1  # still fresh
+    # The head declares no slots while others do: it is not meant for sandboxes.
+    backend = FakeBackend([node("head", slots=None, head=True), node("n1", slots=2), node("n2")])
+    manager = pool_manager(settings, backend, size=3, delay=0)
+    try:
+        await manager.reconcile()
+        assert await idle_settles(backend) == {"n1": 2, "n2": 3}
+        await manager.reconcile()
+        await asyncio.sleep(0.3)
+        assert len(backend.prestarts) == 5  # full: nothing more asked for
+    finally:
+        manager.close()
+
+
+async def test_warm_workers_zero_keeps_no_spare(
+    settings: StudioSettings, backend: FakeBackend, repo_id: int
+) -> None:
+    manager = pool_manager(settings, backend, size=0, delay=0)
+    try:
+        await manager.create_sandbox("alice", repo_id, {})
+        await manager.reconcile()
+        await asyncio.sleep(0.3)
+        assert backend.prestarts == []
+    finally:
+        manager.close()
 
 
 async def test_no_free_slot_is_service_unavailable(settings: StudioSettings, repo_id: int) -> None:
