@@ -10,8 +10,10 @@ What to import from is known only once a sandbox generated its studio app on
 the node. Each sandbox actor, after its setup, records the template directory
 and the real path of its ``.studio/node_modules`` in a hint file in Ray's
 session directory, one per node (:func:`remember`). Workers started later read
-it (:func:`prestart`). The node's first sandbox starts Vite cold; it builds
-the install cache anyway.
+it (:func:`prestart`); a spare that booted before the node's first sandbox
+wrote it (the warm pool fills right after the service starts) waits for it
+and starts its standby then. The node's first sandbox starts Vite cold; it
+builds the install cache anyway.
 
 Every Python worker of the node runs the preload, not only future sandbox
 actors: also the Serve controller and proxy, the replicas and the manager. So
@@ -36,13 +38,23 @@ import ray
 from studio.paths import atomic_write
 from studio.vite_standby import STANDBY_SCRIPT, ViteStandby
 
-__all__ = ["GRACE_SECONDS", "claim", "hint_file", "prestart", "remember", "watch_unclaimed"]
+__all__ = [
+    "GRACE_SECONDS",
+    "await_hint",
+    "claim",
+    "hint_file",
+    "prestart",
+    "remember",
+    "watch_unclaimed",
+]
 
 logger = logging.getLogger(__name__)
 
 # How long a worker that was given work keeps a standby no sandbox actor claimed.
 GRACE_SECONDS = 30.0
 _POLL_SECONDS = 0.5
+# How often a spare without a hint looks for one (a stat a second).
+_HINT_POLL_SECONDS = 1.0
 _HINT_DIR = "component-studio"
 # Ray's internals, untyped.
 _RAY: Any = ray
@@ -106,13 +118,35 @@ def _in_worker() -> bool:
 
 
 def prestart() -> ViteStandby | None:
-    """Start this worker's standby from its node's hint (called by the preload)."""
-    global _standby
+    """Start this worker's standby from its node's hint (called by the preload).
+
+    Without a hint yet, a thread waits for one while the worker has no work.
+    """
     here = _here() if _in_worker() else None
-    hint = None if here is None else _read_hint(hint_file(*here))
-    if hint is None:
+    if here is None:
         return None
-    template_dir, modules_dir = hint
+    path = hint_file(*here)
+    hint = _read_hint(path)
+    if hint is None:
+        threading.Thread(
+            target=await_hint, args=(path, _has_work), name="vite-standby-hint", daemon=True
+        ).start()
+        return None
+    return _start(*hint)
+
+
+def await_hint(path: Path, has_work: Callable[[], bool], poll: float = _HINT_POLL_SECONDS) -> None:
+    """Start a standby once ``path`` exists, unless ``has_work()`` turned true first."""
+    while not has_work():
+        hint = _read_hint(path)
+        if hint is not None:
+            _start(*hint)
+            return
+        time.sleep(poll)
+
+
+def _start(template_dir: Path, modules_dir: Path) -> ViteStandby | None:
+    global _standby
     # A hint outlives what it names (a test's temporary state dir, an old template).
     if not (modules_dir / "vite").is_dir() or not (template_dir / STANDBY_SCRIPT).is_file():
         return None

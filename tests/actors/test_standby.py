@@ -52,9 +52,12 @@ def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setattr(_standby, "_in_worker", lambda: True)
     monkeypatch.setattr(_standby, "_remembered", None)
     monkeypatch.setattr(_standby, "_standby", None)
-    # prestart's watcher: this process never gets work, so it never closes the standby.
-    monkeypatch.setattr(_standby, "_has_work", lambda: False)
+    # prestart's threads: this process gets no work until the test ends (then a thread
+    # still waiting for a hint stops).
+    work = {"given": False}
+    monkeypatch.setattr(_standby, "_has_work", lambda: work["given"])
     yield session
+    work["given"] = True
     left = _standby.claim()
     if left is not None:
         left.close()
@@ -63,7 +66,6 @@ def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def test_a_sandbox_remembers_its_modules_and_a_later_worker_starts_a_standby(
     worker, studio_dir, modules
 ):
-    assert _standby.prestart() is None  # no sandbox on this node yet
     _standby.remember(TEMPLATE, studio_dir)
     hint = json.loads(_standby.hint_file(worker, NODE_ID).read_text())
     assert hint == {"template_dir": str(TEMPLATE.resolve()), "modules_dir": str(modules.resolve())}
@@ -75,6 +77,27 @@ def test_a_sandbox_remembers_its_modules_and_a_later_worker_starts_a_standby(
     assert _standby.claim() is None  # claimed once
     claimed.close()
     assert ends_within(claimed.pid)
+
+
+def test_a_spare_booted_before_the_first_sandbox_starts_its_standby_once_the_hint_exists(
+    worker, studio_dir
+):
+    assert _standby.prestart() is None  # no sandbox on this node yet: it waits
+    time.sleep(0.3)
+    assert _standby.claim() is None
+    _standby.remember(TEMPLATE, studio_dir)
+    deadline = time.monotonic() + 10
+    while (standby := _standby.claim()) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert standby is not None and standby.alive()
+    assert standby.unfit_for(studio_dir) is None
+    standby.close()
+
+
+def test_a_worker_given_work_stops_waiting_for_a_hint(worker, studio_dir):
+    _standby.remember(TEMPLATE, studio_dir)
+    _standby.await_hint(_standby.hint_file(worker, NODE_ID), lambda: True)  # returns at once
+    assert _standby.claim() is None
 
 
 def test_a_driver_importing_the_preload_starts_no_standby(worker, studio_dir, monkeypatch):
