@@ -44,6 +44,9 @@ API_PORTS = (8600, 9000)
 # Lock files of the API ports that runs on this machine hold (see _reserved_api_port).
 _PORT_LOCK_DIR = Path(tempfile.gettempdir()) / "component-studio-bench-ports"
 READY_TIMEOUT = 120.0
+# Spare workers the service keeps per node (the setting warm_workers), full run and
+# quick: sized for scenario 3's burst, as a deployment expecting such bursts would be.
+WARM_WORKERS = (20, 2)
 
 
 def renderer_address(url: str) -> tuple[str, int]:
@@ -81,6 +84,7 @@ class BenchService:
     repository_id: int
     state_dir: Path
     client: httpx.Client
+    warm_workers: int
     created: list[str] = field(default_factory=list)
 
     @property
@@ -147,6 +151,20 @@ class BenchService:
             if is_vite(proc):
                 return proc
         raise RuntimeError(f"no Vite process among the children of {sandbox_id}'s actor")
+
+    def warm_pool(self, timeout: float = 180.0) -> int:
+        """Wait until this node's pool is full (or ``timeout``); how many spares it has."""
+        import ray
+
+        from actors._prestart import idle_workers
+
+        node_id = ray.get_runtime_context().get_node_id()
+        deadline = time.monotonic() + timeout
+        while (have := idle_workers(node_id) or 0) < self.warm_workers:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        return have
 
     def teardown_all(self) -> None:
         """Tear down every sandbox this run created, ignoring the ones already gone."""
@@ -263,6 +281,7 @@ def running_service(ctx: RunContext) -> Iterator[BenchService]:
         admin_token=token,
         rate_limit_per_minute=10_000_000,
         rate_limit_burst=1_000_000,
+        warm_workers=ctx.count(*WARM_WORKERS),
     )
     # The floors filled it; a node's state dir keeps it between service runs.
     install_cache_dir(ctx).mkdir(parents=True, exist_ok=True)
@@ -278,7 +297,14 @@ def running_service(ctx: RunContext) -> Iterator[BenchService]:
         response = client.post("/api/v1/repositories", json={"name": "ui-kit", "path": str(repo)})
         if response.status_code != 201:
             raise RuntimeError(f"registering {repo}: {response.status_code} {response.text}")
-        bench = BenchService(base_url, token, int(response.json()["id"]), state_dir, client)
+        bench = BenchService(
+            base_url,
+            token,
+            int(response.json()["id"]),
+            state_dir,
+            client,
+            settings.warm_workers,
+        )
         yield bench
     finally:
         if bench is not None:
