@@ -40,7 +40,7 @@ def create_cold(ctx: RunContext) -> ScenarioResult:
         floor="vite_floor",
         targets=[Target("median", 1.0, "p50 <= 1.0 s (cold: informative)")],
     )
-    bench = service(ctx)
+    bench = service(ctx, settled=False)
     created = bench.create()
     result.samples.append(created.ready - created.requested)
     result.figures["response_s"] = round(created.responded - created.requested, 3)
@@ -176,10 +176,8 @@ def concurrent_creates(ctx: RunContext) -> ScenarioResult:
             Target("failed_creates", 0, "0 failures"),
         ],
     )
-    bench = service(ctx)
-    # The burst starts on a settled node whose pool is full, as scenario 1's creates do.
+    bench = service(ctx)  # on a settled node: its pool is full
     spares = bench.warm_pool()
-    time.sleep(SETTLE_S)
     created: list[Created] = []
     errors: list[str] = []
     account = CpuAccount()

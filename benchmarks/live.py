@@ -16,7 +16,7 @@ from benchmarks._browser import browser
 from benchmarks._proc import EXAMPLE_REPO
 from benchmarks._ws_clients import Arrival, Clients
 from benchmarks.context import RunContext, Scenario
-from benchmarks.lifecycle import SETTLE_S, render_component
+from benchmarks.lifecycle import render_component
 from benchmarks.results import ScenarioResult, Target
 from benchmarks.service import Created, service
 from benchmarks.stats import percentile
@@ -54,12 +54,13 @@ def _shared_sandbox(ctx: RunContext) -> Iterator[Created]:
 
     bench = service(ctx)
     created = bench.create()
-    # Measured on a settled node, as create -> ready is: the manager asks for the next
-    # spare worker spare_delay s after this create, and its boot (~1.5 CPU-s, with its
-    # Vite standby) took the first edits' CPU (durable execute p50 17 ms settled, 30-34
+    # Measured on a settled node, as create -> ready is: the manager refills the pool
+    # spare_delay s after this create, and the boot (~1.5 CPU-s, with its Vite
+    # standby) took the first edits' CPU (durable execute p50 17 ms settled, 30-34
     # ms with the boot inside the 200 edits).
     if not ctx.quick:
-        time.sleep(ManagerTimeouts().spare_delay + SETTLE_S)
+        time.sleep(ManagerTimeouts().spare_delay)
+        bench.settle()
     try:
         yield created
     finally:

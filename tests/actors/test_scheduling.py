@@ -11,6 +11,7 @@ from actors.scheduling import (
     decide,
     decide_after_monitor,
     node_load,
+    open_slots,
     orphans_on_node,
 )
 from studio.errors import ServiceUnavailable
@@ -63,6 +64,22 @@ def test_avoid_and_prefer() -> None:
     assert choose_node(nodes, {"b": 3}, prefer="b") == "b"
     # A preferred node that is full does not win.
     assert choose_node([node("a"), node("b", slots=1)], {"b": 1}, prefer="b") == "a"
+
+
+def test_open_slots_are_the_free_slots_of_the_nodes_a_sandbox_may_go_to() -> None:
+    nodes = [
+        node("head", slots=None, head=True),
+        node("a", slots=4),
+        node("full", slots=1),
+        node("dead", alive=False),
+    ]
+    assert open_slots(nodes, {"a": 1, "full": 1}) == {"a": 3}
+    assert open_slots([node("x", slots=None)], {"x": 7}) == {"x": float("inf")}
+    assert open_slots(iter([node("a", slots=2)]), {}) == {"a": 2}
+
+
+def test_choose_node_takes_any_iterable() -> None:
+    assert choose_node(iter([node("a"), node("b")]), {"a": 1}) == "b"
 
 
 def test_decide() -> None:
