@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { globBase } from './discover.mjs';
 import { earlyLoadScript } from './early-load.mjs';
+import { recheckChanges } from './recheck-changes.mjs';
 
 export const CATALOG_PATH = '/__studio/components.json';
 export const CONFIG_MODULE = 'virtual:studio/config';
@@ -81,7 +82,11 @@ export function studioPlugin(config, catalog) {
       server.watcher.on('add', onFile);
       server.watcher.on('unlink', onFile);
       server.watcher.on('change', onFile);
-      server.httpServer?.once('close', () => timer && clearTimeout(timer));
+      const stopRechecks = recheckChanges(server.watcher);
+      server.httpServer?.once('close', () => {
+        if (timer) clearTimeout(timer);
+        stopRechecks();
+      });
 
       server.middlewares.use(CATALOG_PATH, (req, res, next) => {
         if (req.method !== 'GET' && req.method !== 'HEAD') return next();

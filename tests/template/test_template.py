@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -293,6 +294,23 @@ def test_an_atomic_edit_updates_the_dom_through_hmr_without_a_reload(
 
     assert page.evaluate("window.__studioMarker") == "still here"
     save_screenshot(page, "template-button-after-hmr")
+
+
+def test_the_last_of_two_quick_edits_is_what_the_page_shows(
+    studio: StudioServer, browser_page: Page
+) -> None:
+    """Vite's watcher passes on one change of a file per 50 ms: the second edit still lands."""
+    page = browser_page
+    open_component(page, studio, "Button")
+    button = page.locator("[data-testid=studio-canvas] button")
+    source = studio.repo / "src" / "components" / "Button" / "Button.tsx"
+    original = source.read_text()
+    # the second write lands inside the window the first one opened, wherever in it
+    for pause_ms in (10, 20, 30, 40):
+        atomic_write(source, original.replace("'Click me'", f"'first {pause_ms}'"))
+        time.sleep(pause_ms / 1000)
+        atomic_write(source, original.replace("'Click me'", f"'second {pause_ms}'"))
+        expect(button).to_have_text(f"second {pause_ms}")
 
 
 def test_a_new_component_file_appears_in_the_sidebar(
