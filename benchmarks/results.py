@@ -93,9 +93,15 @@ class ScenarioResult:
         return {**self.stats, **self.figures}
 
     def verdict(self) -> bool | None:
-        """True when every target is met, False when one is missed, None when none applies."""
+        """True when every target is met, False when one is missed, None when none applies.
+
+        A run with failures (an edit never shown, a create that failed) misses:
+        its latencies only cover what succeeded.
+        """
         if self.error is not None and not self.samples and not self.figures:
             return False if self.targets else None
+        if self.failures and self.targets:
+            return False
         checks = [target.check(self.values()) for target in self.targets]
         if any(check is False for check in checks):
             return False

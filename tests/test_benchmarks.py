@@ -47,6 +47,10 @@ def test_targets_ratio_and_merge_per_scenario() -> None:
     apply_floor([floor, measured])
     assert measured.figures["ratio_to_floor"] == 1.3
     assert measured.verdict() is False
+    fast_but_failing = ScenarioResult(
+        "edits", "edits", samples=[0.05], failures=1, targets=[Target("median", 0.1, "p50")]
+    )
+    assert fast_but_failing.verdict() is False
     at_least = Target("fit", 40, ">= 40", at_least=True)
     assert at_least.check({"fit": 41}) is True
     assert at_least.check({}) is None
