@@ -4,7 +4,8 @@ Coverage starts in every worker by itself (``patch = ["subprocess"]`` passes
 the config down through the environment), but it writes its data at exit, and
 Ray workers rarely exit cleanly: ``ray.kill`` and ``ray.shutdown`` end them
 with SIGKILL. So each worker saves what it has collected every second, on a
-daemon thread, from Ray's worker setup hook.
+daemon thread, started by :mod:`tests.support.coverage_preload`, which every
+worker of the session's Ray imports as it starts.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def enabled() -> bool:
 
 
 def start_saving() -> None:
-    """Ray ``worker_process_setup_hook``: save the worker's coverage periodically."""
+    """Save this worker's coverage periodically (a no-op without coverage)."""
     current = coverage.Coverage.current()
     if current is None:
         return

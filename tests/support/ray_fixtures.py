@@ -8,6 +8,7 @@ actors, Vite processes and worktrees instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -29,13 +30,25 @@ SANDBOX_SLOTS = 40
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _coverage_runtime_env() -> dict[str, object]:
-    # Workers do not see the checkout on sys.path (the packages are installed,
-    # the tests are not): PYTHONPATH lets them import the setup hook.
-    return {
-        "worker_process_setup_hook": "tests.support.ray_coverage.start_saving",
-        "env_vars": {"PYTHONPATH": str(ROOT)},
-    }
+@contextlib.contextmanager
+def _coverage_in_workers() -> Iterator[dict[str, object]]:
+    """The ``_system_config`` that has each worker save its coverage (none without coverage).
+
+    Workers import the preload from the checkout (the tests are not
+    installed): PYTHONPATH is set while Ray starts, which its workers inherit.
+    """
+    if not ray_coverage.enabled():
+        yield {}
+        return
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), before) if p)
+    try:
+        yield {"preload_python_modules": ["tests.support.coverage_preload"]}
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
 
 
 @pytest.fixture(scope="session")
@@ -46,16 +59,18 @@ def ray_session() -> Iterator[None]:
         return
     # Ray's Unix socket paths break past ~107 bytes: keep the temp dir short.
     temp_dir = tempfile.mkdtemp(prefix="rs-", dir="/tmp")
-    ray.init(
-        address="local",
-        num_cpus=max(4, os.cpu_count() or 1),
-        resources={"sandbox_slot": SANDBOX_SLOTS},
-        include_dashboard=False,
-        namespace=ACTOR_NAMESPACE,
-        _temp_dir=temp_dir,
-        log_to_driver=False,
-        runtime_env=_coverage_runtime_env() if ray_coverage.enabled() else None,
-    )
+    # No job runtime env, as the service's job has none (see coverage_preload).
+    with _coverage_in_workers() as system_config:
+        ray.init(
+            address="local",
+            num_cpus=max(4, os.cpu_count() or 1),
+            resources={"sandbox_slot": SANDBOX_SLOTS},
+            include_dashboard=False,
+            namespace=ACTOR_NAMESPACE,
+            _temp_dir=temp_dir,
+            log_to_driver=False,
+            _system_config=system_config or None,
+        )
     try:
         yield
     finally:
