@@ -12,7 +12,9 @@ Ray 2.60 has no public call to ask for such a worker; the raylet's
 it. The request carries no job id: spares bound to the job that started the
 manager would be killed once that driver's job ends. Its ``runtime_env_info``
 is this process's job's, which is what the sandbox actors inherit: a spare
-with another runtime environment would never be chosen. How many spares a
+with another runtime environment would never be chosen (and the workers the
+raylet starts on its own have none: under a job with a runtime env they are
+counted below but never chosen; ``studio up``'s job has none). How many spares a
 node has is its raylet's ``GetNodeStats`` (:func:`idle_workers`), which the
 warm pool (:mod:`actors._warm_pool`) tops up to its size.
 
