@@ -39,7 +39,6 @@ __all__ = [
     "KEEP_ALIVE_SECONDS",
     "PRELOAD_MODULE",
     "RAY_SYSTEM_CONFIG",
-    "idle_worker_pids",
     "idle_workers",
     "prestart_workers",
 ]
@@ -124,12 +123,11 @@ def prestart_workers(node_id: str, count: int = 1, keep_alive: int = KEEP_ALIVE_
     return reply is not None
 
 
-def idle_worker_pids(node_id: str) -> set[int] | None:
-    """Pids of the never-used Python workers waiting on ``node_id``; None when unknown.
+def idle_workers(node_id: str) -> int | None:
+    """How many never-used Python workers wait on ``node_id``; None when the raylet cannot say.
 
     A never-used worker is one no job has claimed yet: a spare, or one the
-    raylet started on its own (those it kills again within ~2 s when the node
-    has more workers than CPUs). The raylet asks each of its workers for its
+    raylet started on its own. The raylet asks each of its workers for its
     stats (``GetNodeStats``); ~10 ms on a node with a dozen workers.
     """
     try:
@@ -146,16 +144,10 @@ def idle_worker_pids(node_id: str) -> set[int] | None:
     common: Any = importlib.import_module("ray.core.generated.common_pb2")
     nil_job = _RAY.JobID.nil().binary()
     nil_actor = _RAY.ActorID.nil().binary()
-    return {
-        stats.pid
+    return sum(
+        1
         for stats in reply.core_workers_stats
         if stats.worker_type == common.WORKER
         and stats.job_id == nil_job
         and stats.actor_id == nil_actor
-    }
-
-
-def idle_workers(node_id: str) -> int | None:
-    """How many never-used Python workers wait on ``node_id``; None when unknown."""
-    pids = idle_worker_pids(node_id)
-    return None if pids is None else len(pids)
+    )

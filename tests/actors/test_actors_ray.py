@@ -12,7 +12,7 @@ import psutil
 import pytest
 import ray
 
-from actors._prestart import idle_worker_pids, idle_workers, prestart_workers
+from actors._prestart import idle_workers, prestart_workers
 from actors.handles import forget_sandbox_handle, get_manager, sandbox_handle, unwrap
 from studio.errors import InvalidRequest, SandboxNotFound
 from studio.state import SandboxState
@@ -220,28 +220,6 @@ def _idle_count(node_id: str) -> int:
     return count
 
 
-def _lasting_spares(node_id: str, count: int, timeout: float) -> set[int]:
-    """Pids of ``count`` or more never-used workers, each counted by the raylet for 3 s.
-
-    The raylet also counts a worker it started on its own and kills again
-    within ~2 s (one more than the node's CPUs): a spare that lasts is one it
-    keeps, which the next actor can take.
-    """
-    first_seen: dict[int, float] = {}
-    deadline = time.monotonic() + timeout
-    while True:
-        now = time.monotonic()
-        pids = idle_worker_pids(node_id)
-        assert pids is not None, "the raylet did not answer GetNodeStats"
-        first_seen = {pid: first_seen.get(pid, now) for pid in pids}
-        lasting = {pid for pid, seen in first_seen.items() if now - seen >= 3.0}
-        if len(lasting) >= count:
-            return lasting
-        if now > deadline:
-            raise AssertionError(f"timed out waiting for {count} lasting spare worker(s)")
-        time.sleep(0.25)
-
-
 def test_the_raylet_counts_a_prestarted_worker_until_an_actor_takes_it() -> None:
     node_id = ray.get_runtime_context().get_node_id()
     titled_idle = _idle_workers()
@@ -276,7 +254,8 @@ def test_the_warm_pool_fills_the_node_to_its_size_and_refills_after_a_create(
 ) -> None:
     node_id = ray.get_runtime_context().get_node_id()
     with open_studio(tmp_path, install_cache, warm_workers=3) as studio:
-        spares = _lasting_spares(node_id, 3, 90) | _idle_workers()
+        wait_for(lambda: _idle_count(node_id) >= 3, 90, "three spare workers")
+        spares = _idle_workers()
         info = get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
         try:
             assert get(sandbox_handle(info.id).ping.remote())["pid"] in spares
@@ -292,7 +271,8 @@ def test_a_sandbox_actor_starts_on_the_spare_worker_left_by_the_one_before(
     node_id = ray.get_runtime_context().get_node_id()
     first = get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
     # After the setup the manager fills the node's pool (one spare here): it has one.
-    spares = _lasting_spares(node_id, 1, 60) | _idle_workers()
+    wait_for(lambda: _idle_count(node_id) >= 1, 60, "a spare Ray worker")
+    spares = _idle_workers()
     second = get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
     try:
         pid = get(sandbox_handle(second.id).ping.remote())["pid"]
