@@ -17,12 +17,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from actors._repositories import check_local_repository, check_remote_repository
-from studio._store_records import validation_message
 from studio.config import ComponentStudioConfig, StudioSettings
 from studio.errors import Conflict, InvalidConfig, InvalidRequest, NotFound
 from studio.models import UserInfo
 from studio.pr import GitHubProvider
 from studio.store import Registry, RepositoryRecord, UserRecord
+from studio.store.records import validation_message
 from studio.viewer import viewer_token
 
 __all__ = ["ADMIN_USER", "USER_TOKEN_PREFIX", "Accounts", "provider_spec", "user_info"]

@@ -2,7 +2,7 @@
 
 A sandbox actor's worker is usually a spare (:mod:`actors._prestart`) that
 imported the actor's Python modules while it waited (:mod:`actors._preload`).
-The preload also has it start a :class:`~studio.vite_standby.ViteStandby` here,
+The preload also has it start a :class:`~studio.vite.standby.ViteStandby` here,
 so the actor's Vite start skips Node importing Vite (~0.3 CPU-s; a Vite ready
 ~0.4 s sooner).
 
@@ -36,7 +36,7 @@ from typing import Any
 import ray
 
 from studio.paths import atomic_write
-from studio.vite_standby import STANDBY_SCRIPT, ViteStandby
+from studio.vite.standby import STANDBY_SCRIPT, ViteStandby
 
 __all__ = [
     "GRACE_SECONDS",

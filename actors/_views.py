@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from studio import metrics
+from actors import metrics
 from studio.models import CommitInfo, SandboxInfo
 from studio.state import ACTIVE_STATES, SandboxState
 from studio.store import CommitRecord, SandboxRecord

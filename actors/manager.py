@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from actors import metrics
 from actors._accounts import Accounts, provider_spec
 from actors._ray_backend import (
     ActorGone,
@@ -44,7 +45,6 @@ from actors.scheduling import (
     open_slots,
     orphans_on_node,
 )
-from studio import metrics
 from studio.config import StudioSettings
 from studio.errors import SandboxNotFound, ServiceUnavailable, StudioError
 from studio.layout import StateLayout

@@ -39,9 +39,8 @@ import ray
 from pydantic import ValidationError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors import _standby
+from actors import _standby, metrics
 from actors.scheduling import SLOT_RESOURCE
-from studio import metrics
 from studio.commands import ExecuteResult, command_adapter, is_mutation
 from studio.config import ComponentStudioConfig, StudioSettings
 from studio.errors import InvalidRequest
@@ -56,7 +55,7 @@ from studio.models import (
     SandboxInfo,
 )
 from studio.naming import ACTOR_NAMESPACE, sandbox_actor_name
-from studio.sandbox import ComponentStudioSandbox, record_execute
+from studio.sandbox import ComponentStudioSandbox
 from studio.state import SandboxState
 from studio.vite import STUDIO_DIR
 
@@ -175,6 +174,7 @@ class SandboxActor:
             viewer_token=viewer_token,
             # The worker's Vite standby, if the preload started one (actors._standby).
             vite_standby=_standby.claim(),
+            recorder=metrics.RayRecorder(),
         )
         # Ray runs an async actor's __init__ on its event loop: a reconstructed actor
         # starts recovering at once, without waiting for a first call.
@@ -357,7 +357,7 @@ class SandboxActor:
             )
         finally:
             unlock()
-            record_execute(parsed.command, started)
+            self._sandbox.recorder.execute_seconds(parsed.command, time.monotonic() - started)
 
     @ray.method(max_task_retries=0)
     async def rollback(

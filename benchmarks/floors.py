@@ -142,11 +142,11 @@ def naive_create(ctx: RunContext) -> ScenarioResult:
 
 def git_execute_floor(ctx: RunContext) -> ScenarioResult:
     """Atomic write + auto-commit at the studio.git level, no Ray, no HTTP."""
-    from studio._sandbox_files import FSYNC_EDITS
     from studio.config import format_commit_message
     from studio.git import Mirror
     from studio.naming import new_sandbox_id
     from studio.paths import write_file
+    from studio.sandbox.files import FSYNC_EDITS
 
     result = ScenarioResult(
         "git_execute_floor", "floor: write_file + auto-commit in studio.git", unit="s"
@@ -159,7 +159,7 @@ def git_execute_floor(ctx: RunContext) -> ScenarioResult:
     try:
         for index in range(ctx.count(200, 10)):
             start = time.monotonic()
-            # Written as an edit writes it (studio/_sandbox_files.py: no fsync).
+            # Written as an edit writes it (studio/sandbox/files.py: no fsync).
             write_file(
                 worktree.path,
                 relative,

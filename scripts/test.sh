@@ -9,6 +9,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== ruff"; ruff check .
 echo "== mypy"; mypy
+echo "== import layers"; lint-imports
 echo "== pytest"
 set +e
 python -m pytest --cov --cov-report=term --durations=20 "$@"

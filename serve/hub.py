@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from studio import metrics
+from actors import metrics
 from studio.messages import Message, MessageType, encode, make_message
 
 __all__ = [

@@ -1,112 +1,34 @@
-"""The service's Ray custom metrics, declared once.
+"""What the core reports as metrics, with no say in where it goes.
 
-Ray exports these through each node's metrics agent (Prometheus format) and
-the dashboard's Metrics view. A metric object is per process: the first call
-in an actor or Serve replica creates it, later calls reuse it. Outside a Ray
-worker (unit tests of plain classes, the CLI) recording is a no-op, so code
-can record unconditionally.
+The core has no Ray: a sandbox is handed a :class:`Recorder`, and the actors
+layer gives it one that feeds Ray's metrics (``actors/metrics.py``). Plain
+Python callers (the tests of the sandbox class) keep the default, which
+records nothing.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+from typing import Protocol
 
-import ray
-from ray.util.metrics import Counter, Gauge, Histogram
-
-__all__ = [
-    "actor_recoveries",
-    "create_to_ready_seconds",
-    "execute_seconds",
-    "record",
-    "sandbox_creates",
-    "sandboxes_by_state",
-    "vite_restarts",
-    "websocket_clients",
-]
-
-# Seconds: create -> ready sits around 1 s; a cold install can take a minute.
-_READY_BOUNDARIES = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0]
-# Seconds: an execute is tens of milliseconds; a locked git can take seconds.
-_EXECUTE_BOUNDARIES = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]
+__all__ = ["NO_RECORDER", "Recorder"]
 
 
-@functools.cache
-def sandboxes_by_state() -> Gauge:
-    """Sandboxes the manager knows, by state (set on each reconcile pass)."""
-    return Gauge(
-        "studio_sandboxes",
-        description="Sandboxes known to the manager, by state.",
-        tag_keys=("state",),
-    )
+class Recorder(Protocol):
+    """Receives the core's measurements; must never raise into a request."""
+
+    def execute_seconds(self, command: str, seconds: float) -> None:
+        """One execute command of ``command`` kind took ``seconds``."""
+
+    def vite_restarted(self, sandbox_id: str) -> None:
+        """The sandbox's supervisor restarted its Vite."""
 
 
-@functools.cache
-def sandbox_creates() -> Counter:
-    """Sandbox creations, by outcome (ready or failed)."""
-    return Counter(
-        "studio_sandbox_creates",
-        description="Sandbox creations, by outcome.",
-        tag_keys=("outcome",),
-    )
+class _NoRecorder:
+    def execute_seconds(self, command: str, seconds: float) -> None:
+        pass
+
+    def vite_restarted(self, sandbox_id: str) -> None:
+        pass
 
 
-@functools.cache
-def create_to_ready_seconds() -> Histogram:
-    """Seconds from a create request to a healthy Vite."""
-    return Histogram(
-        "studio_create_to_ready_seconds",
-        description="Seconds from create to a Vite that answers /@vite/client.",
-        boundaries=_READY_BOUNDARIES,
-    )
-
-
-@functools.cache
-def vite_restarts() -> Counter:
-    """Vite restarts after a crash or failed health checks."""
-    return Counter(
-        "studio_vite_restarts",
-        description="Vite dev server restarts by the sandbox supervisor.",
-        tag_keys=("sandbox",),
-    )
-
-
-@functools.cache
-def actor_recoveries() -> Counter:
-    """Sandbox actors reconstructed by Ray or recreated by the manager."""
-    return Counter(
-        "studio_actor_recoveries",
-        description="Sandbox actors brought back after their worker or node died.",
-        tag_keys=("how",),
-    )
-
-
-@functools.cache
-def execute_seconds() -> Histogram:
-    """Latency of execute commands inside the sandbox actor."""
-    return Histogram(
-        "studio_execute_seconds",
-        description="Seconds an execute command took in the sandbox actor.",
-        boundaries=_EXECUTE_BOUNDARIES,
-        tag_keys=("command",),
-    )
-
-
-@functools.cache
-def websocket_clients() -> Gauge:
-    """WebSocket clients connected to this Serve replica."""
-    return Gauge(
-        "studio_websocket_clients",
-        description="WebSocket clients connected to a Serve replica.",
-    )
-
-
-def record(action: Callable[[], None]) -> None:
-    """Run a metric update when inside a Ray worker; skip it elsewhere.
-
-    Ray metrics need a connected worker; plain-Python callers (tests of the
-    sandbox class, the CLI) have none, and a metric must never fail a request.
-    """
-    if ray.is_initialized():
-        action()
+NO_RECORDER: Recorder = _NoRecorder()

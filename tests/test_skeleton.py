@@ -5,7 +5,7 @@ import pkgutil
 
 import pytest
 
-PACKAGES = ["studio", "actors", "serve", "cluster"]
+PACKAGES = ["cli", "cluster", "serve", "actors", "studio"]
 
 
 def _public_modules() -> list[str]:
@@ -13,9 +13,9 @@ def _public_modules() -> list[str]:
     for package in PACKAGES:
         path = importlib.import_module(package).__path__
         names += [
-            f"{package}.{info.name}"
-            for info in pkgutil.iter_modules(path)
-            if not info.name.startswith("_")
+            info.name
+            for info in pkgutil.walk_packages(path, prefix=f"{package}.")
+            if not info.name.rsplit(".", 1)[-1].startswith("_")
         ]
     return names
 

@@ -25,7 +25,7 @@ import ray
 
 from actors.handles import forget_sandbox_handle, get_manager, kill_manager, start_manager
 from studio.config import StudioSettings
-from studio.install_cache import ensure_node_modules
+from studio.install.cache import ensure_node_modules
 from studio.naming import ACTOR_NAMESPACE
 from studio.ports import port_is_free
 from tests.support.gitrepo import repo_from_dir

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from actors import _standby
-from studio.install_cache import ensure_node_modules
+from studio.install.cache import ensure_node_modules
 from studio.vite import generate_studio_app
-from studio.vite_standby import ViteStandby
+from studio.vite.standby import ViteStandby
 from tests.support.procs import ends_within
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import psutil
 
-from studio._process_orphans import write_pid_record
 from studio.git import Mirror
 from studio.layout import StateLayout
 from studio.naming import branch_name
 from studio.process import reap_orphans
+from studio.process.orphans import write_pid_record
 from tests.support.fakeproc import fake_argv
 from tests.support.gitrepo import git, make_repo
 

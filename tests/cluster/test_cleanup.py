@@ -18,8 +18,8 @@ import pytest
 import ray
 
 from actors.handles import kill_manager, start_manager
+from cli.up import ensure_example_repository
 from cluster.cleanup import run_cleanup
-from studio._cli_up import ensure_example_repository
 from studio.config import StudioSettings
 from studio.naming import ACTOR_NAMESPACE
 from studio.state import SandboxState

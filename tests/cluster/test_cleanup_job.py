@@ -113,7 +113,7 @@ def test_cleanup_job_submitted_to_a_ray_start_cluster(head: dict, tmp_path: Path
     env: dict[str, str] = head["env"]  # type: ignore[assignment]
     state: Path = head["state"]  # type: ignore[assignment]
     port = low_free_port()
-    argv = [sys.executable, "-m", "studio.cli", "up", "--address", f"127.0.0.1:{head['gcs']}"]
+    argv = [sys.executable, "-m", "cli.main", "up", "--address", f"127.0.0.1:{head['gcs']}"]
     up = UpProcess([*argv, "--port", str(port)], env, tmp_path / "up.stderr")
     planted = None
     try:

@@ -23,7 +23,7 @@ from actors.handles import start_manager
 from serve.app import build_app
 from serve.replica import ServeOptions
 from studio.config import StudioSettings
-from studio.install_cache import ensure_node_modules
+from studio.install.cache import ensure_node_modules
 from tests.actors.conftest import TEMPLATE, UI_KIT, node_settings, shut_down_studio
 from tests.support.gitrepo import repo_from_dir
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from studio.cli import main
+from cli.main import main
 from tests.serve.conftest import CREATE_FIELDS, Api
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -13,16 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from studio._git_run import (
-    classify_failure,
-    clean_message,
-    is_protected,
-    next_ref_index,
-    parse_status,
-    parse_worktree_list,
-    select_paths,
-    wip_ref_prefix,
-)
 from studio.config import format_commit_message
 from studio.errors import (
     BranchExists,
@@ -37,6 +27,16 @@ from studio.errors import (
     RollbackOutOfRange,
 )
 from studio.git import GitIdentity, Mirror, Worktree, redact
+from studio.git.command import (
+    classify_failure,
+    clean_message,
+    is_protected,
+    next_ref_index,
+    parse_status,
+    parse_worktree_list,
+    select_paths,
+    wip_ref_prefix,
+)
 from studio.layout import StateLayout
 from studio.naming import branch_name, undo_ref_prefix
 from tests.support.gitrepo import commit_all, git

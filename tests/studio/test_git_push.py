@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from studio._git_inproc import local_remote_path, push_to_local_origin
+from studio.git.inprocess import local_remote_path, push_to_local_origin
 from tests.support.gitrepo import git, make_repo
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from studio.errors import ProcessStartError
-from studio.install_cache import (
+from studio.install.cache import (
     cache_key,
     cache_package_json,
     ensure_node_modules,
@@ -187,7 +187,7 @@ _ENSURE = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from studio.install_cache import ensure_node_modules
+    from studio.install.cache import ensure_node_modules
     print(ensure_node_modules(Path(sys.argv[1]), Path(sys.argv[2]), npm=sys.argv[3]))
     """
 )

@@ -1,4 +1,4 @@
-"""Tests of studio/process.py against real child processes (tests/support/fakeproc.py)."""
+"""Tests of studio/process/ against real child processes (tests/support/fakeproc.py)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from studio.config import ComponentStudioConfig, StudioSettings
-from studio.install_cache import ensure_node_modules
+from studio.install.cache import ensure_node_modules
 from studio.models import RepositorySource
 from studio.ports import port_is_free
 from studio.sandbox import ComponentStudioSandbox

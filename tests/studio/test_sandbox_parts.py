@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from studio._sandbox_files import FileChange, commit_message
-from studio._sandbox_push import BranchPusher
 from studio.config import ComponentStudioConfig, StudioSettings
 from studio.errors import GitError, InvalidState, MissingBaseBranch, PathNotAllowed, StudioError
 from studio.models import RepositorySource
 from studio.sandbox import ComponentStudioSandbox
+from studio.sandbox.files import FileChange, commit_message
+from studio.sandbox.push import BranchPusher
 from studio.state import SandboxState
 from tests.support.gitrepo import make_repo
 

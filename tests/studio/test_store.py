@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from studio import _store_migrations as migrations
 from studio.config import ComponentStudioConfig
 from studio.errors import (
     Conflict,
@@ -32,6 +31,7 @@ from studio.store import (
     SandboxRecord,
     UserRecord,
     hash_token,
+    migrations,
     utcnow,
 )
 

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from studio.errors import InvalidConfig, PortInUse, ViteStartError
-from studio.install_cache import ensure_node_modules
+from studio.install.cache import ensure_node_modules
 from studio.paths import atomic_write
 from studio.ports import PortAllocator, port_is_free
 from studio.process import ProcessStatus, RestartPolicy, StopResult

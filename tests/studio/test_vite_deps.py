@@ -13,11 +13,11 @@ import pytest
 from playwright.sync_api import Page
 
 from studio.errors import InvalidConfig
-from studio.install_cache import ensure_node_modules
+from studio.install.cache import ensure_node_modules
 from studio.paths import atomic_write
 from studio.ports import PortAllocator
 from studio.vite import ViteServer, generate_studio_app, read_studio_config, studio_config
-from studio.vite_deps import SEED_ROOT, deps_seed_dir, seed_key, template_fingerprint
+from studio.vite.deps import SEED_ROOT, deps_seed_dir, seed_key, template_fingerprint
 from tests.studio.test_vite import HOST, START_TIMEOUT, TEMPLATE, UI_KIT, _free_base
 from tests.support.browser import hot_reload_button
 from tests.support.gitrepo import repo_from_dir

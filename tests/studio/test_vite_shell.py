@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from studio.install_cache import ensure_node_modules
-from studio.vite import _TEMPLATE_IGNORE, STUDIO_DIR, generate_studio_app
-from studio.vite_deps import template_fingerprint
-from studio.vite_shell import (
+from studio.install.cache import ensure_node_modules
+from studio.vite import STUDIO_DIR, generate_studio_app
+from studio.vite.deps import template_fingerprint
+from studio.vite.server import _TEMPLATE_IGNORE
+from studio.vite.shell import (
     SHELL_FILE,
     SHELL_MAP,
     SHELL_ROOT,

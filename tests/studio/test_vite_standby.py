@@ -1,4 +1,4 @@
-"""A Vite standby (studio.vite_standby): real Node processes that imported Vite, real Vite."""
+"""A Vite standby (studio.vite.standby): real Node processes that imported Vite, real Vite."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ import pytest
 from playwright.sync_api import Page
 
 from studio.errors import ViteStartError
-from studio.install_cache import ensure_node_modules
+from studio.install.cache import ensure_node_modules
 from studio.process import ProcessStatus
 from studio.vite import ViteServer
-from studio.vite_standby import PRELOADED_PACKAGES, STANDBY_SCRIPT, ViteStandby, standby_argv
+from studio.vite.standby import PRELOADED_PACKAGES, STANDBY_SCRIPT, ViteStandby, standby_argv
 from tests.studio.test_vite import START_TIMEOUT, TEMPLATE, make_server, ports, studio_repo
 from tests.support.browser import hot_reload_button
 from tests.support.fakevite import install_fake_vite
@@ -164,7 +164,7 @@ def test_a_standby_goes_when_its_owner_dies(modules, tmp_path):
                 f"""
                 import time
                 from pathlib import Path
-                from studio.vite_standby import ViteStandby
+                from studio.vite.standby import ViteStandby
                 standby = ViteStandby.start(Path({str(TEMPLATE)!r}), Path({str(modules)!r}))
                 print(standby.pid, flush=True)
                 time.sleep(600)

@@ -30,7 +30,7 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from studio._cli_http import ApiClient, CliError
+from cli.http import ApiClient, CliError
 from studio.config import StudioSettings, load_settings
 from studio.errors import Conflict, StudioError
 from studio.naming import ACTOR_NAMESPACE
@@ -196,8 +196,8 @@ class _Service:
         return {"id": _field(record, "id"), "name": _field(record, "name")}
 
     def _demo(self, api: str, token: str, repository_id: int) -> None:
-        from studio._cli_client import Progress
-        from studio._cli_http import CREATE_TIMEOUT
+        from cli.client import Progress
+        from cli.http import CREATE_TIMEOUT
 
         with ApiClient(api, token) as client, Progress("creating the demo sandbox", sys.stderr):
             created = client.request(

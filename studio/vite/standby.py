@@ -4,7 +4,7 @@ Of a cold Vite start (spawn -> ``/@vite/client`` 200, ~0.62 s on this
 2-core machine) most is Node importing Vite and the config's plugins. A
 standby (the template's ``standby.mjs``) imports them while it waits, then is
 told where to start: ~0.24 s to ready (benchmarks, and the A/B in issue 7's
-note). It is what :meth:`studio.vite.ViteServer.start` runs instead of
+note). It is what :meth:`studio.vite.server.ViteServer.start` runs instead of
 spawning ``node .studio/serve.mjs``, once, when it was given one.
 
 The standby imports the packages from an install cache entry's node_modules
@@ -30,7 +30,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from studio.vite import LAUNCHER, VITE_ENV
+from studio.vite.server import LAUNCHER, VITE_ENV
 
 __all__ = ["PRELOADED_PACKAGES", "STANDBY_SCRIPT", "ViteStandby", "standby_argv"]
 

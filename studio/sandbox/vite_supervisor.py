@@ -1,6 +1,6 @@
 """The Vite of one sandbox: start, health, restart with backoff, FAILED past the limit.
 
-:class:`ViteSupervisor` belongs to a :class:`~studio.sandbox.ComponentStudioSandbox`
+:class:`ViteSupervisor` belongs to a :class:`~studio.sandbox.sandbox.ComponentStudioSandbox`
 and drives its RUNNING / RESTARTING / FAILED transitions. The restart decision is
 the pure :class:`~studio.process.RestartPolicy` built from the sandbox's config;
 the count of restarts in a row lives here rather than in the process manager,
@@ -30,7 +30,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from studio import metrics
 from studio.config import RAY_WORKER_PORT_MIN
 from studio.errors import InvalidConfig, RestartLimitExceeded, ServiceUnavailable, StudioError
 from studio.messages import SetupStep
@@ -46,8 +45,8 @@ from studio.vite import (
 )
 
 if TYPE_CHECKING:
-    from studio.sandbox import ComponentStudioSandbox
-    from studio.vite_standby import ViteStandby
+    from studio.sandbox.sandbox import ComponentStudioSandbox
+    from studio.vite.standby import ViteStandby
 
 __all__ = ["ViteSupervisor", "fetch_components"]
 
@@ -66,7 +65,7 @@ class ViteSupervisor:
 
     def __init__(self, sandbox: ComponentStudioSandbox, standby: ViteStandby | None = None) -> None:
         self._sandbox = sandbox
-        # Runs the next start's Vite (see studio.vite_standby); used once.
+        # Runs the next start's Vite (see studio.vite.standby); used once.
         self._standby = standby
         self.server: ViteServer | None = None
         self.ports: PortAllocator | None = None
@@ -269,7 +268,7 @@ class ViteSupervisor:
                 return False, restarted  # being torn down
             if self._stopping.wait(decision.delay):
                 return False, restarted
-            metrics.record(self._count_restart)
+            sandbox.recorder.vite_restarted(sandbox.sandbox_id)
             logger.warning(
                 "restarting Vite (%d in a row)",
                 self._in_row,
@@ -289,9 +288,6 @@ class ViteSupervisor:
             self._running_since = time.monotonic()
             sandbox.transition_if(frozenset({S.RESTARTING}), S.RUNNING)
             return True, restarted
-
-    def _count_restart(self) -> None:
-        metrics.vite_restarts().inc(tags={"sandbox": self._sandbox.sandbox_id})
 
     # -- stop ----------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Data, pure decisions and the git runner behind :mod:`studio.git`.
+"""Data, pure decisions and the git runner behind :mod:`studio.git.mirror`.
 
 What is decided rather than done (argv pieces, ref names, parsing git's output, which
 error a failure is) is a small pure function here, testable without git. ``GitRunner``

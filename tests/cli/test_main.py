@@ -27,10 +27,10 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from studio.cli import main
+from cli.main import main
 
 TOKEN = "secret-admin-token"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeApi:
@@ -378,7 +378,7 @@ def test_finalize_prints_what_happened_and_twice_is_an_error(api, capsys) -> Non
 
 
 def test_rate_limited_answer_names_the_wait(api) -> None:
-    from studio._cli_http import ApiClient, CliError
+    from cli.http import ApiClient, CliError
 
     url, _state = api
     with ApiClient(url, TOKEN) as client, pytest.raises(CliError) as caught:
@@ -390,7 +390,7 @@ def test_console_script_reads_url_and_token_from_the_environment(api) -> None:
     url, _state = api
     env = {**os.environ, "STUDIO_URL": url, "STUDIO_TOKEN": TOKEN}
     result = subprocess.run(
-        [sys.executable, "-m", "studio.cli", "ls", "--json"],
+        [sys.executable, "-m", "cli.main", "ls", "--json"],
         env=env,
         capture_output=True,
         text=True,

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from studio._git_run import CommitResult, GitIdentity, clean_message, is_protected
+from studio.git.command import CommitResult, GitIdentity, clean_message, is_protected
 
 if TYPE_CHECKING:
     import pygit2

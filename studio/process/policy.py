@@ -1,7 +1,7 @@
 """The pure part of process supervision: statuses, their table, stop results, restarts.
 
 No processes, no clock: :class:`RestartPolicy` decides from numbers it is given,
-so every decision is unit-testable. :mod:`studio.process` re-exports all of it.
+so every decision is unit-testable. :mod:`studio.process.manager` re-exports all of it.
 """
 
 from __future__ import annotations

@@ -36,9 +36,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from studio._process_child import Child, OutputLine, OutputRing
-from studio._process_orphans import reap_orphans, write_pid_record
-from studio._process_policy import (
+from studio.errors import (
+    InvalidConfig,
+    InvalidState,
+    ProcessError,
+    ProcessStartError,
+    RestartLimitExceeded,
+)
+from studio.process.child import Child, OutputLine, OutputRing
+from studio.process.orphans import reap_orphans, write_pid_record
+from studio.process.policy import (
     DEFAULT_POLICY,
     TRANSITIONS,
     ProcessStatus,
@@ -46,13 +53,6 @@ from studio._process_policy import (
     RestartPolicy,
     StopResult,
     check_transition,
-)
-from studio.errors import (
-    InvalidConfig,
-    InvalidState,
-    ProcessError,
-    ProcessStartError,
-    RestartLimitExceeded,
 )
 
 __all__ = [

@@ -25,8 +25,8 @@ import pytest
 from playwright.sync_api import Page, expect
 from websockets.sync.client import connect
 
-from studio._cli_up import ensure_example_repository, port_taken
-from studio.cli import main
+from cli.main import main
+from cli.up import ensure_example_repository, port_taken
 from tests.studio.test_sandbox_fixtures import (  # noqa: F401 (fixture)
     PORTS,
     free_base,
@@ -34,7 +34,7 @@ from tests.studio.test_sandbox_fixtures import (  # noqa: F401 (fixture)
 )
 from tests.support.gitrepo import git
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def listening_low_port() -> socket.socket:
@@ -230,7 +230,7 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
         "COMPONENT_STUDIO_VITE_PORT_COUNT": str(PORTS),
     }
     env.pop("RAY_ADDRESS", None)
-    argv = [sys.executable, "-m", "studio.cli", "up", "--port", str(port), "--demo"]
+    argv = [sys.executable, "-m", "cli.main", "up", "--port", str(port), "--demo"]
     argv += ["--dashboard-port", str(dashboard), "--temp-dir", temp_dir, "--slots", "4"]
     up = UpProcess(argv, env, tmp_path / "up.stderr")
     try:
@@ -318,7 +318,7 @@ def test_the_sample_repository_is_registered_once_across_runs(ray_session, tmp_p
     import argparse
 
     from actors.handles import kill_manager, start_manager
-    from studio._cli_up import REPOS_SUBDIR, _Service
+    from cli.up import REPOS_SUBDIR, _Service
     from studio.config import StudioSettings
 
     state = tmp_path / "state"

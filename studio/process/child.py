@@ -1,4 +1,4 @@
-"""One spawned child process: its output readers and its exit, for :mod:`studio.process`.
+"""One spawned child process: its output readers and its exit, for :mod:`studio.process.manager`.
 
 The leader is never reaped before its group has been swept with SIGKILL: while
 it is a zombie its pid cannot be reused, so the group id still names only what

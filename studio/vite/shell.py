@@ -6,7 +6,7 @@ into ``src/main.prebuilt.js``, which index.html then loads instead of
 transform a dozen modules, nor the browser walk their imports. The app only
 changes with the template, so the build is kept beside the template's
 install-cache ``node_modules`` under the template's fingerprint (the same one
-the deps seed uses, :mod:`studio.vite_deps`), and made at most once per
+the deps seed uses, :mod:`studio.vite.deps`), and made at most once per
 fingerprint on a node (a file lock serialises concurrent first sandboxes).
 
 A build that fails is logged and the sandbox runs the app from source, as the

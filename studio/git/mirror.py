@@ -1,19 +1,4 @@
-"""The git layer: a node-local bare mirror per repository, one worktree per sandbox.
-
-::
-
-    <state>/mirrors/<repo>.git      bare clone of the source. The source's branches are
-                                    refs/remotes/origin/*; sandbox branches are refs/heads/*
-    <state>/mirrors/<repo>.git.lock file lock for clone, fetch and worktree changes
-    <state>/worktrees/<sandbox_id>  `git worktree add -b design/studio-<id>` off the mirror
-    refs/studio/<id>/undo/<n>       the head before the n-th rollback (kept, never deleted)
-    refs/studio/<id>/wip/<n>        uncommitted work at that moment, as a commit on that head
-    branch.<branch>.studioBase      (mirror config) the commit the sandbox started from
-
-:class:`Mirror` is here; :class:`Worktree` (commits, history, rollback, push) is in
-``studio/_git_worktree.py``; the pure decisions and the git runner are in
-``studio/_git_run.py``. Import all of them from this module.
-"""
+"""The node's bare mirror of a repository (see :mod:`studio.git`)."""
 
 from __future__ import annotations
 
@@ -22,8 +7,14 @@ import logging
 import time
 from pathlib import Path
 
-from studio._git_inproc import local_remote_path
-from studio._git_run import (
+from studio.errors import (
+    BranchExists,
+    CommitNotFound,
+    CorruptRepository,
+    GitError,
+    MissingBaseBranch,
+)
+from studio.git.command import (
     DEFAULT_IDENTITY,
     EXCLUDE_PATTERNS,
     NETWORK_TIMEOUT_SECONDS,
@@ -39,14 +30,8 @@ from studio._git_run import (
     parse_worktree_list,
     redact,
 )
-from studio._git_worktree import Worktree
-from studio.errors import (
-    BranchExists,
-    CommitNotFound,
-    CorruptRepository,
-    GitError,
-    MissingBaseBranch,
-)
+from studio.git.inprocess import local_remote_path
+from studio.git.worktree import Worktree
 from studio.naming import branch_name
 
 __all__ = [

@@ -1,6 +1,6 @@
 """A sandbox's state, its transitions and its event log (the part without files or Vite).
 
-:class:`SandboxLifecycle` is the base of :class:`~studio.sandbox.ComponentStudioSandbox`:
+:class:`SandboxLifecycle` is the base of :class:`~studio.sandbox.sandbox.ComponentStudioSandbox`:
 every transition goes through the one guard of ``studio.state`` and is published
 as a ``status`` event; :meth:`SandboxLifecycle.fail` publishes an ``error`` event
 (with a process's last output) and goes FAILED. Every event is handed to the

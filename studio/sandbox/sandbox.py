@@ -32,11 +32,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from studio import metrics
-from studio._sandbox_files import FileChange, commit_message, read_command
-from studio._sandbox_lifecycle import SandboxLifecycle
-from studio._sandbox_push import BranchPusher
-from studio._sandbox_vite import ViteSupervisor, fetch_components
 from studio.commands import (
     DeleteFile,
     ExecuteCommand,
@@ -64,6 +59,7 @@ from studio.messages import (
     SetupStep,
     parse_client_message,
 )
+from studio.metrics import NO_RECORDER, Recorder
 from studio.models import (
     CommitInfo,
     FinalizeResult,
@@ -73,6 +69,10 @@ from studio.models import (
     SandboxInfo,
 )
 from studio.naming import branch_name
+from studio.sandbox.files import FileChange, commit_message, read_command
+from studio.sandbox.lifecycle import SandboxLifecycle
+from studio.sandbox.push import BranchPusher
+from studio.sandbox.vite_supervisor import ViteSupervisor, fetch_components
 from studio.state import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -84,9 +84,9 @@ from studio.vite import renderer_url
 if TYPE_CHECKING:
     # studio.pr loads PyGithub (a large import): only a push to GitHub or a finalize needs it.
     from studio.pr import PullRequestProvider
-    from studio.vite_standby import ViteStandby
+    from studio.vite.standby import ViteStandby
 
-__all__ = ["FLUSH_TIMEOUT", "ComponentStudioSandbox", "record_execute"]
+__all__ = ["FLUSH_TIMEOUT", "ComponentStudioSandbox"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,12 +101,6 @@ _DEFAULT_BRANCH = ComponentStudioConfig.model_fields["branch"].default
 
 def _utc(stamp: float) -> datetime:
     return datetime.fromtimestamp(stamp, UTC)
-
-
-def record_execute(command: str, started: float) -> None:
-    """The execute-latency metric of one command that began at ``started`` (monotonic)."""
-    elapsed = time.monotonic() - started
-    metrics.record(lambda: metrics.execute_seconds().observe(elapsed, tags={"command": command}))
 
 
 def _commit_info(commit: Commit) -> CommitInfo:
@@ -135,9 +129,11 @@ class ComponentStudioSandbox(SandboxLifecycle):
         base_commit: str | None = None,
         viewer_token: str = "",
         vite_standby: ViteStandby | None = None,
+        recorder: Recorder = NO_RECORDER,
     ) -> None:
         super().__init__(sandbox_id, start_seq=start_seq, node=node, on_event=on_event)
         self.owner = owner
+        self.recorder = recorder
         self.repository = repository
         self.config = config
         self.settings = settings
@@ -156,7 +152,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
         self._branch_moves = 0
         # Taken before the lifecycle's state lock, never after it.
         self._mutation = threading.Lock()
-        # A standby started ahead of need runs the first Vite, when it fits (studio.vite_standby).
+        # A standby started ahead of need runs the first Vite, when it fits (studio.vite.standby).
         self.vite = ViteSupervisor(self, vite_standby)
         self.pusher = BranchPusher(self._push_origin, name=f"push-{sandbox_id}")
         # A local origin is pushed in-process in a few ms: a durable edit's own
@@ -307,7 +303,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
                 return self._read(command)
             return self.edit(command)
         finally:
-            record_execute(command.command, started)
+            self.recorder.execute_seconds(command.command, time.monotonic() - started)
 
     def edit(
         self,

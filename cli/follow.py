@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import connect
 
-from studio._cli_http import ApiClient, CliError
+from cli.http import ApiClient, CliError
 from studio.messages import MessageType, SetupStep
 from studio.state import SandboxState
 

@@ -4,7 +4,7 @@
 template (node_modules linked to the install cache) and writes its
 ``studio.config.json``; :class:`ViteServer` runs Vite on it under a
 :class:`~studio.process.ProcessManager` (or hands its first start to a
-:class:`~studio.vite_standby.ViteStandby`) and keeps its port its own;
+:class:`~studio.vite.standby.ViteStandby`) and keeps its port its own;
 ``cleanup_studio_app`` undoes both.
 
 Vite is spawned as ``node .studio/serve.mjs``, the template's launcher, which
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from studio.errors import InvalidConfig, PortInUse, ProcessStartError, ViteStartError
-from studio.install_cache import ensure_node_modules, link_node_modules
+from studio.install.cache import ensure_node_modules, link_node_modules
 from studio.paths import atomic_write
 from studio.ports import PortAllocator
 from studio.process import (
@@ -48,11 +48,11 @@ from studio.process import (
     StopResult,
     reap_orphans,
 )
-from studio.vite_deps import deps_seed_dir, template_fingerprint
-from studio.vite_shell import SHELL_FILE, SHELL_MAP, ensure_shell, install_shell
+from studio.vite.deps import deps_seed_dir, template_fingerprint
+from studio.vite.shell import SHELL_FILE, SHELL_MAP, ensure_shell, install_shell
 
 if TYPE_CHECKING:
-    from studio.vite_standby import ViteStandby
+    from studio.vite.standby import ViteStandby
 
 __all__ = [
     "CONFIG_FILE",
@@ -127,7 +127,7 @@ def studio_config(
     ``cache_dir`` defaults to ``<repo_root>/.studio/.vite-cache`` (one Vite
     cache per sandbox: a shared one would mix optimised dependencies).
     ``deps_seed_dir`` is where sandboxes share their pre-bundled dependencies
-    (:mod:`studio.vite_deps`); None optimises them in this sandbox alone.
+    (:mod:`studio.vite.deps`); None optimises them in this sandbox alone.
     """
     _check_repo_relative(component_glob, "component_glob")
     if wrapper is not None:
@@ -230,9 +230,9 @@ def generate_studio_app(
     of its entry. Keeping ``.studio/`` and
     ``node_modules/`` out of commits is the git layer's job (info/exclude).
     With ``share_deps``, Vite's pre-bundled dependencies come from (or go to)
-    the node's seed for these node_modules (:mod:`studio.vite_deps`). With
+    the node's seed for these node_modules (:mod:`studio.vite.deps`). With
     ``prebuilt_shell``, the page loads the app's modules prebuilt in one file
-    (:mod:`studio.vite_shell`, built once per template on the node).
+    (:mod:`studio.vite.shell`, built once per template on the node).
     """
     config = studio_config(
         repo_root=worktree,
@@ -256,7 +256,7 @@ def generate_studio_app(
         template_dir, studio_dir, symlinks=True, ignore=shutil.ignore_patterns(*_TEMPLATE_IGNORE)
     )
     # A link, not a copy: Node resolves the config's imports to the cache's real
-    # files, which a Vite standby (studio.vite_standby) has already loaded.
+    # files, which a Vite standby (studio.vite.standby) has already loaded.
     (studio_dir / "node_modules").symlink_to(template_modules.resolve(), target_is_directory=True)
     repo_modules = worktree / "node_modules"
     has_lock = (worktree / "package-lock.json").is_file() and (worktree / "package.json").is_file()

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from studio._cli_follow import SetupOutcome, StepDisplay, follow_setup
-from studio._cli_http import CREATE_TIMEOUT, ApiClient, CliError
+from cli.follow import SetupOutcome, StepDisplay, follow_setup
+from cli.http import CREATE_TIMEOUT, ApiClient, CliError
 
 __all__ = ["COMMANDS", "Progress", "parse_overrides"]
 

@@ -25,7 +25,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from studio.install_cache import LOCKFILE, MANIFEST, cache_key, node_major_version
+from studio.install.cache import LOCKFILE, MANIFEST, cache_key, node_major_version
 
 __all__ = ["SEED_ROOT", "deps_seed_dir", "seed_key", "template_fingerprint"]
 

@@ -1,6 +1,6 @@
 """A sandbox's worktree: auto-commit, history, rollback with undo, push.
 
-Imported through :mod:`studio.git`; the mirror that makes these is there.
+Imported through :mod:`studio.git.mirror`; the mirror that makes these is there.
 """
 
 from __future__ import annotations
@@ -15,8 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from studio._git_inproc import InProcessCommitter, push_to_local_origin
-from studio._git_run import (
+from studio.errors import (
+    CommitNotFound,
+    GitError,
+    InvalidRequest,
+    InvalidState,
+    RollbackOutOfRange,
+)
+from studio.git.command import (
     DEFAULT_IDENTITY,
     LOG_FORMAT,
     NETWORK_TIMEOUT_SECONDS,
@@ -33,17 +39,11 @@ from studio._git_run import (
     select_paths,
     wip_ref_prefix,
 )
-from studio.errors import (
-    CommitNotFound,
-    GitError,
-    InvalidRequest,
-    InvalidState,
-    RollbackOutOfRange,
-)
+from studio.git.inprocess import InProcessCommitter, push_to_local_origin
 from studio.naming import branch_name, undo_ref_prefix, validate_sandbox_id
 
 if TYPE_CHECKING:
-    from studio.git import Mirror
+    from studio.git.mirror import Mirror
 
 __all__ = ["Worktree"]
 

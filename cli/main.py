@@ -28,8 +28,8 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from studio._cli_client import COMMANDS
-from studio._cli_http import DEFAULT_URL, ApiClient, CliError
+from cli.client import COMMANDS
+from cli.http import DEFAULT_URL, ApiClient, CliError
 
 __all__ = ["build_parser", "main"]
 
@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     stream = out if out is not None else sys.stdout
     try:
         if args.command == "up":
-            from studio._cli_up import run_up  # Ray and Serve load only for `up`
+            from cli.up import run_up  # Ray and Serve load only for `up`
 
             return run_up(args, stream)
         with ApiClient(args.url, args.token) as client:

@@ -5,11 +5,11 @@ The manager actor is the registry's single writer; it holds one
 threads (the reconcile loop, concurrent API calls) can share it. Every write is
 one transaction. The file is in WAL mode, so a reader in another process (the
 CLI, the cleanup job) never blocks the manager. The schema is versioned and
-migrated in place on open (see :mod:`studio._store_migrations`).
+migrated in place on open (see :mod:`studio.store.migrations`).
 
 The records (:class:`RepositoryRecord`, :class:`SandboxRecord`,
 :class:`CommitRecord`, :class:`UserRecord`) are frozen pydantic models defined
-in :mod:`studio._store_records` and exported from here. Timestamps are
+in :mod:`studio.store.records` and exported from here. Timestamps are
 timezone-aware UTC datetimes in and out.
 
 Tokens are never stored: a user row keeps the SHA-256 of the bearer token.
@@ -31,8 +31,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from studio._store_migrations import apply_migrations
-from studio._store_records import (
+from studio.config import ComponentStudioConfig
+from studio.errors import (
+    Conflict,
+    InvalidConfig,
+    InvalidRequest,
+    NotFound,
+    RepositoryNotFound,
+    SandboxNotFound,
+    ServiceUnavailable,
+    StudioError,
+)
+from studio.state import SandboxState
+from studio.store.migrations import apply_migrations
+from studio.store.records import (
     SANDBOX_FIELDS,
     SANDBOX_FIXED_FIELDS,
     SANDBOX_UPDATABLE_FIELDS,
@@ -51,18 +63,6 @@ from studio._store_records import (
     utcnow,
     validation_message,
 )
-from studio.config import ComponentStudioConfig
-from studio.errors import (
-    Conflict,
-    InvalidConfig,
-    InvalidRequest,
-    NotFound,
-    RepositoryNotFound,
-    SandboxNotFound,
-    ServiceUnavailable,
-    StudioError,
-)
-from studio.state import SandboxState
 
 __all__ = [
     "SANDBOX_UPDATABLE_FIELDS",

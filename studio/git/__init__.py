@@ -1,0 +1,85 @@
+"""The git layer: a node-local bare mirror per repository, one worktree per sandbox.
+
+::
+
+    <state>/mirrors/<repo>.git      bare clone of the source. The source's branches are
+                                    refs/remotes/origin/*; sandbox branches are refs/heads/*
+    <state>/mirrors/<repo>.git.lock file lock for clone, fetch and worktree changes
+    <state>/worktrees/<sandbox_id>  `git worktree add -b design/studio-<id>` off the mirror
+    refs/studio/<id>/undo/<n>       the head before the n-th rollback (kept, never deleted)
+    refs/studio/<id>/wip/<n>        uncommitted work at that moment, as a commit on that head
+    branch.<branch>.studioBase      (mirror config) the commit the sandbox started from
+
+- ``mirror``: :class:`Mirror`, the node's bare clone of a repository;
+- ``worktree``: :class:`Worktree`, a sandbox's checkout (commits, history, rollback, push);
+- ``inprocess``: commits made in this process with pygit2 (the execute path);
+- ``command``: the pure decisions (parsing, naming, locking) and the git runner.
+"""
+
+from studio.git.command import (
+    LOG_FORMAT,
+    NETWORK_TIMEOUT_SECONDS,
+    GitRunner,
+    base_config_key,
+    classify_failure,
+    clean_message,
+    file_lock,
+    identity_env,
+    is_protected,
+    next_ref_index,
+    parse_log,
+    parse_status,
+    parse_worktree_list,
+    remove_orphaned_locks,
+    select_paths,
+    wip_ref_prefix,
+)
+from studio.git.inprocess import (
+    InProcessCommitter,
+    push_to_local_origin,
+)
+from studio.git.mirror import (
+    DEFAULT_IDENTITY,
+    EXCLUDE_PATTERNS,
+    STALE_LOCK_SECONDS,
+    Commit,
+    CommitResult,
+    GitIdentity,
+    Mirror,
+    Worktree,
+    WorktreeEntry,
+    local_remote_path,
+    redact,
+)
+
+__all__ = [
+    "DEFAULT_IDENTITY",
+    "EXCLUDE_PATTERNS",
+    "LOG_FORMAT",
+    "NETWORK_TIMEOUT_SECONDS",
+    "STALE_LOCK_SECONDS",
+    "Commit",
+    "CommitResult",
+    "GitIdentity",
+    "GitRunner",
+    "InProcessCommitter",
+    "Mirror",
+    "Worktree",
+    "WorktreeEntry",
+    "base_config_key",
+    "classify_failure",
+    "clean_message",
+    "file_lock",
+    "identity_env",
+    "is_protected",
+    "local_remote_path",
+    "next_ref_index",
+    "parse_log",
+    "parse_status",
+    "parse_worktree_list",
+    "push_to_local_origin",
+    "redact",
+    "remove_orphaned_locks",
+    "select_paths",
+    "wip_ref_prefix",
+]

@@ -1,0 +1,37 @@
+"""A sandbox: its worktree, its Vite, its edits, its lifecycle."""
+
+from studio.sandbox.files import (
+    FSYNC_EDITS,
+    FileChange,
+    commit_message,
+    read_command,
+)
+from studio.sandbox.lifecycle import (
+    SandboxLifecycle,
+)
+from studio.sandbox.push import (
+    BATCH_SECONDS,
+    BranchPusher,
+)
+from studio.sandbox.sandbox import (
+    FLUSH_TIMEOUT,
+    ComponentStudioSandbox,
+)
+from studio.sandbox.vite_supervisor import (
+    ViteSupervisor,
+    fetch_components,
+)
+
+__all__ = [
+    "BATCH_SECONDS",
+    "FLUSH_TIMEOUT",
+    "FSYNC_EDITS",
+    "BranchPusher",
+    "ComponentStudioSandbox",
+    "FileChange",
+    "SandboxLifecycle",
+    "ViteSupervisor",
+    "commit_message",
+    "fetch_components",
+    "read_command",
+]
