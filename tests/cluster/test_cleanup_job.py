@@ -27,6 +27,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.cli.test_up import ROOT, UpProcess, cli, free_port, low_free_port
 from tests.cluster.planting import plant
 from tests.studio.test_sandbox_fixtures import (  # noqa: F401 (fixture)
     PORTS,
@@ -34,7 +35,6 @@ from tests.studio.test_sandbox_fixtures import (  # noqa: F401 (fixture)
     install_cache,
 )
 from tests.support.gitrepo import git
-from tests.test_cli_up import ROOT, UpProcess, cli, free_port, low_free_port
 
 pytestmark = [pytest.mark.slow]
 
