@@ -3,7 +3,7 @@
 Use it as a pytest plugin (``pytest_plugins = ["tests.support.browser"]`` in
 ``tests/conftest.py``) or import the fixtures into a test module. Fixtures:
 
-- ``chromium`` (session): one Debian Chromium for the whole run, closed at the end.
+- ``chromium`` (module): one Debian Chromium per test module, closed after its last test.
 - ``browser_page`` (function): a fresh context (own cookies and storage) and page;
   closed after the test, with a screenshot under ``test-artifacts/`` when the
   test failed.
@@ -87,11 +87,17 @@ def _settle(baseline: set[int], timeout: float = _SETTLE_TIMEOUT) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    """One Chromium for the session.
+    """One Chromium per test module.
 
-    Session fixtures are set up before the per-test leak check takes its
+    Not per session: Playwright's sync API leaves its event loop marked as
+    running in the main thread while it is open, and every asyncio test run
+    after it (pytest-asyncio's runner) then fails with "Runner.run() cannot be
+    called from a running event loop". Closing it with the module keeps the
+    modules that use a browser independent of the order they run in.
+
+    Module fixtures are set up before the per-test leak check takes its
     "before" snapshot, so the browser's long-lived processes are not counted
     as a test's leak. Those that Chromium starts lazily with the first page
     (network and storage services) are started here by a throwaway page.
