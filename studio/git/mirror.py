@@ -17,20 +17,18 @@ from studio.errors import (
 from studio.git.command import (
     DEFAULT_IDENTITY,
     EXCLUDE_PATTERNS,
-    NETWORK_TIMEOUT_SECONDS,
     STALE_LOCK_SECONDS,
     Commit,
     CommitResult,
     GitIdentity,
-    GitRunner,
     WorktreeEntry,
     base_config_key,
-    file_lock,
     identity_env,
     parse_worktree_list,
     redact,
 )
 from studio.git.inprocess import local_remote_path
+from studio.git.runner import NETWORK_TIMEOUT_SECONDS, GitRunner, file_lock
 from studio.git.worktree import Worktree
 from studio.naming import branch_name
 
@@ -62,12 +60,7 @@ class Mirror:
         self.path = Path(path).absolute()
         self.source = source
         # --git-dir, not -C: a damaged mirror must fail, not resolve to a repository above it.
-        self._git = GitRunner(
-            ("--git-dir", str(self.path)),
-            self.path,
-            (self.path,),
-            identity_env(DEFAULT_IDENTITY),
-        )
+        self._git = GitRunner(self.path, (self.path,), identity_env(DEFAULT_IDENTITY), git_dir=True)
         self._git.repair_hint = f"delete {self.path}; Mirror.ensure clones it again"
 
     @classmethod
@@ -117,7 +110,8 @@ class Mirror:
 
     def _clone(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        cloner = GitRunner(("-C", str(self.path.parent)), self.path.parent, (), {})
+        # Not Repo.clone_from: it waits for git without a timeout.
+        cloner = GitRunner(self.path.parent, (), {})
         cloner.run(
             "clone",
             "--bare",

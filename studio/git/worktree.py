@@ -25,21 +25,19 @@ from studio.errors import (
 from studio.git.command import (
     DEFAULT_IDENTITY,
     LOG_FORMAT,
-    NETWORK_TIMEOUT_SECONDS,
     Commit,
     CommitResult,
     GitIdentity,
-    GitRunner,
     identity_env,
     next_ref_index,
     parse_log,
     parse_status,
     redact,
-    remove_orphaned_locks,
     select_paths,
     wip_ref_prefix,
 )
 from studio.git.inprocess import InProcessCommitter, push_to_local_origin
+from studio.git.runner import NETWORK_TIMEOUT_SECONDS, GitRunner, remove_orphaned_locks
 from studio.naming import branch_name, undo_ref_prefix, validate_sandbox_id
 
 if TYPE_CHECKING:
@@ -76,7 +74,7 @@ class Worktree:
         env = identity_env(self.identity)
         # Without a ceiling, a worktree missing its .git would resolve to a repository above.
         env["GIT_CEILING_DIRECTORIES"] = str(self.path.parent)
-        self._git = GitRunner(("-C", str(self.path)), self.path, (self.path, mirror.path), env)
+        self._git = GitRunner(self.path, (self.path, mirror.path), env)
         self._git.repair_hint = (
             f"remove the worktree and attach it again; if that fails too, delete the mirror "
             f"{mirror.path} (Mirror.ensure clones it again)"

@@ -209,6 +209,13 @@ def test_remove_worktree_whose_directory_is_gone(worktree: Worktree, mirror: Mir
     mirror.remove_worktree(worktree.path)  # twice is fine
 
 
+def test_a_vanished_worktree_fails_instead_of_using_another_repository(worktree: Worktree):
+    subprocess.run(["rm", "-rf", str(worktree.path)], check=True)
+    # This test runs inside a repository of its own: git must not fall back to it.
+    with pytest.raises(GitError, match="cannot change to"):
+        worktree.head()
+
+
 def test_remove_worktree_of_a_locked_entry(worktree: Worktree, mirror: Mirror):
     git(mirror.path, "worktree", "lock", "--reason", "crashed", str(worktree.path))
     mirror.remove_worktree(worktree.path)
