@@ -37,7 +37,7 @@ from studio.git.command import (
     wip_ref_prefix,
 )
 from studio.git.inprocess import InProcessCommitter, push_to_local_origin
-from studio.git.runner import NETWORK_TIMEOUT_SECONDS, GitRunner, remove_orphaned_locks
+from studio.git.runner import GitRunner, remove_orphaned_locks
 from studio.naming import branch_name, undo_ref_prefix, validate_sandbox_id
 
 if TYPE_CHECKING:
@@ -335,7 +335,8 @@ class Worktree:
         """Push ``branch`` (default: the sandbox's) to ``remote``, a remote name or URL.
 
         After a rollback the branch is rewritten and only ``force=True`` replaces it.
-        Credentials in ``remote`` never reach messages or logs.
+        Credentials in ``remote`` never reach messages or logs. A push that takes longer
+        than the mirror's ``network_timeout`` is killed (:class:`GitRemoteError`).
         """
         name = branch or self.branch
         if remote.startswith("-"):
@@ -350,7 +351,7 @@ class Worktree:
                 "--quiet",
                 remote,
                 refspec,
-                timeout=NETWORK_TIMEOUT_SECONDS,
+                timeout=self.mirror.network_timeout,
                 remote=f"pushing {name} to {redact(remote)}",
             )
         logger.info(
