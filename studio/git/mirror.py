@@ -217,11 +217,14 @@ class Mirror:
         directory: Path,
         base: str,
         identity: GitIdentity | None = None,
+        *,
+        inprocess_commits: bool = True,
     ) -> Worktree:
         """A new worktree at ``directory`` on a new branch ``design/studio-<id>`` off ``base``.
 
         ``base`` is a branch of the source. :class:`BranchExists` if the sandbox branch
         exists here or on the source; :class:`MissingBaseBranch` if ``base`` does not.
+        ``inprocess_commits``: see :class:`Worktree`.
         """
         branch = branch_name(sandbox_id)
         directory = Path(directory).absolute()
@@ -256,7 +259,9 @@ class Mirror:
             "worktree added",
             extra={"sandbox_id": sandbox_id, "branch": branch, "base_commit": base_commit},
         )
-        return Worktree(self, directory, sandbox_id, base_commit, identity)
+        return Worktree(
+            self, directory, sandbox_id, base_commit, identity, inprocess_commits=inprocess_commits
+        )
 
     def attach_worktree(
         self,
@@ -264,6 +269,8 @@ class Mirror:
         directory: Path,
         base_commit: str | None = None,
         identity: GitIdentity | None = None,
+        *,
+        inprocess_commits: bool = True,
     ) -> Worktree:
         """The worktree of an existing sandbox branch at ``directory`` (recovery after restart).
 
@@ -295,7 +302,9 @@ class Mirror:
             else:
                 base = self._recorded_base(branch) or self._guess_base(branch)
             self._git.run("config", base_config_key(branch), base)
-            worktree = Worktree(self, directory, sandbox_id, base, identity)
+            worktree = Worktree(
+                self, directory, sandbox_id, base, identity, inprocess_commits=inprocess_commits
+            )
             # Attaching means its previous owner is gone: what it held is free.
             worktree.release_orphaned_locks()
         logger.info("worktree attached", extra={"sandbox_id": sandbox_id, "branch": branch})

@@ -55,6 +55,11 @@ class Worktree:
 
     Commits and rollbacks of one object are serialized, so concurrent callers each get
     their own commit or a clean "nothing to commit".
+
+    ``inprocess_commits``: named files are committed in this process with libgit2
+    (:class:`InProcessCommitter`); False commits everything with the git CLI, the
+    slower path that handles every case (see ``inprocess_commits`` in
+    :class:`studio.config.StudioSettings`).
     """
 
     def __init__(
@@ -64,6 +69,8 @@ class Worktree:
         sandbox_id: str,
         base_commit: str,
         identity: GitIdentity | None = None,
+        *,
+        inprocess_commits: bool = True,
     ) -> None:
         self.mirror = mirror
         self.path = Path(path).absolute()
@@ -79,7 +86,9 @@ class Worktree:
             f"remove the worktree and attach it again; if that fails too, delete the mirror "
             f"{mirror.path} (Mirror.ensure clones it again)"
         )
-        self._committer = InProcessCommitter(self.path, self.branch, self.identity)
+        self._committer = (
+            InProcessCommitter(self.path, self.branch, self.identity) if inprocess_commits else None
+        )
         self._lock = threading.Lock()
         self._push_lock = threading.Lock()
 
@@ -138,13 +147,15 @@ class Worktree:
 
         ``.studio/`` and ``node_modules/`` are never committed. No change gives
         ``CommitResult(committed=False, hash=None)``, never an empty commit.
-        Named files are committed in-process (``_git_inproc``), anything else
-        (no ``paths``, directories, and whatever that path declines) through git.
+        Named files are committed in-process (:mod:`studio.git.inprocess`) unless
+        ``inprocess_commits`` is off; anything else (no ``paths``, directories, and
+        whatever that path declines) through the git CLI.
         """
         if not message.strip():
             raise InvalidRequest("a commit message must not be empty")
         with self._lock:
-            result = self._committer.commit(message, paths) if paths else None
+            committer = self._committer
+            result = committer.commit(message, paths) if committer and paths else None
             if result is None:
                 result = self._commit_with_git(message, paths)
         if result.committed:

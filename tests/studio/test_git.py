@@ -59,8 +59,16 @@ def mirror(simple_repo: Path, layout: StateLayout) -> Mirror:
 
 
 @pytest.fixture
-def worktree(mirror: Mirror, layout: StateLayout) -> Worktree:
-    return mirror.add_worktree(SB, layout.worktree(SB), "main")
+def worktree(mirror: Mirror, layout: StateLayout, request: pytest.FixtureRequest) -> Worktree:
+    inprocess = getattr(request, "param", True)
+    return mirror.add_worktree(SB, layout.worktree(SB), "main", inprocess_commits=inprocess)
+
+
+# Named files are committed in-process (libgit2) or, with the setting off, through git:
+# the same behaviour either way.
+BOTH_COMMIT_PATHS = pytest.mark.parametrize(
+    "worktree", [True, False], ids=["inprocess", "git-cli"], indirect=True
+)
 
 
 @pytest.fixture
@@ -409,9 +417,10 @@ def test_detached_head_is_refused_with_the_branch_to_check_out(worktree: Worktre
     assert worktree.auto_commit("back on the branch").committed
 
 
-# ---------------------------------------------------------------- named files (in-process)
+# ---------------------------------------------------------------- named files (both paths)
 
 
+@BOTH_COMMIT_PATHS
 def test_named_files_new_modified_deleted_like_git(worktree: Worktree):
     write(worktree, "src/Card.tsx", "export const Card = 1;\n")
     write(worktree, "README.md", "# changed\n")
@@ -434,6 +443,7 @@ def test_named_files_new_modified_deleted_like_git(worktree: Worktree):
     assert git(worktree.path, "fsck", "--no-progress") == ""
 
 
+@BOTH_COMMIT_PATHS
 def test_named_files_unchanged_protected_or_ignored_commit_nothing(worktree: Worktree):
     head = worktree.head()
     write(worktree, "README.md", "# sample\n")  # the same content again
@@ -451,6 +461,7 @@ def test_named_files_unchanged_protected_or_ignored_commit_nothing(worktree: Wor
     assert "debug.log" not in git(worktree.path, "ls-files")
 
 
+@BOTH_COMMIT_PATHS
 def test_named_files_leave_other_staged_changes_staged(worktree: Worktree):
     write(worktree, "staged.txt", "someone staged this\n")
     git(worktree.path, "add", "staged.txt")
@@ -461,6 +472,7 @@ def test_named_files_leave_other_staged_changes_staged(worktree: Worktree):
     assert porcelain(worktree) == [" M README.md", "A  staged.txt"]
 
 
+@BOTH_COMMIT_PATHS
 def test_named_executable_and_symlink_keep_their_modes(worktree: Worktree):
     script = write(worktree, "run.sh", "#!/bin/sh\n")
     script.chmod(0o755)
@@ -472,6 +484,7 @@ def test_named_executable_and_symlink_keep_their_modes(worktree: Worktree):
     assert porcelain(worktree) == []
 
 
+@BOTH_COMMIT_PATHS
 def test_named_directory_or_removed_directory_goes_through_git(worktree: Worktree):
     write(worktree, "src/deep/B.tsx", "b\n")
     write(worktree, "src/deep/C.tsx", "c\n")
@@ -485,6 +498,7 @@ def test_named_directory_or_removed_directory_goes_through_git(worktree: Worktre
     assert porcelain(worktree) == []
 
 
+@BOTH_COMMIT_PATHS
 def test_named_files_after_rollback_and_undo(worktree: Worktree):
     write(worktree, "src/A.tsx", "1\n")
     one = worktree.auto_commit("one", paths=["src/A.tsx"]).hash
@@ -497,6 +511,7 @@ def test_named_files_after_rollback_and_undo(worktree: Worktree):
     assert porcelain(worktree) == []
 
 
+@BOTH_COMMIT_PATHS
 def test_named_files_on_a_fresh_lock_are_git_locked(worktree: Worktree):
     lock = index_lock(worktree)
     lock.write_text("")
@@ -507,6 +522,7 @@ def test_named_files_on_a_fresh_lock_are_git_locked(worktree: Worktree):
     assert worktree.auto_commit("after it", paths=["src/After.tsx"]).committed
 
 
+@BOTH_COMMIT_PATHS
 def test_named_files_on_a_detached_head_are_refused(worktree: Worktree):
     git(worktree.path, "checkout", "-q", "--detach")
     write(worktree, "x.txt", "x\n")
