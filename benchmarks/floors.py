@@ -5,7 +5,8 @@
 - ``naive_create``: the plan's naive path per sandbox: fresh ``git clone`` +
   ``npm install`` (npm cache warm) + ``npm run dev`` -> ``/@vite/client`` 200.
 - ``git_execute_floor``: atomic write + auto-commit through ``studio.git``,
-  the lower bound of an execute through the API.
+  the lower bound of an execute through the API; ``git_execute_floor_cli`` the
+  same with ``inprocess_commits`` off (the commit through the git CLI).
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def naive_create(ctx: RunContext) -> ScenarioResult:
     return result
 
 
-def git_execute_floor(ctx: RunContext) -> ScenarioResult:
+def _git_execute(ctx: RunContext, result: ScenarioResult, *, inprocess: bool) -> ScenarioResult:
     """Atomic write + auto-commit at the studio.git level, no Ray, no HTTP."""
     from studio.config import format_commit_message
     from studio.git import Mirror
@@ -148,13 +149,13 @@ def git_execute_floor(ctx: RunContext) -> ScenarioResult:
     from studio.paths import write_file
     from studio.sandbox.files import FSYNC_EDITS
 
-    result = ScenarioResult(
-        "git_execute_floor", "floor: write_file + auto-commit in studio.git", unit="s"
-    )
-    origin = sample_repo(ctx.work_dir / "git-floor-origin")
-    mirror = Mirror.ensure(ctx.work_dir / "git-floor" / "mirror.git", str(origin))
+    where = ctx.work_dir / result.name
+    origin = sample_repo(where / "origin")
+    mirror = Mirror.ensure(where / "mirror.git", str(origin))
     sandbox_id = new_sandbox_id()
-    worktree = mirror.add_worktree(sandbox_id, ctx.work_dir / "git-floor" / sandbox_id, "main")
+    worktree = mirror.add_worktree(
+        sandbox_id, where / sandbox_id, "main", inprocess_commits=inprocess
+    )
     relative = "src/components/Button/Bench.tsx"
     try:
         for index in range(ctx.count(200, 10)):
@@ -178,9 +179,30 @@ def git_execute_floor(ctx: RunContext) -> ScenarioResult:
     return result
 
 
+def git_execute_floor(ctx: RunContext) -> ScenarioResult:
+    """The commit in this process with libgit2 (``inprocess_commits``, the default)."""
+    result = ScenarioResult(
+        "git_execute_floor", "floor: write_file + auto-commit in studio.git", unit="s"
+    )
+    return _git_execute(ctx, result, inprocess=True)
+
+
+def git_execute_floor_cli(ctx: RunContext) -> ScenarioResult:
+    """The same through the git CLI (GitPython): ``inprocess_commits=False``."""
+    result = ScenarioResult(
+        "git_execute_floor_cli",
+        "floor: write_file + auto-commit in studio.git, git CLI (inprocess_commits=false)",
+        unit="s",
+    )
+    return _git_execute(ctx, result, inprocess=False)
+
+
 FLOOR_SCENARIOS = [
     Scenario("vite_floor", "bare Vite", vite_floor, ("floor",)),
     Scenario("ray_actor_floor", "bare Ray actor", ray_actor_floor, ("floor", "ray")),
     Scenario("naive_create", "naive path", naive_create, ("floor",)),
     Scenario("git_execute_floor", "git execute floor", git_execute_floor, ("floor",)),
+    Scenario(
+        "git_execute_floor_cli", "git execute floor, git CLI", git_execute_floor_cli, ("floor",)
+    ),
 ]

@@ -240,6 +240,15 @@ class StudioSettings(BaseSettings):
         600, ge=1, description="Requests per minute and user before 429 (token bucket)."
     )
     rate_limit_burst: int = Field(60, ge=1, description="Requests a user may make at once.")
+    inprocess_commits: bool = Field(
+        True,
+        description=(
+            "Commit the files an execute wrote inside the sandbox's own process with libgit2 "
+            "(pygit2), not with git processes: the faster path (docs/performance.md). False "
+            "commits through the git CLI (GitPython), several processes per edit, to compare "
+            "the two or to rule the in-process path out when debugging."
+        ),
+    )
 
     _split_roots = field_validator("repo_roots", mode="before")(_split_paths)
 

@@ -12,25 +12,24 @@
 
 - ``mirror``: :class:`Mirror`, the node's bare clone of a repository;
 - ``worktree``: :class:`Worktree`, a sandbox's checkout (commits, history, rollback, push);
-- ``inprocess``: commits made in this process with pygit2 (the execute path);
-- ``command``: the pure decisions (parsing, naming, locking) and the git runner.
+- ``inprocess``: commits of named files made in this process with pygit2 (the
+  execute path, unless ``inprocess_commits`` is off) and pushes to a local origin;
+- ``runner``: :class:`GitRunner`, git run through GitPython, and the lock handling;
+- ``command``: the pure decisions (parsing, naming, which error a failure is).
 """
 
 from studio.git.command import (
     LOG_FORMAT,
-    NETWORK_TIMEOUT_SECONDS,
-    GitRunner,
     base_config_key,
     classify_failure,
     clean_message,
-    file_lock,
     identity_env,
     is_protected,
+    lock_path,
     next_ref_index,
     parse_log,
     parse_status,
     parse_worktree_list,
-    remove_orphaned_locks,
     select_paths,
     wip_ref_prefix,
 )
@@ -50,6 +49,12 @@ from studio.git.mirror import (
     WorktreeEntry,
     local_remote_path,
     redact,
+)
+from studio.git.runner import (
+    NETWORK_TIMEOUT_SECONDS,
+    GitRunner,
+    file_lock,
+    remove_orphaned_locks,
 )
 
 __all__ = [
@@ -73,6 +78,7 @@ __all__ = [
     "identity_env",
     "is_protected",
     "local_remote_path",
+    "lock_path",
     "next_ref_index",
     "parse_log",
     "parse_status",

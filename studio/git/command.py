@@ -1,71 +1,49 @@
-"""Data, pure decisions and the git runner behind :mod:`studio.git.mirror`.
+"""Data and pure decisions behind :mod:`studio.git.mirror`.
 
 What is decided rather than done (argv pieces, ref names, parsing git's output, which
-error a failure is) is a small pure function here, testable without git. ``GitRunner``
-runs the git CLI (a plain ``subprocess.run``) and is the only place that does.
+error a failure is) is a small pure function here, testable without git.
+:mod:`studio.git.runner` runs git (through GitPython) and reads its answers with these.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import logging
-import os
 import re
-import subprocess
-import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-import psutil
-
-from studio.errors import (
-    BranchExists,
-    CorruptRepository,
-    GitError,
-    GitLocked,
-    GitRemoteError,
-    StudioError,
-)
+from studio.errors import BranchExists, CorruptRepository, GitError, GitLocked, StudioError
 from studio.naming import validate_sandbox_id
 
 __all__ = [
     "DEFAULT_IDENTITY",
     "EXCLUDE_PATTERNS",
     "LOG_FORMAT",
-    "NETWORK_TIMEOUT_SECONDS",
     "STALE_LOCK_SECONDS",
     "Commit",
     "CommitResult",
     "GitIdentity",
-    "GitRunner",
     "WorktreeEntry",
     "base_config_key",
     "classify_failure",
     "clean_message",
-    "file_lock",
     "identity_env",
     "is_protected",
+    "lock_path",
     "next_ref_index",
     "parse_log",
     "parse_status",
     "parse_worktree_list",
     "redact",
-    "remove_orphaned_locks",
     "select_paths",
     "wip_ref_prefix",
 ]
 
-logger = logging.getLogger("studio.git")
-
 EXCLUDE_PATTERNS = (".studio/", "node_modules/")
+# A lock file older than this, held by no git process, is a crash's leftover.
 STALE_LOCK_SECONDS = 5.0
-NETWORK_TIMEOUT_SECONDS = 600.0
 LOG_FORMAT = "--format=%H%x1f%aI%x1f%B%x1e"
-# A user's global config may carry hooks or commit signing; neither may run or prompt here.
-_GLOBAL_OPTIONS = ("-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false")
 _CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 _LOCK_FILE = re.compile(r"Unable to create '([^']+\.lock)': File exists")
 _CORRUPT_MARKERS = (
@@ -267,190 +245,7 @@ def identity_env(identity: GitIdentity) -> dict[str, str]:
     }
 
 
-# ---------------------------------------------------------------- running git
-
-
-def _git_running_in(scope: Sequence[Path], lock: Path) -> bool:
-    """Whether a git process works in ``scope`` or has ``lock`` open."""
-    roots = [p.resolve() for p in scope]
-    for proc in psutil.process_iter(["name", "cwd"]):
-        name = proc.info["name"] or ""
-        if name != "git" and not name.startswith("git-"):
-            continue
-        cwd = proc.info["cwd"]
-        if cwd and any(Path(cwd).is_relative_to(root) for root in roots):
-            return True
-        with contextlib.suppress(psutil.Error):
-            if any(f.path == str(lock) for f in proc.open_files()):
-                return True
-    return False
-
-
-def remove_orphaned_locks(locks: Iterable[Path], scope: Sequence[Path]) -> list[Path]:
-    """Remove those of ``locks`` no git process holds, however young; the ones removed.
-
-    Only for locks whose writer is known to be dead: a sandbox's index and branch
-    locks when its previous incarnation died, maybe in the middle of an in-process
-    commit (a git process would have finished its write; the dead process cannot).
-    """
-    removed = []
-    for lock in locks:
-        if lock.exists() and not _git_running_in(scope, lock):
-            lock.unlink(missing_ok=True)
-            removed.append(lock)
-    if removed:
-        logger.warning(
-            "removed git locks a dead process left", extra={"locks": [str(p) for p in removed]}
-        )
-    return removed
-
-
-def _lock_is_stale(lock: Path, scope: Sequence[Path]) -> bool:
-    try:
-        age = time.time() - lock.stat().st_mtime
-    except FileNotFoundError:
-        return True  # released meanwhile: a retry is right
-    return age >= STALE_LOCK_SECONDS and not _git_running_in(scope, lock)
-
-
-class GitRunner:
-    """Runs git at one location and turns failures into StudioErrors."""
-
-    def __init__(
-        self, location: Sequence[str], where: Path, scope: Sequence[Path], env: Mapping[str, str]
-    ) -> None:
-        self._location = tuple(location)
-        self._where = where
-        self._scope = tuple(scope)
-        # Never ask for a password on a terminal: a service has no one to answer.
-        # C locale: failures are recognised by git's English messages.
-        self._env = {"LANGUAGE": "C", "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", **env}
-        self.repair_hint = f"delete {where} and let it be recreated"
-
-    def _exec(
-        self, args: Sequence[str], env: Mapping[str, str] | None, timeout: float | None
-    ) -> tuple[int, str, str]:
-        command = ["git", *_GLOBAL_OPTIONS, *self._location, *args]
-        try:
-            done = subprocess.run(
-                command,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                env={**os.environ, **self._env, **(env or {})},
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            # run() killed git already; what it printed says how far it got.
-            err = _decode(exc.stderr, "replace")
-            return -9, "", f"{err}\ngit {args[0]} was killed after {timeout:g}s".strip()
-        except OSError as exc:
-            return 127, "", f"cannot run git: {exc}"
-        # surrogateescape: a path that is not UTF-8 goes back into argv unchanged.
-        return (
-            done.returncode,
-            _decode(done.stdout, "surrogateescape"),
-            _decode(done.stderr, "replace"),
-        )
-
-    def run(
-        self,
-        *args: str,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        remote: str | None = None,
-    ) -> str:
-        """Stdout of ``git <args>``; a stale lock is removed and the command retried once.
-
-        ``remote`` describes a network operation ("pushing X to Y"); its plain failures
-        become :class:`GitRemoteError`.
-        """
-        status, out, err = self._exec(args, env, timeout)
-        if status == 0:
-            return out
-        lock = _lock_path(err)
-        if lock is not None and _lock_is_stale(lock, self._scope):
-            logger.warning("removing stale git lock", extra={"lock": str(lock)})
-            lock.unlink(missing_ok=True)
-            status, out, err = self._exec(args, env, timeout)
-            if status == 0:
-                return out
-        raise self._failure(args, err, remote)
-
-    def probe(self, *args: str) -> tuple[int, str]:
-        """(exit status, stdout) for commands whose failure is an answer, not an error.
-
-        Locks and damage still raise: "no" must not stand for "could not tell".
-        """
-        status, out, err = self._exec(args, None, None)
-        if status != 0 and classify_failure(err) in (CorruptRepository, GitLocked):
-            raise self._failure(args, err, None)
-        return status, out.strip()
-
-    def sha(self, ref: str) -> str | None:
-        """The commit hash ``ref`` names, or None."""
-        status, out = self.probe("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-        return out if status == 0 else None
-
-    def is_ancestor(self, older: str, newer: str) -> bool:
-        """Whether ``older`` is ``newer`` or one of its ancestors."""
-        return self.probe("merge-base", "--is-ancestor", older, newer)[0] == 0
-
-    def _failure(self, args: Sequence[str], stderr: str, remote: str | None) -> StudioError:
-        text = redact(stderr.strip()) or "git printed nothing"
-        command = f"git {args[0]}"
-        kind = classify_failure(stderr)
-        if kind is GitLocked:
-            lock = _lock_path(stderr)
-            blocker = str(lock) if lock else "a worktree lock"
-            return GitLocked(
-                f"{command} in {self._where} is blocked by {blocker} ({text}). Another git "
-                f"process is using the repository, or one crashed: retry shortly; if no git "
-                f"process is running, delete {blocker}.",
-                lock=blocker,
-            )
-        if kind is CorruptRepository:
-            return CorruptRepository(
-                f"{command} failed because the repository at {self._where} is damaged ({text}). "
-                f"To repair: {self.repair_hint}.",
-                path=str(self._where),
-            )
-        if kind is BranchExists:
-            return BranchExists(
-                f"{text}. A sandbox branch is never overwritten: attach to it or use a new "
-                "sandbox id.",
-            )
-        if remote is not None:
-            hint = (
-                "Check that the remote exists and is reachable and that the credentials allow it."
-            )
-            if "non-fast-forward" in stderr or "fetch first" in stderr or "[rejected]" in stderr:
-                hint = (
-                    "The remote branch has commits this one does not (or this branch was rolled "
-                    "back): push with force=True only if overwriting them is intended."
-                )
-            return GitRemoteError(f"{remote} failed: {text}. {hint}", remote=redact(remote))
-        return GitError(f"{command} failed in {self._where}: {text}", path=str(self._where))
-
-
-def _decode(data: bytes | str | None, errors: str) -> str:
-    if data is None:
-        return ""
-    return data if isinstance(data, str) else data.decode("utf-8", errors)
-
-
-def _lock_path(stderr: str) -> Path | None:
+def lock_path(stderr: str) -> Path | None:
+    """The lock file a failed git command's stderr says it could not create, if any."""
     match = _LOCK_FILE.search(stderr)
     return Path(match.group(1)) if match else None
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive flock on ``path``; excludes other processes and other threads alike."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -17,20 +18,18 @@ from studio.errors import (
 from studio.git.command import (
     DEFAULT_IDENTITY,
     EXCLUDE_PATTERNS,
-    NETWORK_TIMEOUT_SECONDS,
     STALE_LOCK_SECONDS,
     Commit,
     CommitResult,
     GitIdentity,
-    GitRunner,
     WorktreeEntry,
     base_config_key,
-    file_lock,
     identity_env,
     parse_worktree_list,
     redact,
 )
 from studio.git.inprocess import local_remote_path
+from studio.git.runner import NETWORK_TIMEOUT_SECONDS, GitRunner, file_lock
 from studio.git.worktree import Worktree
 from studio.naming import branch_name
 
@@ -58,26 +57,27 @@ class Mirror:
     lock beside the mirror, so threads and processes of one node can share it.
     """
 
-    def __init__(self, path: Path, source: str) -> None:
+    def __init__(
+        self, path: Path, source: str, network_timeout: float = NETWORK_TIMEOUT_SECONDS
+    ) -> None:
         self.path = Path(path).absolute()
         self.source = source
+        # Seconds a clone or fetch may take before git and its remote helpers are killed.
+        self.network_timeout = network_timeout
         # --git-dir, not -C: a damaged mirror must fail, not resolve to a repository above it.
-        self._git = GitRunner(
-            ("--git-dir", str(self.path)),
-            self.path,
-            (self.path,),
-            identity_env(DEFAULT_IDENTITY),
-        )
+        self._git = GitRunner(self.path, (self.path,), identity_env(DEFAULT_IDENTITY), git_dir=True)
         self._git.repair_hint = f"delete {self.path}; Mirror.ensure clones it again"
 
     @classmethod
-    def ensure(cls, path: Path, source: str) -> Mirror:
+    def ensure(
+        cls, path: Path, source: str, network_timeout: float = NETWORK_TIMEOUT_SECONDS
+    ) -> Mirror:
         """The mirror at ``path``: cloned from ``source`` on first use, fetched otherwise.
 
         A damaged mirror is moved aside (``<name>.corrupt-<time>``, so unpushed commits can
         still be rescued by hand) and cloned again.
         """
-        mirror = cls(path, source)
+        mirror = cls(path, source, network_timeout)
         with mirror._locked():
             if mirror.path.exists() and not mirror._healthy():
                 mirror._move_aside()
@@ -116,25 +116,38 @@ class Mirror:
         self.path.rename(aside)
 
     def _clone(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        cloner = GitRunner(("-C", str(self.path.parent)), self.path.parent, (), {})
-        cloner.run(
-            "clone",
-            "--bare",
-            "--quiet",
-            "--",
-            self.source,
-            str(self.path),
-            timeout=NETWORK_TIMEOUT_SECONDS,
-            remote=f"cloning {redact(self.source)}",
-        )
-        # Local heads belong to sandboxes only; the source's branches come back under
-        # refs/remotes/origin/ with the first fetch.
-        heads = self._git.run("for-each-ref", "--format=%(refname)", "refs/heads/").split()
-        for ref in heads:
-            self._git.run("update-ref", "-d", ref)
-        self._git.run("config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
-        self._git.run("config", "core.logAllRefUpdates", "true")
+        """Clone the source into place whole, or leave nothing there.
+
+        A clone killed half-way (its timeout) leaves a repository that passes for
+        healthy and has no branches; so the clone is made beside the mirror and
+        moved into place once it is complete.
+        """
+        partial = self.path.with_name(self.path.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)  # a killed attempt's (the mirror lock is held)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # Not Repo.clone_from: it waits for git without a timeout.
+            GitRunner(partial.parent, (), {}).run(
+                "clone",
+                "--bare",
+                "--quiet",
+                "--",
+                self.source,
+                str(partial),
+                timeout=self.network_timeout,
+                remote=f"cloning {redact(self.source)}",
+            )
+            fresh = GitRunner(partial, (partial,), {}, git_dir=True)
+            # Local heads belong to sandboxes only; the source's branches come back under
+            # refs/remotes/origin/ with the first fetch.
+            heads = fresh.run("for-each-ref", "--format=%(refname)", "refs/heads/").split()
+            for ref in heads:
+                fresh.run("update-ref", "-d", ref)
+            fresh.run("config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
+            fresh.run("config", "core.logAllRefUpdates", "true")
+            partial.rename(self.path)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
         logger.info("mirror cloned", extra={"mirror": str(self.path)})
 
     def _configure(self) -> None:
@@ -161,7 +174,7 @@ class Mirror:
             "--prune",
             "--quiet",
             "origin",
-            timeout=NETWORK_TIMEOUT_SECONDS,
+            timeout=self.network_timeout,
             remote=f"fetching from {redact(self.source)}",
         )
 
@@ -204,11 +217,14 @@ class Mirror:
         directory: Path,
         base: str,
         identity: GitIdentity | None = None,
+        *,
+        inprocess_commits: bool = True,
     ) -> Worktree:
         """A new worktree at ``directory`` on a new branch ``design/studio-<id>`` off ``base``.
 
         ``base`` is a branch of the source. :class:`BranchExists` if the sandbox branch
         exists here or on the source; :class:`MissingBaseBranch` if ``base`` does not.
+        ``inprocess_commits``: see :class:`Worktree`.
         """
         branch = branch_name(sandbox_id)
         directory = Path(directory).absolute()
@@ -243,7 +259,9 @@ class Mirror:
             "worktree added",
             extra={"sandbox_id": sandbox_id, "branch": branch, "base_commit": base_commit},
         )
-        return Worktree(self, directory, sandbox_id, base_commit, identity)
+        return Worktree(
+            self, directory, sandbox_id, base_commit, identity, inprocess_commits=inprocess_commits
+        )
 
     def attach_worktree(
         self,
@@ -251,6 +269,8 @@ class Mirror:
         directory: Path,
         base_commit: str | None = None,
         identity: GitIdentity | None = None,
+        *,
+        inprocess_commits: bool = True,
     ) -> Worktree:
         """The worktree of an existing sandbox branch at ``directory`` (recovery after restart).
 
@@ -282,7 +302,9 @@ class Mirror:
             else:
                 base = self._recorded_base(branch) or self._guess_base(branch)
             self._git.run("config", base_config_key(branch), base)
-            worktree = Worktree(self, directory, sandbox_id, base, identity)
+            worktree = Worktree(
+                self, directory, sandbox_id, base, identity, inprocess_commits=inprocess_commits
+            )
             # Attaching means its previous owner is gone: what it held is free.
             worktree.release_orphaned_locks()
         logger.info("worktree attached", extra={"sandbox_id": sandbox_id, "branch": branch})

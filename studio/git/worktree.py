@@ -25,21 +25,19 @@ from studio.errors import (
 from studio.git.command import (
     DEFAULT_IDENTITY,
     LOG_FORMAT,
-    NETWORK_TIMEOUT_SECONDS,
     Commit,
     CommitResult,
     GitIdentity,
-    GitRunner,
     identity_env,
     next_ref_index,
     parse_log,
     parse_status,
     redact,
-    remove_orphaned_locks,
     select_paths,
     wip_ref_prefix,
 )
 from studio.git.inprocess import InProcessCommitter, push_to_local_origin
+from studio.git.runner import GitRunner, remove_orphaned_locks
 from studio.naming import branch_name, undo_ref_prefix, validate_sandbox_id
 
 if TYPE_CHECKING:
@@ -57,6 +55,11 @@ class Worktree:
 
     Commits and rollbacks of one object are serialized, so concurrent callers each get
     their own commit or a clean "nothing to commit".
+
+    ``inprocess_commits``: named files are committed in this process with libgit2
+    (:class:`InProcessCommitter`); False commits everything with the git CLI, the
+    slower path that handles every case (see ``inprocess_commits`` in
+    :class:`studio.config.StudioSettings`).
     """
 
     def __init__(
@@ -66,6 +69,8 @@ class Worktree:
         sandbox_id: str,
         base_commit: str,
         identity: GitIdentity | None = None,
+        *,
+        inprocess_commits: bool = True,
     ) -> None:
         self.mirror = mirror
         self.path = Path(path).absolute()
@@ -76,12 +81,14 @@ class Worktree:
         env = identity_env(self.identity)
         # Without a ceiling, a worktree missing its .git would resolve to a repository above.
         env["GIT_CEILING_DIRECTORIES"] = str(self.path.parent)
-        self._git = GitRunner(("-C", str(self.path)), self.path, (self.path, mirror.path), env)
+        self._git = GitRunner(self.path, (self.path, mirror.path), env)
         self._git.repair_hint = (
             f"remove the worktree and attach it again; if that fails too, delete the mirror "
             f"{mirror.path} (Mirror.ensure clones it again)"
         )
-        self._committer = InProcessCommitter(self.path, self.branch, self.identity)
+        self._committer = (
+            InProcessCommitter(self.path, self.branch, self.identity) if inprocess_commits else None
+        )
         self._lock = threading.Lock()
         self._push_lock = threading.Lock()
 
@@ -140,13 +147,15 @@ class Worktree:
 
         ``.studio/`` and ``node_modules/`` are never committed. No change gives
         ``CommitResult(committed=False, hash=None)``, never an empty commit.
-        Named files are committed in-process (``_git_inproc``), anything else
-        (no ``paths``, directories, and whatever that path declines) through git.
+        Named files are committed in-process (:mod:`studio.git.inprocess`) unless
+        ``inprocess_commits`` is off; anything else (no ``paths``, directories, and
+        whatever that path declines) through the git CLI.
         """
         if not message.strip():
             raise InvalidRequest("a commit message must not be empty")
         with self._lock:
-            result = self._committer.commit(message, paths) if paths else None
+            committer = self._committer
+            result = committer.commit(message, paths) if committer and paths else None
             if result is None:
                 result = self._commit_with_git(message, paths)
         if result.committed:
@@ -337,7 +346,8 @@ class Worktree:
         """Push ``branch`` (default: the sandbox's) to ``remote``, a remote name or URL.
 
         After a rollback the branch is rewritten and only ``force=True`` replaces it.
-        Credentials in ``remote`` never reach messages or logs.
+        Credentials in ``remote`` never reach messages or logs. A push that takes longer
+        than the mirror's ``network_timeout`` is killed (:class:`GitRemoteError`).
         """
         name = branch or self.branch
         if remote.startswith("-"):
@@ -352,7 +362,7 @@ class Worktree:
                 "--quiet",
                 remote,
                 refspec,
-                timeout=NETWORK_TIMEOUT_SECONDS,
+                timeout=self.mirror.network_timeout,
                 remote=f"pushing {name} to {redact(remote)}",
             )
         logger.info(

@@ -248,18 +248,25 @@ class ComponentStudioSandbox(SandboxLifecycle):
         mirror = Mirror.ensure(self.layout.mirror(self.repository.name), self.repository.source)
         self._mirror = mirror
         path = self.worktree_path
+        inprocess = self.settings.inprocess_commits
         self.setup_step(SetupStep.WORKTREE)
         if recover:
             try:
-                worktree = mirror.attach_worktree(self.sandbox_id, path, self.base_commit)
+                worktree = mirror.attach_worktree(
+                    self.sandbox_id, path, self.base_commit, inprocess_commits=inprocess
+                )
             except GitError as exc:
                 if mirror.branch_exists(self.branch) or path.exists():
                     raise
                 # The previous incarnation died before it made the branch: start afresh.
                 logger.info("nothing to recover (%s); new worktree", exc, extra=self.log_fields())
-                worktree = mirror.add_worktree(self.sandbox_id, path, self.base_branch)
+                worktree = mirror.add_worktree(
+                    self.sandbox_id, path, self.base_branch, inprocess_commits=inprocess
+                )
         else:
-            worktree = mirror.add_worktree(self.sandbox_id, path, self.base_branch)
+            worktree = mirror.add_worktree(
+                self.sandbox_id, path, self.base_branch, inprocess_commits=inprocess
+            )
         self._worktree = worktree
         self.base_commit = worktree.base_commit
         self._branch_moved()

@@ -289,6 +289,16 @@ def test_env_names_are_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None
     assert StudioSettings().vite_port == 6001
 
 
+def test_inprocess_commits_is_on_unless_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COMPONENT_STUDIO_INPROCESS_COMMITS", raising=False)
+    assert StudioSettings().inprocess_commits is True
+    monkeypatch.setenv("COMPONENT_STUDIO_INPROCESS_COMMITS", "false")
+    assert StudioSettings().inprocess_commits is False
+    monkeypatch.setenv("COMPONENT_STUDIO_INPROCESS_COMMITS", "sometimes")
+    with pytest.raises(ValidationError, match="inprocess_commits"):
+        StudioSettings()
+
+
 def test_repo_roots_comma_list(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("COMPONENT_STUDIO_REPO_ROOTS", f"{tmp_path}/a, ~/b ,,{tmp_path}/c,")

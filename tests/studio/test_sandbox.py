@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from studio.commands import command_adapter
+from studio.config import StudioSettings
 from studio.errors import (
     CommitNotFound,
     GitLocked,
@@ -137,6 +139,54 @@ def test_write_files_is_one_commit(running: ComponentStudioSandbox):
     shown = git(worktree, "show", "--name-only", "--format=", result.commit_hash or "")
     assert sorted(shown.split()) == ["src/a.ts", "src/b/c.ts"]
     assert len(running.history()) == 2
+
+
+@pytest.mark.parametrize("inprocess", [True, False], ids=["inprocess", "git-cli"])
+def test_execute_commits_alike_on_either_commit_path(
+    make_sandbox: SandboxFactory,
+    settings: StudioSettings,
+    origin: Path,
+    inprocess: bool,
+    caplog: pytest.LogCaptureFixture,
+):
+    chosen = settings.model_copy(update={"inprocess_commits": inprocess})
+    sandbox = make_sandbox(node_settings=chosen)
+    sandbox.on_setup()
+    pill = "src/components/Pill.tsx"
+    with caplog.at_level(logging.DEBUG, logger="git.cmd"):
+        wrote = execute(
+            sandbox, command="write_file", file_path=pill, content="1;\n", description="a pill"
+        )
+        batch = execute(
+            sandbox,
+            command="write_files",
+            files=[
+                {"file_path": pill, "content": "2;\n"},
+                {"file_path": "README.md", "content": "# kit\n"},
+            ],
+        )
+        same = execute(sandbox, command="write_file", file_path="README.md", content="# kit\n")
+        deleted = execute(sandbox, command="delete_file", file_path=pill)
+    # GitPython logs each git it runs: `git commit` ran exactly when the setting is off.
+    ran = [r for r in caplog.records if r.name == "git.cmd" and "'commit'" in r.getMessage()]
+    assert len(ran) == (0 if inprocess else 3)
+    assert same.commit_hash is None
+    hashes = [deleted.commit_hash, batch.commit_hash, wrote.commit_hash]
+    assert [c.hash for c in sandbox.history()] == [*hashes, sandbox.base_commit]
+    worktree = sandbox.worktree_path
+
+    def changes(commit: str | None) -> list[str]:
+        return git(worktree, "show", "--name-status", "--format=", str(commit)).splitlines()
+
+    assert changes(wrote.commit_hash) == [f"A\t{pill}"]
+    assert changes(batch.commit_hash) == ["M\tREADME.md", f"M\t{pill}"]
+    assert changes(deleted.commit_hash) == [f"D\t{pill}"]
+    assert git(worktree, "log", "-1", "--format=%s", str(wrote.commit_hash)) == (
+        "AI: a pill [sb_test0001]"
+    )
+    assert git(worktree, "status", "--porcelain") == ""
+    # Durable either way: the last commit is on the origin.
+    assert git(origin, "rev-parse", "design/studio-test0001") == deleted.commit_hash
 
 
 def test_unchanged_write_commits_nothing(running: ComponentStudioSandbox):
