@@ -8,9 +8,7 @@ StudioError an API client can act on.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from studio.errors import (
     PermissionDenied,
     RepositoryNotFound,
 )
+from studio.git import git_status
 
 __all__ = ["CheckedSource", "check_local_repository", "check_remote_repository", "is_remote_url"]
 
@@ -40,19 +39,8 @@ class CheckedSource:
 
 
 def _git(args: Sequence[str], cwd: Path | None = None, timeout: float = 10.0) -> tuple[int, str]:
-    try:
-        result = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, **_GIT_ENV},
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return 124, f"git {args[0]} timed out after {timeout:.0f} s"
-    return result.returncode, (result.stdout if result.returncode == 0 else result.stderr).strip()
+    code, out, err = git_status(args, cwd=cwd, env=_GIT_ENV, timeout=timeout)
+    return code, (out if code == 0 else err).strip()
 
 
 def _within(path: Path, roots: Sequence[Path]) -> bool:

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
-import subprocess
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +43,7 @@ from studio.errors import (
     ServiceUnavailable,
     StudioError,
 )
+from studio.git import git_status
 from studio.naming import branch_name
 
 __all__ = [
@@ -497,19 +496,10 @@ class GitHubProvider:
         return _URL_CREDENTIALS.sub(f"x-access-token:{REDACTED}@", text)
 
 
-def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _git(cwd: Path, *args: str) -> tuple[int, str, str]:
     # The ceiling stops git from walking up: a plain directory inside some other
     # repository must not pass for a repository itself.
-    env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(cwd.parent)}
-    return subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-    )
+    return git_status(args, cwd=cwd, env={"GIT_CEILING_DIRECTORIES": str(cwd.parent)}, timeout=30)
 
 
 class LocalProvider:
@@ -529,13 +519,13 @@ class LocalProvider:
             raise RepositoryNotFound(
                 f"the origin repository {repository} does not exist", repository=repository
             )
-        result = _git(origin, "rev-parse", "--absolute-git-dir")
-        if result.returncode != 0:
+        code, out, err = _git(origin, "rev-parse", "--absolute-git-dir")
+        if code != 0:
             raise RepositoryNotFound(
-                f"{repository} is not a git repository: {result.stderr.strip()}",
+                f"{repository} is not a git repository: {err.strip()}",
                 repository=repository,
             )
-        return Path(result.stdout.strip())
+        return Path(out.strip())
 
     def check_push_permission(self, repository: str) -> None:
         """Raise :class:`RepositoryNotFound` unless ``repository`` is a git repository.
@@ -550,8 +540,10 @@ class LocalProvider:
     ) -> PullRequestInfo:
         """Confirm ``head`` is in the origin and say that no pull request was opened."""
         origin = self._git_dir(repository)
-        found = _git(origin, "rev-parse", "--verify", "--quiet", f"refs/heads/{head}^{{commit}}")
-        if found.returncode != 0:
+        found, _, _ = _git(
+            origin, "rev-parse", "--verify", "--quiet", f"refs/heads/{head}^{{commit}}"
+        )
+        if found != 0:
             raise PullRequestError(
                 f"branch {head} is not in the origin {repository}: push it before finalizing",
                 repository=repository,

@@ -54,6 +54,7 @@ from studio.git.runner import (
     NETWORK_TIMEOUT_SECONDS,
     GitRunner,
     file_lock,
+    git_status,
     remove_orphaned_locks,
 )
 
@@ -75,6 +76,7 @@ __all__ = [
     "classify_failure",
     "clean_message",
     "file_lock",
+    "git_status",
     "identity_env",
     "is_protected",
     "local_remote_path",

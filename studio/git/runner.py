@@ -41,7 +41,13 @@ from studio.errors import (
 )
 from studio.git.command import STALE_LOCK_SECONDS, classify_failure, lock_path, redact
 
-__all__ = ["NETWORK_TIMEOUT_SECONDS", "GitRunner", "file_lock", "remove_orphaned_locks"]
+__all__ = [
+    "NETWORK_TIMEOUT_SECONDS",
+    "GitRunner",
+    "file_lock",
+    "git_status",
+    "remove_orphaned_locks",
+]
 
 logger = logging.getLogger("studio.git")
 
@@ -110,6 +116,36 @@ def file_lock(path: Path) -> Iterator[None]:
 def _readable(text: str) -> str:
     """``text`` as GitPython decoded it (surrogate escapes) made safe to print and serialize."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def git_status(
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of one ``git <args>`` run through GitPython.
+
+    For checks whose failure is an answer (is this a repository? does that
+    remote answer?) outside the repositories a :class:`GitRunner` owns. ``cwd``
+    is passed as ``git -C``, never as the process's directory (see
+    :class:`GitRunner`); ``timeout`` kills git and its helpers.
+    """
+    argv = ["git", *(["-C", str(cwd)] if cwd is not None else []), *args]
+    try:
+        status, out, err = Git().execute(
+            argv,
+            env={"GIT_TERMINAL_PROMPT": "0", **(env or {})},
+            kill_after_timeout=timeout,
+            with_extended_output=True,
+            with_exceptions=False,
+        )
+    except GitCommandNotFound as exc:
+        return 127, "", f"cannot run git: {exc}"
+    if status == _KILLED and timeout is not None:
+        return status, "", f"git {args[0]} did not finish within {timeout:g}s and was killed"
+    return status, out, _readable(err)
 
 
 class GitRunner:
