@@ -325,7 +325,7 @@ class SandboxActor:
 
     @ray.method(max_task_retries=0)
     async def execute(self, command: dict[str, Any]) -> ExecuteResult:
-        """Run one execute command (the plan's request body)."""
+        """Run one execute command (the API's execute request body)."""
         try:
             parsed = command_adapter.validate_python(command)
         except ValidationError as exc:

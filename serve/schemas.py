@@ -1,6 +1,6 @@
 """Request and response bodies of the HTTP API.
 
-Field names follow the plan's "API Endpoints" exactly (``sandbox_id``,
+Field names are the API contract's (docs/api.md) (``sandbox_id``,
 ``renderer_url``, ``git_commits``, ``commit_hash``, ``current_hash``,
 ``pr_url``...); the extra fields a client of such a service expects come
 after them. Requests forbid unknown fields, except the create request, whose
@@ -61,7 +61,7 @@ class CreateSandboxRequest(BaseModel):
 
 
 class CreateSandboxResponse(BaseModel):
-    """The plan's 201 answer."""
+    """The create answer (201)."""
 
     sandbox_id: str
     renderer_url: str | None
@@ -75,7 +75,7 @@ class CreateSandboxResponse(BaseModel):
 
 
 class CommitEntry(BaseModel):
-    """One of ``git_commits``: the plan's three fields."""
+    """One of ``git_commits``: hash, message, timestamp."""
 
     hash: str
     message: str
@@ -88,7 +88,7 @@ class CommitEntry(BaseModel):
 
 
 class SandboxStatus(BaseModel):
-    """The plan's status answer plus websocket_url, execute_url, branch, restarts and node."""
+    """The status answer: the contract's fields, websocket_url, execute_url, branch, restarts, node."""
 
     id: str
     status: SandboxState

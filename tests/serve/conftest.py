@@ -28,7 +28,7 @@ from tests.actors.conftest import TEMPLATE, UI_KIT, node_settings, shut_down_stu
 from tests.support.gitrepo import repo_from_dir
 
 # WebSocket keep-alive shrunk so that a silent client is found in seconds.
-# The fields of a create answer (201 or 202), the plan's plus the direct listener's.
+# The fields of a create answer (201 or 202), the contract's plus the direct listener's.
 CREATE_FIELDS = {"sandbox_id", "renderer_url", "websocket_url", "execute_url", "branch", "status"}
 OPTIONS = ServeOptions(ping_interval=1.0, pong_timeout=5.0, client_queue=64, poll_timeout=5.0)
 # Generous: 200 WebSocket clients of one user connect at once. test_api.py runs

@@ -33,7 +33,7 @@ def test_the_plans_five_requests(api: Api) -> None:
     alice = api.user("alice")
     headers = api.headers(alice)
 
-    # Create Sandbox, exactly as the plan writes it.
+    # Create Sandbox, exactly as docs/api.md writes it.
     reply = api.http.post(
         "/api/v1/sandboxes",
         json={"type": "component-studio", "repository_id": api.repository_id},
