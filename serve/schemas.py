@@ -88,7 +88,7 @@ class CommitEntry(BaseModel):
 
 
 class SandboxStatus(BaseModel):
-    """The status answer: the contract's fields, then websocket_url, branch, restarts, node."""
+    """The status answer: the contract's fields, then the URLs, branch, restarts and node."""
 
     id: str
     status: SandboxState
