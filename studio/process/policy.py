@@ -1,7 +1,7 @@
 """The pure part of process supervision: statuses, their table, stop results, restarts.
 
 No processes, no clock: :class:`RestartPolicy` decides from numbers it is given,
-so every decision is unit-testable. :mod:`studio.process.manager` re-exports all of it.
+so every decision is unit-testable.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from enum import StrEnum
 from studio.errors import InvalidConfig, InvalidState
 
 __all__ = [
-    "DEFAULT_POLICY",
     "TRANSITIONS",
     "ProcessStatus",
     "RestartDecision",
@@ -28,7 +27,6 @@ class ProcessStatus(StrEnum):
     STOPPED = "stopped"
     STARTING = "starting"
     RUNNING = "running"
-    BACKOFF = "backoff"
     FAILED = "failed"
 
 
@@ -36,9 +34,8 @@ P = ProcessStatus
 
 TRANSITIONS: dict[ProcessStatus, frozenset[ProcessStatus]] = {
     P.STOPPED: frozenset({P.STARTING}),
-    P.STARTING: frozenset({P.RUNNING, P.BACKOFF, P.FAILED, P.STOPPED}),
-    P.RUNNING: frozenset({P.BACKOFF, P.FAILED, P.STOPPED}),
-    P.BACKOFF: frozenset({P.STARTING, P.FAILED, P.STOPPED}),
+    P.STARTING: frozenset({P.RUNNING, P.FAILED, P.STOPPED}),
+    P.RUNNING: frozenset({P.STOPPED}),
     P.FAILED: frozenset({P.STARTING, P.STOPPED}),
 }
 
@@ -105,6 +102,3 @@ class RestartPolicy:
         if count >= self.max_restarts:
             return RestartDecision(allowed=False, delay=0.0, reset_count=reset)
         return RestartDecision(allowed=True, delay=self.delay(count), reset_count=reset)
-
-
-DEFAULT_POLICY = RestartPolicy()

@@ -11,8 +11,8 @@ A restart holds this supervisor's lock (not the sandbox's mutation lock):
 executes and reads go on meanwhile. :meth:`ViteSupervisor.close` interrupts a
 restart sleeping its backoff and kills whatever it may have spawned.
 
-A dead Vite is noticed at once: a watcher thread blocks until Vite's process
-exits (``waitid`` without reaping it, so no CPU while it runs) and then takes
+A dead Vite is noticed at once: a watcher thread sleeps until Vite's process
+exits (:meth:`~studio.vite.ViteServer.wait_exit`, no CPU while it runs) and then takes
 the same restart path as a monitor pass (:meth:`ViteSupervisor.check_and_restart`,
 backoff and limit included). The monitor pass stays as the backstop for a
 Vite that hangs without exiting; the supervisor's lock keeps the two from
@@ -21,11 +21,9 @@ restarting twice, and nothing restarts once :meth:`ViteSupervisor.close` began.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import logging
-import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -144,7 +142,6 @@ class ViteSupervisor:
                 worktree,
                 ports=ports,
                 unhealthy_threshold=sandbox.config.unhealthy_threshold,
-                ready_timeout=sandbox.config.ready_timeout,
                 pid_file=pid_file,
                 standby=self._standby,
             )
@@ -183,12 +180,10 @@ class ViteSupervisor:
             if server is None or pid is None or state is not S.RUNNING:
                 self._stopping.wait(_WATCH_IDLE)  # setting up or restarting: look again soon
                 continue
-            # WNOWAIT: the process manager reaps it; this only learns that it ended.
-            # ChildProcessError: reaped already, so it ended too.
-            with contextlib.suppress(ChildProcessError):
-                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+            server.wait_exit()
             if self._stopping.is_set() or generation != self._watch_generation:
                 return
+            # The exit seen is of the Vite still in place, not of one a restart replaced.
             if server.pid == pid and sandbox.state is S.RUNNING:
                 logger.warning(
                     "Vite exited; restarting it",
@@ -317,7 +312,7 @@ class ViteSupervisor:
             )
         watcher = self._watcher
         if watcher is not None and watcher is not threading.current_thread():
-            # Vite is gone, so its watcher is past waitid and sees the stop.
+            # Vite is gone, so its watcher is past its wait and sees the stop.
             watcher.join(timeout=10.0)
 
 

@@ -52,8 +52,8 @@ def kill_vite(sandbox: ComponentStudioSandbox) -> int:
     server = sandbox.vite.server
     assert server is not None
     # Not psutil's "zombie": a killed multi-threaded leader shows Z before its
-    # threads are gone, and only then does waitid (what the monitor asks) report it.
-    assert server.manager.wait(30) is not None
+    # threads are gone, and only then does waitid (what the watcher asks) report it.
+    assert server.wait_exit(30) is not None
     return pid
 
 
