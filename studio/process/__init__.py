@@ -15,6 +15,7 @@ from studio.process.orphans import (
 from studio.process.policy import (
     TRANSITIONS,
     ProcessStatus,
+    RestartCount,
     RestartDecision,
     RestartPolicy,
     StopResult,
@@ -28,6 +29,7 @@ __all__ = [
     "ProcessManager",
     "ProcessSpec",
     "ProcessStatus",
+    "RestartCount",
     "RestartDecision",
     "RestartPolicy",
     "StopResult",

@@ -1,11 +1,12 @@
 """The Vite of one sandbox: start, health, restart with backoff, FAILED past the limit.
 
 :class:`ViteSupervisor` belongs to a :class:`~studio.sandbox.sandbox.ComponentStudioSandbox`
-and drives its RUNNING / RESTARTING / FAILED transitions. The restart decision is
-the pure :class:`~studio.process.RestartPolicy` built from the sandbox's config;
-the count of restarts in a row lives here rather than in the process manager,
-because a start that fails stops the manager and a fresh start would reset
-its count, so a Vite that crashes on every start would never reach the limit.
+and drives its RUNNING / RESTARTING / FAILED transitions. It is the one restart
+loop of Vite: the restarts in a row, the backoff, the limit and the
+stable-start reset are :class:`~studio.process.RestartCount`'s, kept here across
+starts (a start that fails stops Vite's process manager, so a count kept there
+would restart from zero and a Vite that crashes on every start would never
+reach the limit).
 
 A restart holds this supervisor's lock (not the sandbox's mutation lock):
 executes and reads go on meanwhile. :meth:`ViteSupervisor.close` interrupts a
@@ -32,7 +33,7 @@ from studio.config import RAY_WORKER_PORT_MIN
 from studio.errors import InvalidConfig, RestartLimitExceeded, ServiceUnavailable, StudioError
 from studio.messages import SetupStep
 from studio.ports import PortAllocator
-from studio.process import RestartPolicy, reap_orphans
+from studio.process import RestartCount, RestartPolicy, reap_orphans
 from studio.state import SandboxState
 from studio.vite import (
     STUDIO_DIR,
@@ -67,14 +68,17 @@ class ViteSupervisor:
         self._standby = standby
         self.server: ViteServer | None = None
         self.ports: PortAllocator | None = None
-        self.restarts = 0
-        self._in_row = 0
-        self._running_since: float | None = None
+        self._restarts = RestartCount(self._policy())
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
         # Bumped by every start(): an older watcher sees it and ends.
         self._watch_generation = 0
+
+    @property
+    def restarts(self) -> int:
+        """Vite restarts so far, over this supervisor's life."""
+        return self._restarts.total
 
     @property
     def port(self) -> int | None:
@@ -149,8 +153,7 @@ class ViteSupervisor:
             self.server = server
             sandbox.setup_step(SetupStep.VITE)
             server.start(timeout=sandbox.config.ready_timeout)
-            self._running_since = time.monotonic()
-            self._in_row = 0
+            self._restarts.up(time.monotonic())
             self._watch_generation += 1
             self._watcher = threading.Thread(
                 target=self._watch,
@@ -218,44 +221,31 @@ class ViteSupervisor:
             if server is None or self._stopping.is_set():
                 return False, False
             if self._sandbox.state is S.RUNNING and server.check_health():
-                self._reset_if_stable()
                 return True, False
             return self._restart_loop(server)
         finally:
             self._lock.release()
 
-    def _reset_if_stable(self) -> None:
-        since = self._running_since
-        if since is not None and time.monotonic() - since >= self._sandbox.config.stable_start:
-            self._in_row = 0
-
     def _restart_loop(self, server: ViteServer) -> tuple[bool, bool]:
         sandbox = self._sandbox
-        policy = self._policy()
-        since = self._running_since
-        ran_for = 0.0 if since is None else time.monotonic() - since
         output = server.output(_OUTPUT_LINES)
         restarted = False
         while True:
-            decision = policy.decide(self._in_row, ran_for)
-            if decision.reset_count:
-                self._in_row = 0
+            # Counted before the RESTARTING event, so that event says which restart this is.
+            decision = self._restarts.failed(time.monotonic())
             if not decision.allowed:
                 server.stop()
                 sandbox.fail(
                     RestartLimitExceeded(
-                        f"Vite failed again after {self._in_row} restart(s) in a row "
-                        f"(max_restarts={policy.max_restarts}); the sandbox is FAILED. Its "
-                        "commits are kept: tear it down, or finalize it.",
+                        f"Vite failed again after {decision.in_row} restart(s) in a row "
+                        f"(max_restarts={sandbox.config.max_restarts}); the sandbox "
+                        "is FAILED. Its commits are kept: tear it down, or finalize it.",
                         output=output,
                         restarts=self.restarts,
                     ),
                     output=output,
                 )
                 return False, restarted
-            # Counted first, so the RESTARTING event says which restart this is.
-            self._in_row += 1
-            self.restarts += 1
             restarted = True
             if sandbox.state is not S.RESTARTING and not sandbox.transition_if(
                 frozenset({S.RUNNING}), S.RESTARTING
@@ -266,7 +256,7 @@ class ViteSupervisor:
             sandbox.recorder.vite_restarted(sandbox.sandbox_id)
             logger.warning(
                 "restarting Vite (%d in a row)",
-                self._in_row,
+                decision.in_row,
                 extra={"sandbox_id": sandbox.sandbox_id, "restarts": self.restarts},
             )
             try:
@@ -276,11 +266,10 @@ class ViteSupervisor:
                 if self._stopping.is_set():
                     return False, restarted
                 output = list(exc.details.get("output") or server.output(_OUTPUT_LINES))
-                ran_for = 0.0
                 continue
             if self._stopping.is_set():
                 return False, restarted
-            self._running_since = time.monotonic()
+            self._restarts.up(time.monotonic())
             sandbox.transition_if(frozenset({S.RESTARTING}), S.RUNNING)
             return True, restarted
 

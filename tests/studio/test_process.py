@@ -29,6 +29,7 @@ from studio.process import (
     ProcessManager,
     ProcessSpec,
     ProcessStatus,
+    RestartCount,
     RestartDecision,
     RestartPolicy,
     StopResult,
@@ -133,26 +134,29 @@ def test_policy_delay_grows_exponentially_up_to_the_cap() -> None:
 
 def test_policy_refuses_past_the_limit() -> None:
     policy = RestartPolicy(max_restarts=2, backoff=0.5, backoff_max=10.0, stable_start=30.0)
-    assert policy.decide(0, 1.0) == RestartDecision(allowed=True, delay=0.5, reset_count=False)
-    assert policy.decide(1, 1.0).allowed
-    assert policy.decide(2, 1.0) == RestartDecision(allowed=False, delay=0.0, reset_count=False)
+    assert policy.decide(0, 1.0) == RestartDecision(allowed=True, delay=0.5, in_row=1)
+    assert policy.decide(1, 1.0) == RestartDecision(allowed=True, delay=1.0, in_row=2)
+    assert policy.decide(2, 1.0) == RestartDecision(allowed=False, delay=0.0, in_row=2)
 
 
-def test_policy_resets_the_count_after_a_stable_start() -> None:
+def test_policy_starts_a_new_row_after_a_stable_run() -> None:
     policy = RestartPolicy(max_restarts=2, backoff=0.5, backoff_max=10.0, stable_start=30.0)
-    assert policy.decide(2, 30.0) == RestartDecision(allowed=True, delay=0.5, reset_count=True)
+    assert policy.decide(2, 29.9) == RestartDecision(allowed=False, delay=0.0, in_row=2)
+    assert policy.decide(2, 30.0) == RestartDecision(allowed=True, delay=0.5, in_row=1)
     assert not RestartPolicy(max_restarts=0).decide(0, 100.0).allowed
 
 
 @given(
-    restarts=st.integers(min_value=0, max_value=10_000),
+    in_row=st.integers(min_value=0, max_value=10_000),
     ran_for=st.floats(min_value=0, max_value=1e6),
 )
-def test_policy_delay_is_bounded(restarts: int, ran_for: float) -> None:
+def test_policy_delay_is_bounded(in_row: int, ran_for: float) -> None:
     policy = RestartPolicy(max_restarts=5, backoff=0.25, backoff_max=4.0, stable_start=10.0)
-    decision = policy.decide(restarts, ran_for)
+    decision = policy.decide(in_row, ran_for)
     assert 0.0 <= decision.delay <= policy.backoff_max
-    assert decision.allowed == (restarts < 5 or ran_for >= 10.0)
+    assert decision.allowed == (in_row < 5 or ran_for >= 10.0)
+    if decision.allowed:
+        assert 1 <= decision.in_row <= policy.max_restarts
 
 
 @pytest.mark.parametrize(
@@ -162,6 +166,43 @@ def test_policy_delay_is_bounded(restarts: int, ran_for: float) -> None:
 def test_policy_rejects_bad_values(kwargs: dict[str, float]) -> None:
     with pytest.raises(InvalidConfig):
         RestartPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_restart_count_backs_off_then_gives_up_and_the_next_start_has_a_new_row() -> None:
+    count = RestartCount(RestartPolicy(max_restarts=2, backoff=1.0, backoff_max=8.0))
+    count.up(100.0)
+    first = count.failed(101.0)
+    assert (first.allowed, first.delay, first.in_row) == (True, 1.0, 1)
+    count.up(102.0)
+    second = count.failed(103.0)
+    assert (second.allowed, second.delay, second.in_row) == (True, 2.0, 2)
+    refused = count.failed(104.0)  # the second restart never came up
+    assert (refused.allowed, refused.in_row) == (False, 2)
+    assert count.total == 2
+    # Given up: whatever starts the process afresh starts a new row.
+    count.up(200.0)
+    assert count.failed(201.0).in_row == 1
+    assert count.total == 3
+
+
+def test_restart_count_starts_a_new_row_after_a_stable_run() -> None:
+    count = RestartCount(RestartPolicy(max_restarts=1, backoff=1.0, stable_start=30.0))
+    count.up(0.0)
+    assert count.failed(1.0).allowed
+    count.up(2.0)
+    assert count.failed(32.0) == RestartDecision(allowed=True, delay=1.0, in_row=1)
+    count.up(33.0)
+    assert not count.failed(34.0).allowed
+    assert count.total == 2
+
+
+def test_a_restart_that_never_came_up_ran_for_nothing() -> None:
+    # However long a failing restart took, it is no stable run.
+    count = RestartCount(RestartPolicy(max_restarts=2, backoff=1.0, stable_start=30.0))
+    count.up(0.0)
+    assert count.failed(1.0).in_row == 1
+    assert count.failed(1000.0).in_row == 2
+    assert not count.failed(5000.0).allowed
 
 
 def test_spec_and_manager_reject_bad_values(tmp_path: Path) -> None:
