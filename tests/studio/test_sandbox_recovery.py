@@ -380,7 +380,7 @@ def test_a_new_object_tears_down_what_a_dead_incarnation_left(make_sandbox: Sand
     assert gone(pid)
     assert not first.worktree_path.exists()
     assert not successor.layout.pid_file("vite-sb_test0001").exists()
-    assert successor.vite._allocator().reservations() == {}
+    assert successor.vite.ports.reservations() == {}
     assert git(successor.layout.mirror("ui-kit"), "rev-parse", f"refs/heads/{BRANCH}") == sha
 
 
