@@ -1,35 +1,35 @@
-"""Child processes: spawn in their own session, stop by escalation, reap orphans."""
+"""Child processes: spawn in their own session, stop by escalation, reap orphans; restart policy."""
 
 from studio.process.child import (
     Child,
     OutputRing,
 )
 from studio.process.manager import (
-    DEFAULT_POLICY,
-    TRANSITIONS,
-    OutputLine,
     ProcessManager,
     ProcessSpec,
+)
+from studio.process.orphans import (
+    reap_orphans,
+    write_pid_record,
+)
+from studio.process.policy import (
+    TRANSITIONS,
     ProcessStatus,
+    RestartCount,
     RestartDecision,
     RestartPolicy,
     StopResult,
     check_transition,
-    reap_orphans,
-)
-from studio.process.orphans import (
-    write_pid_record,
 )
 
 __all__ = [
-    "DEFAULT_POLICY",
     "TRANSITIONS",
     "Child",
-    "OutputLine",
     "OutputRing",
     "ProcessManager",
     "ProcessSpec",
     "ProcessStatus",
+    "RestartCount",
     "RestartDecision",
     "RestartPolicy",
     "StopResult",

@@ -8,21 +8,17 @@ it forked.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import IO, NamedTuple
+from typing import IO
 
 import psutil
 
-__all__ = ["Child", "OutputLine", "OutputRing"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["Child", "OutputRing"]
 
 # A line longer than this is split, so a runaway writer cannot exhaust memory.
 _MAX_LINE = 64 * 1024
@@ -32,61 +28,36 @@ _EXIT_POLL = 0.01
 _DRAIN_TIMEOUT = 0.5
 
 
-class OutputLine(NamedTuple):
-    """One line of output and the stream (``stdout`` or ``stderr``) it came from."""
-
-    stream: str
-    text: str
-
-
 class OutputRing:
-    """Bounded per-stream and combined rings of output lines, fed by reader threads."""
+    """The last lines of a process's stdout and stderr, interleaved; fed by reader threads."""
 
-    def __init__(self, maxlen: int, on_line: Callable[[str, str], None] | None) -> None:
+    def __init__(self, maxlen: int) -> None:
         self._lock = threading.Lock()
-        self._streams: dict[str, deque[str]] = {
-            "stdout": deque(maxlen=maxlen),
-            "stderr": deque(maxlen=maxlen),
-        }
-        self._combined: deque[OutputLine] = deque(maxlen=maxlen)
-        self._on_line = on_line
+        self._lines: deque[str] = deque(maxlen=maxlen)
 
-    def add(self, stream: str, text: str) -> None:
-        """Keep ``text`` (one line of ``stream``) and pass it to the callback."""
+    def add(self, text: str) -> None:
+        """Keep ``text`` (one line), dropping the oldest past the limit."""
         with self._lock:
-            self._streams[stream].append(text)
-            self._combined.append(OutputLine(stream, text))
-        if self._on_line is not None:
-            try:
-                self._on_line(stream, text)
-            except Exception:
-                logger.exception("output callback failed")
+            self._lines.append(text)
 
-    def stream(self, stream: str) -> list[str]:
-        """The kept lines of ``stream``, oldest first."""
+    def last(self, lines: int | None) -> list[str]:
+        """The last ``lines`` lines (all if ``None``), oldest first."""
         with self._lock:
-            return list(self._streams[stream])
-
-    def records(self, lines: int | None) -> list[OutputLine]:
-        """The last ``lines`` lines of both streams (all if ``None``), oldest first."""
-        with self._lock:
-            records = list(self._combined)
+            kept = list(self._lines)
         if lines is None:
-            return records
-        return records[-lines:] if lines > 0 else []
+            return kept
+        return kept[-lines:] if lines > 0 else []
 
     def clear(self) -> None:
         """Forget every kept line."""
         with self._lock:
-            for ring in self._streams.values():
-                ring.clear()
-            self._combined.clear()
+            self._lines.clear()
 
 
-def _pump(pipe: IO[bytes], stream: str, ring: OutputRing) -> None:
+def _pump(pipe: IO[bytes], ring: OutputRing) -> None:
     with pipe:
         for raw in iter(lambda: pipe.readline(_MAX_LINE), b""):
-            ring.add(stream, raw.decode("utf-8", "replace").rstrip("\r\n"))
+            ring.add(raw.decode("utf-8", "replace").rstrip("\r\n"))
 
 
 class Child:
@@ -104,7 +75,7 @@ class Child:
         self._exit_code: int | None = None
         self.readers = [
             threading.Thread(
-                target=_pump, args=(pipe, name, ring), name=f"{name}-{self.pid}", daemon=True
+                target=_pump, args=(pipe, ring), name=f"{name}-{self.pid}", daemon=True
             )
             for pipe, name in ((popen.stdout, "stdout"), (popen.stderr, "stderr"))
             if pipe is not None
@@ -139,7 +110,16 @@ class Child:
         return self._exit_code
 
     def wait_exit(self, timeout: float | None) -> int | None:
-        """The exit code, waiting up to ``timeout`` seconds (``None``: no limit)."""
+        """The exit code, waiting up to ``timeout`` seconds (``None``: no limit).
+
+        Without a limit it sleeps in ``waitid`` until the leader exits, so a
+        thread can watch for an exit at no cost while the process runs.
+        """
+        if timeout is None and self._exit_code is None:
+            # WNOWAIT: learns of the exit without reaping (see the module docstring).
+            # ChildProcessError: reaped meanwhile, so it ended too.
+            with contextlib.suppress(ChildProcessError):
+                os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
         deadline = None if timeout is None else time.monotonic() + timeout
         while (code := self.exit_code()) is None:
             remaining = _EXIT_POLL if deadline is None else deadline - time.monotonic()

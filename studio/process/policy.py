@@ -1,7 +1,8 @@
 """The pure part of process supervision: statuses, their table, stop results, restarts.
 
-No processes, no clock: :class:`RestartPolicy` decides from numbers it is given,
-so every decision is unit-testable. :mod:`studio.process.manager` re-exports all of it.
+No processes, no clock: :class:`RestartPolicy` decides from numbers it is
+given, and :class:`RestartCount` keeps the one count of restarts in a row
+against it, told the time by its caller, so every decision is unit-testable.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from enum import StrEnum
 from studio.errors import InvalidConfig, InvalidState
 
 __all__ = [
-    "DEFAULT_POLICY",
     "TRANSITIONS",
     "ProcessStatus",
+    "RestartCount",
     "RestartDecision",
     "RestartPolicy",
     "StopResult",
@@ -28,7 +29,6 @@ class ProcessStatus(StrEnum):
     STOPPED = "stopped"
     STARTING = "starting"
     RUNNING = "running"
-    BACKOFF = "backoff"
     FAILED = "failed"
 
 
@@ -36,9 +36,8 @@ P = ProcessStatus
 
 TRANSITIONS: dict[ProcessStatus, frozenset[ProcessStatus]] = {
     P.STOPPED: frozenset({P.STARTING}),
-    P.STARTING: frozenset({P.RUNNING, P.BACKOFF, P.FAILED, P.STOPPED}),
-    P.RUNNING: frozenset({P.BACKOFF, P.FAILED, P.STOPPED}),
-    P.BACKOFF: frozenset({P.STARTING, P.FAILED, P.STOPPED}),
+    P.STARTING: frozenset({P.RUNNING, P.FAILED, P.STOPPED}),
+    P.RUNNING: frozenset({P.STOPPED}),
     P.FAILED: frozenset({P.STARTING, P.STOPPED}),
 }
 
@@ -63,11 +62,15 @@ class StopResult(StrEnum):
 
 @dataclass(frozen=True)
 class RestartDecision:
-    """What :meth:`RestartPolicy.decide` allows: restart or not, after how long."""
+    """What :meth:`RestartPolicy.decide` allows after a failure.
+
+    ``in_row``: the restarts in a row once this decision is followed (this
+    restart included when ``allowed``; 0 when a stable run ended the row).
+    """
 
     allowed: bool
     delay: float
-    reset_count: bool
+    in_row: int
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class RestartPolicy:
     The n-th restart in a row (counting from 0) waits ``backoff * 2**n`` seconds,
     at most ``backoff_max``. After ``max_restarts`` restarts in a row the next
     failure is final. A process that ran healthy for ``stable_start`` seconds
-    starts a new row.
+    before it failed starts a new row.
     """
 
     max_restarts: int = 3
@@ -98,13 +101,45 @@ class RestartPolicy:
         # The cap on the exponent keeps 2**n a float long after backoff_max applies.
         return min(self.backoff * 2.0 ** min(restarts_so_far, 64), self.backoff_max)
 
-    def decide(self, restarts_so_far: int, ran_for: float) -> RestartDecision:
-        """Whether a process that ran healthy ``ran_for`` seconds may restart."""
-        reset = ran_for >= self.stable_start
-        count = 0 if reset else restarts_so_far
-        if count >= self.max_restarts:
-            return RestartDecision(allowed=False, delay=0.0, reset_count=reset)
-        return RestartDecision(allowed=True, delay=self.delay(count), reset_count=reset)
+    def decide(self, in_row: int, ran_for: float) -> RestartDecision:
+        """After ``in_row`` restarts in a row, may a process that ran ``ran_for`` s restart?"""
+        if ran_for >= self.stable_start:
+            in_row = 0
+        if in_row >= self.max_restarts:
+            return RestartDecision(allowed=False, delay=0.0, in_row=in_row)
+        return RestartDecision(allowed=True, delay=self.delay(in_row), in_row=in_row + 1)
 
 
-DEFAULT_POLICY = RestartPolicy()
+@dataclass
+class RestartCount:
+    """The restarts of one supervised process, counted against its policy.
+
+    The caller says when the process came up healthy (:meth:`up`) and when it,
+    or a restart of it, failed (:meth:`failed`); times are the caller's
+    monotonic clock, so tests pass plain numbers. ``total`` counts every
+    restart allowed over the process's life; ``in_row`` is the count the
+    limit applies to. A refusal ends the row: the process is given up, and
+    whatever starts it afresh later begins a new one.
+    """
+
+    policy: RestartPolicy
+    in_row: int = 0
+    total: int = 0
+    up_since: float | None = None
+
+    def up(self, now: float) -> None:
+        """The process is up and healthy from ``now`` on."""
+        self.up_since = now
+
+    def failed(self, now: float) -> RestartDecision:
+        """The process failed at ``now``: the decision, with the restart it allows counted."""
+        # A restart that never came up healthy ran for nothing.
+        ran_for = 0.0 if self.up_since is None else max(now - self.up_since, 0.0)
+        self.up_since = None
+        decision = self.policy.decide(self.in_row, ran_for)
+        if decision.allowed:
+            self.in_row = decision.in_row
+            self.total += 1
+        else:
+            self.in_row = 0
+        return decision

@@ -18,6 +18,8 @@ from studio.sandbox.sandbox import (
     ComponentStudioSandbox,
 )
 from studio.sandbox.vite_supervisor import (
+    SandboxStates,
+    ViteOptions,
     ViteSupervisor,
     fetch_components,
 )
@@ -30,6 +32,8 @@ __all__ = [
     "ComponentStudioSandbox",
     "FileChange",
     "SandboxLifecycle",
+    "SandboxStates",
+    "ViteOptions",
     "ViteSupervisor",
     "commit_message",
     "fetch_components",

@@ -16,8 +16,8 @@ to the mirror's ``origin`` (see ``_sandbox_push``), so another node can recover
 the sandbox from there with ``on_setup(recover=True)``. With the config's
 ``durable_commits`` (the default) execute and rollback answer only once that
 push landed; otherwise it runs in the background.
-The Vite restart loop lives in ``_sandbox_vite``; the all-or-nothing file edits
-in ``_sandbox_files``.
+The Vite restart loop lives in :mod:`studio.sandbox.vite_supervisor`; the
+all-or-nothing file edits in :mod:`studio.sandbox.files`.
 """
 
 from __future__ import annotations
@@ -69,10 +69,11 @@ from studio.models import (
     SandboxInfo,
 )
 from studio.naming import branch_name
+from studio.process import RestartPolicy
 from studio.sandbox.files import FileChange, commit_message, read_command
 from studio.sandbox.lifecycle import SandboxLifecycle
 from studio.sandbox.push import BranchPusher
-from studio.sandbox.vite_supervisor import ViteSupervisor, fetch_components
+from studio.sandbox.vite_supervisor import ViteOptions, ViteSupervisor, fetch_components
 from studio.state import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -153,12 +154,39 @@ class ComponentStudioSandbox(SandboxLifecycle):
         # Taken before the lifecycle's state lock, never after it.
         self._mutation = threading.Lock()
         # A standby started ahead of need runs the first Vite, when it fits (studio.vite.standby).
-        self.vite = ViteSupervisor(self, vite_standby)
+        self.vite = ViteSupervisor(
+            self._vite_options(), self, recorder=recorder, standby=vite_standby
+        )
         self.pusher = BranchPusher(self._push_origin, name=f"push-{sandbox_id}")
         # A local origin is pushed in-process in a few ms: a durable edit's own
         # thread pushes it (no hand-off to the push thread and back). A network
         # push stays on the push thread, so that push_timeout bounds the wait.
         self._push_here = local_remote_path(repository.source) is not None
+
+    def _vite_options(self) -> ViteOptions:
+        config, settings = self.config, self.settings
+        return ViteOptions(
+            sandbox_id=self.sandbox_id,
+            worktree=self.worktree_path,
+            template_dir=settings.template_dir,
+            install_cache=self.layout.install_cache,
+            pid_file=self.layout.pid_file(f"vite-{self.sandbox_id}"),
+            port_locks=self.layout.locks,
+            host=settings.host,
+            port_base=config.vite_port,
+            port_count=settings.vite_port_count,
+            ws_url=self.websocket_url(),
+            component_glob=config.component_glob,
+            wrapper=config.wrapper_component,
+            ready_timeout=config.ready_timeout,
+            unhealthy_threshold=config.unhealthy_threshold,
+            restart_policy=RestartPolicy(
+                max_restarts=config.max_restarts,
+                backoff=config.restart_backoff,
+                backoff_max=config.restart_backoff_max,
+                stable_start=config.stable_start,
+            ),
+        )
 
     # -- what the layers read ------------------------------------------------
 

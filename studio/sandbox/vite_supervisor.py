@@ -1,40 +1,44 @@
 """The Vite of one sandbox: start, health, restart with backoff, FAILED past the limit.
 
-:class:`ViteSupervisor` belongs to a :class:`~studio.sandbox.sandbox.ComponentStudioSandbox`
-and drives its RUNNING / RESTARTING / FAILED transitions. The restart decision is
-the pure :class:`~studio.process.RestartPolicy` built from the sandbox's config;
-the count of restarts in a row lives here rather than in the process manager,
-because a start that fails stops the manager and a fresh start would reset
-its count, so a Vite that crashes on every start would never reach the limit.
+:class:`ViteSupervisor` drives a sandbox's RUNNING / RESTARTING / FAILED
+transitions through a narrow interface: the :class:`ViteOptions` it is built
+with, and the :class:`SandboxStates` it reports to (the sandbox's lifecycle).
+It is the one restart loop of Vite: the restarts in a row, the backoff, the
+limit and the stable-start reset are :class:`~studio.process.RestartCount`'s,
+kept here across starts (a start that fails stops Vite's process manager, so a
+count kept there would restart from zero and a Vite that crashes on every start
+would never reach the limit).
 
 A restart holds this supervisor's lock (not the sandbox's mutation lock):
 executes and reads go on meanwhile. :meth:`ViteSupervisor.close` interrupts a
 restart sleeping its backoff and kills whatever it may have spawned.
 
-A dead Vite is noticed at once: a watcher thread blocks until Vite's process
-exits (``waitid`` without reaping it, so no CPU while it runs) and then takes
-the same restart path as a monitor pass (:meth:`ViteSupervisor.check_and_restart`,
-backoff and limit included). The monitor pass stays as the backstop for a
-Vite that hangs without exiting; the supervisor's lock keeps the two from
-restarting twice, and nothing restarts once :meth:`ViteSupervisor.close` began.
+A dead Vite is noticed at once: a watcher thread sleeps until Vite's process
+exits (:meth:`~studio.vite.ViteServer.wait_exit`, no CPU while it runs) and then
+takes the same restart path as a monitor pass
+(:meth:`ViteSupervisor.check_and_restart`, backoff and limit included). The
+monitor pass stays as the backstop for a Vite that hangs without exiting; the
+supervisor's lock keeps the two from restarting twice, and nothing restarts
+once :meth:`ViteSupervisor.close` began.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import logging
-import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from studio.config import RAY_WORKER_PORT_MIN
-from studio.errors import InvalidConfig, RestartLimitExceeded, ServiceUnavailable, StudioError
+from studio.errors import RestartLimitExceeded, ServiceUnavailable, StudioError
 from studio.messages import SetupStep
+from studio.metrics import NO_RECORDER, Recorder
 from studio.ports import PortAllocator
-from studio.process import RestartPolicy, reap_orphans
+from studio.process import RestartCount, RestartPolicy, reap_orphans
 from studio.state import SandboxState
 from studio.vite import (
     STUDIO_DIR,
@@ -45,10 +49,9 @@ from studio.vite import (
 )
 
 if TYPE_CHECKING:
-    from studio.sandbox.sandbox import ComponentStudioSandbox
     from studio.vite.standby import ViteStandby
 
-__all__ = ["ViteSupervisor", "fetch_components"]
+__all__ = ["SandboxStates", "ViteOptions", "ViteSupervisor", "fetch_components"]
 
 logger = logging.getLogger("studio.sandbox")
 
@@ -60,23 +63,82 @@ _WATCH_IDLE = 0.2
 _WATCH_ENDS = frozenset({S.FAILED, S.STOPPING, S.STOPPED, S.FINALIZED})
 
 
+@dataclass(frozen=True)
+class ViteOptions:
+    """What one sandbox's Vite is made of: its files, its ports, how it is watched."""
+
+    sandbox_id: str
+    worktree: Path
+    template_dir: Path
+    install_cache: Path
+    pid_file: Path
+    port_locks: Path
+    host: str
+    port_base: int
+    port_count: int
+    # The studio page's event WebSocket, written into the studio app's config.
+    ws_url: str
+    component_glob: str
+    wrapper: str | None
+    ready_timeout: float
+    unhealthy_threshold: int
+    restart_policy: RestartPolicy
+
+
+class SandboxStates(Protocol):
+    """What the supervisor reads and drives of its sandbox's lifecycle."""
+
+    @property
+    def state(self) -> SandboxState:
+        """The sandbox's state now."""
+        ...
+
+    def transition_if(self, allowed: frozenset[SandboxState], target: SandboxState) -> bool:
+        """Go to ``target`` only from one of ``allowed``; whether it happened."""
+        ...
+
+    def setup_step(self, step: SetupStep) -> None:
+        """Say which setup step is under way."""
+        ...
+
+    def fail(self, error: StudioError | str, *, output: list[str] | None = None) -> None:
+        """Go FAILED with an ``error`` event carrying ``output``."""
+        ...
+
+
 class ViteSupervisor:
     """Starts, checks, restarts and stops one sandbox's Vite."""
 
-    def __init__(self, sandbox: ComponentStudioSandbox, standby: ViteStandby | None = None) -> None:
-        self._sandbox = sandbox
+    def __init__(
+        self,
+        options: ViteOptions,
+        lifecycle: SandboxStates,
+        *,
+        recorder: Recorder = NO_RECORDER,
+        standby: ViteStandby | None = None,
+    ) -> None:
+        self.options = options
+        self._lifecycle = lifecycle
+        self._recorder = recorder
         # Runs the next start's Vite (see studio.vite.standby); used once.
         self._standby = standby
         self.server: ViteServer | None = None
-        self.ports: PortAllocator | None = None
-        self.restarts = 0
-        self._in_row = 0
-        self._running_since: float | None = None
+        # The range stays below Ray's worker ports whatever the config's base.
+        count = min(options.port_count, RAY_WORKER_PORT_MIN - options.port_base)
+        self.ports = PortAllocator(
+            options.port_locks, host=options.host, base=options.port_base, count=count
+        )
+        self._restarts = RestartCount(options.restart_policy)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
         # Bumped by every start(): an older watcher sees it and ends.
         self._watch_generation = 0
+
+    @property
+    def restarts(self) -> int:
+        """Vite restarts so far, over this supervisor's life."""
+        return self._restarts.total
 
     @property
     def port(self) -> int | None:
@@ -88,77 +150,52 @@ class ViteSupervisor:
         server = self.server
         return [] if server is None else server.output(lines)
 
-    def _policy(self) -> RestartPolicy:
-        config = self._sandbox.config
-        return RestartPolicy(
-            max_restarts=config.max_restarts,
-            backoff=config.restart_backoff,
-            backoff_max=config.restart_backoff_max,
-            stable_start=config.stable_start,
-        )
-
-    def _allocator(self) -> PortAllocator:
-        sandbox = self._sandbox
-        base = sandbox.config.vite_port
-        # The range must stay below Ray's worker ports whatever the config's base.
-        count = min(sandbox.settings.vite_port_count, RAY_WORKER_PORT_MIN - base)
-        if count < 1:
-            raise InvalidConfig(f"vite_port {base} leaves no port below {RAY_WORKER_PORT_MIN}")
-        return PortAllocator(
-            sandbox.layout.locks, host=sandbox.settings.host, base=base, count=count
-        )
-
     # -- start ---------------------------------------------------------------
 
     def start(self, *, recover: bool) -> None:
         """Generate the studio app and start Vite until healthy (setup's last step)."""
-        sandbox = self._sandbox
-        pid_file = sandbox.layout.pid_file(f"vite-{sandbox.sandbox_id}")
-        worktree = sandbox.worktree_path
+        options = self.options
         with self._lock:
             self._stopping.clear()
-            ports = self.ports = self._allocator()
             preferred = None
             if recover:
                 # What the previous incarnation left: its Vite, its reservation, its port.
-                if reap_orphans(pid_file):
+                if reap_orphans(options.pid_file):
                     logger.warning(
-                        "reaped the previous Vite", extra={"sandbox_id": sandbox.sandbox_id}
+                        "reaped the previous Vite", extra={"sandbox_id": options.sandbox_id}
                     )
-                ports.release_owner(sandbox.sandbox_id)
+                self.ports.release_owner(options.sandbox_id)
                 preferred = self._previous_port()
-            port = ports.allocate(sandbox.sandbox_id, preferred=preferred)
-            sandbox.setup_step(SetupStep.INSTALL)
+            port = self.ports.allocate(options.sandbox_id, preferred=preferred)
+            self._lifecycle.setup_step(SetupStep.INSTALL)
             generate_studio_app(
-                worktree,
-                template_dir=sandbox.settings.template_dir,
-                cache_root=sandbox.layout.install_cache,
+                options.worktree,
+                template_dir=options.template_dir,
+                cache_root=options.install_cache,
                 port=port,
-                host=sandbox.settings.host,
-                ws_url=sandbox.websocket_url(),
-                sandbox_id=sandbox.sandbox_id,
-                component_glob=sandbox.config.component_glob,
-                wrapper=sandbox.config.wrapper_component,
+                host=options.host,
+                ws_url=options.ws_url,
+                sandbox_id=options.sandbox_id,
+                component_glob=options.component_glob,
+                wrapper=options.wrapper,
             )
             server = ViteServer(
-                worktree,
-                ports=ports,
-                unhealthy_threshold=sandbox.config.unhealthy_threshold,
-                ready_timeout=sandbox.config.ready_timeout,
-                pid_file=pid_file,
+                options.worktree,
+                ports=self.ports,
+                unhealthy_threshold=options.unhealthy_threshold,
+                pid_file=options.pid_file,
                 standby=self._standby,
             )
             self._standby = None
             self.server = server
-            sandbox.setup_step(SetupStep.VITE)
-            server.start(timeout=sandbox.config.ready_timeout)
-            self._running_since = time.monotonic()
-            self._in_row = 0
+            self._lifecycle.setup_step(SetupStep.VITE)
+            server.start(timeout=options.ready_timeout)
+            self._restarts.up(time.monotonic())
             self._watch_generation += 1
             self._watcher = threading.Thread(
                 target=self._watch,
                 args=(self._watch_generation,),
-                name=f"vite-watch-{sandbox.sandbox_id}",
+                name=f"vite-watch-{options.sandbox_id}",
                 daemon=True,
             )
             self._watcher.start()
@@ -173,9 +210,9 @@ class ViteSupervisor:
 
     def _watch(self, generation: int) -> None:
         """Restart Vite as soon as its process exits, until close() or a newer start()."""
-        sandbox = self._sandbox
+        lifecycle = self._lifecycle
         while not self._stopping.is_set() and generation == self._watch_generation:
-            state = sandbox.state
+            state = lifecycle.state
             if state in _WATCH_ENDS:
                 return
             server = self.server
@@ -183,25 +220,22 @@ class ViteSupervisor:
             if server is None or pid is None or state is not S.RUNNING:
                 self._stopping.wait(_WATCH_IDLE)  # setting up or restarting: look again soon
                 continue
-            # WNOWAIT: the process manager reaps it; this only learns that it ended.
-            # ChildProcessError: reaped already, so it ended too.
-            with contextlib.suppress(ChildProcessError):
-                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+            server.wait_exit()
             if self._stopping.is_set() or generation != self._watch_generation:
                 return
-            if server.pid == pid and sandbox.state is S.RUNNING:
+            # The exit seen is of the Vite still in place, not of one a restart replaced.
+            if server.pid == pid and lifecycle.state is S.RUNNING:
                 logger.warning(
                     "Vite exited; restarting it",
-                    extra={"sandbox_id": sandbox.sandbox_id, "pid": pid},
+                    extra={"sandbox_id": self.options.sandbox_id, "pid": pid},
                 )
                 self.check_and_restart()
             # A restart another pass runs (or the one just done) needs a moment to show.
             self._stopping.wait(_WATCH_IDLE)
 
     def _previous_port(self) -> int | None:
-        studio_dir = self._sandbox.worktree_path / STUDIO_DIR
         try:
-            port = read_studio_config(studio_dir).get("port")
+            port = read_studio_config(self.options.worktree / STUDIO_DIR).get("port")
         except StudioError:
             return None
         return port if isinstance(port, int) else None
@@ -222,78 +256,64 @@ class ViteSupervisor:
             server = self.server
             if server is None or self._stopping.is_set():
                 return False, False
-            if self._sandbox.state is S.RUNNING and server.check_health():
-                self._reset_if_stable()
+            if self._lifecycle.state is S.RUNNING and server.check_health():
                 return True, False
             return self._restart_loop(server)
         finally:
             self._lock.release()
 
-    def _reset_if_stable(self) -> None:
-        since = self._running_since
-        if since is not None and time.monotonic() - since >= self._sandbox.config.stable_start:
-            self._in_row = 0
-
     def _restart_loop(self, server: ViteServer) -> tuple[bool, bool]:
-        sandbox = self._sandbox
-        policy = self._policy()
-        since = self._running_since
-        ran_for = 0.0 if since is None else time.monotonic() - since
+        lifecycle, options = self._lifecycle, self.options
         output = server.output(_OUTPUT_LINES)
         restarted = False
         while True:
-            decision = policy.decide(self._in_row, ran_for)
-            if decision.reset_count:
-                self._in_row = 0
+            # Counted before the RESTARTING event, so that event says which restart this is.
+            decision = self._restarts.failed(time.monotonic())
             if not decision.allowed:
                 server.stop()
-                sandbox.fail(
+                lifecycle.fail(
                     RestartLimitExceeded(
-                        f"Vite failed again after {self._in_row} restart(s) in a row "
-                        f"(max_restarts={policy.max_restarts}); the sandbox is FAILED. Its "
-                        "commits are kept: tear it down, or finalize it.",
+                        f"Vite failed again after {decision.in_row} restart(s) in a row "
+                        f"(max_restarts={options.restart_policy.max_restarts}); the sandbox "
+                        "is FAILED. Its commits are kept: tear it down, or finalize it.",
                         output=output,
                         restarts=self.restarts,
                     ),
                     output=output,
                 )
                 return False, restarted
-            # Counted first, so the RESTARTING event says which restart this is.
-            self._in_row += 1
-            self.restarts += 1
             restarted = True
-            if sandbox.state is not S.RESTARTING and not sandbox.transition_if(
+            if lifecycle.state is not S.RESTARTING and not lifecycle.transition_if(
                 frozenset({S.RUNNING}), S.RESTARTING
             ):
                 return False, restarted  # being torn down
             if self._stopping.wait(decision.delay):
                 return False, restarted
-            sandbox.recorder.vite_restarted(sandbox.sandbox_id)
+            self._recorder.vite_restarted(options.sandbox_id)
             logger.warning(
                 "restarting Vite (%d in a row)",
-                self._in_row,
-                extra={"sandbox_id": sandbox.sandbox_id, "restarts": self.restarts},
+                decision.in_row,
+                extra={"sandbox_id": options.sandbox_id, "restarts": self.restarts},
             )
             try:
                 server.stop()
-                server.start(timeout=sandbox.config.ready_timeout)
+                server.start(timeout=options.ready_timeout)
             except StudioError as exc:
                 if self._stopping.is_set():
                     return False, restarted
                 output = list(exc.details.get("output") or server.output(_OUTPUT_LINES))
-                ran_for = 0.0
                 continue
             if self._stopping.is_set():
                 return False, restarted
-            self._running_since = time.monotonic()
-            sandbox.transition_if(frozenset({S.RESTARTING}), S.RUNNING)
+            self._restarts.up(time.monotonic())
+            lifecycle.transition_if(frozenset({S.RESTARTING}), S.RUNNING)
             return True, restarted
 
     # -- stop ----------------------------------------------------------------
 
     def close(self) -> None:
         """Stop Vite (interrupting a restart), release its port, remove ``.studio/``."""
-        sandbox = self._sandbox
+        options = self.options
         self._stopping.set()
         standby, self._standby = self._standby, None
         if standby is not None:
@@ -307,17 +327,13 @@ class ViteSupervisor:
             if server is not None:
                 server.close()
             # Also a reservation an earlier incarnation in this process made.
-            ports = self.ports or self._allocator()
-            ports.release_owner(sandbox.sandbox_id)
+            self.ports.release_owner(options.sandbox_id)
             # Without a server of ours (nothing started here), the pid file names
             # the Vite a previous incarnation left; it is killed.
-            cleanup_studio_app(
-                sandbox.worktree_path,
-                pid_file=sandbox.layout.pid_file(f"vite-{sandbox.sandbox_id}"),
-            )
+            cleanup_studio_app(options.worktree, pid_file=options.pid_file)
         watcher = self._watcher
         if watcher is not None and watcher is not threading.current_thread():
-            # Vite is gone, so its watcher is past waitid and sees the stop.
+            # Vite is gone, so its watcher is past its wait and sees the stop.
             watcher.join(timeout=10.0)
 
 

@@ -5,7 +5,9 @@ template (node_modules linked to the install cache) and writes its
 ``studio.config.json``; :class:`ViteServer` runs Vite on it under a
 :class:`~studio.process.ProcessManager` (or hands its first start to a
 :class:`~studio.vite.standby.ViteStandby`) and keeps its port its own;
-``cleanup_studio_app`` undoes both.
+``cleanup_studio_app`` undoes both. Deciding when to restart Vite is its
+supervisor's job (:mod:`studio.sandbox.vite_supervisor`): a restart is a
+:meth:`ViteServer.stop` and a :meth:`ViteServer.start`.
 
 Vite is spawned as ``node .studio/serve.mjs``, the template's launcher, which
 imports vite.config.mjs and calls Vite's ``createServer`` (an ``npm run``
@@ -28,8 +30,9 @@ import json
 import logging
 import re
 import shutil
+import subprocess
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -39,15 +42,7 @@ from studio.errors import InvalidConfig, PortInUse, ProcessStartError, ViteStart
 from studio.install.cache import ensure_node_modules, link_node_modules
 from studio.paths import atomic_write
 from studio.ports import PortAllocator
-from studio.process import (
-    DEFAULT_POLICY,
-    ProcessManager,
-    ProcessSpec,
-    ProcessStatus,
-    RestartPolicy,
-    StopResult,
-    reap_orphans,
-)
+from studio.process import ProcessManager, ProcessSpec, StopResult, reap_orphans
 from studio.vite.deps import deps_seed_dir, template_fingerprint
 from studio.vite.shell import SHELL_FILE, SHELL_MAP, ensure_shell, install_shell
 
@@ -338,10 +333,10 @@ class ViteServer:
     Reads port and host from ``<worktree>/.studio/studio.config.json``. When
     the port turns out to be taken, takes another one from ``ports`` (under
     the sandbox's id), rewrites the config and tries again, at most
-    ``port_attempts`` ports per start; the same happens when the supervisor's
-    monitor restarts a Vite that died of a taken port. ``close()`` stops Vite
-    and releases the port. A ``standby`` runs the first start when it fits
-    this studio app (else it is closed and Vite spawned as usual).
+    ``port_attempts`` ports per start (a restart is a start too, so a Vite
+    whose port was taken while it was down moves as well). ``close()`` stops
+    Vite and releases the port. A ``standby`` runs the first start when it
+    fits this studio app (else it is closed and Vite spawned as usual).
     """
 
     def __init__(
@@ -350,14 +345,10 @@ class ViteServer:
         *,
         ports: PortAllocator,
         node: str = "node",
-        policy: RestartPolicy = DEFAULT_POLICY,
         unhealthy_threshold: int = 3,
-        ready_timeout: float = 60.0,
         pid_file: Path | None = None,
         port_attempts: int = 5,
         probe_timeout: float = 1.0,
-        on_status: Callable[[ProcessStatus, ProcessStatus], None] | None = None,
-        on_output: Callable[[str, str], None] | None = None,
         standby: ViteStandby | None = None,
     ) -> None:
         if port_attempts < 1 or probe_timeout <= 0:
@@ -372,7 +363,6 @@ class ViteServer:
         self.port_attempts = port_attempts
         self.probe_timeout = probe_timeout
         self.pid_file = pid_file
-        self._on_status = on_status
         # Runs the first start instead of a spawn, when it fits this studio app.
         self._standby = standby
         # The pid whose listening socket on self.port was seen; None: not yet.
@@ -386,23 +376,15 @@ class ViteServer:
                 env=VITE_ENV,
                 name=f"vite[{self.owner}]",
             ),
-            policy=policy,
             readiness_probe=self._ready,
             unhealthy_threshold=unhealthy_threshold,
-            ready_timeout=ready_timeout,
             pid_file=pid_file,
-            on_status=self._status_changed,
-            on_output=on_output,
         )
 
     @property
     def url(self) -> str:
         """The renderer's URL, ``http://host:port/``."""
         return renderer_url(self.host, self.port)
-
-    @property
-    def status(self) -> ProcessStatus:
-        return self.manager.status
 
     @property
     def pid(self) -> int | None:
@@ -414,30 +396,16 @@ class ViteServer:
 
     # -- health --------------------------------------------------------------
 
-    def health_check(self) -> bool:
-        """Vite's process is alive and ``GET /@vite/client`` answers 200 now."""
-        return self.manager.is_alive() and self._ready()
-
     def check_health(self) -> bool:
-        """Like :meth:`health_check`, but unhealthy only after several failures in a row."""
+        """Vite alive, its ``/@vite/client`` not failed ``unhealthy_threshold`` times in a row."""
         return self.manager.check_health()
 
-    def wait_for_healthy(self, timeout: float, poll_interval: float = 0.025) -> None:
-        """Return once :meth:`health_check` passes; :class:`ViteStartError` after ``timeout``.
+    def wait_exit(self, timeout: float | None = None) -> int | None:
+        """Vite's exit code once its process exits (``None`` if ``timeout`` passed first).
 
-        Also raises at once when Vite exits. The error carries Vite's last
-        lines of output in ``details["output"]``.
+        Without ``timeout`` it sleeps until the exit, costing nothing while Vite runs.
         """
-        deadline = time.monotonic() + timeout
-        while not self.health_check():
-            if not self.manager.is_alive():
-                raise self._start_error(
-                    f"Vite exited with code {self.manager.returncode} before it was healthy"
-                )
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise self._start_error(f"Vite was not healthy on {self.url} after {timeout:g}s")
-            time.sleep(min(poll_interval, remaining))
+        return self.manager.wait(timeout)
 
     def _ready(self) -> bool:
         if not _probe(self.host, self.port, self.probe_timeout):
@@ -460,49 +428,20 @@ class ViteServer:
     def start(self, timeout: float = 60.0) -> None:
         """Start Vite and wait until it is healthy, moving to another port if needed.
 
-        Raises :class:`ViteStartError` (with Vite's output) when it exits or is
-        not ready within ``timeout`` seconds, :class:`PortInUse` when
-        ``port_attempts`` ports in a row were taken.
+        Raises :class:`ViteStartError` (with Vite's output) when it cannot be
+        spawned, exits or is not ready within ``timeout`` seconds,
+        :class:`PortInUse` when ``port_attempts`` ports in a row were taken.
+        Vite is stopped when it raises.
         """
         if self.pid_file is not None:
             # What an earlier incarnation of this sandbox left still holds the port.
             reap_orphans(self.pid_file)
         standby, self._standby = self._standby, None
         adopted = None if standby is None else standby.hand_over(self.worktree, self.studio_dir)
-        self._launch(lambda: self.manager.start(adopt=adopted), timeout)
-
-    def restart(self, timeout: float = 60.0) -> None:
-        """Restart Vite per the restart policy (backoff, limit) and wait until healthy.
-
-        Raises :class:`~studio.errors.RestartLimitExceeded` past the policy's
-        limit; a stopped or failed server is started afresh instead.
-        """
-        if self.manager.status in (ProcessStatus.STOPPED, ProcessStatus.FAILED):
-            self.start(timeout)
-        else:
-            self._launch(self.manager.restart, timeout)
-
-    def stop(self, timeout: float = 5.0) -> StopResult:
-        """SIGTERM Vite's process group, SIGKILL it after ``timeout`` s; keeps the port."""
-        return self.manager.stop(timeout)
-
-    def close(self, timeout: float = 5.0) -> StopResult:
-        """Stop Vite (and a standby never used) and release its port reservation."""
-        standby, self._standby = self._standby, None
-        if standby is not None:
-            standby.close()
-        result = self.stop(timeout)
-        self.ports.release(self.port, self.owner)
-        return result
-
-    def _launch(self, first: Callable[[], None], timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        try:
-            first()
-        except ProcessStartError as exc:
-            self.manager.stop()
-            raise self._start_error(f"cannot start Vite: {exc.message}") from exc
         for attempt in range(1, self.port_attempts + 1):
+            self._spawn(adopted)
+            adopted = None
             try:
                 self.manager.wait_ready(max(deadline - time.monotonic(), 0.001))
             except ProcessStartError as exc:
@@ -522,13 +461,32 @@ class ViteServer:
                         output=output,
                     ) from exc
                 self._move_port()
-                self.manager.start()
             else:
                 logger.info(
                     "vite ready",
                     extra={"sandbox_id": self.owner, "port": self.port, "pid": self.pid},
                 )
                 return
+
+    def stop(self, timeout: float = 5.0) -> StopResult:
+        """SIGTERM Vite's process group, SIGKILL it after ``timeout`` s; keeps the port."""
+        return self.manager.stop(timeout)
+
+    def close(self, timeout: float = 5.0) -> StopResult:
+        """Stop Vite (and a standby never used) and release its port reservation."""
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            standby.close()
+        result = self.stop(timeout)
+        self.ports.release(self.port, self.owner)
+        return result
+
+    def _spawn(self, adopt: subprocess.Popen[bytes] | None) -> None:
+        try:
+            self.manager.start(adopt=adopt)
+        except ProcessStartError as exc:
+            self.manager.stop()
+            raise self._start_error(f"cannot start Vite: {exc.message}") from exc
 
     def _move_port(self) -> None:
         old = self.port
@@ -545,16 +503,6 @@ class ViteServer:
             new,
             extra={"sandbox_id": self.owner, "old_port": old, "port": new},
         )
-
-    def _status_changed(self, old: ProcessStatus, new: ProcessStatus) -> None:
-        # A monitor restart of a Vite that died of a taken port would only die
-        # again on it: move before the respawn (the backoff follows this call).
-        if new is ProcessStatus.BACKOFF and (
-            self._foreign_port == self.port or is_port_conflict(self.output(20), self.port)
-        ):
-            self._move_port()
-        if self._on_status is not None:
-            self._on_status(old, new)
 
     def _start_error(self, message: str, **details: Any) -> ViteStartError:
         return ViteStartError(

@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -20,8 +22,10 @@ from studio.errors import InvalidState, PullRequestError, ViteStartError
 from studio.pr import LocalProvider, PullRequestInfo
 from studio.sandbox import ComponentStudioSandbox
 from studio.state import SandboxState
+from studio.vite import read_studio_config
 from tests.studio.test_sandbox import event_types, execute, get
 from tests.studio.test_sandbox_fixtures import (
+    HOST,
     TEMPLATE,
     SandboxFactory,
     fast_config,
@@ -52,8 +56,8 @@ def kill_vite(sandbox: ComponentStudioSandbox) -> int:
     server = sandbox.vite.server
     assert server is not None
     # Not psutil's "zombie": a killed multi-threaded leader shows Z before its
-    # threads are gone, and only then does waitid (what the monitor asks) report it.
-    assert server.manager.wait(30) is not None
+    # threads are gone, and only then does waitid (what the watcher asks) report it.
+    assert server.wait_exit(30) is not None
     return pid
 
 
@@ -131,6 +135,84 @@ def test_vite_crashing_on_every_restart_fails_the_sandbox_keeping_commits(
     assert sandbox.on_teardown().status is S.STOPPED
     assert not worktree.exists()
     assert git(sandbox.layout.mirror("ui-kit"), "rev-parse", f"refs/heads/{BRANCH}") == sha
+
+
+def restart_logs(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("restarting Vite")]
+
+
+def test_a_restart_that_crashes_is_retried_after_a_longer_backoff(
+    make_sandbox: SandboxFactory, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.INFO, logger="studio.sandbox")
+    sandbox = make_sandbox()
+    sandbox.on_setup()
+    install_fake_vite(sandbox.worktree_path / ".studio", "crash-once")
+    kill_vite(sandbox)
+    # The first restart crashes; the second, still in the same row, comes up.
+    wait_for(lambda: sandbox.state is S.RUNNING and sandbox.restarts == 2)
+    assert restart_logs(caplog) == ["restarting Vite (1 in a row)", "restarting Vite (2 in a row)"]
+    # One RESTARTING until Vite is back, and no error: the limit (2) was not passed.
+    assert statuses(sandbox)[-2:] == ["restarting", "running"]
+    assert not [p for t, p in event_types(sandbox) if t == "error"]
+    assert sandbox.port is not None and get(sandbox.port, "/@vite/client")[0] == 200
+
+
+def test_restarts_in_a_row_past_the_limit_fail_though_each_came_up(
+    make_sandbox: SandboxFactory, settings: StudioSettings
+):
+    # Each restart comes up, but none ran stable_start (30 s): one row.
+    sandbox = make_sandbox(config=fast_config(settings, max_restarts=1))
+    sandbox.on_setup()
+    kill_vite(sandbox)
+    wait_for(lambda: sandbox.state is S.RUNNING and sandbox.restarts == 1)
+    kill_vite(sandbox)
+    wait_for(lambda: sandbox.state is S.FAILED)
+    assert sandbox.restarts == 1
+    # Refused at once: no RESTARTING before FAILED.
+    assert statuses(sandbox)[-3:] == ["restarting", "running", "failed"]
+    error = [p for t, p in event_types(sandbox) if t == "error"][-1]
+    assert "after 1 restart(s) in a row (max_restarts=1)" in str(error["message"])
+    # Vite's last words before it was killed.
+    assert any("ready in" in line for line in error["output"])  # type: ignore[attr-defined]
+
+
+def test_restarts_start_a_new_row_after_a_stable_run(
+    make_sandbox: SandboxFactory, settings: StudioSettings
+):
+    stable_start = 0.3
+    sandbox = make_sandbox(config=fast_config(settings, max_restarts=1, stable_start=stable_start))
+    sandbox.on_setup()
+    kill_vite(sandbox)
+    wait_for(lambda: sandbox.state is S.RUNNING and sandbox.restarts == 1)
+    time.sleep(stable_start * 2)  # healthy for longer than stable_start
+    kill_vite(sandbox)
+    wait_for(lambda: sandbox.state is S.RUNNING and sandbox.restarts == 2)
+    # Without the reset the second crash would have been past max_restarts=1.
+    assert statuses(sandbox)[-4:] == ["restarting", "running", "restarting", "running"]
+    assert not [p for t, p in event_types(sandbox) if t == "error"]
+
+
+def test_a_vite_whose_port_was_taken_while_it_was_down_restarts_on_another(
+    make_sandbox: SandboxFactory, settings: StudioSettings, caplog: pytest.LogCaptureFixture
+):
+    # A backoff long enough to take the port before the restart runs.
+    sandbox = make_sandbox(config=fast_config(settings, restart_backoff=2, restart_backoff_max=2))
+    sandbox.on_setup()
+    old_port = sandbox.port
+    assert old_port is not None
+    kill_vite(sandbox)
+    wait_for(lambda: sandbox.state is S.RESTARTING)
+    with socket.socket() as squatter:
+        squatter.bind((HOST, old_port))
+        wait_for(lambda: sandbox.state is S.RUNNING)
+    port = sandbox.port
+    assert port is not None and port != old_port
+    assert read_studio_config(sandbox.worktree_path / ".studio")["port"] == port
+    assert get(port, "/@vite/client")[0] == 200
+    assert sandbox.info().renderer_url == f"http://localhost:{port}/"
+    assert list(sandbox.vite.ports.reservations()) == [port]
+    assert f"port {old_port} was taken, moving Vite to {port}" in caplog.messages
 
 
 def test_stopped_vite_is_not_restarted_after_teardown(make_sandbox: SandboxFactory):
@@ -298,7 +380,7 @@ def test_a_new_object_tears_down_what_a_dead_incarnation_left(make_sandbox: Sand
     assert gone(pid)
     assert not first.worktree_path.exists()
     assert not successor.layout.pid_file("vite-sb_test0001").exists()
-    assert successor.vite._allocator().reservations() == {}
+    assert successor.vite.ports.reservations() == {}
     assert git(successor.layout.mirror("ui-kit"), "rev-parse", f"refs/heads/{BRANCH}") == sha
 
 

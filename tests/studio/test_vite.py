@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from studio.errors import InvalidConfig, PortInUse, ViteStartError
 from studio.install.cache import ensure_node_modules
 from studio.paths import atomic_write
 from studio.ports import PortAllocator, port_is_free
-from studio.process import ProcessStatus, RestartPolicy, StopResult
+from studio.process import StopResult
 from studio.vite import (
     CONFIG_FILE,
     LAUNCHER,
@@ -274,28 +273,24 @@ def test_generate_refuses_a_directory_that_is_not_the_template(tmp_path, install
 # --- the server, with real Vite -------------------------------------------------
 
 
+def _answers(server: ViteServer) -> bool:
+    """Whether Vite answers its readiness probe now, asked from outside."""
+    try:
+        return httpx.get(server.url + "@vite/client", timeout=10).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def test_vite_starts_healthy_and_serves_the_components(studio_repo, make_server, ports):
-    transitions: list[tuple[ProcessStatus, ProcessStatus]] = []
-    lines: list[str] = []
-    server = make_server(
-        studio_repo,
-        on_status=lambda old, new: transitions.append((old, new)),
-        on_output=lambda stream, line: lines.append(line),
-    )
+    server = make_server(studio_repo)
     assert server.port in ports.reservations()
     server.start(START_TIMEOUT)
-    assert server.status is ProcessStatus.RUNNING
-    assert server.health_check() and server.check_health()
+    assert _answers(server) and server.check_health()
     assert server.url == f"http://{HOST}:{server.port}/"
     catalog = httpx.get(server.url + "__studio/components.json", timeout=30).json()
     names = {component["name"] for component in catalog["components"]}
     assert {"Button", "Card", "Input"} <= names
     assert any("ready in" in line for line in server.output())
-    assert any("ready in" in line for line in lines)
-    assert transitions == [
-        (ProcessStatus.STOPPED, ProcessStatus.STARTING),
-        (ProcessStatus.STARTING, ProcessStatus.RUNNING),
-    ]
     # Started in its own session, with the worktree as cwd.
     proc = psutil.Process(server.pid)
     assert os.getsid(proc.pid) == proc.pid
@@ -327,7 +322,7 @@ def test_a_port_taken_by_a_bound_socket_moves_vite_to_another_port(
     server = make_server(studio_repo)
     server.start(START_TIMEOUT)
     assert server.port != taken
-    assert server.health_check()
+    assert _answers(server)
     assert read_studio_config(studio_repo / ".studio")["port"] == server.port
     assert ports.reservations()[server.port].owner == SANDBOX
     assert taken not in ports.reservations()
@@ -361,58 +356,27 @@ def test_ports_taken_again_and_again_end_in_port_in_use(studio_repo, make_server
         server.start(START_TIMEOUT)
     assert "3 ports in a row" in info.value.message
     assert any("already in use" in line for line in info.value.details["output"])
-    assert not server.manager.is_alive()
+    assert server.pid is None
 
 
-def test_sigkill_of_the_group_is_seen_by_health_check_and_restart_recovers(
+def test_a_killed_vite_is_unhealthy_and_a_stop_and_start_bring_it_back_on_its_port(
     studio_repo, make_server
 ):
-    server = make_server(studio_repo, policy=RestartPolicy(max_restarts=2, backoff=0.05))
+    # What its supervisor does to restart it.
+    server = make_server(studio_repo)
     server.start(START_TIMEOUT)
     port, pid = server.port, server.pid
     os.killpg(pid, signal.SIGKILL)
-    server.manager.wait(timeout=10)
-    assert not server.health_check()
-    server.restart(START_TIMEOUT)
-    assert server.health_check()
+    assert server.wait_exit(30) == -signal.SIGKILL
+    assert not server.check_health()
+    assert server.stop() is StopResult.ALREADY_EXITED
+    server.start(START_TIMEOUT)
+    assert server.check_health() and _answers(server)
     assert server.pid != pid and server.port == port
-    assert server.manager.restarts == 1
-
-
-def test_restart_of_a_stopped_server_starts_it(studio_repo, make_server):
-    server = make_server(studio_repo)
-    server.start(START_TIMEOUT)
     assert server.stop() is StopResult.SIGTERM
-    assert not server.health_check()
-    server.restart(START_TIMEOUT)
-    assert server.health_check()
-
-
-def test_the_monitor_restarts_a_killed_vite_onto_a_free_port(studio_repo, make_server):
-    server = make_server(
-        studio_repo, policy=RestartPolicy(max_restarts=3, backoff=0.2, backoff_max=0.2)
-    )
+    assert not server.check_health() and not _answers(server)
     server.start(START_TIMEOUT)
-    old_port, old_pid = server.port, server.pid
-    # Kill Vite and take its port before the monitor respawns it.
-    os.killpg(old_pid, signal.SIGKILL)
-    server.manager.wait(timeout=10)
-    with socket.socket() as squatter:
-        squatter.bind((HOST, old_port))
-        server.manager.start_monitor(0.05)
-        _wait_until(lambda: server.pid not in (None, old_pid) and server.health_check())
-        server.manager.stop_monitor()
-    assert server.port != old_port
-    assert read_studio_config(studio_repo / ".studio")["port"] == server.port
-    assert any(f"Port {old_port} is already in use" in line for line in server.output())
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float = START_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
+    assert _answers(server) and server.port == port
 
 
 def test_a_broken_vite_config_gives_vite_start_error_with_its_output(studio_repo, make_server):
@@ -425,7 +389,7 @@ def test_a_broken_vite_config_gives_vite_start_error_with_its_output(studio_repo
     assert "vite.config.mjs" in output or "SyntaxError" in output, output
     assert info.value.details["returncode"] == 1
     assert info.value.details["port"] == server.port
-    assert not server.manager.is_alive()
+    assert server.pid is None
 
 
 def test_a_crashing_fake_vite_gives_its_output(studio_repo, make_server):
@@ -443,34 +407,13 @@ def test_a_vite_that_never_listens_times_out_and_is_stopped(studio_repo, make_se
     with pytest.raises(ViteStartError, match="not ready") as info:
         server.start(0.5)
     assert info.value.details["output"] == ["starting"]
-    assert server.status is ProcessStatus.STOPPED
+    assert server.pid is None
 
 
 def test_a_missing_node_is_a_vite_start_error(studio_repo, make_server, tmp_path):
     server = make_server(studio_repo, node=str(tmp_path / "no-node"))
     with pytest.raises(ViteStartError, match="cannot start Vite"):
         server.start(START_TIMEOUT)
-
-
-def test_wait_for_healthy_returns_once_healthy_and_reports_exits(studio_repo, make_server):
-    server = make_server(studio_repo)
-    server.start(START_TIMEOUT)
-    server.wait_for_healthy(5.0)
-    os.killpg(server.pid, signal.SIGKILL)
-    server.manager.wait(timeout=10)
-    with pytest.raises(ViteStartError, match="exited") as info:
-        server.wait_for_healthy(5.0)
-    assert info.value.details["url"] == server.url
-
-
-def test_wait_for_healthy_times_out_with_the_output(studio_repo, make_server):
-    install_fake_vite(studio_repo / ".studio", "hang")
-    server = make_server(studio_repo)
-    server.manager.start()
-    _wait_until(lambda: "starting" in server.output())
-    with pytest.raises(ViteStartError, match="not healthy") as info:
-        server.wait_for_healthy(0.3)
-    assert "starting" in info.value.details["output"]
 
 
 def test_server_options_are_checked(studio_repo, ports):
@@ -501,7 +444,7 @@ def test_a_restarted_owner_reaps_the_vite_its_predecessor_left(studio_repo, make
     second = make_server(studio_repo, pid_file=pid_file)
     second.start(START_TIMEOUT)
     assert second.pid != orphan and second.port == first.port
-    assert first.manager.wait(timeout=10) is not None
+    assert first.wait_exit(10) is not None
     second.stop()
     assert not pid_file.exists()
 
@@ -511,7 +454,7 @@ def test_cleanup_without_the_server_reaps_by_pid_file(studio_repo, make_server, 
     server = make_server(studio_repo, pid_file=pid_file)
     server.start(START_TIMEOUT)
     cleanup_studio_app(studio_repo, pid_file=pid_file)
-    assert server.manager.wait(timeout=10) is not None
+    assert server.wait_exit(10) is not None
     assert not (studio_repo / ".studio").exists()
 
 

@@ -18,7 +18,6 @@ from playwright.sync_api import Page
 
 from studio.errors import ViteStartError
 from studio.install.cache import ensure_node_modules
-from studio.process import ProcessStatus
 from studio.vite import ViteServer
 from studio.vite.standby import PRELOADED_PACKAGES, STANDBY_SCRIPT, ViteStandby, standby_argv
 from tests.studio.test_vite import START_TIMEOUT, TEMPLATE, make_server, ports, studio_repo
@@ -71,7 +70,7 @@ def test_a_standby_starts_vite_in_the_studio_app(studio_repo, make_server, make_
     server: ViteServer = make_server(studio_repo, standby=standby, pid_file=pid_file)
     server.start(START_TIMEOUT)
     assert server.pid == standby.pid
-    assert server.status is ProcessStatus.RUNNING and server.health_check()
+    assert server.check_health()
     catalog = httpx.get(server.url + "__studio/components.json", timeout=30).json()
     assert {"Button", "Card", "Input"} <= {c["name"] for c in catalog["components"]}
     # The same process as a cold start: in the worktree, its own session, the CLI's banner.
@@ -119,7 +118,7 @@ def test_a_standby_of_other_node_modules_is_closed_and_vite_started_cold(
     assert "not " in (standby.unfit_for(studio_repo / ".studio") or "")
     server: ViteServer = make_server(studio_repo, standby=standby)
     server.start(START_TIMEOUT)
-    assert server.pid != standby.pid and server.health_check()
+    assert server.pid != standby.pid and server.check_health()
     assert ends_within(standby.pid)
 
 
@@ -142,7 +141,7 @@ def test_a_dead_standby_is_passed_over(studio_repo, make_server, make_standby):
     assert "exited" in (standby.unfit_for(studio_repo / ".studio") or "")
     server: ViteServer = make_server(studio_repo, standby=standby)
     server.start(START_TIMEOUT)
-    assert server.pid != standby.pid and server.health_check()
+    assert server.pid != standby.pid and server.check_health()
 
 
 def test_a_server_closed_before_its_start_closes_its_standby(

@@ -14,6 +14,10 @@ Modes:
 ``port-taken``
     always prints Vite's ``Error: Port N is already in use`` for the port in
     studio.config.json and exits with code 1.
+``crash-once``
+    on its first start prints ``Error: simulated crash on the first start`` to
+    stderr and exits with code 1; from then on runs the real launcher (kept
+    beside it as ``serve.real.mjs``), so Vite comes up.
 """
 
 from __future__ import annotations
@@ -42,6 +46,17 @@ process.exit(1);
 console.log('starting');
 setInterval(() => {}, 1000);
 """,
+    "crash-once": """
+const fs = require('node:fs');
+const path = require('node:path');
+const marker = path.join(__dirname, 'crashed-once');
+if (!fs.existsSync(marker)) {
+  fs.writeFileSync(marker, '');
+  console.error('Error: simulated crash on the first start');
+  process.exit(1);
+}
+import('./serve.real.mjs');
+""",
     "port-taken": _READ_PORT
     + """
 console.error(`error when starting dev server:\\nError: Port ${studio.port} is already in use`);
@@ -57,6 +72,9 @@ def install_fake_vite(studio_dir: Path, mode: str) -> Path:
     body = FAKE_MODES[mode]
     target = script.with_name("fake-vite.cjs")
     target.write_text(body)
-    script.unlink()
+    if mode == "crash-once":
+        script.rename(script.with_name("serve.real.mjs"))
+    else:
+        script.unlink()
     script.write_text(f"import './{target.name}';\n")
     return script
