@@ -200,14 +200,6 @@ class ViteSupervisor:
             )
             self._watcher.start()
 
-    def stop_watching(self) -> None:
-        """Stop reacting to Vite's exit at once; monitor passes still restart it.
-
-        For an incarnation that hands its Vite over to another one (which reaps
-        it): the exit that follows is not a crash to repair.
-        """
-        self._watch_generation += 1
-
     def _watch(self, generation: int) -> None:
         """Restart Vite as soon as its process exits, until close() or a newer start()."""
         lifecycle = self._lifecycle

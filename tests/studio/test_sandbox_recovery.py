@@ -43,6 +43,17 @@ S = SandboxState
 BRANCH = "design/studio-test0001"
 
 
+def die(sandbox: ComponentStudioSandbox) -> None:
+    """What an actor's death does to its sandbox object: its Vite watcher ends, Vite runs on.
+
+    A dead process has no threads; here the object lives on in the test's
+    process, so its watcher is told it belongs to a past start (the way a new
+    start() retires an older watcher).
+    """
+    sandbox.vite._watch_generation += 1
+
+
+
 def vite_pid(sandbox: ComponentStudioSandbox) -> int:
     server = sandbox.vite.server
     assert server is not None and server.pid is not None
@@ -260,7 +271,7 @@ def test_recover_on_the_same_node_reaps_the_old_vite(make_sandbox: SandboxFactor
     sha = execute(first, command="write_file", file_path="src/r.ts", content="r\n").commit_hash
     old_pid, old_port = vite_pid(first), first.port
     # The actor died: its object is gone (its watcher with it), its Vite still runs.
-    first.vite.stop_watching()
+    die(first)
     # A new incarnation:
     second = make_sandbox(start_seq=first.events.last_seq + 1)
     info = second.on_setup(recover=True)
@@ -373,7 +384,7 @@ def test_a_new_object_tears_down_what_a_dead_incarnation_left(make_sandbox: Sand
     first.on_setup()
     sha = execute(first, command="write_file", file_path="src/d.ts", content="d\n").commit_hash
     pid = vite_pid(first)
-    first.vite.stop_watching()  # the actor died, and the watcher with it
+    die(first)  # the actor died, and the watcher with it
     # The manager tears down a sandbox whose actor died, from a fresh object.
     successor = make_sandbox()
     assert successor.on_teardown().status is S.STOPPED
@@ -391,7 +402,7 @@ def test_recover_removes_a_stale_index_lock(make_sandbox: SandboxFactory):
     lock = Path(git(first.worktree_path, "rev-parse", "--absolute-git-dir")) / "index.lock"
     lock.write_text("")
     os.utime(lock, (1_000_000_000, 1_000_000_000))  # a git that crashed long ago
-    first.vite.stop_watching()  # the actor died, and the watcher with it
+    die(first)  # the actor died, and the watcher with it
     second = make_sandbox()
     second.on_setup(recover=True)
     result = execute(second, command="write_file", file_path="src/l.ts", content="2\n")
