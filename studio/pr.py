@@ -118,11 +118,6 @@ class PullRequestInfo(BaseModel):
     pushed_to: str
     message: str
 
-    @property
-    def opened(self) -> bool:
-        """Whether a pull request exists for the branch (new or earlier)."""
-        return self.url is not None
-
 
 class PullRequestProvider(Protocol):
     """The forge a sandbox's branch goes to when it is finalized.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from studio.errors import BranchExists, CorruptRepository, GitError, GitLocked, StudioError
@@ -79,15 +79,6 @@ class Commit:
     timestamp: datetime
     is_base: bool = False
 
-    def to_dict(self) -> dict[str, str | bool]:
-        """JSON-ready form: ``{"hash", "message", "timestamp" (ISO 8601, UTC), "base"}``."""
-        stamp = self.timestamp.astimezone(UTC).isoformat().replace("+00:00", "Z")
-        return {
-            "hash": self.hash,
-            "message": self.message,
-            "timestamp": stamp,
-            "base": self.is_base,
-        }
 
 
 @dataclass(frozen=True)

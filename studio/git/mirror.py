@@ -197,20 +197,6 @@ class Mirror:
         out = self._git.run("for-each-ref", "--format=%(refname:lstrip=3)", "refs/remotes/origin/")
         return [name for name in out.split() if name != "HEAD"]
 
-    def create_branch(self, name: str, start: str) -> str:
-        """Create ``name`` at ``start``; :class:`BranchExists` if it exists. Returns its hash."""
-        if self.branch_exists(name):
-            raise BranchExists(f"branch {name} already exists in {self.path}", branch=name)
-        sha = self.resolve(start)
-        self._git.run("branch", "--no-track", name, sha)
-        return sha
-
-    def delete_branch(self, name: str) -> None:
-        """Delete the local branch ``name`` (and its recorded base); absent is fine."""
-        with self._locked():
-            if self.branch_exists(name):
-                self._git.run("branch", "-D", name)
-
     def add_worktree(
         self,
         sandbox_id: str,

@@ -68,7 +68,6 @@ class Child:
         self.pid = popen.pid
         # start_new_session makes the child a session and group leader.
         self.pgid = popen.pid
-        self.spawned_at = time.monotonic()
         self.create_time: float | None = None
         with contextlib.suppress(psutil.Error):
             self.create_time = psutil.Process(self.pid).create_time()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -206,13 +205,11 @@ def test_ensure_recreates_a_mirror_whose_head_is_garbage(mirror: Mirror, simple_
     assert repaired.remote_branches() == ["main"]
 
 
-def test_branches_create_exists_delete(mirror: Mirror):
-    sha = mirror.create_branch("scratch", "refs/remotes/origin/main")
+def test_branch_exists_and_resolve_follow_the_mirror(mirror: Mirror):
+    git(mirror.path, "branch", "--no-track", "scratch", "refs/remotes/origin/main")
+    sha = git(mirror.path, "rev-parse", "refs/remotes/origin/main")
     assert mirror.branch_exists("scratch") and mirror.resolve("scratch") == sha
-    with pytest.raises(BranchExists):
-        mirror.create_branch("scratch", "refs/remotes/origin/main")
-    mirror.delete_branch("scratch")
-    mirror.delete_branch("scratch")  # absent is fine
+    git(mirror.path, "branch", "-D", "scratch")
     assert not mirror.branch_exists("scratch")
     with pytest.raises(CommitNotFound):
         mirror.resolve("scratch")
@@ -558,9 +555,6 @@ def test_history_is_newest_first_with_aware_timestamps(worktree: Worktree):
     assert all(c.timestamp.utcoffset() is not None for c in history)
     assert [c.hash for c in worktree.history(2)] == list(reversed(hashes))[:2]
     assert worktree.history(0) == []
-    data = json.loads(json.dumps([c.to_dict() for c in history]))
-    assert data[0]["hash"] == hashes[-1] and data[-1]["base"] is True
-    assert data[0]["timestamp"].endswith("Z")
 
 
 # ---------------------------------------------------------------- rollback
@@ -874,12 +868,6 @@ def test_a_stalled_push_is_killed_after_the_network_timeout(
 def test_push_refuses_an_option_as_remote(worktree: Worktree):
     with pytest.raises(InvalidRequest):
         worktree.push("--mirror")
-
-
-def test_deleting_a_checked_out_branch_is_a_git_error(worktree: Worktree, mirror: Mirror):
-    with pytest.raises(GitError, match="git branch failed"):
-        mirror.delete_branch(worktree.branch)
-    assert mirror.branch_exists(worktree.branch)
 
 
 def test_old_lock_held_open_by_a_git_process_elsewhere_is_left_alone(

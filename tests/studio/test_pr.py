@@ -268,7 +268,7 @@ def test_open_pull_request_sends_head_base_title_body(
         pushed_to=REPO,
         message=f"opened pull request #1347 for {HEAD} on octo/hello: {EXAMPLE_PR_URL}",
     )
-    assert info.opened
+    assert info.url is not None
     # Only the pull request was asked for: lazy PyGithub fetched no repository first.
     assert [(r.method, r.path) for r in github_front.requests] == [
         ("POST", "/repos/octo/hello/pulls")
@@ -545,7 +545,7 @@ def test_local_provider_reports_the_push_without_inventing_a_pull_request(
     assert info.url is None
     assert info.number is None
     assert not info.created
-    assert not info.opened
+    assert info.url is None
     assert info.pushed_to == str(origin)
     assert info.message.startswith(f"pushed {HEAD} to {origin}; no forge configured")
     assert "no pull request opened" in info.message
