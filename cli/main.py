@@ -61,7 +61,12 @@ def _client_options(*, nested: bool = False) -> argparse.ArgumentParser:
 def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up = sub.add_parser("up", help="run Component Studio on a local Ray (or join --address)")
     up.add_argument("--host", default=None, help="address the API binds to (default 127.0.0.1)")
-    up.add_argument("--port", type=int, default=None, help="API port (default 8000)")
+    up.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="API port (default 8000; any free one outside Ray's worker ports 10002-19999)",
+    )
     up.add_argument("--address", default=None, help="join this Ray cluster instead of a local one")
     up.add_argument("--demo", action="store_true", help="also create a sandbox and print its URLs")
     up.add_argument(

@@ -1,10 +1,14 @@
-"""``studio up``: the whole service in one process, until Ctrl-C or SIGTERM.
+"""``studio up``: the whole service, until Ctrl-C, SIGTERM or SIGINT.
 
-Starts (or joins) Ray, the manager actor and the Serve app, registers the
-sample repository, prints where everything is, and on a signal shuts down in
-the reverse order: every sandbox torn down through the manager (branches
-kept), the manager killed, Serve and Ray shut down, then a sweep of this
-node's state directory so no Vite process or worktree outlives the command.
+Starts a local Ray head (``cli.local_ray``; or joins ``--address``), the
+manager actor and the Serve app, registers the sample repository, waits until
+the API's ``/readyz`` answers 200, prints where everything is, and on a signal
+(to it or to its whole process group) shuts down in the reverse order: Serve
+stopped (no new requests), every sandbox torn down through the manager
+(branches kept), the manager stopped, Ray stopped, then a sweep of this node's
+state directory so no Vite process or worktree outlives the command. If the
+local Ray died under it, the steps that need Ray are skipped and the sweep
+cleans up.
 
 This is the CLI's entry point into Ray: it imports ``ray``, ``actors``,
 ``serve`` and ``cluster`` only when ``up`` runs, so the client commands stay
@@ -23,15 +27,18 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+import httpx
 from pydantic import ValidationError
 
 from cli.http import ApiClient, CliError
-from studio.config import StudioSettings, load_settings
+from cli.local_ray import LocalRay, use_token_auth
+from studio.config import StudioSettings, load_settings, service_port_problem
 from studio.errors import Conflict, StudioError
 from studio.naming import ACTOR_NAMESPACE
 from studio.state import TERMINAL_STATES
@@ -43,6 +50,14 @@ EXAMPLE_SOURCE = Path(__file__).resolve().parent.parent / "examples" / EXAMPLE_N
 # Repositories `studio up` makes itself live here; it is added to repo_roots.
 REPOS_SUBDIR = "repos"
 TEARDOWN_TIMEOUT = 60.0
+# Seconds the local Ray head may take to start (`ray start` alone waits 30 s for its GCS).
+HEAD_START_TIMEOUT = 120.0
+# Seconds from the Serve app running to /readyz answering 200.
+READY_TIMEOUT = 60.0
+# Seconds Serve may take to stop its replicas and proxy.
+SERVE_STOP_TIMEOUT = 30.0
+# Settings the command's flags set: a refusal names the flag, not the field.
+_FLAGS = {"ws_port": "--port", "host": "--host"}
 _GIT_ENV = {
     "GIT_AUTHOR_NAME": "Component Studio",
     "GIT_AUTHOR_EMAIL": "studio@localhost",
@@ -93,18 +108,39 @@ def ensure_example_repository(repos_dir: Path, source: Path = EXAMPLE_SOURCE) ->
 
 
 def _settings(args: argparse.Namespace) -> StudioSettings:
-    base = load_settings()
-    host = args.host or base.host
-    port = args.port or base.ws_port
-    repos_dir = base.state_dir / REPOS_SUBDIR
-    roots = [*base.repo_roots, repos_dir] if repos_dir not in base.repo_roots else base.repo_roots
+    if args.port is not None:
+        problem = service_port_problem(args.port)
+        if problem:
+            raise CliError(f"--port {args.port}: {problem}")
     try:
-        return load_settings(host=host, ws_port=port, repo_roots=roots)
+        base = load_settings(**({"ws_port": args.port} if args.port else {}))
+        port = base.ws_port
+        if args.address is None and not args.no_dashboard and port == args.dashboard_port:
+            flag = f"--port {port}" if args.port else f"COMPONENT_STUDIO_WS_PORT {port}"
+            raise CliError(
+                f"{flag}: the Ray dashboard's port (--dashboard-port); choose another for either"
+            )
+        repos_dir = base.state_dir / REPOS_SUBDIR
+        roots = base.repo_roots if repos_dir in base.repo_roots else [*base.repo_roots, repos_dir]
+        return load_settings(host=args.host or base.host, ws_port=port, repo_roots=roots)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
-        )
-        raise CliError(f"invalid setting: {problems}") from exc
+        raise CliError("invalid setting: " + "; ".join(_problems(exc, args))) from exc
+
+
+def _problems(exc: ValidationError, args: argparse.Namespace) -> list[str]:
+    """Each problem named as the user set it: the flag given, else the environment variable."""
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"])
+        if not field:  # a rule across settings: its message names them
+            problems.append(error["msg"].removeprefix("Value error, "))
+            continue
+        flag = _FLAGS.get(field)
+        given = flag is not None and getattr(args, flag.lstrip("-")) is not None
+        name = flag if given else f"COMPONENT_STUDIO_{field.upper()}"
+        cause = error.get("ctx", {}).get("error")
+        problems.append(f"{name} {error['input']}: {cause if cause else error['msg']}")
+    return problems
 
 
 def _connect_host(host: str) -> str:
@@ -119,9 +155,12 @@ class _Service:
         self.args = args
         self.out = out
         self.local = args.address is None
-        self.ray_started = False
+        self.head: LocalRay | None = None
+        self.connected = False
         self.serve_started = False
         self.manager: Any = None
+        # The local Ray died under the service: the process must not wait for it at exit.
+        self.ray_gone = False
         self.problems: list[str] = []
         self.install_handlers: Callable[[], None] = lambda: None
 
@@ -130,44 +169,52 @@ class _Service:
         self.out.flush()
 
     def start(self) -> None:
+        settings = self.settings
+        address = self.args.address
+        if self.local:
+            # Before Ray is imported here: its configuration is read once.
+            use_token_auth(os.environ)
+            from actors._prestart import RAY_SYSTEM_CONFIG
+
+            self.head = LocalRay(
+                resources={"sandbox_slot": self.args.slots},
+                # New workers import the sandbox actor's modules while they wait.
+                system_config=RAY_SYSTEM_CONFIG,
+                dashboard=not self.args.no_dashboard,
+                dashboard_host=settings.host,
+                dashboard_port=self.args.dashboard_port,
+                temp_dir=self.args.temp_dir,
+            )
+            address = self.head.start(HEAD_START_TIMEOUT)
+
         import ray
         from ray import serve
 
-        from actors._prestart import RAY_SYSTEM_CONFIG
         from actors.handles import start_manager
         from serve.app import build_app
+        from serve.replica import ServeOptions
 
-        settings = self.settings
         if self.local:
-            context = ray.init(
-                address="local",
-                namespace=ACTOR_NAMESPACE,
-                resources={"sandbox_slot": self.args.slots},
-                include_dashboard=not self.args.no_dashboard,
-                dashboard_host=settings.host,
-                dashboard_port=self.args.dashboard_port,
-                _temp_dir=self.args.temp_dir,
-                log_to_driver=False,
-                # New workers import the sandbox actor's modules while they wait.
-                _system_config=RAY_SYSTEM_CONFIG,
-            )
+            context = ray.init(address=address, namespace=ACTOR_NAMESPACE, log_to_driver=False)
         else:
-            context = ray.init(address=self.args.address, namespace=ACTOR_NAMESPACE)
-        self.ray_started = True
+            context = ray.init(address=address, namespace=ACTOR_NAMESPACE)
+        self.connected = True
         # Ray's core worker installs its own SIGTERM handler (it aborts): ours again.
         self.install_handlers()
         dashboard = getattr(context, "dashboard_url", "") or ""
         self.manager = start_manager(settings)
         serve.start(http_options={"host": settings.host, "port": settings.ws_port})
         self.serve_started = True
-        serve.run(build_app(settings))
+        serve.run(build_app(settings, ServeOptions(ready_repositories=(EXAMPLE_NAME,))))
         self.install_handlers()
         admin_token = ray.get(self.manager.admin_token.remote())
         repository = self._register_example()
         api = f"http://{_connect_host(settings.host)}:{settings.ws_port}"
+        _wait_until_ready(api, READY_TIMEOUT)
         self.say("Component Studio is up")
         self.say(f"  API:         {api}/api/v1")
         self.say(f"  Docs:        {api}/docs")
+        self.say(f"  Ready:       {api}/readyz")
         self.say(f"  Admin token: {admin_token}")
         self.say(f"  Dashboard:   {'http://' + dashboard if dashboard else '(not started)'}")
         self.say(f"  Repository:  {repository['name']} (id {repository['id']})")
@@ -212,30 +259,61 @@ class _Service:
         self.say(f"    branch:    {created.get('branch')}")
 
     def shutdown(self) -> None:
-        """Stop what started; problems are collected, never raised."""
-        import ray
+        """Stop what started, in order; problems are collected, never raised.
 
-        if self.manager is not None:
-            self._step("tear down the sandboxes", self._teardown_sandboxes)
-            from actors.handles import kill_manager
-
-            self._step("stop the manager", kill_manager)
-        if self.serve_started:
-            from ray import serve
-
-            self._step("shut down Serve", serve.shutdown)
-        if self.ray_started:
-            self._step("shut down Ray", ray.shutdown)
+        Serve first (no new requests), then the sandboxes and the manager, then
+        Ray, then the sweep of this node. The steps through Ray run in a thread
+        watched here: if the local Ray dies meanwhile (a service manager's
+        SIGTERM reaches its processes too), they are abandoned, since each
+        would wait for the dead GCS, and the sweep stops what the sandboxes
+        left on this node.
+        """
+        if self.connected:
+            if self.head is not None and not self.head.alive():
+                self.ray_gone = True
+            else:
+                self._through_ray()
+        if self.ray_gone:
+            self.say("  Ray is gone: sweeping this node instead of tearing down through it")
+        if self.head is not None:
+            self._step("stop Ray", self.head.stop)
         if self.local:
             self._step("sweep this node", self._sweep)
 
-    def _step(self, what: str, action: Any) -> None:
+    def _through_ray(self) -> None:
+        import ray
+
+        from actors.handles import kill_manager
+        from serve.app import stop_serve
+
+        found: list[str] = []
+
+        def steps() -> None:
+            if self.serve_started:
+                self._step("stop Serve", lambda: stop_serve(SERVE_STOP_TIMEOUT), found)
+            if self.manager is not None:
+                self._step("tear down the sandboxes", self._teardown_sandboxes, found)
+                self._step("stop the manager", kill_manager, found)
+            self._step("disconnect from Ray", ray.shutdown, found)
+
+        worker = threading.Thread(target=steps, name="studio-shutdown", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.2)
+            if worker.is_alive() and self.head is not None and not self.head.alive():
+                # What failed for want of Ray is no problem of its own: the sweep follows.
+                self.ray_gone = True
+                return
+        self.problems += found
+
+    def _step(self, what: str, action: Any, problems: list[str] | None = None) -> None:
         try:
             action()
         except Exception as exc:
-            self.problems.append(f"could not {what}: {exc}")
+            (self.problems if problems is None else problems).append(f"could not {what}: {exc}")
 
     def _teardown_sandboxes(self) -> None:
+        """Every sandbox torn down through the manager, at once; a failure raises at the end."""
         import ray
 
         sandboxes = ray.get(self.manager.list_sandboxes.remote(None), timeout=TEARDOWN_TIMEOUT)
@@ -244,13 +322,16 @@ class _Service:
             for s in sandboxes
             if _field(s, "status") not in TERMINAL_STATES
         }
+        failed = []
         for sandbox_id, ref in pending.items():
             try:
                 ray.get(ref, timeout=TEARDOWN_TIMEOUT)
                 self.say(f"  {sandbox_id}: torn down (branch kept)")
             except Exception as exc:
                 # The node sweep below still removes its Vite and worktree locally.
-                self.problems.append(f"teardown of {sandbox_id} failed: {exc}")
+                failed.append(f"{sandbox_id} ({exc})")
+        if failed:
+            raise RuntimeError("teardown failed for " + ", ".join(failed))
 
     def _sweep(self) -> None:
         from cluster.sweep import sweep_node
@@ -261,6 +342,23 @@ class _Service:
         if left:
             self.say(f"  swept {left} leftover(s) of sandboxes from {self.settings.state_dir}")
         self.problems += report.errors
+
+
+def _wait_until_ready(api: str, timeout: float) -> None:
+    """Wait until the API's ``/readyz`` answers 200; CliError saying what it waits for."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            reply = httpx.get(f"{api}/readyz", timeout=5)
+        except httpx.TransportError as exc:
+            last = str(exc)
+        else:
+            if reply.status_code == 200:
+                return
+            last = reply.text
+        time.sleep(0.2)
+    raise CliError(f"the API was not ready after {timeout:.0f} s: {last}")
 
 
 def _field(record: Any, name: str) -> Any:
@@ -318,6 +416,13 @@ def run_up(args: argparse.Namespace, out: TextIO) -> int:
     if service.problems:
         for problem in service.problems:
             sys.stderr.write(f"studio: {problem}\n")
-        return 1
-    service.say("stopped")
+        code = 1
+    else:
+        service.say("stopped")
+    if service.ray_gone:
+        # A driver whose GCS died cannot exit the normal way: Ray's exit hook
+        # and its abandoned calls wait 60 s for the GCS, then abort the process.
+        out.flush()
+        sys.stderr.flush()
+        os._exit(code)
     return code

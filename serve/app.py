@@ -14,6 +14,7 @@ make the 6th connection hang.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -38,6 +39,7 @@ __all__ = [
     "app_builder",
     "build_app",
     "create_app",
+    "stop_serve",
 ]
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,13 @@ logger = logging.getLogger(__name__)
 DEPLOYMENT_NAME = "ComponentStudioAPI"
 # Each WebSocket client holds a request for as long as it is connected.
 MAX_ONGOING_REQUESTS = 10_000
+# A stopping replica checks for ongoing requests this often (Serve's default, 2 s,
+# is the least a stop takes) and waits for them this long (default 20 s). Open
+# WebSockets count as ongoing and stay open until their client leaves; cut, their
+# clients reconnect (with ?since) to a replica that runs. `studio up` stops
+# within 10 s (docs/operations.md).
+GRACEFUL_SHUTDOWN_WAIT_LOOP_S = 0.2
+GRACEFUL_SHUTDOWN_TIMEOUT_S = 4.0
 # Settings a replica must not hold: the manager keeps the secrets.
 _SECRET_SETTINGS = frozenset({"admin_token", "github_token"})
 
@@ -94,6 +103,8 @@ def create_app(replica: Replica) -> FastAPI:
     name=DEPLOYMENT_NAME,
     num_replicas=1,
     max_ongoing_requests=MAX_ONGOING_REQUESTS,
+    graceful_shutdown_wait_loop_s=GRACEFUL_SHUTDOWN_WAIT_LOOP_S,
+    graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_TIMEOUT_S,
     ray_actor_options={"num_cpus": 0},
 )
 @serve.ingress()
@@ -135,3 +146,35 @@ def app_builder(args: dict[str, Any]) -> Application:
     settings = StudioSettings(**{k: v for k, v in args.items() if k not in options})
     start_manager(settings)
     return build_app(settings, ServeOptions.model_validate(options))
+
+
+def stop_serve(timeout: float = 30.0) -> None:
+    """Shut Serve down on the connected cluster and return once it is gone.
+
+    ``serve.shutdown()`` waits inside a call to the controller that ends only
+    when the controller kills itself: the call then fails and, the
+    controller's calls being retried, Ray reports the failure to the driver as
+    an error line (``Task ServeController.graceful_shutdown failed ... killed
+    by ray.kill``) on every clean stop. Here the controller is only told to
+    shut down (``graceful_shutdown(wait=False)`` answers at once) and the wait
+    is for its name, which is released once its applications and proxies are
+    down and it has exited. Nothing when Serve is not running; TimeoutError
+    past ``timeout`` seconds.
+    """
+    # Serve's own names for its controller: there is no public handle to it.
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    try:
+        controller: Any = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+    except ValueError:
+        return
+    ray.get(controller.graceful_shutdown.remote(wait=False), timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+        except ValueError:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Serve's controller was still running after {timeout:.0f} s")
+        time.sleep(0.1)

@@ -36,7 +36,7 @@ import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve._ws_protocol import FrameWriterProtocol
-from studio.config import RAY_WORKER_PORT_MIN
+from studio.config import service_port_problem
 
 __all__ = ["PORT_TRIES", "DirectListener", "direct_routes_only"]
 
@@ -123,8 +123,13 @@ async def _logged(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> N
 
 
 def _bind(host: str, first: int, tries: int) -> socket.socket | None:
-    """A listening-ready socket on the first free port from ``first``, or None."""
-    for port in range(first, min(first + tries, RAY_WORKER_PORT_MIN)):
+    """A listening-ready socket on the first free port of ``first`` .. ``first + tries - 1``.
+
+    Ports of Ray's worker range (and past 65535) are skipped; None when no port is free.
+    """
+    for port in range(first, first + tries):
+        if service_port_problem(port):
+            continue
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

@@ -38,6 +38,11 @@ class ServeOptions(BaseModel):
     keepalive_interval: float = Field(
         60.0, gt=0, description="Seconds between two touches of a sandbox someone watches."
     )
+    ready_repositories: tuple[str, ...] = Field(
+        (),
+        description="Repositories (by name) that must be registered before /readyz answers "
+        "200; `studio up` names its sample repository.",
+    )
 
 
 class Replica:

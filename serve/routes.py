@@ -23,6 +23,7 @@ from serve.schemas import (
     FinalizeRequest,
     HealthResponse,
     LogsResponse,
+    ReadinessResponse,
     RegisterRepositoryRequest,
     RollbackRequest,
     SandboxStatus,
@@ -113,12 +114,41 @@ def _direct_or_api(
 
 @router.get("/healthz", response_model=HealthResponse, tags=["health"])
 async def healthz(replica: ReplicaDep) -> HealthResponse:
-    """This replica answers; ``manager`` says whether the manager does."""
+    """Liveness: this replica answers (always 200); ``manager`` says whether the manager does."""
     try:
         await replica.backend.manager("health", seconds=2.0)
     except StudioError:
         return HealthResponse(manager="unavailable")
     return HealthResponse(manager="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadinessResponse,
+    tags=["health"],
+    responses={
+        503: {
+            "model": ReadinessResponse,
+            "description": "Not ready yet: `waiting_for` says what is missing.",
+        }
+    },
+)
+async def readyz(replica: ReplicaDep, response: Response) -> ReadinessResponse:
+    """Readiness: 200 once the manager answers and the repositories the service needs are
+    registered (``ready_repositories``), 503 saying what is missing until then."""
+    registered: set[str] | None
+    try:
+        records: list[RepositoryRecord] = await replica.backend.manager(
+            "list_repositories", seconds=2.0
+        )
+    except StudioError:
+        registered = None
+    else:
+        registered = {record.name for record in records}
+    readiness = ReadinessResponse.of(replica.options.ready_repositories, registered)
+    if readiness.status != "ready":
+        response.status_code = 503
+    return readiness
 
 
 # -- sandboxes: control plane ---------------------------------------------------

@@ -9,6 +9,7 @@ extra fields are the sandbox's configuration overrides.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ __all__ = [
     "FinalizeRequest",
     "HealthResponse",
     "LogsResponse",
+    "ReadinessResponse",
     "RegisterRepositoryRequest",
     "RollbackRequest",
     "SandboxStatus",
@@ -189,6 +191,39 @@ class LogsResponse(BaseModel):
     """The tail of the sandbox's Vite output."""
 
     lines: list[str]
+
+
+class ReadinessResponse(BaseModel):
+    """``/readyz``: whether the service takes work (200) or not yet (503), and what it waits for."""
+
+    status: Literal["ready", "not_ready"]
+    manager: Literal["ok", "unavailable"]
+    repositories: dict[str, Literal["registered", "missing", "unknown"]] = Field(
+        default_factory=dict,
+        description="Each repository the service needs registered, and whether it is.",
+    )
+    waiting_for: list[str] = Field(
+        default_factory=list, description="What is not ready yet, in words; empty when ready."
+    )
+
+    @classmethod
+    def of(cls, needed: Sequence[str], registered: Collection[str] | None) -> ReadinessResponse:
+        """Readiness given the repositories ``needed`` and those ``registered`` (None: the
+        manager did not answer)."""
+        if registered is None:
+            return cls(
+                status="not_ready",
+                manager="unavailable",
+                repositories=dict.fromkeys(needed, "unknown"),
+                waiting_for=["the manager does not answer"],
+            )
+        missing = [name for name in needed if name not in registered]
+        return cls(
+            status="not_ready" if missing else "ready",
+            manager="ok",
+            repositories={n: "missing" if n in missing else "registered" for n in needed},
+            waiting_for=[f"repository {name!r} is not registered" for name in missing],
+        )
 
 
 class HealthResponse(BaseModel):

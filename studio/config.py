@@ -21,16 +21,24 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = [
     "COMMIT_PLACEHOLDERS",
+    "RAY_WORKER_PORT_MAX",
     "RAY_WORKER_PORT_MIN",
     "ComponentStudioConfig",
     "StudioSettings",
     "format_commit_message",
     "load_settings",
+    "service_port_problem",
 ]
 
-# Ray hands out worker ports from 10002 upward; a Vite port there can collide.
+# Ray hands out worker ports from this range (its default); a port there can collide.
 RAY_WORKER_PORT_MIN = 10002
+RAY_WORKER_PORT_MAX = 19999
 MIN_PORT = 1024
+MAX_PORT = 65535
+_SERVICE_PORT_CHOICE = (
+    f"choose a port from {MIN_PORT} to {RAY_WORKER_PORT_MIN - 1} "
+    f"or from {RAY_WORKER_PORT_MAX + 1} to {MAX_PORT}"
+)
 
 COMMIT_PLACEHOLDERS = frozenset({"description", "action", "timestamp", "file", "sandbox"})
 COMMIT_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M"
@@ -42,6 +50,31 @@ def _check_port(value: int, name: str) -> int:
             f"{name} must be between {MIN_PORT} and {RAY_WORKER_PORT_MIN - 1} "
             f"(ports from {RAY_WORKER_PORT_MIN} up belong to Ray's workers), got {value}"
         )
+    return value
+
+
+def service_port_problem(port: int) -> str | None:
+    """Why ``port`` cannot be one the service listens on (API, WebSocket), or None.
+
+    Any port from 1024 up that is outside Ray's worker port range will do;
+    the message says which ones are left.
+    """
+    if port < MIN_PORT:
+        return f"below {MIN_PORT}; {_SERVICE_PORT_CHOICE}"
+    if port > MAX_PORT:
+        return f"above {MAX_PORT}; {_SERVICE_PORT_CHOICE}"
+    if RAY_WORKER_PORT_MIN <= port <= RAY_WORKER_PORT_MAX:
+        return (
+            f"inside Ray's worker port range {RAY_WORKER_PORT_MIN}-{RAY_WORKER_PORT_MAX}; "
+            + _SERVICE_PORT_CHOICE
+        )
+    return None
+
+
+def _check_service_port(value: int) -> int:
+    problem = service_port_problem(value)
+    if problem:
+        raise ValueError(problem)
     return value
 
 
@@ -131,10 +164,15 @@ class ComponentStudioConfig(BaseModel):
         "rendered component, for providers when there is no .storybook/preview.",
     )
 
-    @field_validator("vite_port", "websocket_port")
+    @field_validator("vite_port")
     @classmethod
     def _port_in_range(cls, value: int, info: Any) -> int:
         return _check_port(value, info.field_name)
+
+    @field_validator("websocket_port")
+    @classmethod
+    def _service_port(cls, value: int) -> int:
+        return _check_service_port(value)
 
     @field_validator("commit_pattern")
     @classmethod
@@ -252,15 +290,20 @@ class StudioSettings(BaseSettings):
 
     _split_roots = field_validator("repo_roots", mode="before")(_split_paths)
 
-    @field_validator("vite_port", "ws_port")
+    @field_validator("vite_port")
     @classmethod
     def _port_in_range(cls, value: int, info: Any) -> int:
         return _check_port(value, info.field_name)
 
+    @field_validator("ws_port")
+    @classmethod
+    def _service_port(cls, value: int) -> int:
+        return _check_service_port(value)
+
     @field_validator("ws_direct_port")
     @classmethod
-    def _port_or_off(cls, value: int, info: Any) -> int:
-        return value if value == 0 else _check_port(value, info.field_name)
+    def _port_or_off(cls, value: int) -> int:
+        return value if value == 0 else _check_service_port(value)
 
     @model_validator(mode="after")
     def _range_below_ray(self) -> StudioSettings:

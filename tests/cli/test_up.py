@@ -16,6 +16,8 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -35,6 +37,8 @@ from tests.studio.test_sandbox_fixtures import (  # noqa: F401 (fixture)
 from tests.support.gitrepo import git
 
 ROOT = Path(__file__).resolve().parents[2]
+# Seconds `studio up` may take to stop on SIGTERM or SIGINT (docs/operations.md).
+STOP_SECONDS = 10
 
 
 def listening_low_port() -> socket.socket:
@@ -103,30 +107,91 @@ def test_a_half_made_example_copy_is_made_again(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("argv", [["up", "--port", "80"], ["up", "--port", "20000"]])
-def test_up_refuses_ports_outside_the_allowed_range(argv, capsys, tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    ("port", "problem"),
+    [
+        ("15000", "--port 15000: inside Ray's worker port range 10002-19999; choose a port"),
+        ("10002", "--port 10002: inside Ray's worker port range 10002-19999; choose a port"),
+        ("80", "--port 80: below 1024; choose a port"),
+        ("70000", "--port 70000: above 65535; choose a port"),
+    ],
+)
+def test_up_refuses_a_port_naming_the_flag(port, problem, capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("COMPONENT_STUDIO_STATE_DIR", str(tmp_path / "state"))
-    assert main(argv) == 1
-    assert "invalid setting: ws_port: Value error, ws_port must be between 1024 and 10001" in (
+    assert main(["up", "--port", port]) == 1
+    err = capsys.readouterr().err
+    assert problem in err
+    assert "ws_port" not in err
+    assert not (tmp_path / "state").exists()
+
+
+def test_a_bad_port_from_the_environment_names_the_variable(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("COMPONENT_STUDIO_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("COMPONENT_STUDIO_WS_PORT", "12000")
+    assert main(["up"]) == 1
+    assert "COMPONENT_STUDIO_WS_PORT 12000: inside Ray's worker port range" in (
         capsys.readouterr().err
     )
+
+
+def test_up_refuses_the_dashboard_port_as_the_api_port(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("COMPONENT_STUDIO_STATE_DIR", str(tmp_path / "state"))
+    port = str(low_free_port())
+    assert main(["up", "--port", port, "--dashboard-port", port]) == 1
+    assert f"--port {port}: the Ray dashboard's port (--dashboard-port)" in capsys.readouterr().err
 
 
 # -- the whole command, as a real subprocess ---------------------------------------------
 
 
+# Every process of one `studio up` under test (its Ray, Ray's workers) inherits this.
+INSTANCE_MARKER = "COMPONENT_STUDIO_TEST_UP"
+# What a clean stop must not print (Ray's error lines start with "(raylet)" or similar).
+ERROR_LINE = re.compile(r"error|failed|traceback|exception|\(raylet\)", re.IGNORECASE)
+
+
+def instance_processes(marker: str) -> list[psutil.Process]:
+    """Live processes (not zombies) that carry ``marker`` in their environment."""
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if (
+                proc.pid != os.getpid()
+                and proc.environ().get(INSTANCE_MARKER) == marker
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
+                found.append(proc)
+    return found
+
+
 class UpProcess:
-    """`studio up` running as a child, its stdout read line by line."""
+    """`studio up` running as a child in a session of its own, its stdout read line by line.
+
+    Its own session, as a service manager starts it: ``os.killpg`` on its pid
+    signals its whole process group and nothing of the test's.
+    """
 
     def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
+        self.marker = uuid.uuid4().hex
         self._stderr = log.open("w")
         self.proc = subprocess.Popen(
-            argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._stderr, text=True
+            argv,
+            env={**env, INSTANCE_MARKER: self.marker},
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            start_new_session=True,
         )
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
         self.log = log
+        # Set by running_up: the API's base URL, the Ray dashboard's port, Ray's temp dir.
+        self.api = ""
+        self.dashboard = 0
+        self.temp_dir = ""
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
@@ -161,13 +226,91 @@ class UpProcess:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
 
+    def stdout(self) -> list[str]:
+        """Every line printed, once the process has exited."""
+        self._pump_thread.join(30)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return self.seen
+
+    def leftovers(self) -> list[str]:
+        """Processes of this instance still running (its Ray's included)."""
+        return [
+            f"{p.pid}: {' '.join(p.cmdline())[:200]}"
+            for p in instance_processes(self.marker)
+            if p.is_running()
+        ]
+
     def kill(self) -> None:
+        """SIGKILL whatever of this instance is still running (after a failed test)."""
         if self.proc.poll() is None:
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(30)
+        procs = instance_processes(self.marker)
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(procs, timeout=30)
         self._stderr.close()
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+def service_env(state: Path, **extra: str) -> dict[str, str]:
+    """The environment `scripts/run.sh` gives `studio up`: the venv's bin not on PATH.
+
+    PYTHONPATH names this checkout, so Ray's workers import its code too.
+    """
+    venv_bin = str(Path(sys.executable).parent)
+    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin]
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VIRTUAL_ENV", "RAY_ADDRESS", "RAY_AUTH_MODE", "PYTHONPATH")
+    }
+    env.update(
+        PATH=os.pathsep.join(path),
+        PYTHONPATH=str(ROOT),
+        COMPONENT_STUDIO_STATE_DIR=str(state),
+        COMPONENT_STUDIO_VITE_PORT=str(free_base()),
+        COMPONENT_STUDIO_VITE_PORT_COUNT=str(PORTS),
+    )
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def running_up(
+    tmp_path: Path,
+    *flags: str,
+    cache: Path | None = None,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[UpProcess]:
+    """`studio up` started as `scripts/run.sh` would, on its own ports and temp dir.
+
+    ``cache``: an install cache to link into its state dir (for tests that create sandboxes).
+    ``up.api`` is its API's base URL, ``up.dashboard`` its Ray dashboard's port,
+    ``up.temp_dir`` its Ray's temp dir.
+    Whatever is left of it when the block ends is killed.
+    """
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    if cache is not None:
+        (state / "install-cache").symlink_to(cache, target_is_directory=True)
+    temp_dir = tempfile.mkdtemp(prefix="rs-", dir="/tmp")
+    port = port or low_free_port()
+    dashboard = free_port()
+    argv = [sys.executable, "-m", "cli.main", "up", "--port", str(port)]
+    argv += ["--dashboard-port", str(dashboard), "--temp-dir", temp_dir, "--slots", "4", *flags]
+    up = UpProcess(argv, service_env(state, **(env or {})), tmp_path / "up.stderr")
+    up.api, up.dashboard, up.temp_dir = f"http://127.0.0.1:{port}", dashboard, temp_dir
+    try:
+        yield up
+    finally:
+        up.kill()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -219,26 +362,12 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
     browser_page: Page,
 ) -> None:
     state = tmp_path / "state"
-    state.mkdir()
-    (state / "install-cache").symlink_to(install_cache, target_is_directory=True)
-    temp_dir = tempfile.mkdtemp(prefix="rs-", dir="/tmp")
-    port, dashboard = low_free_port(), free_port()
-    env = {
-        **os.environ,
-        "COMPONENT_STUDIO_STATE_DIR": str(state),
-        "COMPONENT_STUDIO_VITE_PORT": str(free_base()),
-        "COMPONENT_STUDIO_VITE_PORT_COUNT": str(PORTS),
-    }
-    env.pop("RAY_ADDRESS", None)
-    argv = [sys.executable, "-m", "cli.main", "up", "--port", str(port), "--demo"]
-    argv += ["--dashboard-port", str(dashboard), "--temp-dir", temp_dir, "--slots", "4"]
-    up = UpProcess(argv, env, tmp_path / "up.stderr")
-    try:
+    with running_up(tmp_path, "--demo", cache=install_cache) as up:
         up.wait_for("Press Ctrl-C", timeout=240)
-        api = f"http://127.0.0.1:{port}"
+        api, port, temp_dir = up.api, int(up.api.rsplit(":", 1)[1]), up.temp_dir
         assert up.value("API:") == f"{api}/api/v1"
         assert up.value("Docs:") == f"{api}/docs"
-        assert up.value("Dashboard:") == f"http://127.0.0.1:{dashboard}"
+        assert up.value("Dashboard:") == f"http://127.0.0.1:{up.dashboard}"
         token = up.value("Admin token:")
         sandbox_id = up.value("Demo sandbox:")
         renderer = up.value("renderer:")
@@ -308,9 +437,113 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
         while session_leftovers(temp_dir) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert session_leftovers(temp_dir) == []
-    finally:
-        up.kill()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        assert up.leftovers() == []
+
+
+def wait_until_ready(up: UpProcess, timeout: float = 240) -> httpx.Response:
+    """Poll ``/readyz`` as a client would until it answers 200 (``studio up`` still running)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert up.proc.poll() is None, up.log.read_text()[-4000:]
+        with contextlib.suppress(httpx.TransportError):
+            reply = httpx.get(f"{up.api}/readyz", timeout=10)
+            if reply.status_code == 200:
+                return reply
+            # Not ready yet: Serve's proxy is up but the app not deployed (its own
+            # 404), or the app answers 503 saying what it waits for.
+            if reply.status_code == 404:
+                assert "not found" in reply.text, reply.text
+            else:
+                assert reply.status_code == 503, reply.text
+                assert reply.json()["status"] == "not_ready", reply.text
+        time.sleep(0.1)
+    raise AssertionError("/readyz never answered 200:\n" + up.log.read_text()[-4000:])
+
+
+def high_free_port() -> int:
+    """A free port above Ray's worker ports (the kernel's ephemeral range is)."""
+    port = free_port()
+    assert port > 19999, port
+    return port
+
+
+@pytest.mark.slow
+def test_up_is_ready_once_the_sample_repository_is_registered_and_stops_clean(
+    tmp_path: Path,
+) -> None:
+    token = "admin-" + uuid.uuid4().hex
+    with running_up(tmp_path, env={"COMPONENT_STUDIO_ADMIN_TOKEN": token}) as up:
+        ready = wait_until_ready(up)
+        assert ready.json() == {
+            "status": "ready",
+            "manager": "ok",
+            "repositories": {"ui-kit": "registered"},
+            "waiting_for": [],
+        }
+        # What a client does once the service is ready: the sample repository is there.
+        headers = {"Authorization": f"Bearer {token}"}
+        repos = httpx.get(f"{up.api}/api/v1/repositories", headers=headers, timeout=30)
+        assert [r["name"] for r in repos.json()] == ["ui-kit"], repos.text
+        up.wait_for("Press Ctrl-C", timeout=60)
+        assert up.value("API:") == f"{up.api}/api/v1"
+        assert up.value("Dashboard:") == f"http://127.0.0.1:{up.dashboard}"
+        assert httpx.get(f"{up.api}/healthz", timeout=30).json() == {
+            "status": "ok",
+            "manager": "ok",
+        }
+
+        assert up.stop() == 0, up.log.read_text()[-4000:]
+        assert up.stdout()[-1] == "stopped"
+        printed = up.stdout() + up.log.read_text().splitlines()
+        assert [line for line in printed if ERROR_LINE.search(line)] == []
+        assert up.leftovers() == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("sig", "group"),
+    [
+        pytest.param(signal.SIGTERM, True, id="SIGTERM-to-the-group"),
+        pytest.param(signal.SIGINT, True, id="SIGINT-to-the-group"),
+        pytest.param(signal.SIGTERM, False, id="SIGTERM-to-the-main-process"),
+    ],
+)
+def test_a_signal_tears_the_sandboxes_down_and_stops_everything(
+    sig: signal.Signals,
+    group: bool,
+    tmp_path: Path,
+    install_cache: Path,  # noqa: F811
+) -> None:
+    # A port above Ray's worker range: --port takes any free one outside it.
+    with running_up(tmp_path, cache=install_cache, port=high_free_port()) as up:
+        up.wait_for("Press Ctrl-C", timeout=240)
+        token = up.value("Admin token:")
+        code, out = cli(up.api, token, "create", "--json")
+        assert code == 0, out
+        sandbox_id = json.loads(out)["sandbox_id"]
+        code, out = cli(up.api, token, "exec", sandbox_id, "write", "KEPT.md", "--content", "k\n")
+        assert code == 0 and "(commit " in out, out
+        state = tmp_path / "state"
+        worktree = state / "worktrees" / sandbox_id
+        pid_file = state / "run" / f"vite-{sandbox_id}.json"
+        vite_pid = json.loads(pid_file.read_text())["pid"]
+        assert worktree.is_dir() and psutil.pid_exists(vite_pid)
+
+        if group:
+            os.killpg(up.proc.pid, sig)  # what systemd's KillMode=control-group does first
+        else:
+            up.proc.send_signal(sig)
+        # The bound of a clean stop (docs/operations.md); a stop past it is a failure.
+        assert up.proc.wait(timeout=STOP_SECONDS) == 0, up.log.read_text()[-4000:]
+
+        assert f"  {sandbox_id}: torn down (branch kept)" in up.stdout()
+        assert not psutil.pid_exists(vite_pid) or psutil.Process(vite_pid).status() == "zombie"
+        assert not worktree.exists()
+        assert not pid_file.exists()
+        assert up.leftovers() == []
+        branch = f"design/studio-{sandbox_id[3:]}"
+        files = git(state / "mirrors" / "ui-kit.git", "show", "--name-only", "--format=", branch)
+        assert "KEPT.md" in files.split()
 
 
 @pytest.mark.ray

@@ -35,7 +35,13 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 SEEN: list[str] = []
 
 # Routes anyone may call (liveness probes and the API's own description).
-PUBLIC = {("GET", "/healthz"), ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/redoc")}
+PUBLIC = {
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/redoc"),
+}
 
 
 @pytest.fixture(scope="module")

@@ -43,11 +43,17 @@ def test_manager_killed_then_gone_then_back(api: Api) -> None:
     assert int(reply.headers["Retry-After"]) >= 1
     assert reply.json()["error"]["code"] == "service_unavailable"
     assert api.http.get("/healthz").json() == {"status": "ok", "manager": "unavailable"}
+    # Live but not ready: a load balancer sends nothing here until the manager is back.
+    ready = api.http.get("/readyz")
+    assert ready.status_code == 503, ready.text
+    assert ready.json()["manager"] == "unavailable"
+    assert ready.json()["waiting_for"] == ["the manager does not answer"]
 
     start_manager(api.settings, ping_timeout=2.0)
     wait_ok(api, second)
     wait_ok(api, third)
     assert api.http.get("/healthz").json()["manager"] == "ok"
+    assert api.http.get("/readyz").status_code == 200
 
 
 def test_app_builder_splits_options_from_settings_and_keeps_the_manager(api: Api) -> None:

@@ -176,6 +176,22 @@ async def test_a_taken_port_moves_the_listener_to_the_next_one() -> None:
             await direct.stop()
 
 
+async def test_a_first_port_above_rays_worker_range_is_listened_on() -> None:
+    # The kernel's ephemeral ports are above Ray's worker range (10002-19999).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        first = probe.getsockname()[1]
+    assert first > 19999
+    direct = DirectListener(
+        echo_app(), host="127.0.0.1", first_port=first, advertised_host="h", api_hint="-"
+    )
+    await direct.start()
+    try:
+        assert direct.port == first
+    finally:
+        await direct.stop()
+
+
 async def test_no_free_port_leaves_the_listener_off(caplog: pytest.LogCaptureFixture) -> None:
     # 10001 is the last port below Ray's worker range: the only one tried.
     with socket.socket() as taken:

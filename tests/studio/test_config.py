@@ -58,21 +58,44 @@ def test_every_field_is_described() -> None:
             assert field.description, f"{model.__name__}.{name} has no description"
 
 
-@pytest.mark.parametrize("field", ["vite_port", "websocket_port"])
 @pytest.mark.parametrize("port", [0, 80, 1023, RAY_WORKER_PORT_MIN, 10002, 20000, 65535, -1])
-def test_ports_out_of_range(field: str, port: int) -> None:
+def test_vite_ports_out_of_range(port: int) -> None:
     with pytest.raises(ValidationError) as info:
-        ComponentStudioConfig(**{field: port})
+        ComponentStudioConfig(vite_port=port)
     text = error_text(info)
-    assert f"{field} must be between 1024 and 10001" in text
+    assert "vite_port must be between 1024 and 10001" in text
     assert "Ray's workers" in text
     assert f"got {port}" in text
+
+
+@pytest.mark.parametrize(
+    ("port", "problem"),
+    [
+        (80, "below 1024"),
+        (RAY_WORKER_PORT_MIN, "inside Ray's worker port range 10002-19999"),
+        (19999, "inside Ray's worker port range 10002-19999"),
+        (65536, "above 65535"),
+    ],
+)
+def test_websocket_ports_out_of_range(port: int, problem: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        ComponentStudioConfig(websocket_port=port)
+    assert f"{problem}; choose a port from 1024 to 10001 or from 20000 to 65535" in (
+        error_text(info)
+    )
 
 
 @pytest.mark.parametrize("field", ["vite_port", "websocket_port"])
 @pytest.mark.parametrize("port", [1024, 5173, 8080, 10001])
 def test_ports_in_range(field: str, port: int) -> None:
     assert getattr(ComponentStudioConfig(**{field: port}), field) == port
+
+
+@pytest.mark.parametrize("port", [20000, 36009, 65535])
+def test_service_ports_above_rays_worker_range(port: int) -> None:
+    assert ComponentStudioConfig(websocket_port=port).websocket_port == port
+    settings = StudioSettings(ws_port=port, ws_direct_port=port)
+    assert (settings.ws_port, settings.ws_direct_port) == (port, port)
 
 
 @pytest.mark.parametrize(
@@ -328,13 +351,23 @@ def test_keyword_overrides_beat_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert load_settings(vite_port=7000).vite_port == 7000
 
 
-@pytest.mark.parametrize("name", ["VITE_PORT", "WS_PORT"])
 @pytest.mark.parametrize("port", ["80", "10002", "65000"])
-def test_settings_ports_out_of_range(monkeypatch: pytest.MonkeyPatch, name: str, port: str) -> None:
+def test_settings_vite_port_out_of_range(monkeypatch: pytest.MonkeyPatch, port: str) -> None:
+    monkeypatch.setenv("COMPONENT_STUDIO_VITE_PORT", port)
+    with pytest.raises(ValidationError) as info:
+        StudioSettings()
+    assert "vite_port must be between 1024 and 10001" in error_text(info)
+
+
+@pytest.mark.parametrize("name", ["WS_PORT", "WS_DIRECT_PORT"])
+@pytest.mark.parametrize("port", ["80", "10002", "19999", "65536"])
+def test_settings_service_ports_out_of_range(
+    monkeypatch: pytest.MonkeyPatch, name: str, port: str
+) -> None:
     monkeypatch.setenv(f"COMPONENT_STUDIO_{name}", port)
     with pytest.raises(ValidationError) as info:
         StudioSettings()
-    assert f"{name.lower()} must be between 1024 and 10001" in error_text(info)
+    assert "choose a port from 1024 to 10001 or from 20000 to 65535" in error_text(info)
 
 
 def test_vite_range_must_end_below_ray(monkeypatch: pytest.MonkeyPatch) -> None:
