@@ -24,7 +24,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -40,6 +39,7 @@ from cli.http import ApiClient, CliError
 from cli.local_ray import LocalRay, use_token_auth
 from studio.config import StudioSettings, load_settings, service_port_problem
 from studio.errors import Conflict, StudioError
+from studio.git import git_status
 from studio.naming import ACTOR_NAMESPACE
 from studio.state import TERMINAL_STATES
 
@@ -96,13 +96,14 @@ def ensure_example_repository(repos_dir: Path, source: Path = EXAMPLE_SOURCE) ->
     staging = repos_dir / f".{source.name}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(source, staging, ignore=shutil.ignore_patterns("node_modules", ".git"))
-    env = {**os.environ, **_GIT_ENV}
-    for argv in (
-        ["git", "init", "-q", "-b", "main"],
-        ["git", "add", "-A"],
-        ["git", "commit", "-q", "-m", "Sample components (examples/ui-kit)"],
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["commit", "-q", "-m", "Sample components (examples/ui-kit)"],
     ):
-        subprocess.run(argv, cwd=staging, env=env, check=True, capture_output=True)
+        code, _, err = git_status(args, cwd=staging, env=_GIT_ENV, timeout=60)
+        if code != 0:
+            raise CliError(f"cannot make the sample repository in {staging}: git {args[0]}: {err}")
     staging.rename(target)
     return target
 
