@@ -12,6 +12,15 @@ recovers its branch from origin), otherwise let it monitor itself, tear it
 down when idle, record a failure, and write what it saw to the registry. Each
 sandbox's step is isolated: one failing never stops the pass. A sandbox that
 an API call is working on is skipped for that pass.
+
+Every state the manager stores moves along the table of :mod:`studio.state`
+(the registry refuses any other change): a create goes PENDING -> STARTING ->
+RUNNING (or FAILED), a recovery re-enters STARTING, and a teardown writes
+STOPPING before it asks the actor to stop and STOPPED (or FINALIZED) after, so a
+manager that stops half-way leaves a STOPPING record the next pass finishes.
+What an actor reports further on is recorded step by step
+(:meth:`~studio.store.Registry.move_sandbox`); a report older than the
+registry's record leaves the record as it is.
 """
 
 from __future__ import annotations
@@ -46,19 +55,22 @@ from actors.scheduling import (
     orphans_on_node,
 )
 from studio.config import StudioSettings
-from studio.errors import SandboxNotFound, ServiceUnavailable, StudioError
+from studio.errors import InvalidState, SandboxNotFound, ServiceUnavailable, StudioError
 from studio.layout import StateLayout
 from studio.models import FinalizeResult, MonitorReport, RepositorySource, SandboxInfo
 from studio.naming import branch_name, new_sandbox_id
-from studio.state import ACTIVE_STATES, TERMINAL_STATES, SandboxState
+from studio.state import ACTIVE_STATES, TERMINAL_STATES, SandboxState, require_state
 from studio.store import Registry, RepositoryRecord, SandboxRecord
 
 __all__ = ["ManagerTimeouts", "StudioManager"]
 
 logger = logging.getLogger(__name__)
 
-# Sandboxes the reconcile pass looks after (PENDING: a create the manager did not finish).
-_SUPERVISED = frozenset({SandboxState.PENDING, *ACTIVE_STATES})
+# Sandboxes the reconcile pass looks after (PENDING: a create the manager did not
+# finish; STOPPING: a teardown it did not finish). Each still holds its node's slot.
+_SUPERVISED = frozenset({SandboxState.PENDING, *ACTIVE_STATES, SandboxState.STOPPING})
+# Where the sandbox itself accepts a finalize (push, pull request, teardown).
+_FINALIZABLE = frozenset({SandboxState.RUNNING, SandboxState.RESTARTING, SandboxState.FAILED})
 # Events a sandbox may have published since the manager last stored its last_seq; a
 # recreated actor numbers from past them so numbers never go back.
 SEQ_MARGIN = 1000
@@ -161,21 +173,35 @@ class StudioManager:
         )
 
     def _store(self, record: SandboxRecord, info: SandboxInfo) -> SandboxInfo:
-        """Write a live info to the registry; the info as the API shows it."""
+        """Write an actor's info to the registry; the info as the API shows it.
+
+        Its state is reached by the table's steps. An info older than the
+        registry's record (a setup not begun while the record says starting, a
+        teardown the manager began after the actor answered) changes nothing,
+        and the record is what the API shows.
+        """
         live = info.status in ACTIVE_STATES
-        self.registry.update_sandbox(
-            record.id,
-            state=info.status,
-            node_id=info.node or record.node_id,
-            port=info.port if live else None,
-            base_commit=info.base_commit or record.base_commit,
-            last_activity=info.last_activity,
-            restarts=info.restarts,
-            error=info.error,
-            last_seq=max(info.last_seq, record.last_seq),
-            pr_url=info.pr_url or record.pr_url,
-            pr_number=info.pr_number or record.pr_number,
-        )
+        try:
+            self.registry.move_sandbox(
+                record.id,
+                info.status,
+                node_id=info.node or record.node_id,
+                port=info.port if live else None,
+                base_commit=info.base_commit or record.base_commit,
+                last_activity=info.last_activity,
+                restarts=info.restarts,
+                error=info.error,
+                last_seq=max(info.last_seq, record.last_seq),
+                pr_url=info.pr_url or record.pr_url,
+                pr_number=info.pr_number or record.pr_number,
+            )
+        except InvalidState as exc:
+            logger.debug(
+                "actor report older than the registry: %s",
+                exc,
+                extra={"sandbox_id": record.id, "state": info.status.value},
+            )
+            return self._info_from_record(self.registry.get_sandbox(record.id))
         if info.git_commits:
             self.registry.replace_commits(
                 record.id, [(c.hash, c.message, c.timestamp) for c in reversed(info.git_commits)]
@@ -348,21 +374,53 @@ class StudioManager:
         if not task.cancelled() and task.exception() is not None:
             logger.info("background setup failed: %s", task.exception())
 
-    async def _dispose(self, sandbox_id: str, final_state: SandboxState) -> SandboxInfo | None:
-        """Tear the actor's sandbox down (best effort) and kill the actor."""
+    async def _dispose(
+        self, sandbox_id: str, final_state: SandboxState, *, reachable: bool = True
+    ) -> SandboxInfo | None:
+        """Tear the actor's sandbox down (best effort) and kill the actor.
+
+        ``reachable=False`` (its node is gone) skips the teardown call, which
+        would only wait for its timeout; the node's sweep removes what is left.
+        """
         info: SandboxInfo | None = None
-        try:
-            info = await self._backend.call(
-                sandbox_id, "teardown", final_state.value, timeout_s=self._timeouts.call
-            )
-        except Exception as exc:  # best effort: the actor is killed below either way
-            logger.warning(
-                "teardown of the actor failed", extra={"sandbox_id": sandbox_id, "error": str(exc)}
-            )
+        if reachable:
+            try:
+                info = await self._backend.call(
+                    sandbox_id, "teardown", final_state.value, timeout_s=self._timeouts.call
+                )
+            except Exception as exc:  # best effort: the actor is killed below either way
+                logger.warning(
+                    "teardown of the actor failed",
+                    extra={"sandbox_id": sandbox_id, "error": str(exc)},
+                )
         await self._backend.kill_sandbox(sandbox_id)
         self._missed.pop(sandbox_id, None)
         self.warm_pool.sandbox_ended(self.registry.get_sandbox(sandbox_id).node_id)
         return info
+
+    async def _stop(self, record: SandboxRecord, *, reachable: bool = True) -> SandboxRecord:
+        """End a sandbox through STOPPING: teardown, idle cull, a teardown left half-way.
+
+        STOPPING is written before the actor is asked, so a manager that stops
+        in between leaves a record the reconcile pass finishes. The end is
+        STOPPED, or FINALIZED when the actor says it had already finalized (a
+        manager that stopped between the actor's finalize and its own write).
+        Call it holding the sandbox's lock.
+        """
+        if record.state is not SandboxState.STOPPING:
+            record = self.registry.update_sandbox(record.id, state=SandboxState.STOPPING)
+        info = await self._dispose(record.id, SandboxState.STOPPED, reachable=reachable)
+        if info is not None and info.status is SandboxState.FINALIZED:
+            return self.registry.move_sandbox(
+                record.id,
+                SandboxState.FINALIZED,
+                port=None,
+                pr_url=info.pr_url or record.pr_url,
+                pr_number=info.pr_number or record.pr_number,
+            )
+        # A step from STOPPING, or by the table's path when a concurrent read of the
+        # actor recorded something meanwhile (FAILED -> STOPPING -> STOPPED).
+        return self.registry.move_sandbox(record.id, SandboxState.STOPPED, port=None)
 
     async def get_sandbox(self, sandbox_id: str, owner: str | None = None) -> SandboxInfo:
         """A sandbox's status: live from its actor when it answers, else from the registry."""
@@ -397,9 +455,10 @@ class StudioManager:
             record = self.registry.get_sandbox(sandbox_id)
             if record.state in TERMINAL_STATES:
                 return self._info_from_record(record)
-            await self._dispose(sandbox_id, SandboxState.STOPPED)
-            record = self.registry.update_sandbox(sandbox_id, state=SandboxState.STOPPED, port=None)
-        logger.info("sandbox torn down", extra={"sandbox_id": sandbox_id})
+            record = await self._stop(record)
+        logger.info(
+            "sandbox torn down", extra={"sandbox_id": sandbox_id, "state": record.state.value}
+        )
         return self._info_from_record(record)
 
     async def finalize_sandbox(
@@ -417,9 +476,15 @@ class StudioManager:
             record = self.registry.get_sandbox(sandbox_id)
             if record.state is SandboxState.FINALIZED:
                 return self._finalized_again(record, repository)
+            # A stopped sandbox has no worktree left to push from: a clear answer, not a
+            # wait on an actor that is gone.
+            require_state(record.state, _FINALIZABLE, "finalize")
             try:
                 info = await self._backend.call(sandbox_id, "info", timeout_s=self._timeouts.call)
-                self._store(record, info)
+                if self._store(record, info).status is SandboxState.FINALIZED:
+                    # Its finalize ran, but the manager stopped before recording it.
+                    await self._backend.kill_sandbox(sandbox_id)
+                    return self._finalized_again(self.registry.get_sandbox(sandbox_id), repository)
                 result: FinalizeResult = await self._backend.call(
                     sandbox_id,
                     "finalize",
@@ -433,14 +498,18 @@ class StudioManager:
                     f"sandbox {sandbox_id} is not reachable right now ({exc}); retry shortly",
                     sandbox_id=sandbox_id,
                 ) from exc
-            await self._backend.kill_sandbox(sandbox_id)
-            self.registry.update_sandbox(
+            # The actor went STOPPING -> FINALIZED inside its finalize; the record follows
+            # it before the actor is killed, so a manager stopping in between leaves a
+            # finalized record and an orphan actor (the cleanup job's), never a RUNNING
+            # record whose recovery would set the sandbox up again.
+            self.registry.move_sandbox(
                 sandbox_id,
-                state=SandboxState.FINALIZED,
+                SandboxState.FINALIZED,
                 port=None,
                 pr_url=result.pr_url,
                 pr_number=result.pr_number,
             )
+            await self._backend.kill_sandbox(sandbox_id)
         logger.info("sandbox finalized", extra={"sandbox_id": sandbox_id, "pr": result.pr_url})
         return result
 
@@ -517,6 +586,10 @@ class StudioManager:
             if record.state not in _SUPERVISED:
                 return "ended"
             node_alive = record.node_id is None or record.node_id in alive
+            if record.state is SandboxState.STOPPING:
+                # No API call holds the lock: a teardown stopped half-way. Finish it.
+                record = await self._stop(record, reachable=node_alive)
+                return f"{record.state.value}: finished a teardown left half-way"
             ping, answer, node_lost = (
                 (await self._ping(record.id)) if node_alive else (Ping.UNRESPONSIVE, None, False)
             )
@@ -553,9 +626,15 @@ class StudioManager:
         )
         followup = decide_after_monitor(report)
         if followup.action is Action.TEARDOWN:
-            await self._dispose(record.id, SandboxState.STOPPED)
-            self.registry.update_sandbox(record.id, state=SandboxState.STOPPED, port=None)
-            logger.info("idle sandbox culled", extra={"sandbox_id": record.id})
+            record = await self._stop(record)
+            logger.info(
+                "sandbox torn down by supervision",
+                extra={
+                    "sandbox_id": record.id,
+                    "state": record.state.value,
+                    "reason": followup.reason,
+                },
+            )
             return f"teardown: {followup.reason}"
         if followup.action is Action.MARK_FAILED:
             self.registry.update_sandbox(

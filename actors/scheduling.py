@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from studio.errors import ServiceUnavailable
 from studio.models import MonitorReport
-from studio.state import SandboxState
+from studio.state import TERMINAL_STATES, SandboxState
 
 __all__ = [
     "SLOT_RESOURCE",
@@ -163,7 +163,14 @@ def decide(
 
 
 def decide_after_monitor(report: MonitorReport) -> Decision:
-    """What a monitor pass's report asks for: cull when idle, record a failure, or update."""
+    """What a monitor pass's report asks for: cull when idle, record a failure, or update.
+
+    An actor that has already ended (its teardown or finalize ran, but the
+    manager stopped before writing it) is torn down too: the teardown is
+    idempotent, and the registry then records the end the actor reports.
+    """
+    if report.state in TERMINAL_STATES:
+        return Decision(Action.TEARDOWN, f"its actor has already ended {report.state.value}")
     if report.idle_expired:
         return Decision(Action.TEARDOWN, f"idle for {report.idle_seconds:.0f} s, past its timeout")
     if report.state is SandboxState.FAILED:

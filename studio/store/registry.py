@@ -13,6 +13,13 @@ in :mod:`studio.store.records` and exported from here. Timestamps are
 timezone-aware UTC datetimes in and out.
 
 Tokens are never stored: a user row keeps the SHA-256 of the bearer token.
+
+A sandbox's stored state moves only along the transition table of
+:mod:`studio.state`: a new sandbox is added PENDING, and every change of state
+is checked against the state the row holds inside the transaction that writes
+it, so a concurrent writer cannot slip between the check and the write. A
+refused change is :class:`InvalidState` and writes nothing. Each step is logged
+(``sandbox_id``, ``previous_state``, ``state``).
 """
 
 from __future__ import annotations
@@ -36,13 +43,14 @@ from studio.errors import (
     Conflict,
     InvalidConfig,
     InvalidRequest,
+    InvalidState,
     NotFound,
     RepositoryNotFound,
     SandboxNotFound,
     ServiceUnavailable,
     StudioError,
 )
-from studio.state import SandboxState
+from studio.state import SandboxState, check_transition, transition_path
 from studio.store.migrations import apply_migrations
 from studio.store.records import (
     SANDBOX_FIELDS,
@@ -258,7 +266,18 @@ class Registry:
     # -- sandboxes --------------------------------------------------------
 
     def add_sandbox(self, record: SandboxRecord) -> None:
-        """Record a new sandbox; a taken id is a :class:`Conflict`."""
+        """Record a new sandbox; a taken id is a :class:`Conflict`.
+
+        A sandbox starts PENDING; any other state is :class:`InvalidState` (it
+        gets there through :meth:`update_sandbox`, by the transition table).
+        """
+        if record.state is not SandboxState.PENDING:
+            raise InvalidState(
+                f"sandbox {record.id} cannot be added {record.state.value}: a new sandbox "
+                "starts pending",
+                state=record.state.value,
+                sandbox_id=record.id,
+            )
         columns = sandbox_columns(record)
         with self._write() as conn:
             if self._exists(conn, "SELECT 1 FROM sandboxes WHERE id = ?", record.id):
@@ -286,8 +305,25 @@ class Registry:
         """Change some fields of a sandbox, bump ``updated_at``, return the new record.
 
         Only :data:`SANDBOX_UPDATABLE_FIELDS` may change; any other name, or a
-        value that does not validate, is :class:`InvalidRequest`.
+        value that does not validate, is :class:`InvalidRequest`. A new
+        ``state`` must be one step of the transition table from the stored one
+        (the same state is no change), else :class:`InvalidState` naming both;
+        either way nothing is written.
         """
+        return self._update(sandbox_id, fields, path=False)
+
+    def move_sandbox(self, sandbox_id: str, state: SandboxState, **fields: Any) -> SandboxRecord:
+        """Take a sandbox to ``state`` by the shortest path the table allows, with ``fields``.
+
+        For a state reported from further on (an actor whose teardown ran while
+        its row says RUNNING: RUNNING -> STOPPING -> STOPPED). Every step is
+        checked and logged and the row ends at ``state`` with ``fields``, in one
+        transaction. No path (``state`` lies behind the stored one, or the
+        sandbox has ended) is :class:`InvalidState`, and nothing is written.
+        """
+        return self._update(sandbox_id, {**fields, "state": state}, path=True)
+
+    def _update(self, sandbox_id: str, fields: dict[str, Any], *, path: bool) -> SandboxRecord:
         unknown = sorted(set(fields) - set(SANDBOX_FIELDS))
         if unknown:
             raise InvalidRequest(
@@ -311,6 +347,7 @@ class Registry:
                     f"invalid update of sandbox {sandbox_id!r}: {validation_message(exc)}",
                     sandbox_id=sandbox_id,
                 ) from exc
+            steps = self._steps(sandbox_id, current.state, updated.state, path=path)
             columns = sandbox_columns(updated)
             # Names come from the model's own field list, never from the caller.
             names = [*fields, "updated_at"]
@@ -319,7 +356,33 @@ class Registry:
                 f"UPDATE sandboxes SET {assignments} WHERE id = ?",
                 (*(columns[name] for name in names), sandbox_id),
             )
+        previous = current.state
+        for step in steps:
+            logger.info(
+                "sandbox %s: %s -> %s",
+                sandbox_id,
+                previous.value,
+                step.value,
+                extra={
+                    "sandbox_id": sandbox_id,
+                    "previous_state": previous.value,
+                    "state": step.value,
+                },
+            )
+            previous = step
         return updated
+
+    @staticmethod
+    def _steps(
+        sandbox_id: str, current: SandboxState, target: SandboxState, *, path: bool
+    ) -> tuple[SandboxState, ...]:
+        """The transitions a write from ``current`` to ``target`` makes; raises if illegal."""
+        if path:
+            return transition_path(current, target, sandbox_id=sandbox_id)
+        if target is current:
+            return ()
+        check_transition(current, target, sandbox_id=sandbox_id)
+        return (target,)
 
     def list_sandboxes(
         self,

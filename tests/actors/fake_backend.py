@@ -54,8 +54,11 @@ class FakeSandbox:
     failed: str | None = None
     setup_error: StudioError | None = None
     finalize_error: StudioError | None = None
-    # When set, setup waits for it (a setup still under way).
+    # The pull request a finalize opens (None: a local repository, no PR).
+    pr_number: int | None = None
+    # When set, setup (teardown) waits for it: a setup (teardown) still under way.
     setup_gate: asyncio.Event | None = None
+    teardown_gate: asyncio.Event | None = None
     calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
 
     def _info(self) -> SandboxInfo:
@@ -71,7 +74,12 @@ class FakeSandbox:
             port=self.port,
             error=self.failed,
             last_seq=self.last_seq,
+            pr_url=self._pr_url() if self.state is SandboxState.FINALIZED else None,
+            pr_number=self.pr_number if self.state is SandboxState.FINALIZED else None,
         )
+
+    def _pr_url(self) -> str | None:
+        return None if self.pr_number is None else f"https://forge.test/pull/{self.pr_number}"
 
     async def ping(self) -> dict[str, Any]:
         return {
@@ -112,7 +120,11 @@ class FakeSandbox:
         # As the real one: a teardown ends stopped or finalized, nothing else.
         if SandboxState(final_state) not in TERMINAL_STATES:
             raise InvalidState(f"a teardown ends stopped or finalized, not {final_state}")
-        self.state = SandboxState(final_state)
+        if self.teardown_gate is not None:
+            await self.teardown_gate.wait()
+        # Idempotent, as the real one: a sandbox that has ended keeps its end.
+        if self.state not in TERMINAL_STATES:
+            self.state = SandboxState(final_state)
         self.port = None
         return self._info()
 
@@ -122,9 +134,10 @@ class FakeSandbox:
         if self.finalize_error is not None:
             raise self.finalize_error
         self.state = SandboxState.FINALIZED
+        self.port = None
         return FinalizeResult(
-            pr_url=None,
-            pr_number=None,
+            pr_url=self._pr_url(),
+            pr_number=self.pr_number,
             branch="b",
             pushed_to="origin",
             message=title,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from studio.errors import (
     Conflict,
     InvalidConfig,
     InvalidRequest,
+    InvalidState,
     MissingBaseBranch,
     NotFound,
     PermissionDenied,
@@ -29,6 +30,10 @@ from studio.state import SandboxState
 from tests.actors.fake_backend import FakeBackend, node
 from tests.support.gitrepo import git, make_repo
 from tests.support.prism import VALID_TOKEN, GitHubFront
+from tests.support.state_log import record_states, states_written
+
+# The states the registry wrote for a sandbox, as one chain of legal steps.
+Written = Callable[[str], list[str]]
 
 
 @pytest.fixture
@@ -64,6 +69,12 @@ async def manager(settings: StudioSettings, backend: FakeBackend) -> AsyncIterat
 
 
 @pytest.fixture
+def written(caplog: pytest.LogCaptureFixture) -> Written:
+    record_states(caplog)
+    return lambda sandbox_id: states_written(caplog, sandbox_id)
+
+
+@pytest.fixture
 def repo_id(manager: StudioManager, origin: Path) -> int:
     return manager.accounts.register_repository("ui", path=str(origin)).id
 
@@ -72,7 +83,7 @@ def repo_id(manager: StudioManager, origin: Path) -> int:
 
 
 async def test_create_places_on_least_loaded_slot_node_and_returns_running(
-    manager: StudioManager, backend: FakeBackend, repo_id: int
+    manager: StudioManager, backend: FakeBackend, repo_id: int, written: Written
 ) -> None:
     first = await manager.create_sandbox("alice", repo_id, {})
     second = await manager.create_sandbox("alice", repo_id, {"timeout_hours": 1})
@@ -87,6 +98,7 @@ async def test_create_places_on_least_loaded_slot_node_and_returns_running(
     assert "admin_token" not in spec.settings
     record = manager.registry.get_sandbox(first.id)
     assert record.state is SandboxState.RUNNING and record.port == first.port
+    assert written(first.id) == ["pending", "starting", "running"]
 
 
 @pytest.mark.parametrize(("bind", "vite_host"), [("127.0.0.1", "10.0.0.2"), ("0.0.0.0", "0.0.0.0")])
@@ -126,22 +138,27 @@ async def test_create_rejects_bad_overrides_and_unknown_repositories(
 
 
 async def test_failed_setup_is_recorded_raised_and_cleaned(
-    manager: StudioManager, backend: FakeBackend, repo_id: int
+    manager: StudioManager, backend: FakeBackend, repo_id: int, written: Written
 ) -> None:
     backend.next_setup_error = ViteStartError("vite never answered", output=["boom"])
     with pytest.raises(ViteStartError, match="never answered"):
         await manager.create_sandbox("alice", repo_id, {})
     (record,) = manager.registry.list_sandboxes()
     assert record.state is SandboxState.FAILED and record.error == "vite never answered"
+    assert written(record.id) == ["pending", "starting", "failed"]
     assert backend.killed == [record.id] and backend.actors == {}
     # Its worktree and Vite went with a teardown the actor accepted, before the kill.
     assert backend.dead[record.id].state is SandboxState.STOPPED
     # A failed sandbox is not supervised: the next pass leaves it alone.
     assert (await manager.reconcile())["sandboxes"] == {}
+    # Its teardown (the cleanup job's, or DELETE) goes through STOPPING.
+    ended = await manager.teardown_sandbox(record.id, "alice")
+    assert ended.status is SandboxState.STOPPED
+    assert written(record.id) == ["pending", "starting", "failed", "stopping", "stopped"]
 
 
 async def test_create_without_waiting_returns_starting_and_sets_up_behind(
-    manager: StudioManager, backend: FakeBackend, repo_id: int
+    manager: StudioManager, backend: FakeBackend, repo_id: int, written: Written
 ) -> None:
     backend.setup_gate = gate = asyncio.Event()
     sandbox = await manager.create_sandbox("alice", repo_id, {}, wait=False)
@@ -149,6 +166,10 @@ async def test_create_without_waiting_returns_starting_and_sets_up_behind(
     actor = backend.actors[sandbox.id]
     assert [c[0] for c in actor.calls] == ["setup"]  # asked, not answered yet
     assert manager.registry.get_sandbox(sandbox.id).state is SandboxState.STARTING
+    # The actor, its setup not begun, still says pending: older than the registry,
+    # which neither goes back nor shows it.
+    assert actor.state is SandboxState.PENDING
+    assert (await manager.get_sandbox(sandbox.id, "alice")).status is SandboxState.STARTING
     # A reconcile pass meanwhile waits for the setup; it neither restarts nor doubles it.
     pass_ = asyncio.create_task(manager.reconcile())
     gate.set()
@@ -156,6 +177,7 @@ async def test_create_without_waiting_returns_starting_and_sets_up_behind(
     assert len(backend.created) == 1
     shown = await manager.get_sandbox(sandbox.id, "alice")
     assert shown.status is SandboxState.RUNNING and shown.renderer_url is not None
+    assert written(sandbox.id) == ["pending", "starting", "running"]
 
 
 async def test_create_without_waiting_that_fails_later_is_recorded_and_cleaned(
@@ -380,7 +402,7 @@ async def test_get_stores_commits_and_falls_back_to_the_registry(
 
 
 async def test_teardown_keeps_the_record_and_is_idempotent(
-    manager: StudioManager, backend: FakeBackend, repo_id: int
+    manager: StudioManager, backend: FakeBackend, repo_id: int, written: Written
 ) -> None:
     sandbox = await manager.create_sandbox("alice", repo_id, {})
     actor = backend.actors[sandbox.id]
@@ -390,12 +412,13 @@ async def test_teardown_keeps_the_record_and_is_idempotent(
     assert backend.killed == [sandbox.id]
     again = await manager.teardown_sandbox(sandbox.id, "alice")
     assert again.status is SandboxState.STOPPED
+    assert written(sandbox.id) == ["pending", "starting", "running", "stopping", "stopped"]
     assert manager.list_sandboxes("alice") == []
     assert [s.id for s in manager.list_sandboxes("alice", include_ended=True)] == [sandbox.id]
 
 
 async def test_finalize_hands_off_with_the_local_provider(
-    manager: StudioManager, backend: FakeBackend, repo_id: int
+    manager: StudioManager, backend: FakeBackend, repo_id: int, written: Written
 ) -> None:
     sandbox = await manager.create_sandbox("alice", repo_id, {})
     actor = backend.actors[sandbox.id]
@@ -403,7 +426,37 @@ async def test_finalize_hands_off_with_the_local_provider(
     assert result.message == "Title"
     assert ("finalize", ("Title", "Body", None), {}) in actor.calls
     assert manager.registry.get_sandbox(sandbox.id).state is SandboxState.FINALIZED
+    assert written(sandbox.id)[-3:] == ["running", "stopping", "finalized"]
     assert sandbox.id in backend.killed
+
+
+async def test_finalizing_again_after_an_unrecorded_finalize_answers_with_its_pr(
+    manager: StudioManager, backend: FakeBackend, repo_id: int, written: Written
+) -> None:
+    # The actor finalized, the manager stopped before recording it, the client retries.
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    actor = backend.actors[sandbox.id]
+    actor.pr_number = 9
+    await actor.finalize("T", "D", None)
+    again = await manager.finalize_sandbox(sandbox.id, "alice", "T", "D")
+    assert (again.pr_number, again.pr_url) == (9, "https://forge.test/pull/9")
+    assert "already finalized" in again.message
+    assert [c[0] for c in actor.calls][-1] == "info"  # not asked to finalize twice
+    assert written(sandbox.id)[-3:] == ["running", "stopping", "finalized"]
+    assert sandbox.id in backend.killed
+
+
+async def test_a_stopped_sandbox_cannot_be_finalized(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    actor = backend.actors[sandbox.id]
+    await manager.teardown_sandbox(sandbox.id, "alice")
+    calls = list(actor.calls)
+    with pytest.raises(InvalidState, match="cannot finalize: the sandbox is stopped"):
+        await manager.finalize_sandbox(sandbox.id, "alice", "T", "D")
+    assert actor.calls == calls  # not a wait on an actor that is gone
+    assert manager.registry.get_sandbox(sandbox.id).state is SandboxState.STOPPED
 
 
 async def test_finalizing_again_answers_with_the_same_result(
@@ -478,13 +531,15 @@ async def test_create_is_refused_when_the_token_cannot_push(
 
 
 async def test_failed_finalize_leaves_the_sandbox_running(
-    manager: StudioManager, backend: FakeBackend, repo_id: int
+    manager: StudioManager, backend: FakeBackend, repo_id: int, written: Written
 ) -> None:
     sandbox = await manager.create_sandbox("alice", repo_id, {})
     backend.actors[sandbox.id].finalize_error = PullRequestError("422 from the forge")
     with pytest.raises(PullRequestError, match="422"):
         await manager.finalize_sandbox(sandbox.id, "alice", "T", "D")
     assert manager.registry.get_sandbox(sandbox.id).state is SandboxState.RUNNING
+    # No STOPPING was written that the sandbox would have had to come back from.
+    assert written(sandbox.id) == ["pending", "starting", "running"]
     assert backend.killed == []
 
 
@@ -503,7 +558,7 @@ async def test_healthy_sandboxes_are_monitored_and_recorded(
 
 
 async def test_dead_actor_is_recreated_on_its_node_with_higher_seq(
-    manager: StudioManager, backend: FakeBackend, repo_id: int
+    manager: StudioManager, backend: FakeBackend, repo_id: int, written: Written
 ) -> None:
     sandbox = await manager.create_sandbox("alice", repo_id, {})
     last_seq = manager.registry.get_sandbox(sandbox.id).last_seq
@@ -515,14 +570,19 @@ async def test_dead_actor_is_recreated_on_its_node_with_higher_seq(
     assert ("setup", (), {"recover": True}) in backend.actors[sandbox.id].calls
     record = manager.registry.get_sandbox(sandbox.id)
     assert record.state is SandboxState.RUNNING and record.last_seq > last_seq
+    assert written(sandbox.id)[-3:] == ["running", "starting", "running"]
 
 
 async def test_sandbox_on_a_dead_node_comes_back_elsewhere(
-    manager: StudioManager, backend: FakeBackend, repo_id: int
+    manager: StudioManager, backend: FakeBackend, repo_id: int, written: Written
 ) -> None:
     sandbox = await manager.create_sandbox("alice", repo_id, {})
     lost = sandbox.node
     assert lost is not None
+    # Its Vite was restarting when the node went: the pass records what the actor said.
+    backend.actors[sandbox.id].state = SandboxState.RESTARTING
+    assert (await manager.reconcile())["sandboxes"][sandbox.id].startswith("ok")
+    assert manager.registry.get_sandbox(sandbox.id).state is SandboxState.RESTARTING
     backend.kill_node(lost)
     summary = await manager.reconcile()
     survivor = "n2" if lost == "n1" else "n1"
@@ -530,6 +590,14 @@ async def test_sandbox_on_a_dead_node_comes_back_elsewhere(
     assert sandbox.id in backend.killed  # the stuck actor is killed first
     assert backend.created[-1].settings["state_dir"] == f"/disk/{survivor}"
     assert manager.registry.get_sandbox(sandbox.id).node_id == survivor
+    assert written(sandbox.id) == [
+        "pending",
+        "starting",
+        "running",
+        "restarting",
+        "starting",
+        "running",
+    ]
 
 
 async def test_unschedulable_actor_is_recreated_on_another_node(
@@ -561,7 +629,7 @@ async def test_unresponsive_actor_gets_time_then_is_recreated(
 
 
 async def test_idle_sandbox_is_torn_down(
-    manager: StudioManager, backend: FakeBackend, repo_id: int
+    manager: StudioManager, backend: FakeBackend, repo_id: int, written: Written
 ) -> None:
     sandbox = await manager.create_sandbox("alice", repo_id, {})
     backend.actors[sandbox.id].idle = True
@@ -569,17 +637,103 @@ async def test_idle_sandbox_is_torn_down(
     assert summary["sandboxes"][sandbox.id].startswith("teardown: idle")
     record = manager.registry.get_sandbox(sandbox.id)
     assert record.state is SandboxState.STOPPED and record.port is None
+    assert written(sandbox.id)[-3:] == ["running", "stopping", "stopped"]
     assert sandbox.id in backend.killed
 
 
 async def test_failed_sandbox_is_recorded(
-    manager: StudioManager, backend: FakeBackend, repo_id: int
+    manager: StudioManager, backend: FakeBackend, repo_id: int, written: Written
 ) -> None:
     sandbox = await manager.create_sandbox("alice", repo_id, {})
     backend.actors[sandbox.id].failed = "Vite failed 4 times: Error: boom"
     await manager.reconcile()
     record = manager.registry.get_sandbox(sandbox.id)
     assert record.state is SandboxState.FAILED and "boom" in (record.error or "")
+    assert written(sandbox.id)[-2:] == ["running", "failed"]
+
+
+async def test_an_actor_that_ended_unrecorded_is_recorded_by_its_path_and_killed(
+    manager: StudioManager, backend: FakeBackend, repo_id: int, written: Written
+) -> None:
+    # The actor finalized, and the manager stopped before writing it down.
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    actor = backend.actors[sandbox.id]
+    actor.pr_number = 7
+    await actor.finalize("T", "D", None)
+    summary = await manager.reconcile()
+    assert summary["sandboxes"][sandbox.id] == "teardown: its actor has already ended finalized"
+    record = manager.registry.get_sandbox(sandbox.id)
+    assert (record.state, record.pr_number) == (SandboxState.FINALIZED, 7)
+    assert record.pr_url == "https://forge.test/pull/7" and record.port is None
+    assert written(sandbox.id)[-3:] == ["running", "stopping", "finalized"]
+    assert sandbox.id in backend.killed
+
+
+async def stopped_halfway(manager: StudioManager, backend: FakeBackend, sandbox_id: str) -> None:
+    """A teardown whose manager stops while the actor is still tearing down."""
+    actor = backend.actors[sandbox_id]
+    actor.teardown_gate = asyncio.Event()  # never set: the teardown hangs
+    teardown = asyncio.create_task(manager.teardown_sandbox(sandbox_id, "alice"))
+    for _ in range(100):
+        if actor.calls[-1][0] == "teardown":
+            break
+        await asyncio.sleep(0.01)
+    teardown.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await teardown
+    actor.teardown_gate = None
+
+
+async def test_a_teardown_left_half_way_is_shown_stopping_and_finished_by_the_next_pass(
+    settings: StudioSettings,
+    backend: FakeBackend,
+    manager: StudioManager,
+    repo_id: int,
+    written: Written,
+) -> None:
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    await stopped_halfway(manager, backend, sandbox.id)
+    manager.close()
+    again = StudioManager(settings, backend)
+    try:
+        # Shown as it is: stopping, with no renderer to open, still listed.
+        shown = await again.get_sandbox(sandbox.id, "alice")
+        assert (shown.status, shown.port, shown.renderer_url) == (SandboxState.STOPPING, None, None)
+        assert [s.status for s in again.list_sandboxes("alice")] == [SandboxState.STOPPING]
+        summary = await again.reconcile()
+        assert summary["sandboxes"][sandbox.id] == "stopped: finished a teardown left half-way"
+        assert backend.dead[sandbox.id].state is SandboxState.STOPPED
+        assert again.registry.get_sandbox(sandbox.id).state is SandboxState.STOPPED
+        assert written(sandbox.id)[-3:] == ["running", "stopping", "stopped"]
+        assert (await again.reconcile())["sandboxes"] == {}
+    finally:
+        again.close()
+
+
+async def test_a_teardown_of_a_sandbox_left_stopping_finishes_it(
+    manager: StudioManager, backend: FakeBackend, repo_id: int, written: Written
+) -> None:
+    # What `studio up` does on its way down: tear down whatever has not ended.
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    await stopped_halfway(manager, backend, sandbox.id)
+    ended = await manager.teardown_sandbox(sandbox.id, "alice")
+    assert ended.status is SandboxState.STOPPED
+    assert written(sandbox.id)[-3:] == ["running", "stopping", "stopped"]
+
+
+async def test_a_sandbox_left_stopping_on_a_lost_node_is_finished_without_asking_it(
+    manager: StudioManager, backend: FakeBackend, repo_id: int, written: Written
+) -> None:
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    assert sandbox.node is not None
+    actor = backend.actors[sandbox.id]
+    await stopped_halfway(manager, backend, sandbox.id)
+    backend.kill_node(sandbox.node)
+    calls = len(actor.calls)
+    summary = await manager.reconcile()
+    assert summary["sandboxes"][sandbox.id] == "stopped: finished a teardown left half-way"
+    assert len(actor.calls) == calls and sandbox.id in backend.killed
+    assert written(sandbox.id)[-2:] == ["stopping", "stopped"]
 
 
 async def test_one_failing_sandbox_does_not_stop_the_pass(

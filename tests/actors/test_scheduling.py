@@ -112,6 +112,14 @@ def test_decide_after_monitor() -> None:
     assert idle.action is Action.TEARDOWN and "20000" in idle.reason
     failed = decide_after_monitor(_report(state=SandboxState.FAILED, healthy=False, error="x"))
     assert failed.action is Action.MARK_FAILED and failed.reason == "x"
+    # An actor that already ended is torn down (idempotent) so its end is recorded,
+    # idle or not.
+    for state in (SandboxState.STOPPED, SandboxState.FINALIZED):
+        for idle_expired in (False, True):
+            ended = decide_after_monitor(
+                _report(state=state, healthy=False, idle_expired=idle_expired)
+            )
+            assert ended.action is Action.TEARDOWN and state.value in ended.reason
 
 
 def test_orphans_on_node() -> None:

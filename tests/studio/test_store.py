@@ -16,13 +16,14 @@ from studio.errors import (
     Conflict,
     InvalidConfig,
     InvalidRequest,
+    InvalidState,
     NotFound,
     RepositoryNotFound,
     SandboxNotFound,
     ServiceUnavailable,
     StudioError,
 )
-from studio.state import SandboxState
+from studio.state import SandboxState, transition_path
 from studio.store import (
     SANDBOX_UPDATABLE_FIELDS,
     CommitRecord,
@@ -34,6 +35,7 @@ from studio.store import (
     migrations,
     utcnow,
 )
+from tests.support.state_log import record_states, states_written
 
 T0 = datetime(2026, 11, 25, 14, 30, tzinfo=UTC)
 
@@ -64,6 +66,18 @@ def sandbox(repository_id: int, n: int = 0, **fields: object) -> SandboxRecord:
         **fields,
     }
     return SandboxRecord.model_validate(values)
+
+
+def added(registry: Registry, record: SandboxRecord, **fields: object) -> SandboxRecord:
+    """``record`` added (pending, as every new sandbox) and then taken to its state.
+
+    The state is written one legal step at a time; ``fields`` with the last one.
+    """
+    registry.add_sandbox(record.model_copy(update={"state": SandboxState.PENDING}))
+    current = registry.get_sandbox(record.id)
+    for step in transition_path(SandboxState.PENDING, record.state):
+        current = registry.update_sandbox(record.id, state=step)
+    return registry.update_sandbox(record.id, **fields) if fields else current
 
 
 def sha(n: int) -> str:
@@ -99,7 +113,7 @@ def test_foreign_keys_are_enforced(registry: Registry) -> None:
 def test_reopen_keeps_data(db_path: Path) -> None:
     with Registry(db_path) as first:
         repo = first.add_repository("ui", "/srv/ui", config={"max_restarts": 5})
-        first.add_sandbox(sandbox(repo.id, state="running", node_id="n1", port=5173))
+        added(first, sandbox(repo.id, state="running"), node_id="n1", port=5173)
         first.add_commit("sb_test000000", sha(1), "first", T0)
         first.add_user("alice", "tok-alice")
     with Registry(db_path) as second:
@@ -291,21 +305,21 @@ def test_sandbox_crud(registry: Registry, repo: RepositoryRecord) -> None:
 
     updated = registry.update_sandbox(
         record.id,
-        state="running",
+        state="starting",
         node_id="node-a",
         port=5180,
         restarts=2,
         last_seq=41,
         last_activity=T0,
     )
-    assert updated.state is SandboxState.RUNNING
+    assert updated.state is SandboxState.STARTING
     assert updated.updated_at > record.updated_at
     assert updated.created_at == record.created_at
     assert registry.get_sandbox(record.id) == updated
 
-    finished = registry.update_sandbox(
+    finished = registry.move_sandbox(
         record.id,
-        state=SandboxState.FINALIZED,
+        SandboxState.FINALIZED,
         port=None,
         pr_url="https://github.com/acme/ui/pull/3",
         pr_number=3,
@@ -361,6 +375,145 @@ def test_update_of_unknown_or_fixed_fields_is_refused(
     assert registry.get_sandbox(record.id) == record
 
 
+def test_a_new_sandbox_is_added_pending_only(registry: Registry, repo: RepositoryRecord) -> None:
+    with pytest.raises(InvalidState, match="sb_test000000 cannot be added running") as refused:
+        registry.add_sandbox(sandbox(repo.id, state="running"))
+    assert refused.value.details == {"state": "running", "sandbox_id": "sb_test000000"}
+    assert registry.list_sandboxes() == []
+
+
+@pytest.mark.parametrize(
+    ("start", "target"),
+    [
+        ("running", "stopped"),  # a teardown skipping STOPPING
+        ("running", "finalized"),
+        ("pending", "running"),  # a create skipping STARTING
+        ("stopped", "starting"),  # an ended sandbox set up again
+        ("finalized", "stopping"),
+        ("failed", "running"),
+        ("stopping", "running"),
+    ],
+)
+def test_a_state_change_the_table_does_not_allow_is_refused_and_writes_nothing(
+    registry: Registry, repo: RepositoryRecord, start: str, target: str
+) -> None:
+    before = added(registry, sandbox(repo.id, state=start), port=None, error="as it was")
+    with pytest.raises(InvalidState) as refused:
+        registry.update_sandbox(before.id, state=target, port=5190, error=None, restarts=3)
+    message = str(refused.value)
+    assert f"sandbox {before.id} cannot go from {start} to {target}" in message
+    assert refused.value.details == {"state": start, "target": target, "sandbox_id": before.id}
+    # Neither the state nor the fields written with it changed, nor updated_at.
+    assert registry.get_sandbox(before.id) == before
+
+
+def test_a_state_change_the_table_allows_is_written(
+    registry: Registry, repo: RepositoryRecord, caplog: pytest.LogCaptureFixture
+) -> None:
+    record_states(caplog)
+    record = sandbox(repo.id)
+    registry.add_sandbox(record)
+    for state in ("starting", "running", "restarting", "running", "stopping", "stopped"):
+        assert registry.update_sandbox(record.id, state=state).state == state
+    assert states_written(caplog, record.id) == [
+        "pending",
+        "starting",
+        "running",
+        "restarting",
+        "running",
+        "stopping",
+        "stopped",
+    ]
+
+
+def test_writing_the_state_a_sandbox_is_in_is_no_transition(
+    registry: Registry, repo: RepositoryRecord, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = added(registry, sandbox(repo.id, state="stopped"))
+    record_states(caplog)
+    # An ended sandbox has no way out, but restating its end changes no state.
+    again = registry.update_sandbox(record.id, state="stopped", error="noted")
+    assert again.state is SandboxState.STOPPED and again.error == "noted"
+    assert registry.move_sandbox(record.id, SandboxState.STOPPED).state is SandboxState.STOPPED
+    assert states_written(caplog, record.id) == []
+
+
+def test_move_sandbox_writes_each_step_of_the_path_and_the_fields(
+    registry: Registry, repo: RepositoryRecord, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = added(registry, sandbox(repo.id, state="running"), port=5190)
+    record_states(caplog)
+    moved = registry.move_sandbox(
+        record.id, SandboxState.FINALIZED, port=None, pr_url="https://x/pull/4", pr_number=4
+    )
+    assert (moved.state, moved.port, moved.pr_number) == (SandboxState.FINALIZED, None, 4)
+    assert registry.get_sandbox(record.id) == moved
+    assert states_written(caplog, record.id) == ["running", "stopping", "finalized"]
+
+
+@pytest.mark.parametrize(
+    ("start", "target"),
+    [
+        ("starting", "pending"),
+        ("stopped", "running"),
+        ("finalized", "stopped"),
+        ("stopping", "running"),
+    ],
+)
+def test_move_sandbox_refuses_a_state_it_cannot_reach_and_writes_nothing(
+    registry: Registry, repo: RepositoryRecord, start: str, target: str
+) -> None:
+    before = added(registry, sandbox(repo.id, state=start))
+    with pytest.raises(InvalidState, match=f"{before.id} cannot get from {start} to {target}"):
+        registry.move_sandbox(before.id, SandboxState(target), port=5190, last_seq=9)
+    assert registry.get_sandbox(before.id) == before
+
+
+def test_concurrent_writers_cannot_both_end_a_sandbox(db_path: Path) -> None:
+    # Two registries on one file (two connections, two locks): only SQLite's
+    # transaction keeps a check and its write together.
+    with Registry(db_path) as first, Registry(db_path) as second:
+        repo = first.add_repository("ui", "/srv/ui")
+        rounds = 20
+        for n in range(rounds):
+            added(first, sandbox(repo.id, n, state="stopping"))
+        outcomes: dict[str, list[str]] = {"stopped": [], "finalized": []}
+        errors: list[BaseException] = []
+        start = threading.Barrier(4)
+
+        def end(registry: Registry, state: str) -> None:
+            try:
+                start.wait(timeout=30)
+                for n in range(rounds):
+                    try:
+                        registry.update_sandbox(f"sb_test{n:06d}", state=state, port=None)
+                    except InvalidState:
+                        continue
+                    outcomes[state].append(f"sb_test{n:06d}")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=end, args=(registry, state))
+            for registry in (first, second)
+            for state in ("stopped", "finalized")
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads)
+        assert errors == []
+        for n in range(rounds):
+            sandbox_id = f"sb_test{n:06d}"
+            final = first.get_sandbox(sandbox_id).state.value
+            # Whoever ended it first decided its end; the other end was refused, never
+            # written over it (restating the same end is no change and is allowed).
+            assert sandbox_id in outcomes[final]
+            other = "finalized" if final == "stopped" else "stopped"
+            assert sandbox_id not in outcomes[other]
+
+
 def test_list_sandboxes_filters(registry: Registry, repo: RepositoryRecord) -> None:
     specs = [
         ("alice", "running", "n1"),
@@ -371,8 +524,10 @@ def test_list_sandboxes_filters(registry: Registry, repo: RepositoryRecord) -> N
     ]
     for n, (owner, state, node) in enumerate(specs):
         created = T0 + timedelta(minutes=n)
-        registry.add_sandbox(
-            sandbox(repo.id, n, owner=owner, state=state, node_id=node, created_at=created)
+        added(
+            registry,
+            sandbox(repo.id, n, owner=owner, state=state, created_at=created),
+            node_id=node,
         )
 
     def ids(records: list[SandboxRecord]) -> list[int]:
@@ -519,7 +674,7 @@ def test_tokens_are_never_stored_in_clear(db_path: Path) -> None:
 
 
 def test_records_survive_pickling_and_json(registry: Registry, repo: RepositoryRecord) -> None:
-    registry.add_sandbox(sandbox(repo.id, state="running", created_at=T0))
+    added(registry, sandbox(repo.id, state="running", created_at=T0))
     registry.add_commit("sb_test000000", sha(1), "m", T0)
     user = registry.add_user("alice", "tok")
     box = registry.get_sandbox("sb_test000000")
