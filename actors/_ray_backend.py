@@ -1,7 +1,7 @@
 """Every ``ray.*`` call the manager makes, behind one small interface.
 
 "All Ray API calls should be made here" (Ray Serve's deployment_state): the
-manager's scheduling and reconcile logic only sees :class:`Backend`, so tests
+manager's scheduling and reconcile logic only sees :class:`ClusterBackend`, so tests
 drive it with a fake (``tests/actors/fake_backend.py``) and no Ray at all.
 :class:`RayBackend` is the real one. Its errors are :class:`ActorGone` (no
 actor will ever answer under that name) and :class:`ActorUnresponsive` (no
@@ -40,7 +40,7 @@ __all__ = [
     "ActorGone",
     "ActorUnresponsive",
     "ActorUnschedulable",
-    "Backend",
+    "ClusterBackend",
     "NodeScan",
     "RayBackend",
     "SandboxSpec",
@@ -92,8 +92,8 @@ class NodeScan:
     pid_files: list[str]
 
 
-class Backend(Protocol):
-    """The manager's view of the cluster."""
+class ClusterBackend(Protocol):
+    """The manager's view of the cluster: its nodes, the sandbox actors, the warm pools."""
 
     async def nodes(self) -> list[NodeView]:
         """Every node Ray knows, alive or dead."""
@@ -148,7 +148,7 @@ def _scan_task(node_id: str, state_dir: str) -> NodeScan:
 
 
 class RayBackend:
-    """:class:`Backend` on the Ray this process is connected to."""
+    """:class:`ClusterBackend` on the Ray this process is connected to."""
 
     def __init__(self, namespace: str = ACTOR_NAMESPACE) -> None:
         self._namespace = namespace

@@ -1,6 +1,6 @@
 """How a replica reaches the actors: the manager (control plane) and sandboxes (data plane).
 
-Every Ray call of the API goes through :class:`Backend`, which turns what Ray
+Every Ray call of the API goes through :class:`ActorClient`, which turns what Ray
 raises into the :class:`studio.errors.StudioError` the routes let through:
 
 - the error raised inside an actor comes out as itself;
@@ -36,7 +36,7 @@ from studio.models import SandboxInfo, UserInfo
 from studio.naming import validate_sandbox_id
 from studio.state import ACTIVE_STATES
 
-__all__ = ["Backend"]
+__all__ = ["ActorClient"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +44,8 @@ logger = logging.getLogger(__name__)
 LONG_CALL = 900.0
 
 
-class Backend:
-    """The replica's handles, caches and error translation."""
+class ActorClient:
+    """The replica's handles to the manager and the sandboxes, its caches and error translation."""
 
     def __init__(self, *, manager_timeout: float = 10.0, sandbox_timeout: float = 120.0) -> None:
         self.manager_timeout = manager_timeout
