@@ -1,12 +1,12 @@
 """Every ``ray.*`` call the manager makes, behind one small interface.
 
 "All Ray API calls should be made here" (Ray Serve's deployment_state): the
-manager's scheduling and reconcile logic only sees :class:`ClusterBackend`, so tests
-drive it with a fake (``tests/actors/fake_backend.py``) and no Ray at all.
-:class:`RayBackend` is the real one. Its errors are :class:`ActorGone` (no
-actor will ever answer under that name) and :class:`ActorUnresponsive` (no
-answer in time); a :class:`StudioError` raised inside an actor comes out as
-itself, unwrapped.
+manager's scheduling and reconcile logic only sees :class:`ClusterBackend`, so
+tests drive it with a fake (``tests/actors/fake_backend.py``) and no Ray at
+all. :class:`RayBackend` is the real one. Its errors, translated by
+:mod:`actors.ray_errors`, are :class:`ActorGone` (no actor will ever answer
+under that name) and :class:`ActorUnresponsive` (no answer in time); a
+:class:`StudioError` raised inside an actor comes out as itself, unwrapped.
 """
 
 from __future__ import annotations
@@ -18,17 +18,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import ray
-from ray.exceptions import (
-    ActorDiedError,
-    ActorUnavailableError,
-    ActorUnschedulableError,
-    GetTimeoutError,
-    RayActorError,
-    RayTaskError,
-)
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors._prestart import idle_workers, prestart_workers
+from actors.ray_errors import ActorGone, ActorUnresponsive, ActorUnschedulable, to_actor_error
 from actors.scheduling import SLOT_RESOURCE, NodeView
 from studio.config import ComponentStudioConfig
 from studio.errors import StudioError
@@ -54,18 +47,6 @@ _SANDBOX_PREFIX = "sandbox:"
 # ray.kill releases the name asynchronously: a create right after may still see it taken.
 _NAME_RELEASE_TRIES = 50
 _NAME_RELEASE_WAIT = 0.1
-
-
-class ActorGone(Exception):
-    """No actor by that name exists, or it died and will not be restarted."""
-
-
-class ActorUnschedulable(ActorGone):
-    """The actor is pinned to a node that is gone: it can never run there again."""
-
-
-class ActorUnresponsive(Exception):
-    """The actor did not answer in time (it may be restarting, or its node is gone)."""
 
 
 @dataclass(frozen=True)
@@ -224,21 +205,15 @@ class RayBackend:
         ref = getattr(handle, method).remote(*args, **kwargs)
         try:
             return await asyncio.wait_for(ref, timeout_s)
-        except (TimeoutError, GetTimeoutError, ActorUnavailableError) as exc:
-            raise ActorUnresponsive(f"sandbox {sandbox_id} did not answer {method}") from exc
-        except RayTaskError as exc:
-            cause = exc.cause
-            if isinstance(cause, StudioError):
-                raise cause from None
-            raise
-        except ActorUnschedulableError as exc:
-            self._handles.pop(sandbox_id, None)
-            raise ActorUnschedulable(
-                f"the actor of sandbox {sandbox_id} cannot be scheduled: {exc}"
-            ) from exc
-        except (ActorDiedError, RayActorError) as exc:
-            self._handles.pop(sandbox_id, None)
-            raise ActorGone(f"the actor of sandbox {sandbox_id} died: {exc}") from exc
+        except Exception as exc:
+            error = to_actor_error(exc, sandbox_id, method)
+            if error is exc:
+                raise
+            if isinstance(error, ActorGone):
+                self._handles.pop(sandbox_id, None)
+            if isinstance(error, StudioError):
+                raise error from None
+            raise error from exc
 
     async def kill_sandbox(self, sandbox_id: str) -> None:
         try:

@@ -13,7 +13,8 @@ import pytest
 import ray
 
 from actors._prestart import idle_workers, prestart_workers
-from actors.handles import forget_sandbox_handle, get_manager, sandbox_handle, unwrap
+from actors.handles import forget_sandbox_handle, get_manager, sandbox_handle
+from actors.ray_errors import to_studio_error
 from studio.errors import InvalidRequest, SandboxNotFound
 from studio.state import SandboxState
 from tests.actors.conftest import Studio, get, open_studio, vite_answers
@@ -81,12 +82,12 @@ def test_create_execute_commit_teardown(studio: Studio) -> None:
     assert get(handle.events.remote(events[-1]["seq"], 0.2)) == []
     with pytest.raises(ray.exceptions.RayTaskError) as bad:
         get(handle.execute.remote({"command": "format_disk"}))
-    assert isinstance(unwrap(bad.value), InvalidRequest)
+    assert isinstance(to_studio_error(bad.value), InvalidRequest)
     shown = get(studio.manager.get_sandbox.remote(info.id, "alice"))
     assert commit in [c.hash for c in shown.git_commits]
     with pytest.raises(ray.exceptions.RayTaskError) as hidden:
         get(studio.manager.get_sandbox.remote(info.id, "bob"))
-    assert isinstance(unwrap(hidden.value), SandboxNotFound)
+    assert isinstance(to_studio_error(hidden.value), SandboxNotFound)
 
     stray = studio.settings.state_dir / "worktrees" / "sb_stray0001"
     stray.mkdir()

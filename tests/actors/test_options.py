@@ -1,18 +1,16 @@
-"""Actor options, PR provider specs, the state-dir scan and error unwrapping: no Ray needed."""
+"""Actor options, PR provider specs and the state-dir scan: no Ray needed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from ray.exceptions import ActorDiedError, ActorUnschedulableError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors import handles
 from actors._ray_backend import scan_state_dir
 from actors.manager_actor import HEAD_NODE_RESOURCE, manager_actor_options
 from actors.sandbox_actor import provider_from_spec, sandbox_actor_options, seq_file
-from studio.errors import InvalidRequest, ServiceUnavailable
+from studio.errors import InvalidRequest
 from studio.pr import GitHubProvider
 
 NODE = "ab" * 28  # a well-formed Ray node id
@@ -59,15 +57,3 @@ def test_scan_state_dir(tmp_path: Path) -> None:
     assert scan.worktrees == [str(tmp_path / "worktrees" / "sb_abc123")]
     # The actor's seq file is not a pid record.
     assert scan.pid_files == [str(tmp_path / "run" / "vite-sb_abc123.json")]
-
-
-def test_unwrap_dead_actor_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    cache: dict[str, object] = {"sb_abc123": object()}
-    monkeypatch.setattr(handles, "_sandbox_handles", cache)
-    assert isinstance(handles.unwrap(ActorDiedError()), ServiceUnavailable)
-    assert "sb_abc123" in cache
-    unschedulable = ActorUnschedulableError("pinned to a dead node")
-    assert isinstance(handles.unwrap(unschedulable, "sb_abc123"), ServiceUnavailable)
-    assert cache == {}
-    plain = ValueError("x")
-    assert handles.unwrap(plain) is plain
