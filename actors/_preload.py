@@ -35,9 +35,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any
-
-import ray
 
 __all__ = ["preload"]
 
@@ -45,8 +42,6 @@ logger = logging.getLogger(__name__)
 
 # What a sandbox actor's worker imports when it loads the actor class.
 _SANDBOX_MODULES = ("actors.sandbox_actor",)
-# Ray's internals, untyped.
-_RAY: Any = ray
 
 
 def preload() -> None:
@@ -57,9 +52,9 @@ def preload() -> None:
         except Exception:
             logger.exception("preloading %s failed", name)
     try:
-        # Made now, under no job, Ray hands it to the first job that runs here
-        # (``Worker.get_serialization_context``).
-        _RAY._private.worker.global_worker.get_serialization_context()
+        from actors import ray_internals
+
+        ray_internals.make_serialization_context()
     except Exception:
         logger.exception("preloading the serialization context failed")
     try:

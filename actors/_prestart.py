@@ -29,11 +29,10 @@ actor lands on a spare.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any
 
-import ray
+from actors import ray_internals
 
 __all__ = [
     "KEEP_ALIVE_SECONDS",
@@ -49,46 +48,12 @@ logger = logging.getLogger(__name__)
 # Past it, the raylet kills idle workers beyond its soft limit (the node's CPU
 # count) and the warm pool starts new ones (:mod:`actors._warm_pool`).
 KEEP_ALIVE_SECONDS = 3600
-_RPC_TIMEOUT = 5.0
 # Every new Python worker imports this module before it waits for work.
 PRELOAD_MODULE = "actors._preload"
 # ray.init(_system_config=...) of a Ray that ``studio up`` (or a benchmark) starts;
 # a cluster's nodes get the same from RAY_preload_python_modules=actors._preload.
-RAY_SYSTEM_CONFIG: dict[str, Any] = {"preload_python_modules": [PRELOAD_MODULE]}
+RAY_SYSTEM_CONFIG: dict[str, Any] = ray_internals.raylet_config([PRELOAD_MODULE])
 _warned = False
-# The calls used here are untyped (ray.nodes) or internal (the job config).
-_RAY: Any = ray
-
-
-def _raylet_address(node_id: str) -> str | None:
-    nodes: list[dict[str, Any]] = _RAY.nodes()
-    for node in nodes:
-        if node.get("NodeID") == node_id and node.get("Alive"):
-            return f"{node['NodeManagerAddress']}:{node['NodeManagerPort']}"
-    return None
-
-
-def _call_raylet(node_id: str, method: str, request_of: Any) -> Any:
-    """``method`` of ``node_id``'s raylet with the request ``request_of(messages)`` makes.
-
-    None when the node is not alive. Ray's internals are untyped: loaded by name.
-    """
-    grpc: Any = importlib.import_module("grpc")
-    messages: Any = importlib.import_module("ray.core.generated.node_manager_pb2")
-    stubs: Any = importlib.import_module("ray.core.generated.node_manager_pb2_grpc")
-    auth: Any = importlib.import_module(
-        "ray._private.authentication.grpc_authentication_client_interceptor"
-    )
-    address = _raylet_address(node_id)
-    if address is None:
-        return None
-    with grpc.insecure_channel(address) as channel:
-        call = getattr(stubs.NodeManagerServiceStub(channel), method)
-        return call(
-            request_of(messages),
-            timeout=_RPC_TIMEOUT,
-            metadata=auth._get_authentication_metadata_tuple(),
-        )
 
 
 def _warn_once(what: str, exc: Exception) -> None:
@@ -105,49 +70,25 @@ def prestart_workers(node_id: str, count: int = 1, keep_alive: int = KEEP_ALIVE_
     node's CPU count) allows, whatever ``count`` says: the rest are dropped.
     """
     try:
-        common: Any = importlib.import_module("ray.core.generated.common_pb2")
-        job_config = _RAY._private.worker.global_worker.core_worker.get_job_config()
-        reply = _call_raylet(
+        return ray_internals.prestart_python_workers(
             node_id,
-            "PrestartWorkers",
-            lambda messages: messages.PrestartWorkersRequest(
-                language=common.PYTHON,
-                runtime_env_info=job_config.runtime_env_info,
-                keep_alive_duration_secs=keep_alive,
-                num_workers=count,
-            ),
+            count,
+            keep_alive=keep_alive,
+            runtime_env_info=ray_internals.job_runtime_env_info(),
         )
     except Exception as exc:  # best effort: without a spare the actor starts cold
         _warn_once("cannot prestart Ray workers", exc)
         return False
-    return reply is not None
 
 
 def idle_workers(node_id: str) -> int | None:
     """How many never-used Python workers wait on ``node_id``; None when the raylet cannot say.
 
     A never-used worker is one no job has claimed yet: a spare, or one the
-    raylet started on its own. The raylet asks each of its workers for its
-    stats (``GetNodeStats``); ~10 ms on a node with a dozen workers.
+    raylet started on its own.
     """
     try:
-        reply = _call_raylet(
-            node_id,
-            "GetNodeStats",
-            lambda messages: messages.GetNodeStatsRequest(include_memory_info=False),
-        )
+        return ray_internals.never_used_python_workers(node_id)
     except Exception as exc:
         _warn_once("cannot count idle Ray workers", exc)
         return None
-    if reply is None:
-        return None
-    common: Any = importlib.import_module("ray.core.generated.common_pb2")
-    nil_job = _RAY.JobID.nil().binary()
-    nil_actor = _RAY.ActorID.nil().binary()
-    return sum(
-        1
-        for stats in reply.core_workers_stats
-        if stats.worker_type == common.WORKER
-        and stats.job_id == nil_job
-        and stats.actor_id == nil_actor
-    )

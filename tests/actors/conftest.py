@@ -10,7 +10,10 @@ through the manager, the manager is killed, and the fixture asserts that no
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -50,6 +53,23 @@ class Studio:
 def get(refs: Any, timeout: float | None = None) -> Any:
     """``ray.get`` typed loosely: actor handles are untyped, so are their answers."""
     return ray.get(refs, timeout=timeout)
+
+
+def run_with_own_ray(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a child Python that starts a Ray of its own (the session's is shared).
+
+    Its workers import this checkout: a worker's preload runs before a job hands
+    it the driver's ``sys.path``, and would otherwise import the installed package.
+    """
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONPATH": path},
+    )
 
 
 def free_base(count: int = PORTS) -> int:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
 from actors import _preload
+from tests.actors.conftest import run_with_own_ray
 
 # A Ray of its own (the session's was started without the setting), in a child process:
 # a task's fresh worker reports whether the sandbox actor's modules were already loaded.
@@ -35,9 +34,7 @@ _CHILD = textwrap.dedent(
 
 
 def test_a_worker_of_a_ray_started_with_the_setting_has_the_sandbox_modules_loaded() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD], capture_output=True, text=True, timeout=300, check=False
-    )
+    done = run_with_own_ray(_CHILD)
     assert "LOADED" in done.stdout.splitlines(), done.stdout + done.stderr
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -16,6 +14,7 @@ from actors import _standby
 from studio.install.cache import ensure_node_modules
 from studio.vite import generate_studio_app
 from studio.vite.standby import ViteStandby
+from tests.actors.conftest import run_with_own_ray
 from tests.support.procs import ends_within
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -202,11 +201,5 @@ _CHILD = textwrap.dedent(
 
 
 def test_a_worker_of_a_ray_with_the_preload_has_a_standby_for_its_actor(studio_dir):
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(TEMPLATE), str(studio_dir)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_with_own_ray(_CHILD, str(TEMPLATE), str(studio_dir))
     assert "CLAIMED {'alive': True, 'has_work': True}" in done.stdout, done.stdout + done.stderr
