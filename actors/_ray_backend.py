@@ -138,6 +138,12 @@ class RayBackend:
         # manager lists the nodes before each creation): spares the actor options a
         # GCS round trip (ray.cluster_resources) on every create.
         self._slots_declared: bool | None = None
+        # Spares waiting on each node as of its last count (the warm pool counts through
+        # idle_workers), less the sandbox actors sent to them since. A sandbox actor
+        # takes the spares' runtime env only when one waits: with it and no spare, Ray
+        # would start its worker through the setup_worker shim, slower than a plain one
+        # (docs/operations.md, "Warm pool").
+        self._spares: dict[str, int] = {}
 
     async def nodes(self) -> list[NodeView]:
         raw = await asyncio.to_thread(ray.nodes)
@@ -172,11 +178,13 @@ class RayBackend:
         # process needs only when it creates one.
         from actors.sandbox_actor import SandboxActor, sandbox_actor_options
 
+        on_spare = await self._take_spare(spec.node_id)
         options = sandbox_actor_options(
             spec.sandbox_id,
             node_id=spec.node_id,
             max_restarts=spec.max_restarts,
             use_slot=self._slots_declared,
+            on_spare=on_spare,
         )
         args = (
             spec.sandbox_id,
@@ -215,6 +223,21 @@ class RayBackend:
                 raise error from None
             raise error from exc
 
+    async def _take_spare(self, node_id: str) -> bool:
+        """Whether a spare waits on ``node_id`` for the next sandbox actor (then it is taken).
+
+        A node the warm pool never counted has none. One it counted none on is
+        counted again: a spare may have registered since.
+        """
+        if node_id not in self._spares:
+            return False
+        if self._spares[node_id] <= 0:
+            await self.idle_workers(node_id)
+        if self._spares[node_id] <= 0:
+            return False
+        self._spares[node_id] -= 1
+        return True
+
     async def kill_sandbox(self, sandbox_id: str) -> None:
         try:
             handle = await asyncio.to_thread(self._handle, sandbox_id)
@@ -243,7 +266,11 @@ class RayBackend:
         return result
 
     async def idle_workers(self, node_id: str) -> int | None:
-        return await asyncio.to_thread(idle_workers, node_id)
+        count = await asyncio.to_thread(idle_workers, node_id)
+        # A raylet that cannot count gets one spare per fill from the pool: the next
+        # sandbox actor is sent to it, or the spares would pile up unused.
+        self._spares[node_id] = 1 if count is None else count
+        return count
 
     async def prestart_workers(self, node_id: str, count: int) -> None:
         await asyncio.to_thread(prestart_workers, node_id, count)

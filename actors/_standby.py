@@ -15,12 +15,13 @@ wrote it (the warm pool fills right after the service starts) waits for it
 and starts its standby then. The node's first sandbox starts Vite cold; it
 builds the install cache anyway.
 
-Every Python worker of the node runs the preload, not only future sandbox
-actors: also the Serve controller and proxy, the replicas and the manager. So
-once a worker has been given work (an actor, or a job's task), its standby is
-killed unless a sandbox actor claimed it (:func:`claim`, the actor's first
-step) within :data:`GRACE_SECONDS` (:func:`watch_unclaimed`). A standby
-exits by itself when its worker dies (its stdin closes).
+Only workers started for sandbox actors start a standby (the preload checks,
+:mod:`actors._sandbox_worker`), and Ray gives such a worker nothing but a
+sandbox actor. Should one still be given other work (a task with the same
+runtime env), its standby is killed unless a sandbox actor claimed it
+(:func:`claim`, the actor's first step) within :data:`GRACE_SECONDS` of the
+work (:func:`watch_unclaimed`). A standby exits by itself when its worker
+dies (its stdin closes).
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ Component Studio reaches past Ray's public API for a few things, each one
 function here whose docstring says what is missing and why it is needed:
 
 - raylet settings for a Ray that the service starts (:func:`raylet_config`):
-  every new worker imports the sandbox actor's modules before it waits;
+  new workers run the preload before they wait; the raylet starts no workers
+  of its own for the first driver;
 - spare workers (:func:`prestart_python_workers`), with the runtime env the
-  sandbox actors will have (:func:`job_runtime_env_info`), and how many wait
+  sandbox actors will have (:func:`child_runtime_env_info`), and how many wait
   on a node (:func:`never_used_python_workers`): the raylet's own gRPC calls;
 - a worker's serialization context, made while it waits
   (:func:`make_serialization_context`);
@@ -23,7 +24,8 @@ import contract and ruff's banned-api in ``pyproject.toml``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grpc  # type: ignore[import-untyped]
@@ -31,12 +33,15 @@ import ray
 from ray._private import state as _state
 from ray._private import worker as _worker
 from ray._private.authentication import grpc_authentication_client_interceptor as _auth
+from ray._private.utils import get_runtime_env_info
 from ray.core.generated import common_pb2, node_manager_pb2, node_manager_pb2_grpc
+from ray.runtime_env import RuntimeEnv
 
 __all__ = [
+    "FIRST_DRIVER_WORKERS_SETTING",
     "PRELOAD_MODULES_SETTING",
+    "child_runtime_env_info",
     "is_worker_process",
-    "job_runtime_env_info",
     "make_serialization_context",
     "never_used_python_workers",
     "prestart_python_workers",
@@ -47,6 +52,8 @@ __all__ = [
 # The raylet setting naming the modules each new Python worker imports before it waits
 # (``default_worker.py --worker-preload-modules``); RAY_preload_python_modules for ``ray start``.
 PRELOAD_MODULES_SETTING = "preload_python_modules"
+# Whether the raylet starts a worker per CPU, with no runtime env, when the first driver connects.
+FIRST_DRIVER_WORKERS_SETTING = "prestart_worker_first_driver"
 _RPC_TIMEOUT = 5.0
 
 # Generated protobuf modules have no type information (their messages are built at
@@ -57,19 +64,31 @@ _messages: Any = node_manager_pb2
 _stubs: Any = node_manager_pb2_grpc
 
 
-def raylet_config(preload_modules: Sequence[str]) -> dict[str, Any]:
-    """``ray.init(_system_config=...)`` of a Ray whose new workers import ``preload_modules`` first.
+def raylet_config(
+    preload_modules: Sequence[str], *, workers_for_first_driver: bool = True
+) -> dict[str, Any]:
+    """``ray.init(_system_config=...)`` for a Ray that the service (or its tests) starts.
 
-    Missing from the public API: a way to run code in a worker before it has
-    work. ``runtime_env={"worker_process_setup_hook": ...}`` runs only in
-    workers of that runtime env, which start through Ray's ``setup_worker.py``
-    shim (one more interpreter importing ray per worker, see
-    ``docs/operations.md``). The raylet's ``preload_python_modules`` setting
-    has every new Python worker import the modules while it waits for work.
-    ``ray.init`` accepts it only through the internal ``_system_config``; a
-    cluster's nodes take it as ``RAY_preload_python_modules``.
+    Missing from the public API: ``ray.init`` takes raylet settings only
+    through the internal ``_system_config``; a cluster's nodes take them as
+    ``RAY_<setting>`` in the environment of ``ray start``. Two are needed:
+
+    - ``preload_python_modules``: each new Python worker imports
+      ``preload_modules`` while it waits for work. There is no public way to
+      run code in a worker before it has work: a runtime env's
+      ``worker_process_setup_hook`` runs when the worker starts too, but only
+      in workers of a runtime env of their own, which start through Ray's
+      ``setup_worker.py`` shim (docs/operations.md, "Warm pool").
+    - ``prestart_worker_first_driver`` off (``workers_for_first_driver``):
+      otherwise the raylet starts a worker per CPU when the first driver
+      connects. They have no runtime env, so sandbox actors never use them,
+      yet :func:`never_used_python_workers` cannot tell them from the spares
+      the warm pool counts.
     """
-    return {PRELOAD_MODULES_SETTING: list(preload_modules)}
+    return {
+        PRELOAD_MODULES_SETTING: list(preload_modules),
+        FIRST_DRIVER_WORKERS_SETTING: workers_for_first_driver,
+    }
 
 
 def make_serialization_context() -> None:
@@ -93,14 +112,32 @@ def is_worker_process() -> bool:
     return bool(getattr(_worker_module.global_worker, "mode", None) == ray.WORKER_MODE)
 
 
-def job_runtime_env_info() -> Any:
-    """The runtime env of this process's job, as the raylet's messages carry it (RuntimeEnvInfo).
+def child_runtime_env_info(runtime_env: Mapping[str, Any]) -> Any:
+    """The runtime env an actor created here with ``runtime_env`` runs in, as a RuntimeEnvInfo.
 
-    Missing from the public API: ``ray.get_runtime_context().runtime_env`` is
-    a dict, and the raylet's ``PrestartWorkers`` wants the message a job's
-    actors are created with, or the workers it starts are never chosen for them.
+    Missing from the public API: Ray hands an actor only a worker started with
+    the same runtime env (the raylet hashes its serialized form), and
+    ``PrestartWorkers`` takes that serialized form. The actor's is the one
+    Ray's actor creation builds (``get_runtime_env_info``), unless this
+    process runs in a runtime env of its own: Ray's core worker then merges
+    the two (``CoreWorker::OverrideRuntimeEnv``: the child's keys win, its
+    ``env_vars`` are added to the parent's) and writes the result as compact
+    JSON with sorted keys, which is rebuilt here the same way.
     """
-    return _worker_module.global_worker.core_worker.get_job_config().runtime_env_info
+    info = get_runtime_env_info(RuntimeEnv(**runtime_env), is_job_runtime_env=False)
+    context: Any = ray.get_runtime_context()
+    parent: dict[str, Any] = json.loads(context.get_runtime_env_string() or "{}")
+    if parent:
+        merged = dict(parent)
+        for key, value in json.loads(info.serialized_runtime_env).items():
+            if key == "env_vars" and "env_vars" in merged:
+                merged["env_vars"] = {**merged["env_vars"], **value}
+            else:
+                merged[key] = value
+        info.serialized_runtime_env = json.dumps(
+            merged, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+    return info
 
 
 def _raylet_address(node_id: str) -> str | None:

@@ -31,6 +31,7 @@ from studio.config import StudioSettings
 from studio.install.cache import ensure_node_modules
 from studio.naming import ACTOR_NAMESPACE
 from studio.ports import port_is_free
+from studio.vite import generate_studio_app
 from tests.support.gitrepo import repo_from_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,6 +122,27 @@ def install_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = tmp_path_factory.getbasetemp() / "install-cache"
     ensure_node_modules(TEMPLATE, cache)
     return cache
+
+
+@pytest.fixture
+def modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's install cache entry of the template (the one tests/studio uses)."""
+    return ensure_node_modules(TEMPLATE, tmp_path_factory.getbasetemp() / "install-cache")
+
+
+@pytest.fixture
+def studio_dir(tmp_path: Path, modules: Path) -> Path:
+    """A generated studio app whose node_modules link to ``modules`` (what a sandbox has)."""
+    worktree = tmp_path / "worktree"
+    (worktree / "src").mkdir(parents=True)
+    return generate_studio_app(
+        worktree,
+        template_dir=TEMPLATE,
+        cache_root=modules.parent.parent,
+        port=5999,
+        share_deps=False,
+        prebuilt_shell=False,
+    )
 
 
 def node_settings(state: Path, install_cache: Path, **overrides: Any) -> StudioSettings:

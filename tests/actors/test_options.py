@@ -8,6 +8,7 @@ import pytest
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors._ray_backend import scan_state_dir
+from actors._sandbox_worker import sandbox_runtime_env
 from actors.manager_actor import HEAD_NODE_RESOURCE, manager_actor_options
 from actors.sandbox_actor import provider_from_spec, sandbox_actor_options, seq_file
 from studio.errors import InvalidRequest
@@ -24,11 +25,17 @@ def test_sandbox_actor_options() -> None:
     assert options["num_cpus"] == 0
     assert options["resources"] == {"sandbox_slot": 1}
     assert options["max_restarts"] == -1 and options["max_task_retries"] == -1
+    assert "runtime_env" not in options  # a worker of its own, started for it
     strategy = options["scheduling_strategy"]
     assert isinstance(strategy, NodeAffinitySchedulingStrategy)
     assert strategy.node_id == NODE and strategy.soft is False
     bare = sandbox_actor_options("sb_abc123", node_id=None, max_restarts=0, use_slot=False)
     assert "resources" not in bare and "scheduling_strategy" not in bare
+    # On a spare of the warm pool: its runtime env, which only such workers have.
+    spare = sandbox_actor_options(
+        "sb_abc123", node_id=NODE, max_restarts=-1, use_slot=True, on_spare=True
+    )
+    assert spare["runtime_env"] == sandbox_runtime_env()
 
 
 def test_manager_actor_options_pin_the_head() -> None:
