@@ -1,4 +1,4 @@
-"""Imported by every Ray worker as it starts, so a sandbox actor finds its modules loaded.
+"""Imported by every Ray worker as it starts; prepares only a sandbox actor's worker.
 
 A sandbox actor's worker, even a spare one (:mod:`actors._prestart`), loads
 the actor class when the actor arrives: it imports ``actors.sandbox_actor``
@@ -17,27 +17,23 @@ started with it by ``studio up`` and the benchmarks
 ``ray start`` on every node. Nothing else imports this module: importing it
 is what it is for.
 
-Why not a runtime env with a worker setup hook: a worker whose runtime env
-differs from its job's starts through Ray's ``setup_worker.py`` shim (one
-more interpreter importing ray: ~0.8 s of CPU per worker), and starting such
-spares right after each setup slowed the next sandbox's Vite start more than
-the preload saved (measured: benchmarks/profile.py, A/B).
-
 The preload then starts the worker's Vite standby, once the node has had a
 sandbox (:mod:`actors._standby`): Node imports Vite while the spare waits too.
 
-Every worker of the node pays the import (the Serve controller and proxy too;
-the replicas and the manager import most of it anyway). A failure is only
-logged: the actor's own import then raises it where its creator sees it.
+Every worker of the node imports this module (the Serve controller, proxy and
+replicas, the manager, job supervisors), but only a worker started for
+sandbox actors does anything (:mod:`actors._sandbox_worker`): the others
+import no more than this module and ``os``, and start no standby. A failure
+is only logged: the actor's own import then raises it where its creator sees
+it.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any
 
-import ray
+from actors._sandbox_worker import is_sandbox_worker
 
 __all__ = ["preload"]
 
@@ -45,21 +41,24 @@ logger = logging.getLogger(__name__)
 
 # What a sandbox actor's worker imports when it loads the actor class.
 _SANDBOX_MODULES = ("actors.sandbox_actor",)
-# Ray's internals, untyped.
-_RAY: Any = ray
 
 
 def preload() -> None:
-    """Import the sandbox actor's modules, make the serialization context, start a Vite standby."""
+    """Prepare a sandbox actor's worker: its modules, serialization context and Vite standby.
+
+    Any other worker is left as it is.
+    """
+    if not is_sandbox_worker():
+        return
     for name in _SANDBOX_MODULES:
         try:
             importlib.import_module(name)
         except Exception:
             logger.exception("preloading %s failed", name)
     try:
-        # Made now, under no job, Ray hands it to the first job that runs here
-        # (``Worker.get_serialization_context``).
-        _RAY._private.worker.global_worker.get_serialization_context()
+        from actors import ray_internals
+
+        ray_internals.make_serialization_context()
     except Exception:
         logger.exception("preloading the serialization context failed")
     try:

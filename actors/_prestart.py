@@ -2,38 +2,36 @@
 
 Every actor gets a worker process of its own, and Ray never hands an actor a
 worker that already ran a task (``src/ray/raylet/worker.h``: "Once it holds an
-actor or a normal lease, it can't switch"; ray-project/ray#22482). Starting
-one (Python, ``import ray``, the worker's setup) is ~0.8 s of a sandbox's
-create -> ready on an idle 2-core machine: 1.2 s to the actor's first answer
-against 0.4 s when the raylet already has a never-used worker waiting.
+actor or a normal lease, it can't switch"). Starting one (Python, ``import
+ray``, the worker's setup) is ~0.8 s of a sandbox's create -> ready on an idle
+2-core machine: 1.2 s to the actor's first answer against 0.4 s when the
+raylet already has a never-used worker waiting.
 
-Ray 2.60 has no public call to ask for such a worker; the raylet's
-``PrestartWorkers`` RPC (what it uses itself for a job's first workers) does
-it. The request carries no job id: spares bound to the job that started the
-manager would be killed once that driver's job ends. Its ``runtime_env_info``
-is this process's job's, which is what the sandbox actors inherit: a spare
-with another runtime environment would never be chosen (and the workers the
-raylet starts on its own have none: under a job with a runtime env they are
-counted below but never chosen; ``studio up``'s job has none). How many spares a
-node has is its raylet's ``GetNodeStats`` (:func:`idle_workers`), which the
-warm pool (:mod:`actors._warm_pool`) tops up to its size.
+Ray has no public call to ask for such a worker; the raylet's
+``PrestartWorkers`` RPC does it (:func:`actors.ray_internals.prestart_python_workers`).
+A spare has the sandbox actors' runtime env (:mod:`actors._sandbox_worker`),
+merged with this process's own as Ray merges it for the actors this process
+creates: a spare with another runtime env would never be chosen, and no other
+actor or task can take it. How many spares a node has is its raylet's
+``GetNodeStats`` (:func:`idle_workers`), which the warm pool
+(:mod:`actors._warm_pool`) tops up to its size.
 
 A spare also imports the sandbox actor's modules while it waits when Ray was
 started with :data:`RAY_SYSTEM_CONFIG` (see :mod:`actors._preload`).
 
 Best effort by design: any failure (a Ray upgrade that moved the RPC, a node
 gone) is logged once and the actor simply starts cold. The Ray version is
-pinned (``ray[serve]==2.60.*``) and ``tests/actors`` checks that a sandbox
-actor lands on a spare.
+pinned (``ray[serve]==2.60.*``); ``tests/actors/test_ray_internals.py`` checks
+the internals and ``tests/actors`` that a sandbox actor lands on a spare.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any
 
-import ray
+from actors import ray_internals
+from actors._sandbox_worker import sandbox_runtime_env
 
 __all__ = [
     "KEEP_ALIVE_SECONDS",
@@ -49,46 +47,15 @@ logger = logging.getLogger(__name__)
 # Past it, the raylet kills idle workers beyond its soft limit (the node's CPU
 # count) and the warm pool starts new ones (:mod:`actors._warm_pool`).
 KEEP_ALIVE_SECONDS = 3600
-_RPC_TIMEOUT = 5.0
 # Every new Python worker imports this module before it waits for work.
 PRELOAD_MODULE = "actors._preload"
 # ray.init(_system_config=...) of a Ray that ``studio up`` (or a benchmark) starts;
-# a cluster's nodes get the same from RAY_preload_python_modules=actors._preload.
-RAY_SYSTEM_CONFIG: dict[str, Any] = {"preload_python_modules": [PRELOAD_MODULE]}
+# a cluster's nodes get the same from RAY_preload_python_modules=actors._preload
+# (the raylet starts workers for the first driver on the head, which holds no sandboxes).
+RAY_SYSTEM_CONFIG: dict[str, Any] = ray_internals.raylet_config(
+    [PRELOAD_MODULE], workers_for_first_driver=False
+)
 _warned = False
-# The calls used here are untyped (ray.nodes) or internal (the job config).
-_RAY: Any = ray
-
-
-def _raylet_address(node_id: str) -> str | None:
-    nodes: list[dict[str, Any]] = _RAY.nodes()
-    for node in nodes:
-        if node.get("NodeID") == node_id and node.get("Alive"):
-            return f"{node['NodeManagerAddress']}:{node['NodeManagerPort']}"
-    return None
-
-
-def _call_raylet(node_id: str, method: str, request_of: Any) -> Any:
-    """``method`` of ``node_id``'s raylet with the request ``request_of(messages)`` makes.
-
-    None when the node is not alive. Ray's internals are untyped: loaded by name.
-    """
-    grpc: Any = importlib.import_module("grpc")
-    messages: Any = importlib.import_module("ray.core.generated.node_manager_pb2")
-    stubs: Any = importlib.import_module("ray.core.generated.node_manager_pb2_grpc")
-    auth: Any = importlib.import_module(
-        "ray._private.authentication.grpc_authentication_client_interceptor"
-    )
-    address = _raylet_address(node_id)
-    if address is None:
-        return None
-    with grpc.insecure_channel(address) as channel:
-        call = getattr(stubs.NodeManagerServiceStub(channel), method)
-        return call(
-            request_of(messages),
-            timeout=_RPC_TIMEOUT,
-            metadata=auth._get_authentication_metadata_tuple(),
-        )
 
 
 def _warn_once(what: str, exc: Exception) -> None:
@@ -105,49 +72,26 @@ def prestart_workers(node_id: str, count: int = 1, keep_alive: int = KEEP_ALIVE_
     node's CPU count) allows, whatever ``count`` says: the rest are dropped.
     """
     try:
-        common: Any = importlib.import_module("ray.core.generated.common_pb2")
-        job_config = _RAY._private.worker.global_worker.core_worker.get_job_config()
-        reply = _call_raylet(
+        return ray_internals.prestart_python_workers(
             node_id,
-            "PrestartWorkers",
-            lambda messages: messages.PrestartWorkersRequest(
-                language=common.PYTHON,
-                runtime_env_info=job_config.runtime_env_info,
-                keep_alive_duration_secs=keep_alive,
-                num_workers=count,
-            ),
+            count,
+            keep_alive=keep_alive,
+            runtime_env_info=ray_internals.child_runtime_env_info(sandbox_runtime_env()),
         )
     except Exception as exc:  # best effort: without a spare the actor starts cold
         _warn_once("cannot prestart Ray workers", exc)
         return False
-    return reply is not None
 
 
 def idle_workers(node_id: str) -> int | None:
     """How many never-used Python workers wait on ``node_id``; None when the raylet cannot say.
 
-    A never-used worker is one no job has claimed yet: a spare, or one the
-    raylet started on its own. The raylet asks each of its workers for its
-    stats (``GetNodeStats``); ~10 ms on a node with a dozen workers.
+    A never-used worker is one no job has claimed yet: a spare, unless the
+    raylet started workers for its first driver (:data:`RAY_SYSTEM_CONFIG`
+    turns that off), which no sandbox actor can use.
     """
     try:
-        reply = _call_raylet(
-            node_id,
-            "GetNodeStats",
-            lambda messages: messages.GetNodeStatsRequest(include_memory_info=False),
-        )
+        return ray_internals.never_used_python_workers(node_id)
     except Exception as exc:
         _warn_once("cannot count idle Ray workers", exc)
         return None
-    if reply is None:
-        return None
-    common: Any = importlib.import_module("ray.core.generated.common_pb2")
-    nil_job = _RAY.JobID.nil().binary()
-    nil_actor = _RAY.ActorID.nil().binary()
-    return sum(
-        1
-        for stats in reply.core_workers_stats
-        if stats.worker_type == common.WORKER
-        and stats.job_id == nil_job
-        and stats.actor_id == nil_actor
-    )

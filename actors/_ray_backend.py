@@ -1,12 +1,12 @@
 """Every ``ray.*`` call the manager makes, behind one small interface.
 
 "All Ray API calls should be made here" (Ray Serve's deployment_state): the
-manager's scheduling and reconcile logic only sees :class:`Backend`, so tests
-drive it with a fake (``tests/actors/fake_backend.py``) and no Ray at all.
-:class:`RayBackend` is the real one. Its errors are :class:`ActorGone` (no
-actor will ever answer under that name) and :class:`ActorUnresponsive` (no
-answer in time); a :class:`StudioError` raised inside an actor comes out as
-itself, unwrapped.
+manager's scheduling and reconcile logic only sees :class:`ClusterBackend`, so
+tests drive it with a fake (``tests/actors/fake_backend.py``) and no Ray at
+all. :class:`RayBackend` is the real one. Its errors, translated by
+:mod:`actors.ray_errors`, are :class:`ActorGone` (no actor will ever answer
+under that name) and :class:`ActorUnresponsive` (no answer in time); a
+:class:`StudioError` raised inside an actor comes out as itself, unwrapped.
 """
 
 from __future__ import annotations
@@ -18,17 +18,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import ray
-from ray.exceptions import (
-    ActorDiedError,
-    ActorUnavailableError,
-    ActorUnschedulableError,
-    GetTimeoutError,
-    RayActorError,
-    RayTaskError,
-)
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors._prestart import idle_workers, prestart_workers
+from actors.ray_errors import ActorGone, ActorUnresponsive, ActorUnschedulable, to_actor_error
 from actors.scheduling import SLOT_RESOURCE, NodeView
 from studio.config import ComponentStudioConfig
 from studio.errors import StudioError
@@ -40,7 +33,7 @@ __all__ = [
     "ActorGone",
     "ActorUnresponsive",
     "ActorUnschedulable",
-    "Backend",
+    "ClusterBackend",
     "NodeScan",
     "RayBackend",
     "SandboxSpec",
@@ -54,18 +47,6 @@ _SANDBOX_PREFIX = "sandbox:"
 # ray.kill releases the name asynchronously: a create right after may still see it taken.
 _NAME_RELEASE_TRIES = 50
 _NAME_RELEASE_WAIT = 0.1
-
-
-class ActorGone(Exception):
-    """No actor by that name exists, or it died and will not be restarted."""
-
-
-class ActorUnschedulable(ActorGone):
-    """The actor is pinned to a node that is gone: it can never run there again."""
-
-
-class ActorUnresponsive(Exception):
-    """The actor did not answer in time (it may be restarting, or its node is gone)."""
 
 
 @dataclass(frozen=True)
@@ -92,8 +73,8 @@ class NodeScan:
     pid_files: list[str]
 
 
-class Backend(Protocol):
-    """The manager's view of the cluster."""
+class ClusterBackend(Protocol):
+    """The manager's view of the cluster: its nodes, the sandbox actors, the warm pools."""
 
     async def nodes(self) -> list[NodeView]:
         """Every node Ray knows, alive or dead."""
@@ -148,7 +129,7 @@ def _scan_task(node_id: str, state_dir: str) -> NodeScan:
 
 
 class RayBackend:
-    """:class:`Backend` on the Ray this process is connected to."""
+    """:class:`ClusterBackend` on the Ray this process is connected to."""
 
     def __init__(self, namespace: str = ACTOR_NAMESPACE) -> None:
         self._namespace = namespace
@@ -157,6 +138,12 @@ class RayBackend:
         # manager lists the nodes before each creation): spares the actor options a
         # GCS round trip (ray.cluster_resources) on every create.
         self._slots_declared: bool | None = None
+        # Spares waiting on each node as of its last count (the warm pool counts through
+        # idle_workers), less the sandbox actors sent to them since. A sandbox actor
+        # takes the spares' runtime env only when one waits: with it and no spare, Ray
+        # would start its worker through the setup_worker shim, slower than a plain one
+        # (docs/operations.md, "Warm pool").
+        self._spares: dict[str, int] = {}
 
     async def nodes(self) -> list[NodeView]:
         raw = await asyncio.to_thread(ray.nodes)
@@ -191,11 +178,13 @@ class RayBackend:
         # process needs only when it creates one.
         from actors.sandbox_actor import SandboxActor, sandbox_actor_options
 
+        on_spare = await self._take_spare(spec.node_id)
         options = sandbox_actor_options(
             spec.sandbox_id,
             node_id=spec.node_id,
             max_restarts=spec.max_restarts,
             use_slot=self._slots_declared,
+            on_spare=on_spare,
         )
         args = (
             spec.sandbox_id,
@@ -224,21 +213,30 @@ class RayBackend:
         ref = getattr(handle, method).remote(*args, **kwargs)
         try:
             return await asyncio.wait_for(ref, timeout_s)
-        except (TimeoutError, GetTimeoutError, ActorUnavailableError) as exc:
-            raise ActorUnresponsive(f"sandbox {sandbox_id} did not answer {method}") from exc
-        except RayTaskError as exc:
-            cause = exc.cause
-            if isinstance(cause, StudioError):
-                raise cause from None
-            raise
-        except ActorUnschedulableError as exc:
-            self._handles.pop(sandbox_id, None)
-            raise ActorUnschedulable(
-                f"the actor of sandbox {sandbox_id} cannot be scheduled: {exc}"
-            ) from exc
-        except (ActorDiedError, RayActorError) as exc:
-            self._handles.pop(sandbox_id, None)
-            raise ActorGone(f"the actor of sandbox {sandbox_id} died: {exc}") from exc
+        except Exception as exc:
+            error = to_actor_error(exc, sandbox_id, method)
+            if error is exc:
+                raise
+            if isinstance(error, ActorGone):
+                self._handles.pop(sandbox_id, None)
+            if isinstance(error, StudioError):
+                raise error from None
+            raise error from exc
+
+    async def _take_spare(self, node_id: str) -> bool:
+        """Whether a spare waits on ``node_id`` for the next sandbox actor (then it is taken).
+
+        A node the warm pool never counted has none. One it counted none on is
+        counted again: a spare may have registered since.
+        """
+        if node_id not in self._spares:
+            return False
+        if self._spares[node_id] <= 0:
+            await self.idle_workers(node_id)
+        if self._spares[node_id] <= 0:
+            return False
+        self._spares[node_id] -= 1
+        return True
 
     async def kill_sandbox(self, sandbox_id: str) -> None:
         try:
@@ -268,7 +266,11 @@ class RayBackend:
         return result
 
     async def idle_workers(self, node_id: str) -> int | None:
-        return await asyncio.to_thread(idle_workers, node_id)
+        count = await asyncio.to_thread(idle_workers, node_id)
+        # A raylet that cannot count gets one spare per fill from the pool: the next
+        # sandbox actor is sent to it, or the spares would pile up unused.
+        self._spares[node_id] = 1 if count is None else count
+        return count
 
     async def prestart_workers(self, node_id: str, count: int) -> None:
         await asyncio.to_thread(prestart_workers, node_id, count)

@@ -15,12 +15,13 @@ wrote it (the warm pool fills right after the service starts) waits for it
 and starts its standby then. The node's first sandbox starts Vite cold; it
 builds the install cache anyway.
 
-Every Python worker of the node runs the preload, not only future sandbox
-actors: also the Serve controller and proxy, the replicas and the manager. So
-once a worker has been given work (an actor, or a job's task), its standby is
-killed unless a sandbox actor claimed it (:func:`claim`, the actor's first
-step) within :data:`GRACE_SECONDS` (:func:`watch_unclaimed`). A standby
-exits by itself when its worker dies (its stdin closes).
+Only workers started for sandbox actors start a standby (the preload checks,
+:mod:`actors._sandbox_worker`), and Ray gives such a worker nothing but a
+sandbox actor. Should one still be given other work (a task with the same
+runtime env), its standby is killed unless a sandbox actor claimed it
+(:func:`claim`, the actor's first step) within :data:`GRACE_SECONDS` of the
+work (:func:`watch_unclaimed`). A standby exits by itself when its worker
+dies (its stdin closes).
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import ray
 
+from actors import ray_internals
 from studio.paths import atomic_write
 from studio.vite.standby import STANDBY_SCRIPT, ViteStandby
 
@@ -56,8 +57,6 @@ _POLL_SECONDS = 0.5
 # How often a spare without a hint looks for one (a stat a second).
 _HINT_POLL_SECONDS = 1.0
 _HINT_DIR = "component-studio"
-# Ray's internals, untyped.
-_RAY: Any = ray
 
 _lock = threading.Lock()
 # This worker's standby until a sandbox actor claims it.
@@ -72,12 +71,12 @@ def hint_file(session_dir: Path, node_id: str) -> Path:
 
 
 def _here() -> tuple[Path, str] | None:
-    """This Ray worker's session directory and node id; None outside a connected worker."""
-    worker = _RAY._private.worker.global_worker
-    node = getattr(worker, "node", None)
-    if node is None:
+    """This process's Ray session directory and node id; None when it is not connected to Ray."""
+    if not ray.is_initialized():
         return None
-    return Path(node.get_session_dir_path()), worker.current_node_id.hex()
+    context = ray.get_runtime_context()
+    # Ray's session directory is the session's name under the node's temp dir.
+    return Path(context.get_temp_dir()) / context.get_session_name(), context.get_node_id()
 
 
 def remember(template_dir: Path, studio_dir: Path) -> None:
@@ -113,8 +112,7 @@ def _read_hint(path: Path) -> tuple[Path, Path] | None:
 
 def _in_worker() -> bool:
     """Whether this process is a Ray worker (a driver that imports the preload is not)."""
-    worker = _RAY._private.worker.global_worker
-    return bool(getattr(worker, "mode", None) == _RAY.WORKER_MODE)
+    return ray_internals.is_worker_process()
 
 
 def prestart() -> ViteStandby | None:
@@ -180,8 +178,9 @@ def claim() -> ViteStandby | None:
 
 
 def _has_work() -> bool:
-    worker = _RAY._private.worker.global_worker
-    return not worker.actor_id.is_nil() or not worker.current_job_id.is_nil()
+    """Whether this worker was given an actor, or a job's task."""
+    context = ray.get_runtime_context()
+    return context.get_actor_id() is not None or context.get_job_id() != ray.JobID.nil().hex()
 
 
 def _drop(standby: ViteStandby) -> bool:

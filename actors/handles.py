@@ -5,9 +5,9 @@
   handles are cached (a lookup is a round trip to the GCS), and
   :func:`forget_sandbox_handle` drops one that went stale (the manager may
   recreate a sandbox's actor under the same name).
-- :func:`unwrap` turns what Ray raises into the StudioError an API maps to a
-  status: the error raised inside the actor, or :class:`ServiceUnavailable`
-  when the actor is dead, restarting or too slow.
+
+What a failed call on these handles raised is translated by
+:mod:`actors.ray_errors`.
 """
 
 from __future__ import annotations
@@ -17,18 +17,11 @@ import threading
 from typing import Any
 
 import ray
-from ray.exceptions import (
-    ActorDiedError,
-    ActorUnavailableError,
-    ActorUnschedulableError,
-    GetTimeoutError,
-    RayActorError,
-    RayTaskError,
-)
+from ray.exceptions import GetTimeoutError, RayActorError
 
 from actors.manager_actor import ManagerActor, manager_actor_options
 from studio.config import StudioSettings
-from studio.errors import SandboxNotFound, ServiceUnavailable, StudioError
+from studio.errors import SandboxNotFound, ServiceUnavailable
 from studio.naming import (
     ACTOR_NAMESPACE,
     MANAGER_ACTOR_NAME,
@@ -42,7 +35,6 @@ __all__ = [
     "kill_manager",
     "sandbox_handle",
     "start_manager",
-    "unwrap",
 ]
 
 # Handles are typed Any: Ray's ActorHandle[T] makes every ``handle.method`` Never
@@ -115,28 +107,3 @@ def forget_sandbox_handle(sandbox_id: str) -> None:
     """Drop a cached handle (its actor died or was replaced)."""
     with _cache_lock:
         _sandbox_handles.pop(sandbox_id, None)
-
-
-def unwrap(exc: BaseException, sandbox_id: str | None = None) -> BaseException:
-    """The StudioError behind a Ray error, or :class:`ServiceUnavailable` for a dead actor.
-
-    With ``sandbox_id``, a dead-actor error also drops that sandbox's cached
-    handle: the manager may have replaced the actor, and the next
-    :func:`sandbox_handle` then finds the new one. Anything else comes back
-    unchanged.
-    """
-    if isinstance(exc, RayTaskError):
-        cause: Any = exc.cause
-        if isinstance(cause, StudioError):
-            return cause
-        return exc
-    if isinstance(exc, StudioError):
-        return exc
-    dead = (ActorDiedError, ActorUnavailableError, ActorUnschedulableError, RayActorError)
-    if isinstance(exc, (*dead, GetTimeoutError)):
-        if sandbox_id is not None and isinstance(exc, dead):
-            forget_sandbox_handle(sandbox_id)
-        return ServiceUnavailable(
-            f"a Component Studio actor is unavailable ({type(exc).__name__}); retry shortly"
-        )
-    return exc

@@ -1,7 +1,7 @@
 """StudioManager: the registry's single writer and the sandboxes' supervisor, without Ray.
 
 The manager actor (:mod:`actors.manager_actor`) is a thin Ray shell around
-this class; every cluster operation goes through a :class:`Backend`, so tests
+this class; every cluster operation goes through a :class:`ClusterBackend`, so tests
 run the same code against a fake. Decisions (which node, what to do with each
 observed sandbox) are the pure functions of :mod:`actors.scheduling`.
 
@@ -38,7 +38,7 @@ from actors._ray_backend import (
     ActorGone,
     ActorUnresponsive,
     ActorUnschedulable,
-    Backend,
+    ClusterBackend,
     SandboxSpec,
 )
 from actors._views import info_from_record, is_loopback, record_gauges, renderer_url
@@ -97,7 +97,7 @@ class StudioManager:
     def __init__(
         self,
         settings: StudioSettings,
-        backend: Backend,
+        backend: ClusterBackend,
         *,
         node_state_dirs: Mapping[str, str] | None = None,
         timeouts: ManagerTimeouts | None = None,

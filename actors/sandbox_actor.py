@@ -40,6 +40,7 @@ from pydantic import ValidationError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import _standby, metrics
+from actors._sandbox_worker import sandbox_runtime_env
 from actors.scheduling import SLOT_RESOURCE
 from studio.commands import ExecuteResult, command_adapter, is_mutation
 from studio.config import ComponentStudioConfig, StudioSettings
@@ -87,12 +88,15 @@ def sandbox_actor_options(
     node_id: str | None,
     max_restarts: int,
     use_slot: bool | None = None,
+    on_spare: bool = False,
 ) -> dict[str, Any]:
     """Ray options of a sandbox's actor: named, detached, pinned to ``node_id``.
 
     ``use_slot`` None asks Ray whether the cluster declares ``sandbox_slot``;
     the actor then holds one. The pin is hard: a sandbox's worktree is on that
     node's disk (the manager recreates it elsewhere when the node dies).
+    ``on_spare`` gives it the runtime env of the warm pool's spares, so that it
+    lands on one (:mod:`actors._sandbox_worker`).
     """
     if use_slot is None:
         use_slot = ray.is_initialized() and SLOT_RESOURCE in ray.cluster_resources()  # type: ignore[no-untyped-call]
@@ -106,6 +110,8 @@ def sandbox_actor_options(
         "max_task_retries": -1,
         "max_concurrency": 1000,
     }
+    if on_spare:
+        options["runtime_env"] = sandbox_runtime_env()
     if use_slot:
         options["resources"] = {SLOT_RESOURCE: 1}
     if node_id is not None:

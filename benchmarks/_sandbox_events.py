@@ -8,7 +8,6 @@ events the sandbox stamps itself.
 
 from __future__ import annotations
 
-import importlib
 from datetime import datetime
 from typing import Any
 
@@ -17,20 +16,12 @@ __all__ = ["creation_states", "status_events"]
 
 def creation_states(wall0: float) -> dict[str, dict[str, float]]:
     """Per creation task name (it holds the sandbox id), when it reached each Ray task state."""
-    import ray
+    from actors.ray_internals import task_state_times
 
-    # Generated protobuf module and a private state API: untyped.
-    common: Any = importlib.import_module("ray.core.generated.common_pb2")
-    state: Any = ray._private.state.state
-    found: dict[str, dict[str, float]] = {}
-    for event in state._get_all_task_events():
-        name = str(event.task_info.name)
-        if not name.endswith("SandboxActor.__init__"):
-            continue
-        states = found.setdefault(name, {})
-        for status, ns in event.state_updates.state_ts_ns.items():
-            states[common.TaskStatus.Name(status)] = ns / 1e9 - wall0
-    return found
+    return {
+        name: {state: stamp - wall0 for state, stamp in states.items()}
+        for name, states in task_state_times("SandboxActor.__init__").items()
+    }
 
 
 def status_events(sandbox_id: str, wall0: float) -> list[tuple[dict[str, Any], float]]:

@@ -227,7 +227,7 @@ class _Service:
     def _register_example(self) -> dict[str, Any]:
         import ray
 
-        from actors.handles import unwrap
+        from actors.ray_errors import to_studio_error
 
         example = ensure_example_repository(self.settings.state_dir / REPOS_SUBDIR)
         try:
@@ -235,7 +235,7 @@ class _Service:
                 self.manager.register_repository.remote(EXAMPLE_NAME, path=str(example))
             )
         except Exception as exc:
-            cause = unwrap(exc)
+            cause = to_studio_error(exc)
             if not isinstance(cause, Conflict):
                 raise cause from exc
             # Registered by an earlier run: the registry outlives `studio up`.

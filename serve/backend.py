@@ -1,7 +1,8 @@
 """How a replica reaches the actors: the manager (control plane) and sandboxes (data plane).
 
-Every Ray call of the API goes through :class:`Backend`, which turns what Ray
-raises into the :class:`studio.errors.StudioError` the routes let through:
+Every Ray call of the API goes through :class:`ActorClient`, which lets
+through only :class:`studio.errors.StudioError` (translated by
+:mod:`actors.ray_errors`):
 
 - the error raised inside an actor comes out as itself;
 - a manager that is restarting, or slower than ``manager_timeout``, is
@@ -21,22 +22,16 @@ import logging
 from typing import Any
 
 import ray
-from ray.exceptions import ActorUnavailableError, ActorUnschedulableError, RayActorError
 
-from actors.handles import (
-    ActorHandle,
-    forget_sandbox_handle,
-    get_manager,
-    sandbox_handle,
-    unwrap,
-)
+from actors.handles import ActorHandle, forget_sandbox_handle, get_manager, sandbox_handle
+from actors.ray_errors import GONE, classify, to_studio_error
 from serve._flight import SingleFlight
 from studio.errors import InvalidRequest, InvalidState, SandboxNotFound, ServiceUnavailable
 from studio.models import SandboxInfo, UserInfo
 from studio.naming import validate_sandbox_id
 from studio.state import ACTIVE_STATES
 
-__all__ = ["Backend"]
+__all__ = ["ActorClient"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +39,8 @@ logger = logging.getLogger(__name__)
 LONG_CALL = 900.0
 
 
-class Backend:
-    """The replica's handles, caches and error translation."""
+class ActorClient:
+    """The replica's handles to the manager and the sandboxes, and its caches."""
 
     def __init__(self, *, manager_timeout: float = 10.0, sandbox_timeout: float = 120.0) -> None:
         self.manager_timeout = manager_timeout
@@ -67,12 +62,8 @@ class Backend:
         ref = getattr(handle, method).remote(*args, **kwargs)
         try:
             return await asyncio.wait_for(_result(ref), seconds or self.manager_timeout)
-        except TimeoutError:
-            raise ServiceUnavailable(
-                f"the manager did not answer {method} in time; retry shortly", retry_after=2
-            ) from None
         except Exception as exc:
-            error = unwrap(exc)
+            error = to_studio_error(exc, no_answer=f"the manager did not answer {method} in time")
             if isinstance(error, ServiceUnavailable):
                 # A recreated manager is a new actor: look it up again next time.
                 self._manager = None
@@ -121,25 +112,22 @@ class Backend:
         """Call the sandbox actor's ``method`` (after :meth:`authorize`)."""
         try:
             handle: Any = sandbox_handle(sandbox_id)
-            ref = getattr(handle, method).remote(*args, **kwargs)
-            return await asyncio.wait_for(_result(ref), self.sandbox_timeout)
-        except TimeoutError:
-            raise ServiceUnavailable(
-                f"sandbox {sandbox_id} did not answer {method} in time; retry shortly"
-            ) from None
         except SandboxNotFound:
             raise await self._gone(sandbox_id) from None
-        except ActorUnavailableError:
-            raise ServiceUnavailable(
-                f"sandbox {sandbox_id} is restarting; retry shortly", retry_after=2
-            ) from None
-        except (RayActorError, ActorUnschedulableError):
-            # Dead, or pinned to a node that is gone: the manager replaces it
-            # under the same name, so the cached handle must go.
-            forget_sandbox_handle(sandbox_id)
-            raise await self._gone(sandbox_id) from None
+        try:
+            ref = getattr(handle, method).remote(*args, **kwargs)
+            return await asyncio.wait_for(_result(ref), self.sandbox_timeout)
         except Exception as exc:
-            error = unwrap(exc)
+            if classify(exc) in GONE:
+                # Dead, or pinned to a node that is gone: the manager replaces it
+                # under the same name, so the cached handle must go.
+                forget_sandbox_handle(sandbox_id)
+                raise await self._gone(sandbox_id) from None
+            error = to_studio_error(
+                exc,
+                no_answer=f"sandbox {sandbox_id} did not answer {method} in time",
+                restarting=f"sandbox {sandbox_id} is restarting",
+            )
             if error is exc:
                 raise
             raise error from None
@@ -170,11 +158,10 @@ class Backend:
             # The last client left: stop the actor-side wait too.
             ray.cancel(ref)
             raise
-        except ActorUnavailableError:
-            raise
-        except (RayActorError, ActorUnschedulableError):
-            # Dead, or replaced under the same name: look it up again next poll.
-            forget_sandbox_handle(sandbox_id)
+        except Exception as exc:
+            if classify(exc) in GONE:
+                # Dead, or replaced under the same name: look it up again next poll.
+                forget_sandbox_handle(sandbox_id)
             raise
         return events
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from serve.auth import Authenticator
-from serve.backend import Backend
+from serve.backend import ActorClient
 from serve.direct import DirectListener
 from serve.hub import EventHub
 from serve.ratelimit import RateLimiter
@@ -51,7 +51,7 @@ class Replica:
     def __init__(self, settings: StudioSettings, options: ServeOptions) -> None:
         self.settings = settings
         self.options = options
-        self.backend = Backend(
+        self.backend = ActorClient(
             manager_timeout=options.manager_timeout, sandbox_timeout=options.sandbox_timeout
         )
         self.auth = Authenticator(self.backend.authenticate, ttl=options.auth_ttl)
@@ -60,7 +60,7 @@ class Replica:
             self.backend.events,
             queue_size=options.client_queue,
             poll_timeout=options.poll_timeout,
-            is_permanent=Backend.is_permanent,
+            is_permanent=ActorClient.is_permanent,
             keepalive=self.backend.touch,
             keepalive_interval=options.keepalive_interval,
         )

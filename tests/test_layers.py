@@ -49,3 +49,19 @@ def test_a_lower_layer_importing_a_higher_one_breaks_a_contract(tmp_path: Path) 
     assert result.returncode != 0
     assert "Layers: each imports only the ones below it BROKEN" in result.stdout
     assert "actors.scheduling -> serve.errors" in result.stdout
+
+
+def test_importing_rays_internals_outside_ray_internals_breaks_a_contract(tmp_path: Path) -> None:
+    tree = copy_tree(tmp_path)
+    handles = tree / "actors" / "handles.py"
+    handles.write_text(
+        handles.read_text()
+        + "\nfrom ray._private import worker  # noqa"
+        + "\nfrom ray._raylet import JobID  # noqa"
+        + "\nfrom ray.core.generated import common_pb2  # noqa\n"
+    )
+    result = lint(tree)
+    assert result.returncode != 0
+    assert "Only actors.ray_internals imports Ray's internals BROKEN" in result.stdout
+    for internal in ("ray._private.worker", "ray._raylet", "ray.core.generated.common_pb2"):
+        assert f"actors.handles -> {internal}" in result.stdout

@@ -10,7 +10,10 @@ through the manager, the manager is killed, and the fixture asserts that no
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -28,6 +31,7 @@ from studio.config import StudioSettings
 from studio.install.cache import ensure_node_modules
 from studio.naming import ACTOR_NAMESPACE
 from studio.ports import port_is_free
+from studio.vite import generate_studio_app
 from tests.support.gitrepo import repo_from_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +54,23 @@ class Studio:
 def get(refs: Any, timeout: float | None = None) -> Any:
     """``ray.get`` typed loosely: actor handles are untyped, so are their answers."""
     return ray.get(refs, timeout=timeout)
+
+
+def run_with_own_ray(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a child Python that starts a Ray of its own (the session's is shared).
+
+    Its workers import this checkout: a worker's preload runs before a job hands
+    it the driver's ``sys.path``, and would otherwise import the installed package.
+    """
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONPATH": path},
+    )
 
 
 def free_base(count: int = PORTS) -> int:
@@ -101,6 +122,27 @@ def install_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = tmp_path_factory.getbasetemp() / "install-cache"
     ensure_node_modules(TEMPLATE, cache)
     return cache
+
+
+@pytest.fixture
+def modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's install cache entry of the template (the one tests/studio uses)."""
+    return ensure_node_modules(TEMPLATE, tmp_path_factory.getbasetemp() / "install-cache")
+
+
+@pytest.fixture
+def studio_dir(tmp_path: Path, modules: Path) -> Path:
+    """A generated studio app whose node_modules link to ``modules`` (what a sandbox has)."""
+    worktree = tmp_path / "worktree"
+    (worktree / "src").mkdir(parents=True)
+    return generate_studio_app(
+        worktree,
+        template_dir=TEMPLATE,
+        cache_root=modules.parent.parent,
+        port=5999,
+        share_deps=False,
+        prebuilt_shell=False,
+    )
 
 
 def node_settings(state: Path, install_cache: Path, **overrides: Any) -> StudioSettings:

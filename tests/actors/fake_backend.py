@@ -1,6 +1,6 @@
 """A fake cluster for the manager's logic: nodes, named actors and their answers, in memory.
 
-:class:`FakeBackend` implements :class:`actors._ray_backend.Backend`. Each
+:class:`FakeBackend` implements :class:`actors._ray_backend.ClusterBackend`. Each
 "actor" is a :class:`FakeSandbox` that answers the SandboxActor's methods the
 way the real one does (states, infos, monitor reports) without git or Vite.
 Tests script misbehaviour through it: an actor that is gone, one that does not

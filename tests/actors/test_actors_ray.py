@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -13,7 +14,9 @@ import pytest
 import ray
 
 from actors._prestart import idle_workers, prestart_workers
-from actors.handles import forget_sandbox_handle, get_manager, sandbox_handle, unwrap
+from actors._sandbox_worker import SANDBOX_WORKER_VARIABLE, sandbox_runtime_env
+from actors.handles import forget_sandbox_handle, get_manager, sandbox_handle
+from actors.ray_errors import to_studio_error
 from studio.errors import InvalidRequest, SandboxNotFound
 from studio.state import SandboxState
 from tests.actors.conftest import Studio, get, open_studio, vite_answers
@@ -81,12 +84,12 @@ def test_create_execute_commit_teardown(studio: Studio) -> None:
     assert get(handle.events.remote(events[-1]["seq"], 0.2)) == []
     with pytest.raises(ray.exceptions.RayTaskError) as bad:
         get(handle.execute.remote({"command": "format_disk"}))
-    assert isinstance(unwrap(bad.value), InvalidRequest)
+    assert isinstance(to_studio_error(bad.value), InvalidRequest)
     shown = get(studio.manager.get_sandbox.remote(info.id, "alice"))
     assert commit in [c.hash for c in shown.git_commits]
     with pytest.raises(ray.exceptions.RayTaskError) as hidden:
         get(studio.manager.get_sandbox.remote(info.id, "bob"))
-    assert isinstance(unwrap(hidden.value), SandboxNotFound)
+    assert isinstance(to_studio_error(hidden.value), SandboxNotFound)
 
     stray = studio.settings.state_dir / "worktrees" / "sb_stray0001"
     stray.mkdir()
@@ -205,12 +208,22 @@ def test_reconcile_loop_culls_an_idle_sandbox(studio: Studio) -> None:
 
 
 def _idle_workers() -> set[int]:
-    """Pids of Ray workers started and never used (their title says IDLE)."""
+    """Pids of Ray workers without work (their title says IDLE: never used, or done with a task)."""
     found = set()
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info["cmdline"] or []
         if cmdline and cmdline[0].startswith("ray::IDLE"):
             found.add(proc.pid)
+    return found
+
+
+def _sandbox_spares() -> set[int]:
+    """Pids of idle Ray workers started for sandbox actors (their environment says so)."""
+    found = set()
+    for pid in _idle_workers():
+        with contextlib.suppress(psutil.Error):
+            if psutil.Process(pid).environ().get(SANDBOX_WORKER_VARIABLE) == "1":
+                found.add(pid)
     return found
 
 
@@ -223,22 +236,27 @@ def _idle_count(node_id: str) -> int:
 def test_the_raylet_counts_a_prestarted_worker_until_an_actor_takes_it() -> None:
     node_id = ray.get_runtime_context().get_node_id()
     titled_idle = _idle_workers()
+    spares_before = _sandbox_spares()
     before = _idle_count(node_id)
     assert before <= len(titled_idle)  # workers that ran tasks are titled IDLE but not counted
     assert prestart_workers(node_id, 1)
     wait_for(lambda: _idle_count(node_id) == before + 1, 60, "the spare to register")
-    (spare,) = _idle_workers() - titled_idle
+    (spare,) = _sandbox_spares() - spares_before
 
     @ray.remote(num_cpus=0)
     class Taker:
         def pid(self) -> int:
             return os.getpid()
 
-    # Actors until one lands on the spare (others may take the other idle workers first).
-    takers: list[Any] = []
+    # A plain actor never takes a sandbox actors' spare.
+    plain = Taker.remote()  # type: ignore[attr-defined]
+    takers: list[Any] = [plain]
     try:
+        assert get(plain.pid.remote()) != spare
+        # Sandbox-like actors until one lands on the spare (others may take spares
+        # an earlier test's warm pool left first).
         while len(takers) <= before + 2:
-            takers.append(Taker.remote())  # type: ignore[attr-defined]
+            takers.append(Taker.options(runtime_env=sandbox_runtime_env()).remote())  # type: ignore[attr-defined]
             if get(takers[-1].pid.remote()) == spare:
                 break
         else:
@@ -255,7 +273,7 @@ def test_the_warm_pool_fills_the_node_to_its_size_and_refills_after_a_create(
     node_id = ray.get_runtime_context().get_node_id()
     with open_studio(tmp_path, install_cache, warm_workers=3) as studio:
         wait_for(lambda: _idle_count(node_id) >= 3, 90, "three spare workers")
-        spares = _idle_workers()
+        spares = _sandbox_spares()
         info = get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
         try:
             assert get(sandbox_handle(info.id).ping.remote())["pid"] in spares
@@ -272,7 +290,7 @@ def test_a_sandbox_actor_starts_on_the_spare_worker_left_by_the_one_before(
     first = get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
     # After the setup the manager fills the node's pool (one spare here): it has one.
     wait_for(lambda: _idle_count(node_id) >= 1, 60, "a spare Ray worker")
-    spares = _idle_workers()
+    spares = _sandbox_spares()
     second = get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
     try:
         pid = get(sandbox_handle(second.id).ping.remote())["pid"]
@@ -280,4 +298,18 @@ def test_a_sandbox_actor_starts_on_the_spare_worker_left_by_the_one_before(
         assert pid in spares
     finally:
         for info in (first, second):
+            get(studio.manager.teardown_sandbox.remote(info.id, "alice"))
+
+
+def test_a_sandbox_actor_no_spare_waits_for_gets_a_plain_worker(
+    tmp_path: Any, install_cache: Any
+) -> None:
+    # No warm pool: a worker with the spares' runtime env would start through Ray's
+    # setup_worker shim, slower than a plain one, and then prepare itself for nothing.
+    with open_studio(tmp_path, install_cache, warm_workers=0) as studio:
+        info = get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
+        try:
+            pid = get(sandbox_handle(info.id).ping.remote())["pid"]
+            assert SANDBOX_WORKER_VARIABLE not in psutil.Process(pid).environ()
+        finally:
             get(studio.manager.teardown_sandbox.remote(info.id, "alice"))

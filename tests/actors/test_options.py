@@ -1,18 +1,17 @@
-"""Actor options, PR provider specs, the state-dir scan and error unwrapping: no Ray needed."""
+"""Actor options, PR provider specs and the state-dir scan: no Ray needed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from ray.exceptions import ActorDiedError, ActorUnschedulableError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors import handles
 from actors._ray_backend import scan_state_dir
+from actors._sandbox_worker import sandbox_runtime_env
 from actors.manager_actor import HEAD_NODE_RESOURCE, manager_actor_options
 from actors.sandbox_actor import provider_from_spec, sandbox_actor_options, seq_file
-from studio.errors import InvalidRequest, ServiceUnavailable
+from studio.errors import InvalidRequest
 from studio.pr import GitHubProvider
 
 NODE = "ab" * 28  # a well-formed Ray node id
@@ -26,11 +25,17 @@ def test_sandbox_actor_options() -> None:
     assert options["num_cpus"] == 0
     assert options["resources"] == {"sandbox_slot": 1}
     assert options["max_restarts"] == -1 and options["max_task_retries"] == -1
+    assert "runtime_env" not in options  # a worker of its own, started for it
     strategy = options["scheduling_strategy"]
     assert isinstance(strategy, NodeAffinitySchedulingStrategy)
     assert strategy.node_id == NODE and strategy.soft is False
     bare = sandbox_actor_options("sb_abc123", node_id=None, max_restarts=0, use_slot=False)
     assert "resources" not in bare and "scheduling_strategy" not in bare
+    # On a spare of the warm pool: its runtime env, which only such workers have.
+    spare = sandbox_actor_options(
+        "sb_abc123", node_id=NODE, max_restarts=-1, use_slot=True, on_spare=True
+    )
+    assert spare["runtime_env"] == sandbox_runtime_env()
 
 
 def test_manager_actor_options_pin_the_head() -> None:
@@ -59,15 +64,3 @@ def test_scan_state_dir(tmp_path: Path) -> None:
     assert scan.worktrees == [str(tmp_path / "worktrees" / "sb_abc123")]
     # The actor's seq file is not a pid record.
     assert scan.pid_files == [str(tmp_path / "run" / "vite-sb_abc123.json")]
-
-
-def test_unwrap_dead_actor_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    cache: dict[str, object] = {"sb_abc123": object()}
-    monkeypatch.setattr(handles, "_sandbox_handles", cache)
-    assert isinstance(handles.unwrap(ActorDiedError()), ServiceUnavailable)
-    assert "sb_abc123" in cache
-    unschedulable = ActorUnschedulableError("pinned to a dead node")
-    assert isinstance(handles.unwrap(unschedulable, "sb_abc123"), ServiceUnavailable)
-    assert cache == {}
-    plain = ValueError("x")
-    assert handles.unwrap(plain) is plain

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -13,35 +11,11 @@ from pathlib import Path
 import pytest
 
 from actors import _standby
-from studio.install.cache import ensure_node_modules
-from studio.vite import generate_studio_app
 from studio.vite.standby import ViteStandby
+from tests.actors.conftest import TEMPLATE, run_with_own_ray
 from tests.support.procs import ends_within
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "studio-template"
 NODE_ID = "ab" * 28
-
-
-@pytest.fixture
-def modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's install cache entry of the template (the one tests/studio uses)."""
-    return ensure_node_modules(TEMPLATE, tmp_path_factory.getbasetemp() / "install-cache")
-
-
-@pytest.fixture
-def studio_dir(tmp_path: Path, modules: Path) -> Path:
-    """A generated studio app whose node_modules link to ``modules``."""
-    worktree = tmp_path / "worktree"
-    (worktree / "src").mkdir(parents=True)
-    return generate_studio_app(
-        worktree,
-        template_dir=TEMPLATE,
-        cache_root=modules.parent.parent,
-        port=5999,
-        share_deps=False,
-        prebuilt_shell=False,
-    )
 
 
 @pytest.fixture
@@ -167,7 +141,7 @@ def _thread(standby: ViteStandby, has_work, grace: float):
 
 
 # A Ray of its own with the preload (the session's has none), in a child process: after
-# a sandbox wrote the node's hint, a new worker has a live standby its actor claims.
+# a sandbox wrote the node's hint, a new sandbox worker has a live standby its actor claims.
 _CHILD = textwrap.dedent(
     """
     import shutil, sys, tempfile
@@ -175,6 +149,7 @@ _CHILD = textwrap.dedent(
     import ray
     from actors import _standby
     from actors._prestart import RAY_SYSTEM_CONFIG
+    from actors._sandbox_worker import sandbox_runtime_env
 
     @ray.remote(num_cpus=0)
     class Claimer:
@@ -191,8 +166,8 @@ _CHILD = textwrap.dedent(
         ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False,
                  _temp_dir=temp_dir, _system_config=RAY_SYSTEM_CONFIG)
         _standby.remember(Path(sys.argv[1]), Path(sys.argv[2]))
-        # Another runtime env: a worker started now, after the hint, not one from ray.init.
-        actor = Claimer.options(runtime_env={"env_vars": {"STANDBY_TEST": "1"}}).remote()
+        # A sandbox actor's worker, started now (after the hint): no spare waits.
+        actor = Claimer.options(runtime_env=sandbox_runtime_env()).remote()
         print("CLAIMED", ray.get(actor.claim.remote(), timeout=120))
     finally:
         ray.shutdown()
@@ -202,11 +177,5 @@ _CHILD = textwrap.dedent(
 
 
 def test_a_worker_of_a_ray_with_the_preload_has_a_standby_for_its_actor(studio_dir):
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(TEMPLATE), str(studio_dir)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_with_own_ray(_CHILD, str(TEMPLATE), str(studio_dir))
     assert "CLAIMED {'alive': True, 'has_work': True}" in done.stdout, done.stdout + done.stderr

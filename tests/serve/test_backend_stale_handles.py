@@ -16,7 +16,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import handles
-from serve.backend import Backend
+from serve.backend import ActorClient
 from studio.errors import SandboxNotFound, ServiceUnavailable
 from studio.naming import ACTOR_NAMESPACE, new_sandbox_id, sandbox_actor_name
 from tests.serve.conftest import Api
@@ -38,11 +38,11 @@ async def test_an_unschedulable_sandbox_actor_drops_its_cached_handle(api: Api) 
         namespace=ACTOR_NAMESPACE,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=lost_node, soft=False),
     ).remote()
-    backend = Backend(manager_timeout=10, sandbox_timeout=30)
+    client = ActorClient(manager_timeout=10, sandbox_timeout=30)
     try:
         handles.sandbox_handle(sandbox_id)  # cached, as after earlier requests
         with pytest.raises((SandboxNotFound, ServiceUnavailable)) as caught:
-            await asyncio.wait_for(backend.sandbox(sandbox_id, "ping"), 60)
+            await asyncio.wait_for(client.sandbox(sandbox_id, "ping"), 60)
         # The registry has no such sandbox: the answer comes from the manager, not 503.
         assert isinstance(caught.value, SandboxNotFound), caught.value
         assert sandbox_id not in handles._sandbox_handles

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import ray
 
+from actors.ray_internals import raylet_config
 from studio.naming import ACTOR_NAMESPACE
 from tests.support import ray_coverage
 
@@ -31,19 +32,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
-def _coverage_in_workers() -> Iterator[dict[str, object]]:
-    """The ``_system_config`` that has each worker save its coverage (none without coverage).
+def _session_system_config() -> Iterator[dict[str, object]]:
+    """The session Ray's ``_system_config``: with coverage, each worker saves its own.
 
-    Workers import the preload from the checkout (the tests are not
-    installed): PYTHONPATH is set while Ray starts, which its workers inherit.
+    As the service's Ray (``actors._prestart.RAY_SYSTEM_CONFIG``), the raylet
+    starts no workers for the first driver: the warm pool counts never-used
+    workers, and only its spares may be. The service's preload is not named:
+    tests of it start a Ray of their own. Workers import the coverage preload
+    from the checkout (the tests are not installed): PYTHONPATH is set while
+    Ray starts, which its workers inherit.
     """
     if not ray_coverage.enabled():
-        yield {}
+        yield raylet_config([], workers_for_first_driver=False)
         return
     before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), before) if p)
     try:
-        yield {"preload_python_modules": ["tests.support.coverage_preload"]}
+        yield raylet_config(["tests.support.coverage_preload"], workers_for_first_driver=False)
     finally:
         if before is None:
             del os.environ["PYTHONPATH"]
@@ -60,7 +65,7 @@ def ray_session() -> Iterator[None]:
     # Ray's Unix socket paths break past ~107 bytes: keep the temp dir short.
     temp_dir = tempfile.mkdtemp(prefix="rs-", dir="/tmp")
     # No job runtime env, as the service's job has none (see coverage_preload).
-    with _coverage_in_workers() as system_config:
+    with _session_system_config() as system_config:
         ray.init(
             address="local",
             num_cpus=max(4, os.cpu_count() or 1),
@@ -69,7 +74,7 @@ def ray_session() -> Iterator[None]:
             namespace=ACTOR_NAMESPACE,
             _temp_dir=temp_dir,
             log_to_driver=False,
-            _system_config=system_config or None,
+            _system_config=system_config,
         )
     try:
         yield
