@@ -1,4 +1,8 @@
-"""The run's Chromium (Debian's, driven by Playwright's sync API), started once."""
+"""The run's Chromium (Debian's, driven by Playwright's sync API), started once.
+
+:func:`launch_chromium` is also how the test suite's browser starts
+(``tests/support/browser.py``).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,9 @@ from typing import TYPE_CHECKING
 from benchmarks.context import RunContext
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, Playwright
 
-__all__ = ["CHROMIUM_ARGS", "browser", "chromium"]
+__all__ = ["CHROMIUM_ARGS", "CHROMIUM_PATH", "browser", "chromium", "launch_chromium"]
 
 CHROMIUM_PATH = Path(os.environ.get("COMPONENT_STUDIO_CHROMIUM", "/usr/bin/chromium"))
 # The machine has no network: without these Chromium keeps calling home and slows down.
@@ -29,17 +33,22 @@ CHROMIUM_ARGS = [
 ]
 
 
+def launch_chromium(playwright: Playwright) -> Browser:
+    """Start Debian Chromium headless (each launch gets a fresh temporary user-data-dir)."""
+    if not CHROMIUM_PATH.is_file():
+        raise RuntimeError(f"no Chromium at {CHROMIUM_PATH} (COMPONENT_STUDIO_CHROMIUM)")
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM_PATH), headless=True, args=CHROMIUM_ARGS
+    )
+
+
 @contextlib.contextmanager
 def chromium(ctx: RunContext) -> Iterator[Browser]:
     """Headless Chromium for the run; closed (with its processes) on exit."""
     from playwright.sync_api import sync_playwright
 
-    if not CHROMIUM_PATH.is_file():
-        raise RuntimeError(f"no Chromium at {CHROMIUM_PATH} (COMPONENT_STUDIO_CHROMIUM)")
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM_PATH), headless=True, args=CHROMIUM_ARGS
-        )
+        launched = launch_chromium(playwright)
         try:
             yield launched
         finally:

@@ -1,4 +1,9 @@
-"""Small process, HTTP and git helpers the scenarios share (no service code involved)."""
+"""Small process, HTTP and git helpers (no service code involved).
+
+The scenarios use them, and so does the test suite (``tests/support``): one
+copy of each, here, because the installed ``benchmarks`` package may not
+import ``tests``.
+"""
 
 from __future__ import annotations
 
@@ -10,30 +15,38 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 __all__ = [
     "EXAMPLE_REPO",
+    "GIT_IDENTITY",
     "ROOT",
     "TEMPLATE_DIR",
+    "commit_all",
     "free_port",
     "git",
     "http_ok",
     "kill_group",
+    "repo_from_dir",
     "sample_repo",
     "spawn_group",
+    "wait_for",
     "wait_http_ok",
 ]
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_REPO = ROOT / "examples" / "ui-kit"
 TEMPLATE_DIR = ROOT / "studio-template"
-_GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "Studio Bench",
-    "GIT_AUTHOR_EMAIL": "bench@studio.invalid",
-    "GIT_COMMITTER_NAME": "Studio Bench",
-    "GIT_COMMITTER_EMAIL": "bench@studio.invalid",
+# A fixed identity, so commits work on machines with no global git config.
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Studio Sample",
+    "GIT_AUTHOR_EMAIL": "sample@studio.invalid",
+    "GIT_COMMITTER_NAME": "Studio Sample",
+    "GIT_COMMITTER_EMAIL": "sample@studio.invalid",
 }
 
 
@@ -85,6 +98,23 @@ def wait_http_ok(
         time.sleep(interval)
 
 
+def wait_for(
+    predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2
+) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that.
+
+    TimeoutError naming ``what`` when ``timeout`` seconds pass first.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
 def spawn_group(
     argv: Sequence[str], cwd: Path, log: Path, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
@@ -119,7 +149,7 @@ def git(cwd: Path, *args: str) -> str:
     result = subprocess.run(
         ["git", *args],
         cwd=cwd,
-        env={**os.environ, **_GIT_IDENTITY},
+        env={**os.environ, **GIT_IDENTITY},
         check=True,
         capture_output=True,
         text=True,
@@ -127,18 +157,21 @@ def git(cwd: Path, *args: str) -> str:
     return result.stdout.strip()
 
 
-def sample_repo(dest: Path, source: Path = EXAMPLE_REPO, extra: Path | None = None) -> Path:
-    """A git repository at ``dest`` holding ``source`` (and ``extra`` as ``studio/``), on main."""
-    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("node_modules", ".git"))
-    if extra is not None:
-        shutil.copytree(
-            extra,
-            dest / "studio",
-            ignore=shutil.ignore_patterns(
-                "node_modules", ".vite-cache", "dist", "studio.config.json"
-            ),
-        )
-    git(dest, "init", "-q", "-b", "main")
-    git(dest, "add", "-A")
-    git(dest, "commit", "-q", "-m", "initial commit")
-    return dest
+def commit_all(repo: Path, message: str) -> str:
+    """Stage everything in ``repo`` and commit it; the new commit's hash."""
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def repo_from_dir(source: Path, path: Path, branch: str = "main") -> Path:
+    """A repository at ``path`` holding a copy of ``source`` (no node_modules), on ``branch``."""
+    shutil.copytree(source, path, ignore=shutil.ignore_patterns("node_modules", ".git"))
+    git(path, "init", "-q", "-b", branch)
+    commit_all(path, "initial commit")
+    return path
+
+
+def sample_repo(dest: Path) -> Path:
+    """The sample repository (examples/ui-kit) as a git repository at ``dest``, on main."""
+    return repo_from_dir(EXAMPLE_REPO, dest)

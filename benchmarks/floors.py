@@ -19,6 +19,7 @@ from pathlib import Path
 
 from benchmarks._proc import (
     TEMPLATE_DIR,
+    commit_all,
     free_port,
     git,
     kill_group,
@@ -31,7 +32,7 @@ from benchmarks.context import RunContext, Scenario
 from benchmarks.results import ScenarioResult
 from benchmarks.stats import summarize
 
-__all__ = ["FLOOR_SCENARIOS", "install_cache_dir"]
+__all__ = ["FLOOR_SCENARIOS", "install_cache_dir", "link_install_cache"]
 
 READY_TIMEOUT = 60.0
 
@@ -46,6 +47,22 @@ def install_cache_dir(ctx: RunContext) -> Path:
     from studio.layout import StateLayout
 
     return StateLayout(ctx.work_dir / "state").install_cache
+
+
+def link_install_cache(state_dir: Path, install_cache: Path) -> Path:
+    """``state_dir`` with its install cache linked to ``install_cache`` (created if missing).
+
+    The state dirs of a run (the in-process setup, each node of a cluster)
+    share the run's one install cache, so no ``npm ci`` is timed.
+    """
+    from studio.layout import StateLayout
+
+    layout = StateLayout(state_dir)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    install_cache.mkdir(parents=True, exist_ok=True)
+    if not layout.install_cache.exists():
+        layout.install_cache.symlink_to(install_cache, target_is_directory=True)
+    return state_dir
 
 
 def vite_floor(ctx: RunContext) -> ScenarioResult:
@@ -113,7 +130,14 @@ def naive_create(ctx: RunContext) -> ScenarioResult:
     result = ScenarioResult(
         "naive_create", "naive: git clone + npm install + npm run dev -> ready", floor="vite_floor"
     )
-    origin = sample_repo(ctx.work_dir / "naive-origin", extra=TEMPLATE_DIR)
+    origin = sample_repo(ctx.work_dir / "naive-origin")
+    # The studio app as part of the repository, the plan's way: npm installs it per clone.
+    shutil.copytree(
+        TEMPLATE_DIR,
+        origin / "studio",
+        ignore=shutil.ignore_patterns("node_modules", ".vite-cache", "dist", "studio.config.json"),
+    )
+    commit_all(origin, "the studio app")
     phases: dict[str, list[float]] = {"clone": [], "install": [], "dev": []}
     for index in range(ctx.count(5, 1)):
         target = ctx.work_dir / f"naive-{index}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,7 +19,7 @@ import psutil
 from benchmarks._browser import browser
 from benchmarks._proc import http_ok
 from benchmarks.burst_timeline import sandbox_timeline, timeline_figures
-from benchmarks.context import RunContext, Scenario
+from benchmarks.context import RunContext, Scenario, ScenarioFn
 from benchmarks.cpu_account import CpuAccount
 from benchmarks.results import ScenarioResult, Target
 from benchmarks.service import BenchService, Created, renderer_address, service
@@ -282,54 +283,69 @@ def _wait_serving(bench: BenchService, sandbox_id: str, deadline: float) -> floa
     raise RuntimeError(f"{sandbox_id} not serving again after {RECOVERY_TIMEOUT:g} s")
 
 
-def vite_recovery(ctx: RunContext) -> ScenarioResult:
-    """SIGKILL the sandbox's Vite -> its renderer answers ``/@vite/client`` 200 again."""
-    result = ScenarioResult(
-        "vite_recovery",
-        "8a. recovery: Vite killed -> healthy again",
-        targets=[Target("median", 2.0, "<= 2 s")],
-    )
-    bench = service(ctx)
-    for _ in range(ctx.count(5, 1)):
-        # A fresh sandbox per sample: restarts back off, and the first one is what users see.
-        created = bench.create()
-        vite = bench.vite(created.sandbox_id)
-        host, port = renderer_address(created.renderer_url)
-        start = time.monotonic()
-        os.killpg(vite.pid, signal.SIGKILL)
-        vite.wait(timeout=10)
-        while http_ok(host, port, timeout=0.5):
-            time.sleep(0.005)
-        ready = _wait_serving(bench, created.sandbox_id, start + RECOVERY_TIMEOUT)
-        result.samples.append(ready - start)
-        bench.delete(created.sandbox_id)
-    return result
+def _recovery_scenario(
+    name: str, title: str, limit_s: float, kill: Callable[[BenchService, Created], float]
+) -> ScenarioFn:
+    """A scenario that ``kill``s part of a fresh sandbox and times it to serving again.
+
+    ``kill`` returns when it struck. A fresh sandbox per sample: restarts back
+    off, and the first one is what users see.
+    """
+
+    def measure(ctx: RunContext) -> ScenarioResult:
+        result = ScenarioResult(
+            name, title, targets=[Target("median", limit_s, f"<= {limit_s:g} s")]
+        )
+        bench = service(ctx)
+        for _ in range(ctx.count(5, 1)):
+            created = bench.create()
+            start = kill(bench, created)
+            ready = _wait_serving(bench, created.sandbox_id, start + RECOVERY_TIMEOUT)
+            result.samples.append(ready - start)
+            bench.delete(created.sandbox_id)
+        return result
+
+    return measure
 
 
-def actor_recovery(ctx: RunContext) -> ScenarioResult:
-    """SIGKILL the sandbox actor's worker -> the actor is back and Vite serves again."""
-    result = ScenarioResult(
-        "actor_recovery",
-        "8b. recovery: actor worker killed -> Vite serving again",
-        targets=[Target("median", 5.0, "<= 5 s")],
-    )
-    bench = service(ctx)
-    for _ in range(ctx.count(5, 1)):
-        created = bench.create()
-        old_pid = int(bench.ping(created.sandbox_id)["pid"])
-        start = time.monotonic()
-        os.kill(old_pid, signal.SIGKILL)
-        deadline = start + RECOVERY_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                if int(bench.ping(created.sandbox_id, timeout=5.0)["pid"]) != old_pid:
-                    break
-            except Exception:
-                time.sleep(0.05)
-        ready = _wait_serving(bench, created.sandbox_id, deadline)
-        result.samples.append(ready - start)
-        bench.delete(created.sandbox_id)
-    return result
+def _kill_vite(bench: BenchService, created: Created) -> float:
+    """SIGKILL the sandbox's Vite group; returns once its renderer stopped answering."""
+    vite = bench.vite(created.sandbox_id)
+    host, port = renderer_address(created.renderer_url)
+    start = time.monotonic()
+    os.killpg(vite.pid, signal.SIGKILL)
+    vite.wait(timeout=10)
+    while http_ok(host, port, timeout=0.5):
+        time.sleep(0.005)
+    return start
+
+
+def _kill_actor_worker(bench: BenchService, created: Created) -> float:
+    """SIGKILL the sandbox actor's worker; returns once a new worker answers its ping."""
+    old_pid = int(bench.ping(created.sandbox_id)["pid"])
+    start = time.monotonic()
+    os.kill(old_pid, signal.SIGKILL)
+    deadline = start + RECOVERY_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            if int(bench.ping(created.sandbox_id, timeout=5.0)["pid"]) != old_pid:
+                break
+        except Exception:
+            time.sleep(0.05)
+    return start
+
+
+# SIGKILL the sandbox's Vite -> its renderer answers /@vite/client 200 again.
+vite_recovery = _recovery_scenario(
+    "vite_recovery", "8a. recovery: Vite killed -> healthy again", 2.0, _kill_vite
+)
+# SIGKILL the sandbox actor's worker -> the actor is back and Vite serves again.
+actor_recovery = _recovery_scenario(
+    "actor_recovery",
+    "8b. recovery: actor worker killed -> Vite serving again",
+    5.0,
+    _kill_actor_worker,
+)
 
 
 LIFECYCLE_SCENARIOS = [

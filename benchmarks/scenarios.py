@@ -1,7 +1,8 @@
 """Every scenario of the harness, in the order a run measures them.
 
 The floors come first (their medians are the denominators of the ratios), then
-the cold create (it must be the service's first sandbox), then the rest.
+the cold create (it must be the service's first sandbox), then the rest; the
+node loss last (a cluster of its own, in child processes).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from benchmarks.context import Scenario
 from benchmarks.floors import FLOOR_SCENARIOS
 from benchmarks.lifecycle import LIFECYCLE_SCENARIOS
 from benchmarks.live import LIVE_SCENARIOS
+from benchmarks.node_loss import NODE_LOSS_SCENARIOS
 from benchmarks.setup_floor import SETUP_SCENARIOS
 
 __all__ = ["SCENARIOS"]
@@ -19,4 +21,5 @@ SCENARIOS: list[Scenario] = [
     *SETUP_SCENARIOS,
     *LIFECYCLE_SCENARIOS,
     *LIVE_SCENARIOS,
+    *NODE_LOSS_SCENARIOS,
 ]

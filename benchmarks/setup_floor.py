@@ -14,7 +14,7 @@ import time
 
 from benchmarks._proc import TEMPLATE_DIR, sample_repo
 from benchmarks.context import RunContext, Scenario
-from benchmarks.floors import install_cache_dir
+from benchmarks.floors import install_cache_dir, link_install_cache
 from benchmarks.results import ScenarioResult
 from benchmarks.stats import summarize
 
@@ -43,10 +43,7 @@ def sandbox_setup_floor(ctx: RunContext) -> ScenarioResult:
     state_dir = ctx.work_dir / "setup-floor-state"
     layout = StateLayout(state_dir)
     # Share the run's install cache (a node has one), so no npm ci is timed here.
-    layout.root.mkdir(parents=True, exist_ok=True)
-    install_cache_dir(ctx).mkdir(parents=True, exist_ok=True)
-    if not layout.install_cache.exists():
-        layout.install_cache.symlink_to(install_cache_dir(ctx))
+    link_install_cache(state_dir, install_cache_dir(ctx))
     origin = sample_repo(ctx.work_dir / "setup-floor-origin")
     settings = StudioSettings(
         state_dir=state_dir,

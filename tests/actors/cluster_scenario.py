@@ -15,104 +15,50 @@ its own disk, and ``sandbox_slot`` resources), then:
    where it recovered its branch from origin: every answered commit is there.
 
 It prints one JSON line of findings and exits 0; any failure raises. Everything
-it started is torn down in ``finally``.
+it started is torn down in ``finally``. The cluster, the loss of a node and
+the watch for the recovery are the node-loss benchmark's own
+(``benchmarks/_cluster.py``); this scenario checks, the benchmark times.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import ray
-from ray.cluster_utils import Cluster
-
-from actors.handles import (
-    forget_sandbox_handle,
-    get_manager,
-    kill_manager,
-    sandbox_handle,
-    start_manager,
+from actors.handles import sandbox_handle, start_manager
+from benchmarks._cluster import (
+    LocalCluster,
+    branch_history,
+    local_cluster,
+    stop_studio,
+    watch_recovery,
 )
-from studio.layout import StateLayout
-from studio.naming import ACTOR_NAMESPACE
-from studio.process import reap_orphans
 from studio.state import SandboxState
-from tests.actors.conftest import (
-    UI_KIT,
-    assert_nothing_left,
-    get,
-    node_settings,
-    renderer_answers,
-)
+from tests.actors.conftest import UI_KIT, assert_nothing_left, get, node_settings
 from tests.support.gitrepo import repo_from_dir
 
 SLOTS_PER_NODE = 4
 # Concurrent edits answered just before their node is lost.
 BURST = 10
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
-
-
-def lose_disk(state_dir: Path) -> None:
-    """What losing a machine takes along: its Vite processes and its disk."""
-    layout = StateLayout(state_dir)
-    for pid_file in layout.run.glob("*.json") if layout.run.is_dir() else []:
-        reap_orphans(pid_file)
-    shutil.rmtree(state_dir / "worktrees", ignore_errors=True)
-    shutil.rmtree(state_dir / "mirrors", ignore_errors=True)
+RECOVERY_TIMEOUT = 240
 
 
 def run(workdir: Path, install_cache: Path) -> dict[str, Any]:
-    # A short private temp dir (Ray's socket paths break past ~107 bytes); RAY_TMPDIR
-    # also moves the "current cluster" address file out of the shared /tmp/ray, where
-    # another process's ray.init() would find this cluster.
-    temp_dir = tempfile.mkdtemp(prefix="rc-", dir="/tmp")
-    os.environ["RAY_TMPDIR"] = temp_dir
-    cluster = Cluster()
-    try:
-        cluster.add_node(
-            num_cpus=1, temp_dir=os.path.join(temp_dir, "ray"), include_dashboard=False
-        )
-        workers = [
-            cluster.add_node(num_cpus=1, resources={"sandbox_slot": SLOTS_PER_NODE})
-            for _ in range(2)
-        ]
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, namespace=ACTOR_NAMESPACE, log_to_driver=False)
-        return scenario(cluster, workers, workdir, install_cache)
-    finally:
-        ray.shutdown()
-        cluster.shutdown()  # type: ignore[no-untyped-call]
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with local_cluster(workdir, install_cache, slots_per_node=SLOTS_PER_NODE) as cluster:
+        return scenario(cluster, workdir, install_cache)
 
 
-def scenario(
-    cluster: Cluster, workers: list[Any], workdir: Path, install_cache: Path
-) -> dict[str, Any]:
-    node_dirs = {w.node_id: workdir / f"node{i}" / "state" for i, w in enumerate(workers)}
+def scenario(cluster: LocalCluster, workdir: Path, install_cache: Path) -> dict[str, Any]:
+    node_dirs = cluster.state_dirs
     settings = node_settings(
         workdir / "head" / "state",
         install_cache,
         health_check_interval=1.0,
         repo_roots=[workdir],
     )
-    for state in node_dirs.values():
-        node_settings(state, install_cache)  # the install-cache link of each node's disk
     origin = repo_from_dir(UI_KIT, workdir / "ui-kit")
     findings: dict[str, Any] = {}
     try:
@@ -146,44 +92,30 @@ def scenario(
         findings["answered_pushed"] = [r.pushed for r in results]
         assert all(commits) and all(findings["answered_pushed"]), results
 
-        lost = next(w for w in workers if w.node_id == first.node)
-        survivor = next(w for w in workers if w.node_id != first.node)
-        cluster.remove_node(lost)
-        lose_disk(node_dirs[lost.node_id])
-        removed_at = time.monotonic()
-
-        def recovered() -> Any:
-            info = get(manager.get_sandbox.remote(first.id, None), timeout=60)
-            if info.node == survivor.node_id and info.status is SandboxState.RUNNING:
-                return info
-            return None
-
-        info = wait_for(recovered, 240, "the sandbox to come back on the surviving node")
-        findings["recovery_seconds"] = round(time.monotonic() - removed_at, 1)
+        survivor = next(node for node in node_dirs if node != first.node)
+        removed = time.time()
+        cluster.lose(first.node, graceful=True)
+        # The sandbox serves again on the surviving node (RUNNING, its renderer answers).
+        recovery = watch_recovery(manager, first.id, first.node, removed, RECOVERY_TIMEOUT)
+        findings["recovery_seconds"] = round(recovery.serving - removed, 1)
+        info = recovery.info
+        assert info.node == survivor, info
         # A worker node's Vite is shown (and listens) at that node's address.
-        assert info.renderer_url is not None and renderer_answers(info.renderer_url), info
         findings["renderer_url"] = info.renderer_url
-        # The driver's cached handle names the killed actor: look the new one up.
-        forget_sandbox_handle(first.id)
-        history = [c.hash for c in get(sandbox_handle(first.id).history.remote())]
+        history = branch_history(first.id)
         missing = set(commits) - set(history)
         assert not missing, f"answered commits lost with the node: {missing}"
         findings["recovered_on"] = info.node
         findings["commit_kept"] = True
         other = get(manager.get_sandbox.remote(second.id, None))
-        assert other.status is SandboxState.RUNNING and other.node == survivor.node_id
+        assert other.status is SandboxState.RUNNING and other.node == survivor
         orphans = get(manager.orphans.remote())
         assert orphans["actors"] == [] and orphans["worktrees"] == [], orphans
         return findings
     finally:
         try:
-            handle = get_manager()
-            for item in get(handle.list_sandboxes.remote(None), timeout=60):
-                get(handle.teardown_sandbox.remote(item.id, None), timeout=60)
+            stop_studio(node_dirs.values())
         finally:
-            kill_manager()
-            for state in node_dirs.values():
-                lose_disk(state)
             for state in [settings.state_dir, *node_dirs.values()]:
                 assert_nothing_left(state)
 

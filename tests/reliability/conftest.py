@@ -12,14 +12,14 @@ Every sandbox a test makes through :func:`sandboxes` is deleted at its end.
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
+from benchmarks._proc import wait_for
 from studio.layout import StateLayout
 from studio.naming import branch_name
 from tests.serve.conftest import Api, api, client  # noqa: F401 (fixtures)
@@ -38,18 +38,6 @@ __all__ = [
 ]
 
 BUTTON = "src/components/Button/Button.tsx"
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
 
 
 def mirror_of(api: Api) -> Path:

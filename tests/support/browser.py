@@ -8,13 +8,12 @@ Use it as a pytest plugin (``pytest_plugins = ["tests.support.browser"]`` in
   closed after the test, with a screenshot under ``test-artifacts/`` when the
   test failed.
 
-The machine has no network: Chromium is started with the flags that stop it
-from calling home (otherwise it floods refused connections and slows down).
+Chromium starts as the benchmarks start it (``benchmarks/_browser.py``), with
+the flags that stop it from calling home where there is no network.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Generator, Iterator
@@ -24,6 +23,8 @@ import psutil
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
+from benchmarks._browser import CHROMIUM_ARGS, CHROMIUM_PATH
+from benchmarks._browser import launch_chromium as benchmark_chromium
 from studio.paths import atomic_write
 
 __all__ = [
@@ -40,29 +41,16 @@ __all__ = [
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS_DIR = ROOT / "test-artifacts"
-CHROMIUM_PATH = Path(os.environ.get("COMPONENT_STUDIO_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Renderer processes of a closed context exit shortly after it; wait this long
 # for them before a test's own leak check looks.
 _SETTLE_TIMEOUT = 10.0
 
 
 def launch_chromium(playwright: Playwright) -> Browser:
-    """Start Debian Chromium headless (each launch gets a fresh temporary user-data-dir)."""
+    """Start Chromium as the benchmarks do; the test is skipped on a machine without it."""
     if not CHROMIUM_PATH.is_file():
         pytest.skip(f"no Chromium at {CHROMIUM_PATH}: run scripts/setup.sh")
-    return playwright.chromium.launch(
-        executable_path=str(CHROMIUM_PATH), headless=True, args=CHROMIUM_ARGS
-    )
+    return benchmark_chromium(playwright)
 
 
 def _chromium_processes(*, renderers_only: bool = False) -> set[int]:

@@ -1,41 +1,17 @@
-"""Real git repositories for tests, made in a tmp dir with the git CLI."""
+"""Real git repositories for tests, made in a tmp dir with the git CLI.
+
+``git``, ``commit_all`` and ``repo_from_dir`` are the benchmarks' own
+(``benchmarks._proc``): one copy serves both.
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["GIT_ENV", "commit_all", "git", "make_repo", "repo_from_dir"]
+from benchmarks._proc import commit_all, git, repo_from_dir
 
-# A fixed identity so commits work on machines with no global git config.
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Studio Test",
-    "GIT_AUTHOR_EMAIL": "test@studio.invalid",
-    "GIT_COMMITTER_NAME": "Studio Test",
-    "GIT_COMMITTER_EMAIL": "test@studio.invalid",
-}
-
-
-def git(cwd: Path, *args: str) -> str:
-    """Run git in ``cwd`` and return its stdout; raises on failure."""
-    result = subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        env={**os.environ, **GIT_ENV},
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return result.stdout.strip()
-
-
-def commit_all(repo: Path, message: str) -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
+__all__ = ["commit_all", "git", "make_repo", "repo_from_dir"]
 
 
 def make_repo(path: Path, files: Mapping[str, str], branch: str = "main") -> Path:
@@ -46,13 +22,5 @@ def make_repo(path: Path, files: Mapping[str, str], branch: str = "main") -> Pat
         target = path / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content)
-    commit_all(path, "initial commit")
-    return path
-
-
-def repo_from_dir(source: Path, path: Path, branch: str = "main") -> Path:
-    """A repository at ``path`` holding a copy of ``source`` (without node_modules)."""
-    shutil.copytree(source, path, ignore=shutil.ignore_patterns("node_modules", ".git"))
-    git(path, "init", "-q", "-b", branch)
     commit_all(path, "initial commit")
     return path

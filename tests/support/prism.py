@@ -30,10 +30,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
-import signal
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +40,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from benchmarks._proc import free_port, kill_group, spawn_group
 
 __all__ = [
     "GITHUB_SPEC",
@@ -94,13 +92,6 @@ class PrismServer:
     log_path: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _answers(url: str) -> bool:
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=2)
@@ -115,17 +106,6 @@ def _answers(url: str) -> bool:
         conn.close()
 
 
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
 @contextlib.contextmanager
 def run_prism(log_dir: Path, *, ready_timeout: float = 180.0) -> Iterator[PrismServer]:
     """Start Prism on a free loopback port, wait until it answers, stop its group at exit."""
@@ -133,27 +113,11 @@ def run_prism(log_dir: Path, *, ready_timeout: float = 180.0) -> Iterator[PrismS
         if not path.is_file():
             pytest.fail(f"{path} is missing: run scripts/setup.sh (npm ci in tests/tools)")
     log_path = log_dir / "prism.log"
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        # A log file, not a pipe: Prism logs every request and a full pipe would block it.
-        proc = subprocess.Popen(
-            [
-                "node",
-                str(PRISM_ENTRY),
-                "mock",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                str(GITHUB_SPEC),
-            ],
-            cwd=TOOLS_DIR,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    # A log file, not a pipe: Prism logs every request and a full pipe would block it.
+    argv = ["node", str(PRISM_ENTRY), "mock", "-h", "127.0.0.1", "-p", str(port), str(GITHUB_SPEC)]
+    proc = spawn_group(argv, TOOLS_DIR, log_path)
     try:
         deadline = time.monotonic() + ready_timeout
         while not _answers(url):
@@ -165,7 +129,7 @@ def run_prism(log_dir: Path, *, ready_timeout: float = 180.0) -> Iterator[PrismS
             time.sleep(0.25)
         yield PrismServer(url=url, pid=proc.pid, log_path=log_path)
     finally:
-        _stop_group(proc)
+        kill_group(proc, grace=10)
 
 
 @dataclass(frozen=True)

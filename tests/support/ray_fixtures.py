@@ -10,22 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import ray
 
 from actors.ray_internals import raylet_config
-from studio.naming import ACTOR_NAMESPACE
+from benchmarks._ray import SANDBOX_SLOTS, local_ray_node
 from tests.support import ray_coverage
 
 __all__ = ["SANDBOX_SLOTS", "ray_session"]
-
-# Slots the session's single node declares, as a cluster of sandbox nodes would.
-SANDBOX_SLOTS = 40
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,26 +52,10 @@ def _session_system_config() -> Iterator[dict[str, object]]:
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
-    """A local Ray for the session, in the service's namespace."""
-    if ray.is_initialized():
+    """A local Ray for the session, in the service's namespace (as the benchmarks start it)."""
+    with contextlib.ExitStack() as stack:
+        # No job runtime env, as the service's job has none (see coverage_preload);
+        # PYTHONPATH is set only while Ray starts.
+        with _session_system_config() as system_config:
+            stack.enter_context(local_ray_node(system_config))
         yield
-        return
-    # Ray's Unix socket paths break past ~107 bytes: keep the temp dir short.
-    temp_dir = tempfile.mkdtemp(prefix="rs-", dir="/tmp")
-    # No job runtime env, as the service's job has none (see coverage_preload).
-    with _session_system_config() as system_config:
-        ray.init(
-            address="local",
-            num_cpus=max(4, os.cpu_count() or 1),
-            resources={"sandbox_slot": SANDBOX_SLOTS},
-            include_dashboard=False,
-            namespace=ACTOR_NAMESPACE,
-            _temp_dir=temp_dir,
-            log_to_driver=False,
-            _system_config=system_config,
-        )
-    try:
-        yield
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -5,7 +5,8 @@ node_modules) to ``<repo>/.studio/``, hard-link the template's prepared
 node_modules into it, ``npm ci`` the repository's own dependencies (once per
 lockfile, then hard-linked), write ``studio.config.json`` with a free port, and
 start Vite directly with ``node`` in its own session, cwd = the repository.
-Leaving the context manager kills the whole process group.
+Leaving the context manager kills the whole process group (``kill_group``:
+SIGTERM, then SIGKILL for what outlived it).
 """
 
 from __future__ import annotations
@@ -14,12 +15,8 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks._proc import free_port, kill_group, spawn_group, wait_http_ok
 from studio.vite import VITE_ENV
 
 __all__ = [
@@ -37,7 +35,6 @@ __all__ = [
     "install_repo_deps",
     "prepare_studio_dir",
     "run_template",
-    "stop_process_group",
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,14 +76,6 @@ class TemplateServer:
         response.raise_for_status()
         data: dict[str, Any] = response.json()
         return data
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _lock_hash(lockfile: Path) -> str:
@@ -161,38 +150,13 @@ def prepare_studio_dir(
     return studio
 
 
-def stop_process_group(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """SIGTERM the process's group, then SIGKILL it if it has not exited in ``grace`` s."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=grace)
-    # Children that outlived the leader still belong to its group.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
 def _wait_ready(
     process: subprocess.Popen[bytes], port: int, log_path: Path, timeout: float
 ) -> None:
-    deadline = time.monotonic() + timeout
-    url = f"http://127.0.0.1:{port}/@vite/client"
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise TemplateStartError(
-                    f"vite exited with code {process.returncode}:\n{_tail(log_path)}"
-                )
-            with contextlib.suppress(httpx.TransportError):
-                if client.get(url).status_code == 200:
-                    return
-            time.sleep(0.05)
-    raise TemplateStartError(f"vite not ready on port {port} after {timeout} s:\n{_tail(log_path)}")
+    try:
+        wait_http_ok("127.0.0.1", port, timeout, process=process, interval=0.05)
+    except RuntimeError as exc:
+        raise TemplateStartError(f"vite: {exc}:\n{_tail(log_path)}") from None
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -231,22 +195,13 @@ def run_template(
         str(studio / "vite.config.mjs"),
         "--strictPort",
     ]
-    with log_path.open("wb") as log:
-        # Own session: the group can be killed whole, and a Ctrl-C on the test
-        # run does not reach Vite before the fixture does.
-        process = subprocess.Popen(
-            argv,
-            cwd=cwd or repo,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **VITE_ENV},
-            start_new_session=True,
-        )
+    # Own session: the group can be killed whole, and a Ctrl-C on the test
+    # run does not reach Vite before the fixture does.
+    process = spawn_group(argv, cwd or repo, log_path, dict(VITE_ENV))
     try:
         _wait_ready(process, port, log_path, ready_timeout)
         yield TemplateServer(
             repo=repo, studio_dir=studio, port=port, process=process, log_path=log_path
         )
     finally:
-        stop_process_group(process)
+        kill_group(process)
