@@ -111,6 +111,8 @@ class StudioManager:
         self._locks: dict[str, asyncio.Lock] = {}
         self._missed: dict[str, int] = {}
         self._tick_lock = asyncio.Lock()
+        # Nodes seen dead with sandboxes on them, each answered by one early pass.
+        self._answered_losses: set[str] = set()
         self._last_reconcile: float | None = None
         self.warm_pool = WarmPool(backend, settings.warm_workers, delay=self._timeouts.spare_delay)
         # Setups of sandboxes created with wait=False (a reference keeps each task alive).
@@ -558,6 +560,29 @@ class StudioManager:
             self._fill_warm_pools(nodes)
             self._last_reconcile = time.time()
             return {"sandboxes": actions, "nodes_alive": len(alive)}
+
+    async def check_nodes(self) -> dict[str, Any] | None:
+        """A supervision pass now if a node died with supervised sandboxes on it; else None.
+
+        Ray declares a lost node dead long after it went (seconds), and the
+        regular pass may come a whole tick later still: looking at the node
+        list is one cheap GCS call, so it is done often and a newly dead node
+        does not wait for the tick. Each lost node starts one pass; the
+        regular passes retry from there.
+        """
+        alive = {n.node_id for n in await self._nodes() if n.alive}
+        lost = {
+            r.node_id
+            for r in self.registry.list_sandboxes(states=_SUPERVISED)
+            if r.node_id is not None and r.node_id not in alive
+        }
+        new = lost - self._answered_losses
+        self._answered_losses &= lost
+        if not new:
+            return None
+        self._answered_losses |= new
+        logger.warning("nodes lost with sandboxes on them", extra={"nodes": sorted(new)})
+        return await self.reconcile()
 
     def _fill_warm_pools(self, nodes: list[NodeView]) -> None:
         """Spare workers on each node a sandbox may go to, as many as it has free slots."""

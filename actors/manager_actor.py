@@ -1,8 +1,10 @@
 """ManagerActor: the one detached ``studio-manager`` actor, pinned to the head node.
 
 A Ray shell around :class:`actors.manager.StudioManager` plus its reconcile
-loop (one pass every ``settings.health_check_interval``; a pass that raises is
-logged and the loop goes on). The registry lives in the head node's state dir,
+loop (one pass every ``settings.health_check_interval``, and one at once when a
+node with sandboxes dies, seen by a look at the nodes every
+``settings.node_check_interval``; a pass that raises is logged and the loop
+goes on). The registry lives in the head node's state dir,
 so the actor is pinned there; Ray restarts it (``max_restarts=-1``) after its
 worker dies, ``__init__`` reopens the registry and the first pass re-adopts
 every live sandbox actor by name.
@@ -73,7 +75,9 @@ class ManagerActor:
         )
         reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
         # Ray runs an async actor's __init__ on its event loop.
-        self._loop_task = asyncio.get_running_loop().create_task(self._reconcile_loop())
+        loop = asyncio.get_running_loop()
+        self._loop_task = loop.create_task(self._reconcile_loop())
+        self._node_task = loop.create_task(self._node_loop())
         logger.info(
             "manager started",
             extra={"registry": str(self._manager.registry.path), "reconstructed": reconstructed},
@@ -87,6 +91,15 @@ class ManagerActor:
             except Exception:
                 logger.exception("reconcile pass failed")
             await asyncio.sleep(interval)
+
+    async def _node_loop(self) -> None:
+        interval = self._settings.node_check_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._manager.check_nodes()
+            except Exception:
+                logger.exception("node check failed")
 
     # -- users --------------------------------------------------------------
 
@@ -209,8 +222,9 @@ class ManagerActor:
 
     async def shutdown(self) -> None:
         """Stop the loop and close the registry, before the actor is killed."""
-        self._loop_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._loop_task
+        for task in (self._loop_task, self._node_task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self._manager.cancel_setups()
         self._manager.close()

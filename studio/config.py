@@ -257,6 +257,14 @@ class StudioSettings(BaseSettings):
     health_check_interval: float = Field(
         10.0, gt=0, description="Seconds between two reconcile ticks of the manager."
     )
+    node_check_interval: float = Field(
+        1.0,
+        gt=0,
+        description=(
+            "Seconds between two looks at the cluster's nodes: a node lost with sandboxes on "
+            "it starts a reconcile pass at once instead of at the next tick."
+        ),
+    )
     admin_token: str | None = Field(
         None, description="Bearer token of the admin user; generated and printed when unset."
     )

@@ -600,6 +600,33 @@ async def test_sandbox_on_a_dead_node_comes_back_elsewhere(
     ]
 
 
+async def test_a_node_lost_with_sandboxes_starts_one_pass_at_once(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    lost = sandbox.node
+    assert lost is not None
+    assert await manager.check_nodes() is None  # every node alive: no pass
+    backend.kill_node(lost)
+    summary = await manager.check_nodes()
+    assert summary is not None
+    survivor = "n2" if lost == "n1" else "n1"
+    assert summary["sandboxes"][sandbox.id] == f"recreated on {survivor}: its node {lost} is gone"
+    assert manager.registry.get_sandbox(sandbox.id).node_id == survivor
+    # The loss was answered: the next looks leave the sandbox to the regular passes.
+    assert await manager.check_nodes() is None
+
+
+async def test_a_dead_node_without_sandboxes_starts_no_pass(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    other = "n2" if sandbox.node == "n1" else "n1"
+    backend.kill_node(other)
+    assert await manager.check_nodes() is None
+    assert manager.registry.get_sandbox(sandbox.id).node_id == sandbox.node
+
+
 async def test_unschedulable_actor_is_recreated_on_another_node(
     manager: StudioManager, backend: FakeBackend, repo_id: int
 ) -> None:
