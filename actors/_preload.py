@@ -2,10 +2,10 @@
 
 A sandbox actor's worker, even a spare one (:mod:`actors._prestart`), loads
 the actor class when the actor arrives: it imports ``actors.sandbox_actor``
-(pydantic models, the sandbox, git, Vite; ~0.25 s on an idle 2-core machine,
-twice that loaded) and makes its serialization context (it imports starlette
-and registers pydantic's and arrow's serializers: ~0.1 s). Both sit between
-the actor's creation and its setup, on the path of every create.
+(pydantic models, the sandbox, git, Vite) and makes its serialization context
+(it imports starlette and registers pydantic's and arrow's serializers). Both
+sit between the actor's creation and its setup, on the path of every create
+(what they cost: docs/performance.md, worker preload).
 
 Ray's raylet setting ``preload_python_modules`` makes each new Python worker
 import the modules it names before it waits for work
@@ -19,12 +19,18 @@ is what it is for.
 
 Why not a runtime env with a worker setup hook: a worker whose runtime env
 differs from its job's starts through Ray's ``setup_worker.py`` shim (one
-more interpreter importing ray: ~0.8 s of CPU per worker), and starting such
-spares right after each setup slowed the next sandbox's Vite start more than
-the preload saved (measured: benchmarks/profile.py, A/B).
+more interpreter importing ray per worker), and starting such spares right
+after each setup slowed the next sandbox's Vite start more than the preload
+saved (measured: benchmarks/profile.py, A/B).
 
-The preload then starts the worker's Vite standby, once the node has had a
-sandbox (:mod:`actors._standby`): Node imports Vite while the spare waits too.
+The preload then starts the worker's Vite standby, once the node has a hint
+of what to import (:mod:`actors._standby`): Node imports Vite while the spare
+waits too.
+
+The switches ``worker_preload`` and ``vite_standby`` (``StudioSettings``)
+are read from the worker's environment, which it inherits from whatever
+started Ray on the node: with the first off the preload does nothing, with
+the second it starts no standby.
 
 Every worker of the node pays the import (the Serve controller and proxy too;
 the replicas and the manager import most of it anyway). A failure is only
@@ -35,9 +41,12 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
+
+if TYPE_CHECKING:
+    from studio.config import StudioSettings
 
 __all__ = ["preload"]
 
@@ -49,8 +58,22 @@ _SANDBOX_MODULES = ("actors.sandbox_actor",)
 _RAY: Any = ray
 
 
+def _switches() -> StudioSettings | None:
+    """The node's settings, from this worker's environment; None when they are invalid."""
+    try:
+        from studio.config import load_settings
+
+        return load_settings()
+    except Exception:
+        logger.exception("cannot read the settings: the worker preloads nothing")
+        return None
+
+
 def preload() -> None:
     """Import the sandbox actor's modules, make the serialization context, start a Vite standby."""
+    switches = _switches()
+    if switches is None or not switches.worker_preload:
+        return
     for name in _SANDBOX_MODULES:
         try:
             importlib.import_module(name)
@@ -62,6 +85,8 @@ def preload() -> None:
         _RAY._private.worker.global_worker.get_serialization_context()
     except Exception:
         logger.exception("preloading the serialization context failed")
+    if not switches.vite_standby:
+        return
     try:
         from actors import _standby
 
