@@ -9,6 +9,11 @@ from studio.sandbox.files import (
 from studio.sandbox.lifecycle import (
     SandboxLifecycle,
 )
+from studio.sandbox.prepare import (
+    SEED_TIMEOUT,
+    prepare_repository,
+    prepare_template,
+)
 from studio.sandbox.push import (
     BATCH_SECONDS,
     BranchPusher,
@@ -26,6 +31,7 @@ __all__ = [
     "BATCH_SECONDS",
     "FLUSH_TIMEOUT",
     "FSYNC_EDITS",
+    "SEED_TIMEOUT",
     "BranchPusher",
     "ComponentStudioSandbox",
     "FileChange",
@@ -33,5 +39,7 @@ __all__ = [
     "ViteSupervisor",
     "commit_message",
     "fetch_components",
+    "prepare_repository",
+    "prepare_template",
     "read_command",
 ]
