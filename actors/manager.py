@@ -25,6 +25,7 @@ from typing import Any
 
 from actors import metrics
 from actors._accounts import Accounts, provider_spec
+from actors._node_prep import NodePreparer, NodeWork, RepositoryWork
 from actors._ray_backend import (
     ActorGone,
     ActorUnresponsive,
@@ -101,6 +102,8 @@ class StudioManager:
         self._tick_lock = asyncio.Lock()
         self._last_reconcile: float | None = None
         self.warm_pool = WarmPool(backend, settings.warm_workers, delay=self._timeouts.spare_delay)
+        # Each node's install cache, shell, deps seed and standby hint, made before its sandboxes.
+        self.preparer = NodePreparer(backend)
         # Setups of sandboxes created with wait=False (a reference keeps each task alive).
         self._setups: set[asyncio.Task[SandboxInfo]] = set()
         # Addresses of the nodes other than the head, as the last look at the nodes said.
@@ -112,6 +115,10 @@ class StudioManager:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def stop_preparing(self) -> None:
+        """Stop the node preparations under way; none starts after this."""
+        await self.preparer.close()
 
     def close(self) -> None:
         """Close the registry; the warm pool fills no more."""
@@ -487,6 +494,7 @@ class StudioManager:
                     actions[record.id] = outcome
             record_gauges(self.registry.list_sandboxes())
             self._fill_warm_pools(nodes)
+            self._prepare_nodes(nodes)
             self._last_reconcile = time.time()
             return {"sandboxes": actions, "nodes_alive": len(alive)}
 
@@ -494,6 +502,48 @@ class StudioManager:
         """Spare workers on each node a sandbox may go to, as many as it has free slots."""
         load = node_load(r.node_id for r in self.registry.list_sandboxes(states=_SUPERVISED))
         self.warm_pool.keep(open_slots(nodes, load))
+
+    def _prepare_nodes(self, nodes: list[NodeView]) -> None:
+        """Have each node a sandbox may go to prepared for the registered repositories."""
+        load = node_load(r.node_id for r in self.registry.list_sandboxes(states=_SUPERVISED))
+        repositories = tuple(self._repository_work())
+        self.preparer.keep(
+            NodeWork(node_id, self._prep_settings(node_id), repositories)
+            for node_id in open_slots(nodes, load)
+        )
+
+    def _prep_settings(self, node_id: str) -> dict[str, Any]:
+        settings = self.settings.model_dump(mode="json", exclude={"admin_token", "github_token"})
+        settings["state_dir"] = self.state_dir_for(node_id)
+        return settings
+
+    def _repository_work(self) -> list[RepositoryWork]:
+        """What each registered repository's sandboxes start from: its base, its config."""
+        work = []
+        for repository in self.registry.list_repositories():
+            try:
+                config = self.accounts.config_for(repository.id, None)
+            except StudioError as exc:  # its creates fail the same way; nothing to prepare
+                logger.warning("not preparing %s: %s", repository.name, exc)
+                continue
+            source = RepositorySource(
+                name=repository.name,
+                source=repository.source,
+                default_branch=config.branch,
+                github=repository.github,
+            )
+            work.append(
+                RepositoryWork(
+                    repository.name, source.model_dump(mode="json"), config.model_dump(mode="json")
+                )
+            )
+        return work
+
+    async def register_repository(self, name: str, **fields: Any) -> RepositoryRecord:
+        """Check and register a repository; the nodes start preparing for it at once."""
+        record = await asyncio.to_thread(self.accounts.register_repository, name, **fields)
+        self._prepare_nodes(await self._nodes())
+        return record
 
     async def _ping(self, sandbox_id: str) -> tuple[Ping, dict[str, Any] | None, bool]:
         """The ping's outcome, its answer, and whether the actor's node is lost."""
@@ -620,4 +670,5 @@ class StudioManager:
             "nodes_alive": sum(1 for n in nodes if n.alive),
             "sandboxes": counts,
             "last_reconcile": self._last_reconcile,
+            "preparation": self.preparer.status(),
         }
