@@ -139,6 +139,8 @@ class ViteSupervisor:
                 sandbox_id=sandbox.sandbox_id,
                 component_glob=sandbox.config.component_glob,
                 wrapper=sandbox.config.wrapper_component,
+                share_deps=sandbox.settings.vite_deps_seed,
+                prebuilt_shell=sandbox.settings.prebuilt_shell,
             )
             server = ViteServer(
                 worktree,
