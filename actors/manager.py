@@ -74,9 +74,9 @@ class ManagerTimeouts:
     # Beyond Vite's ready_timeout: a first mirror clone and npm ci on a new node.
     setup_extra: float = 300.0
     max_missed_pings: int = 3
-    # A spare worker's start is ~1 CPU-second; right after a create the new
-    # sandbox's first page load needs the CPU (benchmarks, create_rendered):
-    # the warm pool is filled this long after the last creation under way ended.
+    # A spare worker's boot takes CPU; right after a create the new sandbox's
+    # first page load needs it (docs/performance.md, warm pool): the warm pool
+    # is filled this long after the last creation under way ended.
     spare_delay: float = 2.0
 
 
