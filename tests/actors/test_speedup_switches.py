@@ -1,13 +1,16 @@
-"""The worker preload and the Vite standby, on and off, on a Ray started as ``studio up`` starts it.
+"""The actors' speed-ups switched off: the warm pool, the worker preload, the Vite standby.
 
-The session's Ray has no ``actors._preload`` (its workers save coverage
-instead), so each case runs a Ray of its own in a child process, with the
-switches in the environment its workers inherit (as a node's are) and the
-checkout first on their path (the preload runs before a worker has a job).
+The preload and the standby run on a Ray started as ``studio up`` starts it:
+the session's Ray has no ``actors._preload`` (its workers save coverage
+instead), so each such case runs a Ray of its own in a child process, with
+the switches in the environment its workers inherit (as a node's are) and
+the checkout first on their path (the preload runs before a worker has a
+job). Those cases also show the node prepared before its first sandbox: the
+manager's preparation writes the standby hint when the service starts on
+the node, so the spares hold a standby before any sandbox has run there.
 
-The standby cases also show the node prepared before its first sandbox: the
-manager's preparation writes the standby hint when the service starts on the
-node, so the spares hold a standby before any sandbox has run there.
+The warm pool runs against the fake cluster: what matters is what the
+manager asks the raylet for.
 """
 
 from __future__ import annotations
@@ -123,7 +126,8 @@ _FIRST_SANDBOX = textwrap.dedent(
             print("PREPARED", json.dumps(wait("preparation", prepared)))
             from actors._prestart import idle_workers
 
-            if settings.vite_standby:
+            standbys = settings.worker_preload and settings.vite_standby
+            if standbys:
                 # Every spare (a never-used worker no job claimed), booted before any
                 # sandbox, holds a standby: the preparation wrote the hint.
                 spares = wait("standbys", lambda: 0 < (idle_workers(node) or 0) <= len(
@@ -137,8 +141,7 @@ _FIRST_SANDBOX = textwrap.dedent(
             with urllib.request.urlopen(url, timeout=30) as reply:
                 print("RENDERER", reply.status)
             ray.get(manager.teardown_sandbox.remote(info.id, None), timeout=120)
-            print("STANDBYS LEFT", len(descendants("standby.mjs")) if not settings.vite_standby
-                  else "-")
+            print("STANDBYS LEFT", "-" if standbys else len(descendants("standby.mjs")))
         finally:
             kill_manager()
     """
@@ -200,14 +203,15 @@ def test_with_the_standby_on_the_spares_hold_standbys_before_the_nodes_first_san
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "switch",
+    # The preload off starts no standby either: it is what starts one in a worker.
+    ["COMPONENT_STUDIO_VITE_STANDBY", "COMPONENT_STUDIO_WORKER_PRELOAD"],
+)
 def test_with_the_standby_off_the_sandbox_spawns_a_fresh_vite_and_no_worker_keeps_one(
-    first_sandbox_args: list[str],
+    switch: str, first_sandbox_args: list[str]
 ) -> None:
-    output = run_child(
-        _HEADER + _FIRST_SANDBOX + _MAIN,
-        {"COMPONENT_STUDIO_VITE_STANDBY": "false"},
-        *first_sandbox_args,
-    )
+    output = run_child(_HEADER + _FIRST_SANDBOX + _MAIN, {switch: "false"}, *first_sandbox_args)
     assert '"ui-kit": "ready"' in line(output, "PREPARED"), output
     [vite] = json.loads(line(output, "VITE"))
     # A fresh `node .studio/serve.mjs`, not a standby's `node --import vite ... standby.mjs`.
