@@ -2,10 +2,10 @@
 
 A sandbox actor's worker, even a spare one (:mod:`actors._prestart`), loads
 the actor class when the actor arrives: it imports ``actors.sandbox_actor``
-(pydantic models, the sandbox, git, Vite; ~0.25 s on an idle 2-core machine,
-twice that loaded) and makes its serialization context (it imports starlette
-and registers pydantic's and arrow's serializers: ~0.1 s). Both sit between
-the actor's creation and its setup, on the path of every create.
+(pydantic models, the sandbox, git, Vite) and makes its serialization context
+(it imports starlette and registers pydantic's and arrow's serializers). Both
+sit between the actor's creation and its setup, on the path of every create
+(what they cost: docs/performance.md, worker preload).
 
 Ray's raylet setting ``preload_python_modules`` makes each new Python worker
 import the modules it names before it waits for work
@@ -17,8 +17,14 @@ started with it by ``studio up`` and the benchmarks
 ``ray start`` on every node. Nothing else imports this module: importing it
 is what it is for.
 
-The preload then starts the worker's Vite standby, once the node has had a
-sandbox (:mod:`actors._standby`): Node imports Vite while the spare waits too.
+The preload then starts the worker's Vite standby, once the node has a hint
+of what to import (:mod:`actors._standby`): Node imports Vite while the spare
+waits too.
+
+The switches ``worker_preload`` and ``vite_standby`` (``StudioSettings``)
+are read from the worker's environment, which it inherits from whatever
+started Ray on the node: with the first off the preload does nothing, with
+the second it starts no standby.
 
 Every worker of the node imports this module (the Serve controller, proxy and
 replicas, the manager, job supervisors), but only a worker started for
@@ -32,8 +38,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+from typing import TYPE_CHECKING
 
 from actors._sandbox_worker import is_sandbox_worker
+
+if TYPE_CHECKING:
+    from studio.config import StudioSettings
 
 __all__ = ["preload"]
 
@@ -43,12 +53,26 @@ logger = logging.getLogger(__name__)
 _SANDBOX_MODULES = ("actors.sandbox_actor",)
 
 
+def _switches() -> StudioSettings | None:
+    """The node's settings, from this worker's environment; None when they are invalid."""
+    try:
+        from studio.config import load_settings
+
+        return load_settings()
+    except Exception:
+        logger.exception("cannot read the settings: the worker preloads nothing")
+        return None
+
+
 def preload() -> None:
     """Prepare a sandbox actor's worker: its modules, serialization context and Vite standby.
 
     Any other worker is left as it is.
     """
     if not is_sandbox_worker():
+        return
+    switches = _switches()
+    if switches is None or not switches.worker_preload:
         return
     for name in _SANDBOX_MODULES:
         try:
@@ -61,6 +85,8 @@ def preload() -> None:
         ray_internals.make_serialization_context()
     except Exception:
         logger.exception("preloading the serialization context failed")
+    if not switches.vite_standby:
+        return
     try:
         from actors import _standby
 

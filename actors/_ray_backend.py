@@ -12,6 +12,7 @@ under that name) and :class:`ActorUnresponsive` (no answer in time); a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from actors._node_prep import NodeWork, prepare_task
 from actors._prestart import idle_workers, prestart_workers
 from actors.ray_errors import ActorGone, ActorUnresponsive, ActorUnschedulable, to_actor_error
 from actors.scheduling import SLOT_RESOURCE, NodeView
@@ -47,6 +49,10 @@ _SANDBOX_PREFIX = "sandbox:"
 # ray.kill releases the name asynchronously: a create right after may still see it taken.
 _NAME_RELEASE_TRIES = 50
 _NAME_RELEASE_WAIT = 0.1
+# A node's preparation may run npm ci of a large repository with a cold npm cache.
+_PREPARE_TIMEOUT = 900.0
+# How long a stopped preparation may take to remove what it had started (its Vite).
+_PREPARE_STOP_WAIT = 15.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,10 @@ class ClusterBackend(Protocol):
 
     async def prestart_workers(self, node_id: str, count: int) -> None:
         """Ask ``node_id`` to boot ``count`` spare workers for the next actors (best effort)."""
+        ...
+
+    async def prepare_node(self, work: NodeWork) -> dict[str, str]:
+        """Prepare ``work.node_id`` for its sandboxes (:mod:`actors._node_prep`); the outcome."""
         ...
 
 
@@ -274,3 +284,18 @@ class RayBackend:
 
     async def prestart_workers(self, node_id: str, count: int) -> None:
         await asyncio.to_thread(prestart_workers, node_id, count)
+
+    async def prepare_node(self, work: NodeWork) -> dict[str, str]:
+        strategy = NodeAffinitySchedulingStrategy(node_id=work.node_id, soft=False)
+        ref = prepare_task.options(scheduling_strategy=strategy).remote(
+            work.settings, list(work.repositories)
+        )
+        try:
+            outcome: dict[str, str] = await asyncio.wait_for(ref, _PREPARE_TIMEOUT)
+        except (asyncio.CancelledError, TimeoutError):
+            # The task's cleanup (its scratch worktree, its Vite) runs on the interrupt.
+            ray.cancel(ref)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ref, _PREPARE_STOP_WAIT)
+            raise
+        return outcome

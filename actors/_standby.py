@@ -3,17 +3,19 @@
 A sandbox actor's worker is usually a spare (:mod:`actors._prestart`) that
 imported the actor's Python modules while it waited (:mod:`actors._preload`).
 The preload also has it start a :class:`~studio.vite.standby.ViteStandby` here,
-so the actor's Vite start skips Node importing Vite (~0.3 CPU-s; a Vite ready
-~0.4 s sooner).
+so the actor's Vite start skips Node importing Vite (what that saves:
+docs/performance.md, Vite standby).
 
-What to import from is known only once a sandbox generated its studio app on
-the node. Each sandbox actor, after its setup, records the template directory
-and the real path of its ``.studio/node_modules`` in a hint file in Ray's
-session directory, one per node (:func:`remember`). Workers started later read
-it (:func:`prestart`); a spare that booted before the node's first sandbox
-wrote it (the warm pool fills right after the service starts) waits for it
-and starts its standby then. The node's first sandbox starts Vite cold; it
-builds the install cache anyway.
+What to import from is the template's install-cache node_modules on the
+node, which a hint file in Ray's session directory names, one per node
+(:func:`remember_modules`). The node's preparation writes it when the
+service starts on the node (:mod:`actors._node_prep`), before any sandbox:
+otherwise the spares of a burst that is the node's first work would all
+start their Vites cold. Each sandbox actor writes it again after its setup
+(:func:`remember`: the real path of its ``.studio/node_modules``). Workers
+started later read it (:func:`prestart`); a spare that booted before it was
+written (the warm pool fills right after the service starts) waits for it
+and starts its standby then.
 
 Only workers started for sandbox actors start a standby (the preload checks,
 :mod:`actors._sandbox_worker`), and Ray gives such a worker nothing but a
@@ -46,6 +48,7 @@ __all__ = [
     "hint_file",
     "prestart",
     "remember",
+    "remember_modules",
     "watch_unclaimed",
 ]
 
@@ -81,9 +84,14 @@ def _here() -> tuple[Path, str] | None:
 
 def remember(template_dir: Path, studio_dir: Path) -> None:
     """Have the node's next standbys import from ``studio_dir``'s template and node_modules."""
+    remember_modules(template_dir, studio_dir / "node_modules")
+
+
+def remember_modules(template_dir: Path, modules_dir: Path) -> None:
+    """Have the node's next standbys import Vite from ``modules_dir`` (an install cache entry's)."""
     global _remembered
     try:
-        modules = (studio_dir / "node_modules").resolve(strict=True)
+        modules = modules_dir.resolve(strict=True)
         here = _here()
     except Exception:
         logger.debug("no standby hint written", exc_info=True)
@@ -166,12 +174,15 @@ def _start(template_dir: Path, modules_dir: Path) -> ViteStandby | None:
     return standby
 
 
-def claim() -> ViteStandby | None:
-    """This worker's standby, now the caller's to use or close; None when there is none alive."""
+def claim(*, use: bool = True) -> ViteStandby | None:
+    """This worker's standby, now the caller's to use or close; None when there is none alive.
+
+    ``use=False`` (the service's ``vite_standby`` is off) closes it and returns None.
+    """
     global _standby
     with _lock:
         standby, _standby = _standby, None
-    if standby is not None and not standby.alive():
+    if standby is not None and (not use or not standby.alive()):
         standby.close()
         return None
     return standby

@@ -1,11 +1,10 @@
 """Each node's warm pool: spare Ray workers, booted ahead of need, for the next sandbox actors.
 
 A sandbox actor that lands on a booted spare (with its Vite standby) skips
-the worker's boot, ~1.3 CPU-seconds. Twenty creates at once on a 2-core node
-took 24 s when each booted its own worker and 7.6 s when twenty spares
-waited (benchmarks, concurrent_creates). A spare holds ~180 MB (~110 MB the
-worker, ~70 MB its standby) and ~1% of a core idle, so the pool's size is a
-setting (``warm_workers``): a node keeps ``min(warm_workers, free slots)``.
+the worker's boot. A spare holds memory and a sliver of a core while it
+waits, so the pool's size is a setting (``warm_workers``, 0 turns the pool
+off): a node keeps ``min(warm_workers, free slots)``. What a spare saves and
+costs: docs/performance.md, warm pool.
 
 Filling runs one worker at a time: the raylet boots no more at once than its
 CPU count anyway, and one at a time leaves a core to the sandboxes that just

@@ -34,6 +34,7 @@ from typing import Any
 
 from actors import metrics
 from actors._accounts import Accounts, provider_spec
+from actors._node_prep import NodePreparer, NodeWork, RepositoryWork
 from actors._ray_backend import (
     ActorGone,
     ActorUnresponsive,
@@ -85,9 +86,9 @@ class ManagerTimeouts:
     # Beyond Vite's ready_timeout: a first mirror clone and npm ci on a new node.
     setup_extra: float = 300.0
     max_missed_pings: int = 3
-    # A spare worker's start is ~1 CPU-second; right after a create the new
-    # sandbox's first page load needs the CPU (benchmarks, create_rendered):
-    # the warm pool is filled this long after the last creation under way ended.
+    # A spare worker's boot takes CPU; right after a create the new sandbox's
+    # first page load needs it (docs/performance.md, warm pool): the warm pool
+    # is filled this long after the last creation under way ended.
     spare_delay: float = 2.0
 
 
@@ -115,6 +116,8 @@ class StudioManager:
         self._answered_losses: set[str] = set()
         self._last_reconcile: float | None = None
         self.warm_pool = WarmPool(backend, settings.warm_workers, delay=self._timeouts.spare_delay)
+        # Each node's install cache, shell, deps seed and standby hint, made before its sandboxes.
+        self.preparer = NodePreparer(backend)
         # Setups of sandboxes created with wait=False (a reference keeps each task alive).
         self._setups: set[asyncio.Task[SandboxInfo]] = set()
         # Addresses of the nodes other than the head, as the last look at the nodes said.
@@ -126,6 +129,10 @@ class StudioManager:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def stop_preparing(self) -> None:
+        """Stop the node preparations under way; none starts after this."""
+        await self.preparer.close()
 
     def close(self) -> None:
         """Close the registry; the warm pool fills no more."""
@@ -558,6 +565,7 @@ class StudioManager:
                     actions[record.id] = outcome
             record_gauges(self.registry.list_sandboxes())
             self._fill_warm_pools(nodes)
+            self._prepare_nodes(nodes)
             self._last_reconcile = time.time()
             return {"sandboxes": actions, "nodes_alive": len(alive)}
 
@@ -588,6 +596,48 @@ class StudioManager:
         """Spare workers on each node a sandbox may go to, as many as it has free slots."""
         load = node_load(r.node_id for r in self.registry.list_sandboxes(states=_SUPERVISED))
         self.warm_pool.keep(open_slots(nodes, load))
+
+    def _prepare_nodes(self, nodes: list[NodeView]) -> None:
+        """Have each node a sandbox may go to prepared for the registered repositories."""
+        load = node_load(r.node_id for r in self.registry.list_sandboxes(states=_SUPERVISED))
+        repositories = tuple(self._repository_work())
+        self.preparer.keep(
+            NodeWork(node_id, self._prep_settings(node_id), repositories)
+            for node_id in open_slots(nodes, load)
+        )
+
+    def _prep_settings(self, node_id: str) -> dict[str, Any]:
+        settings = self.settings.model_dump(mode="json", exclude={"admin_token", "github_token"})
+        settings["state_dir"] = self.state_dir_for(node_id)
+        return settings
+
+    def _repository_work(self) -> list[RepositoryWork]:
+        """What each registered repository's sandboxes start from: its base, its config."""
+        work = []
+        for repository in self.registry.list_repositories():
+            try:
+                config = self.accounts.config_for(repository.id, None)
+            except StudioError as exc:  # its creates fail the same way; nothing to prepare
+                logger.warning("not preparing %s: %s", repository.name, exc)
+                continue
+            source = RepositorySource(
+                name=repository.name,
+                source=repository.source,
+                default_branch=config.branch,
+                github=repository.github,
+            )
+            work.append(
+                RepositoryWork(
+                    repository.name, source.model_dump(mode="json"), config.model_dump(mode="json")
+                )
+            )
+        return work
+
+    async def register_repository(self, name: str, **fields: Any) -> RepositoryRecord:
+        """Check and register a repository; the nodes start preparing for it at once."""
+        record = await asyncio.to_thread(self.accounts.register_repository, name, **fields)
+        self._prepare_nodes(await self._nodes())
+        return record
 
     async def _ping(self, sandbox_id: str) -> tuple[Ping, dict[str, Any] | None, bool]:
         """The ping's outcome, its answer, and whether the actor's node is lost."""
@@ -724,4 +774,5 @@ class StudioManager:
             "nodes_alive": sum(1 for n in nodes if n.alive),
             "sandboxes": counts,
             "last_reconcile": self._last_reconcile,
+            "preparation": self.preparer.status(),
         }

@@ -143,9 +143,8 @@ class ManagerActor:
         default_branch: str | None = None,
         config: dict[str, Any] | None = None,
     ) -> RepositoryRecord:
-        """Check and register a repository."""
-        return await asyncio.to_thread(
-            self._manager.accounts.register_repository,
+        """Check and register a repository; each node starts preparing for it."""
+        return await self._manager.register_repository(
             name,
             path=path,
             github=github,
@@ -227,4 +226,5 @@ class ManagerActor:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._manager.cancel_setups()
+        await self._manager.stop_preparing()
         self._manager.close()

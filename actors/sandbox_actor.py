@@ -179,7 +179,7 @@ class SandboxActor:
             on_event=self._on_event,
             viewer_token=viewer_token,
             # The worker's Vite standby, if the preload started one (actors._standby).
-            vite_standby=_standby.claim(),
+            vite_standby=_standby.claim(use=self._settings.vite_standby),
             recorder=metrics.RayRecorder(),
         )
         # Ray runs an async actor's __init__ on its event loop: a reconstructed actor

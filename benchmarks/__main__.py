@@ -1,7 +1,11 @@
-"""``python -m benchmarks run [--quick] [--only NAME,...] [--results-dir DIR]``.
+"""``python -m benchmarks run [--quick] [--only NAME,...] [--speedups on|off] [--without A,B]``.
 
 Runs the scenarios in order (floors first, so ratios come from the same run),
 writes ``<results-dir>/<YYYY-MM-DD>.json`` and ``.md`` and prints the table.
+``--speedups off`` runs the service with every speed-up of the create path
+switched off, ``--without standby,shell`` with those (``list`` names them;
+benchmarks/speedups.py); the results record which were on, and a run with
+some off writes rows of its own beside those of the full service.
 A scenario that raises is recorded with its error and the others still run;
 the exit code is 2 when any scenario errored, 0 otherwise (a missed target is
 a finding, not a harness failure).
@@ -20,6 +24,7 @@ from benchmarks.context import RunContext, Scenario
 from benchmarks.machine import describe_machine
 from benchmarks.results import ScenarioResult, apply_floor, write_results
 from benchmarks.scenarios import SCENARIOS
+from benchmarks.speedups import available, parse_off, switched_off, switches
 
 __all__ = ["main", "run_scenarios"]
 
@@ -49,6 +54,7 @@ def run_scenarios(scenarios: list[Scenario], ctx: RunContext) -> list[ScenarioRe
             traceback.print_exc(file=sys.stderr)
             result = ScenarioResult(scenario.name, scenario.title)
             result.error = f"{type(exc).__name__}: {exc}"
+        result.speedups = dict(ctx.speedups)
         stats = result.stats
         print(
             f"   n={stats.get('n', 0)} median={stats.get('median')} p95={stats.get('p95')} "
@@ -70,16 +76,26 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--quick", action="store_true", help="tiny sample counts (smoke test)")
     run.add_argument("--only", help="comma-separated scenario names")
     run.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
-    sub.add_parser("list", help="list the scenarios")
+    run.add_argument(
+        "--speedups",
+        default="on",
+        choices=("on", "off"),
+        help="off: every speed-up of the create path switched off",
+    )
+    run.add_argument("--without", help="comma-separated speed-ups to switch off (see list)")
+    sub.add_parser("list", help="list the scenarios and the speed-ups")
     args = parser.parse_args(argv)
     if args.command == "list":
         for scenario in SCENARIOS:
             print(f"{scenario.name:24} {scenario.title}")
+        print("\nspeed-ups (--without): " + ", ".join(s.name for s in available()))
         return 0
     logging.basicConfig(level=logging.WARNING)
     scenarios = _select(args.only)
+    off = parse_off(args.speedups, args.without)
     machine = describe_machine()
-    with RunContext(quick=args.quick) as ctx:
+    # Before anything starts: Ray's workers inherit the environment.
+    with switched_off(off), RunContext(quick=args.quick, speedups=switches(off)) as ctx:
         results = run_scenarios(scenarios, ctx)
     json_path, md_path = write_results(args.results_dir, results, machine=machine, quick=args.quick)
     print(md_path.read_text())

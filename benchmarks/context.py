@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,16 +23,32 @@ T = TypeVar("T")
 
 
 class RunContext:
-    """What scenarios share: ``quick``, ``work_dir`` and lazily started resources."""
+    """What scenarios share: ``quick``, the speed-ups, ``work_dir`` and lazily started resources.
 
-    def __init__(self, *, quick: bool, work_dir: Path | None = None) -> None:
+    ``speedups`` says which speed-up of the create path is on (all when
+    empty); the environment already carries the settings that switched the
+    others off (benchmarks/speedups.py).
+    """
+
+    def __init__(
+        self,
+        *,
+        quick: bool,
+        work_dir: Path | None = None,
+        speedups: Mapping[str, bool] | None = None,
+    ) -> None:
         self.quick = quick
+        self.speedups: dict[str, bool] = dict(speedups or {})
         # Short: Ray's Unix socket paths break past ~107 bytes, and its temp dir lives here.
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
         self._own_work_dir = work_dir is None
         self._stack = contextlib.ExitStack()
         self._resources: dict[str, Any] = {}
         self._failures: dict[str, Exception] = {}
+
+    def on(self, speedup: str) -> bool:
+        """Whether the speed-up named ``speedup`` is on in this run."""
+        return self.speedups.get(speedup, True)
 
     def count(self, full: int, quick: int) -> int:
         """How many samples to take: ``quick`` in quick mode, ``full`` otherwise."""

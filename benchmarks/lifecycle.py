@@ -34,7 +34,7 @@ RECOVERY_TIMEOUT = 120.0
 
 
 def create_cold(ctx: RunContext) -> ScenarioResult:
-    """The first sandbox of a freshly started service: new mirror, first actor, first Vite."""
+    """The first sandbox of a freshly started service: first actor, first Vite of the node."""
     result = ScenarioResult(
         "create_ready_cold",
         "1. create -> ready, cold (first sandbox on the node)",
@@ -47,15 +47,16 @@ def create_cold(ctx: RunContext) -> ScenarioResult:
     result.figures["response_s"] = round(created.responded - created.requested, 3)
     bench.delete(created.sandbox_id)
     result.notes.append(
-        "First create after the service started: the mirror is cloned and the sandbox "
-        "actor's worker process started; the install cache is warm (a node keeps it)."
+        "First create after the service started, once it prepared the node (mirror, "
+        "installs, shell, deps seed and standby hint are made before any sandbox); the "
+        "warm pool may still be filling."
     )
     return result
 
 
 # Seconds between a teardown and the next create: the manager asks for a spare
-# worker 2 s after a create (ManagerTimeouts.spare_delay), and it boots in ~1
-# CPU-second (actors/_prestart.py).
+# worker 2 s after a create (ManagerTimeouts.spare_delay), and it takes about a
+# second more to boot (docs/performance.md, warm pool).
 SETTLE_S = 3.5
 
 
@@ -205,9 +206,9 @@ def concurrent_creates(ctx: RunContext) -> ScenarioResult:
         result.figures.update(cpu.figures(len(created)))
         result.figures.update(timeline_figures(sandbox_timeline(bench, created, wall0, start)))
         result.notes.append(
-            f"The service keeps warm_workers={bench.warm_workers} spare Ray workers per node "
-            "(each ~180 MB with its Vite standby); the burst starts once they have booted. "
-            "A create that finds no spare boots its own worker (~1.3 CPU-s) in the burst."
+            f"The service keeps warm_workers={bench.warm_workers} spare Ray workers per node; "
+            "the burst starts once the node is prepared and they have booted. A create that "
+            "finds no spare boots its own worker in the burst (docs/performance.md)."
         )
         result.notes.append(
             "cpu_* figures: CPU seconds of the run's process tree from the first request "

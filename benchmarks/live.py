@@ -55,9 +55,8 @@ def _shared_sandbox(ctx: RunContext) -> Iterator[Created]:
     bench = service(ctx)
     created = bench.create()
     # Measured on a settled node, as create -> ready is: the manager refills the pool
-    # spare_delay s after this create, and the boot (~1.5 CPU-s, with its Vite
-    # standby) took the first edits' CPU (durable execute p50 17 ms settled, 30-34
-    # ms with the boot inside the 200 edits).
+    # spare_delay s after this create, and the spare's boot (with its Vite standby)
+    # would take the first edits' CPU.
     if not ctx.quick:
         time.sleep(ManagerTimeouts().spare_delay)
         bench.settle()

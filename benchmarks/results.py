@@ -3,7 +3,10 @@
 A run writes ``<results_dir>/<YYYY-MM-DD>.json`` and ``.md``. Later runs of the
 same day merge into that file scenario by scenario (a ``--only`` run replaces
 just the scenarios it ran), so one file per date holds the day's latest figure
-of every scenario, each with the machine and time it was measured at.
+of every scenario, each with the machine and time it was measured at, and
+which speed-ups of the create path were on. A run with some of them off
+keeps its rows apart (``<name> [without a,b]``): it never replaces the full
+service's figure.
 """
 
 from __future__ import annotations
@@ -83,10 +86,23 @@ class ScenarioResult:
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     failures: int = 0
+    # Each speed-up of the create path and whether it was on (empty: not recorded, all on).
+    speedups: dict[str, bool] = field(default_factory=dict)
 
     @property
     def stats(self) -> dict[str, float | int]:
         return summarize(self.samples)
+
+    @property
+    def switched_off(self) -> list[str]:
+        """The speed-ups that were off, in the order the create path meets them."""
+        return [name for name, on in self.speedups.items() if not on]
+
+    @property
+    def key(self) -> str:
+        """The row it fills in the results: its name, and the speed-ups that were off."""
+        off = self.switched_off
+        return f"{self.name} [without {','.join(off)}]" if off else self.name
 
     def values(self) -> dict[str, Figure]:
         """Stats and figures in one namespace, as targets see them."""
@@ -123,6 +139,7 @@ class ScenarioResult:
             "floor": self.floor,
             "notes": self.notes,
             "error": self.error,
+            "speedups": self.speedups,
             "measured_at": measured_at,
         }
 
@@ -162,7 +179,7 @@ def merge_results(
         entry = result.to_json(stamp)
         entry["quick"] = quick
         entry["machine"] = machine
-        scenarios[result.name] = entry
+        scenarios[result.key] = entry
     return {
         "schema": SCHEMA_VERSION,
         "date": now.date().isoformat(),
@@ -180,6 +197,13 @@ def _fmt(value: Any, unit: str) -> str:
     if unit == "ms":
         return f"{value:.1f} ms"
     return f"{value:.1f} {unit}".strip()
+
+
+def _row_title(entry: dict[str, Any]) -> str:
+    """The entry's title, with the speed-ups that were off when it was measured."""
+    title = str(entry.get("title", entry.get("name")))
+    off = [name for name, on in entry.get("speedups", {}).items() if not on]
+    return f"{title} (without {', '.join(off)})" if off else title
 
 
 def markdown_table(document: dict[str, Any]) -> str:
@@ -204,7 +228,7 @@ def markdown_table(document: dict[str, Any]) -> str:
         target = "; ".join(t["label"] for t in entry.get("targets", [])) or "-"
         ratio = entry.get("figures", {}).get("ratio_to_floor")
         ratio_text = f"{ratio:.2f}x" if isinstance(ratio, int | float) else "-"
-        title = entry.get("title", entry.get("name"))
+        title = _row_title(entry)
         if entry.get("quick"):
             title += " (quick)"
         load = entry.get("machine", {}).get("load_average") or ["-"]
@@ -220,7 +244,7 @@ def markdown_table(document: dict[str, Any]) -> str:
         notes = entry.get("notes", [])
         if not extra and not notes and not entry.get("error") and not entry.get("failures"):
             continue
-        details.append(f"- **{entry.get('title', entry.get('name'))}**:")
+        details.append(f"- **{_row_title(entry)}**:")
         if extra:
             details.append("  " + ", ".join(f"{k} = {v}" for k, v in extra.items()))
         if entry.get("failures"):

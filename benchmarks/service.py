@@ -44,6 +44,8 @@ API_PORTS = (8600, 9000)
 # Lock files of the API ports that runs on this machine hold (see _reserved_api_port).
 _PORT_LOCK_DIR = Path(tempfile.gettempdir()) / "component-studio-bench-ports"
 READY_TIMEOUT = 120.0
+# The name the sample repository is registered under.
+REPOSITORY = "ui-kit"
 # Spare workers the service keeps per node (the setting warm_workers), full run and
 # quick: sized for scenario 3's burst, as a deployment expecting such bursts would be.
 WARM_WORKERS = (20, 2)
@@ -85,6 +87,7 @@ class BenchService:
     state_dir: Path
     client: httpx.Client
     warm_workers: int
+    repository: str
     created: list[str] = field(default_factory=list)
 
     @property
@@ -166,8 +169,35 @@ class BenchService:
             time.sleep(0.5)
         return have
 
+    def prepared(self, timeout: float = 300.0) -> dict[str, str]:
+        """Wait until the manager has prepared this node for the repository; its parts' states.
+
+        The service prepares each node in the background when it starts and
+        when a repository is registered (actors/_node_prep.py); a scenario
+        measures a prepared node, whichever scenario ran before it.
+        """
+        import ray
+
+        from actors.handles import get_manager
+
+        node_id = ray.get_runtime_context().get_node_id()
+        manager = get_manager()
+        deadline = time.monotonic() + timeout
+        while True:
+            health = ray.get(manager.health.remote(), timeout=60)
+            parts: dict[str, str] = health.get("preparation", {}).get(node_id, {})
+            if parts.get(self.repository) not in (None, "preparing"):
+                if any(state != "ready" for state in parts.values()):
+                    logger.warning("the node's preparation failed: %s", parts)
+                return parts
+            if time.monotonic() > deadline:
+                logger.warning("the node was not prepared in time: %s", parts)
+                return parts
+            time.sleep(0.25)
+
     def settle(self) -> None:
-        """Wait until the node's warm pool is full and its last spare has settled."""
+        """Wait until the node is prepared, its warm pool full and its last spare settled."""
+        self.prepared()
         if self.warm_pool() < self.warm_workers:
             logger.warning("the warm pool did not fill in time")
         time.sleep(_STANDBY_SETTLE_S)
@@ -287,7 +317,8 @@ def running_service(ctx: RunContext) -> Iterator[BenchService]:
         admin_token=token,
         rate_limit_per_minute=10_000_000,
         rate_limit_burst=1_000_000,
-        warm_workers=ctx.count(*WARM_WORKERS),
+        # The warm pool's off-switch is this setting (benchmarks/speedups.py).
+        warm_workers=ctx.count(*WARM_WORKERS) if ctx.on("warm_pool") else 0,
     )
     # The floors filled it; a node's state dir keeps it between service runs.
     install_cache_dir(ctx).mkdir(parents=True, exist_ok=True)
@@ -300,7 +331,7 @@ def running_service(ctx: RunContext) -> Iterator[BenchService]:
         start_manager(settings)
         serve.start(http_options={"host": "127.0.0.1", "port": api_port})
         serve.run(build_app(settings))
-        response = client.post("/api/v1/repositories", json={"name": "ui-kit", "path": str(repo)})
+        response = client.post("/api/v1/repositories", json={"name": REPOSITORY, "path": str(repo)})
         if response.status_code != 201:
             raise RuntimeError(f"registering {repo}: {response.status_code} {response.text}")
         bench = BenchService(
@@ -310,6 +341,7 @@ def running_service(ctx: RunContext) -> Iterator[BenchService]:
             state_dir,
             client,
             settings.warm_workers,
+            REPOSITORY,
         )
         yield bench
     finally:
@@ -322,17 +354,20 @@ def running_service(ctx: RunContext) -> Iterator[BenchService]:
         client.close()
 
 
-# After the pool is full: the last spare's Vite standby is still importing (~0.3 CPU-s).
+# After the pool is full: the last spare's Vite standby is still importing Vite.
 _STANDBY_SETTLE_S = 1.0
 
 
 def service(ctx: RunContext, *, settled: bool = True) -> BenchService:
-    """The run's service, started on first use; ``settled``: once its node's pool is full.
+    """The run's service, started on first use, once its node is prepared.
 
-    A scenario measures a settled node, not the pool refilling after the one
-    before (after scenario 3's burst: 20 worker boots, ~30 CPU-s).
+    ``settled``: also once the node's warm pool is full. A scenario measures
+    a settled node, not the pool refilling after the one before (after
+    scenario 3's burst: 20 worker boots).
     """
     bench = ctx.resource("service", running_service)
     if settled:
         bench.settle()
+    else:
+        bench.prepared()
     return bench

@@ -1,18 +1,17 @@
 """A replica's own listener: event streams and edits without the Serve proxy between.
 
 Through Ray Serve's HTTP proxy every WebSocket frame crosses two processes
-(proxy and replica) as one item of a Ray stream, about a millisecond each on
-a busy node: one event to 100 clients of a sandbox took 95 ms at the median,
-the last client 134 ms. An HTTP request pays the same toll: of a 36 ms
-``execute`` at load ~5, 18 ms were the proxy (in, the replica fetching the
-body back from the proxy by a Ray call, and out), against 13 ms for the edit.
-Served by the replica itself the fan-out is a loop of socket writes and the
-edit a direct call. So each replica also listens on a port of its own (the
-first free one from ``ws_direct_port``) and answers there, with the very same
-app, the two hot paths only: the sandbox event WebSocket and ``POST
-.../execute``. Authentication, rate limits, viewer tokens and the hub are
-shared with the proxied routes, which stay (the studio page and clients that
-only reach the API's port use them).
+(proxy and replica) as one item of a Ray stream, and an HTTP request pays
+the same toll (in, the replica fetching the body back from the proxy by a
+Ray call, and out): what that costs a fan-out and an edit is in
+docs/performance.md, direct listener. Served by the replica itself the
+fan-out is a loop of socket writes and the edit a direct call. So each
+replica also listens on a port of its own (the first free one from
+``ws_direct_port``) and answers there, with the very same app, the two hot
+paths only: the sandbox event WebSocket and ``POST .../execute``.
+Authentication, rate limits, viewer tokens and the hub are shared with the
+proxied routes, which stay (the studio page and clients that only reach the
+API's port use them).
 
 The API hands out the direct addresses in ``websocket_url`` and
 ``execute_url``. The host in them is ``public_host`` when the replica runs on

@@ -1,10 +1,10 @@
 // A Vite launcher started ahead of need:
 //   node --import vite --import @vitejs/plugin-react --import tinyglobby standby.mjs
 // with cwd = the install cache entry whose node_modules a sandbox's
-// .studio/node_modules links to (studio/vite_standby.py).
+// .studio/node_modules links to (studio/vite/standby.py).
 //
 // Importing Vite and the config's plugins is most of a cold start's CPU
-// (~0.4 s of ~0.65 s to ready on this machine). The --import flags do it while
+// (docs/performance.md, Vite standby). The --import flags do it while
 // this process waits (resolved from the cwd, as the config's imports will
 // resolve them through the link: the same real files, so the same modules).
 // It then reads one line from stdin, {"cwd": <worktree>, "launcher": <its

@@ -144,8 +144,8 @@ class ComponentStudioConfig(BaseModel):
     durable_commits: bool = Field(
         True,
         description="Execute and rollback answer once the branch is on the origin too, so "
-        "an edit survives the loss of its node (about 5 ms more per edit for a local origin: "
-        "benchmark 5 against 5b). False: they answer once it is on the node's disk and push "
+        "an edit survives the loss of its node (what it costs per edit: docs/performance.md, "
+        "durable commits). False: they answer once it is on the node's disk and push "
         "within a second.",
     )
     push_timeout: float = Field(
@@ -235,8 +235,11 @@ class StudioSettings(BaseSettings):
     ws_direct_port: int = Field(
         8100,
         description=(
-            "First port of the API replicas' own event WebSocket listeners (each takes the "
-            "first free one; websocket_url points there); 0 serves WebSockets only on ws_port."
+            "First port of the API replicas' own listeners for the event WebSocket and "
+            "execute (each replica takes the first free one; websocket_url and execute_url "
+            "point there): no Serve proxy between client and replica. 0 turns the listener "
+            "off: both go through ws_port, and each frame and edit crosses the proxy "
+            "(docs/performance.md, direct listener)."
         ),
     )
     host: str = Field("127.0.0.1", description="Address the API and Vite servers bind to.")
@@ -250,8 +253,47 @@ class StudioSettings(BaseSettings):
         ge=0,
         description=(
             "Spare Ray workers (each with a Vite standby) every node keeps booted for the "
-            "next sandboxes: creates that find one skip ~1.3 CPU-s. Each holds ~180 MB and "
-            "~1% of a core; size it to the creates expected at once."
+            "next sandboxes: a create that finds one skips the boot of a worker process. "
+            "Each spare holds memory and a sliver of a core while it waits; size the pool "
+            "to the creates expected at once. 0 turns the pool off: every sandbox actor "
+            "boots its own worker (docs/performance.md, warm pool)."
+        ),
+    )
+    worker_preload: bool = Field(
+        True,
+        description=(
+            "Each new Ray worker of a node imports the sandbox actor's modules (and starts "
+            "its Vite standby) while it waits, when Ray names actors._preload in "
+            "preload_python_modules. False: the preload does nothing, and a sandbox actor "
+            "imports them after it was created, on the create's path; no standbys either "
+            "(docs/performance.md, worker preload). Read by the workers from their "
+            "environment."
+        ),
+    )
+    vite_standby: bool = Field(
+        True,
+        description=(
+            "Each spare worker keeps a Node process that has imported Vite, and the sandbox "
+            "actor that lands there starts its Vite through it. False: no standby is "
+            "started or used, each sandbox spawns a fresh node process "
+            "(docs/performance.md, Vite standby). Workers read it from their environment, "
+            "sandbox actors from the service's settings."
+        ),
+    )
+    prebuilt_shell: bool = Field(
+        True,
+        description=(
+            "The studio app's own modules are prebuilt into one file once per template on "
+            "a node, and each sandbox's page loads that. False: every first page load has "
+            "Vite transform the app from source (docs/performance.md, prebuilt shell)."
+        ),
+    )
+    vite_deps_seed: bool = Field(
+        True,
+        description=(
+            "Vite's pre-bundled dependencies are optimised once per node and install, and "
+            "each sandbox's Vite starts from a copy. False: every sandbox's Vite optimises "
+            "them in its own cache dir (docs/performance.md, deps seed)."
         ),
     )
     health_check_interval: float = Field(

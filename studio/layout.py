@@ -7,6 +7,7 @@
       mirrors/<repo>.git         node-local bare mirror of each repository
       worktrees/<sandbox_id>/    each sandbox's git worktree (.studio/ inside it)
       install-cache/<hash>/      node_modules prepared once per lockfile
+      prepare/<id>/              a scratch worktree while the node prepares a repository
       run/<name>.json            pid/pgid records of supervised processes
       locks/                     file locks (install cache, port allocation)
 """
@@ -45,6 +46,10 @@ class StateLayout:
     @property
     def install_cache(self) -> Path:
         return self.root / "install-cache"
+
+    @property
+    def prepare(self) -> Path:
+        return self.root / "prepare"
 
     @property
     def run(self) -> Path:

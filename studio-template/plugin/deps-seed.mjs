@@ -1,7 +1,7 @@
 // Shares Vite's pre-bundled dependencies (React & co., optimised with
 // rolldown) between the sandboxes of one node instead of optimising them again
-// in every sandbox: that costs each Vite ~1 s of CPU before the first page can
-// load, and ~90 MB of memory that rolldown keeps afterwards.
+// in every sandbox: that costs each Vite CPU before the first page can load,
+// and memory that rolldown keeps afterwards (docs/performance.md, deps seed).
 //
 // The backend names a seed directory per install-cache entry (studio.config.json
 // "depsSeedDir"; its name covers the lockfiles and the template, so a seed only
@@ -84,8 +84,8 @@ export function entryImports(metadata, dir, depsDir) {
 
 /**
  * Drops the source maps of the bundles in `dir`: serving react-dom with its
- * 1.6 MB map costs each Vite ~0.5 s of CPU (decoding and re-encoding it) and
- * memory for as long as it runs, for stack frames inside React only.
+ * map costs each Vite CPU (decoding and re-encoding it) and memory for as
+ * long as it runs, for stack frames inside React only (docs/performance.md).
  */
 export function dropSourceMaps(dir) {
   for (const name of readdirSync(dir)) {

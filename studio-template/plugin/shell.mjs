@@ -1,9 +1,9 @@
 // The studio app's own modules (src/*) prebuilt into one file, the "shell".
 //
 // Served from source, the first page load of every sandbox has Vite transform
-// the app's dozen modules (TypeScript, JSX, React Refresh, source maps: ~0.1 s
-// of Vite's CPU) and the browser walk their imports four levels deep before the
-// component can render. The app never changes inside a sandbox, so the backend
+// the app's dozen modules (TypeScript, JSX, React Refresh, source maps) and the
+// browser walk their imports four levels deep before the component can render
+// (docs/performance.md, prebuilt shell). The app never changes inside a sandbox, so the backend
 // builds it once per template (`node plugin/shell.mjs <out file>`, cached by
 // the backend) and puts it at src/main.prebuilt.js; when that file is there,
 // index.html loads it instead of src/main.tsx. React, react-dom, the virtual
@@ -32,8 +32,8 @@ export async function buildShell(studioDir, outFile) {
     transform: { jsx: { runtime: 'automatic', development: false } },
     logLevel: 'warn',
     // With its source map (<out file>.map): a JS module served without one gets
-    // an identity map made by Vite on every first page load (~0.1 s of its CPU
-    // for this file), and the browser's devtools show the app's own sources.
+    // an identity map made by Vite on every first page load (CPU of its own,
+    // docs/performance.md), and the browser's devtools show the app's own sources.
     output: {
       file: outFile,
       format: 'esm',

@@ -1,15 +1,16 @@
 """The node-local install cache: ``npm ci`` once per lockfile, linked everywhere.
 
-Every sandbox needs the studio template's node_modules (68 MB) and, when the
+Every sandbox needs the studio template's node_modules and, when the
 repository has a lockfile, the repository's own. Installing per sandbox would
-cost seconds of CPU each time; instead each distinct lockfile (and Node major
-version, since native packages differ by ABI) is installed once per node into
-``<cache_root>/<key>/node_modules``. A sandbox's ``.studio/node_modules`` is a
-symlink to the template's entry (:func:`studio.vite.generate_studio_app`: so
-that a Vite standby's modules are the ones it loads); a repository's own are a
-hard-link copy (``cp -al``, ~12 ms, :func:`link_node_modules`): the
-repository's tools may add files to their node_modules (a ``.cache``), which
-then land in the sandbox's own directories, not in the cache.
+cost seconds of CPU each time (docs/performance.md, install cache); instead
+each distinct lockfile (and Node major version, since native packages differ
+by ABI) is installed once per node into ``<cache_root>/<key>/node_modules``.
+A sandbox's ``.studio/node_modules`` is a symlink to the template's entry
+(:func:`studio.vite.generate_studio_app`: so that a Vite standby's modules
+are the ones it loads); a repository's own are a hard-link copy (``cp -al``,
+:func:`link_node_modules`): the repository's tools may add files to their
+node_modules (a ``.cache``), which then land in the sandbox's own
+directories, not in the cache.
 
 An entry is built in a temporary directory and renamed into place, so an
 entry that exists is complete: a crash mid-install leaves only a temporary

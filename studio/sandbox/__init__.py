@@ -9,6 +9,11 @@ from studio.sandbox.files import (
 from studio.sandbox.lifecycle import (
     SandboxLifecycle,
 )
+from studio.sandbox.prepare import (
+    SEED_TIMEOUT,
+    prepare_repository,
+    prepare_template,
+)
 from studio.sandbox.push import (
     BATCH_SECONDS,
     BranchPusher,
@@ -28,6 +33,7 @@ __all__ = [
     "BATCH_SECONDS",
     "FLUSH_TIMEOUT",
     "FSYNC_EDITS",
+    "SEED_TIMEOUT",
     "BranchPusher",
     "ComponentStudioSandbox",
     "FileChange",
@@ -37,5 +43,7 @@ __all__ = [
     "ViteSupervisor",
     "commit_message",
     "fetch_components",
+    "prepare_repository",
+    "prepare_template",
     "read_command",
 ]

@@ -178,6 +178,8 @@ class ComponentStudioSandbox(SandboxLifecycle):
             ws_url=self.websocket_url(),
             component_glob=config.component_glob,
             wrapper=config.wrapper_component,
+            vite_deps_seed=settings.vite_deps_seed,
+            prebuilt_shell=settings.prebuilt_shell,
             ready_timeout=config.ready_timeout,
             unhealthy_threshold=config.unhealthy_threshold,
             restart_policy=RestartPolicy(

@@ -80,6 +80,9 @@ class ViteOptions:
     ws_url: str
     component_glob: str
     wrapper: str | None
+    # Speed-ups of the studio app, each with its off-switch (docs/performance.md).
+    vite_deps_seed: bool
+    prebuilt_shell: bool
     ready_timeout: float
     unhealthy_threshold: int
     restart_policy: RestartPolicy
@@ -178,6 +181,8 @@ class ViteSupervisor:
                 sandbox_id=options.sandbox_id,
                 component_glob=options.component_glob,
                 wrapper=options.wrapper,
+                share_deps=options.vite_deps_seed,
+                prebuilt_shell=options.prebuilt_shell,
             )
             server = ViteServer(
                 options.worktree,

@@ -1,13 +1,14 @@
 """Where a node's sandboxes share Vite's pre-bundled dependencies.
 
 Vite optimises React and the repository's other dependencies (rolldown) on
-its first start in every sandbox: ~1 s of CPU before the first page can load
-and ~90 MB that stay in that Vite. The bundles depend only on the
-node_modules they are built from and on the studio's Vite config, so the
-template's ``plugin/deps-seed.mjs`` lets the first sandbox publish them and
-later ones start from a copy (published without source maps: serving
-react-dom's 1.6 MB map cost each Vite another ~0.5 s of CPU on the first
-page load). This module names the directory (the "seed"):
+its first start in every sandbox: CPU before the first page can load, and
+memory that stays in that Vite (docs/performance.md, deps seed). The bundles
+depend only on the node_modules they are built from and on the studio's Vite
+config, so the template's ``plugin/deps-seed.mjs`` lets the first Vite of a
+node (its preparation's, :mod:`studio.sandbox.prepare`) publish them and
+later ones start from a copy (published without source maps, which cost each
+Vite CPU on the first page load). The service's ``vite_deps_seed`` setting
+turns the seed off. This module names the directory (the "seed"):
 
 ``<template install-cache entry>/vite-deps/<key>``, where the key covers what
 the bundles are built from: the template's files (its Vite config, plugins

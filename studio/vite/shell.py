@@ -7,7 +7,10 @@ transform a dozen modules, nor the browser walk their imports. The app only
 changes with the template, so the build is kept beside the template's
 install-cache ``node_modules`` under the template's fingerprint (the same one
 the deps seed uses, :mod:`studio.vite.deps`), and made at most once per
-fingerprint on a node (a file lock serialises concurrent first sandboxes).
+fingerprint on a node (a file lock serialises concurrent builds), usually
+by the node's preparation (:mod:`studio.sandbox.prepare`). The service's
+``prebuilt_shell`` setting turns the shell off (what it saves:
+docs/performance.md, prebuilt shell).
 
 A build that fails is logged and the sandbox runs the app from source, as the
 template does on its own: slower to load, the same page.

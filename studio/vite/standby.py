@@ -1,11 +1,12 @@
 """A Vite launcher started ahead of need, handed to the next sandbox that starts Vite.
 
-Of a cold Vite start (spawn -> ``/@vite/client`` 200, ~0.62 s on this
-2-core machine) most is Node importing Vite and the config's plugins. A
-standby (the template's ``standby.mjs``) imports them while it waits, then is
-told where to start: ~0.24 s to ready (benchmarks, and the A/B in issue 7's
-note). It is what :meth:`studio.vite.server.ViteServer.start` runs instead of
-spawning ``node .studio/serve.mjs``, once, when it was given one.
+Of a cold Vite start (spawn -> ``/@vite/client`` 200) most is Node importing
+Vite and the config's plugins. A standby (the template's ``standby.mjs``)
+imports them while it waits, then is told where to start (what that saves:
+docs/performance.md, Vite standby). It is what
+:meth:`studio.vite.server.ViteServer.start` runs instead of spawning
+``node .studio/serve.mjs``, once, when it was given one; the service's
+``vite_standby`` setting turns standbys off.
 
 The standby imports the packages from an install cache entry's node_modules
 (``--import``, resolved from its cwd, the entry). A sandbox's

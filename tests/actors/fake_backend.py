@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from actors._node_prep import READY, TEMPLATE, NodeWork
 from actors._ray_backend import (
     ActorGone,
     ActorUnresponsive,
@@ -168,6 +169,9 @@ class FakeBackend:
         # spare boots at once and each new actor takes one. None: the raylet cannot say.
         self.prestarts: list[str] = []
         self.idle: dict[str, int] | None = {}
+        # Node preparations asked for, and what the next one raises (then None again).
+        self.preparations: list[NodeWork] = []
+        self.next_prepare_error: Exception | None = None
 
     def kill_node(self, node_id: str) -> None:
         """Mark a node dead (its actors stop answering)."""
@@ -237,3 +241,10 @@ class FakeBackend:
             worktrees=list(self.worktrees.get(node_id, [])),
             pid_files=list(self.pid_files.get(node_id, [])),
         )
+
+    async def prepare_node(self, work: NodeWork) -> dict[str, str]:
+        self.preparations.append(work)
+        if self.next_prepare_error is not None:
+            error, self.next_prepare_error = self.next_prepare_error, None
+            raise error
+        return {TEMPLATE: READY, **{r.name: READY for r in work.repositories}}

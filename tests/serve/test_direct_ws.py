@@ -386,3 +386,38 @@ async def test_two_replicas_listen_on_two_ports_and_free_them(
     while not all(port is not None and port_is_free(port) for port in ports):
         assert time.monotonic() < deadline, f"a stopped replica still holds one of {ports}"
         await asyncio.sleep(0.5)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+async def test_with_the_listener_off_the_api_hands_out_its_own_port_and_streams_there(
+    api: Api, watched: tuple[str, str, str]
+) -> None:
+    user, sandbox_id, _ = watched
+    app_name = "studio-no-direct"
+    settings = api.settings.model_copy(update={"ws_direct_port": 0})
+    await asyncio.to_thread(
+        serve.run, build_app(settings, OPTIONS), name=app_name, route_prefix="/off"
+    )
+    try:
+        reply = await asyncio.to_thread(
+            api.http.get, f"/off/api/v1/sandboxes/{sandbox_id}", headers=api.headers(user)
+        )
+        assert reply.status_code == 200, reply.text
+        answer = reply.json()
+    finally:
+        await asyncio.to_thread(serve.delete, app_name)
+    # Both URLs name the API's port: that replica has no listener of its own.
+    api_port = urlsplit(api.url).port
+    assert urlsplit(answer["websocket_url"]).port == api_port
+    assert urlsplit(answer["execute_url"]).port == api_port
+    # And the sandbox works through them: an edit there is a commit on that stream.
+    async with websockets.connect(
+        answer["websocket_url"], additional_headers=api.headers(user)
+    ) as ws:
+        assert (await recv(ws))["type"] == "hello"
+        edit = {"command": "write_file", "file_path": "src/notes/off.txt", "content": "off"}
+        async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+            done = await http.post(answer["execute_url"], json=edit, headers=api.headers(user))
+        assert done.status_code == 200, done.text
+        await recv_until(ws, "commit", hash=done.json()["commit_hash"])

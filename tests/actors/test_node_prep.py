@@ -1,0 +1,162 @@
+"""Nodes prepared before their first sandbox (actors._node_prep), against the fake cluster."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from actors._node_prep import PREPARING, READY, TEMPLATE, NodePreparer, NodeWork, RepositoryWork
+from actors.manager import StudioManager
+from studio.config import StudioSettings
+from tests.actors.fake_backend import FakeBackend, node
+from tests.support.gitrepo import make_repo
+
+
+def work(node_id: str, *repositories: str) -> NodeWork:
+    return NodeWork(
+        node_id,
+        {"state_dir": f"/disk/{node_id}"},
+        tuple(RepositoryWork(name, {"name": name}, {}) for name in repositories),
+    )
+
+
+async def idle(preparer: NodePreparer) -> None:
+    """Until no preparation runs (each is a background task)."""
+    for _ in range(500):
+        if not preparer._tasks:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("a preparation kept running")
+
+
+async def test_each_node_is_prepared_once_and_again_only_for_a_new_repository() -> None:
+    backend = FakeBackend([])
+    preparer = NodePreparer(backend)
+    preparer.keep([work("n1"), work("n2", "ui")])
+    await idle(preparer)
+    assert [(w.node_id, [r.name for r in w.repositories]) for w in backend.preparations] == [
+        ("n1", []),
+        ("n2", ["ui"]),
+    ]
+    preparer.keep([work("n1"), work("n2", "ui")])
+    await idle(preparer)
+    assert len(backend.preparations) == 2  # nothing new: nothing asked for
+    preparer.keep([work("n1", "ui", "kit"), work("n2", "ui", "kit")])
+    await idle(preparer)
+    # Only what each node lacks, under the node's own settings.
+    assert [(w.node_id, [r.name for r in w.repositories]) for w in backend.preparations[2:]] == [
+        ("n1", ["ui", "kit"]),
+        ("n2", ["kit"]),
+    ]
+    assert backend.preparations[-1].settings == {"state_dir": "/disk/n2"}
+    assert preparer.status() == {
+        "n1": {TEMPLATE: READY, "ui": READY, "kit": READY},
+        "n2": {TEMPLATE: READY, "ui": READY, "kit": READY},
+    }
+
+
+async def test_a_preparation_under_way_says_so_and_is_not_asked_for_twice() -> None:
+    backend = FakeBackend([])
+    gate = asyncio.Event()
+    prepare = backend.prepare_node
+
+    async def slow(node_work: NodeWork) -> dict[str, str]:
+        await gate.wait()
+        return await prepare(node_work)
+
+    backend.prepare_node = slow  # type: ignore[method-assign]
+    preparer = NodePreparer(backend)
+    preparer.keep([work("n1", "ui")])
+    preparer.keep([work("n1", "ui")])
+    await asyncio.sleep(0.05)
+    assert preparer.status() == {"n1": {TEMPLATE: PREPARING, "ui": PREPARING}}
+    gate.set()
+    await idle(preparer)
+    assert len(backend.preparations) == 1
+    assert preparer.status() == {"n1": {TEMPLATE: READY, "ui": READY}}
+
+
+async def test_a_failed_preparation_is_reported_and_not_repeated(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = FakeBackend([])
+    backend.next_prepare_error = ConnectionError("the node went away")
+    preparer = NodePreparer(backend)
+    preparer.keep([work("n1", "ui")])
+    await idle(preparer)
+    assert preparer.status() == {
+        "n1": {TEMPLATE: "failed: the node went away", "ui": "failed: the node went away"}
+    }
+    assert "preparing a node failed" in caplog.text
+    preparer.keep([work("n1", "ui")])
+    await idle(preparer)
+    assert len(backend.preparations) == 1
+
+
+async def test_close_stops_what_runs_and_prepares_nothing_more() -> None:
+    backend = FakeBackend([])
+    stopped = asyncio.Event()
+
+    async def hangs(node_work: NodeWork) -> dict[str, str]:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+        raise AssertionError("unreachable")
+
+    backend.prepare_node = hangs  # type: ignore[method-assign]
+    preparer = NodePreparer(backend)
+    preparer.keep([work("n1")])
+    await asyncio.sleep(0.01)
+    await preparer.close()
+    assert stopped.is_set()
+    preparer.keep([work("n2")])
+    assert "n2" not in preparer.status()
+
+
+# -- through the manager ---------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> StudioSettings:
+    return StudioSettings(
+        state_dir=tmp_path / "state",
+        repo_roots=[tmp_path / "repos"],
+        admin_token="admin-secret",
+        github_token="gh-secret",
+    )
+
+
+async def test_the_manager_prepares_nodes_that_take_sandboxes_and_each_registered_repository(
+    settings: StudioSettings, tmp_path: Path
+) -> None:
+    backend = FakeBackend([node("head", slots=0, head=True), node("n1"), node("n2", alive=False)])
+    manager = StudioManager(settings, backend, node_state_dirs={"n1": "/disk/n1"})
+    try:
+        await manager.reconcile()
+        await idle(manager.preparer)
+        # The node sandboxes may go to, before any repository: its template part (the hint).
+        assert [(w.node_id, w.repositories) for w in backend.preparations] == [("n1", ())]
+        origin = make_repo(tmp_path / "repos" / "ui", {"src/Button.tsx": "export {}\n"})
+        await manager.register_repository("ui", path=str(origin), config={"branch": "main"})
+        await idle(manager.preparer)  # at once, not at the next pass
+        [(prepared, repository)] = [
+            (w, r) for w in backend.preparations[1:] for r in w.repositories
+        ]
+        assert prepared.node_id == "n1"
+        assert prepared.settings["state_dir"] == "/disk/n1"
+        # No secret travels to the node's preparation.
+        assert "admin_token" not in prepared.settings
+        assert "github_token" not in prepared.settings
+        assert repository.name == "ui"
+        assert repository.source["source"] == str(origin.resolve())
+        assert repository.source["default_branch"] == repository.config["branch"] == "main"
+        assert (await manager.health())["preparation"] == {"n1": {TEMPLATE: READY, "ui": READY}}
+        await manager.reconcile()
+        await idle(manager.preparer)
+        assert len(backend.preparations) == 2
+    finally:
+        await manager.stop_preparing()
+        manager.close()

@@ -1,0 +1,130 @@
+"""A node prepared ahead of its sandboxes (studio.sandbox.prepare): real git, Node and Vite."""
+
+# The fixtures are imported from test_sandbox_fixtures, then requested by name.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from studio.config import StudioSettings
+from studio.errors import MissingBaseBranch
+from studio.install.cache import ensure_node_modules
+from studio.layout import StateLayout
+from studio.models import RepositorySource
+from studio.ports import PortAllocator
+from studio.sandbox import prepare_repository, prepare_template
+from studio.vite import SHELL_FILE, read_studio_config
+from studio.vite.deps import SEED_ROOT, template_fingerprint
+from studio.vite.server import _TEMPLATE_IGNORE
+from studio.vite.shell import SHELL_ROOT
+from tests.actors.conftest import processes_under
+from tests.studio.test_sandbox_fixtures import (  # noqa: F401 (fixtures)
+    TEMPLATE,
+    SandboxFactory,
+    install_cache,
+    make_sandbox,
+    origin,
+    settings,
+)
+from tests.support.gitrepo import git
+
+DEPS = Path(".studio") / ".vite-cache" / "deps"
+
+
+@pytest.fixture
+def template(tmp_path: Path) -> Path:
+    """The studio template plus a file of this test's own: a shell and a seed no test has made."""
+    copy = tmp_path / "template"
+    shutil.copytree(TEMPLATE, copy, ignore=shutil.ignore_patterns("node_modules", ".vite-cache"))
+    (copy / "test-marker.txt").write_text(str(tmp_path))
+    return copy
+
+
+def _prepared_parts(settings: StudioSettings) -> tuple[Path, Path]:
+    """Where the template's shell and deps seeds are kept on this node."""
+    modules = ensure_node_modules(
+        settings.template_dir, StateLayout(settings.state_dir).install_cache
+    )
+    fingerprint = template_fingerprint(settings.template_dir, _TEMPLATE_IGNORE)
+    return modules.parent / SHELL_ROOT / fingerprint, modules.parent / SEED_ROOT
+
+
+def _assert_nothing_left(settings: StudioSettings, origin: Path) -> None:
+    layout = StateLayout(settings.state_dir)
+    assert not (layout.prepare.is_dir() and any(layout.prepare.iterdir()))
+    mirror = layout.mirror("ui-kit")
+    assert git(mirror, "for-each-ref", "refs/heads/") == ""  # the scratch branch is gone
+    assert git(mirror, "worktree", "list", "--porcelain").count("worktree ") == 1  # the bare one
+    assert not processes_under(settings.state_dir)
+    ports = PortAllocator(layout.locks, host="127.0.0.1", base=settings.vite_port, count=30)
+    assert ports.reservations() == {}
+    assert not list(layout.run.glob("*.json"))  # no pid record of a Vite
+    # The origin saw nothing: no branch of the preparation reached it.
+    assert git(origin, "for-each-ref", "--format=%(refname)", "refs/heads/") == "refs/heads/main"
+
+
+def test_prepare_template_is_the_template_install_cache_entry(settings: StudioSettings) -> None:
+    modules = prepare_template(settings)
+    assert modules == ensure_node_modules(TEMPLATE, StateLayout(settings.state_dir).install_cache)
+    assert (modules / "vite" / "package.json").is_file()
+
+
+def test_a_prepared_repository_gives_its_first_sandbox_the_shell_and_the_deps_seed(
+    settings: StudioSettings, template: Path, origin: Path, make_sandbox: SandboxFactory
+) -> None:
+    node = settings.model_copy(update={"template_dir": template})
+    shells, seeds = _prepared_parts(node)
+    seeds_before = set(seeds.iterdir()) if seeds.is_dir() else set()
+    assert not shells.exists()
+
+    prepare_repository(
+        node, RepositorySource(name="ui-kit", source=str(origin)), node.default_config()
+    )
+
+    # The mirror is there for the first sandbox, the shell built, the deps published.
+    assert (StateLayout(node.state_dir).mirror("ui-kit") / "HEAD").is_file()
+    [shell] = shells.glob("*.js")
+    [seed] = set(seeds.iterdir()) - seeds_before
+    assert (seed / "_metadata.json").is_file()
+    _assert_nothing_left(node, origin)
+
+    sandbox = make_sandbox(node_settings=node)
+    sandbox.on_setup()
+    studio = sandbox.worktree_path / ".studio"
+    assert (studio / SHELL_FILE).samefile(shell)
+    assert Path(read_studio_config(studio)["depsSeedDir"]).samefile(seed)
+    # Its Vite started from the seed: its optimised React is the seed's file, linked.
+    published = json.loads((seed / "_metadata.json").read_text())
+    bundle = published["optimized"]["react-dom/client"]["file"]
+    assert (sandbox.worktree_path / DEPS / bundle).stat().st_ino == (seed / bundle).stat().st_ino
+
+
+def test_with_the_shell_and_the_seed_off_a_preparation_builds_neither(
+    settings: StudioSettings, template: Path, origin: Path
+) -> None:
+    node = settings.model_copy(
+        update={"template_dir": template, "prebuilt_shell": False, "vite_deps_seed": False}
+    )
+    shells, seeds = _prepared_parts(node)
+    seeds_before = set(seeds.iterdir()) if seeds.is_dir() else set()
+    prepare_repository(
+        node, RepositorySource(name="ui-kit", source=str(origin)), node.default_config()
+    )
+    assert (StateLayout(node.state_dir).mirror("ui-kit") / "HEAD").is_file()
+    assert not shells.exists()
+    assert (set(seeds.iterdir()) if seeds.is_dir() else set()) == seeds_before
+    _assert_nothing_left(node, origin)
+
+
+def test_a_base_branch_that_does_not_exist_fails_and_leaves_nothing(
+    settings: StudioSettings, origin: Path
+) -> None:
+    source = RepositorySource(name="ui-kit", source=str(origin), default_branch="nope")
+    with pytest.raises(MissingBaseBranch):
+        prepare_repository(settings, source, settings.default_config())
+    _assert_nothing_left(settings, origin)
