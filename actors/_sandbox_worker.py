@@ -9,7 +9,7 @@ own runtime env: those workers serve sandbox actors and nothing else, and they
 are the only ones that carry :data:`SANDBOX_WORKER_VARIABLE` from their start.
 
 Such a worker starts through Ray's ``setup_worker.py`` shim, which costs CPU
-(docs/operations.md, "Warm pool"): a spare pays it while it waits, and a
+(docs/performance.md, "Warm pool"): a spare pays it while it waits, and a
 sandbox actor created when no spare waits gets a plain worker instead
 (:class:`actors._ray_backend.RayBackend`).
 

@@ -197,6 +197,12 @@ class Mirror:
         out = self._git.run("for-each-ref", "--format=%(refname:lstrip=3)", "refs/remotes/origin/")
         return [name for name in out.split() if name != "HEAD"]
 
+    def delete_branch(self, name: str) -> None:
+        """Delete the local branch ``name`` (and its recorded base); absent is fine."""
+        with self._locked():
+            if self.branch_exists(name):
+                self._git.run("branch", "-D", name)
+
     def add_worktree(
         self,
         sandbox_id: str,

@@ -125,7 +125,6 @@ def _prepare_studio_app(
         server = ViteServer(
             worktree,
             ports=ports,
-            ready_timeout=config.ready_timeout,
             pid_file=layout.pid_file(f"prepare-{scratch_id}"),
         )
         try:
@@ -142,7 +141,7 @@ def _wait_for_seed(server: ViteServer, seed: Path, timeout: float) -> None:
     # Vite optimises the dependencies its config names at startup, without a request.
     deadline = time.monotonic() + timeout
     while not seed.is_dir():
-        if not server.manager.is_alive():
+        if server.wait_exit(0) is not None:
             raise ViteStartError(
                 f"Vite exited before it published the deps seed {seed}",
                 output=server.output(50),

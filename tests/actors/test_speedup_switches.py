@@ -31,11 +31,11 @@ from studio.config import StudioSettings
 from studio.state import SandboxState
 from tests.actors.conftest import TEMPLATE, UI_KIT, free_base
 from tests.actors.fake_backend import FakeBackend, node
-from tests.actors.test_standby import modules, studio_dir, worker
+from tests.actors.test_standby import worker
 from tests.support.gitrepo import make_repo, repo_from_dir
 from tests.support.procs import ends_within
 
-__all__ = ["modules", "studio_dir", "worker"]  # fixtures of test_standby, used below
+__all__ = ["worker"]  # a fixture of test_standby, used below
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD_TIMEOUT = 300
@@ -82,7 +82,10 @@ _MAIN = textwrap.dedent(
 
 _PRELOADED = textwrap.dedent(
     """
-    @ray.remote(num_cpus=0)
+    from actors._sandbox_worker import sandbox_runtime_env
+
+    # A sandbox worker's runtime env: only such workers run the preload's work.
+    @ray.remote(num_cpus=0, runtime_env=sandbox_runtime_env())
     def loaded():
         return "actors.sandbox_actor" in sys.modules
 
