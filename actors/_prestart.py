@@ -3,9 +3,8 @@
 Every actor gets a worker process of its own, and Ray never hands an actor a
 worker that already ran a task (``src/ray/raylet/worker.h``: "Once it holds an
 actor or a normal lease, it can't switch"). Starting one (Python, ``import
-ray``, the worker's setup) is ~0.8 s of a sandbox's create -> ready on an idle
-2-core machine: 1.2 s to the actor's first answer against 0.4 s when the
-raylet already has a never-used worker waiting.
+ray``, the worker's setup) is most of a new actor's wait for its first answer
+when no never-used worker is waiting (docs/performance.md, "Warm pool").
 
 Ray has no public call to ask for such a worker; the raylet's
 ``PrestartWorkers`` RPC does it (:func:`actors.ray_internals.prestart_python_workers`).

@@ -122,7 +122,7 @@ class ClusterBackend(Protocol):
 
 
 def scan_state_dir(node_id: str, state_dir: str) -> NodeScan:
-    """:class:`NodeScan` of ``state_dir`` on this machine."""
+    """:class:`NodeScan` of ``state_dir`` on this node."""
     layout = StateLayout(Path(state_dir))
     worktrees = (
         sorted(str(p) for p in layout.worktrees.iterdir() if p.is_dir())

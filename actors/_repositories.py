@@ -115,7 +115,7 @@ def check_remote_repository(clone_url: str, default_branch: str | None) -> Check
     if not is_remote_url(clone_url):
         raise PermissionDenied(
             f"clone_url {clone_url!r} is not a network URL (https://, ssh://, git:// or "
-            "user@host:path); register a repository on this machine with 'path' instead, "
+            "user@host:path); register a repository on the service's own disk with 'path' instead, "
             "under an allowed root",
             url=clone_url,
         )

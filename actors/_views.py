@@ -21,7 +21,7 @@ def renderer_url(host: str, port: int | None) -> str | None:
 
 
 def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` listens on this machine's loopback only."""
+    """Whether binding ``host`` listens on this node's loopback only."""
     if host == "localhost":
         return True
     try:

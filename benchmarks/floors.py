@@ -2,7 +2,7 @@
 
 - ``vite_floor``: bare Vite on a prepared studio app, spawn -> ``/@vite/client`` 200.
 - ``ray_actor_floor``: a bare Ray actor, ``.remote()`` -> first method call returned.
-- ``naive_create``: the plan's naive path per sandbox: fresh ``git clone`` +
+- ``naive_create``: the naive path per sandbox: fresh ``git clone`` +
   ``npm install`` (npm cache warm) + ``npm run dev`` -> ``/@vite/client`` 200.
 - ``git_execute_floor``: atomic write + auto-commit through ``studio.git``,
   the lower bound of an execute through the API; ``git_execute_floor_cli`` the
@@ -126,12 +126,12 @@ def _npm(args: list[str], cwd: Path) -> None:
 
 
 def naive_create(ctx: RunContext) -> ScenarioResult:
-    """Clone + npm install + npm run dev per sandbox, the plan's way."""
+    """Clone + npm install + npm run dev per sandbox, with no shared work."""
     result = ScenarioResult(
         "naive_create", "naive: git clone + npm install + npm run dev -> ready", floor="vite_floor"
     )
     origin = sample_repo(ctx.work_dir / "naive-origin")
-    # The studio app as part of the repository, the plan's way: npm installs it per clone.
+    # The studio app as part of the repository: npm installs it per clone.
     shutil.copytree(
         TEMPLATE_DIR,
         origin / "studio",

@@ -105,7 +105,7 @@ def _exit_with(parent: int) -> None:
 
 
 class LocalRay:
-    """One Ray head on this machine, started and stopped by ``studio up``."""
+    """One Ray head on this node, started and stopped by ``studio up``."""
 
     def __init__(
         self,

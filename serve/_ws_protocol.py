@@ -5,9 +5,8 @@ costs a task wake-up, the ASGI ``send`` chain (Starlette's wrappers, then
 uvicorn's) and a frame built for that connection. A frame from the server is
 never masked (RFC 6455, 5.1), so the bytes are the same for every client:
 built once, they can be written to each connection's transport in one loop.
-With 100 clients of a bare uvicorn server on this machine (load ~19), the
-median client had the bytes of an event in its socket 2 ms after it was sent,
-against 6 ms through ``send``.
+Measured with 100 clients of a bare uvicorn server: docs/performance.md,
+"Direct listener".
 
 The direct listener (:mod:`serve.direct`) runs uvicorn with
 :class:`FrameWriterProtocol`, which puts :data:`WRITE_TEXT` in the scope's

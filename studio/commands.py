@@ -1,6 +1,6 @@
 """Execute commands: what a client may ask a sandbox to do to its files.
 
-The request is the plan's ``{"command": "write_file", "file_path": ...,
+The request is the API's ``{"command": "write_file", "file_path": ...,
 "content": ..., "description": ...}``, a union discriminated by ``command``.
 Validation of the shape happens here (the API answers 422 naming the field);
 whether a path is allowed is decided against the worktree by ``studio.paths``.
@@ -95,7 +95,7 @@ def is_mutation(command: ExecuteCommand) -> bool:
 
 
 class ExecuteResult(BaseModel):
-    """The plan's execute response (``output``, ``commit_hash``) plus what reads return."""
+    """The API's execute response (``output``, ``commit_hash``) plus what reads return."""
 
     model_config = ConfigDict(frozen=True)
 

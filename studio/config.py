@@ -1,6 +1,6 @@
 """Configuration: a sandbox's :class:`ComponentStudioConfig` and the service's settings.
 
-``ComponentStudioConfig`` carries the plan's per-sandbox fields (repository,
+``ComponentStudioConfig`` carries the API's per-sandbox fields (repository,
 branch, auto_commit, commit_pattern, health_check_interval, timeout_hours,
 vite_port, websocket_port) plus the supervision knobs. A repository registers
 a config; a create request may override fields of it.
@@ -98,7 +98,7 @@ def commit_pattern_placeholders(pattern: str) -> set[str]:
 
 
 class ComponentStudioConfig(BaseModel):
-    """Per-sandbox configuration, the plan's ``ComponentStudioConfig`` plus supervision."""
+    """Per-sandbox configuration: the API's ``ComponentStudioConfig`` plus supervision."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

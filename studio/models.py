@@ -39,7 +39,7 @@ class RepositorySource(_Model):
 
 
 class CommitInfo(_Model):
-    """One commit of a sandbox's branch, as the plan's ``git_commits`` lists it."""
+    """One commit of a sandbox's branch, as the API's ``git_commits`` lists it."""
 
     hash: str
     message: str
@@ -83,7 +83,7 @@ class MonitorReport(_Model):
 
 
 class RollbackResult(_Model):
-    """The plan's rollback response (``success``, ``current_hash``) plus the head it left."""
+    """The API's rollback response (``success``, ``current_hash``) plus the head it left."""
 
     success: bool
     current_hash: str
@@ -93,7 +93,7 @@ class RollbackResult(_Model):
 
 
 class FinalizeResult(_Model):
-    """The plan's finalize response: ``pr_url``/``pr_number`` are None without a forge."""
+    """The API's finalize response: ``pr_url``/``pr_number`` are None without a forge."""
 
     pr_url: str | None
     pr_number: int | None

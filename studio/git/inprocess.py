@@ -169,7 +169,7 @@ def _in_tree(tree: pygit2.Tree, path: str) -> bool:
 
 
 def local_remote_path(url: str) -> str | None:
-    """The directory a remote URL names when it is on this machine, else None."""
+    """The directory a remote URL names when it is on this node, else None."""
     if url.startswith("file://"):
         return url.removeprefix("file://") or None
     if "://" in url or url.startswith("-"):
@@ -181,7 +181,7 @@ def local_remote_path(url: str) -> str | None:
 
 
 def push_to_local_origin(mirror: Path, refspec: str) -> bool:
-    """Push ``refspec`` from the bare ``mirror`` to its ``origin`` when that is on this machine.
+    """Push ``refspec`` from the bare ``mirror`` to its ``origin`` when that is on this node.
 
     Done by putting the objects the origin lacks straight into its object
     database (hard links to our loose files where possible), then moving its

@@ -1,7 +1,7 @@
 """One sandbox as plain Python: worktree, Vite, commits, rollback, events. No Ray.
 
 :class:`ComponentStudioSandbox` carries a sandbox through the lifecycle of
-``studio.state`` with the plan's hooks: :meth:`~ComponentStudioSandbox.on_setup`,
+``studio.state`` through its lifecycle hooks: :meth:`~ComponentStudioSandbox.on_setup`,
 :meth:`~ComponentStudioSandbox.on_monitor`, :meth:`~ComponentStudioSandbox.on_execute`,
 :meth:`~ComponentStudioSandbox.on_teardown`. The Ray actor wraps one of these.
 

@@ -83,7 +83,7 @@ def free_base(count: int = PORTS) -> int:
 
 
 def vite_answers(port: int) -> bool:
-    """Whether a Vite serves ``/@vite/client`` on ``port`` of this machine's loopback."""
+    """Whether a Vite serves ``/@vite/client`` on ``port`` of this node's loopback."""
     return renderer_answers(f"http://{HOST}:{port}/")
 
 

@@ -1,7 +1,7 @@
 """The client commands of ``studio`` against a real HTTP server on loopback.
 
 The server is a small FastAPI app run by uvicorn in a thread, answering with
-the API's shapes (issue 5, the plan's five endpoints) and its error body
+the API's shapes (docs/api.md: the five sandbox endpoints) and its error body
 ``{"error": {"code", "message"}}``. It records what it was sent, so the tests
 check the requests the CLI makes as well as how it renders the answers.
 """
