@@ -80,7 +80,6 @@ class Commit:
     is_base: bool = False
 
 
-
 @dataclass(frozen=True)
 class CommitResult:
     """What :meth:`Worktree.auto_commit` did: a commit, or nothing to commit (``hash=None``)."""

@@ -53,7 +53,6 @@ def die(sandbox: ComponentStudioSandbox) -> None:
     sandbox.vite._watch_generation += 1
 
 
-
 def vite_pid(sandbox: ComponentStudioSandbox) -> int:
     server = sandbox.vite.server
     assert server is not None and server.pid is not None
