@@ -118,6 +118,30 @@ def _readable(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def _call(
+    git: Git, args: Sequence[str], env: Mapping[str, str] | None, timeout: float | None
+) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``git <args>`` through ``git``; never raises."""
+    command, *rest = args
+    try:
+        # The (status, stdout, stderr) tuple rather than GitCommandError: the
+        # error's stderr is reformatted for display, classify_failure reads git's.
+        status, out, err = getattr(git, command)(
+            *rest,
+            env=env,
+            kill_after_timeout=timeout,
+            with_extended_output=True,
+            with_exceptions=False,
+            strip_newline_in_stdout=False,
+        )
+    except GitCommandNotFound as exc:
+        return 127, "", f"cannot run git: {exc}"
+    if status == _KILLED and timeout is not None:
+        # GitPython's watchdog killed git and its helpers; what git printed is gone.
+        return status, "", f"git {command} did not finish within {timeout:g}s and was killed"
+    return status, out, _readable(err)
+
+
 def git_status(
     args: Sequence[str],
     *,
@@ -132,20 +156,11 @@ def git_status(
     is passed as ``git -C``, never as the process's directory (see
     :class:`GitRunner`); ``timeout`` kills git and its helpers.
     """
-    argv = ["git", *(["-C", str(cwd)] if cwd is not None else []), *args]
-    try:
-        status, out, err = Git().execute(
-            argv,
-            env={"GIT_TERMINAL_PROMPT": "0", **(env or {})},
-            kill_after_timeout=timeout,
-            with_extended_output=True,
-            with_exceptions=False,
-        )
-    except GitCommandNotFound as exc:
-        return 127, "", f"cannot run git: {exc}"
-    if status == _KILLED and timeout is not None:
-        return status, "", f"git {args[0]} did not finish within {timeout:g}s and was killed"
-    return status, out, _readable(err)
+    git = Git()
+    if cwd is not None:
+        git.set_persistent_git_options(C=str(cwd))
+    git.update_environment(GIT_TERMINAL_PROMPT="0")
+    return _call(git, args, env, timeout)
 
 
 class GitRunner:
@@ -180,24 +195,7 @@ class GitRunner:
     def _exec(
         self, args: Sequence[str], env: Mapping[str, str] | None, timeout: float | None
     ) -> tuple[int, str, str]:
-        command, *rest = args
-        try:
-            # The (status, stdout, stderr) tuple rather than GitCommandError: the
-            # error's stderr is reformatted for display, classify_failure reads git's.
-            status, out, err = getattr(self._git, command)(
-                *rest,
-                env=env,
-                kill_after_timeout=timeout,
-                with_extended_output=True,
-                with_exceptions=False,
-                strip_newline_in_stdout=False,
-            )
-        except GitCommandNotFound as exc:
-            return 127, "", f"cannot run git: {exc}"
-        if status == _KILLED and timeout is not None:
-            # GitPython's watchdog killed git and its helpers; what git printed is gone.
-            return status, "", f"git {command} did not finish within {timeout:g}s and was killed"
-        return status, out, _readable(err)
+        return _call(self._git, args, env, timeout)
 
     def run(
         self,
