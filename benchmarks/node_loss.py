@@ -112,9 +112,10 @@ def node_loss_result(samples: list[dict[str, Any]], errors: list[str]) -> Scenar
         f"{edits} durable edits, then the sandbox's node killed (SIGKILL, no goodbye to "
         "the cluster) and its disk wiped. Phases: dead = until Ray lists the node dead; "
         "recreated = until the new actor starts its setup on the other node (noticed = "
-        "the part until the manager's reconcile pass placed it there, one pass every "
-        "health_check_interval); worktree = mirror fetch + worktree from origin; vite = "
-        "studio app + Vite until it serves. The other node's install cache is warm (a "
+        "the part until the manager's reconcile pass placed it there: a pass starts as "
+        "soon as its look at the nodes, every node_check_interval, finds the node dead); "
+        "worktree = mirror fetch + worktree from origin; vite = studio app + Vite until "
+        "it serves. The other node's install cache is warm (a "
         "node keeps it)."
     )
     for index, sample in enumerate(samples):
