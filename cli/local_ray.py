@@ -53,6 +53,8 @@ _STARTED = "Ray runtime started"
 _PR_SET_PDEATHSIG = 1
 # Seconds Ray's processes get to exit once the head is told to stop.
 _EXIT_GRACE = 10.0
+# Seconds a process the head started gets after the head itself has exited.
+_LEFTOVER_GRACE = 2.0
 
 
 def use_token_auth(env: MutableMapping[str, str]) -> None:
@@ -242,7 +244,14 @@ class LocalRay:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        _gone, alive = psutil.wait_procs(started, timeout=_EXIT_GRACE)
+        # The head is gone: what it started has nothing left to do. Its workers
+        # noticed the raylet's end only after up to ~10 s here, a stop's whole
+        # bound, so they are told at once.
+        alive = [p for p in started if p.is_running()]
+        for leftover in alive:
+            with contextlib.suppress(psutil.Error):
+                leftover.terminate()
+        _gone, alive = psutil.wait_procs(alive, timeout=_LEFTOVER_GRACE)
         for leftover in alive:
             with contextlib.suppress(psutil.Error):
                 leftover.kill()
