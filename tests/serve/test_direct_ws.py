@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import psutil
 import pytest
 import ray
 import websockets
@@ -61,6 +62,14 @@ def free_low_port() -> int:
         if port_is_free(port) and port_is_free(port + 1):
             return port
     raise RuntimeError("no free port in 9000-9990")
+
+
+def listened_on(port: int) -> bool:
+    """Whether a process listens on ``port`` (a closed connection's TIME_WAIT does not count)."""
+    return any(
+        conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port
+        for conn in psutil.net_connections("tcp")
+    )
 
 
 def port_is_free(port: int) -> bool:
@@ -382,8 +391,10 @@ async def test_two_replicas_listen_on_two_ports_and_free_them(
     finally:
         await asyncio.to_thread(serve.delete, app_name)
     # serve.delete returns once the replicas are told to stop; their processes end soon after.
+    # Their listeners are gone then; a bind without SO_REUSEADDR could still fail for
+    # the 60 s a connection the server closed first stays in TIME_WAIT.
     deadline = time.monotonic() + 60
-    while not all(port is not None and port_is_free(port) for port in ports):
+    while any(port is None or listened_on(port) for port in ports):
         assert time.monotonic() < deadline, f"a stopped replica still holds one of {ports}"
         await asyncio.sleep(0.5)
 
