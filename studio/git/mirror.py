@@ -203,6 +203,12 @@ class Mirror:
             if self.branch_exists(name):
                 self._git.run("branch", "-D", name)
 
+    def _add_branch_worktree(self, branch: str, directory: Path, start: str) -> None:
+        """``directory`` checked out on a new local ``branch`` made at ``start``."""
+        self._git.run(
+            "worktree", "add", "--quiet", "--no-track", "-b", branch, str(directory), start
+        )
+
     def add_worktree(
         self,
         sandbox_id: str,
@@ -236,16 +242,7 @@ class Mirror:
                     f"branches are: {existing}. Pick one of them as the base.",
                     base=base,
                 )
-            self._git.run(
-                "worktree",
-                "add",
-                "--quiet",
-                "--no-track",
-                "-b",
-                branch,
-                str(directory),
-                base_commit,
-            )
+            self._add_branch_worktree(branch, directory, base_commit)
             self._git.run("config", base_config_key(branch), base_commit)
         logger.info(
             "worktree added",
@@ -318,16 +315,7 @@ class Mirror:
                 path=str(directory),
             )
         if local is None:
-            self._git.run(
-                "worktree",
-                "add",
-                "--quiet",
-                "--no-track",
-                "-b",
-                branch,
-                str(directory),
-                str(remote),
-            )
+            self._add_branch_worktree(branch, directory, str(remote))
             return
         if remote is not None and remote != local and self._git.is_ancestor(local, remote):
             # The sandbox ran on another node meanwhile: continue from its pushed commits.

@@ -257,10 +257,10 @@ class UpProcess:
             self.proc.stdout.close()
 
 
-def service_env(state: Path, **extra: str) -> dict[str, str]:
-    """The environment `scripts/run.sh` gives `studio up`: the venv's bin not on PATH.
+def shell_env_without_venv(*first_on_path: Path) -> dict[str, str]:
+    """This process's environment as a user's shell has it: the venv neither active nor on PATH.
 
-    PYTHONPATH names this checkout, so Ray's workers import its code too.
+    ``first_on_path``: directories put before the rest of PATH.
     """
     venv_bin = str(Path(sys.executable).parent)
     path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin]
@@ -269,8 +269,17 @@ def service_env(state: Path, **extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if k not in ("VIRTUAL_ENV", "RAY_ADDRESS", "RAY_AUTH_MODE", "PYTHONPATH")
     }
+    env["PATH"] = os.pathsep.join([*(str(d) for d in first_on_path), *path])
+    return env
+
+
+def service_env(state: Path, **extra: str) -> dict[str, str]:
+    """The environment `scripts/run.sh` gives `studio up`: the venv's bin not on PATH.
+
+    PYTHONPATH names this checkout, so Ray's workers import its code too.
+    """
+    env = shell_env_without_venv()
     env.update(
-        PATH=os.pathsep.join(path),
         PYTHONPATH=str(ROOT),
         COMPONENT_STUDIO_STATE_DIR=str(state),
         COMPONENT_STUDIO_VITE_PORT=str(free_base()),

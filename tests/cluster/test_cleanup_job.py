@@ -42,6 +42,7 @@ from tests.cli.test_up import (
     free_port,
     low_free_port,
     running_up,
+    shell_env_without_venv,
     wait_until_ready,
 )
 from tests.cluster.planting import plant
@@ -79,15 +80,7 @@ def user_shell_env(tmp_path: Path) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "ray").symlink_to(RAY)
-    venv_bin = str(Path(sys.executable).parent)
-    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin]
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("VIRTUAL_ENV", "RAY_ADDRESS", "RAY_AUTH_MODE", "PYTHONPATH")
-    }
-    env["PATH"] = os.pathsep.join([str(bin_dir), *path])
-    return env
+    return shell_env_without_venv(bin_dir)
 
 
 def test_the_docs_cleanup_commands_work_against_studio_up(tmp_path: Path) -> None:
