@@ -426,21 +426,6 @@ class Registry:
 
     # -- commits ----------------------------------------------------------
 
-    def add_commit(self, sandbox_id: str, hash: str, message: str, timestamp: datetime) -> None:
-        """Append a commit to a sandbox's history; a hash already recorded is a no-op."""
-        with self._write() as conn:
-            self._sandbox_row(conn, sandbox_id)
-            if self._exists(
-                conn, "SELECT 1 FROM commits WHERE sandbox_id = ? AND hash = ?", sandbox_id, hash
-            ):
-                return
-            seq = conn.execute(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM commits WHERE sandbox_id = ?",
-                (sandbox_id,),
-            ).fetchone()[0]
-            record = commit_record(sandbox_id, seq, hash, message, timestamp)
-            self._insert_commit(conn, record)
-
     def list_commits(self, sandbox_id: str, limit: int | None = None) -> list[CommitRecord]:
         """A sandbox's commits, newest first, at most ``limit`` of them."""
         if limit is not None and limit < 0:
