@@ -31,6 +31,7 @@ from pathlib import Path
 
 import psutil
 
+from studio.config import RAY_WORKER_PORT_MIN
 from studio.errors import InvalidConfig, PortInUse
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "pick_port",
     "port_is_free",
     "port_range",
+    "ports_below_ray",
     "process_alive",
 ]
 
@@ -74,6 +76,11 @@ def port_range(base: int, count: int) -> range:
             count=count,
         )
     return range(base, base + count)
+
+
+def ports_below_ray(base: int, count: int) -> int:
+    """How many of ``count`` ports from ``base`` stay below Ray's worker ports (maybe < 1)."""
+    return min(count, RAY_WORKER_PORT_MIN - base)
 
 
 def pick_port(

@@ -27,14 +27,14 @@ import shutil
 import time
 from pathlib import Path
 
-from studio.config import RAY_WORKER_PORT_MIN, ComponentStudioConfig, StudioSettings
+from studio.config import ComponentStudioConfig, StudioSettings
 from studio.errors import ViteStartError
 from studio.git import Mirror, file_lock
 from studio.install.cache import ensure_node_modules
 from studio.layout import StateLayout
 from studio.models import RepositorySource
 from studio.naming import branch_name, new_sandbox_id
-from studio.ports import PortAllocator
+from studio.ports import PortAllocator, ports_below_ray
 from studio.vite import ViteServer, cleanup_studio_app, generate_studio_app, read_studio_config
 
 __all__ = ["SEED_TIMEOUT", "prepare_repository", "prepare_template"]
@@ -103,7 +103,7 @@ def _prepare_studio_app(
         layout.locks,
         host=settings.host,
         base=base,
-        count=max(1, min(settings.vite_port_count, RAY_WORKER_PORT_MIN - base)),
+        count=max(1, ports_below_ray(base, settings.vite_port_count)),
     )
     port = ports.allocate(scratch_id)
     try:

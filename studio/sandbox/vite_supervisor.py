@@ -33,11 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from studio.config import RAY_WORKER_PORT_MIN
 from studio.errors import RestartLimitExceeded, ServiceUnavailable, StudioError
 from studio.messages import SetupStep
 from studio.metrics import NO_RECORDER, Recorder
-from studio.ports import PortAllocator
+from studio.ports import PortAllocator, ports_below_ray
 from studio.process import RestartCount, RestartPolicy, reap_orphans
 from studio.state import SandboxState
 from studio.vite import (
@@ -127,7 +126,7 @@ class ViteSupervisor:
         self._standby = standby
         self.server: ViteServer | None = None
         # The range stays below Ray's worker ports whatever the config's base.
-        count = min(options.port_count, RAY_WORKER_PORT_MIN - options.port_base)
+        count = ports_below_ray(options.port_base, options.port_count)
         self.ports = PortAllocator(
             options.port_locks, host=options.host, base=options.port_base, count=count
         )
