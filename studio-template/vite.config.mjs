@@ -3,7 +3,9 @@
 // (or through a standby, standby.mjs) with cwd = the worktree. Everything
 // sandbox-specific comes from studio.config.json beside this file; the
 // repository's own vite config is deliberately not loaded (it may use plugins
-// the studio does not have).
+// the studio does not have). A repository with Storybook gets what its
+// Storybook applies instead: the viteFinal of .storybook/main and its presets
+// (plugin/storybook/), loaded only for such a repository.
 import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +17,7 @@ import { createCatalog } from './plugin/discover.mjs';
 import { studioPlugin } from './plugin/plugin.mjs';
 import { runtimeMapsPlugin } from './plugin/runtime-maps.mjs';
 import { shellPlugin } from './plugin/shell.mjs';
+import { findStorybook } from './plugin/storybook/detect.mjs';
 import { loadStudioConfig } from './plugin/studio-config.mjs';
 
 const studioDir = path.dirname(fileURLToPath(import.meta.url));
@@ -33,7 +36,13 @@ const allowed = [config.repoRoot, ...(studioInsideRepo ? [] : [studioDir]), stud
 // escaped, so that a worktree path with glob characters stays literal.
 const entries = [path.join(studioDir, 'index.html'), ...catalog.sourceFiles()].map(escapePath);
 
-export default defineConfig({
+// The repository's Storybook, when it has one: its presets are loaded with
+// its own Storybook (a fraction of a second), for its stories to be composed
+// the way Storybook composes them.
+const foundStorybook = findStorybook(config);
+const storybook = foundStorybook ? await import('./plugin/storybook/index.mjs').then((m) => m.prepareStorybook(foundStorybook)) : null;
+
+const studioConfig = defineConfig({
   root: studioDir,
   cacheDir: config.cacheDir,
   clearScreen: false,
@@ -42,7 +51,7 @@ export default defineConfig({
     // the pre-bundled deps live in cacheDir, not under node_modules where the plugin skips them
     react({ exclude: [/\/node_modules\//, /\/\.vite-cache\//, /\.prebuilt\.js$/] }),
     shellPlugin(studioDir),
-    studioPlugin(config, catalog),
+    studioPlugin(config, catalog, storybook),
     depsSeedPlugin(config),
     runtimeMapsPlugin(),
   ],
@@ -56,7 +65,7 @@ export default defineConfig({
   css: { postcss: config.repoRoot },
   optimizeDeps: {
     entries,
-    include: ['react', 'react-dom', 'react-dom/client', 'react/jsx-runtime', 'react/jsx-dev-runtime'],
+    include: ['react', 'react-dom', 'react-dom/client', 'react/jsx-runtime', 'react/jsx-dev-runtime', ...(storybook?.deps ?? [])],
   },
   server: {
     host: config.host,
@@ -70,3 +79,5 @@ export default defineConfig({
     },
   },
 });
+
+export default storybook ? await storybook.applyTo(studioConfig) : studioConfig;

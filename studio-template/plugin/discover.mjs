@@ -69,7 +69,7 @@ export function chooseName(file, exports, defaultName) {
  * Vite's dependency scan).
  */
 export function createCatalog(config) {
-  const { repoRoot, componentGlob, wrapper } = config;
+  const { repoRoot, componentGlob, wrapper, storybookDir } = config;
   const parsed = new Map(); // absolute path -> { key, value }
 
   const cached = (file, read) => {
@@ -95,7 +95,7 @@ export function createCatalog(config) {
 
   const componentFiles = () => glob([componentGlob], NOT_COMPONENTS);
   const storyFiles = () => glob(storyPatterns(componentGlob), []);
-  const previewFile = () => PREVIEW_NAMES.map((name) => `.storybook/${name}`).find((rel) => existsSync(path.join(repoRoot, rel))) ?? null;
+  const previewFile = () => PREVIEW_NAMES.map((name) => `${storybookDir}/${name}`).find((rel) => existsSync(path.join(repoRoot, rel))) ?? null;
 
   function sourceFiles() {
     const rels = [...componentFiles(), ...storyFiles()];
@@ -188,7 +188,7 @@ export function createCatalog(config) {
   function isRelevant(file) {
     const rel = toPosix(path.relative(repoRoot, file));
     if (rel.startsWith('..') || path.isAbsolute(rel)) return false;
-    if (rel.startsWith('.storybook/')) return true;
+    if (rel.startsWith(`${storybookDir}/`)) return true;
     return /\.(tsx|jsx|ts|js|mjs)$/.test(rel) && !/(^|\/)(node_modules|\.git|\.studio)\//.test(rel);
   }
 

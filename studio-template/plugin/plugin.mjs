@@ -9,28 +9,40 @@ import { recheckChanges } from './recheck-changes.mjs';
 
 export const CATALOG_PATH = '/__studio/components.json';
 export const CONFIG_MODULE = 'virtual:studio/config';
+export const STORYBOOK_MODULE = 'virtual:studio/storybook';
 export const CATALOG_EVENT = 'studio:catalog-changed';
 const RESOLVED_CONFIG_MODULE = `\0${CONFIG_MODULE}`;
+const RESOLVED_STORYBOOK_MODULE = `\0${STORYBOOK_MODULE}`;
+// Without Storybook the app never imports the module, but Vite resolves the import all the same.
+const NO_STORYBOOK = 'export const version = null;\nexport const annotations = [];\nexport const portable = {};\nexport const previewApi = {};\n';
 
 // Editors and agents write a file several times in a burst (temp + rename,
 // formatters): one rebuild after the burst is enough.
 const REBUILD_DELAY_MS = 40;
 
-/** The part of the config the browser app sees (no filesystem details beyond the /@fs/ base). */
-export function clientConfig(config) {
+/**
+ * The part of the config the browser app sees (no filesystem details beyond
+ * the /@fs/ base). `storybook` is the version of the repository's Storybook
+ * when stories are composed with it (see storybook/), else null.
+ */
+export function clientConfig(config, storybook = null) {
   return {
     sandboxId: config.sandboxId,
     wsUrl: config.wsUrl,
     fsBase: `/@fs${config.repoRoot.split(path.sep).join('/')}/`,
     wrapper: config.wrapper,
+    storybook: storybook ? { version: storybook.version } : null,
   };
 }
 
 /**
  * The Vite plugin of Component Studio for the repository described by
- * `config`, serving `catalog` (see discover.mjs).
+ * `config`, serving `catalog` (see discover.mjs). `storybook` is the
+ * repository's Storybook (storybook/load.mjs) with the code of its
+ * `virtual:studio/storybook` module, or null.
  */
-export function studioPlugin(config, catalog) {
+export function studioPlugin(config, catalog, storybook = null) {
+  const client = clientConfig(config, storybook?.project);
   let current = null; // last catalog served, without generatedAt, to detect real changes
 
   const snapshot = () => {
@@ -43,16 +55,18 @@ export function studioPlugin(config, catalog) {
     name: 'component-studio',
 
     resolveId(id) {
-      return id === CONFIG_MODULE ? RESOLVED_CONFIG_MODULE : undefined;
+      if (id === CONFIG_MODULE) return RESOLVED_CONFIG_MODULE;
+      return id === STORYBOOK_MODULE ? RESOLVED_STORYBOOK_MODULE : undefined;
     },
 
     load(id) {
-      return id === RESOLVED_CONFIG_MODULE ? `export default ${JSON.stringify(clientConfig(config))};\n` : undefined;
+      if (id === RESOLVED_CONFIG_MODULE) return `export default ${JSON.stringify(client)};\n`;
+      return id === RESOLVED_STORYBOOK_MODULE ? (storybook?.code ?? NO_STORYBOOK) : undefined;
     },
 
     // the catalog and the deep-linked component's modules are asked for while the app still loads
     transformIndexHtml() {
-      return [{ tag: 'script', children: earlyLoadScript(CATALOG_PATH, clientConfig(config)), injectTo: 'head-prepend' }];
+      return [{ tag: 'script', children: earlyLoadScript(CATALOG_PATH, client), injectTo: 'head-prepend' }];
     },
 
     configureServer(server) {
@@ -75,7 +89,7 @@ export function studioPlugin(config, catalog) {
       };
       // Vite watches its root (.studio/) and the files pages loaded; new
       // components and stories appear elsewhere in the repository.
-      const watched = [globBase(config.componentGlob), 'src', 'stories', '.storybook']
+      const watched = [globBase(config.componentGlob), 'src', 'stories', config.storybookDir]
         .map((rel) => path.join(config.repoRoot, rel))
         .filter((dir) => existsSync(dir));
       server.watcher.add([...new Set(watched)]);

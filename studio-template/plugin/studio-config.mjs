@@ -7,6 +7,7 @@ import path from 'node:path';
 
 export const CONFIG_FILE = 'studio.config.json';
 export const DEFAULT_COMPONENT_GLOB = 'src/**/*.{tsx,jsx}';
+export const DEFAULT_STORYBOOK_DIR = '.storybook';
 
 /**
  * @typedef {object} StudioConfig
@@ -20,6 +21,7 @@ export const DEFAULT_COMPONENT_GLOB = 'src/**/*.{tsx,jsx}';
  * @property {string | null} wrapper repo-relative module whose default export wraps every render
  * @property {string | null} depsSeedDir absolute directory where the node's sandboxes share Vite's
  *   pre-bundled dependencies (see deps-seed.mjs), or null to optimise them in this sandbox alone
+ * @property {string} storybookDir repo-relative Storybook config directory (main.*, preview.*)
  */
 
 function fail(file, message) {
@@ -66,6 +68,10 @@ export function loadStudioConfig(studioDir) {
   if (wrapper !== null && (path.isAbsolute(wrapper) || wrapper.split('/').includes('..'))) {
     fail(file, `"wrapper" must be a path relative to the repository, got ${wrapper}`);
   }
+  const storybookDir = optionalString(raw, 'storybookDir', file) ?? DEFAULT_STORYBOOK_DIR;
+  if (path.isAbsolute(storybookDir) || storybookDir.split('/').includes('..')) {
+    fail(file, `"storybookDir" must be a path relative to the repository that stays inside it, got ${storybookDir}`);
+  }
   const wsUrl = optionalString(raw, 'wsUrl', file);
   if (wsUrl !== null && !/^wss?:\/\//.test(wsUrl)) fail(file, `"wsUrl" must be a ws:// or wss:// URL, got ${wsUrl}`);
   const depsSeedDir = optionalString(raw, 'depsSeedDir', file);
@@ -80,5 +86,6 @@ export function loadStudioConfig(studioDir) {
     componentGlob,
     wrapper,
     depsSeedDir,
+    storybookDir: storybookDir.replace(/\/+$/, ''),
   };
 }

@@ -1,6 +1,7 @@
 // State the app keeps in sync with the outside: the catalog (refetched when
-// the plugin says it changed), the project setup (preview + wrapper), the
-// selection in the URL hash, and the live connection to the sandbox.
+// the plugin says it changed), the project setup (preview + wrapper, and the
+// repository's Storybook when it has one), the selection in the URL hash, and
+// the live connection to the sandbox.
 import { useCallback, useEffect, useRef, useState, type ElementType } from 'react';
 import config from 'virtual:studio/config';
 import { CATALOG_EVENT, fetchCatalog, findComponent, findStory, type Catalog } from './catalog';
@@ -10,6 +11,7 @@ import { LiveConnection, type LiveMessage } from './live';
 import { importModule } from './modules';
 import { formatHash, parseHash, type Route } from './route';
 import type { SandboxStatus } from './StatusBanner';
+import { createStorybookProject, type StorybookRuntime } from './storybook';
 
 export function useCatalog(): { catalog: Catalog | null; error: unknown } {
   const [state, setState] = useState<{ catalog: Catalog | null; error: unknown }>({ catalog: null, error: null });
@@ -34,7 +36,12 @@ export function useCatalog(): { catalog: Catalog | null; error: unknown } {
   return state;
 }
 
-const EMPTY_PROJECT: Project = { annotations: {}, wrapper: null, error: null };
+const EMPTY_PROJECT: Project = { annotations: {}, wrapper: null, storybook: null, error: null };
+
+/** The repository's Storybook runtime, imported only when the repository has Storybook. */
+function importStorybook(): Promise<StorybookRuntime | null> {
+  return config.storybook ? import('virtual:studio/storybook') : Promise.resolve(null);
+}
 
 export function useProject(preview: string | null | undefined): Project | null {
   const [project, setProject] = useState<Project | null>(null);
@@ -44,18 +51,24 @@ export function useProject(preview: string | null | undefined): Project | null {
     Promise.all([
       preview ? importModule(preview) : Promise.resolve(null),
       config.wrapper ? importModule(config.wrapper) : Promise.resolve(null),
-    ]).then(
-      ([previewModule, wrapperModule]) => {
-        if (!current) return;
+      importStorybook(),
+    ])
+      .then(async ([previewModule, wrapperModule, runtime]): Promise<Project> => {
         const wrapper = wrapperModule?.default;
         if (wrapperModule && !isElementType(wrapper)) {
-          setProject({ ...EMPTY_PROJECT, error: new Error(`wrapper ${config.wrapper} has no default export component`) });
-          return;
+          return { ...EMPTY_PROJECT, error: new Error(`wrapper ${config.wrapper} has no default export component`) };
         }
-        setProject({ annotations: readPreview(previewModule), wrapper: (wrapper as ElementType | undefined) ?? null, error: null });
-      },
-      (error: unknown) => current && setProject({ ...EMPTY_PROJECT, error }),
-    );
+        return {
+          annotations: readPreview(previewModule),
+          wrapper: (wrapper as ElementType | undefined) ?? null,
+          storybook: runtime ? await createStorybookProject(runtime, previewModule) : null,
+          error: null,
+        };
+      })
+      .then(
+        (next) => current && setProject(next),
+        (error: unknown) => current && setProject({ ...EMPTY_PROJECT, error }),
+      );
     return () => {
       current = false;
     };

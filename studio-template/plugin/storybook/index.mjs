@@ -1,0 +1,29 @@
+// The repository's Storybook for the studio's Vite config (vite.config.mjs):
+// loaded once at startup, then used by the studio plugin (the browser module)
+// and applied to the config (viteFinal, previewHead/previewBody).
+import { loadStorybook } from './load.mjs';
+import { applyViteFinal, previewHtmlPlugin, storybookDeps, storybookModuleCode } from './vite.mjs';
+
+/**
+ * Loads `found` (detect.mjs). A Storybook configuration that cannot be loaded
+ * (main.* throws) is reported, and its stories are composed without main's
+ * addons and viteFinal rather than the studio not starting.
+ */
+export async function prepareStorybook(found) {
+  let project;
+  try {
+    project = await loadStorybook(found);
+  } catch (error) {
+    console.error(`component studio: could not load ${found.mainFile}: ${error instanceof Error ? error.stack : error}`);
+    project = await loadStorybook({ ...found, mainFile: null });
+  }
+  return {
+    project,
+    code: storybookModuleCode(project),
+    deps: storybookDeps(project),
+    applyTo: async (studioConfig) => {
+      const config = await applyViteFinal(project, studioConfig);
+      return project.previewHead || project.previewBody ? { ...config, plugins: [...config.plugins, previewHtmlPlugin(project)] } : config;
+    },
+  };
+}

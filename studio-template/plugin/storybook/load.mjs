@@ -1,0 +1,147 @@
+// Loads the repository's Storybook configuration with its own Storybook, the
+// way its Vitest plugin does: `.storybook/main` and the presets of its addons
+// and framework, through `loadAllPresets`. From them the studio takes the
+// preview annotations of the addons (`<addon>/preview`, or what an addon's
+// preset adds), `viteFinal`, and previewHead/previewBody. Only imported for a
+// repository that has Storybook (see detect.mjs).
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { RENDERER } from './detect.mjs';
+
+// Where each part lives, newest Storybook first: 9+ publishes `storybook/preview-api`,
+// 8.2+ has everything under `storybook/internal/*`, 7 had separate packages.
+const PRESET_LOADERS = ['storybook/internal/common', '@storybook/core-common'];
+const PREVIEW_APIS = ['storybook/preview-api', 'storybook/internal/preview-api', '@storybook/preview-api'];
+// Frameworks whose own package exports portable stories with the framework's
+// annotations (mocks of next/router, next/image...): composed through them.
+const PORTABLE_FRAMEWORKS = /^@storybook\/(nextjs|nextjs-vite|experimental-nextjs-vite)$/;
+
+/**
+ * @typedef {object} StorybookProject
+ * @property {string} version installed version of the React renderer
+ * @property {string} portable module of the portable-stories API (setProjectAnnotations, composeStory)
+ * @property {string} previewApi module of Storybook's preview API (addons channel, hooks)
+ * @property {string[]} annotations modules of the addons' preview annotations, in Storybook's order
+ * @property {string} previewHead HTML for <head> (main's previewHead), or ''
+ * @property {string} previewBody HTML for the start of <body> (main's previewBody), or ''
+ * @property {(config: object) => Promise<object>} viteFinal the presets' viteFinal (main's, the addons', the framework's)
+ */
+
+const toPosix = (p) => p.split(path.sep).join('/');
+
+function readJson(file) {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+function readText(file) {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** The package directory and manifest a file belongs to (the nearest package.json with a name). */
+function owningPackage(file) {
+  for (let dir = path.dirname(file); dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    const manifest = readJson(path.join(dir, 'package.json'));
+    if (manifest && typeof manifest.name === 'string') return { dir, manifest };
+  }
+  return null;
+}
+
+function targetsOf(entry) {
+  if (typeof entry === 'string') return [entry];
+  if (entry && typeof entry === 'object') return Object.values(entry).flatMap(targetsOf);
+  return [];
+}
+
+/**
+ * The bare specifier a package exports `file` under (`@storybook/addon-themes/preview`
+ * for its dist/preview.js), or null. Vite pre-bundles what is imported by a bare
+ * specifier; a file imported by its path would be served module by module.
+ */
+export function bareSpecifier(file) {
+  const owner = owningPackage(file);
+  if (!owner) return null;
+  const { dir, manifest } = owner;
+  const rel = `./${toPosix(path.relative(dir, file))}`;
+  const { exports } = manifest;
+  if (exports === undefined) return `${manifest.name}/${rel.slice(2)}`;
+  const map = typeof exports === 'string' || Object.keys(exports).some((key) => !key.startsWith('.')) ? { '.': exports } : exports;
+  for (const [subpath, entry] of Object.entries(map)) {
+    if (subpath.includes('*')) continue;
+    if (targetsOf(entry).some((target) => path.posix.normalize(target) === path.posix.normalize(rel))) {
+      return subpath === '.' ? manifest.name : `${manifest.name}${subpath.slice(1)}`;
+    }
+  }
+  return null;
+}
+
+async function importResolved(resolved) {
+  const mod = await import(pathToFileURL(resolved).href);
+  // a CommonJS build whose names Node could not list sits on `default`
+  return mod.default && typeof mod.default === 'object' ? { ...mod.default, ...mod } : mod;
+}
+
+const frameworkName = (framework) => (typeof framework === 'string' ? framework : framework?.name ?? null);
+
+/** The absolute file of one `previewAnnotations` entry of Storybook's presets. */
+function annotationFile(entry, resolveFromConfig) {
+  const value = entry && typeof entry === 'object' ? entry.absolute : entry;
+  if (typeof value !== 'string') return null;
+  return path.isAbsolute(value) ? value : resolveFromConfig(value);
+}
+
+/**
+ * Loads the Storybook found by detect.mjs.
+ *
+ * @param {import('./detect.mjs').FoundStorybook} found
+ * @returns {Promise<StorybookProject>}
+ */
+export async function loadStorybook(found) {
+  const { configDir, mainFile, resolve, version } = found;
+  const previewApi = PREVIEW_APIS.find((specifier) => resolve(specifier));
+  if (!previewApi) throw new Error(`component studio: Storybook ${version} is installed but none of ${PREVIEW_APIS.join(', ')} resolves`);
+  const project = { version, portable: RENDERER, previewApi, annotations: [], previewHead: '', previewBody: '', viteFinal: async (config) => config };
+  if (!mainFile) return project;
+
+  const loaderFile = PRESET_LOADERS.map(resolve).find(Boolean);
+  if (!loaderFile) throw new Error(`component studio: Storybook ${version} is installed but none of ${PRESET_LOADERS.join(', ')} resolves`);
+  const { loadAllPresets, loadMainConfig } = await importResolved(loaderFile);
+  const packageJson = readJson(path.join(found.repoRoot, 'package.json')) ?? {};
+  // The options every preset function receives, as under `storybook dev`.
+  const options = { configDir, configType: 'DEVELOPMENT', packageJson };
+  const main = await loadMainConfig({ configDir });
+  const framework = frameworkName(main.framework);
+  const frameworkPreset = framework ? resolve(`${framework}/preset`) : null;
+  const presets = await loadAllPresets({
+    ...options,
+    corePresets: frameworkPreset ? [frameworkPreset] : [],
+    overridePresets: [],
+    // a broken addon is reported and skipped, as Storybook does, instead of stopping the studio
+    isCritical: false,
+  });
+
+  if (framework && PORTABLE_FRAMEWORKS.test(framework) && resolve(`${framework}/package.json`)) project.portable = framework;
+  // The renderer's annotations (and the framework's, when it is the portable
+  // module) come with its setProjectAnnotations: not twice.
+  const bundled = [RENDERER, project.portable].map((name) => resolve(`${name}/package.json`)).filter(Boolean).map((file) => path.dirname(file) + path.sep);
+  const resolveFromConfig = (specifier) => (specifier.startsWith('.') ? path.resolve(configDir, specifier) : resolve(specifier));
+  const entries = await presets.apply('previewAnnotations', [], options);
+  for (const entry of entries ?? []) {
+    const file = annotationFile(entry, resolveFromConfig);
+    if (!file || bundled.some((dir) => file.startsWith(dir))) continue;
+    project.annotations.push(bareSpecifier(file) ?? file);
+  }
+  // Storybook's own preset starts them from preview-head.html / preview-body.html
+  project.previewHead = (await presets.apply('previewHead', readText(path.join(configDir, 'preview-head.html')), options)) ?? '';
+  project.previewBody = (await presets.apply('previewBody', readText(path.join(configDir, 'preview-body.html')), options)) ?? '';
+  project.viteFinal = (config) => presets.apply('viteFinal', config, options);
+  return project;
+}

@@ -1,0 +1,282 @@
+// Stories composed by the repository's own Storybook, for repositories that
+// have it: its portable-stories API (setProjectAnnotations with the addons'
+// annotations and .storybook/preview, then composeStory) gives decorators and
+// stories what they get in Storybook: preview hooks (useArgs, useGlobals,
+// useEffect...), loaders and beforeEach, args mapped through argTypes, globals,
+// parameters, custom renders. The studio plays the part of Storybook's preview
+// around a composed story: it renders it in the studio's React tree with one
+// hooks context for the story's life, tells Storybook's hooks when a render is
+// on screen (their effects run then), and re-renders on the channel events
+// that the hooks emit. Nothing here imports Storybook: the repository's
+// modules come in through `virtual:studio/storybook` (plugin/storybook/).
+import { createElement, useEffect, useReducer, useRef, useState, type ComponentType, type ReactNode, type RefObject } from 'react';
+import type { Args } from './catalog';
+
+type ModuleRecord = Record<string, unknown>;
+type Listener = (payload: ModuleRecord) => void;
+
+// Storybook's channel events (core-events), by value: the same strings in Storybook 7 to 10.
+const STORY_RENDERED = 'storyRendered';
+const UPDATE_STORY_ARGS = 'updateStoryArgs';
+const RESET_STORY_ARGS = 'resetStoryArgs';
+const UPDATE_GLOBALS = 'updateGlobals';
+const FORCE_RE_RENDER = 'forceReRender';
+
+interface Channel {
+  on(event: string, listener: Listener): void;
+  removeListener(event: string, listener: Listener): void;
+  emit(event: string, ...payload: unknown[]): void;
+}
+
+interface ArgType {
+  mapping?: ModuleRecord;
+  if?: ModuleRecord;
+}
+
+/** The story context Storybook prepared for a composed story (the fields the studio uses). */
+export interface StoryContext {
+  id: string;
+  args: Args;
+  unmappedArgs?: Args;
+  initialArgs: Args;
+  argTypes: Record<string, ArgType | undefined>;
+  globals: ModuleRecord;
+  parameters: ModuleRecord;
+  hooks: { clean(): void };
+  unboundStoryFn: (context: StoryContext) => ReactNode;
+  playFunction?: (context: StoryContext) => unknown;
+  canvasElement: HTMLElement | null;
+  canvas?: unknown;
+  [field: string]: unknown;
+}
+
+interface ComposedStory {
+  load?: () => Promise<void>;
+}
+
+type ComposeStory = (story: unknown, meta: ModuleRecord, project: ModuleRecord, exportName: string) => ComposedStory;
+
+/** What `virtual:studio/storybook` hands the app (see plugin/storybook/vite.mjs). */
+export interface StorybookRuntime {
+  version: string | null;
+  annotations: ModuleRecord[];
+  portable: ModuleRecord;
+  previewApi: ModuleRecord;
+}
+
+/** One story (or a bare component) to compose. */
+export interface ComposeInput {
+  exportName: string;
+  title: string;
+  meta: ModuleRecord;
+  /** The story export (CSF3 object, CSF2 function); `{}` renders the meta's component with its args. */
+  story: unknown;
+  /** Globals over the project's initialGlobals (the page's `?globals=`). */
+  globals: ModuleRecord;
+}
+
+/** The repository's Storybook with its project annotations set, ready to compose stories. */
+export interface StorybookProject {
+  version: string;
+  channel: Channel;
+  compose(input: ComposeInput): Promise<StoryContext>;
+  combineArgs(args: Args, update: Args): Args;
+}
+
+const isObject = (value: unknown): value is ModuleRecord => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** Storybook's combineArgs when the preview API lacks it: an update of undefined removes the arg. */
+function mergeArgs(args: Args, update: Args): Args {
+  const next = { ...args, ...update };
+  for (const [name, value] of Object.entries(update)) if (value === undefined) delete next[name];
+  return next;
+}
+
+/**
+ * Sets the project annotations of the repository's Storybook (the addons'
+ * annotations, then `.storybook/preview`) and runs its `beforeAll`, as
+ * Storybook's preview does once before the first story. Null when the
+ * installed Storybook has no portable stories to compose with (the CSF runner
+ * renders its stories then).
+ */
+export async function createStorybookProject(runtime: StorybookRuntime, preview: ModuleRecord | null): Promise<StorybookProject | null> {
+  const { portable, previewApi } = runtime;
+  const version = runtime.version ?? 'unknown';
+  const setProjectAnnotations = portable.setProjectAnnotations;
+  const composeStory = portable.composeStory;
+  const addons = previewApi.addons as { hasChannel?: () => boolean; setChannel?: (channel: unknown) => void; getChannel?: () => Channel } | undefined;
+  const runsLoaders = (): boolean => typeof (composeStory as ComposeStory)({}, { title: 'probe' }, {}, 'probe').load === 'function';
+  if (typeof setProjectAnnotations !== 'function' || typeof composeStory !== 'function' || typeof addons?.getChannel !== 'function' || !runsLoaders()) {
+    // Storybook 7 composes stories, but without load(): no loaders, no context to keep
+    console.warn(`component studio: Storybook ${version} has no portable stories that run loaders: its stories render with the studio's CSF runner`);
+    return null;
+  }
+  // Storybook 9+ hands out a fresh mock channel per call until one is set: the
+  // hooks' events and the studio's listeners must meet on one.
+  if (addons.hasChannel?.() === false && typeof previewApi.mockChannel === 'function') {
+    addons.setChannel?.((previewApi.mockChannel as () => unknown)());
+  }
+  const channel = addons.getChannel();
+  const annotations = setProjectAnnotations([...runtime.annotations, preview ?? {}]) as ModuleRecord | undefined;
+  if (typeof annotations?.beforeAll === 'function') await (annotations.beforeAll as () => unknown)();
+  const combineArgs = typeof previewApi.combineArgs === 'function' ? (previewApi.combineArgs as (a: Args, b: Args) => Args) : mergeArgs;
+
+  async function compose(input: ComposeInput): Promise<StoryContext> {
+    // The context Storybook prepares for a render is handed to the loaders:
+    // the studio's own loader (after the project's) keeps it.
+    const seen: { context: StoryContext | null } = { context: null };
+    const keep = (context: StoryContext): ModuleRecord => {
+      seen.context = context;
+      return {};
+    };
+    // composeStory sets a missing title on the meta it is given: a copy, not the module's export
+    const meta = Object.getPrototypeOf(input.meta) === Object.prototype ? { ...input.meta, title: input.meta.title ?? input.title } : input.meta;
+    const composed = (composeStory as ComposeStory)(input.story, meta, { loaders: [keep], initialGlobals: input.globals }, input.exportName);
+    await composed.load?.();
+    if (!seen.context) throw new Error(`Storybook ${version} did not run the loaders of ${input.title} / ${input.exportName}`);
+    return seen.context;
+  }
+
+  return { version, channel, compose, combineArgs };
+}
+
+// -- rendering -------------------------------------------------------------------------------
+
+function isEqual(a: unknown, b: unknown): boolean {
+  return a === b || (typeof a === 'object' && typeof b === 'object' && a !== null && b !== null && JSON.stringify(a) === JSON.stringify(b));
+}
+
+/** Storybook's conditional args (argTypes[name].if): whether an arg is passed given the others and the globals. */
+function included(argType: ArgType | undefined, args: Args, globals: ModuleRecord): boolean {
+  const condition = argType?.if;
+  if (!isObject(condition)) return true;
+  const value = typeof condition.arg === 'string' ? args[condition.arg] : typeof condition.global === 'string' ? globals[condition.global] : undefined;
+  if (condition.eq !== undefined) return isEqual(value, condition.eq);
+  if (condition.neq !== undefined) return !isEqual(value, condition.neq);
+  if (condition.exists !== undefined) return condition.exists ? value !== undefined : value === undefined;
+  return condition.truthy === false ? !value : Boolean(value);
+}
+
+/**
+ * Args as a story receives them after an update, as Storybook prepares them:
+ * values with an argTypes `mapping` replaced by what they map to, conditional
+ * args left out. (The first render's args come prepared by Storybook itself.)
+ */
+export function prepareArgs(args: Args, argTypes: StoryContext['argTypes'], globals: ModuleRecord): Args {
+  const mapped: Args = {};
+  for (const [name, value] of Object.entries(args)) {
+    const mapping = argTypes[name]?.mapping;
+    const map = (v: unknown): unknown =>
+      isObject(mapping) && (typeof v === 'string' || typeof v === 'number') && Object.hasOwn(mapping, String(v)) ? mapping[String(v)] : v;
+    mapped[name] = Array.isArray(value) ? value.map(map) : map(value);
+  }
+  return Object.fromEntries(Object.entries(mapped).filter(([name]) => included(argTypes[name], mapped, globals)));
+}
+
+function resetArgs(current: Args, initial: Args, argNames: unknown): Args {
+  if (!Array.isArray(argNames)) return { ...initial };
+  const next = { ...current };
+  for (const name of argNames) {
+    if (typeof name !== 'string') continue;
+    if (name in initial) next[name] = initial[name];
+    else delete next[name];
+  }
+  return next;
+}
+
+export type PlayState = 'running' | 'passed' | 'failed';
+
+/**
+ * A composed story on the canvas, re-rendered (not remounted) when its args or
+ * the globals change through Storybook's hooks. `play` runs the story's play
+ * function once after the first render.
+ */
+export function ComposedStory({
+  project,
+  context,
+  canvas,
+  play,
+  onPlay,
+}: {
+  project: StorybookProject;
+  context: StoryContext;
+  canvas: RefObject<HTMLElement | null>;
+  play: boolean;
+  onPlay: (state: PlayState, error?: unknown) => void;
+}): ReactNode {
+  const [args, setArgs] = useState<Args>(() => context.unmappedArgs ?? context.args);
+  const [globals, setGlobals] = useState<ModuleRecord>(context.globals);
+  const [, rerender] = useReducer((n: number) => n + 1, 0);
+
+  useEffect(() => {
+    const { channel } = project;
+    const listeners: [string, Listener][] = [
+      [UPDATE_STORY_ARGS, ({ storyId, updatedArgs }) => storyId === context.id && isObject(updatedArgs) && setArgs((current) => project.combineArgs(current, updatedArgs))],
+      [RESET_STORY_ARGS, ({ storyId, argNames }) => storyId === context.id && setArgs((current) => resetArgs(current, context.initialArgs, argNames))],
+      [UPDATE_GLOBALS, ({ globals: update }) => isObject(update) && setGlobals((current) => ({ ...current, ...update }))],
+      [FORCE_RE_RENDER, () => rerender()],
+    ];
+    for (const [event, listener] of listeners) channel.on(event, listener);
+    return () => {
+      for (const [event, listener] of listeners) channel.removeListener(event, listener);
+      // runs the cleanups of the hooks' effects, as Storybook does when a story goes away
+      context.hooks.clean();
+    };
+  }, [project, context]);
+
+  // Storybook runs the effects of its hooks (useEffect of a decorator) once the
+  // preview reports the story rendered: after every commit here.
+  useEffect(() => {
+    project.channel.emit(STORY_RENDERED, context.id);
+  });
+
+  // The first render's args are Storybook's own; later ones are prepared here.
+  const prepared = args === (context.unmappedArgs ?? context.args) && globals === context.globals ? context.args : prepareArgs(args, context.argTypes, globals);
+  const current: StoryContext = { ...context, args: prepared, unmappedArgs: args, globals, canvasElement: canvas.current };
+  const latest = useRef(current);
+  latest.current = current;
+
+  useEffect(() => {
+    const playFunction = context.playFunction;
+    if (!play || typeof playFunction !== 'function') return;
+    let active = true;
+    onPlay('running');
+    const target = canvas.current ?? document.body;
+    // The story is on screen already: a play function that asks to mount it gets the canvas.
+    const playContext: StoryContext = { ...latest.current, canvasElement: target, mount: async () => latest.current.canvas ?? target };
+    Promise.resolve()
+      .then(() => playFunction(playContext))
+      .then(
+        () => active && onPlay('passed'),
+        (error: unknown) => active && onPlay('failed', error),
+      );
+    return () => {
+      active = false;
+    };
+  }, [context, play, canvas, onPlay]);
+
+  return createElement(context.unboundStoryFn as ComponentType<StoryContext>, current);
+}
+
+/** A composition in progress or done; `key` tells one composition from the next (a new hooks context). */
+export type Composition = { status: 'pending' } | { status: 'ready'; context: StoryContext; key: number } | { status: 'error'; error: unknown };
+
+let compositions = 0;
+
+/** Composes `input` with `project` (loaders and beforeEach run), again whenever either changes. */
+export function useComposition(project: StorybookProject | null, input: ComposeInput | null): Composition {
+  const [done, setDone] = useState<{ project: StorybookProject; input: ComposeInput; composition: Composition } | null>(null);
+  useEffect(() => {
+    if (!project || !input) return;
+    let current = true;
+    project.compose(input).then(
+      (context) => current && setDone({ project, input, composition: { status: 'ready', context, key: ++compositions } }),
+      (error: unknown) => current && setDone({ project, input, composition: { status: 'error', error } }),
+    );
+    return () => {
+      current = false;
+    };
+  }, [project, input]);
+  // what was composed for an earlier story or project is not this one's
+  return done && done.project === project && done.input === input ? done.composition : { status: 'pending' };
+}
