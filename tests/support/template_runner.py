@@ -17,7 +17,7 @@ import hashlib
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,6 +173,7 @@ def run_template(
     ready_timeout: float = 60.0,
     cwd: Path | None = None,
     template_dir: Path = TEMPLATE_DIR,
+    before_start: Callable[[Path], None] | None = None,
 ) -> Iterator[TemplateServer]:
     """Prepare ``repo`` like a sandbox and serve it with the template until the block ends.
 
@@ -181,8 +182,12 @@ def run_template(
     ready in ``ready_timeout`` seconds. ``cwd`` overrides the working directory
     (the repository, as the backend starts it) for tests of what goes wrong elsewhere;
     ``template_dir`` a template other than ``studio-template/`` (with its node_modules).
+    ``before_start`` edits the repository once its dependencies are installed
+    (an edited package.json would not match the lockfile that ``npm ci`` reads).
     """
     install_repo_deps(repo, deps_cache)
+    if before_start is not None:
+        before_start(repo)
     port = free_port()
     studio = prepare_studio_dir(
         repo, port, wrapper=wrapper, component_glob=component_glob, template_dir=template_dir

@@ -20,145 +20,29 @@ full reload after the first load.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import ConsoleMessage, Page, Response, expect
+from playwright.sync_api import Page, expect
 
 from tests.support.browser import save_screenshot
-from tests.support.gitrepo import repo_from_dir
-from tests.support.template_runner import TemplateServer, run_template
+from tests.support.template_runner import run_template
+from tests.template.pages import (
+    RENDER_TIMEOUT_MS,
+    Serve,
+    by_id,
+    canvas,
+    css_colour,
+    make_fixture_repo,
+    open_studio,
+    select,
+    story_summary,
+)
 
 # Fixtures of the browser plugin, used here until tests/conftest.py registers it.
 
 pytestmark = pytest.mark.slow
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "repos"
-# First renders compile Tailwind and pre-bundle dependencies on a shared 2-core
-# machine: generous, and only a ceiling against hanging.
-RENDER_TIMEOUT_MS = 30_000
-
-
-@pytest.fixture(scope="session")
-def deps_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where each fixture's lockfile is ``npm ci``'d once for the whole session."""
-    return tmp_path_factory.mktemp("repo-deps")
-
-
-def make_fixture_repo(kind: str, tmp_path: Path) -> Path:
-    """A fresh git repository holding a copy of ``tests/fixtures/repos/<kind>``."""
-    return repo_from_dir(FIXTURES / kind, tmp_path / kind)
-
-
-Serve = Callable[..., TemplateServer]
-
-
-@pytest.fixture
-def serve(tmp_path: Path, deps_cache: Path) -> Iterator[Serve]:
-    """``serve(kind)`` -> a running template on a fresh copy of that fixture; all stopped after."""
-    with ExitStack() as stack:
-
-        def start(kind: str, *, remove: tuple[str, ...] = ()) -> TemplateServer:
-            repo = make_fixture_repo(kind, tmp_path)
-            for rel in remove:
-                (repo / rel).unlink()
-            return stack.enter_context(run_template(repo, deps_cache))
-
-        yield start
-
-
-def by_id(catalog: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["id"]: c for c in catalog["components"]}
-
-
-def story_summary(component: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    return [(s["exportName"], s["args"]) for s in component["stories"]]
-
-
-# -- watching the page -----------------------------------------------------------------------
-
-
-@dataclass
-class PageWatch:
-    """What a page did that a healthy studio page never does."""
-
-    console_errors: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-    bad_responses: list[str] = field(default_factory=list)
-    loads: int = 0
-
-    def attach(self, page: Page) -> None:
-        page.on("console", self._on_console)
-        page.on("pageerror", lambda error: self.page_errors.append(str(error)))
-        page.on("response", self._on_response)
-        # "load" fires once per document: a second one is a full reload
-        # (Vite's re-optimisation answers 504 and reloads the page).
-        page.on("load", self._on_load)
-
-    def _on_console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.console_errors.append(f"{message.text} @ {message.location}")
-
-    def _on_response(self, response: Response) -> None:
-        if response.status >= 400:
-            self.bad_responses.append(f"{response.status} {response.url}")
-
-    def _on_load(self, _page: Page) -> None:
-        self.loads += 1
-
-    def assert_clean(self, page: Page) -> None:
-        assert self.console_errors == []
-        assert self.page_errors == []
-        assert self.bad_responses == []
-        assert self.loads == 1, f"the page loaded {self.loads} times (a full reload happened)"
-        assert page.evaluate("window.__fixtureMarker") == "first load"
-
-
-def open_studio(page: Page, server: TemplateServer) -> PageWatch:
-    """Load the studio page once, watching it; components are then chosen in the sidebar."""
-    watch = PageWatch()
-    watch.attach(page)
-    page.goto(server.url)
-    expect(page.locator("[data-testid=studio-empty]")).to_be_visible(timeout=RENDER_TIMEOUT_MS)
-    # survives everything but a full reload
-    page.evaluate("window.__fixtureMarker = 'first load'")
-    return watch
-
-
-def select(page: Page, component: str, story: str | None = None) -> None:
-    """Click a component (or one of its stories) in the sidebar and wait for it to render."""
-    target = f"story-{component}-{story}" if story else f"component-{component}"
-    page.locator(f"[data-testid='{target}']").click()
-    canvas = page.locator("[data-testid=studio-canvas]")
-    expect(canvas).to_have_attribute("data-component", component)
-    expect(canvas).to_have_attribute("data-state", "ready", timeout=RENDER_TIMEOUT_MS)
-    expect(canvas.locator("[data-testid=studio-error]")).to_have_count(0)
-
-
-def css_colour(page: Page, value: str) -> str:
-    """How this browser computes ``value`` as a colour (``rgb(...)``), for exact comparisons."""
-    colour: str = page.evaluate(
-        """(value) => {
-            const probe = document.createElement('div');
-            probe.style.color = value;
-            document.body.appendChild(probe);
-            const computed = getComputedStyle(probe).color;
-            probe.remove();
-            return computed;
-        }""",
-        value,
-    )
-    return colour
-
-
-def canvas(page: Page) -> Any:
-    return page.locator("[data-testid=studio-canvas]")
-
 
 # -- tailwind --------------------------------------------------------------------------------
 
@@ -269,6 +153,11 @@ def test_provider_renders_inside_the_preview_and_story_decorators(
     expect(link).to_have_css("color", "rgb(13, 110, 253)")
 
     watch.assert_clean(page)
+    # No Storybook installed (its preview only imports its types): the studio's
+    # own CSF runner rendered everything, and nothing of Storybook was loaded.
+    expect(canvas(page)).to_have_attribute("data-runner", "csf")
+    storybook_modules = re.compile(r"@storybook|/storybook_|/storybook/|virtual:studio/storybook")
+    assert [url for url in watch.urls if storybook_modules.search(url)] == []
 
 
 @pytest.mark.browser

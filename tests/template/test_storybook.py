@@ -1,0 +1,309 @@
+"""Stories composed by the repository's own Storybook, on real Storybook 8 and 10.
+
+The ``storybook8`` and ``storybook10`` fixtures (tests/fixtures/repos/) install
+real Storybook packages; the template serves each as a sandbox would, and real
+Chromium looks at what is drawn. Their stories need what only Storybook's own
+composition gives: a decorator using Storybook's hooks (``withThemeByClassName``
+of @storybook/addon-themes), ``useArgs``, loaders, argTypes ``mapping``,
+globals, ``parameters.layout``, custom renders, a play function (run only on
+request), and the ``viteFinal`` of ``.storybook/main``. The controls at the end
+show that the fixtures fail without each of these, and that a broken main is
+reported instead of stopping the studio.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from tests.support.browser import save_screenshot
+from tests.support.template_runner import TemplateServer, run_template
+from tests.template.pages import (
+    RENDER_TIMEOUT_MS,
+    PageWatch,
+    Serve,
+    canvas,
+    css_colour,
+    make_fixture_repo,
+)
+
+pytestmark = pytest.mark.slow
+
+VERSIONS = {"storybook8": "8.6.19", "storybook10": "10.6.9"}
+HOOKS_ERROR = "Storybook preview hooks can only be called inside decorators and story functions"
+# The dark theme of the fixtures' src/styles.css, applied through the class on <html>.
+DARK_PANEL = ("rgb(17, 24, 39)", "rgb(243, 244, 246)")
+LIGHT_PANEL = ("rgb(255, 255, 255)", "rgb(17, 24, 39)")
+
+
+@pytest.fixture(scope="module", params=sorted(VERSIONS))
+def storybook(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, deps_cache: Path
+) -> Iterator[TemplateServer]:
+    """One template server per Storybook fixture, shared by the tests that only look at it."""
+    kind: str = request.param
+    repo = make_fixture_repo(kind, tmp_path_factory.mktemp(kind))
+    with run_template(repo, deps_cache) as server:
+        yield server
+
+
+def kind_of(server: TemplateServer) -> str:
+    return server.repo.name
+
+
+def module_text(server: TemplateServer, url_path: str) -> httpx.Response:
+    """What Vite serves at ``url_path`` (repository files: /@fs, virtual modules: /@id)."""
+    return httpx.get(f"{server.url}{url_path.lstrip('/')}", timeout=60)
+
+
+def virtual_module(server: TemplateServer, name: str) -> str:
+    response = module_text(server, f"@id/__x00__virtual:studio/{name}")
+    response.raise_for_status()
+    return response.text
+
+
+def story_id(server: TemplateServer, component: str, export_name: str) -> str:
+    """The id the catalog gives a story (the canvas shows it as ``data-story``)."""
+    for entry in server.components()["components"]:
+        if entry["id"] == component:
+            for story in entry["stories"]:
+                if story["exportName"] == export_name:
+                    story_id: str = story["id"]
+                    return story_id
+    raise AssertionError(f"the catalog has no story {component}/{export_name}")
+
+
+def show(
+    page: Page, server: TemplateServer, component: str, story: str, *, query: str = ""
+) -> Locator:
+    """Open a story by deep link (``query`` before the hash); wait until Storybook composed it."""
+    page.goto(f"{server.url}{query}#/{component}/{story}")
+    shown = canvas(page)
+    expect(shown).to_have_attribute("data-story", story_id(server, component, story))
+    expect(shown).to_have_attribute("data-state", "ready", timeout=RENDER_TIMEOUT_MS)
+    expect(shown).to_have_attribute("data-runner", "storybook")
+    expect(shown.locator("[data-testid=studio-error]")).to_have_count(0)
+    return shown
+
+
+def watch(page: Page) -> PageWatch:
+    watcher = PageWatch()
+    watcher.attach(page)
+    return watcher
+
+
+def assert_no_errors(watcher: PageWatch, server: TemplateServer) -> None:
+    assert watcher.console_errors == []
+    assert watcher.page_errors == []
+    assert watcher.bad_responses == []
+    # Storybook's modules were pre-bundled at startup: no page found a new one (504 + reload)
+    assert "new dependencies optimized" not in server.log()
+
+
+def html_classes(page: Page) -> list[str]:
+    classes: list[str] = page.evaluate("[...document.documentElement.classList]")
+    return classes
+
+
+# -- what the page is told ---------------------------------------------------------------------
+
+
+def test_the_page_composes_with_the_repositorys_storybook(storybook: TemplateServer) -> None:
+    kind = kind_of(storybook)
+    config = virtual_module(storybook, "config")
+    assert json.dumps({"version": VERSIONS[kind]}, separators=(",", ":")) in config
+    # the addon listed in .storybook/main, by the preview annotations it exports
+    assert "addon-themes" in virtual_module(storybook, "storybook")
+
+
+# -- decorators, globals, layout --------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_a_hook_decorator_themes_the_page(storybook: TemplateServer, browser_page: Page) -> None:
+    page = browser_page
+    watcher = watch(page)
+    shown = show(page, storybook, "Panel", "Default")
+    panel = shown.get_by_test_id("panel")
+    expect(panel).to_have_text("Quarterly numbersRevenue is up 12%.")
+    # withThemeByClassName's useEffect put the default theme's class on <html>
+    assert "dark" in html_classes(page)
+    expect(panel).to_have_css("background-color", DARK_PANEL[0])
+    expect(panel).to_have_css("color", DARK_PANEL[1])
+    # the meta's parameters.layout
+    expect(shown).to_have_attribute("data-layout", "centered")
+    expect(shown).to_have_css("justify-content", "center")
+    save_screenshot(page, f"storybook-{kind_of(storybook)}-theme")
+
+    # the theme global from the URL, as Storybook's own URL sets it
+    shown = show(page, storybook, "Panel", "Default", query="?globals=theme:light")
+    assert "light" in html_classes(page)
+    assert "dark" not in html_classes(page)
+    expect(shown.get_by_test_id("panel")).to_have_css("background-color", LIGHT_PANEL[0])
+    assert_no_errors(watcher, storybook)
+
+
+@pytest.mark.browser
+def test_globals_reach_the_decorators(storybook: TemplateServer, browser_page: Page) -> None:
+    page = browser_page
+    watcher = watch(page)
+    # initialGlobals of the preview, read by its locale decorator
+    greeting = show(page, storybook, "Greeting", "Default").get_by_test_id("greeting")
+    expect(greeting).to_have_text("Bonjour, Ada")
+    greeting = show(page, storybook, "Greeting", "Default", query="?globals=locale:en")
+    expect(greeting.get_by_test_id("greeting")).to_have_text("Hello, Ada")
+    if kind_of(storybook) == "storybook10":
+        # a story's own globals (Storybook 9+)
+        english = show(page, storybook, "Greeting", "English")
+        expect(english.get_by_test_id("greeting")).to_have_text("Hello, Ada")
+    assert_no_errors(watcher, storybook)
+
+
+# -- args -------------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_use_args_updates_the_story_in_place(storybook: TemplateServer, browser_page: Page) -> None:
+    page = browser_page
+    watcher = watch(page)
+    toggle = show(page, storybook, "Toggle", "Controlled").get_by_role("switch")
+    expect(toggle).to_have_text("Notifications: off")
+    expect(toggle).to_have_attribute("aria-checked", "false")
+    toggle.click()
+    expect(toggle).to_have_text("Notifications: on")
+    expect(toggle).to_have_attribute("aria-checked", "true")
+    toggle.click()
+    expect(toggle).to_have_text("Notifications: off")
+    assert_no_errors(watcher, storybook)
+
+
+@pytest.mark.browser
+def test_mapped_args_loaders_and_custom_renders(
+    storybook: TemplateServer, browser_page: Page
+) -> None:
+    page = browser_page
+    watcher = watch(page)
+    # argTypes.icon.mapping turns the arg "check" into the element it stands for
+    badge = show(page, storybook, "Badge", "WithIcon").get_by_test_id("badge")
+    expect(badge.locator("[data-icon=check]")).to_have_text("✓")
+    expect(badge).to_have_text("✓Verified")
+
+    # a custom render drawing two badges; the meta's "none" maps to no icon
+    pair = show(page, storybook, "Badge", "Pair").get_by_test_id("badge-pair")
+    badges = pair.get_by_test_id("badge")
+    expect(badges).to_have_count(2)
+    expect(badges.nth(0)).to_have_css("background-color", css_colour(page, "rgb(229, 231, 235)"))
+    expect(badges.nth(1)).to_have_css("background-color", css_colour(page, "rgb(187, 247, 208)"))
+    expect(pair.locator("[data-icon]")).to_have_count(0)
+    expect(pair).to_have_text("VerifiedVerified")
+
+    # the loader's data, rendered by the story's render function
+    profile = show(page, storybook, "Profile", "Loaded").get_by_test_id("profile")
+    expect(profile).to_have_text("Grace Hopper — Rear Admiral")
+    assert_no_errors(watcher, storybook)
+
+
+# -- play functions ---------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_play_functions_run_only_when_asked(storybook: TemplateServer, browser_page: Page) -> None:
+    page = browser_page
+    watcher = watch(page)
+    shown = show(page, storybook, "Counter", "ClickedOnce")
+    expect(shown.get_by_role("button")).to_have_text("Clicks: 0")
+    expect(shown).to_have_attribute("data-play", "")
+
+    shown = show(page, storybook, "Counter", "ClickedOnce", query="?play")
+    expect(shown).to_have_attribute("data-play", "passed")
+    expect(shown.get_by_role("button")).to_have_text("Clicks: 1")
+    assert_no_errors(watcher, storybook)
+
+
+# -- .storybook/main --------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_vite_final_of_main_applies(storybook: TemplateServer, browser_page: Page) -> None:
+    page = browser_page
+    watcher = watch(page)
+    if kind_of(storybook) == "storybook10":
+        # main.ts: next/image aliased to a mock, and a plugin serving virtual:brand
+        module = module_text(storybook, f"@fs{storybook.repo}/src/components/Avatar.tsx")
+        assert ".storybook/mocks/next-image.tsx" in module.text
+        avatar = show(page, storybook, "Avatar", "Default").get_by_test_id("avatar")
+        expect(avatar.locator("img[data-mock=next-image]")).to_have_attribute("alt", "Ada Lovelace")
+        expect(avatar.locator("figcaption")).to_have_text("Ada Lovelace · Acme UI")
+    else:
+        # main.js (CommonJS): a `define`
+        brand = show(page, storybook, "Brand", "Default").get_by_test_id("brand")
+        expect(brand).to_have_text("Acme UI 8")
+    assert_no_errors(watcher, storybook)
+
+
+# -- controls ---------------------------------------------------------------------------------
+
+
+def _without_storybook_in_manifest(repo: Path) -> None:
+    manifest = json.loads((repo / "package.json").read_text())
+    manifest["devDependencies"] = {
+        name: version
+        for name, version in manifest["devDependencies"].items()
+        if "storybook" not in name
+    }
+    (repo / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+@pytest.mark.browser
+def test_control_the_csf_runner_gives_storybook_hooks_no_context(
+    serve: Serve, browser_page: Page
+) -> None:
+    # The same repository (its Storybook still installed, the lockfile is the
+    # same) with Storybook no longer listed: the studio's own CSF runner renders
+    # it, and the theme decorator fails the way every story of such a
+    # repository failed before.
+    server = serve("storybook10", prepare=_without_storybook_in_manifest)
+    assert '"storybook":null' in virtual_module(server, "config")
+    page = browser_page
+    page.goto(f"{server.url}#/Panel/Default")
+    shown = canvas(page)
+    expect(shown).to_have_attribute("data-runner", "csf")
+    expect(shown.get_by_test_id("studio-error")).to_contain_text(
+        HOOKS_ERROR, timeout=RENDER_TIMEOUT_MS
+    )
+
+
+def test_control_without_main_next_image_does_not_resolve(serve: Serve) -> None:
+    # Avatar imports next/image, which is not installed: only main's viteFinal
+    # makes it resolve (to the mock).
+    server = serve("storybook10", remove=(".storybook/main.ts",))
+    response = module_text(server, f"@fs{server.repo}/src/components/Avatar.tsx")
+    assert response.status_code == 500
+    # Vite's error page, its message JSON-escaped
+    assert (
+        'Failed to resolve import \\"next/image\\" from \\"src/components/Avatar.tsx\\"'
+        in response.text
+    )
+    # no main, no addons: the page still composes with Storybook, without their annotations
+    assert "addon-themes" not in virtual_module(server, "storybook")
+
+
+def test_a_main_that_throws_is_reported_and_stories_still_compose(serve: Serve) -> None:
+    def break_main(repo: Path) -> None:
+        (repo / ".storybook" / "main.ts").write_text(
+            'throw new Error("main is broken on purpose");\n'
+        )
+
+    server = serve("storybook10", prepare=break_main)
+    log = server.log()
+    assert f"component studio: could not load {server.repo}/.storybook/main.ts" in log
+    assert "main is broken on purpose" in log
+    assert json.dumps({"version": "10.6.9"}, separators=(",", ":")) in virtual_module(
+        server, "config"
+    )
+    assert "export const annotations = [];" in virtual_module(server, "storybook")
