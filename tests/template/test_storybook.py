@@ -4,11 +4,13 @@ The ``storybook8`` and ``storybook10`` fixtures (tests/fixtures/repos/) install
 real Storybook packages; the template serves each as a sandbox would, and real
 Chromium looks at what is drawn. Their stories need what only Storybook's own
 composition gives: a decorator using Storybook's hooks (``withThemeByClassName``
-of @storybook/addon-themes), ``useArgs``, loaders, argTypes ``mapping``,
-globals, ``parameters.layout``, custom renders, a play function (run only on
-request), and the ``viteFinal`` of ``.storybook/main``. The controls at the end
-show that the fixtures fail without each of these, and that a broken main is
-reported instead of stopping the studio.
+of @storybook/addon-themes), ``useArgs`` and Storybook's ``useState``, loaders
+and ``beforeEach``, argTypes ``mapping`` and conditional args, globals,
+``parameters.layout``, custom renders, a play function (run only on request),
+and the ``viteFinal`` of ``.storybook/main``; an edited component hot-reloads
+inside its composed story. The controls at the end show the fixtures failing
+without Storybook's composition and without main, and a broken main reported
+instead of stopping the studio.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from studio.paths import atomic_write
 from tests.support.browser import save_screenshot
 from tests.support.template_runner import TemplateServer, run_template
 from tests.template.pages import (
@@ -171,14 +174,37 @@ def test_globals_reach_the_decorators(storybook: TemplateServer, browser_page: P
 def test_use_args_updates_the_story_in_place(storybook: TemplateServer, browser_page: Page) -> None:
     page = browser_page
     watcher = watch(page)
-    toggle = show(page, storybook, "Toggle", "Controlled").get_by_role("switch")
+    shown = show(page, storybook, "Toggle", "Controlled")
+    toggle = shown.get_by_role("switch")
+    hint = shown.get_by_test_id("hint")
     expect(toggle).to_have_text("Notifications: off")
     expect(toggle).to_have_attribute("aria-checked", "false")
+    # argTypes.hint.if = {arg: "checked"}: left out while the switch is off
+    expect(hint).to_have_count(0)
     toggle.click()
     expect(toggle).to_have_text("Notifications: on")
     expect(toggle).to_have_attribute("aria-checked", "true")
+    expect(hint).to_have_text("We will email you.")
     toggle.click()
     expect(toggle).to_have_text("Notifications: off")
+    expect(hint).to_have_count(0)
+    assert_no_errors(watcher, storybook)
+
+
+@pytest.mark.browser
+def test_storybook_state_and_before_each(storybook: TemplateServer, browser_page: Page) -> None:
+    page = browser_page
+    watcher = watch(page)
+    # useState of Storybook's preview API, set from a click: the story keeps its state
+    button = show(page, storybook, "Counter", "StorybookState").get_by_role("button")
+    expect(button).to_have_text("Clicks: 0")
+    button.click()
+    expect(button).to_have_text("Clicks: 1")
+    button.click()
+    expect(button).to_have_text("Clicks: 2")
+    # the meta's beforeEach froze today's date before the story rendered
+    due = show(page, storybook, "DueDate", "Default").get_by_test_id("due-date")
+    expect(due).to_have_text("Due: 2024-03-09")
     assert_no_errors(watcher, storybook)
 
 
@@ -244,6 +270,27 @@ def test_vite_final_of_main_applies(storybook: TemplateServer, browser_page: Pag
         brand = show(page, storybook, "Brand", "Default").get_by_test_id("brand")
         expect(brand).to_have_text("Acme UI 8")
     assert_no_errors(watcher, storybook)
+
+
+# -- hot reload -------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_an_edited_component_hot_reloads_in_its_composed_story(
+    serve: Serve, browser_page: Page
+) -> None:
+    server = serve("storybook10")
+    page = browser_page
+    watcher = watch(page)
+    shown = show(page, server, "Panel", "Default")
+    page.evaluate("window.__notReloaded = true")
+    source = server.repo / "src" / "components" / "Panel.tsx"
+    atomic_write(source, source.read_text().replace("<h2>{title}</h2>", "<h2>{title}!</h2>"))
+    expect(shown.get_by_role("heading")).to_have_text("Quarterly numbers!")
+    # React Fast Refresh, not a full reload; the theme decorator's class stays
+    assert page.evaluate("window.__notReloaded") is True
+    assert "dark" in html_classes(page)
+    assert_no_errors(watcher, server)
 
 
 # -- controls ---------------------------------------------------------------------------------
