@@ -22,7 +22,14 @@ import { loadStudioConfig } from './plugin/studio-config.mjs';
 
 const studioDir = path.dirname(fileURLToPath(import.meta.url));
 const config = loadStudioConfig(studioDir);
-const catalog = createCatalog(config);
+
+// The repository's Storybook, when it has one: its presets are loaded with its
+// own Storybook, for its stories to be composed the way Storybook composes them
+// (and found where its main says they are).
+const foundStorybook = findStorybook(config);
+const storybook = foundStorybook ? await import('./plugin/storybook/index.mjs').then((m) => m.prepareStorybook(foundStorybook)) : null;
+
+const catalog = createCatalog(config, storybook?.project.stories);
 const isInside = (dir, file) => file === dir || file.startsWith(dir + path.sep);
 const studioInsideRepo = isInside(config.repoRoot, studioDir);
 // The backend links node_modules to its install cache: files Vite serves from
@@ -35,12 +42,6 @@ const allowed = [config.repoRoot, ...(studioInsideRepo ? [] : [studioDir]), stud
 // on first render (which answers 504 and reloads the page). Vite globs them:
 // escaped, so that a worktree path with glob characters stays literal.
 const entries = [path.join(studioDir, 'index.html'), ...catalog.sourceFiles()].map(escapePath);
-
-// The repository's Storybook, when it has one: its presets are loaded with
-// its own Storybook (a fraction of a second), for its stories to be composed
-// the way Storybook composes them.
-const foundStorybook = findStorybook(config);
-const storybook = foundStorybook ? await import('./plugin/storybook/index.mjs').then((m) => m.prepareStorybook(foundStorybook)) : null;
 
 const studioConfig = defineConfig({
   root: studioDir,

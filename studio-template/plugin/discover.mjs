@@ -66,9 +66,10 @@ export function chooseName(file, exports, defaultName) {
 /**
  * A catalog of one repository. `build()` returns the components.json document;
  * `sourceFiles()` the absolute paths of everything the app may import (for
- * Vite's dependency scan).
+ * Vite's dependency scan). `storyGlobs` are more places stories live (the
+ * `stories` of the repository's .storybook/main).
  */
-export function createCatalog(config) {
+export function createCatalog(config, storyGlobs = []) {
   const { repoRoot, componentGlob, wrapper, storybookDir } = config;
   const parsed = new Map(); // absolute path -> { key, value }
 
@@ -94,7 +95,7 @@ export function createCatalog(config) {
       .sort();
 
   const componentFiles = () => glob([componentGlob], NOT_COMPONENTS);
-  const storyFiles = () => glob(storyPatterns(componentGlob), []);
+  const storyFiles = () => glob([...storyPatterns(componentGlob), ...storyGlobs], ['**/*.mdx']);
   const previewFile = () => PREVIEW_NAMES.map((name) => `${storybookDir}/${name}`).find((rel) => existsSync(path.join(repoRoot, rel))) ?? null;
 
   function sourceFiles() {
@@ -192,5 +193,10 @@ export function createCatalog(config) {
     return /\.(tsx|jsx|ts|js|mjs)$/.test(rel) && !/(^|\/)(node_modules|\.git|\.studio)\//.test(rel);
   }
 
-  return { build, sourceFiles, isRelevant };
+  /** Repo-relative directories new components and stories may appear in (for the file watcher). */
+  function watchedDirs() {
+    return [...new Set([globBase(componentGlob), 'src', 'stories', storybookDir, ...storyGlobs.map(globBase)])];
+  }
+
+  return { build, sourceFiles, isRelevant, watchedDirs };
 }

@@ -3,7 +3,6 @@
 // components or stories changed (a file added, removed or its exports edited).
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { globBase } from './discover.mjs';
 import { earlyLoadScript } from './early-load.mjs';
 import { recheckChanges } from './recheck-changes.mjs';
 
@@ -89,10 +88,11 @@ export function studioPlugin(config, catalog, storybook = null) {
       };
       // Vite watches its root (.studio/) and the files pages loaded; new
       // components and stories appear elsewhere in the repository.
-      const watched = [globBase(config.componentGlob), 'src', 'stories', config.storybookDir]
+      const watched = catalog
+        .watchedDirs()
         .map((rel) => path.join(config.repoRoot, rel))
         .filter((dir) => existsSync(dir));
-      server.watcher.add([...new Set(watched)]);
+      server.watcher.add(watched);
       server.watcher.on('add', onFile);
       server.watcher.on('unlink', onFile);
       server.watcher.on('change', onFile);

@@ -30,6 +30,7 @@ from tests.template.pages import (
     RENDER_TIMEOUT_MS,
     PageWatch,
     Serve,
+    by_id,
     canvas,
     css_colour,
     make_fixture_repo,
@@ -122,6 +123,28 @@ def test_the_page_composes_with_the_repositorys_storybook(storybook: TemplateSer
     assert json.dumps({"version": VERSIONS[kind]}, separators=(",", ":")) in config
     # the addon listed in .storybook/main, by the preview annotations it exports
     assert "addon-themes" in virtual_module(storybook, "storybook")
+
+
+def test_the_catalog_finds_stories_where_main_says_they_are(storybook: TemplateServer) -> None:
+    components = by_id(storybook.components())
+    shared = {
+        "Badge",
+        "Counter",
+        "DueDate",
+        "Greeting",
+        "LocaleProvider",
+        "Panel",
+        "Profile",
+        "Toggle",
+    }
+    if kind_of(storybook) == "storybook10":
+        # app/ is outside the places the studio looks by itself: main.ts lists it
+        assert set(components) == shared | {"Avatar", "Notice"}
+        notice = components["Notice"]
+        assert notice["storiesModule"] == "app/components/Notice.stories.tsx"
+        assert [s["exportName"] for s in notice["stories"]] == ["Default"]
+    else:
+        assert set(components) == shared | {"Brand"}
 
 
 # -- decorators, globals, layout --------------------------------------------------------------
@@ -265,6 +288,9 @@ def test_vite_final_of_main_applies(storybook: TemplateServer, browser_page: Pag
         avatar = show(page, storybook, "Avatar", "Default").get_by_test_id("avatar")
         expect(avatar.locator("img[data-mock=next-image]")).to_have_attribute("alt", "Ada Lovelace")
         expect(avatar.locator("figcaption")).to_have_text("Ada Lovelace · Acme UI")
+        # a story main.ts's stories globs found outside src/
+        notice = show(page, storybook, "Notice", "Default").get_by_role("note")
+        expect(notice).to_have_text("Maintenance tonight at 22:00.")
     else:
         # main.js (CommonJS): a `define`
         brand = show(page, storybook, "Brand", "Default").get_by_test_id("brand")

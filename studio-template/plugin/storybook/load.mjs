@@ -23,6 +23,7 @@ const PORTABLE_FRAMEWORKS = /^@storybook\/(nextjs|nextjs-vite|experimental-nextj
  * @property {string} portable module of the portable-stories API (setProjectAnnotations, composeStory)
  * @property {string} previewApi module of Storybook's preview API (addons channel, hooks)
  * @property {string[]} annotations modules of the addons' preview annotations, in Storybook's order
+ * @property {string[]} stories repo-relative globs of main's `stories` (the catalog looks there too)
  * @property {string} previewHead HTML for <head> (main's previewHead), or ''
  * @property {string} previewBody HTML for the start of <body> (main's previewBody), or ''
  * @property {(config: object) => Promise<object>} viteFinal the presets' viteFinal (main's, the addons', the framework's)
@@ -99,6 +100,26 @@ function annotationFile(entry, resolveFromConfig) {
 }
 
 /**
+ * Repo-relative globs of main's `stories` entries, normalised by Storybook
+ * (`'../src/**\/*.stories.tsx'`, `{ directory, files }`). Entries outside the
+ * repository are left out (the catalog reads the worktree only); MDX files are
+ * left out by the catalog, which reads CSF.
+ */
+export function storyGlobs(entries, normalizeStories, { configDir, repoRoot }) {
+  if (!Array.isArray(entries) || entries.length === 0 || typeof normalizeStories !== 'function') return [];
+  let normalized;
+  try {
+    normalized = normalizeStories(entries, { configDir, workingDir: repoRoot });
+  } catch (error) {
+    console.warn(`component studio: main's stories entries could not be read: ${error instanceof Error ? error.message : error}`);
+    return [];
+  }
+  return normalized
+    .map(({ directory, files }) => path.posix.normalize(path.posix.join(toPosix(directory), files)))
+    .filter((glob) => !glob.startsWith('../') && !path.posix.isAbsolute(glob));
+}
+
+/**
  * Loads the Storybook found by detect.mjs.
  *
  * @param {import('./detect.mjs').FoundStorybook} found
@@ -108,12 +129,12 @@ export async function loadStorybook(found) {
   const { configDir, mainFile, resolve, version } = found;
   const previewApi = PREVIEW_APIS.find((specifier) => resolve(specifier));
   if (!previewApi) throw new Error(`component studio: Storybook ${version} is installed but none of ${PREVIEW_APIS.join(', ')} resolves`);
-  const project = { version, portable: RENDERER, previewApi, annotations: [], previewHead: '', previewBody: '', viteFinal: async (config) => config };
+  const project = { version, portable: RENDERER, previewApi, annotations: [], stories: [], previewHead: '', previewBody: '', viteFinal: async (config) => config };
   if (!mainFile) return project;
 
   const loaderFile = PRESET_LOADERS.map(resolve).find(Boolean);
   if (!loaderFile) throw new Error(`component studio: Storybook ${version} is installed but none of ${PRESET_LOADERS.join(', ')} resolves`);
-  const { loadAllPresets, loadMainConfig } = await importResolved(loaderFile);
+  const { loadAllPresets, loadMainConfig, normalizeStories } = await importResolved(loaderFile);
   const packageJson = readJson(path.join(found.repoRoot, 'package.json')) ?? {};
   // The options every preset function receives, as under `storybook dev`.
   const options = { configDir, configType: 'DEVELOPMENT', packageJson };
@@ -139,6 +160,7 @@ export async function loadStorybook(found) {
     if (!file || bundled.some((dir) => file.startsWith(dir))) continue;
     project.annotations.push(bareSpecifier(file) ?? file);
   }
+  project.stories = storyGlobs(await presets.apply('stories', [], options), normalizeStories, found);
   // Storybook's own preset starts them from preview-head.html / preview-body.html
   project.previewHead = (await presets.apply('previewHead', readText(path.join(configDir, 'preview-head.html')), options)) ?? '';
   project.previewBody = (await presets.apply('previewBody', readText(path.join(configDir, 'preview-body.html')), options)) ?? '';
