@@ -278,7 +278,9 @@ def test_play_functions_run_only_when_asked(storybook: TemplateServer, browser_p
 
 
 @pytest.mark.browser
-def test_vite_final_of_main_applies(storybook: TemplateServer, browser_page: Page) -> None:
+def test_main_applies_vite_final_stories_and_static_dirs(
+    storybook: TemplateServer, browser_page: Page
+) -> None:
     page = browser_page
     watcher = watch(page)
     if kind_of(storybook) == "storybook10":
@@ -288,6 +290,14 @@ def test_vite_final_of_main_applies(storybook: TemplateServer, browser_page: Pag
         avatar = show(page, storybook, "Avatar", "Default").get_by_test_id("avatar")
         expect(avatar.locator("img[data-mock=next-image]")).to_have_attribute("alt", "Ada Lovelace")
         expect(avatar.locator("figcaption")).to_have_text("Ada Lovelace · Acme UI")
+        # the image comes from public/, main's staticDirs, and only what is inside it is
+        page.wait_for_function(
+            "document.querySelector('img[data-mock=next-image]')?.naturalWidth === 48"
+        )
+        image = module_text(storybook, "avatars/ada.svg")
+        assert image.headers["content-type"] == "image/svg+xml"
+        escaped = module_text(storybook, "avatars/..%2F..%2F.storybook%2Fmain.ts")
+        assert "staticDirs" not in escaped.text
         # a story main.ts's stories globs found outside src/
         notice = show(page, storybook, "Notice", "Default").get_by_role("note")
         expect(notice).to_have_text("Maintenance tonight at 22:00.")

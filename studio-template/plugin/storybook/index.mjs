@@ -1,7 +1,8 @@
 // The repository's Storybook for the studio's Vite config (vite.config.mjs):
 // loaded once at startup, then used by the studio plugin (the browser module)
-// and applied to the config (viteFinal, previewHead/previewBody).
+// and applied to the config (viteFinal, previewHead/previewBody, staticDirs).
 import { loadStorybook } from './load.mjs';
+import { staticDirsPlugin } from './static-dirs.mjs';
 import { applyViteFinal, previewHtmlPlugin, storybookDeps, storybookModuleCode } from './vite.mjs';
 
 /**
@@ -23,7 +24,11 @@ export async function prepareStorybook(found) {
     deps: storybookDeps(project),
     applyTo: async (studioConfig) => {
       const config = await applyViteFinal(project, studioConfig);
-      return project.previewHead || project.previewBody ? { ...config, plugins: [...config.plugins, previewHtmlPlugin(project)] } : config;
+      const plugins = [
+        ...(project.previewHead || project.previewBody ? [previewHtmlPlugin(project)] : []),
+        ...(project.staticDirs.length > 0 ? [staticDirsPlugin(project.staticDirs, studioConfig.root)] : []),
+      ];
+      return { ...config, plugins: [...config.plugins, ...plugins] };
     },
   };
 }

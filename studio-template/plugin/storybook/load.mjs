@@ -2,12 +2,14 @@
 // way its Vitest plugin does: `.storybook/main` and the presets of its addons
 // and framework, through `loadAllPresets`. From them the studio takes the
 // preview annotations of the addons (`<addon>/preview`, or what an addon's
-// preset adds), `viteFinal`, and previewHead/previewBody. Only imported for a
-// repository that has Storybook (see detect.mjs).
+// preset adds), `viteFinal`, previewHead/previewBody, `stories` and
+// `staticDirs`. Only imported for a repository that has Storybook (see
+// detect.mjs).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { RENDERER } from './detect.mjs';
+import { staticDirMappings } from './static-dirs.mjs';
 
 // Where each part lives, newest Storybook first: 9+ publishes `storybook/preview-api`,
 // 8.2+ has everything under `storybook/internal/*`, 7 had separate packages.
@@ -24,6 +26,7 @@ const PORTABLE_FRAMEWORKS = /^@storybook\/(nextjs|nextjs-vite|experimental-nextj
  * @property {string} previewApi module of Storybook's preview API (addons channel, hooks)
  * @property {string[]} annotations modules of the addons' preview annotations, in Storybook's order
  * @property {string[]} stories repo-relative globs of main's `stories` (the catalog looks there too)
+ * @property {{ from: string, to: string }[]} staticDirs main's `staticDirs` inside the repository (static-dirs.mjs)
  * @property {string} previewHead HTML for <head> (main's previewHead), or ''
  * @property {string} previewBody HTML for the start of <body> (main's previewBody), or ''
  * @property {(config: object) => Promise<object>} viteFinal the presets' viteFinal (main's, the addons', the framework's)
@@ -129,7 +132,7 @@ export async function loadStorybook(found) {
   const { configDir, mainFile, resolve, version } = found;
   const previewApi = PREVIEW_APIS.find((specifier) => resolve(specifier));
   if (!previewApi) throw new Error(`component studio: Storybook ${version} is installed but none of ${PREVIEW_APIS.join(', ')} resolves`);
-  const project = { version, portable: RENDERER, previewApi, annotations: [], stories: [], previewHead: '', previewBody: '', viteFinal: async (config) => config };
+  const project = { version, portable: RENDERER, previewApi, annotations: [], stories: [], staticDirs: [], previewHead: '', previewBody: '', viteFinal: async (config) => config };
   if (!mainFile) return project;
 
   const loaderFile = PRESET_LOADERS.map(resolve).find(Boolean);
@@ -161,6 +164,7 @@ export async function loadStorybook(found) {
     project.annotations.push(bareSpecifier(file) ?? file);
   }
   project.stories = storyGlobs(await presets.apply('stories', [], options), normalizeStories, found);
+  project.staticDirs = staticDirMappings(await presets.apply('staticDirs', [], options), found);
   // Storybook's own preset starts them from preview-head.html / preview-body.html
   project.previewHead = (await presets.apply('previewHead', readText(path.join(configDir, 'preview-head.html')), options)) ?? '';
   project.previewBody = (await presets.apply('previewBody', readText(path.join(configDir, 'preview-body.html')), options)) ?? '';
