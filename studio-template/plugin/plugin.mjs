@@ -13,7 +13,7 @@ export const CATALOG_EVENT = 'studio:catalog-changed';
 const RESOLVED_CONFIG_MODULE = `\0${CONFIG_MODULE}`;
 const RESOLVED_STORYBOOK_MODULE = `\0${STORYBOOK_MODULE}`;
 // Without Storybook the app never imports the module, but Vite resolves the import all the same.
-const NO_STORYBOOK = 'export const version = null;\nexport const annotations = [];\nexport const portable = {};\nexport const previewApi = {};\n';
+const NO_STORYBOOK = 'export const version = null;\nexport const loadTest = null;\nexport const annotations = [];\nexport const portable = {};\nexport const previewApi = {};\n';
 
 // Editors and agents write a file several times in a burst (temp + rename,
 // formatters): one rebuild after the burst is enough.

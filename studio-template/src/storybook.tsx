@@ -59,6 +59,7 @@ type ComposeStory = (story: unknown, meta: ModuleRecord, project: ModuleRecord, 
 /** What `virtual:studio/storybook` hands the app (see plugin/storybook/vite.mjs). */
 export interface StorybookRuntime {
   version: string | null;
+  loadTest: (() => Promise<ModuleRecord>) | null;
   annotations: ModuleRecord[];
   portable: ModuleRecord;
   previewApi: ModuleRecord;
@@ -81,6 +82,8 @@ export interface StorybookProject {
   channel: Channel;
   compose(input: ComposeInput): Promise<StoryContext>;
   combineArgs(args: Args, update: Args): Args;
+  /** What Storybook adds to a play function's context for `canvasElement`: `canvas` queries and `userEvent`. */
+  playHelpers(canvasElement: HTMLElement): Promise<ModuleRecord>;
 }
 
 const isObject = (value: unknown): value is ModuleRecord => typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -137,7 +140,17 @@ export async function createStorybookProject(runtime: StorybookRuntime, preview:
     return seen.context;
   }
 
-  return { version, channel, compose, combineArgs };
+  async function playHelpers(canvasElement: HTMLElement): Promise<ModuleRecord> {
+    const test = runtime.loadTest ? await runtime.loadTest() : {};
+    const within = test.within as ((element: HTMLElement) => unknown) | undefined;
+    const userEvent = test.userEvent as { setup?: () => unknown } | undefined;
+    return {
+      ...(typeof within === 'function' ? { canvas: within(canvasElement) } : {}),
+      ...(typeof userEvent?.setup === 'function' ? { userEvent: userEvent.setup() } : {}),
+    };
+  }
+
+  return { version, channel, compose, combineArgs, playHelpers };
 }
 
 // -- rendering -------------------------------------------------------------------------------
@@ -242,10 +255,13 @@ export function ComposedStory({
     let active = true;
     onPlay('running');
     const target = canvas.current ?? document.body;
-    // The story is on screen already: a play function that asks to mount it gets the canvas.
-    const playContext: StoryContext = { ...latest.current, canvasElement: target, mount: async () => latest.current.canvas ?? target };
-    Promise.resolve()
-      .then(() => playFunction(playContext))
+    project
+      .playHelpers(target)
+      .then((helpers) => {
+        // The story is on screen already: a play function that asks to mount it gets the canvas.
+        const playContext: StoryContext = { ...latest.current, canvasElement: target, ...helpers, mount: async () => helpers.canvas ?? target };
+        return playFunction(playContext);
+      })
       .then(
         () => active && onPlay('passed'),
         (error: unknown) => active && onPlay('failed', error),
@@ -253,7 +269,7 @@ export function ComposedStory({
     return () => {
       active = false;
     };
-  }, [context, play, canvas, onPlay]);
+  }, [project, context, play, canvas, onPlay]);
 
   return createElement(context.unboundStoryFn as ComponentType<StoryContext>, current);
 }

@@ -83,15 +83,25 @@ def story_id(server: TemplateServer, component: str, export_name: str) -> str:
 
 
 def show(
-    page: Page, server: TemplateServer, component: str, story: str, *, query: str = ""
+    page: Page,
+    server: TemplateServer,
+    component: str,
+    story: str,
+    *,
+    query: str = "",
+    fails: bool = False,
 ) -> Locator:
-    """Open a story by deep link (``query`` before the hash); wait until Storybook composed it."""
+    """Open a story by deep link (``query`` before the hash); wait until Storybook composed it.
+
+    The canvas must show no error unless the story ``fails`` (its play function).
+    """
     page.goto(f"{server.url}{query}#/{component}/{story}")
     shown = canvas(page)
     expect(shown).to_have_attribute("data-story", story_id(server, component, story))
     expect(shown).to_have_attribute("data-state", "ready", timeout=RENDER_TIMEOUT_MS)
     expect(shown).to_have_attribute("data-runner", "storybook")
-    expect(shown.locator("[data-testid=studio-error]")).to_have_count(0)
+    if not fails:
+        expect(shown.locator("[data-testid=studio-error]")).to_have_count(0)
     return shown
 
 
@@ -271,7 +281,35 @@ def test_play_functions_run_only_when_asked(storybook: TemplateServer, browser_p
     shown = show(page, storybook, "Counter", "ClickedOnce", query="?play")
     expect(shown).to_have_attribute("data-play", "passed")
     expect(shown.get_by_role("button")).to_have_text("Clicks: 1")
+    if kind_of(storybook) == "storybook10":
+        # Storybook 9+'s play context: canvas queries and userEvent
+        shown = show(page, storybook, "Counter", "ClickedTwice", query="?play")
+        expect(shown).to_have_attribute("data-play", "passed")
+        expect(shown.get_by_role("button")).to_have_text("Clicks: 2")
     assert_no_errors(watcher, storybook)
+
+
+@pytest.mark.browser
+def test_a_failing_play_function_is_shown_under_its_story(serve: Serve, browser_page: Page) -> None:
+    def add_failing_play(repo: Path) -> None:
+        stories = repo / "src" / "components" / "Counter.stories.tsx"
+        stories.write_text(
+            stories.read_text()
+            + "\nexport const Broken: Story = {\n"
+            + "  play: async () => {\n"
+            + '    throw new Error("the counter never reached 3");\n'
+            + "  },\n};\n"
+        )
+
+    server = serve("storybook10", prepare=add_failing_play)
+    page = browser_page
+    shown = show(page, server, "Counter", "Broken", query="?play", fails=True)
+    expect(shown).to_have_attribute("data-play", "failed")
+    error = shown.get_by_test_id("studio-error")
+    expect(error).to_contain_text("Play function failed")
+    expect(error).to_contain_text("the counter never reached 3")
+    # the story itself stays on the canvas
+    expect(shown.get_by_role("button")).to_have_text("Clicks: 0")
 
 
 # -- .storybook/main --------------------------------------------------------------------------

@@ -15,6 +15,8 @@ import { staticDirMappings } from './static-dirs.mjs';
 // 8.2+ has everything under `storybook/internal/*`, 7 had separate packages.
 const PRESET_LOADERS = ['storybook/internal/common', '@storybook/core-common'];
 const PREVIEW_APIS = ['storybook/preview-api', 'storybook/internal/preview-api', '@storybook/preview-api'];
+// Testing Library for play functions (`canvas`, `userEvent`): part of Storybook 9+, a package of its own in 8.
+const TEST_MODULES = ['storybook/test', '@storybook/test'];
 // Frameworks whose own package exports portable stories with the framework's
 // annotations (mocks of next/router, next/image...): composed through them.
 const PORTABLE_FRAMEWORKS = /^@storybook\/(nextjs|nextjs-vite|experimental-nextjs-vite)$/;
@@ -24,6 +26,7 @@ const PORTABLE_FRAMEWORKS = /^@storybook\/(nextjs|nextjs-vite|experimental-nextj
  * @property {string} version installed version of the React renderer
  * @property {string} portable module of the portable-stories API (setProjectAnnotations, composeStory)
  * @property {string} previewApi module of Storybook's preview API (addons channel, hooks)
+ * @property {string | null} test module of Storybook's Testing Library (`within`, `userEvent`) for play functions, or null
  * @property {string[]} annotations modules of the addons' preview annotations, in Storybook's order
  * @property {string[]} stories repo-relative globs of main's `stories` (the catalog looks there too)
  * @property {{ from: string, to: string }[]} staticDirs main's `staticDirs` inside the repository (static-dirs.mjs)
@@ -132,7 +135,8 @@ export async function loadStorybook(found) {
   const { configDir, mainFile, resolve, version } = found;
   const previewApi = PREVIEW_APIS.find((specifier) => resolve(specifier));
   if (!previewApi) throw new Error(`component studio: Storybook ${version} is installed but none of ${PREVIEW_APIS.join(', ')} resolves`);
-  const project = { version, portable: RENDERER, previewApi, annotations: [], stories: [], staticDirs: [], previewHead: '', previewBody: '', viteFinal: async (config) => config };
+  const test = TEST_MODULES.find((specifier) => resolve(specifier)) ?? null;
+  const project = { version, portable: RENDERER, previewApi, test, annotations: [], stories: [], staticDirs: [], previewHead: '', previewBody: '', viteFinal: async (config) => config };
   if (!mainFile) return project;
 
   const loaderFile = PRESET_LOADERS.map(resolve).find(Boolean);

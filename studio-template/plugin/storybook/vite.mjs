@@ -24,6 +24,8 @@ export function storybookModuleCode(project) {
     `import * as previewApi from ${JSON.stringify(project.previewApi)};`,
     ...project.annotations.map((specifier, index) => `import * as annotations${index} from ${JSON.stringify(specifier)};`),
     `export const version = ${JSON.stringify(project.version)};`,
+    // only a page asked to play a story loads Testing Library
+    `export const loadTest = ${project.test ? `() => import(${JSON.stringify(project.test)})` : 'null'};`,
     `export const annotations = [${project.annotations.map((_, index) => `annotations${index}`).join(', ')}];`,
     'export { portable, previewApi };',
   ];
@@ -32,7 +34,8 @@ export function storybookModuleCode(project) {
 
 /** What Vite must pre-bundle at startup so that the first page never finds a new dependency. */
 export function storybookDeps(project) {
-  return [...new Set([project.portable, RENDERER, project.previewApi, ...project.annotations.filter((s) => !s.startsWith('/'))])];
+  const deps = [project.portable, RENDERER, project.previewApi, ...(project.test ? [project.test] : []), ...project.annotations];
+  return [...new Set(deps.filter((specifier) => !specifier.startsWith('/')))];
 }
 
 /** The plugin that puts main's previewHead / previewBody into the studio page, as Storybook's iframe has them. */
