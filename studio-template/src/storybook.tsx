@@ -110,11 +110,11 @@ export async function createStorybookProject(runtime: StorybookRuntime, preview:
   const addons = previewApi.addons as { hasChannel?: () => boolean; setChannel?: (channel: unknown) => void; getChannel?: () => Channel } | undefined;
   const runsLoaders = (): boolean => typeof (composeStory as ComposeStory)({}, { title: 'probe' }, {}, 'probe').load === 'function';
   if (typeof setProjectAnnotations !== 'function' || typeof composeStory !== 'function' || typeof addons?.getChannel !== 'function' || !runsLoaders()) {
-    // Storybook 7 composes stories, but without load(): no loaders, no context to keep
+    // Storybook 7's composed stories have no load(): no loaders, no context to keep
     console.warn(`component studio: Storybook ${version} has no portable stories that run loaders: its stories render with the studio's CSF runner`);
     return null;
   }
-  // Storybook 9+ hands out a fresh mock channel per call until one is set: the
+  // Storybook 10 hands out a fresh mock channel per call until one is set: the
   // hooks' events and the studio's listeners must meet on one.
   if (addons.hasChannel?.() === false && typeof previewApi.mockChannel === 'function') {
     addons.setChannel?.((previewApi.mockChannel as () => unknown)());

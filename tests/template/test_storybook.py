@@ -290,26 +290,36 @@ def test_play_functions_run_only_when_asked(storybook: TemplateServer, browser_p
 
 
 @pytest.mark.browser
-def test_a_failing_play_function_is_shown_under_its_story(serve: Serve, browser_page: Page) -> None:
-    def add_failing_play(repo: Path) -> None:
+def test_failing_play_functions_and_loaders_are_shown(serve: Serve, browser_page: Page) -> None:
+    def add_failing_stories(repo: Path) -> None:
         stories = repo / "src" / "components" / "Counter.stories.tsx"
         stories.write_text(
             stories.read_text()
-            + "\nexport const Broken: Story = {\n"
+            + "\nexport const BrokenPlay: Story = {\n"
             + "  play: async () => {\n"
             + '    throw new Error("the counter never reached 3");\n'
             + "  },\n};\n"
+            + "\nexport const BrokenLoader: Story = {\n"
+            + "  loaders: [async () => {\n"
+            + '    throw new Error("the clicks service is down");\n'
+            + "  }],\n};\n"
         )
 
-    server = serve("storybook10", prepare=add_failing_play)
+    server = serve("storybook10", prepare=add_failing_stories)
     page = browser_page
-    shown = show(page, server, "Counter", "Broken", query="?play", fails=True)
+    shown = show(page, server, "Counter", "BrokenPlay", query="?play", fails=True)
     expect(shown).to_have_attribute("data-play", "failed")
     error = shown.get_by_test_id("studio-error")
     expect(error).to_contain_text("Play function failed")
     expect(error).to_contain_text("the counter never reached 3")
     # the story itself stays on the canvas
     expect(shown.get_by_role("button")).to_have_text("Clicks: 0")
+
+    page.goto(f"{server.url}#/Counter/BrokenLoader")
+    expect(shown).to_have_attribute("data-state", "error", timeout=RENDER_TIMEOUT_MS)
+    error = shown.get_by_test_id("studio-error")
+    expect(error).to_contain_text("Storybook could not prepare the story")
+    expect(error).to_contain_text("the clicks service is down")
 
 
 # -- .storybook/main --------------------------------------------------------------------------
