@@ -58,6 +58,7 @@ from actors.scheduling import (
 from studio.config import StudioSettings
 from studio.errors import InvalidState, SandboxNotFound, ServiceUnavailable, StudioError
 from studio.layout import StateLayout
+from studio.limits import check_user_overrides
 from studio.models import FinalizeResult, MonitorReport, RepositorySource, SandboxInfo
 from studio.naming import branch_name, new_sandbox_id
 from studio.state import ACTIVE_STATES, TERMINAL_STATES, SandboxState, require_state
@@ -321,13 +322,20 @@ class StudioManager:
         overrides: dict[str, Any] | None = None,
         *,
         wait: bool = True,
+        is_admin: bool = False,
     ) -> SandboxInfo:
         """Create a sandbox and return when it is RUNNING (or raise its setup error).
 
         ``wait=False`` returns as soon as its actor exists, STARTING: the setup
         goes on here, and its steps are ``status`` events on the sandbox's stream.
+        A caller who is not an admin (``is_admin``, as the API authenticated
+        it) is held to :mod:`studio.limits`: the overrides it may give and
+        ``max_sandboxes_per_user``.
         """
         config = self.accounts.config_for(repository_id, overrides)
+        if not is_admin:
+            check_user_overrides(self.accounts.config_for(repository_id, None), config, overrides)
+        quota = 0 if is_admin else self.settings.max_sandboxes_per_user
         # A blocking call to GitHub (when the repository has one): off the event loop.
         await asyncio.to_thread(self.accounts.check_push_access, repository_id)
         sandbox_id = new_sandbox_id()
@@ -341,9 +349,9 @@ class StudioManager:
             config=config,
         )
         if wait:
-            return await self._create(record, node_id, None)
+            return await self._create(record, node_id, None, quota)
         actor_created = asyncio.Event()
-        task = asyncio.create_task(self._create(record, node_id, actor_created))
+        task = asyncio.create_task(self._create(record, node_id, actor_created, quota))
         self._setups.add(task)
         task.add_done_callback(self._setup_done)
         created = asyncio.create_task(actor_created.wait())
@@ -357,11 +365,15 @@ class StudioManager:
         return self._info_from_record(self.registry.get_sandbox(sandbox_id))
 
     async def _create(
-        self, record: SandboxRecord, node_id: str, actor_created: asyncio.Event | None
+        self,
+        record: SandboxRecord,
+        node_id: str,
+        actor_created: asyncio.Event | None,
+        quota: int = 0,
     ) -> SandboxInfo:
         async with self._lock(record.id):
             # Added under the lock: a reconcile pass must not find it before its actor exists.
-            self.registry.add_sandbox(record)
+            self.registry.add_sandbox(record, owner_quota=quota)
             logger.info(
                 "sandbox created",
                 extra={"sandbox_id": record.id, "owner": record.owner, "node": node_id},

@@ -166,9 +166,16 @@ class ManagerActor:
         repository_id: int,
         overrides: dict[str, Any] | None = None,
         wait: bool = True,
+        is_admin: bool = False,
     ) -> SandboxInfo:
-        """Create a sandbox; returns when it is RUNNING (``wait=False``: once it is starting)."""
-        return await self._manager.create_sandbox(owner, repository_id, overrides or {}, wait=wait)
+        """Create a sandbox; returns when it is RUNNING (``wait=False``: once it is starting).
+
+        ``is_admin``: the owner is an admin, as the API authenticated it (no quota, and
+        the overrides only an admin may give).
+        """
+        return await self._manager.create_sandbox(
+            owner, repository_id, overrides or {}, wait=wait, is_admin=is_admin
+        )
 
     @_RETRIED
     async def get_sandbox(self, sandbox_id: str, owner: str | None = None) -> SandboxInfo:

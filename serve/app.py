@@ -27,6 +27,7 @@ from ray.serve import Application
 from actors.handles import start_manager
 from serve.direct import DirectListener
 from serve.errors import install_error_handlers
+from serve.limits import AddressLimit
 from serve.replica import Replica, ServeOptions
 from serve.routes import router
 from studio import __version__
@@ -80,6 +81,7 @@ def create_app(replica: Replica) -> FastAPI:
                 first_port=settings.ws_direct_port,
                 advertised_host=_advertised_host(settings.public_host),
                 api_hint=f"port {settings.ws_port}",
+                ws_max_size=settings.ws_max_message_bytes,
             )
             await replica.direct.start()
         yield
@@ -92,8 +94,13 @@ def create_app(replica: Replica) -> FastAPI:
         version=__version__,
         description="Live, isolated workspaces for editing UI components on a branch.",
         lifespan=lifespan,
+        # Refused at the first read of the body, before it is parsed and before the
+        # caller is authenticated (FastAPI reads a route's body before its dependencies).
+        max_body_size=replica.settings.max_request_bytes,
     )
     app.state.replica = replica
+    # Before routing, the body and authentication: a flood costs no manager call.
+    app.add_middleware(AddressLimit, limiter=replica.address_limiter)
     install_error_handlers(app)
     app.include_router(router)
     return app

@@ -146,9 +146,20 @@ class DirectListener:
     """One uvicorn server on the replica's event loop, serving ``app``'s two hot paths."""
 
     def __init__(
-        self, app: ASGIApp, *, host: str, first_port: int, advertised_host: str, api_hint: str
+        self,
+        app: ASGIApp,
+        *,
+        host: str,
+        first_port: int,
+        advertised_host: str,
+        api_hint: str,
+        ws_max_size: int = 16 * 1024 * 1024,
     ) -> None:
         self._app = direct_routes_only(app, api_hint)
+        # Larger client messages are refused by the protocol itself (close 1009),
+        # before they are buffered whole: the session's own cap (serve.websocket)
+        # is all a connection through Serve's proxy has.
+        self._ws_max_size = ws_max_size
         self._host = host
         self._first_port = first_port
         self._advertised_host = advertised_host
@@ -201,6 +212,7 @@ class DirectListener:
             ws_ping_interval=None,  # the session pings on its own (serve.websocket)
             # Events are small JSON; compressing each for every client costs more than it saves.
             ws_per_message_deflate=False,
+            ws_max_size=self._ws_max_size,
             # One frame's bytes written to every client of an event (serve._ws_protocol).
             ws=FrameWriterProtocol,
             timeout_graceful_shutdown=_SHUTDOWN_GRACE,

@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
 from studio.errors import (
     Conflict,
@@ -47,6 +48,7 @@ from studio.errors import (
 __all__ = [
     "DEFAULT_RETRY_AFTER",
     "STATUS_BY_CLASS",
+    "body_too_large",
     "error_body",
     "error_response",
     "install_error_handlers",
@@ -113,7 +115,7 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 
 # Details worth showing a client; others (paths, output) stay in the logs.
-_PUBLIC_DETAILS = ("state", "retry_after", "limit", "size", "field")
+_PUBLIC_DETAILS = ("state", "retry_after", "limit", "size", "field", "quota")
 
 
 def error_response(error: StudioError) -> JSONResponse:
@@ -160,8 +162,22 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("validation_error", message, **extra), status_code=422)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+def body_too_large(limit: int | None) -> PayloadTooLarge:
+    """A request body over ``limit`` bytes (``max_request_bytes``), refused unparsed."""
+    shown = f"{limit} bytes" if limit is not None else "the limit"
+    return PayloadTooLarge(
+        f"the request body is larger than {shown} (max_request_bytes): send less, "
+        "for example a write_files batch in several requests",
+        limit=limit,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 413:
+        # FastAPI's body limit (serve.app): its own 413 says "Content Too Large" only.
+        limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+        return error_response(body_too_large(limit if isinstance(limit, int) else None))
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse(
         error_body(code, str(exc.detail)),

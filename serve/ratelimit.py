@@ -1,6 +1,8 @@
-"""Per-user rate limiting: a token bucket per key, no I/O.
+"""Rate limiting: a token bucket per key, no I/O.
 
-Each key (a user name) has a bucket holding up to ``burst`` tokens that
+Keys are user names (after authentication), client addresses (before it,
+:mod:`serve.limits`) and addresses presenting unknown tokens
+(:mod:`serve.auth`). Each key has a bucket holding up to ``burst`` tokens that
 refills at ``per_minute / 60`` tokens a second; a request takes one token.
 An empty bucket answers how long until the next token, which becomes the
 ``Retry-After`` of a 429. The clock is injected, so tests step time by hand.
@@ -82,6 +84,12 @@ class RateLimiter:
         wait = bucket.take(now)
         self._evict(now)
         return wait
+
+    def refund(self, key: str) -> None:
+        """Give back the token a :meth:`check` of ``key`` took (the request did not count)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.tokens = min(bucket.capacity, bucket.tokens + 1.0)
 
     def _evict(self, now: float) -> None:
         excess = len(self._buckets) - self._max_keys

@@ -54,8 +54,17 @@ class Replica:
         self.backend = ActorClient(
             manager_timeout=options.manager_timeout, sandbox_timeout=options.sandbox_timeout
         )
-        self.auth = Authenticator(self.backend.authenticate, ttl=options.auth_ttl)
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        # Before authentication (serve.limits): every request of a client address, and
+        # the unknown tokens it presents (each one a manager call).
+        self.address_limiter = RateLimiter(
+            settings.address_rate_limit_per_minute, settings.address_rate_limit_burst
+        )
+        self.auth = Authenticator(
+            self.backend.authenticate,
+            ttl=options.auth_ttl,
+            failures=RateLimiter(settings.auth_failures_per_minute, settings.auth_failure_burst),
+        )
         self.hub = EventHub(
             self.backend.events,
             queue_size=options.client_queue,
@@ -68,7 +77,11 @@ class Replica:
         # Started with the app (serve.app's lifespan) when ws_direct_port is set.
         self.direct: DirectListener | None = None
         self.session = SessionOptions(
-            ping_interval=options.ping_interval, pong_timeout=options.pong_timeout
+            ping_interval=options.ping_interval,
+            pong_timeout=options.pong_timeout,
+            max_message_bytes=settings.ws_max_message_bytes,
+            messages_per_second=settings.ws_messages_per_second,
+            message_burst=settings.ws_message_burst,
         )
 
     async def is_viewer(self, sandbox_id: str, token: str | None) -> bool:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, WebSocke
 
 from serve.auth import bearer_token, require_admin
 from serve.errors import status_for
+from serve.limits import client_address
 from serve.replica import Replica
 from serve.schemas import (
     CreatedUser,
@@ -63,7 +64,9 @@ def _check_rate(replica: Replica, user: UserInfo) -> None:
 
 async def current_user(request: Request, replica: ReplicaDep) -> UserInfo:
     """The caller, from its bearer token; counted against its rate limit."""
-    user = await replica.auth.user(bearer_token(request.headers.get("authorization")))
+    user = await replica.auth.user(
+        bearer_token(request.headers.get("authorization")), client_address(request.scope)
+    )
     _check_rate(replica, user)
     return user
 
@@ -184,7 +187,13 @@ async def create_sandbox(
     setup goes on: its WebSocket says each step (mirror, worktree, install, vite).
     """
     info: SandboxInfo = await replica.backend.manager(
-        "create_sandbox", user.name, body.repository_id, body.overrides, wait, seconds=900.0
+        "create_sandbox",
+        user.name,
+        body.repository_id,
+        body.overrides,
+        wait,
+        is_admin=user.is_admin,
+        seconds=900.0,
     )
     replica.backend.remember_owner(info.id, user.name)
     if not wait:
@@ -378,7 +387,7 @@ async def sandbox_events(websocket: WebSocket, sandbox_id: str, since: int | Non
             # The sandbox's own studio page: this stream only, limited as one caller.
             _check_rate(replica, UserInfo(name=f"viewer:{sandbox_id}"))
         else:
-            user = await replica.auth.user(token)
+            user = await replica.auth.user(token, client_address(websocket.scope))
             _check_rate(replica, user)
             await backend.authorize(user, sandbox_id)
         state: dict[str, Any] = await backend.sandbox(sandbox_id, "ping")

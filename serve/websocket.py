@@ -4,7 +4,9 @@ After the ``hello`` and the replayed backlog, four tasks race and the first
 to finish ends the connection:
 
 - the sender moves events from the client's hub queue to the socket;
-- the receiver reads what the client sends (``component-selected`` goes to
+- the receiver reads what the client sends, each message within
+  ``max_message_bytes`` and the connection's message rate (else the connection
+  is closed: 1009, 4429), (``component-selected`` goes to
   the sandbox, which numbers it and rebroadcasts it to every client; ``ping``
   is answered with a ``pong``) and notices the client leaving;
 - the pinger sends a ``ping`` every ``ping_interval`` and drops a client
@@ -30,6 +32,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from serve._ws_protocol import text_writer
 from serve.hub import CLOSE_GONE, CLOSE_SLOW, Event, EventHub, HubClient
+from serve.ratelimit import TokenBucket
 from studio.errors import StudioError
 from studio.messages import (
     ClientComponentSelected,
@@ -42,23 +45,41 @@ from studio.messages import (
     parse_client_message,
 )
 
-__all__ = ["Publish", "SessionOptions", "close", "error_text", "run_session", "stream_sandbox"]
+__all__ = [
+    "CLOSE_RATE_LIMITED",
+    "CLOSE_TOO_BIG",
+    "Publish",
+    "SessionOptions",
+    "close",
+    "error_text",
+    "run_session",
+    "stream_sandbox",
+]
 
 logger = logging.getLogger(__name__)
 
 # (message, client_id) -> the sandbox appended it to its events.
 Publish = Callable[[dict[str, Any], str], Awaitable[None]]
 
+# A client message over SessionOptions.max_message_bytes (RFC 6455: "message too big").
+CLOSE_TOO_BIG = 1009
+# A client sending faster than its bucket allows: 4000 + HTTP 429, like the refusals.
+CLOSE_RATE_LIMITED = 4429
 # Seconds a close may take before the connection is abandoned to the proxy.
 _CLOSE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
 class SessionOptions:
-    """Keep-alive timing of a connection."""
+    """Keep-alive timing of a connection, and what its client may send."""
 
     ping_interval: float = 20.0
     pong_timeout: float = 60.0
+    # A client message larger than this closes the connection with 1009.
+    max_message_bytes: int = 64 * 1024
+    # A token bucket per connection: past it the connection is closed with 4429.
+    messages_per_second: float = 20.0
+    message_burst: int = 60
 
 
 async def stream_sandbox(
@@ -148,15 +169,34 @@ async def run_session(
                 await send(text)
             client.queue.task_done()
 
+    bucket = TokenBucket(
+        options.message_burst, options.messages_per_second, float(options.message_burst), 0.0
+    )
+    bucket.updated = loop.time()
+
     async def receiver() -> None:
         while True:
             frame = await websocket.receive()
             if frame["type"] == "websocket.disconnect":
                 return
-            raw = frame.get("text")
-            if raw is None:
-                raw = (frame.get("bytes") or b"").decode("utf-8", "replace")
-            await handle(raw)
+            text = frame.get("text")
+            data = text.encode("utf-8", "surrogatepass") if text is not None else None
+            if data is None:
+                data = frame.get("bytes") or b""
+            if len(data) > options.max_message_bytes:
+                client.drop(
+                    CLOSE_TOO_BIG,
+                    f"message of {len(data)} bytes; the limit is {options.max_message_bytes}",
+                )
+                return
+            if bucket.take(loop.time()) > 0:
+                client.drop(
+                    CLOSE_RATE_LIMITED,
+                    f"too many messages: the limit is {options.messages_per_second:g} a second "
+                    f"(bursts of {options.message_burst})",
+                )
+                return
+            await handle(data.decode("utf-8", "replace"))
 
     async def handle(raw: str) -> None:
         try:

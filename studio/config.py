@@ -40,6 +40,17 @@ _SERVICE_PORT_CHOICE = (
     f"or from {RAY_WORKER_PORT_MAX + 1} to {MAX_PORT}"
 )
 
+# Upper bounds of the per-sandbox settings that the manager waits by or that hold
+# resources (docs/limits.md): past them an override is refused (400 naming the field
+# and the bound), whoever asks. Raising one above the service's default is for admins.
+MAX_TIMEOUT_HOURS = 168.0  # a week of inactivity
+MAX_READY_TIMEOUT_SECONDS = 600.0
+MAX_BACKOFF_SECONDS = 300.0
+MAX_STABLE_START_SECONDS = 3600.0
+MAX_RESTARTS = 100
+MAX_UNHEALTHY_THRESHOLD = 100
+MAX_HEALTH_CHECK_INTERVAL_SECONDS = 3600.0
+
 COMMIT_PLACEHOLDERS = frozenset({"description", "action", "timestamp", "file", "sandbox"})
 COMMIT_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M"
 
@@ -112,34 +123,56 @@ class ComponentStudioConfig(BaseModel):
         + ", ".join("{" + p + "}" for p in sorted(COMMIT_PLACEHOLDERS)),
     )
     health_check_interval: float = Field(
-        10.0, gt=0, description="Seconds between two health checks of Vite."
+        10.0,
+        gt=0,
+        le=MAX_HEALTH_CHECK_INTERVAL_SECONDS,
+        description="Seconds between two health checks of Vite.",
     )
     timeout_hours: float = Field(
-        4.0, gt=0, description="Hours of inactivity after which the sandbox is torn down."
+        4.0,
+        gt=0,
+        le=MAX_TIMEOUT_HOURS,
+        description="Hours of inactivity after which the sandbox is torn down.",
     )
     vite_port: int = Field(5173, description="First port of the node's Vite port range.")
     websocket_port: int = Field(
         8080, description="Port the renderer reaches the event WebSocket on (the API's port)."
     )
     max_restarts: int = Field(
-        3, ge=0, description="Vite restarts allowed before the sandbox is FAILED."
+        3,
+        ge=0,
+        le=MAX_RESTARTS,
+        description="Vite restarts allowed before the sandbox is FAILED.",
     )
     restart_backoff: float = Field(
         0.1,
         gt=0,
+        le=MAX_BACKOFF_SECONDS,
         description="Seconds before the first restart; doubles on each further one.",
     )
     restart_backoff_max: float = Field(
-        10.0, gt=0, description="Longest wait between two restarts, in seconds."
+        10.0,
+        gt=0,
+        le=MAX_BACKOFF_SECONDS,
+        description="Longest wait between two restarts, in seconds.",
     )
     stable_start: float = Field(
-        30.0, gt=0, description="Seconds of healthy running after which the restart count resets."
+        30.0,
+        gt=0,
+        le=MAX_STABLE_START_SECONDS,
+        description="Seconds of healthy running after which the restart count resets.",
     )
     unhealthy_threshold: int = Field(
-        3, ge=1, description="Failed health probes in a row before Vite counts as unhealthy."
+        3,
+        ge=1,
+        le=MAX_UNHEALTHY_THRESHOLD,
+        description="Failed health probes in a row before Vite counts as unhealthy.",
     )
     ready_timeout: float = Field(
-        60.0, gt=0, description="Seconds Vite may take to answer /@vite/client after start."
+        60.0,
+        gt=0,
+        le=MAX_READY_TIMEOUT_SECONDS,
+        description="Seconds Vite may take to answer /@vite/client after start.",
     )
     durable_commits: bool = Field(
         True,
@@ -246,8 +279,12 @@ class StudioSettings(BaseSettings):
     public_host: str = Field(
         "127.0.0.1", description="Host name put into renderer and WebSocket URLs for clients."
     )
-    timeout_hours: float = Field(4.0, gt=0, description="Default inactivity timeout of sandboxes.")
-    max_restarts: int = Field(3, ge=0, description="Default Vite restart limit of sandboxes.")
+    timeout_hours: float = Field(
+        4.0, gt=0, le=MAX_TIMEOUT_HOURS, description="Default inactivity timeout of sandboxes."
+    )
+    max_restarts: int = Field(
+        3, ge=0, le=MAX_RESTARTS, description="Default Vite restart limit of sandboxes."
+    )
     warm_workers: int = Field(
         4,
         ge=0,
@@ -335,6 +372,63 @@ class StudioSettings(BaseSettings):
             "(pygit2), not with git processes: the faster path (docs/performance.md). False "
             "commits through the git CLI (GitPython), several processes per edit, to compare "
             "the two or to rule the in-process path out when debugging."
+        ),
+    )
+
+    # -- limits (docs/limits.md) --
+    max_request_bytes: int = Field(
+        5 * 1024 * 1024,
+        ge=1024,
+        description=(
+            "Largest HTTP request body, in bytes: a larger one is answered 413 before it is "
+            "parsed or its caller authenticated (its Content-Length is checked first, a "
+            "chunked body is counted as it arrives)."
+        ),
+    )
+    ws_max_message_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Largest WebSocket message a client may send; a larger one closes it (1009).",
+    )
+    ws_messages_per_second: float = Field(
+        20.0, gt=0, description="Messages a second one WebSocket client may send (token bucket)."
+    )
+    ws_message_burst: int = Field(
+        60, ge=1, description="Messages one WebSocket client may send at once; past it, 4429."
+    )
+    address_rate_limit_per_minute: int = Field(
+        1200,
+        ge=1,
+        description=(
+            "Requests (and WebSocket connects) a minute from one client address, counted "
+            "before authentication, per API replica; past it, 429."
+        ),
+    )
+    address_rate_limit_burst: int = Field(
+        300, ge=1, description="Requests one client address may make at once."
+    )
+    auth_failures_per_minute: int = Field(
+        30,
+        ge=1,
+        description=(
+            "Unknown tokens a minute one client address may present, per replica; past it "
+            "its requests with unknown tokens get 429 without a lookup at the manager."
+        ),
+    )
+    auth_failure_burst: int = Field(
+        10, ge=1, description="Unknown tokens one client address may present at once."
+    )
+    max_sandboxes_per_user: int = Field(
+        10,
+        ge=0,
+        description="Live sandboxes one (non-admin) user may have; 0: no limit.",
+    )
+    sandbox_disk_quota_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=0,
+        description=(
+            "Bytes a sandbox's worktree may hold (its files, not .git, .studio or "
+            "node_modules); a write past it is refused. 0: no limit."
         ),
     )
 

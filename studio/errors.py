@@ -32,6 +32,7 @@ one place, ``serve/errors.py``, from the class.
     │   └── RestartLimitExceeded
     ├── Unauthenticated
     ├── PermissionDenied
+    │   └── QuotaExceeded
     ├── RateLimited
     ├── PullRequestError
     └── ServiceUnavailable
@@ -64,6 +65,7 @@ __all__ = [
     "ProcessError",
     "ProcessStartError",
     "PullRequestError",
+    "QuotaExceeded",
     "RateLimited",
     "RepositoryNotFound",
     "RestartLimitExceeded",
@@ -253,6 +255,12 @@ class PermissionDenied(StudioError):
     """The caller (or the service's GitHub token) may not do this."""
 
     code = "permission_denied"
+
+
+class QuotaExceeded(PermissionDenied):
+    """A per-user or per-sandbox quota is used up; ``details`` name it and its ``limit``."""
+
+    code = "quota_exceeded"
 
 
 class RateLimited(StudioError):

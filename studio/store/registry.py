@@ -24,7 +24,6 @@ refused change is :class:`InvalidState` and writes nothing. Each step is logged
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import sqlite3
@@ -50,6 +49,7 @@ from studio.errors import (
     ServiceUnavailable,
     StudioError,
 )
+from studio.limits import QUOTA_STATES, check_sandbox_quota
 from studio.state import SandboxState, check_transition, transition_path
 from studio.store.migrations import apply_migrations
 from studio.store.records import (
@@ -265,11 +265,14 @@ class Registry:
 
     # -- sandboxes --------------------------------------------------------
 
-    def add_sandbox(self, record: SandboxRecord) -> None:
+    def add_sandbox(self, record: SandboxRecord, *, owner_quota: int = 0) -> None:
         """Record a new sandbox; a taken id is a :class:`Conflict`.
 
         A sandbox starts PENDING; any other state is :class:`InvalidState` (it
         gets there through :meth:`update_sandbox`, by the transition table).
+        With ``owner_quota`` (0: none), an owner who already has that many live
+        sandboxes gets :class:`QuotaExceeded`: counted in the transaction that
+        inserts, so two creates at once cannot both take the last place.
         """
         if record.state is not SandboxState.PENDING:
             raise InvalidState(
@@ -289,6 +292,14 @@ class Registry:
                     f"no repository with id {record.repository_id}",
                     repository_id=record.repository_id,
                 )
+            if owner_quota:
+                live = sorted(state.value for state in QUOTA_STATES)
+                marks = ", ".join("?" for _ in live)
+                count = conn.execute(
+                    f"SELECT COUNT(*) FROM sandboxes WHERE owner = ? AND state IN ({marks})",
+                    (record.owner, *live),
+                ).fetchone()[0]
+                check_sandbox_quota(record.owner, int(count), owner_quota)
             names = ", ".join(columns)
             marks = ", ".join("?" for _ in columns)
             conn.execute(
@@ -500,22 +511,22 @@ class Registry:
         return record
 
     def user_for_token(self, token: str) -> UserRecord | None:
-        """The user whose token is ``token``, or None.
+        """The user whose token is ``token``, or None: one lookup on the hash's index.
 
-        Every stored hash is compared with :func:`hmac.compare_digest` and the
-        scan never stops early, so the answer's timing does not depend on how
-        close a guess came to any user's hash.
+        ``token_hash`` is UNIQUE, so SQLite keeps an index on it (since schema
+        v2): a token costs one B-tree search however many users there are, and
+        a random token no more than a known one. What a search's timing could
+        tell is how near the token's SHA-256 falls to a stored one in the
+        index's order, which says nothing about any token (finding a token
+        from its hash's neighbourhood is a preimage search).
         """
         if not token:
             return None
-        wanted = hash_token(token)
         with self._read() as conn:
-            rows = conn.execute("SELECT * FROM users").fetchall()
-        found: sqlite3.Row | None = None
-        for row in rows:
-            if hmac.compare_digest(row["token_hash"], wanted):
-                found = row
-        return None if found is None else user_from_row(found)
+            row = conn.execute(
+                "SELECT * FROM users WHERE token_hash = ?", (hash_token(token),)
+            ).fetchone()
+        return None if row is None else user_from_row(row)
 
     def list_users(self) -> list[UserRecord]:
         """Every user, by name."""

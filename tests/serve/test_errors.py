@@ -36,6 +36,7 @@ EXPECTED = {
     e.RestartLimitExceeded: 500,
     e.Unauthenticated: 401,
     e.PermissionDenied: 403,
+    e.QuotaExceeded: 403,
     e.RateLimited: 429,
     e.PullRequestError: 502,
     e.ServiceUnavailable: 503,
