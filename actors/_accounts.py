@@ -64,6 +64,9 @@ class Accounts:
         self._admin_token = self._load_admin_token()
         self._viewer_secret = self._load_secret("viewer-secret")
         self._push_checked: dict[str, float] = {}
+        # Tokens looked up since the start (the manager's health shows it): what
+        # unauthenticated traffic costs the manager, for operators and tests.
+        self.token_lookups = 0
         self._ensure_admin()
 
     # -- users ------------------------------------------------------------
@@ -113,6 +116,7 @@ class Accounts:
 
     def authenticate(self, token: str) -> UserInfo | None:
         """The user whose token this is, or None."""
+        self.token_lookups += 1
         record = self._registry.user_for_token(token)
         return None if record is None else user_info(record)
 

@@ -787,4 +787,5 @@ class StudioManager:
             "sandboxes": counts,
             "last_reconcile": self._last_reconcile,
             "preparation": self.preparer.status(),
+            "token_lookups": self.accounts.token_lookups,
         }

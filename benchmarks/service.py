@@ -317,6 +317,9 @@ def running_service(ctx: RunContext) -> Iterator[BenchService]:
         admin_token=token,
         rate_limit_per_minute=10_000_000,
         rate_limit_burst=1_000_000,
+        # Every client of a run is 127.0.0.1: no per-address limit either.
+        address_rate_limit_per_minute=10_000_000,
+        address_rate_limit_burst=1_000_000,
         # The warm pool's off-switch is this setting (benchmarks/speedups.py).
         warm_workers=ctx.count(*WARM_WORKERS) if ctx.on("warm_pool") else 0,
     )

@@ -20,6 +20,7 @@ from studio.errors import (
     NotFound,
     PermissionDenied,
     PullRequestError,
+    QuotaExceeded,
     RepositoryNotFound,
     SandboxNotFound,
     ServiceUnavailable,
@@ -135,6 +136,30 @@ async def test_create_rejects_bad_overrides_and_unknown_repositories(
     with pytest.raises(RepositoryNotFound):
         await manager.create_sandbox("alice", 999, {})
     assert backend.created == []
+
+
+async def test_create_holds_users_to_the_limits_and_admins_to_the_bounds(
+    settings: StudioSettings, backend: FakeBackend, origin: Path
+) -> None:
+    studio = StudioManager(settings.model_copy(update={"max_sandboxes_per_user": 1}), backend)
+    try:
+        repo = studio.accounts.register_repository("ui", path=str(origin)).id
+        with pytest.raises(PermissionDenied, match="only an admin may raise it"):
+            await studio.create_sandbox("alice", repo, {"timeout_hours": 8})
+        with pytest.raises(PermissionDenied, match="only an admin may set vite_port"):
+            await studio.create_sandbox("alice", repo, {"vite_port": 6000})
+        with pytest.raises(InvalidConfig, match=r"timeout_hours.*less than or equal to 168"):
+            await studio.create_sandbox("root", repo, {"timeout_hours": 1000}, is_admin=True)
+        assert backend.created == []
+        await studio.create_sandbox("alice", repo, {"timeout_hours": 1})
+        with pytest.raises(QuotaExceeded, match="max_sandboxes_per_user"):
+            await studio.create_sandbox("alice", repo, {}, wait=False)
+        # Admins: no quota, and longer timeouts than the service's.
+        for _ in range(2):
+            await studio.create_sandbox("root", repo, {"timeout_hours": 8}, is_admin=True)
+        assert [spec.config.timeout_hours for spec in backend.created] == [1, 8, 8]
+    finally:
+        studio.close()
 
 
 async def test_failed_setup_is_recorded_raised_and_cleaned(

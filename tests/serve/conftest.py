@@ -92,6 +92,12 @@ def api(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         cache,
         rate_limit_per_minute=RATE_PER_MINUTE,
         rate_limit_burst=RATE_BURST,
+        # Every test's client is 127.0.0.1: the per-address limits as generous as the
+        # per-user one. test_limits.py runs an application with tight ones.
+        address_rate_limit_per_minute=RATE_PER_MINUTE,
+        address_rate_limit_burst=RATE_BURST,
+        auth_failures_per_minute=RATE_PER_MINUTE,
+        auth_failure_burst=RATE_BURST,
     )
     origin = repo_from_dir(UI_KIT, base / "ui-kit")
     start_manager(settings, ping_timeout=2.0)

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from serve.auth import Authenticator, bearer_token, require_admin
-from studio.errors import PermissionDenied, Unauthenticated
+from serve.ratelimit import RateLimiter
+from studio.errors import PermissionDenied, RateLimited, Unauthenticated
 from studio.models import UserInfo
 
 ANN = UserInfo(name="ann")
@@ -138,3 +139,38 @@ def test_require_admin() -> None:
     assert require_admin(root) is root
     with pytest.raises(PermissionDenied, match="not an admin"):
         require_admin(ANN)
+
+
+async def test_unknown_tokens_are_remembered_apart_and_never_push_out_a_user() -> None:
+    users = Users()
+    auth = Authenticator(users, max_entries=1, max_unknown=3)
+    await auth.user("tok-ann")
+    for n in range(10):
+        with pytest.raises(Unauthenticated):
+            await auth.user(f"random-{n}")
+    assert auth.unknown_tokens == 3
+    lookups = users.lookups
+    assert await auth.user("tok-ann") == ANN
+    assert users.lookups == lookups  # still cached: the flood did not evict it
+
+
+async def test_an_address_presenting_unknown_tokens_is_held_to_its_failures() -> None:
+    users, clock = Users(), Clock()
+    failures = RateLimiter(60, 3, clock=clock)
+    auth = Authenticator(users, failures=failures, clock=clock)
+    for n in range(3):
+        with pytest.raises(Unauthenticated):
+            await auth.user(f"random-{n}", "10.0.0.1")
+    for n in range(3, 10):
+        with pytest.raises(RateLimited, match=r"too many unknown tokens from 10\.0\.0\.1"):
+            await auth.user(f"random-{n}", "10.0.0.1")
+    assert users.lookups == 3
+    # Another address is not held back; a real token takes nothing from its budget.
+    for _ in range(5):
+        auth.forget_user("ann")
+        assert await auth.user("tok-ann", "10.0.0.2") == ANN
+    with pytest.raises(Unauthenticated):
+        await auth.user("random-x", "10.0.0.2")
+    clock.now = 1.0  # one a second comes back
+    with pytest.raises(Unauthenticated):
+        await auth.user("random-10", "10.0.0.1")

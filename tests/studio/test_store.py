@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import sqlite3
 import threading
@@ -18,6 +19,7 @@ from studio.errors import (
     InvalidRequest,
     InvalidState,
     NotFound,
+    QuotaExceeded,
     RepositoryNotFound,
     SandboxNotFound,
     ServiceUnavailable,
@@ -726,3 +728,37 @@ def test_an_id_past_sqlite_integers_is_not_found(tmp_path: Path) -> None:
         for repository_id in (0, -1, 2**63, 2**64):
             with pytest.raises(RepositoryNotFound):
                 registry.get_repository(repository_id)
+
+
+# -- limits ------------------------------------------------------------------
+
+
+def test_a_token_is_looked_up_on_the_index_of_its_hash(registry: Registry, db_path: Path) -> None:
+    registry.add_user("ann", "tok-ann")
+    assert registry.user_for_token("tok-ann") is not None
+    assert registry.user_for_token("tok-nobody") is None
+    with contextlib.closing(_raw(db_path)) as conn:
+        plan = " ".join(
+            str(row[-1])
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT * FROM users WHERE token_hash = ?", ("x",)
+            )
+        )
+    # A search on an index, not a scan of the table.
+    assert "SEARCH users USING INDEX" in plan, plan
+
+
+def test_the_owner_quota_counts_live_sandboxes_only(
+    registry: Registry, repo: RepositoryRecord
+) -> None:
+    added(registry, sandbox(repo.id, 1, state=SandboxState.RUNNING))
+    added(registry, sandbox(repo.id, 2, state=SandboxState.FAILED))
+    added(registry, sandbox(repo.id, 3, state=SandboxState.STOPPED))
+    added(registry, sandbox(repo.id, 4, owner="bob", state=SandboxState.RUNNING))
+    registry.add_sandbox(sandbox(repo.id, 5), owner_quota=2)
+    with pytest.raises(QuotaExceeded, match="max_sandboxes_per_user") as refused:
+        registry.add_sandbox(sandbox(repo.id, 6), owner_quota=2)
+    assert refused.value.details == {"quota": "max_sandboxes_per_user", "limit": 2}
+    with pytest.raises(SandboxNotFound):
+        registry.get_sandbox("sb_test000006")
+    registry.add_sandbox(sandbox(repo.id, 6), owner_quota=0)  # 0: no quota
