@@ -27,7 +27,7 @@ from ray.serve import Application
 from actors.handles import start_manager
 from serve.direct import DirectListener
 from serve.errors import install_error_handlers
-from serve.limits import AddressLimit
+from serve.limits import RequestLimits
 from serve.replica import Replica, ServeOptions
 from serve.routes import router
 from studio import __version__
@@ -94,13 +94,15 @@ def create_app(replica: Replica) -> FastAPI:
         version=__version__,
         description="Live, isolated workspaces for editing UI components on a branch.",
         lifespan=lifespan,
-        # Refused at the first read of the body, before it is parsed and before the
-        # caller is authenticated (FastAPI reads a route's body before its dependencies).
-        max_body_size=replica.settings.max_request_bytes,
     )
     app.state.replica = replica
-    # Before routing, the body and authentication: a flood costs no manager call.
-    app.add_middleware(AddressLimit, limiter=replica.address_limiter)
+    # Before routing, the body and authentication: a flood or a huge body costs no
+    # manager call (FastAPI reads a route's body before its dependencies authenticate).
+    app.add_middleware(
+        RequestLimits,
+        limiter=replica.address_limiter,
+        max_body=replica.settings.max_request_bytes,
+    )
     install_error_handlers(app)
     app.include_router(router)
     return app

@@ -21,7 +21,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
 from studio.errors import (
     Conflict,
@@ -48,6 +47,7 @@ from studio.errors import (
 __all__ = [
     "DEFAULT_RETRY_AFTER",
     "STATUS_BY_CLASS",
+    "BodyTooLarge",
     "body_too_large",
     "error_body",
     "error_response",
@@ -162,6 +162,18 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("validation_error", message, **extra), status_code=422)
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """Raised by a request's ``receive`` once its body passes ``limit`` bytes (serve.limits).
+
+    An HTTPException, so that FastAPI, reading the body for a route, lets it
+    through as it is rather than as a 400 "error parsing the body".
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"request body over {limit} bytes")
+        self.limit = limit
+
+
 def body_too_large(limit: int | None) -> PayloadTooLarge:
     """A request body over ``limit`` bytes (``max_request_bytes``), refused unparsed."""
     shown = f"{limit} bytes" if limit is not None else "the limit"
@@ -172,12 +184,10 @@ def body_too_large(limit: int | None) -> PayloadTooLarge:
     )
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 413:
-        # FastAPI's body limit (serve.app): its own 413 says "Content Too Large" only.
-        limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
-        return error_response(body_too_large(limit if isinstance(limit, int) else None))
+    if isinstance(exc, BodyTooLarge):
+        return error_response(body_too_large(exc.limit))
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse(
         error_body(code, str(exc.detail)),

@@ -27,7 +27,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,7 +69,9 @@ from studio.models import (
     SandboxInfo,
 )
 from studio.naming import branch_name
+from studio.paths import resolve_inside
 from studio.process import RestartPolicy
+from studio.sandbox.disk import DiskQuota
 from studio.sandbox.files import FileChange, commit_message, read_command
 from studio.sandbox.lifecycle import SandboxLifecycle
 from studio.sandbox.push import BranchPusher
@@ -113,6 +115,24 @@ def _commit_info(commit: Commit) -> CommitInfo:
     )
 
 
+def _new_sizes(
+    change: FileChange, command: WriteFile | WriteFiles | DeleteFile
+) -> Iterator[tuple[Path, int]]:
+    """Each file an edit touches and the bytes it will hold (0: deleted).
+
+    A generator: without a disk quota nothing asks, and nothing is resolved twice.
+    """
+    if isinstance(command, DeleteFile):
+        yield resolve_inside(change.root, command.file_path), 0
+        return
+    if isinstance(command, WriteFile):
+        items = [(command.file_path, command.content)]
+    else:
+        items = [(item.file_path, item.content) for item in command.files]
+    for path, content in items:
+        yield change.check_write(path, content), len(content.encode("utf-8", "surrogatepass"))
+
+
 class ComponentStudioSandbox(SandboxLifecycle):
     """A live sandbox: a worktree on ``design/studio-<id>`` and the Vite that renders it."""
 
@@ -153,6 +173,8 @@ class ComponentStudioSandbox(SandboxLifecycle):
         self._branch_moves = 0
         # Taken before the lifecycle's state lock, never after it.
         self._mutation = threading.Lock()
+        # The worktree's bytes against the quota, kept under the mutation lock.
+        self.disk = DiskQuota(settings.sandbox_disk_quota_bytes)
         # A standby started ahead of need runs the first Vite, when it fits (studio.vite.standby).
         self.vite = ViteSupervisor(
             self._vite_options(), self, recorder=recorder, standby=vite_standby
@@ -300,6 +322,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
         self._worktree = worktree
         self.base_commit = worktree.base_commit
         self._branch_moved()
+        self.disk.measure(worktree.path)
 
     # -- monitor -------------------------------------------------------------
 
@@ -394,7 +417,10 @@ class ComponentStudioSandbox(SandboxLifecycle):
         worktree = self._working_tree(command.command)
         self.touch()
         change = FileChange(worktree.path, self.settings.max_file_bytes)
+        counted = self.disk.used
         try:
+            # Refused before a byte is written when it would pass the disk quota.
+            after = self.disk.plan(worktree.path, _new_sizes(change, command))
             if isinstance(command, WriteFile):
                 files = [change.write(command.file_path, command.content)]
             elif isinstance(command, WriteFiles):
@@ -404,6 +430,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
                 files = [change.write(item.file_path, item.content) for item in command.files]
             else:
                 files = [change.delete(command.file_path)]
+            self.disk.settle(after)
             files = sorted(set(files))
             if not self.config.auto_commit:
                 output = f"{command.command}: {', '.join(files)} (not committed)"
@@ -419,6 +446,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
             result = worktree.auto_commit(message, files)
         except BaseException:
             change.undo()
+            self.disk.used = counted
             raise
         if not result.committed or result.hash is None:
             return ExecuteResult(output=f"{command.command}: {', '.join(files)} unchanged"), None
@@ -465,6 +493,8 @@ class ComponentStudioSandbox(SandboxLifecycle):
             else:
                 current = worktree.rollback_to(str(commit_hash))
             self._branch_moved()
+            # A rollback changes files wholesale: count them again (studio.sandbox.disk).
+            self.disk.measure(worktree.path)
             self.publish(
                 MessageType.ROLLBACK,
                 RollbackPayload(current_hash=current, previous_hash=previous),
