@@ -78,7 +78,9 @@ def test_a_sandbox_refuses_a_write_past_its_disk_quota(
     # Room made by a delete (or a rollback) is room again.
     execute(sandbox, command="delete_file", file_path="src/notes/a.txt")
     execute(sandbox, command="write_file", file_path="src/notes/b.txt", content="b" * 600)
-    sandbox.rollback(steps=2)
+    sandbox.rollback(steps=2)  # back to the commit with a.txt
+    assert sandbox.disk.used == base + 600
+    sandbox.rollback(steps=1)
     assert sandbox.disk.used == base
     execute(
         sandbox,
