@@ -216,7 +216,7 @@ async def test_garbage_websocket_frames_get_errors_and_the_stream_goes_on(
         json.dumps({"type": "commit", "payload": {"hash": "0" * 40}}),
         json.dumps({"type": "component-selected", "payload": "Button"}),
         json.dumps({"payload": {}}),
-        "x" * (512 * 1024),
+        "x" * (32 * 1024),
     ]
     async with websockets.connect(
         ws_url(api, sandbox_id), additional_headers=headers, max_size=None
@@ -232,4 +232,11 @@ async def test_garbage_websocket_frames_get_errors_and_the_stream_goes_on(
         await ws.send(json.dumps({"type": "ping", "payload": {"nonce": "still"}}))
         answer = await recv(ws)
         assert (answer["type"], answer["payload"]["nonce"]) == ("pong", "still")
+        # A message over ws_max_message_bytes ends the session (docs/limits.md).
+        await ws.send("x" * (api.settings.ws_max_message_bytes + 1))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                await recv(ws)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        assert "the limit is" in closed.value.rcvd.reason
     await asyncio.to_thread(unchanged, api, sandbox_id, before)
