@@ -99,7 +99,9 @@ def watch_errors(page: Any) -> Iterator[list[str]]:
 
     def on_console(message: Any) -> None:
         if message.type == "error":
-            seen.append(f"console: {message.text}")
+            # "Failed to load resource" names no resource in its text: its location does.
+            where = (message.location or {}).get("url") or ""
+            seen.append(f"console: {message.text}" + (f" ({where})" if where else ""))
 
     def on_error(error: Any) -> None:
         seen.append(f"pageerror: {error}")
