@@ -1,8 +1,9 @@
 """One corpus repository's figures, the issue's targets on them, and the results files.
 
 ``benchmarks/results/corpus-<date>.json`` and ``.md``, beside the scenarios'
-files; a later run of the same day replaces the rows of the repositories it
-ran (``--only``) and keeps the others.
+files (``corpus-reference-<date>.*`` for a ``--reference-only`` run); a later
+run of the same day replaces the rows of the repositories it ran (``--only``)
+and keeps the others.
 """
 
 from __future__ import annotations
@@ -17,9 +18,18 @@ from typing import Any
 
 from benchmarks.results import load_results
 
-__all__ = ["RepoResult", "group_failures", "markdown", "ratios", "write_corpus_results"]
+__all__ = [
+    "REFERENCE_PREFIX",
+    "RepoResult",
+    "group_failures",
+    "markdown",
+    "ratios",
+    "write_corpus_results",
+]
 
 SCHEMA_VERSION = 1
+# The file name prefix of a --reference-only run's results (benchmarks/corpus_reference.py).
+REFERENCE_PREFIX = "corpus-reference"
 
 
 @dataclass
@@ -30,7 +40,7 @@ class RepoResult:
     commit: str
     kind: dict[str, str]
     package_dir: str = ""
-    status: str = "ok"  # ok | failed | skipped
+    status: str = "ok"  # ok | failed | skipped | interrupted
     reason: str | None = None
     declared: int | None = None
     listed: int | None = None
@@ -47,6 +57,8 @@ class RepoResult:
     own_dev_first_story_s: float | None = None
     studio_failures: dict[str, list[str]] = field(default_factory=dict)
     own_failures: dict[str, list[str]] = field(default_factory=dict)
+    # Where the own_* figures come from when not measured in this run (corpus_reference.py).
+    reference_source: str | None = None
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -111,8 +123,9 @@ def _met(entry: dict[str, Any]) -> str:
 def markdown(document: dict[str, Any]) -> str:
     """The day's corpus results as markdown: one row per repository, then failures by cause."""
     machine = document.get("machine", {})
+    title = "Corpus reference" if document.get("reference_only") else "Corpus"
     lines = [
-        f"# Corpus {document.get('date', '')}",
+        f"# {title} {document.get('date', '')}",
         "",
         f"Machine: {machine.get('cpu_model')} x{machine.get('cpu_count')}, "
         f"{machine.get('memory_total_mib')} MiB; Node {machine.get('node')}. Times in seconds. "
@@ -183,11 +196,12 @@ def write_corpus_results(
     *,
     machine: dict[str, Any],
     now: dt.datetime | None = None,
+    prefix: str = "corpus",
 ) -> tuple[Path, Path]:
-    """Merge ``results`` into the day's corpus JSON (by repository) and rewrite its markdown."""
+    """Merge ``results`` into the day's ``<prefix>-<date>.json`` by repository; redo the .md."""
     now = now or dt.datetime.now(dt.UTC)
     results_dir.mkdir(parents=True, exist_ok=True)
-    json_path = results_dir / f"corpus-{now.date().isoformat()}.json"
+    json_path = results_dir / f"{prefix}-{now.date().isoformat()}.json"
     previous = load_results(json_path) or {}
     repositories: dict[str, Any] = dict(previous.get("repositories", {}))
     stamp = now.isoformat(timespec="seconds")
@@ -199,6 +213,7 @@ def write_corpus_results(
         "date": now.date().isoformat(),
         "updated_at": stamp,
         "machine": machine,
+        "reference_only": prefix == REFERENCE_PREFIX,
         "repositories": repositories,
         "studio_failures_by_cause": group_failures(every, "studio"),
         "own_failures_by_cause": group_failures(every, "own"),

