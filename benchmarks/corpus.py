@@ -135,6 +135,12 @@ def _studio(
         result.errors.append(f"studio: {run.error}")
 
 
+def _command_text(argv: list[str]) -> str:
+    """An install's argv up to ``install`` (``npm ci``), paths shortened to their name."""
+    head = argv[: argv.index("install") + 1] if "install" in argv else argv[:2]
+    return " ".join(Path(part).name if part.startswith("/") else part for part in head)
+
+
 def _reference(
     ctx: RunContext, repo: CorpusRepo, source: Path, result: RepoResult, deadline: float
 ) -> None:
@@ -147,7 +153,7 @@ def _reference(
         cache = work / "cache"
         cold = clean_install(clone, manager, cache, max(1.0, deadline - time.monotonic()))
         if not cold.ok:
-            result.errors.append(f"own install ({' '.join(cold.command[:3])}): {cold.output_tail}")
+            result.errors.append(f"own install ({_command_text(cold.command)}): {cold.output_tail}")
             return
         result.own_install_cold_s = round(cold.seconds, 3)
         result.own_install_scripts = cold.scripts
@@ -170,7 +176,7 @@ def _reference(
         else:
             result.errors.append(f"own warm install: {warm.output_tail}")
             return
-        result.notes.append(f"own install: {' '.join(warm.command[:2])} ({manager})")
+        result.notes.append(f"own install: {_command_text(warm.command)} ({manager})")
         own = run_own_storybook(
             browser(ctx), clone / repo.package_dir, clone, work / "storybook.log", deadline
         )
