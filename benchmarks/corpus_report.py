@@ -120,49 +120,101 @@ def _met(entry: dict[str, Any]) -> str:
     return value if entry["met"] is None else (value if entry["met"] else f"**{value}**")
 
 
-def markdown(document: dict[str, Any]) -> str:
-    """The day's corpus results as markdown: one row per repository, then failures by cause."""
-    machine = document.get("machine", {})
-    title = "Corpus reference" if document.get("reference_only") else "Corpus"
+def _kind_text(entry: dict[str, Any]) -> str:
+    kind = entry["kind"]
+    text = "; ".join(
+        (kind["styling"], f"SB {kind['storybook']}", kind["package_manager"], kind["builder"])
+    )
+    return text + (f"; package `{entry['package_dir']}`" if entry.get("package_dir") else "")
+
+
+def _repo_cell(entry: dict[str, Any]) -> str:
+    return (
+        f"[{entry['repo']}](https://github.com/{entry['repo']}/tree/{entry['commit']}) "
+        f"`{entry['commit'][:10]}`"
+    )
+
+
+def _install_cell(entry: dict[str, Any]) -> str:
+    scripts = "" if entry.get("own_install_scripts") in (None, True) else " (scripts off)"
+    return (
+        f"{_fmt(entry.get('own_install_cold_s'))}/{_fmt(entry.get('own_install_warm_s'))}{scripts}"
+    )
+
+
+def _reference_rows(repos: list[dict[str, Any]]) -> list[str]:
+    """A --reference-only run's table: only what its own Storybook did."""
     lines = [
-        f"# {title} {document.get('date', '')}",
-        "",
-        f"Machine: {machine.get('cpu_model')} x{machine.get('cpu_count')}, "
-        f"{machine.get('memory_total_mib')} MiB; Node {machine.get('node')}. Times in seconds. "
-        "Stories: declared (CSF exports of main's globs) / listed in the studio / rendered "
-        "in the studio / rendered in the repository's own Storybook (of its index.json). "
-        "Bold: a target of the issue missed (story ratio >= 1, create <= 2 s, second <= 1 s, "
-        "dev/create >= 5, prepare <= cold install, <= 0.3x warm install).",
-        "",
+        "| repository | kind | status | stories declared | indexed by its Storybook | "
+        "rendered there | own install cold/warm | own dev -> story |",
+        "|---|---|---|---:|---:|---:|---|---:|",
+    ]
+    for entry in repos:
+        lines.append(
+            f"| {_repo_cell(entry)} | {_kind_text(entry)} | {entry['status']} | "
+            f"{_fmt(entry.get('declared'))} | {_fmt(entry.get('own_indexed'))} | "
+            f"{_fmt(entry.get('own_rendered'))} | {_install_cell(entry)} | "
+            f"{_fmt(entry.get('own_dev_first_story_s'))} |"
+        )
+    return lines
+
+
+def _studio_rows(repos: list[dict[str, Any]]) -> list[str]:
+    """Both sides' table, with the issue's targets judged per repository."""
+    lines = [
         "| repository | kind | status | stories decl/listed/studio/own | ratio | prepare | "
         "1st create | 2nd create | own install cold/warm | own dev -> story | dev/create | "
         "prep/cold | prep/warm |",
         "|---|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
-    repos = list(document.get("repositories", {}).values())
     for entry in repos:
-        kind = entry["kind"]
-        kind_text = "; ".join(
-            (kind["styling"], f"SB {kind['storybook']}", kind["package_manager"], kind["builder"])
-        )
-        if entry.get("package_dir"):
-            kind_text += f"; package `{entry['package_dir']}`"
         r = entry["ratios"]
         stories = "/".join(
             _fmt(entry.get(k)) for k in ("declared", "listed", "rendered", "own_rendered")
         )
-        scripts = "" if entry.get("own_install_scripts") in (None, True) else " (scripts off)"
         lines.append(
-            f"| [{entry['repo']}](https://github.com/{entry['repo']}/tree/{entry['commit']}) "
-            f"`{entry['commit'][:10]}` | {kind_text} | {entry['status']} | {stories} | "
+            f"| {_repo_cell(entry)} | {_kind_text(entry)} | {entry['status']} | {stories} | "
             f"{_met(r['story_ratio'])} | {_fmt(entry.get('prepare_s'))} | "
             f"{_met(r['prepared_create_s'])} | "
-            f"{_met(r['second_create_s'])} | {_fmt(entry.get('own_install_cold_s'))}/"
-            f"{_fmt(entry.get('own_install_warm_s'))}{scripts} | "
+            f"{_met(r['second_create_s'])} | {_install_cell(entry)} | "
             f"{_fmt(entry.get('own_dev_first_story_s'))} | "
             f"{_met(r['dev_over_create'])} | {_met(r['prepare_over_cold_install'])} | "
             f"{_met(r['prepare_over_warm_install'])} |"
         )
+    return lines
+
+
+def markdown(document: dict[str, Any]) -> str:
+    """The day's corpus results as markdown: one row per repository, then failures by cause."""
+    machine = document.get("machine", {})
+    repos = list(document.get("repositories", {}).values())
+    header = (
+        f"Machine: {machine.get('cpu_model')} x{machine.get('cpu_count')}, "
+        f"{machine.get('memory_total_mib')} MiB; Node {machine.get('node')}. Times in seconds. "
+    )
+    if document.get("reference_only"):
+        lines = [
+            f"# Corpus reference {document.get('date', '')}",
+            "",
+            header + "Each repository in its own Storybook only (`--reference-only`): stories "
+            "declared (CSF exports of main's globs), listed in its `index.json`, rendered "
+            "there without the error display, a page error or a console error; its clean "
+            "install with a cold and a warm cache; `storybook dev` start -> first story "
+            "rendered.",
+            "",
+            *_reference_rows(repos),
+        ]
+    else:
+        lines = [
+            f"# Corpus {document.get('date', '')}",
+            "",
+            header + "Stories: declared (CSF exports of main's globs) / listed in the studio / "
+            "rendered in the studio / rendered in the repository's own Storybook (of its "
+            "index.json). Bold: a target of the issue missed (story ratio >= 1, create <= 2 s, "
+            "second <= 1 s, dev/create >= 5, prepare <= cold install, <= 0.3x warm install).",
+            "",
+            *_studio_rows(repos),
+        ]
     details = []
     for entry in repos:
         items = [*(f"skipped: {entry['reason']}" for _ in [0] if entry.get("reason"))]

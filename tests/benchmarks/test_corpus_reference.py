@@ -62,7 +62,11 @@ def test_a_reference_only_run_writes_a_file_of_its_own(tmp_path: Path) -> None:
     assert json_path.name == "corpus-reference-2026-12-06.json"
     document = json.loads(json_path.read_text())
     assert document["reference_only"] is True
-    assert json_path.with_suffix(".md").read_text().startswith("# Corpus reference 2026-12-06")
+    table = json_path.with_suffix(".md").read_text()
+    assert table.startswith("# Corpus reference 2026-12-06")
+    # its own table: declared, indexed and rendered by its Storybook, install, dev start
+    assert "| ok | 4 | 4 | 3 | 40.00/12.00 | 9.50 |" in table
+    assert "1st create" not in table
     assert not (tmp_path / "corpus-2026-12-06.json").exists()
 
 
