@@ -1,5 +1,8 @@
 """``python -m benchmarks run [--quick] [--only NAME,...] [--speedups on|off] [--without A,B]``.
 
+``python -m benchmarks corpus [--only owner/name] [--reference-only | --no-reference
+[--reference-from FILE]]``: the corpus of real repositories (benchmarks/corpus.py).
+
 Runs the scenarios in order (floors first, so ratios come from the same run),
 writes ``<results-dir>/<YYYY-MM-DD>.json`` and ``.md`` and prints the table.
 ``--speedups off`` runs the service with every speed-up of the create path
@@ -21,6 +24,8 @@ import traceback
 from pathlib import Path
 
 from benchmarks.context import RunContext, Scenario
+from benchmarks.corpus import Sides, run_corpus
+from benchmarks.corpus import add_arguments as add_corpus_arguments
 from benchmarks.machine import describe_machine
 from benchmarks.results import ScenarioResult, apply_floor, write_results
 from benchmarks.scenarios import SCENARIOS
@@ -84,7 +89,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--without", help="comma-separated speed-ups to switch off (see list)")
     sub.add_parser("list", help="list the scenarios and the speed-ups")
+    corpus = sub.add_parser(
+        "corpus", help="the corpus of real repositories (benchmarks/corpus.toml)"
+    )
+    add_corpus_arguments(corpus)
+    corpus.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
     args = parser.parse_args(argv)
+    if args.command == "corpus":
+        try:
+            sides = Sides.from_arguments(
+                no_reference=args.no_reference,
+                reference_only=args.reference_only,
+                reference_from=args.reference_from,
+                results_dir=args.results_dir,
+            )
+        except ValueError as exc:
+            parser.error(str(exc))
+        return run_corpus(
+            only=args.only,
+            sides=sides,
+            timeout=args.timeout,
+            results_dir=args.results_dir,
+            folder=args.corpus_dir,
+            manifest=args.manifest,
+        )
     if args.command == "list":
         for scenario in SCENARIOS:
             print(f"{scenario.name:24} {scenario.title}")

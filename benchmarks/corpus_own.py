@@ -1,0 +1,189 @@
+"""The reference: a repository in its own Storybook on this machine.
+
+``storybook dev --ci`` in the package dir; start -> its first story rendered in
+Chromium (``iframe.html?id=<id>&viewMode=story``: Storybook puts
+``sb-show-main`` on the body once a story rendered, ``sb-show-errordisplay``
+when it threw); then every story its ``/index.json`` lists, each counted as
+rendered when it shows without the error display, an uncaught page error or a
+console error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks._proc import free_port, kill_group, spawn_group, wait_for
+
+__all__ = [
+    "OwnStorybook",
+    "StoryVisit",
+    "index_stories",
+    "run_own_storybook",
+    "visit_own_story",
+    "watch_errors",
+]
+
+_SHOWN = "body.sb-show-main, body.sb-show-errordisplay, body.sb-show-nopreview"
+STORY_TIMEOUT_MS = 30_000
+# After the body says shown: effects and late console errors of the story.
+_SETTLE_MS = 300
+
+
+@dataclass
+class StoryVisit:
+    """One story visited: its id and, when it did not render cleanly, why."""
+
+    story_id: str
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass
+class OwnStorybook:
+    """What the repository's own Storybook did."""
+
+    start_to_first_story_s: float | None = None
+    indexed: list[str] = field(default_factory=list)
+    visits: list[StoryVisit] = field(default_factory=list)
+    error: str | None = None
+
+
+def index_stories(index: dict[str, Any]) -> list[str]:
+    """The story ids of a Storybook ``index.json`` (v4/v5: ``entries``; docs entries left out)."""
+    entries = index.get("entries") or index.get("stories") or {}
+    return [sid for sid, entry in entries.items() if entry.get("type", "story") == "story"]
+
+
+def _storybook_argv(package: Path, root: Path, port: int) -> list[str]:
+    for base in (package, root):
+        for name in ("storybook", "sb"):
+            binary = base / "node_modules" / ".bin" / name
+            if binary.exists():
+                return [
+                    str(binary),
+                    "dev",
+                    "--ci",
+                    "--no-open",
+                    "-p",
+                    str(port),
+                    "--host",
+                    "127.0.0.1",
+                ]
+    raise RuntimeError("no storybook binary in node_modules/.bin (install failed?)")
+
+
+def _get_json(url: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            value: dict[str, Any] = json.loads(response.read())
+            return value
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def watch_errors(page: Any) -> Iterator[list[str]]:
+    """The console errors and uncaught page errors ``page`` reports inside the block."""
+    seen: list[str] = []
+
+    def on_console(message: Any) -> None:
+        if message.type == "error":
+            # "Failed to load resource" names no resource in its text: its location does.
+            where = (message.location or {}).get("url") or ""
+            seen.append(f"console: {message.text}" + (f" ({where})" if where else ""))
+
+    def on_error(error: Any) -> None:
+        seen.append(f"pageerror: {error}")
+
+    page.on("console", on_console)
+    page.on("pageerror", on_error)
+    try:
+        yield seen
+    finally:
+        page.remove_listener("console", on_console)
+        page.remove_listener("pageerror", on_error)
+
+
+def visit_own_story(page: Any, base: str, story_id: str) -> StoryVisit:
+    """Open one story in the preview iframe; the errors it showed (none: it rendered)."""
+    visit = StoryVisit(story_id)
+    with watch_errors(page) as seen:
+        try:
+            page.goto(f"{base}/iframe.html?id={story_id}&viewMode=story", timeout=STORY_TIMEOUT_MS)
+            page.wait_for_selector(_SHOWN, state="attached", timeout=STORY_TIMEOUT_MS)
+            page.wait_for_timeout(_SETTLE_MS)
+            if page.locator("body.sb-show-errordisplay").count():
+                message = page.locator("#error-message").inner_text(timeout=2000).strip()
+                visit.errors.append(f"error display: {message[:500]}")
+            elif page.locator("body.sb-show-nopreview").count():
+                visit.errors.append("no preview (Storybook could not find the story)")
+        except Exception as exc:
+            visit.errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+    visit.errors.extend(seen)
+    return visit
+
+
+def run_own_storybook(
+    browser: Any, package: Path, root: Path, log: Path, deadline: float, *, visit_all: bool = True
+) -> OwnStorybook:
+    """Start its Storybook, time the first story, visit every indexed story, stop it."""
+    result = OwnStorybook()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        "STORYBOOK_DISABLE_TELEMETRY": "1",
+        "BROWSER": "none",
+        "CI": "1",
+        "NODE_OPTIONS": os.environ.get("NODE_OPTIONS", ""),
+    }
+    started = time.monotonic()
+    process = spawn_group(_storybook_argv(package, root, port), package, log, env=env)
+    context = browser.new_context()
+    try:
+
+        def indexed() -> dict[str, Any] | None:
+            if process.poll() is not None:
+                raise RuntimeError(f"storybook dev exited with {process.returncode}: {_tail(log)}")
+            return _get_json(f"{base}/index.json")
+
+        index = wait_for(
+            indexed, max(1.0, deadline - time.monotonic()), "storybook's index.json", 0.25
+        )
+        result.indexed = index_stories(index)
+        if not result.indexed:
+            result.error = "its index.json lists no story"
+            return result
+        page = context.new_page()
+        first = visit_own_story(page, base, result.indexed[0])
+        result.start_to_first_story_s = round(time.monotonic() - started, 3)
+        result.visits.append(first)
+        if visit_all:
+            for story_id in result.indexed[1:]:
+                if time.monotonic() > deadline:
+                    result.error = f"out of time after {len(result.visits)} stories"
+                    break
+                result.visits.append(visit_own_story(page, base, story_id))
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        context.close()
+        kill_group(process)
+    return result
+
+
+def _tail(log: Path, chars: int = 1500) -> str:
+    try:
+        return log.read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""

@@ -1,0 +1,245 @@
+"""A corpus repository in the studio: registered, prepared, two sandboxes, every story visited.
+
+Drives the run's real service (benchmarks/service.py) through its HTTP API and
+the studio page in Chromium. Registration sends ``package_dir`` only when the
+manifest names one; a refusal is the repository's result (the API's message),
+not something to work around.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.corpus_own import StoryVisit, watch_errors
+from benchmarks.service import BenchService
+
+__all__ = ["StudioRun", "first_story", "listed_stories", "run_in_studio"]
+
+STORY_TIMEOUT_MS = 30_000
+_SETTLE_MS = 300
+_CANVAS_DONE = """([component, story]) => {
+  const canvas = document.querySelector('[data-testid=studio-canvas]');
+  return !!canvas && canvas.dataset.component === component && canvas.dataset.story === story
+    && (canvas.dataset.state === 'ready' || canvas.dataset.state === 'error');
+}"""
+
+
+@dataclass
+class StudioRun:
+    """What the studio did with one repository."""
+
+    repository_id: int | None = None
+    prepare_s: float | None = None
+    prepare_state: str | None = None
+    prepare_source: str = ""
+    first_create_s: float | None = None
+    second_create_s: float | None = None
+    listed: list[tuple[str, str]] = field(default_factory=list)
+    visits: list[StoryVisit] = field(default_factory=list)
+    error: str | None = None
+
+
+def listed_stories(catalog: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``(component id, story id, export name)`` of every story the studio page lists."""
+    return [
+        (str(c["id"]), str(s["id"]), str(s["exportName"]))
+        for c in catalog.get("components", [])
+        for s in c.get("stories", [])
+    ]
+
+
+def first_story(catalog: dict[str, Any]) -> tuple[str, str, str] | None:
+    stories = listed_stories(catalog)
+    return stories[0] if stories else None
+
+
+def _remaining(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the repository's time ran out")
+    return left
+
+
+def _register(
+    bench: BenchService, name: str, clone: Path, package_dir: str, deadline: float
+) -> int:
+    body: dict[str, Any] = {"name": name, "path": str(clone), "default_branch": "main"}
+    if package_dir:
+        body["package_dir"] = package_dir
+    response = bench.client.post("/api/v1/repositories", json=body, timeout=_remaining(deadline))
+    if response.status_code != 201:
+        raise RuntimeError(f"registration refused: {response.status_code} {response.text[:800]}")
+    return int(response.json()["id"])
+
+
+def _record(bench: BenchService, repository_id: int) -> dict[str, Any]:
+    records = bench.api("GET", "/repositories").json()
+    for record in records:
+        if int(record["id"]) == repository_id:
+            found: dict[str, Any] = record
+            return found
+    raise RuntimeError(f"repository {repository_id} is not listed after registration")
+
+
+def _wait_prepared(
+    bench: BenchService, run: StudioRun, name: str, registered: float, deadline: float
+) -> None:
+    """Registration -> ready: the record's status when it has one, else the node's preparation."""
+    assert run.repository_id is not None
+    if "status" in _record(bench, run.repository_id):
+        run.prepare_source = "repository record status"
+        while True:
+            record = _record(bench, run.repository_id)
+            status = str(record.get("status"))
+            if status not in ("preparing", "pending", "None"):
+                run.prepare_state = (
+                    status if status != "failed" else f"failed: {record.get('error') or record}"
+                )
+                break
+            _remaining(deadline)
+            time.sleep(0.25)
+    else:
+        run.prepare_source = (
+            "node preparation in the manager's health (no status on the record yet)"
+        )
+        named = dataclasses.replace(bench, repository=name, repository_id=run.repository_id)
+        parts = named.prepared(timeout=_remaining(deadline))
+        run.prepare_state = parts.get(name, "not started")
+    run.prepare_s = round(time.monotonic() - registered, 3)
+
+
+def _create(bench: BenchService, repository_id: int, deadline: float) -> dict[str, Any]:
+    body = {"type": "component-studio", "repository_id": repository_id}
+    response = bench.client.post("/api/v1/sandboxes", json=body, timeout=_remaining(deadline))
+    if response.status_code >= 400:
+        raise RuntimeError(f"create -> {response.status_code}: {response.text[:1500]}")
+    answer: dict[str, Any] = response.json()
+    bench.created.append(str(answer["sandbox_id"]))
+    return answer
+
+
+def _catalog(renderer_url: str, deadline: float) -> dict[str, Any]:
+    url = renderer_url.rstrip("/") + "/__studio/components.json"
+    while True:
+        try:
+            response = httpx.get(url, timeout=min(30.0, _remaining(deadline)))
+            if response.status_code == 200:
+                catalog: dict[str, Any] = response.json()
+                return catalog
+        except httpx.HTTPError:
+            pass
+        _remaining(deadline)
+        time.sleep(0.1)
+
+
+def visit_studio_story(
+    page: Any, renderer_url: str, story: tuple[str, str, str], *, navigate: bool
+) -> StoryVisit:
+    """Show one story in the studio page (by its hash; ``navigate`` loads the page first)."""
+    component, story_id, export_name = story
+    visit = StoryVisit(f"{component}/{export_name}")
+    hash_ = f"#/{_quote(component)}/{_quote(export_name)}"
+    with watch_errors(page) as seen:
+        try:
+            if navigate:
+                page.goto(renderer_url.rstrip("/") + "/" + hash_, timeout=STORY_TIMEOUT_MS)
+            else:
+                page.evaluate("(h) => { location.hash = h; }", hash_)
+            page.wait_for_function(
+                _CANVAS_DONE, arg=[component, story_id], timeout=STORY_TIMEOUT_MS
+            )
+            page.wait_for_timeout(_SETTLE_MS)
+            panel = page.locator("[data-testid=studio-canvas] [data-testid=studio-error]")
+            if panel.count():
+                visit.errors.append(
+                    f"error boundary: {panel.first.inner_text(timeout=2000).strip()[:500]}"
+                )
+        except Exception as exc:
+            visit.errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+    visit.errors.extend(seen)
+    return visit
+
+
+def _quote(part: str) -> str:
+    from urllib.parse import quote
+
+    return quote(part, safe="")
+
+
+def _create_rendered(
+    bench: BenchService, browser: Any, repository_id: int, deadline: float
+) -> tuple[float, dict[str, Any], dict[str, Any]]:
+    """Create -> the first listed story rendered (or its error shown) in a fresh page."""
+    requested = time.monotonic()
+    answer = _create(bench, repository_id, deadline)
+    catalog = _catalog(answer["renderer_url"], deadline)
+    story = first_story(catalog)
+    if story is None:
+        raise RuntimeError("the studio lists no story")
+    context = browser.new_context()
+    try:
+        visit = visit_studio_story(context.new_page(), answer["renderer_url"], story, navigate=True)
+    finally:
+        context.close()
+    elapsed = time.monotonic() - requested
+    if any(error.startswith("TimeoutError") for error in visit.errors):
+        raise RuntimeError(f"first story never rendered: {visit.errors[0]}")
+    return elapsed, answer, catalog
+
+
+def run_in_studio(
+    bench: BenchService,
+    browser: Any,
+    name: str,
+    clone: Path,
+    package_dir: str,
+    deadline: float,
+    *,
+    visit_all: bool = True,
+) -> StudioRun:
+    """Register, wait for preparation, two creates timed to a rendered story, visit every story."""
+    run = StudioRun()
+    sandboxes: list[str] = []
+    try:
+        registered = time.monotonic()
+        run.repository_id = _register(bench, name, clone, package_dir, deadline)
+        _wait_prepared(bench, run, name, registered, deadline)
+        run.first_create_s, first, _ = _create_rendered(bench, browser, run.repository_id, deadline)
+        sandboxes.append(str(first["sandbox_id"]))
+        run.second_create_s, second, catalog = _create_rendered(
+            bench, browser, run.repository_id, deadline
+        )
+        sandboxes.append(str(second["sandbox_id"]))
+        run.first_create_s, run.second_create_s = (
+            round(run.first_create_s, 3),
+            round(run.second_create_s, 3),
+        )
+        stories = listed_stories(catalog)
+        run.listed = [(component, export) for component, _sid, export in stories]
+        if visit_all:
+            context = browser.new_context()
+            try:
+                page = context.new_page()
+                for index, story in enumerate(stories):
+                    if time.monotonic() > deadline:
+                        run.error = f"out of time after {len(run.visits)} stories"
+                        break
+                    run.visits.append(
+                        visit_studio_story(page, second["renderer_url"], story, navigate=index == 0)
+                    )
+            finally:
+                context.close()
+    except Exception as exc:
+        run.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        for sandbox_id in sandboxes:
+            with contextlib.suppress(RuntimeError, httpx.HTTPError):
+                bench.delete(sandbox_id)
+    return run
