@@ -1,11 +1,13 @@
 // Component Studio: the repository's components in a sidebar, the selected one
-// alone on the canvas, the sandbox's state in a banner.
+// alone on the canvas (with a globals toolbar and a controls panel), the
+// sandbox's state in a banner. With `?full` (route.ts) the page shows the
+// story alone, without any of that chrome.
 import type { ReactNode } from 'react';
 import config from 'virtual:studio/config';
 import { findComponent, findStory } from './catalog';
 import { Canvas } from './Canvas';
 import { ErrorPanel } from './ErrorPanel';
-import { useCatalog, useProject, useSelectionAndLive } from './hooks';
+import { useCatalog, usePageFlags, useProject, useSelectionAndLive } from './hooks';
 import { Sidebar } from './Sidebar';
 import { StatusBanner } from './StatusBanner';
 
@@ -13,6 +15,8 @@ export function App(): ReactNode {
   const { catalog, error } = useCatalog();
   const project = useProject(catalog ? catalog.preview : undefined);
   const { route, status } = useSelectionAndLive(catalog);
+  const page = usePageFlags();
+  const full = page.flags.full;
 
   const entry = catalog && route.component ? findComponent(catalog, route.component) : undefined;
   const story = entry && route.story ? (findStory(entry, route.story) ?? null) : null;
@@ -42,18 +46,28 @@ export function App(): ReactNode {
     );
   } else {
     // the canvas starts loading the component while the project setup still loads
-    main = (
+    const canvas = <Canvas key={entry.id} entry={entry} story={story} project={project} page={page} />;
+    main = full ? (
+      canvas
+    ) : (
       <>
         <header className="studio-title" data-testid="studio-title">
           <span>{entry.name}</span>
           {story && <span className="studio-title-story"> / {story.name}</span>}
           <span className="studio-title-module">{entry.module}</span>
         </header>
-        <Canvas key={entry.id} entry={entry} story={story} project={project} />
+        {canvas}
       </>
     );
   }
 
+  if (full) {
+    return (
+      <div className="studio-app studio-full" data-testid="studio-full">
+        {main}
+      </div>
+    );
+  }
   return (
     <div className="studio-app">
       {config.wsUrl && <StatusBanner sandboxId={config.sandboxId} state={status} />}

@@ -2,13 +2,27 @@
 // project's decorators and wrapper, behind an error boundary: composed by the
 // repository's own Storybook when it has one (storybook.tsx), by the studio's
 // CSF runner otherwise (csf.ts).
-import { createElement, useCallback, useEffect, useMemo, useRef, useState, type ElementType, type ReactNode } from 'react';
-import type { ComponentEntry, StoryEntry } from './catalog';
-import { prepare, readMeta, readStory, type Annotations, type Prepared } from './csf';
+//
+// Around the story: the globals toolbar above it, the controls panel below it
+// (both left out in the full-canvas view), and the story's live args and
+// globals, written to the page's URL in Storybook's format.
+import { createElement, useCallback, useEffect, useMemo, useRef, useState, type CSSProperties, type ElementType, type ReactNode } from 'react';
+import type { Args, ComponentEntry, StoryEntry } from './catalog';
+import { controlRows, inferArgTypes } from './controls';
+import { ControlsPanel } from './Controls';
+import { prepare, readMeta, readStory, startingGlobals, type Annotations, type Prepared } from './csf';
 import { ErrorBoundary, ErrorPanel } from './ErrorPanel';
 import { importModule, pickComponent, type ModuleRecord } from './modules';
-import { parseFlags } from './route';
-import { ComposedStory, useComposition, type ComposeInput, type PlayState, type StoryContext, type StorybookProject } from './storybook';
+import { parseHash, type PageFlags } from './route';
+import { ComposedStory, prepareArgs, useComposition, type ComposeInput, type LiveState, type PlayState, type StoryContext, type StorybookProject } from './storybook';
+import { canvasFrame, toolbarMenus } from './toolbar';
+import { Toolbar } from './Toolbar';
+import { changedArgs } from './urlArgs';
+
+// Storybook's channel events the panel and toolbar send, as its manager does.
+const UPDATE_STORY_ARGS = 'updateStoryArgs';
+const RESET_STORY_ARGS = 'resetStoryArgs';
+const UPDATE_GLOBALS = 'updateGlobals';
 
 /** The parts every render shares: `.storybook/preview` annotations, the configured wrapper, the repository's Storybook. */
 export interface Project {
@@ -72,19 +86,38 @@ function composeInput(entry: ComponentEntry, story: StoryEntry | null, component
   return { exportName: story.exportName, title: entry.name, meta: withComponent, story: exported, globals };
 }
 
+/** The page's URL flags and how to write args and globals back to it (hooks.ts usePageFlags). */
+export interface PageState {
+  flags: PageFlags;
+  setArgs: (args: Args) => void;
+  setGlobals: (globals: ModuleRecord) => void;
+}
+
+/** Args and globals of the story on the canvas, for the story composition they belong to. */
+interface Live {
+  owner: unknown;
+  state: LiveState;
+}
+
 export function Canvas({
   entry,
   story,
   project,
+  page,
 }: {
   entry: ComponentEntry;
   story: StoryEntry | null;
   /** null while .storybook/preview and the wrapper are still loading */
   project: Project | null;
+  page: PageState;
 }): ReactNode {
   const loaded = useModules(entry);
   const canvasRef = useRef<HTMLDivElement>(null);
-  const flags = useMemo(() => parseFlags(window.location.search), []);
+  const { flags, setArgs, setGlobals } = page;
+  // read when a story is composed, not a reason to compose it again: the
+  // panel and toolbar write them while the story stays on screen
+  const flagsRef = useRef(flags);
+  flagsRef.current = flags;
   const annotations = project?.annotations;
   const storybook = project?.storybook ?? null;
 
@@ -111,14 +144,63 @@ export function Canvas({
   const input = useMemo((): ComposeInput | Error | null => {
     if (loaded.status !== 'ready' || !storybook) return null;
     const component = loaded.component ? pickComponent(loaded.component, entry) : undefined;
-    return composeInput(entry, story, component, loaded.stories, flags.globals);
-  }, [loaded, entry, story, storybook, flags]);
+    return composeInput(entry, story, component, loaded.stories, flagsRef.current.globals);
+  }, [loaded, entry, story, storybook]);
+  // the URL's args when this story was chosen (later URL changes are the story's own edits)
+  const urlArgs = useMemo(() => (input ? flagsRef.current.args : {}), [input]);
   const composition = useComposition(storybook, input instanceof Error ? null : input);
   const composed = composition.status === 'ready' ? composition.context : null;
 
   const [play, setPlay] = useState<{ context: StoryContext; state: PlayState; error?: unknown } | null>(null);
   const onPlay = useCallback((state: PlayState, error?: unknown) => composed && setPlay({ context: composed, state, error }), [composed]);
   const playState = play && play.context === composed ? play : null;
+
+  // -- args and globals ----------------------------------------------------------------------
+  const [live, setLive] = useState<Live | null>(null);
+  const owner = storybook ? composed : prepared instanceof Error ? null : prepared;
+  const onState = useCallback((state: LiveState) => setLive({ owner: composed, state }), [composed]);
+  // the CSF runner's story starts with the URL's args and globals
+  const csfStart = useMemo((): LiveState | null => {
+    if (!prepared || prepared instanceof Error || !annotations) return null;
+    const { args, globals } = flagsRef.current;
+    return { args: { ...prepared.context.args, ...args }, globals: startingGlobals(annotations, globals) };
+  }, [prepared, annotations]);
+  const current: LiveState | null = live && live.owner === owner && owner !== null ? live.state : storybook ? null : csfStart;
+  const initialArgs: Args = composed ? composed.initialArgs : prepared && !(prepared instanceof Error) ? prepared.context.args : {};
+  const argTypes = useMemo((): ModuleRecord => {
+    if (composed) return composed.argTypes as ModuleRecord;
+    return prepared && !(prepared instanceof Error) ? inferArgTypes(prepared.context.argTypes, prepared.context.args) : {};
+  }, [composed, prepared]);
+
+  // the args that differ from the story's own go to the URL, whoever changed them (panel, useArgs)
+  const currentArgs = current?.args;
+  // (not the args of a story the page has already left: they are dropped from the URL then)
+  const storyKey = story?.exportName ?? null;
+  useEffect(() => {
+    const shown = parseHash(window.location.hash);
+    const stillShown = shown.story === storyKey || (shown.story !== null && storyKey !== null && shown.story === story?.id);
+    if (currentArgs && stillShown) setArgs(changedArgs(initialArgs, currentArgs));
+  }, [currentArgs, initialArgs, setArgs, storyKey, story]);
+
+  const changeArg = useCallback(
+    (name: string, value: unknown): void => {
+      if (storybook && composed) storybook.channel.emit(UPDATE_STORY_ARGS, { storyId: composed.id, updatedArgs: { [name]: value } });
+      else if (current) setLive({ owner, state: { ...current, args: { ...current.args, [name]: value } } });
+    },
+    [storybook, composed, current, owner],
+  );
+  const resetArgs = useCallback((): void => {
+    if (storybook && composed) storybook.channel.emit(RESET_STORY_ARGS, { storyId: composed.id });
+    else if (current) setLive({ owner, state: { ...current, args: { ...initialArgs } } });
+  }, [storybook, composed, current, owner, initialArgs]);
+  const changeGlobal = useCallback(
+    (name: string, value: unknown): void => {
+      if (storybook) storybook.channel.emit(UPDATE_GLOBALS, { globals: { [name]: value } });
+      else if (current) setLive({ owner, state: { ...current, globals: { ...current.globals, [name]: value } } });
+      setGlobals({ ...flagsRef.current.globals, [name]: value });
+    },
+    [storybook, current, owner, setGlobals],
+  );
 
   const wrap = (rendered: ReactNode): ReactNode => (
     <ErrorBoundary key={`${entry.id}/${story?.exportName ?? ''}`}>{project?.wrapper ? createElement(project.wrapper, null, rendered) : rendered}</ErrorBoundary>
@@ -138,19 +220,38 @@ export function Canvas({
   } else if (storybook && composed) {
     content = (
       <>
-        {wrap(<ComposedStory key={composition.status === 'ready' ? composition.key : 0} project={storybook} context={composed} canvas={canvasRef} play={flags.play} onPlay={onPlay} />)}
+        {wrap(
+          <ComposedStory
+            key={composition.status === 'ready' ? composition.key : 0}
+            project={storybook}
+            context={composed}
+            canvas={canvasRef}
+            play={flags.play}
+            onPlay={onPlay}
+            urlArgs={urlArgs}
+            onState={onState}
+          />,
+        )}
         {playState?.state === 'failed' && <ErrorPanel title="Play function failed" error={playState.error} />}
       </>
     );
-  } else if (prepared && !(prepared instanceof Error) && project) {
-    content = wrap(<Run prepared={prepared} />);
+  } else if (prepared && !(prepared instanceof Error) && project && current) {
+    const { args, globals } = current;
+    const context = { ...prepared.context, args: prepareArgs(args, argTypes as StoryContext['argTypes'], globals), globals };
+    content = wrap(<Run prepared={{ ...prepared, context }} />);
   }
   // Storybook's `parameters.layout`: padded (default), centered or fullscreen
   const parameters = composed ? composed.parameters : prepared && !(prepared instanceof Error) ? prepared.context.parameters : undefined;
   const layout = parameters?.layout;
   const state = failed ? 'error' : content ? 'ready' : 'loading';
+  const globals = current?.globals ?? {};
+  const frame = canvasFrame(parameters ?? {}, globals);
+  const style: CSSProperties = {
+    ...(frame.background ? { background: frame.background } : {}),
+    ...(frame.width ? { width: frame.width, height: frame.height ?? undefined, flex: 'none' } : {}),
+  };
 
-  return (
+  const canvas = (
     <div
       ref={canvasRef}
       className="studio-canvas"
@@ -161,8 +262,29 @@ export function Canvas({
       data-layout={typeof layout === 'string' ? layout : 'padded'}
       data-runner={storybook ? 'storybook' : 'csf'}
       data-play={playState?.state ?? ''}
+      data-viewport={frame.width ? 'sized' : 'responsive'}
+      style={style}
     >
       {content}
     </div>
+  );
+  if (flags.full) return canvas;
+
+  const menus = current
+    ? toolbarMenus({
+        globalTypes: ((composed?.globalTypes as ModuleRecord | undefined) ?? annotations?.globalTypes ?? {}) as ModuleRecord,
+        globals,
+        parameters: parameters ?? {},
+        themes: storybook?.themes() ?? null,
+        major: storybook?.major ?? 9,
+      })
+    : [];
+  const rows = current ? controlRows(argTypes, current.args, globals, parameters ?? {}) : [];
+  return (
+    <>
+      {current && <Toolbar menus={menus} onChange={changeGlobal} />}
+      <div className="studio-stage">{canvas}</div>
+      {current && <ControlsPanel rows={rows} args={current.args} onChange={changeArg} onReset={resetArgs} />}
+    </>
   );
 }

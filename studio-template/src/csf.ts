@@ -32,6 +32,9 @@ export interface Annotations {
   parameters?: Record<string, unknown>;
   decorators?: Decorator[];
   render?: RenderFn;
+  /** Project only: the globals' toolbar declarations and starting values. */
+  globalTypes?: Record<string, unknown>;
+  initialGlobals?: Record<string, unknown>;
 }
 
 export interface Meta extends Annotations {
@@ -95,6 +98,23 @@ export function readStory(mod: ModuleRecord, exportName: string): StoryAnnotatio
   return { ...annotationsOf(value), name: typeof value.name === 'string' ? value.name : undefined };
 }
 
+function globalsOf(source: unknown, field: string): ModuleRecord {
+  const value = isObject(source) ? source[field] : undefined;
+  return isObject(value) ? value : {};
+}
+
+/**
+ * The globals a project starts with: each globalType's `defaultValue` (Storybook 7),
+ * then `initialGlobals`, then `over` (the page's URL).
+ */
+export function startingGlobals(project: Annotations, over: ModuleRecord): ModuleRecord {
+  const defaults: ModuleRecord = {};
+  for (const [name, globalType] of Object.entries(project.globalTypes ?? {})) {
+    if (isObject(globalType) && globalType.defaultValue !== undefined) defaults[name] = globalType.defaultValue;
+  }
+  return { ...defaults, ...project.initialGlobals, ...over };
+}
+
 /** The project annotations of `.storybook/preview.*`: a CSF3 default export or named exports. */
 export function readPreview(mod: ModuleRecord | null): Annotations {
   if (!mod) return {};
@@ -104,6 +124,10 @@ export function readPreview(mod: ModuleRecord | null): Annotations {
     parameters: { ...fromNamed.parameters, ...fromDefault.parameters },
     decorators: [...(fromDefault.decorators ?? []), ...(fromNamed.decorators ?? [])],
     args: { ...fromNamed.args, ...fromDefault.args },
+    argTypes: { ...fromNamed.argTypes, ...fromDefault.argTypes },
+    globalTypes: { ...globalsOf(mod, 'globalTypes'), ...globalsOf(mod.default, 'globalTypes') },
+    // `globals` is the name before Storybook 8
+    initialGlobals: { ...globalsOf(mod, 'globals'), ...globalsOf(mod, 'initialGlobals'), ...globalsOf(mod.default, 'globals'), ...globalsOf(mod.default, 'initialGlobals') },
   };
 }
 

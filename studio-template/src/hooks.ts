@@ -9,9 +9,9 @@ import type { Project } from './Canvas';
 import { isElementType, readPreview } from './csf';
 import { LiveConnection, type LiveMessage } from './live';
 import { importModule } from './modules';
-import { formatHash, parseHash, type Route } from './route';
+import { formatHash, parseFlags, parseHash, withValues, type PageFlags, type Route } from './route';
 import type { SandboxStatus } from './StatusBanner';
-import { createStorybookProject, type StorybookRuntime } from './storybook';
+import { createStorybookProject, installChannel, type StorybookRuntime } from './storybook';
 
 export function useCatalog(): { catalog: Catalog | null; error: unknown } {
   const [state, setState] = useState<{ catalog: Catalog | null; error: unknown }>({ catalog: null, error: null });
@@ -48,10 +48,16 @@ export function useProject(preview: string | null | undefined): Project | null {
   useEffect(() => {
     if (preview === undefined) return; // catalog not loaded yet
     let current = true;
+    // Storybook's channel is installed before the preview runs: decorators
+    // such as addon-themes' announce their themes on it as they are created.
+    const runtime = importStorybook().then((loaded) => {
+      if (loaded) installChannel(loaded);
+      return loaded;
+    });
     Promise.all([
-      preview ? importModule(preview) : Promise.resolve(null),
+      runtime.then(() => (preview ? importModule(preview) : null)),
       config.wrapper ? importModule(config.wrapper) : Promise.resolve(null),
-      importStorybook(),
+      runtime,
     ])
       .then(async ([previewModule, wrapperModule, runtime]): Promise<Project> => {
         const wrapper = wrapperModule?.default;
@@ -172,4 +178,39 @@ export function useSelectionAndLive(catalog: Catalog | null): { route: Route; st
   }, [follow]);
 
   return { route, status };
+}
+
+/**
+ * The page's query flags (route.ts), kept in step with the URL: `setArgs` and
+ * `setGlobals` rewrite `?args=` / `?globals=` in place (no history entry, the
+ * hash and other flags kept), and selecting another story drops the args,
+ * which belonged to the previous one.
+ */
+export function usePageFlags(): {
+  flags: PageFlags;
+  setArgs: (args: Record<string, unknown>) => void;
+  setGlobals: (globals: Record<string, unknown>) => void;
+} {
+  const [flags, setFlags] = useState<PageFlags>(() => parseFlags(window.location.search));
+  const write = useCallback((update: { args?: Record<string, unknown>; globals?: Record<string, unknown> }): void => {
+    const search = withValues(window.location.search, update);
+    if (search !== window.location.search) window.history.replaceState(window.history.state, '', `${window.location.pathname}${search}${window.location.hash}`);
+    setFlags(parseFlags(search));
+  }, []);
+
+  useEffect(() => {
+    let shown = parseHash(window.location.hash);
+    const onHashChange = (): void => {
+      const next = parseHash(window.location.hash);
+      const moved = next.component !== shown.component || next.story !== shown.story;
+      shown = next;
+      if (moved && new URLSearchParams(window.location.search).has('args')) write({ args: {} });
+    };
+    window.addEventListener('hashchange', onHashChange);
+    return () => window.removeEventListener('hashchange', onHashChange);
+  }, [write]);
+
+  const setArgs = useCallback((args: Record<string, unknown>) => write({ args }), [write]);
+  const setGlobals = useCallback((globals: Record<string, unknown>) => write({ globals }), [write]);
+  return { flags, setArgs, setGlobals };
 }

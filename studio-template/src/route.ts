@@ -1,3 +1,5 @@
+import { formatValues, parseValues } from './urlArgs';
+
 // Selection in the URL hash: `#/<component>` or `#/<component>/<story>`, so a
 // page can be deep-linked and the browser's back button walks the selection.
 
@@ -26,28 +28,44 @@ export function formatHash(route: Route): string {
 }
 
 /**
- * Flags of the page's query string (before the hash), for stories composed by
- * the repository's Storybook: `play` runs the story's play function after it
- * rendered (`?play`, `?play=1`; never by default), `globals` sets globals the
- * way Storybook's URL does (`?globals=theme:dark;locale:fr`, `!true`,
- * `!false`, `!null` and `!undefined` for those values).
+ * Flags of the page's query string (before the hash), in Storybook's URL
+ * format where Storybook has one:
+ * - `args=label:Hi;disabled:!true` args over the story's own (urlArgs.ts),
+ *   written by the controls panel; they belong to the story in the hash and
+ *   are dropped when another story is selected;
+ * - `globals=theme:dark;locale:fr` globals (toolbar), kept across stories;
+ * - `play` runs the story's play function after it rendered (`?play`, `?play=1`; never by default);
+ * - `full` the full-canvas view: the story alone, no sidebar, toolbar or
+ *   panel (for embedding and screenshots; Storybook's `iframe.html?id=`):
+ *   `?full#/Button/Primary`.
  */
 export interface PageFlags {
   play: boolean;
+  full: boolean;
+  args: Record<string, unknown>;
   globals: Record<string, unknown>;
 }
 
-const SPECIAL_VALUES: Record<string, unknown> = { '!true': true, '!false': false, '!null': null, '!undefined': undefined };
+const on = (params: URLSearchParams, name: string): boolean => params.has(name) && !['0', 'false'].includes(params.get(name) ?? '');
 
 export function parseFlags(search: string): PageFlags {
   const params = new URLSearchParams(search);
-  const play = params.has('play') && !['0', 'false'].includes(params.get('play') ?? '');
-  const globals: Record<string, unknown> = {};
-  for (const pair of (params.get('globals') ?? '').split(';')) {
-    const at = pair.indexOf(':');
-    if (at <= 0) continue;
-    const value = pair.slice(at + 1);
-    globals[pair.slice(0, at)] = value in SPECIAL_VALUES ? SPECIAL_VALUES[value] : value;
+  return { play: on(params, 'play'), full: on(params, 'full'), args: parseValues(params.get('args')), globals: parseValues(params.get('globals')) };
+}
+
+/**
+ * `search` with `args` and/or `globals` replaced (removed when empty). Written
+ * by hand rather than by URLSearchParams, which would percent-encode the `:`
+ * and `;` that make Storybook's format readable.
+ */
+export function withValues(search: string, update: { args?: Record<string, unknown>; globals?: Record<string, unknown> }): string {
+  const kept = search
+    .replace(/^\?/, '')
+    .split('&')
+    .filter((part) => part && !Object.keys(update).some((name) => part === name || part.startsWith(`${name}=`)));
+  for (const [name, values] of Object.entries(update)) {
+    const text = values ? formatValues(values) : '';
+    if (text) kept.push(`${name}=${encodeURI(text).replace(/#/g, '%23').replace(/&/g, '%26')}`);
   }
-  return { play, globals };
+  return kept.length > 0 ? `?${kept.join('&')}` : '';
 }

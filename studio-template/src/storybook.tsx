@@ -11,6 +11,7 @@
 // modules come in through `virtual:studio/storybook` (plugin/storybook/).
 import { createElement, useEffect, useReducer, useRef, useState, type ComponentType, type ReactNode, type RefObject } from 'react';
 import type { Args } from './catalog';
+import { included } from './controls';
 
 type ModuleRecord = Record<string, unknown>;
 type Listener = (payload: ModuleRecord) => void;
@@ -21,11 +22,21 @@ const UPDATE_STORY_ARGS = 'updateStoryArgs';
 const RESET_STORY_ARGS = 'resetStoryArgs';
 const UPDATE_GLOBALS = 'updateGlobals';
 const FORCE_RE_RENDER = 'forceReRender';
+// What @storybook/addon-themes' decorators (withThemeByClassName...) emit when
+// they are created: the theme names for the toolbar, under the global `theme`.
+const REGISTER_THEMES = 'storybook/themes/REGISTER_THEMES';
 
 interface Channel {
   on(event: string, listener: Listener): void;
   removeListener(event: string, listener: Listener): void;
   emit(event: string, ...payload: unknown[]): void;
+  last?(event: string): unknown[] | undefined;
+}
+
+/** The themes an addon-themes decorator declared. */
+export interface RegisteredThemes {
+  themes: string[];
+  defaultTheme: string | null;
 }
 
 interface ArgType {
@@ -79,7 +90,10 @@ export interface ComposeInput {
 /** The repository's Storybook with its project annotations set, ready to compose stories. */
 export interface StorybookProject {
   version: string;
+  major: number;
   channel: Channel;
+  /** The themes the preview's addon-themes decorator registered, or null. */
+  themes(): RegisteredThemes | null;
   compose(input: ComposeInput): Promise<StoryContext>;
   combineArgs(args: Args, update: Args): Args;
   /** What Storybook adds to a play function's context for `canvasElement`: `canvas` queries and `userEvent`. */
@@ -95,6 +109,28 @@ function mergeArgs(args: Args, update: Args): Args {
   return next;
 }
 
+type Addons = { hasChannel?: () => boolean; setChannel?: (channel: unknown) => void; getChannel?: () => Channel };
+
+/**
+ * Gives Storybook's addons one channel before `.storybook/preview` is
+ * evaluated. Storybook 10 hands out a fresh mock channel per call until one is
+ * set: the hooks' events, the themes addon-themes registers while the preview
+ * module runs, and the studio's listeners must meet on one.
+ */
+export function installChannel(runtime: StorybookRuntime): void {
+  const { previewApi } = runtime;
+  const addons = previewApi.addons as Addons | undefined;
+  if (addons?.hasChannel?.() === false && typeof previewApi.mockChannel === 'function') {
+    addons.setChannel?.((previewApi.mockChannel as () => unknown)());
+  }
+}
+
+function readThemes(payload: unknown): RegisteredThemes | null {
+  if (!isObject(payload) || !Array.isArray(payload.themes)) return null;
+  const themes = payload.themes.filter((name): name is string => typeof name === 'string');
+  return { themes, defaultTheme: typeof payload.defaultTheme === 'string' ? payload.defaultTheme : null };
+}
+
 /**
  * Sets the project annotations of the repository's Storybook (the addons'
  * annotations, then `.storybook/preview`) and runs its `beforeAll`, as
@@ -107,19 +143,19 @@ export async function createStorybookProject(runtime: StorybookRuntime, preview:
   const version = runtime.version ?? 'unknown';
   const setProjectAnnotations = portable.setProjectAnnotations;
   const composeStory = portable.composeStory;
-  const addons = previewApi.addons as { hasChannel?: () => boolean; setChannel?: (channel: unknown) => void; getChannel?: () => Channel } | undefined;
+  const addons = previewApi.addons as Addons | undefined;
   const runsLoaders = (): boolean => typeof (composeStory as ComposeStory)({}, { title: 'probe' }, {}, 'probe').load === 'function';
   if (typeof setProjectAnnotations !== 'function' || typeof composeStory !== 'function' || typeof addons?.getChannel !== 'function' || !runsLoaders()) {
     // Storybook 7's composed stories have no load(): no loaders, no context to keep
     console.warn(`component studio: Storybook ${version} has no portable stories that run loaders: its stories render with the studio's CSF runner`);
     return null;
   }
-  // Storybook 10 hands out a fresh mock channel per call until one is set: the
-  // hooks' events and the studio's listeners must meet on one.
-  if (addons.hasChannel?.() === false && typeof previewApi.mockChannel === 'function') {
-    addons.setChannel?.((previewApi.mockChannel as () => unknown)());
-  }
+  installChannel(runtime);
   const channel = addons.getChannel();
+  let themes = readThemes(channel.last?.(REGISTER_THEMES)?.[0]);
+  channel.on(REGISTER_THEMES, (payload) => {
+    themes = readThemes(payload) ?? themes;
+  });
   const annotations = setProjectAnnotations([...runtime.annotations, preview ?? {}]) as ModuleRecord | undefined;
   if (typeof annotations?.beforeAll === 'function') await (annotations.beforeAll as () => unknown)();
   const combineArgs = typeof previewApi.combineArgs === 'function' ? (previewApi.combineArgs as (a: Args, b: Args) => Args) : mergeArgs;
@@ -150,25 +186,11 @@ export async function createStorybookProject(runtime: StorybookRuntime, preview:
     };
   }
 
-  return { version, channel, compose, combineArgs, playHelpers };
+  const major = Number.parseInt(version, 10) || 0;
+  return { version, major, channel, themes: () => themes, compose, combineArgs, playHelpers };
 }
 
 // -- rendering -------------------------------------------------------------------------------
-
-function isEqual(a: unknown, b: unknown): boolean {
-  return a === b || (typeof a === 'object' && typeof b === 'object' && a !== null && b !== null && JSON.stringify(a) === JSON.stringify(b));
-}
-
-/** Storybook's conditional args (argTypes[name].if): whether an arg is passed given the others and the globals. */
-function included(argType: ArgType | undefined, args: Args, globals: ModuleRecord): boolean {
-  const condition = argType?.if;
-  if (!isObject(condition)) return true;
-  const value = typeof condition.arg === 'string' ? args[condition.arg] : typeof condition.global === 'string' ? globals[condition.global] : undefined;
-  if (condition.eq !== undefined) return isEqual(value, condition.eq);
-  if (condition.neq !== undefined) return !isEqual(value, condition.neq);
-  if (condition.exists !== undefined) return condition.exists ? value !== undefined : value === undefined;
-  return condition.truthy === false ? !value : Boolean(value);
-}
 
 /**
  * Args as a story receives them after an update, as Storybook prepares them:
@@ -199,6 +221,13 @@ function resetArgs(current: Args, initial: Args, argNames: unknown): Args {
 
 export type PlayState = 'running' | 'passed' | 'failed';
 
+/** What a story on the canvas currently renders with: for the controls panel and the toolbar. */
+export interface LiveState {
+  /** Args as the controls show them (before argTypes `mapping`). */
+  args: Args;
+  globals: ModuleRecord;
+}
+
 /**
  * A composed story on the canvas, re-rendered (not remounted) when its args or
  * the globals change through Storybook's hooks. `play` runs the story's play
@@ -210,14 +239,23 @@ export function ComposedStory({
   canvas,
   play,
   onPlay,
+  urlArgs,
+  onState,
 }: {
   project: StorybookProject;
   context: StoryContext;
   canvas: RefObject<HTMLElement | null>;
   play: boolean;
   onPlay: (state: PlayState, error?: unknown) => void;
+  /** Args of the page's URL (`?args=`), over the story's own. */
+  urlArgs: Args;
+  /** Told the args and globals after every change (edits, `useArgs`, the toolbar). */
+  onState: (state: LiveState) => void;
 }): ReactNode {
-  const [args, setArgs] = useState<Args>(() => context.unmappedArgs ?? context.args);
+  const [args, setArgs] = useState<Args>(() => {
+    const own = context.unmappedArgs ?? context.args;
+    return Object.keys(urlArgs).length > 0 ? project.combineArgs(own, urlArgs) : own;
+  });
   const [globals, setGlobals] = useState<ModuleRecord>(context.globals);
   const [, rerender] = useReducer((n: number) => n + 1, 0);
 
@@ -236,6 +274,10 @@ export function ComposedStory({
       context.hooks.clean();
     };
   }, [project, context]);
+
+  useEffect(() => {
+    onState({ args, globals });
+  }, [args, globals, onState]);
 
   // Storybook runs the effects of its hooks (useEffect of a decorator) once the
   // preview reports the story rendered: after every commit here.
