@@ -62,9 +62,7 @@ def test_deps_seed_dir_follows_the_repository_install(tmp_path):
     repo.mkdir()
 
     def seed(install: str | None = None) -> Path | None:
-        return deps_seed_dir(
-            repo, template_dir=tpl, template_modules=modules, repo_install=install
-        )
+        return deps_seed_dir(repo, template_dir=tpl, template_modules=modules, repo_install=install)
 
     bare = seed()
     assert bare is not None and bare.parent == modules.parent / SEED_ROOT
