@@ -182,8 +182,8 @@ class InstalledTree:
 def install_inputs(root: Path) -> dict[str, bytes]:
     """Every file the install of workspace root ``root`` reads, by relative POSIX path.
 
-    The lockfile, the package managers' config files and patches, and the
-    manifests (``scripts`` removed): the root's, and in a workspace
+    The lockfile, the package managers' config files and patches, local
+    ``file:`` dependencies, and the manifests (``scripts`` removed): the root's, and in a workspace
     (``workspaces`` in package.json, or pnpm-workspace.yaml) every
     package.json below the root, whichever the workspace globs select
     (the package manager ignores the others).
@@ -214,7 +214,37 @@ def install_inputs(root: Path) -> dict[str, bytes]:
         data = root_manifest if path == root / MANIFEST else _load_manifest(path)
         text = json.dumps(cache_package_json(data), indent=2) + "\n"
         inputs[path.relative_to(root).as_posix()] = text.encode()
+        for local in _local_dependencies(data, path.parent, root):
+            inputs.setdefault(local.relative_to(root).as_posix(), local.read_bytes())
     return inputs
+
+
+def _local_dependencies(manifest: dict[str, Any], base: Path, root: Path) -> list[Path]:
+    """The files of ``file:`` dependencies (a tarball, a directory) inside ``root``.
+
+    They are part of what the install reads, so they go into the entry and its key.
+    """
+    found: list[Path] = []
+    for field in ("dependencies", "devDependencies", "optionalDependencies"):
+        specs = manifest.get(field)
+        if not isinstance(specs, dict):
+            continue
+        for spec in specs.values():
+            if not isinstance(spec, str) or not spec.startswith("file:"):
+                continue
+            target = (base / spec.removeprefix("file:")).resolve()
+            if not target.is_relative_to(root.resolve()):
+                continue
+            if target.is_file():
+                found.append(root / target.relative_to(root.resolve()))
+            elif target.is_dir():
+                for directory, subdirs, files in os.walk(target):
+                    subdirs[:] = sorted(d for d in subdirs if d not in _SKIPPED_DIRS)
+                    found += [
+                        root / (Path(directory) / name).relative_to(root.resolve())
+                        for name in sorted(files)
+                    ]
+    return found
 
 
 @dataclass(frozen=True)
@@ -241,7 +271,9 @@ class InstallOptions:
 
 def install_key(inputs: dict[str, bytes], command: InstallCommand, node: str = "node") -> str:
     """The install-cache entry name of ``inputs`` installed by ``command``."""
-    return cache_key(_pack(inputs), node_major_version(node), command.describe())
+    # Whether scripts run is not always in argv (yarn berry takes it from its environment).
+    tool = f"{command.describe()}\0scripts={command.scripts}"
+    return cache_key(_pack(inputs), node_major_version(node), tool)
 
 
 def entry_name(root: Path, options: InstallOptions | None = None, *, node: str = "node") -> str:

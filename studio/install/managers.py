@@ -112,11 +112,10 @@ def detect_manager(root: Path) -> tuple[Manager, str] | None:
         if not lockfile.is_file():
             continue
         if manager is Manager.YARN_CLASSIC:
-            pin = pinned_version(_read_manifest(root), manager)
             berry = (
                 is_yarn_berry_lock(lockfile.read_text(errors="replace"))
                 or (root / ".yarnrc.yml").is_file()
-                or (pin is not None and not pin.startswith("1."))
+                or pinned_version(_read_manifest(root), Manager.YARN_BERRY) is not None
             )
             if berry:
                 manager = Manager.YARN_BERRY
