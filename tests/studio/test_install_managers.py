@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from studio.errors import InvalidConfig
+from studio.errors import InvalidConfig, ProcessStartError
 from studio.install.cache import ENTRY_RECORD, InstallOptions, ensure_install
 from studio.install.managers import (
     DEFAULT_VERSIONS,
@@ -262,9 +262,15 @@ def test_a_warm_package_cache_installs_without_the_registry(tmp_path, monkeypatc
         {"package.json": _manifest(name="other", dependencies={"clsx": "2.1.1"})},
     )
     _lock(second, [a for a in argv if a != "--ignore-scripts"])
-    # Nothing answers on this port: any request to the registry would fail the install.
+    # Nothing answers on this port: any request to the registry would fail the install
+    # (at once: no retries, which npm and pnpm would otherwise spread over a minute).
     for name in ("npm_config_proxy", "npm_config_https_proxy", "HTTPS_PROXY", "HTTP_PROXY"):
         monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.setenv("npm_config_fetch_retries", "0")
+    # The control: the same lockfile with an empty package cache needs the registry and fails.
+    with pytest.raises(ProcessStartError, match="ECONNREFUSED"):
+        ensure_install(second, tmp_path / "cold", InstallOptions(package_cache=tmp_path / "empty"))
+    assert list((tmp_path / "cold").glob("*/node_modules")) == []  # no entry left half-made
     installed = ensure_install(second, cache, InstallOptions(package_cache=packages))
     assert (installed.root_modules / "clsx" / "package.json").is_file()
 
