@@ -16,7 +16,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from actors._repositories import check_local_repository, check_remote_repository
+from actors._repositories import (
+    check_local_repository,
+    check_package_dir,
+    check_remote_repository,
+)
 from studio.config import ComponentStudioConfig, StudioSettings
 from studio.errors import Conflict, InvalidConfig, InvalidRequest, NotFound
 from studio.models import UserInfo
@@ -167,6 +171,7 @@ class Accounts:
         else:
             url = clone_url or f"https://github.com/{github}.git"
             checked = check_remote_repository(url, default_branch)
+        config = self._checked_install_config(config, checked.source, checked.default_branch)
         if github is not None and self._settings.github_token:
             # Sandboxes of this repository push and open PRs: refuse it now, not at finalize.
             GitHubProvider.from_settings(self._settings).check_push_permission(github)
@@ -177,6 +182,21 @@ class Accounts:
             default_branch=checked.default_branch,
             config=config,
         )
+
+    def _checked_install_config(
+        self, config: dict[str, Any] | None, source: str, branch: str
+    ) -> dict[str, Any] | None:
+        """``config`` with its ``package_dir`` normalised, once it is known to exist (else 400)."""
+        if not config or "package_dir" not in config:
+            return config
+        try:
+            checked = self._settings.default_config().with_overrides(
+                {"package_dir": config["package_dir"]}
+            )
+        except ValidationError as exc:
+            raise InvalidConfig(f"invalid repository config: {validation_message(exc)}") from None
+        check_package_dir(source, branch, checked.package_dir)
+        return {**config, "package_dir": checked.package_dir}
 
     def check_push_access(self, repository_id: int) -> None:
         """Refuse a sandbox whose branch could not be pushed (403 at create, not at finalize).

@@ -22,7 +22,13 @@ from studio.errors import (
 )
 from studio.git import git_status
 
-__all__ = ["CheckedSource", "check_local_repository", "check_remote_repository", "is_remote_url"]
+__all__ = [
+    "CheckedSource",
+    "check_local_repository",
+    "check_package_dir",
+    "check_remote_repository",
+    "is_remote_url",
+]
 
 # ls-remote of an unreachable host must not hold a registration for minutes.
 _REMOTE_TIMEOUT = 30.0
@@ -140,3 +146,22 @@ def check_remote_repository(clone_url: str, default_branch: str | None) -> Check
             branch=branch,
         )
     return CheckedSource(source=clone_url, default_branch=branch)
+
+
+def check_package_dir(source: str, branch: str, package_dir: str) -> None:
+    """Refuse a ``package_dir`` (already normalised) that is no directory on ``branch``.
+
+    ``source`` is a local repository's checked path: the branch's tree is
+    read there. A remote repository is not fetched at registration; its
+    sandboxes meet a missing directory as a clear setup error instead.
+    """
+    if not package_dir or is_remote_url(source):
+        return
+    code, kind = _git(["cat-file", "-t", f"refs/heads/{branch}:{package_dir}"], cwd=Path(source))
+    if code != 0 or kind != "tree":
+        raise InvalidRequest(
+            f"package_dir {package_dir!r} is not a directory on branch {branch!r} of {source}: "
+            "name the package's directory relative to the repository root (like 'packages/ui')",
+            package_dir=package_dir,
+            branch=branch,
+        )

@@ -280,7 +280,8 @@ class SandboxActor:
 
     def _remember_studio_app(self) -> None:
         # The node's next workers start their Vite standby from this studio app's modules.
-        _standby.remember(self._settings.template_dir, self._sandbox.worktree_path / STUDIO_DIR)
+        studio_dir = self._sandbox.vite.options.app_root / STUDIO_DIR
+        _standby.remember(self._settings.template_dir, studio_dir)
 
     async def info(self) -> SandboxInfo:
         """The sandbox's status."""

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Component Studio and its tests need on a fresh Debian
 # machine: Chromium (browser tests), a Python venv with the package and its dev
-# extra, and the pinned npm packages of the studio template and the test tools.
+# extra, the pinned npm packages of the studio template and the test tools, and
+# pnpm and yarn (through corepack) for the repositories that use them.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,25 @@ for dir in studio-template tests/tools; do
     echo "setup: npm ci in $dir"
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
     touch "$lock_stamp"
+  fi
+done
+# pnpm and yarn (classic and berry) for repositories that use them, through corepack
+# (part of Node): the versions the install cache uses when a repository pins none
+# (studio/install/managers.py, DEFAULT_VERSIONS) go into corepack's cache, from the
+# npm registry (COREPACK_NPM_REGISTRY also serves yarn berry as @yarnpkg/cli-dist).
+# COREPACK_INTEGRITY_KEYS=0: corepack checks npm's registry signatures
+# (dist.signatures), which the registry mirror these machines reach does not serve;
+# set it to your registry's keys (JSON) to keep that check.
+command -v corepack >/dev/null 2>&1 || { echo "setup: corepack (comes with Node.js) is required" >&2; exit 1; }
+tools=$(.venv/bin/python -c 'from studio.install.managers import corepack_specs; print(" ".join(corepack_specs()))')
+home=${COREPACK_HOME:-$HOME/.cache/node/corepack}
+for tool in $tools; do
+  name=${tool%@*}; version=${tool#*@}
+  if [ ! -d "$home/v1/$name/$version" ]; then
+    echo "setup: corepack install $tool"
+    COREPACK_NPM_REGISTRY=${COREPACK_NPM_REGISTRY:-$(npm config get registry | sed 's:/*$::')} \
+      COREPACK_INTEGRITY_KEYS=${COREPACK_INTEGRITY_KEYS-0} \
+      COREPACK_ENABLE_DOWNLOAD_PROMPT=0 corepack install -g "$tool"
   fi
 done
 echo "setup: ready"

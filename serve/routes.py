@@ -433,7 +433,7 @@ async def register_repository(
         github=body.github,
         clone_url=body.clone_url,
         default_branch=body.default_branch,
-        config=body.config,
+        config=body.sandbox_config(),
     )
     return record
 

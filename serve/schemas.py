@@ -163,6 +163,31 @@ class RegisterRepositoryRequest(_Request):
     clone_url: str | None = Field(None, min_length=1)
     default_branch: str | None = Field(None, min_length=1)
     config: dict[str, Any] | None = Field(None, description="Config overrides for its sandboxes.")
+    package_dir: str | None = Field(
+        None,
+        description="The package to render inside a monorepo, relative to the repository root "
+        "(like 'packages/ui'); it must exist on the base branch. Dependencies are installed at "
+        "the workspace root (the lockfile's directory).",
+    )
+    install_scripts: bool | None = Field(
+        None,
+        description="Let dependencies' install scripts run (off by default: only those the "
+        "repository's own configuration allows, such as pnpm's onlyBuiltDependencies).",
+    )
+
+    def sandbox_config(self) -> dict[str, Any] | None:
+        """``config`` with ``package_dir`` and ``install_scripts`` folded in."""
+        fields = {
+            name: value
+            for name, value in (
+                ("package_dir", self.package_dir),
+                ("install_scripts", self.install_scripts),
+            )
+            if value is not None
+        }
+        if not fields:
+            return self.config
+        return {**(self.config or {}), **fields}
 
     @model_validator(mode="after")
     def _one_source(self) -> RegisterRepositoryRequest:

@@ -35,7 +35,8 @@ const studioInsideRepo = isInside(config.repoRoot, studioDir);
 // The backend links node_modules to its install cache: files Vite serves from
 // there (outside the repository and .studio/) are the studio's own.
 const studioModules = realpathSync(path.join(studioDir, 'node_modules'));
-const allowed = [config.repoRoot, ...(studioInsideRepo ? [] : [studioDir]), studioModules];
+// The whole worktree, not only the package: a workspace package imports its siblings' sources.
+const allowed = [config.workspaceRoot, ...(studioInsideRepo ? [] : [studioDir]), studioModules];
 
 // The app's own entry plus every module it may import lazily: Vite scans them
 // at startup, so dependencies are optimised once instead of being discovered

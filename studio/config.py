@@ -19,6 +19,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from studio.errors import PathNotAllowed
+from studio.paths import normalize_user_path
+
 __all__ = [
     "COMMIT_PLACEHOLDERS",
     "RAY_WORKER_PORT_MAX",
@@ -196,6 +199,34 @@ class ComponentStudioConfig(BaseModel):
         description="Module path (inside the repository) whose default export wraps every "
         "rendered component, for providers when there is no .storybook/preview.",
     )
+
+    package_dir: str = Field(
+        "",
+        description="The package the studio renders, relative to the repository root "
+        "(like 'packages/ui' in a monorepo; '' for the root): Vite's root and where stories "
+        "are found. Dependencies are installed at the workspace root above it (its lockfile).",
+    )
+    install_scripts: bool = Field(
+        False,
+        description="Let dependencies' lifecycle scripts (postinstall, ...) run at install. "
+        "Off: only those the repository's own configuration allows (pnpm's "
+        "onlyBuiltDependencies) run. A failing script never stops a sandbox: the install is "
+        "retried without scripts.",
+    )
+
+    @field_validator("package_dir")
+    @classmethod
+    def _relative_package_dir(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("", ".", "./"):
+            return ""
+        try:
+            return normalize_user_path(value)
+        except PathNotAllowed as exc:
+            raise ValueError(
+                "package_dir must be a directory relative to the repository root that stays "
+                f"inside it (like 'packages/ui'): {exc.message}"
+            ) from None
 
     @field_validator("vite_port")
     @classmethod

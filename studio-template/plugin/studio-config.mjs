@@ -12,7 +12,10 @@ export const DEFAULT_STORYBOOK_DIR = '.storybook';
 /**
  * @typedef {object} StudioConfig
  * @property {string | null} sandboxId
- * @property {string} repoRoot absolute path of the repository (worktree)
+ * @property {string} repoRoot absolute path of the package the studio renders (the worktree, or
+ *   the package directory of a workspace inside it)
+ * @property {string} workspaceRoot absolute path of the worktree holding repoRoot (the same
+ *   directory unless repoRoot is a workspace package): Vite may serve its files
  * @property {number} port
  * @property {string} host
  * @property {string} cacheDir absolute path of Vite's per-sandbox cache
@@ -58,6 +61,10 @@ export function loadStudioConfig(studioDir) {
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail(file, 'must hold a JSON object');
   }
   const repoRoot = path.resolve(studioDir, optionalString(raw, 'repoRoot', file) ?? '..');
+  const workspaceRoot = path.resolve(studioDir, optionalString(raw, 'workspaceRoot', file) ?? repoRoot);
+  if (path.relative(workspaceRoot, repoRoot).split(path.sep).includes('..')) {
+    fail(file, `"repoRoot" must lie inside "workspaceRoot", got ${repoRoot} outside ${workspaceRoot}`);
+  }
   const port = raw.port ?? 5173;
   if (!Number.isInteger(port) || port < 1 || port > 65535) fail(file, `"port" must be an integer in 1..65535, got ${JSON.stringify(port)}`);
   const componentGlob = optionalString(raw, 'componentGlob', file) ?? DEFAULT_COMPONENT_GLOB;
@@ -79,6 +86,7 @@ export function loadStudioConfig(studioDir) {
   return {
     sandboxId: optionalString(raw, 'sandboxId', file),
     repoRoot,
+    workspaceRoot,
     port,
     host: optionalString(raw, 'host', file) ?? '127.0.0.1',
     cacheDir: path.resolve(studioDir, optionalString(raw, 'cacheDir', file) ?? '.vite-cache'),

@@ -33,16 +33,31 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from studio.errors import ProcessStartError
+from studio.install.managers import (
+    LOCKFILES,
+    MANIFEST,
+    InstallCommand,
+    Manager,
+    detect_manager,
+    install_command,
+)
 
 __all__ = [
-    "NPM_CI_ARGS",
+    "ENTRY_RECORD",
+    "InstallOptions",
+    "InstalledTree",
     "cache_key",
     "cache_package_json",
+    "ensure_install",
     "ensure_node_modules",
+    "entry_name",
+    "install_inputs",
+    "install_key",
     "link_node_modules",
     "node_major_version",
     "npm_output_summary",
@@ -51,10 +66,21 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-NPM_CI_ARGS = ("ci", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error")
-LOCKFILE = "package-lock.json"
-MANIFEST = "package.json"
 OUTPUT_TAIL_LINES = 60
+# What an entry records of its install, beside its node_modules.
+ENTRY_RECORD = ".studio-install.json"
+# Files and folders of a workspace root that an install reads besides manifests and lockfile.
+_CONFIG_FILES = (
+    ".npmrc",
+    ".yarnrc",
+    ".yarnrc.yml",
+    "pnpm-workspace.yaml",
+    ".pnpmfile.cjs",
+)
+_CONFIG_DIRS = (".yarn/releases", ".yarn/plugins", ".yarn/patches", "patches")
+_SKIPPED_DIRS = frozenset({"node_modules", ".git", ".studio"})
+# The retry of a failed install with scripts: each manager's switch for "none at all".
+_NO_SCRIPTS: dict[Manager, list[str]] = {Manager.PNPM: ["--ignore-scripts"]}
 
 
 def parse_node_major(version_output: str) -> str:
@@ -101,10 +127,15 @@ def npm_output_summary(output: str, lines: int = OUTPUT_TAIL_LINES) -> list[str]
     return kept[-lines:]
 
 
-def cache_key(lockfile: bytes, node_major: str) -> str:
-    """The cache entry name of a lockfile installed with Node ``node_major``."""
+def cache_key(lockfile: bytes, node_major: str, tool: str = "npm ci") -> str:
+    """The cache entry name of install inputs ``lockfile`` run by ``tool`` on Node ``node_major``.
+
+    ``lockfile`` is the lockfile's bytes, or (:func:`install_inputs`) every
+    file the install reads; ``tool`` the command as described (manager,
+    version, whether scripts run), so a change of either is another entry.
+    """
     digest = hashlib.sha256()
-    digest.update(f"node{node_major}\0".encode())
+    digest.update(f"node{node_major}\0{tool}\0".encode())
     digest.update(lockfile)
     return digest.hexdigest()[:32]
 
@@ -112,12 +143,196 @@ def cache_key(lockfile: bytes, node_major: str) -> str:
 def cache_package_json(manifest: dict[str, Any]) -> dict[str, Any]:
     """The package.json to install a cache entry from: ``manifest`` without ``scripts``.
 
-    The entry holds only the manifest and the lockfile, so the package's own
+    The entry holds only the manifests and the lockfile, so the packages' own
     lifecycle scripts (``prepare: husky``, ``postinstall: patch-package``)
     would run without the files they expect. Dependencies' install scripts
-    still run.
+    are the install command's to allow (:func:`~studio.install.managers.install_command`).
     """
     return {key: value for key, value in manifest.items() if key != "scripts"}
+
+
+@dataclass(frozen=True)
+class InstalledTree:
+    """One install-cache entry: a workspace root's node_modules, installed once per node."""
+
+    entry: Path
+    # Where the entry has node_modules, relative to the workspace root ("." is the root).
+    node_modules: tuple[str, ...]
+    command: str
+    scripts: bool
+    # What went wrong and was worked around (an install script that failed).
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def root_modules(self) -> Path:
+        return self.entry / "node_modules"
+
+    def link_into(self, root: Path) -> list[Path]:
+        """Hard-link each node_modules of the entry into ``root`` where it has none yet."""
+        linked = []
+        for relative in self.node_modules:
+            target = root / relative / "node_modules"
+            if target.exists() or target.is_symlink() or not target.parent.is_dir():
+                continue
+            link_node_modules(self.entry / relative / "node_modules", target)
+            linked.append(target)
+        return linked
+
+
+def install_inputs(root: Path) -> dict[str, bytes]:
+    """Every file the install of workspace root ``root`` reads, by relative POSIX path.
+
+    The lockfile, the package managers' config files and patches, local
+    ``file:`` dependencies, and the manifests (``scripts`` removed): the root's, and in a workspace
+    (``workspaces`` in package.json, or pnpm-workspace.yaml) every
+    package.json below the root, whichever the workspace globs select
+    (the package manager ignores the others).
+    """
+    found = detect_manager(root)
+    if found is None or not (root / MANIFEST).is_file():
+        raise ProcessStartError(
+            f"{root} needs {MANIFEST} and a lockfile "
+            f"({', '.join(name for name, _ in LOCKFILES)}) to install its dependencies; "
+            "install once with the repository's package manager and commit the lockfile",
+            output=[],
+        )
+    inputs: dict[str, bytes] = {found[1]: (root / found[1]).read_bytes()}
+    for name in _CONFIG_FILES:
+        if (root / name).is_file():
+            inputs[name] = (root / name).read_bytes()
+    for folder in _CONFIG_DIRS:
+        base = root / folder
+        if base.is_dir():
+            for path in sorted(base.rglob("*")):
+                if path.is_file():
+                    inputs[path.relative_to(root).as_posix()] = path.read_bytes()
+    root_manifest = _load_manifest(root / MANIFEST)
+    manifests = [root / MANIFEST]
+    if "workspaces" in root_manifest or (root / "pnpm-workspace.yaml").is_file():
+        manifests += _member_manifests(root)
+    for path in manifests:
+        data = root_manifest if path == root / MANIFEST else _load_manifest(path)
+        text = json.dumps(cache_package_json(data), indent=2) + "\n"
+        inputs[path.relative_to(root).as_posix()] = text.encode()
+        for local in _local_dependencies(data, path.parent, root):
+            inputs.setdefault(local.relative_to(root).as_posix(), local.read_bytes())
+    return inputs
+
+
+def _local_dependencies(manifest: dict[str, Any], base: Path, root: Path) -> list[Path]:
+    """The files of ``file:`` dependencies (a tarball, a directory) inside ``root``.
+
+    They are part of what the install reads, so they go into the entry and its key.
+    """
+    found: list[Path] = []
+    for field in ("dependencies", "devDependencies", "optionalDependencies"):
+        specs = manifest.get(field)
+        if not isinstance(specs, dict):
+            continue
+        for spec in specs.values():
+            if not isinstance(spec, str) or not spec.startswith("file:"):
+                continue
+            target = (base / spec.removeprefix("file:")).resolve()
+            if not target.is_relative_to(root.resolve()):
+                continue
+            if target.is_file():
+                found.append(root / target.relative_to(root.resolve()))
+            elif target.is_dir():
+                for directory, subdirs, files in os.walk(target):
+                    subdirs[:] = sorted(d for d in subdirs if d not in _SKIPPED_DIRS)
+                    found += [
+                        root / (Path(directory) / name).relative_to(root.resolve())
+                        for name in sorted(files)
+                    ]
+    return found
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    """How a repository is installed: its settings, and the tools' paths."""
+
+    # Dependencies' lifecycle scripts may run (the repository's ``install_scripts``).
+    allow_scripts: bool = False
+    # The package managers' download caches (None: each one's per-user default).
+    package_cache: Path | None = None
+    npm: str = "npm"
+    corepack: str = "corepack"
+
+    def command(self, root: Path, *, allow_scripts: bool | None = None) -> InstallCommand:
+        """The install command of workspace root ``root`` with these options."""
+        return install_command(
+            root,
+            allow_scripts=self.allow_scripts if allow_scripts is None else allow_scripts,
+            package_cache=self.package_cache,
+            npm=self.npm,
+            corepack=self.corepack,
+        )
+
+
+def install_key(inputs: dict[str, bytes], command: InstallCommand, node: str = "node") -> str:
+    """The install-cache entry name of ``inputs`` installed by ``command``."""
+    # Whether scripts run is not always in argv (yarn berry takes it from its environment).
+    tool = f"{command.describe()}\0scripts={command.scripts}"
+    return cache_key(_pack(inputs), node_major_version(node), tool)
+
+
+def entry_name(root: Path, options: InstallOptions | None = None, *, node: str = "node") -> str:
+    """The name of the install-cache entry that installs workspace root ``root``."""
+    return install_key(install_inputs(root), (options or InstallOptions()).command(root), node)
+
+
+def ensure_install(
+    root: Path,
+    cache_root: Path,
+    options: InstallOptions | None = None,
+    *,
+    node: str = "node",
+    timeout: float = 600.0,
+) -> InstalledTree:
+    """The install-cache entry of workspace root ``root``, installing it if needed.
+
+    ``root`` holds package.json and a lockfile (npm, pnpm or yarn: see
+    :mod:`studio.install.managers`). When dependencies' scripts were allowed
+    and the install fails, it is tried once more with scripts off (an
+    install script that downloads a binary must not stop a sandbox), and
+    the entry carries a warning. Raises :class:`ProcessStartError` with the
+    tool's output (``details["output"]``) when the install fails.
+    """
+    options = options or InstallOptions()
+    inputs = install_inputs(root)
+    command = options.command(root)
+    key = install_key(inputs, command, node)
+    entry = cache_root / key
+    # An entry only ever appears by rename, complete: no lock needed to use it.
+    if (entry / "node_modules").is_dir():
+        return _read_entry(entry, command)
+    with _key_lock(cache_root, key):
+        if (entry / "node_modules").is_dir():
+            return _read_entry(entry, command)
+        for stale in cache_root.glob(f".build-{key}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        build = Path(tempfile.mkdtemp(dir=cache_root, prefix=f".build-{key}-"))
+        try:
+            _write_inputs(build, inputs)
+            warnings = _install(command, options, root, build, inputs, timeout)
+            # A package without dependencies gets no node_modules from its manager.
+            (build / "node_modules").mkdir(exist_ok=True)
+            record = {
+                "command": command.describe(),
+                "scripts": command.scripts and not warnings,
+                "node_modules": _modules_dirs(build),
+                "warnings": warnings,
+            }
+            (build / ENTRY_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+            build.rename(entry)
+        except BaseException:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+    logger.info(
+        "install cache entry built",
+        extra={"key": key, "root": str(root), "command": command.describe()},
+    )
+    return _read_entry(entry, command)
 
 
 def ensure_node_modules(
@@ -128,45 +343,53 @@ def ensure_node_modules(
     node: str = "node",
     timeout: float = 600.0,
 ) -> Path:
-    """The cached node_modules for ``package_dir``'s lockfile, installing it if needed.
+    """The cached root node_modules of ``package_dir`` (the studio template's install)."""
+    options = InstallOptions(npm=npm)
+    return ensure_install(package_dir, cache_root, options, node=node, timeout=timeout).root_modules
 
-    ``package_dir`` holds package.json and package-lock.json. Returns
-    ``<cache_root>/<key>/node_modules``. Raises :class:`ProcessStartError`
-    with npm's output (``details["output"]``) when ``npm ci`` fails.
-    """
-    lockfile = package_dir / LOCKFILE
-    manifest = package_dir / MANIFEST
-    if not lockfile.is_file() or not manifest.is_file():
-        raise ProcessStartError(
-            f"{package_dir} needs both {MANIFEST} and {LOCKFILE} to install its dependencies; "
-            "run `npm install` there once and commit the lockfile",
-            output=[],
-        )
-    key = cache_key(lockfile.read_bytes(), node_major_version(node))
-    entry = cache_root / key
-    modules = entry / "node_modules"
-    # An entry only ever appears by rename, complete: no lock needed to use it.
-    if modules.is_dir():
-        return modules
-    with _key_lock(cache_root, key):
-        if modules.is_dir():
-            return modules
-        for stale in cache_root.glob(f".build-{key}-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        build = Path(tempfile.mkdtemp(dir=cache_root, prefix=f".build-{key}-"))
-        try:
-            shutil.copy2(lockfile, build / LOCKFILE)
-            data = json.loads(manifest.read_text())
-            (build / MANIFEST).write_text(json.dumps(cache_package_json(data), indent=2) + "\n")
-            _run_npm_ci(npm, build, timeout)
-            # A package without dependencies gets no node_modules from npm.
-            (build / "node_modules").mkdir(exist_ok=True)
-            build.rename(entry)
-        except BaseException:
-            shutil.rmtree(build, ignore_errors=True)
+
+def _install(
+    command: InstallCommand,
+    options: InstallOptions,
+    root: Path,
+    build: Path,
+    inputs: dict[str, bytes],
+    timeout: float,
+) -> list[str]:
+    """Run ``command`` in ``build``; the warnings of a retry without scripts."""
+    try:
+        _run_install(command, build, timeout)
+        return []
+    except ProcessStartError as exc:
+        if not command.scripts or exc.details.get("returncode") is None:
             raise
-    logger.info("install cache entry built", extra={"key": key, "package_dir": str(package_dir)})
-    return modules
+        failed = exc.details.get("output") or []
+    logger.warning(
+        "install with dependency scripts failed; installing again without them",
+        extra={"root": str(root), "command": command.describe()},
+    )
+    # Start over: what the failed run left half-made is not to be trusted.
+    for child in build.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    _write_inputs(build, inputs)
+    safe = options.command(root, allow_scripts=False)
+    safe = replace(safe, argv=[*safe.argv, *_NO_SCRIPTS.get(safe.manager, [])], scripts=False)
+    _run_install(safe, build, timeout)
+    tail = "\n".join(str(line) for line in failed[-10:])
+    return [
+        f"{command.describe()} failed in a dependency's install script; installed "
+        f"without dependencies' scripts instead. Its output ended with:\n{tail}"
+    ]
+
+
+def _write_inputs(build: Path, inputs: dict[str, bytes]) -> None:
+    for relative, content in inputs.items():
+        path = build / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
 
 
 def link_node_modules(cached: Path, target: Path) -> None:
@@ -219,11 +442,12 @@ def _key_lock(cache_root: Path, key: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _run_npm_ci(npm: str, cwd: Path, timeout: float) -> None:
-    argv = [npm, *NPM_CI_ARGS]
-    env = {**os.environ, "NO_COLOR": "1", "npm_config_update_notifier": "false"}
+def _run_install(command: InstallCommand, cwd: Path, timeout: float) -> None:
+    argv = command.argv
+    env = {**os.environ, **command.env}
+    tool = command.describe()
     try:
-        # Own session: on a timeout the whole tree (npm, its scripts) is killed.
+        # Own session: on a timeout the whole tree (the tool, its scripts) is killed.
         proc = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -236,7 +460,9 @@ def _run_npm_ci(npm: str, cwd: Path, timeout: float) -> None:
         )
     except OSError as exc:
         raise ProcessStartError(
-            f"cannot run {npm!r}: {exc}; install Node.js and npm", output=[]
+            f"cannot run {argv[0]!r}: {exc}; install Node.js (npm and corepack come with it) "
+            "and run scripts/setup.sh",
+            output=[],
         ) from exc
     try:
         output, _ = proc.communicate(timeout=timeout)
@@ -246,14 +472,63 @@ def _run_npm_ci(npm: str, cwd: Path, timeout: float) -> None:
         output, _ = proc.communicate()
         tail = npm_output_summary(output)
         raise ProcessStartError(
-            f"npm ci did not finish within {timeout:g} s in {cwd}; check the network "
+            f"{tool} did not finish within {timeout:g} s in {cwd}; check the network "
             "and the npm registry",
             output=tail,
         ) from None
     if proc.returncode != 0:
         tail = npm_output_summary(output)
         raise ProcessStartError(
-            f"npm ci failed with exit code {proc.returncode}; its output:\n" + "\n".join(tail),
+            f"{tool} failed with exit code {proc.returncode}; its output:\n" + "\n".join(tail),
             output=tail,
             returncode=proc.returncode,
         )
+
+
+def _read_entry(entry: Path, command: InstallCommand) -> InstalledTree:
+    try:
+        record = json.loads((entry / ENTRY_RECORD).read_text())
+    except (FileNotFoundError, ValueError):
+        record = {}
+    return InstalledTree(
+        entry=entry,
+        node_modules=tuple(record.get("node_modules") or ["."]),
+        command=str(record.get("command") or command.describe()),
+        scripts=bool(record.get("scripts", command.scripts)),
+        warnings=tuple(record.get("warnings") or ()),
+    )
+
+
+def _modules_dirs(build: Path) -> list[str]:
+    """The directories of ``build`` (outside node_modules) that got a node_modules."""
+    found = []
+    for directory, subdirs, _files in os.walk(build):
+        if "node_modules" in subdirs:
+            found.append(Path(directory).relative_to(build).as_posix())
+        subdirs[:] = [d for d in subdirs if d != "node_modules" and not d.startswith(".")]
+    return sorted(found)
+
+
+def _member_manifests(root: Path) -> list[Path]:
+    manifests = []
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if d not in _SKIPPED_DIRS and not d.startswith("."))
+        if MANIFEST in files and Path(directory) != root:
+            manifests.append(Path(directory) / MANIFEST)
+    return manifests
+
+
+def _load_manifest(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ProcessStartError(f"{path} is not valid JSON: {exc}", output=[]) from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _pack(inputs: dict[str, bytes]) -> bytes:
+    digest = hashlib.sha256()
+    for relative in sorted(inputs):
+        digest.update(relative.encode() + b"\0")
+        digest.update(hashlib.sha256(inputs[relative]).digest())
+    return digest.digest()

@@ -77,7 +77,7 @@ def prepare_repository(
         try:
             _prepare_studio_app(settings, layout, directory, scratch_id, config, seed_timeout)
         finally:
-            cleanup_studio_app(directory)
+            cleanup_studio_app(directory / config.package_dir)
             mirror.remove_worktree(directory)
             mirror.delete_branch(branch_name(scratch_id))
     logger.info("repository prepared", extra={"repository": repository.name})
@@ -118,12 +118,14 @@ def _prepare_studio_app(
             wrapper=config.wrapper_component,
             share_deps=settings.vite_deps_seed,
             prebuilt_shell=settings.prebuilt_shell,
+            package_dir=config.package_dir,
+            install_scripts=config.install_scripts,
         )
         seed = read_studio_config(studio_dir).get("depsSeedDir")
         if not isinstance(seed, str) or Path(seed).is_dir():
             return
         server = ViteServer(
-            worktree,
+            studio_dir.parent,
             ports=ports,
             pid_file=layout.pid_file(f"prepare-{scratch_id}"),
         )

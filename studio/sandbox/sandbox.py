@@ -210,6 +210,8 @@ class ComponentStudioSandbox(SandboxLifecycle):
                 backoff_max=config.restart_backoff_max,
                 stable_start=config.stable_start,
             ),
+            package_dir=config.package_dir,
+            install_scripts=config.install_scripts,
         )
 
     # -- what the layers read ------------------------------------------------

@@ -85,6 +85,15 @@ class ViteOptions:
     ready_timeout: float
     unhealthy_threshold: int
     restart_policy: RestartPolicy
+    # The package the studio renders, inside the worktree ("" for its root), and
+    # whether dependencies' install scripts may run (the repository's settings).
+    package_dir: str = ""
+    install_scripts: bool = False
+
+    @property
+    def app_root(self) -> Path:
+        """Where the studio app lives and Vite runs: the worktree's package directory."""
+        return self.worktree / self.package_dir if self.package_dir else self.worktree
 
 
 class SandboxStates(Protocol):
@@ -182,9 +191,11 @@ class ViteSupervisor:
                 wrapper=options.wrapper,
                 share_deps=options.vite_deps_seed,
                 prebuilt_shell=options.prebuilt_shell,
+                package_dir=options.package_dir,
+                install_scripts=options.install_scripts,
             )
             server = ViteServer(
-                options.worktree,
+                options.app_root,
                 ports=self.ports,
                 unhealthy_threshold=options.unhealthy_threshold,
                 pid_file=options.pid_file,
@@ -231,7 +242,7 @@ class ViteSupervisor:
 
     def _previous_port(self) -> int | None:
         try:
-            port = read_studio_config(self.options.worktree / STUDIO_DIR).get("port")
+            port = read_studio_config(self.options.app_root / STUDIO_DIR).get("port")
         except StudioError:
             return None
         return port if isinstance(port, int) else None
@@ -326,7 +337,7 @@ class ViteSupervisor:
             self.ports.release_owner(options.sandbox_id)
             # Without a server of ours (nothing started here), the pid file names
             # the Vite a previous incarnation left; it is killed.
-            cleanup_studio_app(options.worktree, pid_file=options.pid_file)
+            cleanup_studio_app(options.app_root, pid_file=options.pid_file)
         watcher = self._watcher
         if watcher is not None and watcher is not threading.current_thread():
             # Vite is gone, so its watcher is past its wait and sees the stop.

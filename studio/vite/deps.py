@@ -26,8 +26,6 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from studio.install.cache import LOCKFILE, MANIFEST, cache_key, node_major_version
-
 __all__ = ["SEED_ROOT", "deps_seed_dir", "seed_key", "template_fingerprint"]
 
 SEED_ROOT = "vite-deps"
@@ -62,22 +60,19 @@ def deps_seed_dir(
     *,
     template_dir: Path,
     template_modules: Path,
+    repo_install: str | None = None,
     ignore: Iterable[str] = (),
-    node: str = "node",
     fingerprint: str | None = None,
 ) -> Path | None:
     """The seed directory of ``worktree``'s studio app, or None when it must not share one.
 
     ``template_modules`` is the template's install-cache ``node_modules``; the
-    seed lives beside it, so it goes when that entry goes. ``fingerprint`` is
-    the template's (:func:`template_fingerprint`), when the caller has it already.
+    seed lives beside it, so it goes when that entry goes. ``repo_install`` is
+    the name of the install-cache entry the repository's node_modules come
+    from (None: it installs nothing). ``fingerprint`` is the template's
+    (:func:`template_fingerprint`), when the caller has it already.
     """
-    lockfile = worktree / LOCKFILE
-    if lockfile.is_file() and (worktree / MANIFEST).is_file():
-        repo: str | None = cache_key(lockfile.read_bytes(), node_major_version(node))
-    elif (worktree / "node_modules").exists():
+    if repo_install is None and (worktree / "node_modules").exists():
         return None  # installed by someone else: nothing says what is in it
-    else:
-        repo = None
-    key = seed_key(fingerprint or template_fingerprint(template_dir, ignore), repo)
+    key = seed_key(fingerprint or template_fingerprint(template_dir, ignore), repo_install)
     return template_modules.parent / SEED_ROOT / key

@@ -38,9 +38,16 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from studio.errors import InvalidConfig, PortInUse, ProcessStartError, ViteStartError
-from studio.install.cache import ensure_node_modules, link_node_modules
-from studio.paths import atomic_write
+from studio.errors import (
+    InvalidConfig,
+    PathNotAllowed,
+    PortInUse,
+    ProcessStartError,
+    ViteStartError,
+)
+from studio.install.cache import InstallOptions, ensure_install, ensure_node_modules, entry_name
+from studio.install.managers import find_install_root
+from studio.paths import atomic_write, normalize_user_path
 from studio.ports import PortAllocator
 from studio.process import ProcessManager, ProcessSpec, StopResult, reap_orphans
 from studio.vite.deps import deps_seed_dir, template_fingerprint
@@ -56,6 +63,8 @@ __all__ = [
     "STUDIO_DIR",
     "VITE_ENV",
     "ViteServer",
+    "app_root",
+    "check_package_dir",
     "cleanup_studio_app",
     "generate_studio_app",
     "is_port_conflict",
@@ -116,8 +125,13 @@ def studio_config(
     wrapper: str | None = None,
     cache_dir: Path | None = None,
     deps_seed_dir: Path | None = None,
+    workspace_root: Path | None = None,
 ) -> dict[str, Any]:
     """The ``studio.config.json`` the template's vite.config.mjs reads.
+
+    ``repo_root`` is the package the studio renders, ``workspace_root`` the
+    worktree it lies in (default: the same): Vite may serve files of the
+    whole worktree, where a workspace's sibling packages are.
 
     ``cache_dir`` defaults to ``<repo_root>/.studio/.vite-cache`` (one Vite
     cache per sandbox: a shared one would mix optimised dependencies).
@@ -136,6 +150,7 @@ def studio_config(
     return {
         "sandboxId": sandbox_id,
         "repoRoot": str(repo_root),
+        "workspaceRoot": str(workspace_root or repo_root),
         "port": port,
         "host": host,
         "cacheDir": str(cache_dir or repo_root / STUDIO_DIR / VITE_CACHE_DIR),
@@ -144,6 +159,42 @@ def studio_config(
         "wrapper": wrapper,
         "depsSeedDir": None if deps_seed_dir is None else str(deps_seed_dir),
     }
+
+
+def check_package_dir(package_dir: str) -> str:
+    """``package_dir`` normalised (``"packages/ui"``, ``""`` for the root), or InvalidConfig.
+
+    It must be a path relative to the repository that stays inside it, by the
+    rules every user path follows (:func:`studio.paths.normalize_user_path`).
+    """
+    value = package_dir.strip()
+    if value in ("", ".", "./"):
+        return ""
+    try:
+        return normalize_user_path(value)
+    except PathNotAllowed as exc:
+        raise InvalidConfig(
+            f"package_dir must be a directory relative to the repository root that stays "
+            f"inside it (like 'packages/ui'): {exc.message}"
+        ) from None
+
+
+def app_root(worktree: Path, package_dir: str = "") -> Path:
+    """The directory the studio renders: ``worktree`` or its ``package_dir``.
+
+    InvalidConfig when ``package_dir`` is not a relative path inside the
+    worktree or is not a directory there.
+    """
+    relative = check_package_dir(package_dir)
+    if not relative:
+        return worktree
+    root = worktree / relative
+    if not root.is_dir() or not root.resolve().is_relative_to(worktree.resolve()):
+        raise InvalidConfig(
+            f"package_dir {relative!r} is not a directory of the repository (on the "
+            "branch the sandbox started from)"
+        )
+    return root
 
 
 def vite_argv(studio_dir: Path, *, node: str = "node") -> list[str]:
@@ -214,23 +265,34 @@ def generate_studio_app(
     node: str = "node",
     share_deps: bool = True,
     prebuilt_shell: bool = True,
+    package_dir: str = "",
+    install_scripts: bool = False,
+    package_cache: Path | None = None,
 ) -> Path:
-    """Materialise ``<worktree>/.studio/`` and return it.
+    """Materialise ``<worktree>/<package_dir>/.studio/`` and return it.
 
-    The template is copied without node_modules (replacing an earlier
-    ``.studio/``); its node_modules are a link to the install cache's entry in
-    ``cache_root`` (never written through: no tool writes into them, Vite's
-    cache is ``.studio/.vite-cache``), and those of the repository, when it has
-    package.json + package-lock.json and no node_modules yet, a hard-link copy
-    of its entry. Keeping ``.studio/`` and
+    ``package_dir`` (relative, "" for the repository root) is the package the
+    studio renders: Vite's root, where stories are found, where ``.studio/``
+    goes (:func:`app_root`). The template is copied without node_modules
+    (replacing an earlier ``.studio/``); its node_modules are a link to the
+    install cache's entry in ``cache_root`` (never written through: no tool
+    writes into them, Vite's cache is ``.studio/.vite-cache``). The
+    repository's own are installed at the workspace root that installs the
+    package (the nearest directory up from it with a lockfile: npm, pnpm or
+    yarn, :mod:`studio.install`), once per node, and hard-linked wherever the
+    worktree has no node_modules yet; ``install_scripts`` lets dependencies'
+    lifecycle scripts run, ``package_cache`` is the package managers' download
+    cache (None: each one's per-user default). Keeping ``.studio/`` and
     ``node_modules/`` out of commits is the git layer's job (info/exclude).
     With ``share_deps``, Vite's pre-bundled dependencies come from (or go to)
     the node's seed for these node_modules (:mod:`studio.vite.deps`). With
     ``prebuilt_shell``, the page loads the app's modules prebuilt in one file
     (:mod:`studio.vite.shell`, built once per template on the node).
     """
+    root = app_root(worktree, package_dir)
     config = studio_config(
-        repo_root=worktree,
+        repo_root=root,
+        workspace_root=worktree,
         port=port,
         host=host,
         sandbox_id=sandbox_id,
@@ -244,7 +306,7 @@ def generate_studio_app(
             "set COMPONENT_STUDIO_TEMPLATE_DIR"
         )
     template_modules = ensure_node_modules(template_dir, cache_root, npm=npm, node=node)
-    studio_dir = worktree / STUDIO_DIR
+    studio_dir = root / STUDIO_DIR
     if studio_dir.exists():
         shutil.rmtree(studio_dir)
     shutil.copytree(
@@ -253,19 +315,27 @@ def generate_studio_app(
     # A link, not a copy: Node resolves the config's imports to the cache's real
     # files, which a Vite standby (studio.vite.standby) has already loaded.
     (studio_dir / "node_modules").symlink_to(template_modules.resolve(), target_is_directory=True)
-    repo_modules = worktree / "node_modules"
-    has_lock = (worktree / "package-lock.json").is_file() and (worktree / "package.json").is_file()
-    if has_lock and not repo_modules.exists():
-        repo_cached = ensure_node_modules(worktree, cache_root, npm=npm, node=node)
-        link_node_modules(repo_cached, repo_modules)
+    install_root = find_install_root(worktree, root)
+    repo_install = None
+    if install_root is not None:
+        options = InstallOptions(
+            allow_scripts=install_scripts, package_cache=package_cache, npm=npm
+        )
+        if (install_root / "node_modules").exists():
+            # Installed already (a recovered worktree): named as the entry it came from.
+            repo_install = entry_name(install_root, options, node=node)
+        else:
+            installed = ensure_install(install_root, cache_root, options, node=node)
+            installed.link_into(install_root)
+            repo_install = installed.entry.name
     fingerprint = template_fingerprint(template_dir, _TEMPLATE_IGNORE)
     if share_deps:
         seed = deps_seed_dir(
-            worktree,
+            root,
             template_dir=template_dir,
             template_modules=template_modules,
+            repo_install=repo_install,
             ignore=_TEMPLATE_IGNORE,
-            node=node,
             fingerprint=fingerprint,
         )
         config["depsSeedDir"] = None if seed is None else str(seed.resolve())
@@ -276,7 +346,13 @@ def generate_studio_app(
     write_studio_config(studio_dir, config)
     logger.info(
         "studio app generated",
-        extra={"sandbox_id": sandbox_id, "worktree": str(worktree), "port": port},
+        extra={
+            "sandbox_id": sandbox_id,
+            "worktree": str(worktree),
+            "package_dir": package_dir,
+            "port": port,
+            "install": repo_install,
+        },
     )
     return studio_dir
 

@@ -21,11 +21,14 @@ from studio.install.cache import (
     cache_key,
     cache_package_json,
     ensure_node_modules,
+    install_inputs,
+    install_key,
     link_node_modules,
     node_major_version,
     npm_output_summary,
     parse_node_major,
 )
+from studio.install.managers import install_command
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "studio-template"
@@ -89,11 +92,12 @@ def test_parse_node_major_rejects_garbage():
         parse_node_major("command not found")
 
 
-def test_cache_key_depends_on_lockfile_and_node_major():
+def test_cache_key_depends_on_lockfile_node_major_and_tool():
     key = cache_key(b"lock-a", "20")
     assert key == cache_key(b"lock-a", "20")
     assert key != cache_key(b"lock-b", "20")
     assert key != cache_key(b"lock-a", "22")
+    assert key != cache_key(b"lock-a", "20", "npm ci --ignore-scripts")
     assert len(key) == 32 and all(c in "0123456789abcdef" for c in key)
 
 
@@ -222,7 +226,7 @@ def test_a_failing_npm_ci_raises_with_its_output_and_leaves_no_entry(tmp_path):
     cache = tmp_path / "cache"
     with pytest.raises(ProcessStartError) as info:
         ensure_node_modules(pkg, cache)
-    assert "npm ci failed" in info.value.message
+    assert "npm ci" in info.value.message and "failed with exit code" in info.value.message
     assert any("left-pad" in line for line in info.value.details["output"])
     assert info.value.details["returncode"] != 0
     assert [p.name for p in cache.iterdir()] == [".locks"]
@@ -244,14 +248,14 @@ def test_missing_npm_or_lockfile_are_clear_errors(tmp_path):
     with pytest.raises(ProcessStartError, match="cannot run"):
         ensure_node_modules(pkg, tmp_path / "cache", npm=str(tmp_path / "no-npm"))
     (pkg / "package-lock.json").unlink()
-    with pytest.raises(ProcessStartError, match=r"package-lock\.json"):
+    with pytest.raises(ProcessStartError, match=r"package-lock\.json, pnpm-lock\.yaml"):
         ensure_node_modules(pkg, tmp_path / "cache")
 
 
 def test_a_crashed_build_is_swept_by_the_next_one(tmp_path):
     pkg = _package(tmp_path / "pkg")
     cache = tmp_path / "cache"
-    key = cache_key((pkg / "package-lock.json").read_bytes(), node_major_version())
+    key = install_key(install_inputs(pkg), install_command(pkg))
     stale = cache / f".build-{key}-crashed"
     (stale / "node_modules").mkdir(parents=True)
     modules = ensure_node_modules(pkg, cache)

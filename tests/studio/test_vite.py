@@ -62,6 +62,7 @@ def test_studio_config_is_the_template_contract(tmp_path):
     assert config == {
         "sandboxId": "sb_abc123",
         "repoRoot": str(tmp_path),
+        "workspaceRoot": str(tmp_path),
         "port": 5180,
         "host": "127.0.0.1",
         "cacheDir": str(tmp_path / ".studio" / ".vite-cache"),

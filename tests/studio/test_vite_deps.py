@@ -55,26 +55,24 @@ def test_seed_key_separates_repository_installs():
     assert len(keys) == 4
 
 
-def test_deps_seed_dir_follows_the_repository_lockfile(tmp_path):
+def test_deps_seed_dir_follows_the_repository_install(tmp_path):
     tpl = _tree(tmp_path / "t", {"vite.config.mjs": "a"})
     modules = tmp_path / "cache" / "entry" / "node_modules"
     repo = tmp_path / "repo"
     repo.mkdir()
 
-    def seed() -> Path | None:
-        return deps_seed_dir(repo, template_dir=tpl, template_modules=modules)
+    def seed(install: str | None = None) -> Path | None:
+        return deps_seed_dir(repo, template_dir=tpl, template_modules=modules, repo_install=install)
 
     bare = seed()
     assert bare is not None and bare.parent == modules.parent / SEED_ROOT
-    _tree(repo, {"package.json": "{}", "package-lock.json": '{"v": 1}'})
-    locked = seed()
-    assert locked not in (None, bare)
-    _tree(repo, {"package-lock.json": '{"v": 2}'})
-    assert seed() not in (None, bare, locked)
-    # node_modules that no lockfile describes: nothing says what a seed would hold
-    (repo / "package-lock.json").unlink()
+    first = seed("entry-1")
+    assert first not in (None, bare)
+    assert seed("entry-2") not in (None, bare, first)
+    # node_modules that no install of ours made: nothing says what a seed would hold
     (repo / "node_modules").mkdir()
     assert seed() is None
+    assert seed("entry-1") == first
 
 
 def test_studio_config_carries_an_absolute_seed_dir(tmp_path):

@@ -1,0 +1,296 @@
+"""npm, pnpm and yarn installs: detection, dependency scripts off, the offline package cache.
+
+The pure decisions are checked on files; the installs run the real package
+managers (npm, and pnpm/yarn through corepack as scripts/setup.sh prepared
+them). A dependency written here as a local ``file:`` package has a
+postinstall that exits 1, as one that downloads a binary does offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from studio.errors import InvalidConfig, ProcessStartError
+from studio.install.cache import ENTRY_RECORD, InstallOptions, ensure_install
+from studio.install.managers import (
+    DEFAULT_VERSIONS,
+    Manager,
+    corepack_env,
+    detect_manager,
+    find_install_root,
+    install_command,
+    is_yarn_berry_lock,
+    pinned_version,
+    pnpm_allows_builds,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+PNPM_MONOREPO = ROOT / "tests" / "fixtures" / "repos" / "pnpm-monorepo"
+BERRY_LOCK = '__metadata:\n  version: 8\n  cacheKey: 10c0\n\n"root@workspace:.":\n'
+
+
+def _write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def _manifest(**fields: object) -> str:
+    return json.dumps({"name": "app", "version": "1.0.0", "private": True, **fields})
+
+
+# --- detection ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"package-lock.json": "{}"}, (Manager.NPM, "package-lock.json")),
+        (
+            {"npm-shrinkwrap.json": "{}", "package-lock.json": "{}"},
+            (Manager.NPM, "npm-shrinkwrap.json"),
+        ),
+        ({"pnpm-lock.yaml": "lockfileVersion: '9.0'\n"}, (Manager.PNPM, "pnpm-lock.yaml")),
+        ({"yarn.lock": "# yarn lockfile v1\n"}, (Manager.YARN_CLASSIC, "yarn.lock")),
+        ({"yarn.lock": BERRY_LOCK}, (Manager.YARN_BERRY, "yarn.lock")),
+        ({"yarn.lock": "", ".yarnrc.yml": "nodeLinker: pnp\n"}, (Manager.YARN_BERRY, "yarn.lock")),
+        ({}, None),
+    ],
+)
+def test_the_lockfile_names_the_manager(tmp_path, files, expected):
+    _write(tmp_path, {"package.json": _manifest(), **files})
+    assert detect_manager(tmp_path) == expected
+
+
+def test_a_yarn_lock_pinned_to_yarn_4_is_berry(tmp_path):
+    _write(tmp_path, {"package.json": _manifest(packageManager="yarn@4.1.0"), "yarn.lock": ""})
+    assert detect_manager(tmp_path) == (Manager.YARN_BERRY, "yarn.lock")
+    assert is_yarn_berry_lock(BERRY_LOCK) and not is_yarn_berry_lock("# yarn lockfile v1\n")
+
+
+def test_pinned_version_only_for_its_own_manager():
+    pin = {"packageManager": "pnpm@9.15.0+sha512.abc"}
+    assert pinned_version(pin, Manager.PNPM) == "9.15.0+sha512.abc"
+    assert pinned_version(pin, Manager.NPM) is None
+    assert pinned_version({"packageManager": "yarn@1.22.19"}, Manager.YARN_CLASSIC) == "1.22.19"
+    assert pinned_version({"packageManager": "yarn@1.22.19"}, Manager.YARN_BERRY) is None
+    assert pinned_version({"packageManager": "yarn@4.5.0"}, Manager.YARN_CLASSIC) is None
+    assert pinned_version({"packageManager": "pnpm@latest"}, Manager.PNPM) is None
+    assert pinned_version({}, Manager.PNPM) is None
+
+
+def test_the_install_root_is_the_nearest_directory_with_a_lockfile(tmp_path):
+    _write(
+        tmp_path,
+        {
+            "package.json": _manifest(workspaces=["packages/*"]),
+            "package-lock.json": "{}",
+            "packages/ui/package.json": _manifest(name="ui"),
+        },
+    )
+    assert find_install_root(tmp_path, tmp_path / "packages" / "ui") == tmp_path.resolve()
+    _write(tmp_path, {"packages/ui/pnpm-lock.yaml": ""})
+    ui = (tmp_path / "packages" / "ui").resolve()
+    assert find_install_root(tmp_path, tmp_path / "packages" / "ui") == ui
+    with pytest.raises(InvalidConfig, match="not inside"):
+        find_install_root(tmp_path / "packages", tmp_path)
+    bare = _write(tmp_path / "bare", {"package.json": _manifest()})
+    assert find_install_root(bare, bare) is None
+
+
+# --- the commands -------------------------------------------------------------------------------
+
+
+def test_npm_and_yarn_ignore_dependency_scripts_unless_allowed(tmp_path):
+    npm = _write(tmp_path / "npm", {"package.json": _manifest(), "package-lock.json": "{}"})
+    assert "--ignore-scripts" in install_command(npm).argv
+    assert "--ignore-scripts" not in install_command(npm, allow_scripts=True).argv
+    assert install_command(npm).argv[:2] == ["npm", "ci"]
+    classic = _write(tmp_path / "classic", {"package.json": _manifest(), "yarn.lock": ""})
+    command = install_command(classic)
+    assert command.argv[:4] == ["corepack", "yarn@1.22.22", "install", "--frozen-lockfile"]
+    assert "--ignore-scripts" in command.argv and not command.scripts
+    berry = _write(tmp_path / "berry", {"package.json": _manifest(), "yarn.lock": BERRY_LOCK})
+    command = install_command(berry)
+    assert command.argv[1:] == [
+        f"yarn@{DEFAULT_VERSIONS[Manager.YARN_BERRY]}",
+        "install",
+        "--immutable",
+    ]
+    assert command.env["YARN_ENABLE_SCRIPTS"] == "false"
+    assert command.env["YARN_NODE_LINKER"] == "node-modules"
+    assert install_command(berry, allow_scripts=True).env["YARN_ENABLE_SCRIPTS"] == "true"
+
+
+def test_pnpm_runs_only_what_the_repository_allows(tmp_path):
+    root = _write(tmp_path, {"package.json": _manifest(), "pnpm-lock.yaml": ""})
+    command = install_command(root)
+    assert command.argv[:4] == ["corepack", "pnpm@10.34.9", "install", "--frozen-lockfile"]
+    assert "--ignore-scripts" in command.argv and not command.scripts
+    _write(root, {"package.json": _manifest(pnpm={"onlyBuiltDependencies": ["esbuild"]})})
+    assert pnpm_allows_builds(root)
+    command = install_command(root)
+    assert "--ignore-scripts" not in command.argv and command.scripts
+    _write(
+        root,
+        {"package.json": _manifest(), "pnpm-workspace.yaml": "onlyBuiltDependencies:\n  - sharp\n"},
+    )
+    assert pnpm_allows_builds(root)
+    everything = install_command(root, allow_scripts=True)
+    assert everything.env["npm_config_dangerously_allow_all_builds"] == "true"
+
+
+def test_a_pinned_pnpm_is_used_and_the_cache_can_be_moved(tmp_path):
+    root = _write(
+        tmp_path, {"package.json": _manifest(packageManager="pnpm@9.15.0"), "pnpm-lock.yaml": ""}
+    )
+    command = install_command(root, package_cache=tmp_path / "pkg")
+    assert command.argv[1] == "pnpm@9.15.0"
+    assert f"--store-dir={tmp_path / 'pkg' / 'pnpm-store'}" in command.argv
+    assert command.describe().startswith("pnpm@9.15.0 install --frozen-lockfile")
+
+
+def test_corepack_downloads_from_npms_registry():
+    assert corepack_env({})["COREPACK_NPM_REGISTRY"] == "https://registry.npmjs.org"
+    mirror = corepack_env({"npm_config_registry": "https://npm.example/"})
+    assert mirror["COREPACK_NPM_REGISTRY"] == "https://npm.example"
+    assert "COREPACK_NPM_REGISTRY" not in corepack_env({"COREPACK_NPM_REGISTRY": "x"})
+    assert corepack_env({})["COREPACK_DEFAULT_TO_LATEST"] == "0"
+
+
+# --- real installs: a dependency whose postinstall fails ---------------------------------------
+
+_FAILING = {
+    "name": "fails-to-download",
+    "version": "1.0.0",
+    "main": "index.js",
+    "scripts": {"postinstall": "echo downloading a browser build && exit 1"},
+}
+
+
+def _app_with_failing_dependency(root: Path, manifest: dict[str, object] | None = None) -> Path:
+    _write(
+        root,
+        {
+            "vendor/fails-to-download/package.json": json.dumps(_FAILING),
+            "vendor/fails-to-download/index.js": "module.exports = 'usable';\n",
+            "package.json": json.dumps(
+                {
+                    "name": "app",
+                    "version": "1.0.0",
+                    "private": True,
+                    "dependencies": {"fails-to-download": "file:vendor/fails-to-download"},
+                    **(manifest or {}),
+                }
+            ),
+        },
+    )
+    return root
+
+
+def _lock(root: Path, argv: list[str], env: dict[str, str] | None = None) -> None:
+    """Write the lockfile with the manager itself, no scripts run (what a developer commits)."""
+    environ = {**os.environ, **corepack_env(os.environ), **(env or {})}
+    result = subprocess.run(
+        argv, cwd=root, env=environ, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    shutil.rmtree(root / "node_modules", ignore_errors=True)
+
+
+def _uses_the_dependency(root: Path) -> str:
+    out = subprocess.run(
+        ["node", "-p", "require('fails-to-download')"], cwd=root, capture_output=True, text=True
+    )
+    return out.stdout.strip()
+
+
+_LOCKERS = {
+    Manager.NPM: (["npm", "install", "--package-lock-only", "--ignore-scripts"], None),
+    Manager.PNPM: (["corepack", "pnpm@10.34.9", "install", "--lockfile-only"], None),
+    Manager.YARN_CLASSIC: (["corepack", "yarn@1.22.22", "install", "--ignore-scripts"], None),
+    Manager.YARN_BERRY: (
+        ["corepack", "yarn@4.18.1", "install", "--mode=update-lockfile"],
+        {"YARN_ENABLE_SCRIPTS": "false", "YARN_NODE_LINKER": "node-modules"},
+    ),
+}
+
+
+@pytest.mark.parametrize("manager", list(_LOCKERS), ids=lambda m: m.value)
+def test_a_failing_install_script_does_not_stop_the_install(tmp_path, manager):
+    root = _app_with_failing_dependency(tmp_path / "app")
+    if manager is Manager.YARN_BERRY:
+        _write(root, {".yarnrc.yml": "enableTelemetry: false\n", "yarn.lock": ""})
+    argv, env = _LOCKERS[manager]
+    _lock(root, argv, env)
+    assert detect_manager(root) is not None and detect_manager(root)[0] is manager  # type: ignore[index]
+    cache = tmp_path / "cache"
+    installed = ensure_install(root, cache, InstallOptions(package_cache=tmp_path / "pkg"))
+    assert not installed.scripts and installed.warnings == ()
+    assert installed.link_into(root) == [root / "node_modules"]
+    assert _uses_the_dependency(root) == "usable"
+    # An operator who allows scripts: the script fails, the install is made without them.
+    allowed = ensure_install(
+        root, cache, InstallOptions(allow_scripts=True, package_cache=tmp_path / "pkg")
+    )
+    assert allowed.entry != installed.entry
+    assert len(allowed.warnings) == 1 and "install script" in allowed.warnings[0]
+    assert json.loads((allowed.entry / ENTRY_RECORD).read_text())["scripts"] is False
+    assert (allowed.entry / "node_modules" / "fails-to-download" / "index.js").is_file()
+
+
+# --- the package cache: a second lockfile of the same packages needs no network ----------------
+
+
+@pytest.mark.parametrize("manager", [Manager.NPM, Manager.PNPM], ids=lambda m: m.value)
+def test_a_warm_package_cache_installs_without_the_registry(tmp_path, monkeypatch, manager):
+    cache, packages = tmp_path / "cache", tmp_path / "pkg"
+    argv = _LOCKERS[manager][0]
+    first = _write(tmp_path / "a", {"package.json": _manifest(dependencies={"clsx": "2.1.1"})})
+    _lock(first, [a for a in argv if a != "--ignore-scripts"])
+    ensure_install(first, cache, InstallOptions(package_cache=packages))
+    second = _write(
+        tmp_path / "b",
+        {"package.json": _manifest(name="other", dependencies={"clsx": "2.1.1"})},
+    )
+    _lock(second, [a for a in argv if a != "--ignore-scripts"])
+    # Nothing answers on this port: any request to the registry would fail the install
+    # (at once: no retries, which npm and pnpm would otherwise spread over a minute).
+    for name in ("npm_config_proxy", "npm_config_https_proxy", "HTTPS_PROXY", "HTTP_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.setenv("npm_config_fetch_retries", "0")
+    # The control: the same lockfile with an empty package cache needs the registry and fails.
+    with pytest.raises(ProcessStartError, match="ECONNREFUSED"):
+        ensure_install(second, tmp_path / "cold", InstallOptions(package_cache=tmp_path / "empty"))
+    assert list((tmp_path / "cold").glob("*/node_modules")) == []  # no entry left half-made
+    installed = ensure_install(second, cache, InstallOptions(package_cache=packages))
+    assert (installed.root_modules / "clsx" / "package.json").is_file()
+
+
+# --- a pnpm workspace: the fixture ------------------------------------------------------------
+
+
+def test_the_pnpm_monorepo_installs_at_its_root_with_workspace_links(tmp_path):
+    root = tmp_path / "repo"
+    shutil.copytree(PNPM_MONOREPO, root)
+    ui = root / "packages" / "ui"
+    assert find_install_root(root, ui) == root.resolve()
+    installed = ensure_install(root, tmp_path / "cache")
+    assert installed.node_modules == (".", "packages/tokens", "packages/ui")
+    # The root's own "prepare" (exit 3) never ran: the cache's manifests have no scripts.
+    assert "scripts" not in json.loads((installed.entry / "package.json").read_text())
+    installed.link_into(root)
+    tokens = ui / "node_modules" / "@mono" / "tokens"
+    assert tokens.is_symlink() and tokens.resolve() == (root / "packages" / "tokens").resolve()
+    react = subprocess.run(
+        ["node", "-p", "require.resolve('react')"], cwd=ui, capture_output=True, text=True
+    )
+    assert react.stdout.strip().startswith(str(root / "node_modules" / ".pnpm"))
