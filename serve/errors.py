@@ -113,7 +113,7 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 
 # Details worth showing a client; others (paths, output) stay in the logs.
-_PUBLIC_DETAILS = ("state", "retry_after", "limit", "size", "field")
+_PUBLIC_DETAILS = ("state", "retry_after", "limit", "size", "field", "preparation")
 
 
 def error_response(error: StudioError) -> JSONResponse:

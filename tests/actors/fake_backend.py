@@ -10,11 +10,12 @@ answer, one whose calls raise, a setup that fails, a node that dies.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from actors._node_prep import READY, TEMPLATE, NodeWork
+from actors._node_prep import READY, TEMPLATE, NodeWork, PrepReport
 from actors._ray_backend import (
     ActorGone,
     ActorUnresponsive,
@@ -242,9 +243,12 @@ class FakeBackend:
             pid_files=list(self.pid_files.get(node_id, [])),
         )
 
-    async def prepare_node(self, work: NodeWork) -> dict[str, str]:
+    async def prepare_node(self, work: NodeWork) -> AsyncIterator[PrepReport]:
         self.preparations.append(work)
         if self.next_prepare_error is not None:
             error, self.next_prepare_error = self.next_prepare_error, None
             raise error
-        return {TEMPLATE: READY, **{r.name: READY for r in work.repositories}}
+        yield PrepReport(TEMPLATE, state=READY)
+        for repository in work.repositories:
+            yield PrepReport(repository.name, step="mirror")
+            yield PrepReport(repository.name, state=READY)

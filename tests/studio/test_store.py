@@ -56,6 +56,10 @@ def repo(registry: Registry) -> RepositoryRecord:
     return registry.add_repository("ui", "/srv/repos/ui", github="acme/ui")
 
 
+# The schema version a registry opens at (the last migration's).
+LATEST = len(migrations.MIGRATIONS)
+
+
 def sandbox(repository_id: int, n: int = 0, **fields: object) -> SandboxRecord:
     sandbox_id = f"sb_test{n:06d}"
     values: dict[str, object] = {
@@ -89,11 +93,11 @@ def sha(n: int) -> str:
 
 def test_new_database_is_at_latest_schema_in_wal_mode(registry: Registry, db_path: Path) -> None:
     assert registry.path == db_path
-    assert registry.schema_version == len(migrations.MIGRATIONS) == 2
+    assert registry.schema_version == len(migrations.MIGRATIONS) == LATEST
     raw = sqlite3.connect(db_path)
     try:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == LATEST
     finally:
         raw.close()
 
@@ -117,7 +121,7 @@ def test_reopen_keeps_data(db_path: Path) -> None:
         first.replace_commits("sb_test000000", [(sha(1), "first", T0)])
         first.add_user("alice", "tok-alice")
     with Registry(db_path) as second:
-        assert second.schema_version == 2
+        assert second.schema_version == LATEST
         assert second.get_repository(repo.id) == repo
         got = second.get_sandbox("sb_test000000")
         assert (got.state, got.node_id, got.port) == (SandboxState.RUNNING, "n1", 5173)
@@ -151,7 +155,7 @@ def test_database_from_a_newer_version_is_refused(db_path: Path) -> None:
     raw.close()
     with pytest.raises(StudioError, match="newer") as info:
         Registry(db_path)
-    assert info.value.details == {"version": 99, "supported": 2}
+    assert info.value.details == {"version": 99, "supported": LATEST}
 
 
 # -- migrations --------------------------------------------------------------
@@ -189,7 +193,7 @@ def test_v1_database_with_data_upgrades_in_place(db_path: Path) -> None:
         conn.close()
 
     with Registry(db_path) as reg:
-        assert reg.schema_version == 2
+        assert reg.schema_version == LATEST
         repo = reg.get_repository(1)
         assert (repo.name, repo.github, repo.default_branch) == ("ui", "acme/ui", "develop")
         assert repo.config == {"max_restarts": 7}
@@ -214,7 +218,7 @@ def test_failing_migration_is_rolled_back_whole(db_path: Path) -> None:
     broken = (
         *migrations.MIGRATIONS,
         migrations.Migration(
-            3,
+            LATEST + 1,
             "half of this would apply without a transaction",
             ("ALTER TABLE sandboxes ADD COLUMN extra TEXT", "THIS IS NOT SQL"),
         ),
@@ -223,23 +227,23 @@ def test_failing_migration_is_rolled_back_whole(db_path: Path) -> None:
     try:
         with pytest.raises(sqlite3.OperationalError):
             migrations.apply_migrations(conn, broken)
-        assert migrations.schema_version(conn) == 2
+        assert migrations.schema_version(conn) == LATEST
         columns = {row[1] for row in conn.execute("PRAGMA table_info(sandboxes)")}
         assert "extra" not in columns
     finally:
         conn.close()
     with Registry(db_path) as reg:
-        assert reg.schema_version == 2
+        assert reg.schema_version == LATEST
 
 
 def test_migrations_never_downgrade_and_check_their_targets(db_path: Path) -> None:
     db_path.parent.mkdir(parents=True)
     conn = _raw(db_path)
     try:
-        assert migrations.apply_migrations(conn) == 2
-        assert migrations.apply_migrations(conn, up_to=1) == 2
-        with pytest.raises(ValueError, match="versions are 0-2"):
-            migrations.apply_migrations(conn, up_to=3)
+        assert migrations.apply_migrations(conn) == LATEST
+        assert migrations.apply_migrations(conn, up_to=1) == LATEST
+        with pytest.raises(ValueError, match=f"versions are 0-{LATEST}"):
+            migrations.apply_migrations(conn, up_to=LATEST + 1)
         misordered = (migrations.MIGRATIONS[1], migrations.MIGRATIONS[0])
         with pytest.raises(ValueError, match="position 1"):
             migrations.apply_migrations(conn, misordered)
