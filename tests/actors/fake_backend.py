@@ -92,6 +92,12 @@ class FakeSandbox:
             "recovering": False,
         }
 
+    async def preparation_step(self, step: str) -> None:
+        """What the real actor puts on its stream; the calls list is what tests read."""
+
+    async def preparation_failed(self, message: str, code: str, output: list[str]) -> None:
+        """Likewise: an error event on the real actor's stream."""
+
     async def setup(self, recover: bool = False) -> SandboxInfo:
         if self.setup_gate is not None:
             await self.setup_gate.wait()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -32,6 +32,15 @@ def work(node_id: str, *repositories: str) -> NodeWork:
         {"state_dir": f"/disk/{node_id}"},
         tuple(RepositoryWork(name, {"name": name}, {}) for name in repositories),
     )
+
+
+async def until(check: Callable[[], bool]) -> None:
+    """Until ``check`` holds (what it waits on happens in background tasks)."""
+    for _ in range(1000):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("it never happened")
 
 
 async def idle(preparer: NodePreparer) -> None:
@@ -256,3 +265,67 @@ async def test_the_registry_keeps_each_preparation_and_a_restart_runs_one_left_p
         assert registry.get_repository(kit.id).preparation.state == "ready"
     finally:
         registry.close()
+
+
+async def test_a_create_waits_on_the_manager_for_the_preparation_and_fails_fast_on_a_failed_one(
+    settings: StudioSettings, tmp_path: Path
+) -> None:
+    backend = FakeBackend([node("n1")])
+    gate = asyncio.Event()
+    fail = True
+
+    async def gated(node_work: NodeWork) -> AsyncIterator[PrepReport]:
+        backend.preparations.append(node_work)
+        yield PrepReport(TEMPLATE, state=READY)
+        for repository in node_work.repositories:
+            yield PrepReport(repository.name, step="install")
+            await gate.wait()
+            if fail:
+                yield PrepReport(
+                    repository.name, state="failed", error="npm ci failed", output=("E404",)
+                )
+            else:
+                yield PrepReport(repository.name, state=READY, stories=2)
+
+    backend.prepare_node = gated  # type: ignore[method-assign]
+    manager = StudioManager(settings, backend)
+    try:
+        origin = make_repo(tmp_path / "repos" / "ui", {"src/Button.tsx": "export {}\n"})
+        repository = await manager.register_repository("ui", path=str(origin))
+        assert repository.preparation.state == "preparing"
+        create = asyncio.create_task(manager.create_sandbox("alice", repository.id))
+        await until(lambda: bool(backend.actors))
+        [actor] = backend.actors.values()
+        await until(lambda: any(method == "preparation_step" for method, _, _ in actor.calls))
+        assert ("preparation_step", ("install",), {}) in actor.calls
+        assert not any(method == "setup" for method, _, _ in actor.calls)  # still waiting
+        gate.set()
+        with pytest.raises(PreparationFailed, match="npm ci failed"):
+            await create
+        assert [m for m, _, _ in actor.calls if m.startswith("preparation")] == [
+            "preparation_step",
+            "preparation_failed",
+        ]
+        [failed] = manager.registry.list_sandboxes()
+        assert failed.state.value in ("failed", "stopped")
+        assert "npm ci failed" in (failed.error or "")
+        shown = manager.registry.get_repository(repository.id).preparation
+        assert (shown.state, shown.step, shown.output) == ("failed", "install", ["E404"])
+
+        # Fails fast now: no sandbox, no actor.
+        with pytest.raises(PreparationFailed) as fast:
+            await manager.create_sandbox("alice", repository.id)
+        assert fast.value.details["preparation"]["output"] == ["E404"]
+        assert len(manager.registry.list_sandboxes()) == 1
+
+        fail = False
+        retried = await manager.prepare_repository(repository.id)
+        assert retried.preparation.state == "preparing"
+        created = await manager.create_sandbox("alice", repository.id)
+        assert created.status.value == "running"
+        ready = manager.registry.get_repository(repository.id).preparation
+        assert (ready.state, ready.stories, ready.error) == ("ready", 2, None)
+        assert len(backend.preparations) == 2
+    finally:
+        await manager.stop_preparing()
+        manager.close()

@@ -27,6 +27,7 @@ from studio.state import SandboxState, transition_path
 from studio.store import (
     SANDBOX_UPDATABLE_FIELDS,
     CommitRecord,
+    NodePreparation,
     Registry,
     RepositoryRecord,
     SandboxRecord,
@@ -730,3 +731,81 @@ def test_an_id_past_sqlite_integers_is_not_found(tmp_path: Path) -> None:
         for repository_id in (0, -1, 2**63, 2**64):
             with pytest.raises(RepositoryNotFound):
                 registry.get_repository(repository_id)
+
+
+# -- preparations ------------------------------------------------------------
+
+
+def _prep(node_id: str, state: str, minutes: int = 0, **fields: object) -> NodePreparation:
+    return NodePreparation.model_validate(
+        {
+            "node_id": node_id,
+            "state": state,
+            "started_at": T0 + timedelta(minutes=minutes),
+            **fields,
+        }
+    )
+
+
+def test_a_repository_shows_its_preparation_over_the_nodes(registry: Registry) -> None:
+    repo = registry.add_repository("ui", "/srv/ui")
+    assert repo.preparation.state == "pending"
+    assert repo.preparation.nodes == []
+    registry.save_preparation(repo.id, _prep("n1", "ready", finished_at=T0 + timedelta(minutes=2)))
+    registry.save_preparation(repo.id, _prep("n2", "preparing", 1, step="install"))
+    shown = registry.get_repository(repo.id).preparation
+    assert (shown.state, shown.step) == ("preparing", "install")
+    assert [n.node_id for n in shown.nodes] == ["n1", "n2"]
+    # A row per node: saving again replaces it.
+    failed = _prep("n2", "failed", 1, step="install", error="npm ci failed", output=["E404"])
+    registry.save_preparation(repo.id, failed)
+    [listed] = registry.list_repositories()
+    assert (listed.preparation.state, listed.preparation.output) == ("failed", ["E404"])
+    assert registry.find_repository("ui") == listed
+    assert registry.list_preparations() == [
+        (repo.id, listed.preparation.nodes[0]),
+        (repo.id, failed),
+    ]
+    # Ready everywhere: from the first start to the last end, with the story count.
+    registry.save_preparation(
+        repo.id, _prep("n2", "ready", 1, finished_at=T0 + timedelta(minutes=5), stories=7)
+    )
+    ready = registry.get_repository(repo.id).preparation
+    assert (ready.state, ready.started_at, ready.finished_at, ready.stories) == (
+        "ready",
+        T0,
+        T0 + timedelta(minutes=5),
+        7,
+    )
+
+
+def test_preparations_are_forgotten_by_repository_and_state(registry: Registry) -> None:
+    ui = registry.add_repository("ui", "/srv/ui")
+    kit = registry.add_repository("kit", "/srv/kit")
+    registry.save_preparation(ui.id, _prep("n1", "preparing"))
+    registry.save_preparation(ui.id, _prep("n2", "failed", error="x"))
+    registry.save_preparation(kit.id, _prep("n1", "preparing"))
+    assert registry.forget_preparations(states=[]) == 0
+    assert registry.forget_preparations(repository_id=ui.id, states=["failed"]) == 1
+    assert registry.forget_preparations(states=["preparing"]) == 2
+    assert registry.list_preparations() == []
+    with pytest.raises(RepositoryNotFound):
+        registry.save_preparation(99, _prep("n1", "ready"))
+
+
+def test_a_v2_registry_upgrades_to_preparations_keeping_its_repositories(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    conn = _raw(db_path)
+    try:
+        migrations.apply_migrations(conn, up_to=2)
+        conn.execute(
+            "INSERT INTO repositories (name, source, created_at) VALUES ('ui', '/srv/ui', ?)",
+            ("2026-01-02T03:04:05.000000+00:00",),
+        )
+    finally:
+        conn.close()
+    with Registry(db_path) as reg:
+        [repo] = reg.list_repositories()
+        assert (repo.name, repo.preparation.state) == ("ui", "pending")
+        reg.save_preparation(repo.id, _prep("n1", "ready"))
+        assert reg.get_repository(repo.id).preparation.state == "ready"
