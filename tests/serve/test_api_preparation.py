@@ -62,6 +62,8 @@ def _repository(api: Api, *, missing: bool = False) -> tuple[str, Path]:
     origin = repo_from_dir(UI_KIT, api.settings.state_dir.parent / name)
     manifest = json.loads((origin / "package.json").read_text())
     manifest["name"] = name
+    # npm ci would want React (a peer) in the lockfile; the studio app brings its own.
+    del manifest["peerDependencies"]
     if missing:
         manifest["dependencies"] = {MISSING: "1.0.0"}
     (origin / "package.json").write_text(json.dumps(manifest, indent=2))
@@ -172,7 +174,7 @@ def test_a_create_while_the_repository_prepares_waits_for_it_and_shows_its_steps
             created["websocket_url"],
             lambda m: m["payload"].get("status") not in (None, "pending", "starting"),
         )
-        assert events[-1]["payload"]["status"] == "running", events
+        assert events[-1]["payload"]["status"] == "running", [m["payload"] for m in events]
         shown = [m["payload"]["preparation"] for m in events if "preparation" in m["payload"]]
         # Each step once, in order, from the mirror on (a quick one may pass unseen).
         assert shown[0] == "mirror"
