@@ -14,16 +14,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import ray
+from ray import ObjectRefGenerator
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors._node_prep import NodeWork, prepare_task
+from actors._node_prep import NodeWork, PrepReport, prepare_task
 from actors._prestart import idle_workers, prestart_workers
-from actors.ray_errors import ActorGone, ActorUnresponsive, ActorUnschedulable, to_actor_error
+from actors.ray_errors import (
+    ActorGone,
+    ActorUnresponsive,
+    ActorUnschedulable,
+    error_inside,
+    to_actor_error,
+)
 from actors.scheduling import SLOT_RESOURCE, NodeView
 from studio.config import ComponentStudioConfig
 from studio.errors import StudioError
@@ -116,8 +124,8 @@ class ClusterBackend(Protocol):
         """Ask ``node_id`` to boot ``count`` spare workers for the next actors (best effort)."""
         ...
 
-    async def prepare_node(self, work: NodeWork) -> dict[str, str]:
-        """Prepare ``work.node_id`` for its sandboxes (:mod:`actors._node_prep`); the outcome."""
+    def prepare_node(self, work: NodeWork) -> AsyncIterator[PrepReport]:
+        """Prepare ``work.node_id`` for its sandboxes (:mod:`actors._node_prep`); its reports."""
         ...
 
 
@@ -285,17 +293,30 @@ class RayBackend:
     async def prestart_workers(self, node_id: str, count: int) -> None:
         await asyncio.to_thread(prestart_workers, node_id, count)
 
-    async def prepare_node(self, work: NodeWork) -> dict[str, str]:
+    async def prepare_node(self, work: NodeWork) -> AsyncIterator[PrepReport]:
         strategy = NodeAffinitySchedulingStrategy(node_id=work.node_id, soft=False)
-        ref = prepare_task.options(scheduling_strategy=strategy).remote(
-            work.settings, list(work.repositories)
+        # A streaming task's remote() is an ObjectRefGenerator (Ray's stubs say ObjectRef).
+        reports = cast(
+            ObjectRefGenerator,
+            prepare_task.options(scheduling_strategy=strategy).remote(
+                work.settings, list(work.repositories)
+            ),
         )
         try:
-            outcome: dict[str, str] = await asyncio.wait_for(ref, _PREPARE_TIMEOUT)
+            async with asyncio.timeout(_PREPARE_TIMEOUT):
+                async for ref in reports:
+                    try:
+                        report: PrepReport = await ref
+                    except Exception as exc:
+                        # The template part raised on the node: its own error, unwrapped.
+                        inside = error_inside(exc)
+                        if inside is not None:
+                            raise inside from None
+                        raise
+                    yield report
         except (asyncio.CancelledError, TimeoutError):
             # The task's cleanup (its scratch worktree, its Vite) runs on the interrupt.
-            ray.cancel(ref)
+            ray.cancel(reports)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ref, _PREPARE_STOP_WAIT)
+                await asyncio.wait_for(reports.completed(), _PREPARE_STOP_WAIT)
             raise
-        return outcome

@@ -26,6 +26,7 @@ registry's record leaves the record as it is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -56,9 +57,16 @@ from actors.scheduling import (
     orphans_on_node,
 )
 from studio.config import StudioSettings
-from studio.errors import InvalidState, SandboxNotFound, ServiceUnavailable, StudioError
+from studio.errors import (
+    InvalidState,
+    PreparationFailed,
+    SandboxNotFound,
+    ServiceUnavailable,
+    StudioError,
+)
 from studio.layout import StateLayout
 from studio.limits import check_user_overrides
+from studio.messages import PrepareStep
 from studio.models import FinalizeResult, MonitorReport, RepositorySource, SandboxInfo
 from studio.naming import branch_name, new_sandbox_id
 from studio.state import ACTIVE_STATES, TERMINAL_STATES, SandboxState, require_state
@@ -118,7 +126,8 @@ class StudioManager:
         self._last_reconcile: float | None = None
         self.warm_pool = WarmPool(backend, settings.warm_workers, delay=self._timeouts.spare_delay)
         # Each node's install cache, shell, deps seed and standby hint, made before its sandboxes.
-        self.preparer = NodePreparer(backend)
+        # Kept in the registry: the repositories' records show it, and a restart resumes it.
+        self.preparer = NodePreparer(backend, self.registry)
         # Setups of sandboxes created with wait=False (a reference keeps each task alive).
         self._setups: set[asyncio.Task[SandboxInfo]] = set()
         # Addresses of the nodes other than the head, as the last look at the nodes said.
@@ -285,6 +294,9 @@ class StudioManager:
             await self._backend.create_sandbox(self._spec(record, node_id, start_seq))
             if actor_created is not None:
                 actor_created.set()
+            if not recover:
+                # A recovery sets itself up, under the same locks, without holding the pass.
+                await self._await_preparation(record, node_id)
             info: SandboxInfo = await self._backend.call(
                 record.id,
                 "setup",
@@ -313,6 +325,40 @@ class StudioManager:
         metrics.record(lambda: metrics.create_to_ready_seconds().observe(elapsed))
         return self._store(record, info)
 
+    async def _await_preparation(self, record: SandboxRecord, node_id: str) -> None:
+        """Until the sandbox's repository is prepared on ``node_id``, its steps on the stream.
+
+        A node that has not prepared it prepares it now. A failed preparation
+        is an ``error`` event with its output, then :class:`PreparationFailed`.
+        """
+        work = self._work_of(self.registry.get_repository(record.repository_id))
+        if work is None:
+            return
+
+        async def announce(step: PrepareStep) -> None:
+            # Progress only: a stream that misses it loses nothing the create needs.
+            with contextlib.suppress(StudioError, ActorGone, ActorUnresponsive):
+                await self._backend.call(
+                    record.id, "preparation_step", step.value, timeout_s=self._timeouts.call
+                )
+
+        try:
+            await self.preparer.ready(
+                NodeWork(node_id, self._prep_settings(node_id)), work, announce
+            )
+        except PreparationFailed as exc:
+            output = exc.details.get("preparation", {}).get("output", [])
+            with contextlib.suppress(StudioError, ActorGone, ActorUnresponsive):
+                await self._backend.call(
+                    record.id,
+                    "preparation_failed",
+                    exc.message,
+                    exc.code,
+                    output,
+                    timeout_s=self._timeouts.call,
+                )
+            raise
+
     # -- sandboxes --------------------------------------------------------
 
     async def create_sandbox(
@@ -340,6 +386,8 @@ class StudioManager:
         await asyncio.to_thread(self.accounts.check_push_access, repository_id)
         sandbox_id = new_sandbox_id()
         node_id = await self._choose(exclude=sandbox_id, avoid=None, prefer=None)
+        # Its preparation failed there: say so now, before a sandbox is made to fail.
+        self.preparer.check(node_id, self.registry.get_repository(repository_id).name)
         record = SandboxRecord(
             id=sandbox_id,
             owner=owner,
@@ -625,31 +673,46 @@ class StudioManager:
 
     def _repository_work(self) -> list[RepositoryWork]:
         """What each registered repository's sandboxes start from: its base, its config."""
-        work = []
-        for repository in self.registry.list_repositories():
-            try:
-                config = self.accounts.config_for(repository.id, None)
-            except StudioError as exc:  # its creates fail the same way; nothing to prepare
-                logger.warning("not preparing %s: %s", repository.name, exc)
-                continue
-            source = RepositorySource(
-                name=repository.name,
-                source=repository.source,
-                default_branch=config.branch,
-                github=repository.github,
-            )
-            work.append(
-                RepositoryWork(
-                    repository.name, source.model_dump(mode="json"), config.model_dump(mode="json")
-                )
-            )
-        return work
+        work = (self._work_of(repository) for repository in self.registry.list_repositories())
+        return [w for w in work if w is not None]
+
+    def _work_of(self, repository: RepositoryRecord) -> RepositoryWork | None:
+        """What ``repository``'s sandboxes start from; None when its config is broken."""
+        try:
+            config = self.accounts.config_for(repository.id, None)
+        except StudioError as exc:  # its creates fail the same way; nothing to prepare
+            logger.warning("not preparing %s: %s", repository.name, exc)
+            return None
+        source = RepositorySource(
+            name=repository.name,
+            source=repository.source,
+            default_branch=config.branch,
+            github=repository.github,
+        )
+        return RepositoryWork(
+            repository.name,
+            source.model_dump(mode="json"),
+            config.model_dump(mode="json"),
+            repository.id,
+        )
 
     async def register_repository(self, name: str, **fields: Any) -> RepositoryRecord:
         """Check and register a repository; the nodes start preparing for it at once."""
         record = await asyncio.to_thread(self.accounts.register_repository, name, **fields)
         self._prepare_nodes(await self._nodes())
-        return record
+        return self.registry.get_repository(record.id)
+
+    async def prepare_repository(self, repository_id: int) -> RepositoryRecord:
+        """Prepare a repository again where it failed or is ready (a preparation under way
+        goes on); the nodes that take sandboxes start at once, the others on first use."""
+        repository = self.registry.get_repository(repository_id)
+        forgotten = self.preparer.retry(repository.name)
+        logger.info(
+            "repository to prepare again",
+            extra={"repository": repository.name, "nodes": forgotten},
+        )
+        self._prepare_nodes(await self._nodes())
+        return self.registry.get_repository(repository_id)
 
     async def _ping(self, sandbox_id: str) -> tuple[Ping, dict[str, Any] | None, bool]:
         """The ping's outcome, its answer, and whether the actor's node is lost."""

@@ -155,8 +155,17 @@ class ManagerActor:
 
     @_RETRIED
     async def list_repositories(self) -> list[RepositoryRecord]:
-        """Every registered repository."""
+        """Every registered repository, with its preparation."""
         return self._manager.accounts.list_repositories()
+
+    @_RETRIED
+    async def get_repository(self, repository_id: int) -> RepositoryRecord:
+        """One registered repository, with its preparation."""
+        return self._manager.registry.get_repository(repository_id)
+
+    async def prepare_repository(self, repository_id: int) -> RepositoryRecord:
+        """Prepare a repository again where it failed (or is ready); see the manager."""
+        return await self._manager.prepare_repository(repository_id)
 
     # -- sandboxes ----------------------------------------------------------
 

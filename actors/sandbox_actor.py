@@ -46,7 +46,7 @@ from studio.commands import ExecuteResult, command_adapter, is_mutation
 from studio.config import ComponentStudioConfig, StudioSettings
 from studio.errors import InvalidRequest
 from studio.layout import StateLayout
-from studio.messages import MessageType, encode
+from studio.messages import ErrorPayload, MessageType, PrepareStep, StatusPayload, encode
 from studio.models import (
     CommitInfo,
     FinalizeResult,
@@ -277,6 +277,23 @@ class SandboxActor:
             info = await self._run(self._sandbox.on_setup, recover=recover)
         self._remember_studio_app()
         return info
+
+    async def preparation_step(self, step: str) -> None:
+        """Say on the stream that the create waits for its repository's preparation ``step``."""
+        self._sandbox.events.append(
+            MessageType.STATUS,
+            StatusPayload(
+                status=SandboxState.STARTING.value,
+                preparation=PrepareStep(step),
+                detail=f"waiting for the repository's preparation on this node: {step}",
+            ),
+        )
+
+    async def preparation_failed(self, message: str, code: str, output: list[str]) -> None:
+        """Say on the stream that the repository's preparation failed, with its output."""
+        self._sandbox.events.append(
+            MessageType.ERROR, ErrorPayload(message=message, code=code, output=output or None)
+        )
 
     def _remember_studio_app(self) -> None:
         # The node's next workers start their Vite standby from this studio app's modules.

@@ -6,9 +6,11 @@ shows each setup step the sandbox announces (``mirror``, ``worktree``,
 ``install``, ``vite``: ``status`` events carrying a ``step``) with how long it
 took, until the sandbox is running or has failed. Before the first step the
 actor itself is starting (a Ray worker on the chosen node): that wait is shown
-as ``actor``. When the stream cannot be read (a proxy that does not pass
-WebSockets, a stream that ends early) the sandbox's status is polled instead,
-so the command still ends with the right answer.
+as ``actor``. A create that waits for its repository's preparation on the
+node shows those steps first (``prepare:install``...). When the stream cannot
+be read (a proxy that does not pass WebSockets, a stream that ends early) the
+sandbox's status is polled instead, so the command still ends with the right
+answer.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import connect
 
 from cli.http import ApiClient, CliError
-from studio.messages import MessageType, SetupStep
+from studio.messages import MessageType, PrepareStep, SetupStep
 from studio.state import SandboxState
 
 __all__ = ["SetupOutcome", "StepDisplay", "follow_setup"]
@@ -32,6 +34,7 @@ ACTOR_STEP = "actor"
 _POLL_INTERVAL = 0.5
 _STARTING = frozenset({SandboxState.PENDING.value, SandboxState.STARTING.value})
 _STEPS = frozenset(step.value for step in SetupStep)
+_PREPARE_STEPS = frozenset(step.value for step in PrepareStep)
 
 
 @dataclass
@@ -144,8 +147,11 @@ def _follow_stream(
             elif kind == MessageType.STATUS:
                 status = str(payload.get("status"))
                 step = payload.get("step")
+                preparation = payload.get("preparation")
                 if step in _STEPS:
                     display.begin(step)
+                elif preparation in _PREPARE_STEPS:
+                    display.begin(f"prepare:{preparation}")
                 elif status not in _STARTING:
                     return SetupOutcome(status=status, error=error, output=output)
     return None

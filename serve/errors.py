@@ -115,7 +115,7 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 
 # Details worth showing a client; others (paths, output) stay in the logs.
-_PUBLIC_DETAILS = ("state", "retry_after", "limit", "size", "field", "quota")
+_PUBLIC_DETAILS = ("state", "retry_after", "limit", "size", "field", "quota", "preparation")
 
 
 def error_response(error: StudioError) -> JSONResponse:

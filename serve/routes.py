@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response, WebSocket
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, WebSocket
 
 from serve.auth import bearer_token, require_admin
 from serve.errors import status_for
@@ -440,9 +440,43 @@ async def register_repository(
 
 @router.get(f"{PREFIX}/repositories", response_model=list[RepositoryRecord], tags=["repositories"])
 async def list_repositories(_user: User, replica: ReplicaDep) -> list[RepositoryRecord]:
-    """Every registered repository (sandboxes are created on their ids)."""
+    """Every registered repository (sandboxes are created on their ids), with its preparation."""
     records: list[RepositoryRecord] = await replica.backend.manager("list_repositories")
     return records
+
+
+RepositoryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The repository's id.")]
+
+
+@router.get(
+    f"{PREFIX}/repositories/{{repository_id}}",
+    response_model=RepositoryRecord,
+    tags=["repositories"],
+)
+async def get_repository(
+    repository_id: RepositoryId, _user: User, replica: ReplicaDep
+) -> RepositoryRecord:
+    """One registered repository and its preparation (``preparing | ready | failed``, the
+    step, per node, and on failure the failing tool's output)."""
+    record: RepositoryRecord = await replica.backend.manager("get_repository", repository_id)
+    return record
+
+
+@router.post(
+    f"{PREFIX}/repositories/{{repository_id}}/prepare",
+    status_code=202,
+    response_model=RepositoryRecord,
+    tags=["repositories"],
+)
+async def prepare_repository(
+    repository_id: RepositoryId, _admin: Admin, replica: ReplicaDep
+) -> RepositoryRecord:
+    """Prepare the repository again where its preparation failed or is done (after fixing
+    its cause); a preparation under way goes on. Answers at once: follow it on GET."""
+    record: RepositoryRecord = await replica.backend.manager(
+        "prepare_repository", repository_id, seconds=60.0
+    )
+    return record
 
 
 @router.post(f"{PREFIX}/users", status_code=201, response_model=CreatedUser, tags=["users"])

@@ -17,6 +17,7 @@ one place, ``serve/errors.py``, from the class.
     │   ├── InvalidConfig
     │   └── PayloadTooLarge
     ├── InvalidState
+    │   └── PreparationFailed
     ├── Conflict
     │   └── BranchExists
     ├── GitError
@@ -62,6 +63,7 @@ __all__ = [
     "PayloadTooLarge",
     "PermissionDenied",
     "PortInUse",
+    "PreparationFailed",
     "ProcessError",
     "ProcessStartError",
     "PullRequestError",
@@ -162,6 +164,17 @@ class InvalidState(StudioError):
     """
 
     code = "invalid_state"
+
+
+class PreparationFailed(InvalidState):
+    """The repository's preparation failed on the node a sandbox would go to.
+
+    ``details["preparation"]`` is that node's preparation (step, error, the
+    failing tool's last lines of output); an admin retries it with
+    ``POST /api/v1/repositories/{id}/prepare`` once the cause is fixed.
+    """
+
+    code = "preparation_failed"
 
 
 class Conflict(StudioError):

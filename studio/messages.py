@@ -61,6 +61,7 @@ __all__ = [
     "PingPayload",
     "PongMessage",
     "PongPayload",
+    "PrepareStep",
     "ReloadMessage",
     "ReloadPayload",
     "RollbackMessage",
@@ -106,6 +107,19 @@ class SetupStep(StrEnum):
     """Generating the studio app and linking its dependencies from the install cache."""
     VITE = "vite"
     """Starting Vite and waiting until it serves."""
+
+
+class PrepareStep(StrEnum):
+    """The steps of a repository's preparation on a node, in order (docs/preparation.md)."""
+
+    MIRROR = "mirror"
+    """Fetching the repository into the node's bare mirror (cloning it the first time)."""
+    INSTALL = "install"
+    """Installing its dependencies into the node's install cache, linking the studio app."""
+    DEPS = "deps"
+    """Vite's pre-bundle of the dependencies, published as the node's deps seed."""
+    STORIES = "stories"
+    """Reading the repository's story index (components and their stories)."""
 
 
 CLIENT_MESSAGE_TYPES = frozenset(
@@ -173,6 +187,11 @@ class StatusPayload(_Model):
         None,
         description="While starting: the setup step now under way (mirror, worktree, "
         "install, vite), one event per step.",
+    )
+    preparation: PrepareStep | None = Field(
+        None,
+        description="While starting: the step of the repository's preparation on the "
+        "sandbox's node that the create waits for (mirror, install, deps, stories).",
     )
 
 

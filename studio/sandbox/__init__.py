@@ -11,7 +11,9 @@ from studio.sandbox.lifecycle import (
 )
 from studio.sandbox.prepare import (
     SEED_TIMEOUT,
+    Prepared,
     prepare_repository,
+    prepare_repository_steps,
     prepare_template,
 )
 from studio.sandbox.push import (
@@ -37,6 +39,7 @@ __all__ = [
     "BranchPusher",
     "ComponentStudioSandbox",
     "FileChange",
+    "Prepared",
     "SandboxLifecycle",
     "SandboxStates",
     "ViteOptions",
@@ -44,6 +47,7 @@ __all__ = [
     "commit_message",
     "fetch_components",
     "prepare_repository",
+    "prepare_repository_steps",
     "prepare_template",
     "read_command",
 ]

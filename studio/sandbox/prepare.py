@@ -18,32 +18,69 @@ it has published the seed. Everything is made under the same locks a sandbox
 takes, so a create meanwhile waits for the piece it needs or makes it itself.
 Nothing of the scratch worktree is left behind: neither its directory, nor
 its branch, nor its Vite.
+
+The steps (:class:`~studio.messages.PrepareStep`: mirror, install, deps,
+stories) are announced as they begin: :func:`prepare_repository_steps` yields
+each, so that the node's preparation task can report them while it runs
+(:mod:`actors._node_prep`) and a create waiting for it can show them. The
+last step reads the repository's story index with the studio plugin's own
+catalog code (``plugin/discover.mjs``): how many stories its page will list.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+import subprocess
 import time
+from collections.abc import Generator
+from dataclasses import dataclass
 from pathlib import Path
 
 from studio.config import ComponentStudioConfig, StudioSettings
-from studio.errors import ViteStartError
+from studio.errors import ProcessStartError, ViteStartError
 from studio.git import Mirror, file_lock
 from studio.install.cache import ensure_node_modules
 from studio.layout import StateLayout
+from studio.messages import PrepareStep
 from studio.models import RepositorySource
 from studio.naming import branch_name, new_sandbox_id
 from studio.ports import PortAllocator, ports_below_ray
 from studio.vite import ViteServer, cleanup_studio_app, generate_studio_app, read_studio_config
 
-__all__ = ["SEED_TIMEOUT", "prepare_repository", "prepare_template"]
+__all__ = [
+    "SEED_TIMEOUT",
+    "Prepared",
+    "prepare_repository",
+    "prepare_repository_steps",
+    "prepare_template",
+]
 
 logger = logging.getLogger(__name__)
 
 # How long a preparation's Vite may take to publish the seed once it is ready.
 SEED_TIMEOUT = 60.0
 _SEED_POLL = 0.1
+# Reading the story index is a static parse of the repository's files: seconds at most.
+_INDEX_TIMEOUT = 120.0
+# The catalog the page lists, made by the plugin's own code from the studio config
+# (the stories a repository's .storybook/main adds elsewhere are its Vite's to find).
+_INDEX_SCRIPT = """
+import { loadStudioConfig } from './plugin/studio-config.mjs';
+import { createCatalog } from './plugin/discover.mjs';
+const catalog = createCatalog(loadStudioConfig(process.cwd())).build();
+const components = catalog.components ?? [];
+const stories = components.reduce((n, c) => n + (c.stories ?? []).length, 0);
+process.stdout.write(JSON.stringify({ components: components.length, stories }));
+"""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a repository's preparation found: the stories its story index lists."""
+
+    stories: int | None = None
 
 
 def prepare_template(settings: StudioSettings) -> Path:
@@ -58,15 +95,38 @@ def prepare_repository(
     config: ComponentStudioConfig,
     *,
     seed_timeout: float = SEED_TIMEOUT,
-) -> None:
-    """Mirror, install, shell and deps seed of ``repository`` on this node, as its sandboxes use.
+) -> Prepared:
+    """Mirror, install, shell, deps seed and story index of ``repository`` on this node.
+
+    :func:`prepare_repository_steps` run to its end, without watching the steps.
+    """
+    steps = prepare_repository_steps(settings, repository, config, seed_timeout=seed_timeout)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            prepared: Prepared = done.value
+            return prepared
+
+
+def prepare_repository_steps(
+    settings: StudioSettings,
+    repository: RepositorySource,
+    config: ComponentStudioConfig,
+    *,
+    seed_timeout: float = SEED_TIMEOUT,
+) -> Generator[PrepareStep, None, Prepared]:
+    """Prepare ``repository`` on this node as its sandboxes use it, yielding each step as it begins.
 
     ``repository.default_branch`` is the base its sandboxes start from, and
     ``config`` their effective config (its component glob decides what Vite
     optimises). Raises the :class:`~studio.errors.StudioError` of the step
-    that failed; its sandboxes then meet the same error at their setup.
+    that failed (the last one yielded); its sandboxes would meet the same
+    error at their setup. Closing the generator early removes what it had
+    started, as an error does.
     """
     layout = StateLayout(settings.state_dir)
+    yield PrepareStep.MIRROR
     mirror = Mirror.ensure(layout.mirror(repository.name), repository.source)
     # One preparation at a time on a node: a scratch worktree found here is a crashed one's.
     with file_lock(layout.locks / "prepare.lock"):
@@ -75,12 +135,18 @@ def prepare_repository(
         directory = layout.prepare / scratch_id
         mirror.add_worktree(scratch_id, directory, repository.default_branch)
         try:
-            _prepare_studio_app(settings, layout, directory, scratch_id, config, seed_timeout)
+            prepared = yield from _prepare_studio_app(
+                settings, layout, directory, scratch_id, config, seed_timeout
+            )
         finally:
             cleanup_studio_app(directory / config.package_dir)
             mirror.remove_worktree(directory)
             mirror.delete_branch(branch_name(scratch_id))
-    logger.info("repository prepared", extra={"repository": repository.name})
+    logger.info(
+        "repository prepared",
+        extra={"repository": repository.name, "stories": prepared.stories},
+    )
+    return prepared
 
 
 def _remove_stale(prepare_dir: Path) -> None:
@@ -97,7 +163,7 @@ def _prepare_studio_app(
     scratch_id: str,
     config: ComponentStudioConfig,
     seed_timeout: float,
-) -> None:
+) -> Generator[PrepareStep, None, Prepared]:
     base = config.vite_port
     ports = PortAllocator(
         layout.locks,
@@ -107,6 +173,7 @@ def _prepare_studio_app(
     )
     port = ports.allocate(scratch_id)
     try:
+        yield PrepareStep.INSTALL
         studio_dir = generate_studio_app(
             worktree,
             template_dir=settings.template_dir,
@@ -122,20 +189,43 @@ def _prepare_studio_app(
             install_scripts=config.install_scripts,
         )
         seed = read_studio_config(studio_dir).get("depsSeedDir")
-        if not isinstance(seed, str) or Path(seed).is_dir():
-            return
-        server = ViteServer(
-            studio_dir.parent,
-            ports=ports,
-            pid_file=layout.pid_file(f"prepare-{scratch_id}"),
-        )
-        try:
-            server.start(timeout=config.ready_timeout)
-            _wait_for_seed(server, Path(seed), seed_timeout)
-        finally:
-            server.close()
+        if isinstance(seed, str) and not Path(seed).is_dir():
+            yield PrepareStep.DEPS
+            server = ViteServer(
+                studio_dir.parent,
+                ports=ports,
+                pid_file=layout.pid_file(f"prepare-{scratch_id}"),
+            )
+            try:
+                server.start(timeout=config.ready_timeout)
+                _wait_for_seed(server, Path(seed), seed_timeout)
+            finally:
+                server.close()
+        yield PrepareStep.STORIES
+        return Prepared(stories=_count_stories(studio_dir))
     finally:
         ports.release_owner(scratch_id)
+
+
+def _count_stories(studio_dir: Path, node: str = "node") -> int:
+    """How many stories the studio page of ``studio_dir`` lists (its plugin's catalog)."""
+    try:
+        result = subprocess.run(
+            [node, "--input-type=module", "-e", _INDEX_SCRIPT],
+            cwd=studio_dir,
+            capture_output=True,
+            text=True,
+            timeout=_INDEX_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ProcessStartError(f"reading the story index failed: {exc}", output=[]) from exc
+    if result.returncode != 0:
+        raise ProcessStartError(
+            f"reading the story index failed (node exited {result.returncode})",
+            output=(result.stdout + result.stderr).splitlines()[-50:],
+        )
+    return int(json.loads(result.stdout)["stories"])
 
 
 def _wait_for_seed(server: ViteServer, seed: Path, timeout: float) -> None:

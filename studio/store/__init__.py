@@ -9,6 +9,8 @@ from studio.store.migrations import (
 from studio.store.records import (
     SANDBOX_FIELDS,
     SANDBOX_FIXED_FIELDS,
+    NodePreparation,
+    RepositoryPreparation,
     commit_from_row,
     commit_record,
     from_text,
@@ -39,7 +41,9 @@ __all__ = [
     "SQLITE_MAX_INTEGER",
     "CommitRecord",
     "Migration",
+    "NodePreparation",
     "Registry",
+    "RepositoryPreparation",
     "RepositoryRecord",
     "SandboxRecord",
     "UserRecord",

@@ -9,6 +9,7 @@ older version of the service upgrades in place when the new one opens it.
 
 - v1: repositories and sandboxes.
 - v2: sandbox node, restart count and event seq; commits; users and tokens.
+- v3: each repository's preparation on each node (state, step, times, error, output).
 """
 
 from __future__ import annotations
@@ -99,6 +100,28 @@ MIGRATIONS: tuple[Migration, ...] = (
                 is_admin INTEGER NOT NULL DEFAULT 0,
                 token_hash TEXT NOT NULL UNIQUE,
                 created_at TEXT NOT NULL
+            )
+            """,
+        ),
+    ),
+    Migration(
+        3,
+        "repository preparations per node",
+        (
+            # A table of its own, not columns of repositories: one row per node, and
+            # registrations (other columns of repositories) change independently.
+            """
+            CREATE TABLE preparations (
+                repository_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+                node_id TEXT NOT NULL,
+                state TEXT NOT NULL,
+                step TEXT,
+                started_at TEXT NOT NULL,
+                finished_at TEXT,
+                error TEXT,
+                output TEXT NOT NULL DEFAULT '[]',
+                stories INTEGER,
+                PRIMARY KEY (repository_id, node_id)
             )
             """,
         ),

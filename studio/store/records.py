@@ -10,13 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from studio.config import ComponentStudioConfig
 from studio.errors import InvalidRequest
+from studio.messages import PrepareStep
 from studio.naming import SANDBOX_ID_PATTERN
 from studio.state import SandboxState
 
@@ -25,6 +27,8 @@ __all__ = [
     "SANDBOX_FIXED_FIELDS",
     "SANDBOX_UPDATABLE_FIELDS",
     "CommitRecord",
+    "NodePreparation",
+    "RepositoryPreparation",
     "RepositoryRecord",
     "SandboxRecord",
     "UserRecord",
@@ -32,6 +36,7 @@ __all__ = [
     "commit_record",
     "from_text",
     "hash_token",
+    "preparation_from_row",
     "repository_from_row",
     "sandbox_columns",
     "sandbox_from_row",
@@ -80,6 +85,68 @@ class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class NodePreparation(_Record):
+    """A repository's preparation on one node (docs/preparation.md)."""
+
+    node_id: str = Field(min_length=1, description="Ray node id.")
+    state: Literal["preparing", "ready", "failed"]
+    step: PrepareStep | None = Field(
+        None, description="The step under way, or the one that failed (none once ready)."
+    )
+    started_at: UtcDatetime
+    finished_at: UtcDatetime | None = None
+    error: str | None = Field(None, description="Why it failed.")
+    output: list[str] = Field(
+        default_factory=list, description="The failing tool's last lines of output."
+    )
+    stories: int | None = Field(None, ge=0, description="Stories its story index lists.")
+
+
+class RepositoryPreparation(_Record):
+    """A repository's preparation over the nodes: one state, and each node's.
+
+    ``failed`` when it failed on any node (the step, error and output are that
+    node's), else ``preparing`` while any node prepares it (that node's step),
+    ``ready`` once every node that began is done, and ``pending`` before any
+    node began (a node prepares it on its first sandbox at the latest).
+    """
+
+    state: Literal["pending", "preparing", "ready", "failed"] = "pending"
+    step: PrepareStep | None = None
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
+    error: str | None = None
+    output: list[str] = Field(default_factory=list)
+    stories: int | None = Field(None, ge=0)
+    nodes: list[NodePreparation] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, nodes: Sequence[NodePreparation]) -> RepositoryPreparation:
+        """The summary of ``nodes`` (see the class docstring)."""
+        if not nodes:
+            return cls()
+        for state in ("failed", "preparing"):
+            first = next((n for n in nodes if n.state == state), None)
+            if first is not None:
+                return cls(
+                    state=first.state,
+                    step=first.step,
+                    started_at=first.started_at,
+                    finished_at=first.finished_at,
+                    error=first.error,
+                    output=first.output,
+                    nodes=list(nodes),
+                )
+        finished = [n.finished_at for n in nodes if n.finished_at is not None]
+        return cls(
+            state="ready",
+            started_at=min(n.started_at for n in nodes),
+            finished_at=max(finished) if finished else None,
+            stories=next((n.stories for n in nodes if n.stories is not None), None),
+            nodes=list(nodes),
+        )
+
+
 class RepositoryRecord(_Record):
     """A registered repository sandboxes can be created on."""
 
@@ -94,6 +161,10 @@ class RepositoryRecord(_Record):
         default_factory=dict, description="ComponentStudioConfig overrides for its sandboxes."
     )
     created_at: UtcDatetime
+    preparation: RepositoryPreparation = Field(
+        default_factory=RepositoryPreparation,
+        description="Its preparation on the nodes: mirror, install, deps, story index.",
+    )
 
 
 class SandboxRecord(_Record):
@@ -174,8 +245,10 @@ def sandbox_from_row(row: sqlite3.Row) -> SandboxRecord:
     return SandboxRecord.model_validate(values)
 
 
-def repository_from_row(row: sqlite3.Row) -> RepositoryRecord:
-    """The record of a ``repositories`` row."""
+def repository_from_row(
+    row: sqlite3.Row, preparations: Sequence[NodePreparation] = ()
+) -> RepositoryRecord:
+    """The record of a ``repositories`` row, with its ``preparations`` rows' summary."""
     return RepositoryRecord(
         id=row["id"],
         name=row["name"],
@@ -184,6 +257,22 @@ def repository_from_row(row: sqlite3.Row) -> RepositoryRecord:
         default_branch=row["default_branch"],
         config=json.loads(row["config"]),
         created_at=from_text(row["created_at"]),
+        preparation=RepositoryPreparation.of(preparations),
+    )
+
+
+def preparation_from_row(row: sqlite3.Row) -> NodePreparation:
+    """The record of a ``preparations`` row."""
+    finished = row["finished_at"]
+    return NodePreparation(
+        node_id=row["node_id"],
+        state=row["state"],
+        step=row["step"],
+        started_at=from_text(row["started_at"]),
+        finished_at=None if finished is None else from_text(finished),
+        error=row["error"],
+        output=json.loads(row["output"]),
+        stories=row["stories"],
     )
 
 

@@ -57,12 +57,14 @@ from studio.store.records import (
     SANDBOX_FIXED_FIELDS,
     SANDBOX_UPDATABLE_FIELDS,
     CommitRecord,
+    NodePreparation,
     RepositoryRecord,
     SandboxRecord,
     UserRecord,
     commit_from_row,
     commit_record,
     hash_token,
+    preparation_from_row,
     repository_from_row,
     sandbox_columns,
     sandbox_from_row,
@@ -228,7 +230,7 @@ class Registry:
             ).fetchone()
             # Validating the stored row inside the transaction rolls back bad input.
             try:
-                record = repository_from_row(row)
+                record = repository_from_row(row, self._preparations(conn, row["id"]))
             except ValidationError as exc:
                 raise InvalidRequest(
                     f"invalid repository {name!r}: {validation_message(exc)}"
@@ -245,23 +247,87 @@ class Registry:
                 row = conn.execute(
                     "SELECT * FROM repositories WHERE id = ?", (repository_id,)
                 ).fetchone()
+                preparations = self._preparations(conn, repository_id)
         if row is None:
             raise RepositoryNotFound(
                 f"no repository with id {repository_id}", repository_id=repository_id
             )
-        return repository_from_row(row)
+        return repository_from_row(row, preparations)
 
     def find_repository(self, name: str) -> RepositoryRecord | None:
         """The repository registered under ``name``, or None."""
         with self._read() as conn:
             row = conn.execute("SELECT * FROM repositories WHERE name = ?", (name,)).fetchone()
-        return None if row is None else repository_from_row(row)
+            if row is None:
+                return None
+            return repository_from_row(row, self._preparations(conn, row["id"]))
 
     def list_repositories(self) -> list[RepositoryRecord]:
         """Every registered repository, in registration order."""
         with self._read() as conn:
             rows = conn.execute("SELECT * FROM repositories ORDER BY id").fetchall()
-        return [repository_from_row(row) for row in rows]
+            return [repository_from_row(row, self._preparations(conn, row["id"])) for row in rows]
+
+    # -- preparations -----------------------------------------------------
+
+    @staticmethod
+    def _preparations(conn: sqlite3.Connection, repository_id: int) -> list[NodePreparation]:
+        rows = conn.execute(
+            "SELECT * FROM preparations WHERE repository_id = ? ORDER BY started_at, node_id",
+            (repository_id,),
+        ).fetchall()
+        return [preparation_from_row(row) for row in rows]
+
+    def save_preparation(self, repository_id: int, preparation: NodePreparation) -> None:
+        """Record where a repository's preparation on ``preparation.node_id`` stands."""
+        with self._write() as conn:
+            if not self._exists(conn, "SELECT 1 FROM repositories WHERE id = ?", repository_id):
+                raise RepositoryNotFound(
+                    f"no repository with id {repository_id}", repository_id=repository_id
+                )
+            conn.execute(
+                "INSERT OR REPLACE INTO preparations (repository_id, node_id, state, step, "
+                "started_at, finished_at, error, output, stories) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    repository_id,
+                    preparation.node_id,
+                    preparation.state,
+                    None if preparation.step is None else preparation.step.value,
+                    to_text(preparation.started_at),
+                    None if preparation.finished_at is None else to_text(preparation.finished_at),
+                    preparation.error,
+                    json.dumps(preparation.output),
+                    preparation.stories,
+                ),
+            )
+
+    def list_preparations(self) -> list[tuple[int, NodePreparation]]:
+        """Every repository's preparation on every node: ``(repository_id, preparation)``."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM preparations ORDER BY repository_id, started_at, node_id"
+            ).fetchall()
+        return [(int(row["repository_id"]), preparation_from_row(row)) for row in rows]
+
+    def forget_preparations(
+        self, *, repository_id: int | None = None, states: Collection[str] | None = None
+    ) -> int:
+        """Remove preparation rows (of one repository, in some states); how many went."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if repository_id is not None:
+            clauses.append("repository_id = ?")
+            params.append(repository_id)
+        if states is not None:
+            wanted = sorted(states)
+            if not wanted:
+                return 0
+            clauses.append(f"state IN ({', '.join('?' for _ in wanted)})")
+            params.extend(wanted)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._write() as conn:
+            return int(conn.execute(f"DELETE FROM preparations{where}", params).rowcount)
 
     # -- sandboxes --------------------------------------------------------
 

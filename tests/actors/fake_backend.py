@@ -10,11 +10,12 @@ answer, one whose calls raise, a setup that fails, a node that dies.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from actors._node_prep import READY, TEMPLATE, NodeWork
+from actors._node_prep import READY, TEMPLATE, NodeWork, PrepReport
 from actors._ray_backend import (
     ActorGone,
     ActorUnresponsive,
@@ -90,6 +91,12 @@ class FakeSandbox:
             "last_seq": self.last_seq,
             "recovering": False,
         }
+
+    async def preparation_step(self, step: str) -> None:
+        """What the real actor puts on its stream; the calls list is what tests read."""
+
+    async def preparation_failed(self, message: str, code: str, output: list[str]) -> None:
+        """Likewise: an error event on the real actor's stream."""
 
     async def setup(self, recover: bool = False) -> SandboxInfo:
         if self.setup_gate is not None:
@@ -242,9 +249,12 @@ class FakeBackend:
             pid_files=list(self.pid_files.get(node_id, [])),
         )
 
-    async def prepare_node(self, work: NodeWork) -> dict[str, str]:
+    async def prepare_node(self, work: NodeWork) -> AsyncIterator[PrepReport]:
         self.preparations.append(work)
         if self.next_prepare_error is not None:
             error, self.next_prepare_error = self.next_prepare_error, None
             raise error
-        return {TEMPLATE: READY, **{r.name: READY for r in work.repositories}}
+        yield PrepReport(TEMPLATE, state=READY)
+        for repository in work.repositories:
+            yield PrepReport(repository.name, step="mirror")
+            yield PrepReport(repository.name, state=READY)

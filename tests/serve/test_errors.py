@@ -33,6 +33,7 @@ EXPECTED = {
     e.ProcessStartError: 502,
     e.ViteStartError: 502,
     e.PortInUse: 500,
+    e.PreparationFailed: 409,
     e.RestartLimitExceeded: 500,
     e.Unauthenticated: 401,
     e.PermissionDenied: 403,

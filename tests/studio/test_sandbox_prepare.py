@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from studio.config import StudioSettings
 from studio.errors import MissingBaseBranch
 from studio.install.cache import ensure_node_modules
 from studio.layout import StateLayout
+from studio.messages import PrepareStep
 from studio.models import RepositorySource
 from studio.ports import PortAllocator
-from studio.sandbox import prepare_repository, prepare_template
+from studio.sandbox import prepare_repository, prepare_repository_steps, prepare_template
 from studio.vite import SHELL_FILE, read_studio_config
 from studio.vite.deps import SEED_ROOT, template_fingerprint
 from studio.vite.server import _TEMPLATE_IGNORE
@@ -128,3 +130,29 @@ def test_a_base_branch_that_does_not_exist_fails_and_leaves_nothing(
     with pytest.raises(MissingBaseBranch):
         prepare_repository(settings, source, settings.default_config())
     _assert_nothing_left(settings, origin)
+
+
+def test_the_steps_are_announced_in_order_and_the_story_index_is_counted(
+    settings: StudioSettings, template: Path, origin: Path
+) -> None:
+    node = settings.model_copy(update={"template_dir": template})
+    steps = prepare_repository_steps(
+        node, RepositorySource(name="ui-kit", source=str(origin)), node.default_config()
+    )
+    seen: list[PrepareStep] = []
+    while True:
+        try:
+            seen.append(next(steps))
+        except StopIteration as done:
+            prepared = done.value
+            break
+    # This template's seed is new: Vite pre-bundles it (the deps step) before the index.
+    assert seen == [PrepareStep.MIRROR, PrepareStep.INSTALL, PrepareStep.DEPS, PrepareStep.STORIES]
+    # Every named export of the ui-kit's stories files is a story on its page.
+    declared = sum(
+        len(re.findall(r"^export const \w+", path.read_text(), re.MULTILINE))
+        for path in origin.rglob("*.stories.tsx")
+    )
+    assert declared > 0
+    assert prepared.stories == declared
+    _assert_nothing_left(node, origin)

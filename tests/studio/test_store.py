@@ -29,6 +29,7 @@ from studio.state import SandboxState, transition_path
 from studio.store import (
     SANDBOX_UPDATABLE_FIELDS,
     CommitRecord,
+    NodePreparation,
     Registry,
     RepositoryRecord,
     SandboxRecord,
@@ -56,6 +57,10 @@ def registry(db_path: Path) -> Iterator[Registry]:
 @pytest.fixture
 def repo(registry: Registry) -> RepositoryRecord:
     return registry.add_repository("ui", "/srv/repos/ui", github="acme/ui")
+
+
+# The schema version a registry opens at (the last migration's).
+LATEST = len(migrations.MIGRATIONS)
 
 
 def sandbox(repository_id: int, n: int = 0, **fields: object) -> SandboxRecord:
@@ -91,11 +96,11 @@ def sha(n: int) -> str:
 
 def test_new_database_is_at_latest_schema_in_wal_mode(registry: Registry, db_path: Path) -> None:
     assert registry.path == db_path
-    assert registry.schema_version == len(migrations.MIGRATIONS) == 2
+    assert registry.schema_version == len(migrations.MIGRATIONS) == LATEST
     raw = sqlite3.connect(db_path)
     try:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == LATEST
     finally:
         raw.close()
 
@@ -119,7 +124,7 @@ def test_reopen_keeps_data(db_path: Path) -> None:
         first.replace_commits("sb_test000000", [(sha(1), "first", T0)])
         first.add_user("alice", "tok-alice")
     with Registry(db_path) as second:
-        assert second.schema_version == 2
+        assert second.schema_version == LATEST
         assert second.get_repository(repo.id) == repo
         got = second.get_sandbox("sb_test000000")
         assert (got.state, got.node_id, got.port) == (SandboxState.RUNNING, "n1", 5173)
@@ -153,7 +158,7 @@ def test_database_from_a_newer_version_is_refused(db_path: Path) -> None:
     raw.close()
     with pytest.raises(StudioError, match="newer") as info:
         Registry(db_path)
-    assert info.value.details == {"version": 99, "supported": 2}
+    assert info.value.details == {"version": 99, "supported": LATEST}
 
 
 # -- migrations --------------------------------------------------------------
@@ -191,7 +196,7 @@ def test_v1_database_with_data_upgrades_in_place(db_path: Path) -> None:
         conn.close()
 
     with Registry(db_path) as reg:
-        assert reg.schema_version == 2
+        assert reg.schema_version == LATEST
         repo = reg.get_repository(1)
         assert (repo.name, repo.github, repo.default_branch) == ("ui", "acme/ui", "develop")
         assert repo.config == {"max_restarts": 7}
@@ -216,7 +221,7 @@ def test_failing_migration_is_rolled_back_whole(db_path: Path) -> None:
     broken = (
         *migrations.MIGRATIONS,
         migrations.Migration(
-            3,
+            LATEST + 1,
             "half of this would apply without a transaction",
             ("ALTER TABLE sandboxes ADD COLUMN extra TEXT", "THIS IS NOT SQL"),
         ),
@@ -225,23 +230,23 @@ def test_failing_migration_is_rolled_back_whole(db_path: Path) -> None:
     try:
         with pytest.raises(sqlite3.OperationalError):
             migrations.apply_migrations(conn, broken)
-        assert migrations.schema_version(conn) == 2
+        assert migrations.schema_version(conn) == LATEST
         columns = {row[1] for row in conn.execute("PRAGMA table_info(sandboxes)")}
         assert "extra" not in columns
     finally:
         conn.close()
     with Registry(db_path) as reg:
-        assert reg.schema_version == 2
+        assert reg.schema_version == LATEST
 
 
 def test_migrations_never_downgrade_and_check_their_targets(db_path: Path) -> None:
     db_path.parent.mkdir(parents=True)
     conn = _raw(db_path)
     try:
-        assert migrations.apply_migrations(conn) == 2
-        assert migrations.apply_migrations(conn, up_to=1) == 2
-        with pytest.raises(ValueError, match="versions are 0-2"):
-            migrations.apply_migrations(conn, up_to=3)
+        assert migrations.apply_migrations(conn) == LATEST
+        assert migrations.apply_migrations(conn, up_to=1) == LATEST
+        with pytest.raises(ValueError, match=f"versions are 0-{LATEST}"):
+            migrations.apply_migrations(conn, up_to=LATEST + 1)
         misordered = (migrations.MIGRATIONS[1], migrations.MIGRATIONS[0])
         with pytest.raises(ValueError, match="position 1"):
             migrations.apply_migrations(conn, misordered)
@@ -762,3 +767,81 @@ def test_the_owner_quota_counts_live_sandboxes_only(
     with pytest.raises(SandboxNotFound):
         registry.get_sandbox("sb_test000006")
     registry.add_sandbox(sandbox(repo.id, 6), owner_quota=0)  # 0: no quota
+
+
+# -- preparations ------------------------------------------------------------
+
+
+def _prep(node_id: str, state: str, minutes: int = 0, **fields: object) -> NodePreparation:
+    return NodePreparation.model_validate(
+        {
+            "node_id": node_id,
+            "state": state,
+            "started_at": T0 + timedelta(minutes=minutes),
+            **fields,
+        }
+    )
+
+
+def test_a_repository_shows_its_preparation_over_the_nodes(registry: Registry) -> None:
+    repo = registry.add_repository("ui", "/srv/ui")
+    assert repo.preparation.state == "pending"
+    assert repo.preparation.nodes == []
+    registry.save_preparation(repo.id, _prep("n1", "ready", finished_at=T0 + timedelta(minutes=2)))
+    registry.save_preparation(repo.id, _prep("n2", "preparing", 1, step="install"))
+    shown = registry.get_repository(repo.id).preparation
+    assert (shown.state, shown.step) == ("preparing", "install")
+    assert [n.node_id for n in shown.nodes] == ["n1", "n2"]
+    # A row per node: saving again replaces it.
+    failed = _prep("n2", "failed", 1, step="install", error="npm ci failed", output=["E404"])
+    registry.save_preparation(repo.id, failed)
+    [listed] = registry.list_repositories()
+    assert (listed.preparation.state, listed.preparation.output) == ("failed", ["E404"])
+    assert registry.find_repository("ui") == listed
+    assert registry.list_preparations() == [
+        (repo.id, listed.preparation.nodes[0]),
+        (repo.id, failed),
+    ]
+    # Ready everywhere: from the first start to the last end, with the story count.
+    registry.save_preparation(
+        repo.id, _prep("n2", "ready", 1, finished_at=T0 + timedelta(minutes=5), stories=7)
+    )
+    ready = registry.get_repository(repo.id).preparation
+    assert (ready.state, ready.started_at, ready.finished_at, ready.stories) == (
+        "ready",
+        T0,
+        T0 + timedelta(minutes=5),
+        7,
+    )
+
+
+def test_preparations_are_forgotten_by_repository_and_state(registry: Registry) -> None:
+    ui = registry.add_repository("ui", "/srv/ui")
+    kit = registry.add_repository("kit", "/srv/kit")
+    registry.save_preparation(ui.id, _prep("n1", "preparing"))
+    registry.save_preparation(ui.id, _prep("n2", "failed", error="x"))
+    registry.save_preparation(kit.id, _prep("n1", "preparing"))
+    assert registry.forget_preparations(states=[]) == 0
+    assert registry.forget_preparations(repository_id=ui.id, states=["failed"]) == 1
+    assert registry.forget_preparations(states=["preparing"]) == 2
+    assert registry.list_preparations() == []
+    with pytest.raises(RepositoryNotFound):
+        registry.save_preparation(99, _prep("n1", "ready"))
+
+
+def test_a_v2_registry_upgrades_to_preparations_keeping_its_repositories(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    conn = _raw(db_path)
+    try:
+        migrations.apply_migrations(conn, up_to=2)
+        conn.execute(
+            "INSERT INTO repositories (name, source, created_at) VALUES ('ui', '/srv/ui', ?)",
+            ("2026-01-02T03:04:05.000000+00:00",),
+        )
+    finally:
+        conn.close()
+    with Registry(db_path) as reg:
+        [repo] = reg.list_repositories()
+        assert (repo.name, repo.preparation.state) == ("ui", "pending")
+        reg.save_preparation(repo.id, _prep("n1", "ready"))
+        assert reg.get_repository(repo.id).preparation.state == "ready"
