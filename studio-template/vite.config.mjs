@@ -1,11 +1,12 @@
 // Vite config of the Component Studio renderer. The backend copies this
 // template to <worktree>/.studio/ and starts it with `node .studio/serve.mjs`
 // (or through a standby, standby.mjs) with cwd = the worktree. Everything
-// sandbox-specific comes from studio.config.json beside this file; the
-// repository's own vite config is deliberately not loaded (it may use plugins
-// the studio does not have). A repository with Storybook gets what its
-// Storybook applies instead: the viteFinal of .storybook/main and its presets
-// (plugin/storybook/), loaded only for such a repository.
+// sandbox-specific comes from studio.config.json beside this file. The
+// repository's build is layered under it (plugin/repo-build/: its vite
+// config's plugins and aliases, jsconfig/tsconfig module paths, the Vite
+// equivalents of a webpack build), and a repository with Storybook gets what
+// its Storybook applies on top: the viteFinal of .storybook/main and its
+// presets (plugin/storybook/), loaded only for such a repository.
 import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,11 +14,13 @@ import react from '@vitejs/plugin-react';
 import { escapePath } from 'tinyglobby';
 import { defineConfig } from 'vite';
 import { depsSeedPlugin } from './plugin/deps-seed.mjs';
+import { composeConfig } from './plugin/compose-config.mjs';
 import { createCatalog } from './plugin/discover.mjs';
 import { studioPlugin } from './plugin/plugin.mjs';
 import { runtimeMapsPlugin } from './plugin/runtime-maps.mjs';
 import { shellPlugin } from './plugin/shell.mjs';
 import { findStorybook } from './plugin/storybook/detect.mjs';
+import { prepareRepoBuild } from './plugin/repo-build/index.mjs';
 import { loadStudioConfig } from './plugin/studio-config.mjs';
 
 const studioDir = path.dirname(fileURLToPath(import.meta.url));
@@ -82,4 +85,7 @@ const studioConfig = defineConfig({
   },
 });
 
-export default storybook ? await storybook.applyTo(studioConfig) : studioConfig;
+const repoBuild = await prepareRepoBuild(config, storybook?.project);
+const composed = await composeConfig(studioConfig, repoBuild, storybook?.project);
+
+export default storybook ? { ...composed, plugins: [...composed.plugins, ...storybook.plugins(studioDir)] } : composed;

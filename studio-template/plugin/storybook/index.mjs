@@ -1,9 +1,10 @@
 // The repository's Storybook for the studio's Vite config (vite.config.mjs):
 // loaded once at startup, then used by the studio plugin (the browser module)
-// and applied to the config (viteFinal, previewHead/previewBody, staticDirs).
+// and the config (its viteFinal through ../compose-config.mjs; the plugins of
+// previewHead/previewBody and staticDirs).
 import { loadStorybook } from './load.mjs';
 import { staticDirsPlugin } from './static-dirs.mjs';
-import { applyViteFinal, previewHtmlPlugin, storybookDeps, storybookModuleCode } from './vite.mjs';
+import { previewHtmlPlugin, storybookDeps, storybookModuleCode } from './vite.mjs';
 
 /**
  * Loads `found` (detect.mjs). A Storybook configuration that cannot be loaded
@@ -22,13 +23,10 @@ export async function prepareStorybook(found) {
     project,
     code: storybookModuleCode(project),
     deps: storybookDeps(project),
-    applyTo: async (studioConfig) => {
-      const config = await applyViteFinal(project, studioConfig);
-      const plugins = [
-        ...(project.previewHead || project.previewBody ? [previewHtmlPlugin(project)] : []),
-        ...(project.staticDirs.length > 0 ? [staticDirsPlugin(project.staticDirs, studioConfig.root)] : []),
-      ];
-      return { ...config, plugins: [...config.plugins, ...plugins] };
-    },
+    /** The plugins serving main's previewHead/previewBody and staticDirs, after every other. */
+    plugins: (studioRoot) => [
+      ...(project.previewHead || project.previewBody ? [previewHtmlPlugin(project)] : []),
+      ...(project.staticDirs.length > 0 ? [staticDirsPlugin(project.staticDirs, studioRoot)] : []),
+    ],
   };
 }

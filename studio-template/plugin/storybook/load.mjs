@@ -10,6 +10,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { RENDERER } from './detect.mjs';
 import { staticDirMappings } from './static-dirs.mjs';
+import { webpackFinalAliases } from './webpack-final.mjs';
 
 // Where each part lives, newest Storybook first: 9+ publishes `storybook/preview-api`,
 // 8.2+ has everything under `storybook/internal/*`, 7 had separate packages.
@@ -33,6 +34,8 @@ const PORTABLE_FRAMEWORKS = /^@storybook\/(nextjs|nextjs-vite|experimental-nextj
  * @property {string} previewHead HTML for <head> (main's previewHead), or ''
  * @property {string} previewBody HTML for the start of <body> (main's previewBody), or ''
  * @property {(config: object) => Promise<object>} viteFinal the presets' viteFinal (main's, the addons', the framework's)
+ * @property {string | null} framework the name of main's framework (`@storybook/react-vite`, `@storybook/react-webpack5`...)
+ * @property {{ find: string | RegExp, replacement: string }[]} webpackAliases aliases main's webpackFinal adds (webpack-final.mjs)
  */
 
 const toPosix = (p) => p.split(path.sep).join('/');
@@ -136,7 +139,7 @@ export async function loadStorybook(found) {
   const previewApi = PREVIEW_APIS.find((specifier) => resolve(specifier));
   if (!previewApi) throw new Error(`component studio: Storybook ${version} is installed but none of ${PREVIEW_APIS.join(', ')} resolves`);
   const test = TEST_MODULES.find((specifier) => resolve(specifier)) ?? null;
-  const project = { version, portable: RENDERER, previewApi, test, annotations: [], stories: [], staticDirs: [], previewHead: '', previewBody: '', viteFinal: async (config) => config };
+  const project = { version, portable: RENDERER, previewApi, test, annotations: [], stories: [], staticDirs: [], previewHead: '', previewBody: '', viteFinal: async (config) => config, framework: null, webpackAliases: [] };
   if (!mainFile) return project;
 
   const loaderFile = PRESET_LOADERS.map(resolve).find(Boolean);
@@ -147,6 +150,7 @@ export async function loadStorybook(found) {
   const options = { configDir, configType: 'DEVELOPMENT', packageJson };
   const main = await loadMainConfig({ configDir });
   const framework = frameworkName(main.framework);
+  project.framework = framework;
   const frameworkPreset = framework ? resolve(`${framework}/preset`) : null;
   const presets = await loadAllPresets({
     ...options,
@@ -173,5 +177,6 @@ export async function loadStorybook(found) {
   project.previewHead = (await presets.apply('previewHead', readText(path.join(configDir, 'preview-head.html')), options)) ?? '';
   project.previewBody = (await presets.apply('previewBody', readText(path.join(configDir, 'preview-body.html')), options)) ?? '';
   project.viteFinal = (config) => presets.apply('viteFinal', config, options);
+  project.webpackAliases = await webpackFinalAliases(main, { configDir, repoRoot: found.repoRoot, presets });
   return project;
 }
