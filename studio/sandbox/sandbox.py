@@ -393,7 +393,9 @@ class ComponentStudioSandbox(SandboxLifecycle):
         """Write, commit and ask for a push; the push's ticket when the caller waits for it."""
         worktree = self._working_tree(command.command)
         self.touch()
-        change = FileChange(worktree.path, self.settings.max_file_bytes)
+        change = FileChange(
+            worktree.path, self.settings.max_file_bytes, self.config.editable_config_paths
+        )
         try:
             if isinstance(command, WriteFile):
                 files = [change.write(command.file_path, command.content)]
