@@ -21,6 +21,7 @@ from studio.config import ComponentStudioConfig, StudioSettings
 from studio.errors import Conflict, InvalidConfig, InvalidRequest, NotFound
 from studio.models import UserInfo
 from studio.pr import GitHubProvider
+from studio.sandbox_overrides import check_overrides
 from studio.store import Registry, RepositoryRecord, UserRecord
 from studio.store.records import validation_message
 from studio.viewer import viewer_token
@@ -196,9 +197,16 @@ class Accounts:
         """A sandbox's effective config: settings, then the repository's, then ``overrides``.
 
         :class:`RepositoryNotFound` for an unknown id; :class:`InvalidConfig`
-        naming the field for a bad override.
+        naming the field for a bad override; :class:`PermissionDenied` for one
+        only the repository's config may make (``studio.sandbox_overrides``).
         """
         repository = self._registry.get_repository(repository_id)
+        check_overrides(
+            overrides,
+            repository=repository.name,
+            default_branch=repository.default_branch,
+            repository_config=repository.config,
+        )
         try:
             return (
                 self._settings.default_config()
