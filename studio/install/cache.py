@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.errors import ProcessStartError
+from studio.process.environment import installer_environment
 
 __all__ = [
     "NPM_CI_ARGS",
@@ -221,7 +222,7 @@ def _key_lock(cache_root: Path, key: str) -> Iterator[None]:
 
 def _run_npm_ci(npm: str, cwd: Path, timeout: float) -> None:
     argv = [npm, *NPM_CI_ARGS]
-    env = {**os.environ, "NO_COLOR": "1", "npm_config_update_notifier": "false"}
+    env = installer_environment({"NO_COLOR": "1", "npm_config_update_notifier": "false"})
     try:
         # Own session: on a timeout the whole tree (npm, its scripts) is killed.
         proc = subprocess.Popen(
