@@ -55,5 +55,5 @@ def test_repository_only_fields_cannot_be_overridden(field: str) -> None:
 def test_the_repository_config_may_not_list_a_sandbox_branch() -> None:
     with pytest.raises(ValidationError, match="may not list 'design/studio-abc'"):
         ComponentStudioConfig(allowed_branches=("release", "design/studio-abc"))
-    with pytest.raises(ValidationError, match="'..' components"):
+    with pytest.raises(ValidationError, match=r"'\.\.' components"):
         ComponentStudioConfig(editable_config_paths=("../package.json",))
