@@ -125,11 +125,11 @@ def test_a_link_to_a_directory_holding_a_manifest_is_refused(tmp_path: Path) -> 
     assert not (tmp_path / "packages" / "ui" / "package.json").exists()
 
 
-def test_a_batch_with_one_toolchain_file_writes_nothing(tmp_path: Path) -> None:
+def test_a_batch_is_checked_whole_before_its_first_write(tmp_path: Path) -> None:
+    # What execute's write_files does: check every file, then write them.
     change = FileChange(tmp_path, MAX)
-    change.write("src/a.tsx", "a\n")
-    with pytest.raises(PathNotAllowed):
-        change.write(".babelrc", "{}\n")
-    change.undo()
-    assert not (tmp_path / "src" / "a.tsx").exists()
-    assert not (tmp_path / ".babelrc").exists()
+    batch = [("src/a.tsx", "a\n"), (".babelrc", "{}\n")]
+    with pytest.raises(PathNotAllowed, match="Babel configuration rule"):
+        for path, content in batch:
+            change.check_write(path, content)
+    assert list(tmp_path.iterdir()) == []
