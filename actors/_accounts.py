@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,13 +24,23 @@ from actors._repositories import (
 )
 from studio.config import ComponentStudioConfig, StudioSettings
 from studio.errors import Conflict, InvalidConfig, InvalidRequest, NotFound
+from studio.layout import StateLayout
 from studio.models import UserInfo
 from studio.pr import GitHubProvider
+from studio.sandbox_overrides import check_overrides
 from studio.store import Registry, RepositoryRecord, UserRecord
 from studio.store.records import validation_message
 from studio.viewer import viewer_token
 
-__all__ = ["ADMIN_USER", "USER_TOKEN_PREFIX", "Accounts", "provider_spec", "user_info"]
+__all__ = [
+    "ADMIN_USER",
+    "USER_TOKEN_PREFIX",
+    "Accounts",
+    "load_secret",
+    "provider_spec",
+    "resolve_admin_token",
+    "user_info",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +60,43 @@ def user_info(record: UserRecord) -> UserInfo:
 
 
 def provider_spec(settings: StudioSettings, github: str | None) -> dict[str, Any] | None:
-    """How a sandbox opens its PR: GitHub with the service's token, else None (local origin)."""
+    """How a sandbox opens its PR: GitHub, else None (local origin).
+
+    Without the token: the sandbox asks the manager for it when it pushes or
+    opens the pull request (``ManagerActor.push_credential``).
+    """
     if github and settings.github_token:
-        return {
-            "kind": "github",
-            "token": settings.github_token,
-            "base_url": settings.github_api_url,
-        }
+        return {"kind": "github", "base_url": settings.github_api_url}
     return None
+
+
+def load_secret(directory: Path, name: str, *, prefix: str = "") -> str:
+    """A secret kept in ``directory`` (beside the registry), generated on first use."""
+    path = directory / name
+    if path.is_file() and path.read_text().strip():
+        return path.read_text().strip()
+    secret = prefix + secrets.token_urlsafe(_TOKEN_BYTES)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{name}.tmp")
+    # Created 0600 from the start: never readable by others, even briefly.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    tmp.replace(path)
+    logger.info("secret generated", extra={"path": str(path)})
+    return secret
+
+
+def resolve_admin_token(settings: StudioSettings) -> str:
+    """The admin's token: the settings' own, else the one kept beside the registry.
+
+    For ``studio up``, which prints it and hands it to the manager in its
+    settings: no remote method returns the admin token.
+    """
+    if settings.admin_token:
+        return settings.admin_token
+    directory = StateLayout(settings.state_dir).registry.parent
+    return load_secret(directory, "admin-token", prefix=USER_TOKEN_PREFIX)
 
 
 class Accounts:
@@ -78,22 +118,10 @@ class Accounts:
     def _load_admin_token(self) -> str:
         if self._settings.admin_token:
             return self._settings.admin_token
-        return self._load_secret("admin-token", prefix=USER_TOKEN_PREFIX)
+        return load_secret(self._registry.path.parent, "admin-token", prefix=USER_TOKEN_PREFIX)
 
     def _load_secret(self, name: str, *, prefix: str = "") -> str:
-        """A secret kept beside the registry, generated on first use."""
-        path = self._registry.path.parent / name
-        if path.is_file() and path.read_text().strip():
-            return path.read_text().strip()
-        secret = prefix + secrets.token_urlsafe(_TOKEN_BYTES)
-        tmp = path.with_name(f".{name}.tmp")
-        # Created 0600 from the start: never readable by others, even briefly.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secret + "\n")
-        tmp.replace(path)
-        logger.info("secret generated", extra={"path": str(path)})
-        return secret
+        return load_secret(self._registry.path.parent, name, prefix=prefix)
 
     def _ensure_admin(self) -> None:
         current = self._registry.user_for_token(self._admin_token)
@@ -220,9 +248,16 @@ class Accounts:
         """A sandbox's effective config: settings, then the repository's, then ``overrides``.
 
         :class:`RepositoryNotFound` for an unknown id; :class:`InvalidConfig`
-        naming the field for a bad override.
+        naming the field for a bad override; :class:`PermissionDenied` for one
+        only the repository's config may make (``studio.sandbox_overrides``).
         """
         repository = self._registry.get_repository(repository_id)
+        check_overrides(
+            overrides,
+            repository=repository.name,
+            default_branch=repository.default_branch,
+            repository_config=repository.config,
+        )
         try:
             return (
                 self._settings.default_config()

@@ -238,7 +238,8 @@ class StudioManager:
 
     def _spec(self, record: SandboxRecord, node_id: str, start_seq: int) -> SandboxSpec:
         repository = self.registry.get_repository(record.repository_id)
-        settings = self.settings.model_dump(mode="json", exclude={"admin_token"})
+        # Secrets stay here: a sandbox asks for the GitHub token per push (push_credential).
+        settings = self.settings.model_dump(mode="json", exclude={"admin_token", "github_token"})
         settings["state_dir"] = self.state_dir_for(node_id)
         address = self._node_addresses.get(node_id)
         if address and is_loopback(self.settings.host):
@@ -529,6 +530,23 @@ class StudioManager:
             "sandbox torn down", extra={"sandbox_id": sandbox_id, "state": record.state.value}
         )
         return self._info_from_record(record)
+
+    def push_credential(self, sandbox_id: str) -> str | None:
+        """The GitHub token, for one push or pull request of a live sandbox; None without one.
+
+        Only a sandbox that is not over, of a repository on GitHub, gets it: an
+        ended sandbox's actor has nothing left to push.
+        """
+        record = self.registry.get_sandbox(sandbox_id)
+        if record.state in TERMINAL_STATES:
+            raise InvalidState(
+                f"sandbox {sandbox_id} is {record.state.value}: it pushes nothing more",
+                state=record.state.value,
+            )
+        repository = self.registry.get_repository(record.repository_id)
+        if repository.github is None:
+            return None
+        return self.settings.github_token
 
     async def finalize_sandbox(
         self, sandbox_id: str, owner: str | None, title: str, description: str

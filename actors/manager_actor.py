@@ -114,9 +114,9 @@ class ManagerActor:
         return self._manager.accounts.authenticate(token)
 
     @_RETRIED
-    async def admin_token(self) -> str:
-        """The admin's token (from settings, or generated once and kept)."""
-        return self._manager.accounts.admin_token
+    async def push_credential(self, sandbox_id: str) -> str | None:
+        """The GitHub token for one push or pull request of a live sandbox (its actor asks)."""
+        return self._manager.push_credential(sandbox_id)
 
     async def create_user(self, name: str, is_admin: bool = False) -> tuple[UserInfo, str]:
         """A new user and their token (returned once)."""

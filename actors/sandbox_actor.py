@@ -55,7 +55,7 @@ from studio.models import (
     RollbackResult,
     SandboxInfo,
 )
-from studio.naming import ACTOR_NAMESPACE, sandbox_actor_name
+from studio.naming import ACTOR_NAMESPACE, MANAGER_ACTOR_NAME, sandbox_actor_name
 from studio.sandbox import ComponentStudioSandbox
 from studio.state import SandboxState
 from studio.vite import STUDIO_DIR
@@ -80,6 +80,8 @@ _ANSWER_SECONDS = 2.0
 # after the last number reserved, so numbers only grow (with a gap, which
 # consumers already see after a restart), and an edit rarely pays for a file write.
 _SEQ_RESERVE = 100
+# How long a push waits for the manager to hand it the GitHub token.
+_CREDENTIAL_TIMEOUT = 30.0
 
 
 def sandbox_actor_options(
@@ -132,14 +134,20 @@ def _read_seq(path: Path) -> int:
         return 0
 
 
-def provider_from_spec(spec: dict[str, Any] | None) -> PullRequestProvider | None:
-    """The PR provider the manager described; None means the sandbox's default (local)."""
+def provider_from_spec(
+    spec: dict[str, Any] | None, token: Callable[[], str | None]
+) -> PullRequestProvider | None:
+    """The PR provider the manager described; None means the sandbox's default (local).
+
+    ``token`` asks the manager for the GitHub token, now, for this one use: it
+    is never part of the spec, the actor's arguments or its settings.
+    """
     if not spec or spec.get("kind") == "local":
         return None
     if spec.get("kind") == "github":
         from studio.pr import GitHubProvider
 
-        return GitHubProvider(str(spec["token"]), base_url=str(spec["base_url"]))
+        return GitHubProvider(token() or "", base_url=str(spec["base_url"]))
     raise InvalidRequest(f"unknown pull request provider {spec.get('kind')!r}")
 
 
@@ -181,6 +189,7 @@ class SandboxActor:
             # The worker's Vite standby, if the preload started one (actors._standby).
             vite_standby=_standby.claim(use=self._settings.vite_standby),
             recorder=metrics.RayRecorder(),
+            push_provider=self._github_provider,
         )
         # Ray runs an async actor's __init__ on its event loop: a reconstructed actor
         # starts recovering at once, without waiting for a first call.
@@ -197,6 +206,22 @@ class SandboxActor:
         )
 
     # -- plumbing ---------------------------------------------------------
+
+    def _push_token(self) -> str | None:
+        """The GitHub token, asked of the manager for one push (called off the event loop)."""
+        manager: Any = ray.get_actor(MANAGER_ACTOR_NAME, namespace=ACTOR_NAMESPACE)
+        reference: Any = manager.push_credential.remote(self._sandbox.sandbox_id)
+        token: str | None = ray.get(reference, timeout=_CREDENTIAL_TIMEOUT)
+        return token
+
+    def _github_provider(self) -> PullRequestProvider | None:
+        """The provider a push to the repository's forge uses; None when there is no token."""
+        from studio.pr import GitHubProvider
+
+        token = self._push_token()
+        if not token:
+            return None
+        return GitHubProvider(token, base_url=self._settings.github_api_url)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         seq = int(event.get("seq", 0))
@@ -327,8 +352,9 @@ class SandboxActor:
     ) -> FinalizeResult:
         """Push the branch, open the PR, tear down."""
         await self._recovered()
-        provider = provider_from_spec(provider_spec)
         async with self._lock:
+            # The token is asked for in the pool's thread: ray.get must not block the loop.
+            provider = await self._run(provider_from_spec, provider_spec, self._push_token)
             result = await self._run(self._sandbox.finalize, title, description, provider)
         await self._last_event_answered()
         with contextlib.suppress(OSError):

@@ -45,7 +45,7 @@ import psutil
 
 from cli.http import CliError
 
-__all__ = ["LocalRay", "head_environment", "use_token_auth"]
+__all__ = ["SECRET_SETTING_VARIABLES", "LocalRay", "head_environment", "use_token_auth"]
 
 AUTH_MODE = "RAY_AUTH_MODE"
 # What `ray start` prints once the head runs (then --block waits for a signal).
@@ -65,6 +65,11 @@ def use_token_auth(env: MutableMapping[str, str]) -> None:
     env.setdefault(AUTH_MODE, "token")
 
 
+SECRET_SETTING_VARIABLES = frozenset(
+    {"COMPONENT_STUDIO_ADMIN_TOKEN", "COMPONENT_STUDIO_GITHUB_TOKEN"}
+)
+
+
 def head_environment(base: Mapping[str, str], interpreter: str) -> dict[str, str]:
     """The head's environment, and so that of every worker and job it starts.
 
@@ -72,7 +77,13 @@ def head_environment(base: Mapping[str, str], interpreter: str) -> dict[str, str
     the service's interpreter. Not resolved: a venv's ``bin/python`` is a
     symlink to an interpreter that knows nothing of the venv.
     """
-    env = {k: v for k, v in base.items() if k != "RAY_ADDRESS"}
+    # The service's tokens reach the manager in its settings (studio up passes them):
+    # every worker of the head, sandbox actors included, would inherit them from here.
+    env = {
+        k: v
+        for k, v in base.items()
+        if k != "RAY_ADDRESS" and k.upper() not in SECRET_SETTING_VARIABLES
+    }
     bin_dir = str(Path(interpreter).parent)
     path = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != bin_dir]
     env["PATH"] = os.pathsep.join([bin_dir, *path])

@@ -191,6 +191,7 @@ class _Service:
         import ray
         from ray import serve
 
+        from actors._accounts import resolve_admin_token
         from actors.handles import start_manager
         from serve.app import build_app
         from serve.replica import ServeOptions
@@ -203,12 +204,14 @@ class _Service:
         # Ray's core worker installs its own SIGTERM handler (it aborts): ours again.
         self.install_handlers()
         dashboard = getattr(context, "dashboard_url", "") or ""
+        # Resolved here and handed to the manager: no remote method returns it.
+        admin_token = resolve_admin_token(settings)
+        settings = settings.model_copy(update={"admin_token": admin_token})
         self.manager = start_manager(settings)
         serve.start(http_options={"host": settings.host, "port": settings.ws_port})
         self.serve_started = True
         serve.run(build_app(settings, ServeOptions(ready_repositories=(EXAMPLE_NAME,))))
         self.install_handlers()
-        admin_token = ray.get(self.manager.admin_token.remote())
         repository = self._register_example()
         api = f"http://{_connect_host(settings.host)}:{settings.ws_port}"
         _wait_until_ready(api, READY_TIMEOUT)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from studio.errors import PathNotAllowed
+from studio.naming import is_sandbox_branch
 from studio.paths import normalize_user_path
 
 __all__ = [
@@ -199,6 +200,22 @@ class ComponentStudioConfig(BaseModel):
         description="Module path (inside the repository) whose default export wraps every "
         "rendered component, for providers when there is no .storybook/preview.",
     )
+    # Set in a repository's config by an admin (at registration); a create's
+    # overrides may not set them (studio.sandbox_overrides).
+    editable_config_paths: tuple[str, ...] = Field(
+        (),
+        max_length=200,
+        description="Paths (relative to the repository) that execute may write or delete "
+        "although the toolchain runs or installs from them (package.json, lockfiles, "
+        "*.config.js, ...; studio.toolchain_files). Repository config only, set by an admin.",
+    )
+    allowed_branches: tuple[str, ...] = Field(
+        (),
+        max_length=200,
+        description="Branches besides the default one that a create may name as its base "
+        "branch. Never a sandbox's design/studio-* branch. Repository config only, set by "
+        "an admin.",
+    )
 
     package_dir: str = Field(
         "",
@@ -232,6 +249,28 @@ class ComponentStudioConfig(BaseModel):
     @classmethod
     def _port_in_range(cls, value: int, info: Any) -> int:
         return _check_port(value, info.field_name)
+
+    @field_validator("editable_config_paths")
+    @classmethod
+    def _normalised_paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # The same checks as an execute's path: an entry names a file inside the repository.
+        try:
+            return tuple(normalize_user_path(path) for path in value)
+        except PathNotAllowed as exc:
+            raise ValueError(f"editable_config_paths: {exc}") from None
+
+    @field_validator("allowed_branches")
+    @classmethod
+    def _no_sandbox_branches(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for branch in value:
+            if not branch.strip():
+                raise ValueError("allowed_branches holds an empty branch name")
+            if is_sandbox_branch(branch):
+                raise ValueError(
+                    f"allowed_branches may not list {branch!r}: design/studio-* branches are "
+                    "sandboxes' own work, and a sandbox never starts from another's"
+                )
+        return value
 
     @field_validator("websocket_port")
     @classmethod

@@ -14,8 +14,10 @@ from studio.errors import InvalidRequest
 __all__ = [
     "ACTOR_NAMESPACE",
     "MANAGER_ACTOR_NAME",
+    "SANDBOX_BRANCH_PREFIX",
     "SANDBOX_ID_PATTERN",
     "branch_name",
+    "is_sandbox_branch",
     "new_sandbox_id",
     "sandbox_actor_name",
     "undo_ref_prefix",
@@ -24,6 +26,7 @@ __all__ = [
 
 ACTOR_NAMESPACE = "component-studio"
 MANAGER_ACTOR_NAME = "studio-manager"
+SANDBOX_BRANCH_PREFIX = "design/studio-"
 SANDBOX_ID_PATTERN = re.compile(r"^sb_[a-z0-9]{6,32}$")
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -46,7 +49,13 @@ def validate_sandbox_id(sandbox_id: str) -> str:
 
 def branch_name(sandbox_id: str) -> str:
     """The sandbox's branch: ``sb_abc123`` -> ``design/studio-abc123``."""
-    return "design/studio-" + validate_sandbox_id(sandbox_id).removeprefix("sb_")
+    return SANDBOX_BRANCH_PREFIX + validate_sandbox_id(sandbox_id).removeprefix("sb_")
+
+
+def is_sandbox_branch(name: str) -> bool:
+    """Whether ``name`` is, or passes for, some sandbox's ``design/studio-*`` branch."""
+    # Case-folded: on a case-insensitive disk "Design/Studio-x" is the same ref file.
+    return name.strip().removeprefix("refs/heads/").casefold().startswith(SANDBOX_BRANCH_PREFIX)
 
 
 def sandbox_actor_name(sandbox_id: str) -> str:

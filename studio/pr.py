@@ -6,7 +6,8 @@ This module only talks to the forge; it never runs git on a worktree.
 
 - :class:`GitHubProvider` speaks GitHub's REST API through PyGithub (GitHub
   Enterprise: give its ``/api/v3`` base URL). It checks push permission when a
-  sandbox is created, builds the token-carrying URL the git layer pushes to,
+  sandbox is created, gives the git layer the URL and the environment (the
+  token as an HTTP header, through GIT_CONFIG_* variables) it pushes with,
   and redacts the token from any text (git's error output) before it is shown.
 - :class:`LocalProvider` is for a repository that is a local path (the embedded
   default): the branch is pushed to that origin and nothing more. Its result
@@ -18,6 +19,7 @@ branch, and a footer naming the sandbox.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import re
@@ -136,8 +138,12 @@ class PullRequestProvider(Protocol):
         """Open (or find the already open) pull request ``head`` -> ``base``."""
         ...
 
-    def authenticated_remote_url(self, remote_url: str) -> str:
-        """The URL the git layer pushes to (with credentials where needed)."""
+    def push_url(self, remote_url: str) -> str:
+        """The URL the git layer pushes to; never with credentials in it."""
+        ...
+
+    def push_environment(self, remote_url: str) -> dict[str, str]:
+        """What git's environment needs for that push (credentials, where needed)."""
         ...
 
     def redact(self, text: str) -> str:
@@ -463,11 +469,11 @@ class GitHubProvider:
             github_errors=[self.redact(e) for e in errors],
         ) from None
 
-    def authenticated_remote_url(self, remote_url: str) -> str:
-        """``https://x-access-token:<token>@host/owner/name.git`` for ``remote_url``.
+    def push_url(self, remote_url: str) -> str:
+        """``https://host/owner/name.git`` for ``remote_url``, any credentials in it dropped.
 
-        For the git layer to push to; never store it in a repository's config
-        or show it (use :meth:`redact` on anything git prints).
+        The token goes in :meth:`push_environment`, not in the URL: a URL is part
+        of git's command line, which every local user can read (``ps``).
         """
         parts = urlsplit(remote_url)
         if parts.scheme not in {"https", "http"} or not parts.hostname:
@@ -481,12 +487,28 @@ class GitHubProvider:
         path = parts.path.rstrip("/")
         if not path.endswith(".git"):
             path += ".git"
-        netloc = f"x-access-token:{quote(self._token, safe='')}@{host}"
-        return urlunsplit((parts.scheme, netloc, path, "", ""))
+        return urlunsplit((parts.scheme, host, path, "", ""))
+
+    def push_environment(self, remote_url: str) -> dict[str, str]:
+        """git's environment for a push to ``remote_url``: the token as an HTTP header.
+
+        ``http.<url>.extraHeader`` set through ``GIT_CONFIG_COUNT``/``KEY``/``VALUE``
+        (git 2.31+): on no command line, in no config file, and sent only to that
+        remote's scheme, host and path (git matches the URL prefix). GitHub takes the
+        token as the password of Basic authentication, user ``x-access-token``.
+        """
+        url = self.push_url(remote_url)
+        basic = base64.b64encode(f"x-access-token:{self._token}".encode()).decode("ascii")
+        return {
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": f"http.{url}.extraHeader",
+            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+        }
 
     def redact(self, text: str) -> str:
         """``text`` with the token, and any credentials inside a URL, replaced by ``***``."""
-        for secret in {self._token, quote(self._token, safe="")}:
+        basic = base64.b64encode(f"x-access-token:{self._token}".encode()).decode("ascii")
+        for secret in {self._token, quote(self._token, safe=""), basic}:
             text = text.replace(secret, REDACTED)
         return _URL_CREDENTIALS.sub(f"x-access-token:{REDACTED}@", text)
 
@@ -561,9 +583,13 @@ class LocalProvider:
             ),
         )
 
-    def authenticated_remote_url(self, remote_url: str) -> str:
+    def push_url(self, remote_url: str) -> str:
         """A local origin needs no credentials: ``remote_url`` unchanged."""
         return remote_url
+
+    def push_environment(self, remote_url: str) -> dict[str, str]:
+        """A local origin needs no credentials: nothing."""
+        return {}
 
     def redact(self, text: str) -> str:
         """A local origin has no secret: ``text`` unchanged."""

@@ -14,6 +14,7 @@ from studio.errors import (
     CorruptRepository,
     GitError,
     MissingBaseBranch,
+    PermissionDenied,
 )
 from studio.git.command import (
     DEFAULT_IDENTITY,
@@ -31,7 +32,7 @@ from studio.git.command import (
 from studio.git.inprocess import local_remote_path
 from studio.git.runner import NETWORK_TIMEOUT_SECONDS, GitRunner, file_lock
 from studio.git.worktree import Worktree
-from studio.naming import branch_name
+from studio.naming import branch_name, is_sandbox_branch
 
 __all__ = [
     "DEFAULT_IDENTITY",
@@ -226,6 +227,13 @@ class Mirror:
         """
         branch = branch_name(sandbox_id)
         directory = Path(directory).absolute()
+        if is_sandbox_branch(base):
+            # Another sandbox's work (maybe another user's): never a base, whoever asks.
+            raise PermissionDenied(
+                f"base branch {base!r} is a sandbox's branch; a sandbox starts from the "
+                "repository's default branch or one its configuration allows",
+                base=base,
+            )
         with self._locked():
             self._prune()
             if self.branch_exists(branch) or self._sha(f"refs/remotes/origin/{branch}"):
@@ -236,10 +244,10 @@ class Mirror:
                 )
             base_commit = self._sha(f"refs/remotes/origin/{base}")
             if base_commit is None:
-                existing = ", ".join(self.remote_branches()) or "none"
+                # Not listing the origin's branches: other users' design/studio-* are there.
                 raise MissingBaseBranch(
-                    f"base branch {base!r} does not exist in {redact(self.source)}; its "
-                    f"branches are: {existing}. Pick one of them as the base.",
+                    f"base branch {base!r} does not exist in {redact(self.source)}; name "
+                    "the repository's default branch or one its configuration allows",
                     base=base,
                 )
             self._add_branch_worktree(branch, directory, base_commit)

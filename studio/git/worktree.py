@@ -10,7 +10,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -342,12 +342,21 @@ class Worktree:
         message = f"studio: uncommitted work of {self.sandbox_id} before moving its head"
         return self._git.run("commit-tree", tree, "-p", head, "-m", message).strip()
 
-    def push(self, remote: str = "origin", branch: str | None = None, force: bool = False) -> None:
+    def push(
+        self,
+        remote: str = "origin",
+        branch: str | None = None,
+        force: bool = False,
+        *,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         """Push ``branch`` (default: the sandbox's) to ``remote``, a remote name or URL.
 
         After a rollback the branch is rewritten and only ``force=True`` replaces it.
-        Credentials in ``remote`` never reach messages or logs. A push that takes longer
-        than the mirror's ``network_timeout`` is killed (:class:`GitRemoteError`).
+        Credentials in ``remote`` never reach messages or logs; better, give them in
+        ``env`` (``GIT_CONFIG_*`` variables, see ``studio.pr``), where they are on no
+        command line and in no config file. A push that takes longer than the
+        mirror's ``network_timeout`` is killed (:class:`GitRemoteError`).
         """
         name = branch or self.branch
         if remote.startswith("-"):
@@ -362,6 +371,7 @@ class Worktree:
                 "--quiet",
                 remote,
                 refspec,
+                env=env,
                 timeout=self.mirror.network_timeout,
                 remote=f"pushing {name} to {redact(remote)}",
             )

@@ -46,6 +46,7 @@ from studio.install.managers import (
     detect_manager,
     install_command,
 )
+from studio.process.environment import installer_environment
 
 __all__ = [
     "ENTRY_RECORD",
@@ -444,7 +445,7 @@ def _key_lock(cache_root: Path, key: str) -> Iterator[None]:
 
 def _run_install(command: InstallCommand, cwd: Path, timeout: float) -> None:
     argv = command.argv
-    env = {**os.environ, **command.env}
+    env = installer_environment(command.env)
     tool = command.describe()
     try:
         # Own session: on a timeout the whole tree (the tool, its scripts) is killed.

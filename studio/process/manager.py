@@ -53,13 +53,16 @@ P = ProcessStatus
 class ProcessSpec:
     """What to run: argv, working directory, extra environment, a name for logs.
 
-    ``env`` is laid over this process's environment (``None``: inherit as is).
+    ``env`` is laid over this process's environment (``None``: inherit as is);
+    with ``inherit=False`` it is the child's whole environment (a program that
+    runs untrusted code gets an allow-list, ``studio.process.environment``).
     """
 
     argv: Sequence[str]
     cwd: Path
     env: Mapping[str, str] | None = None
     name: str = "process"
+    inherit: bool = True
 
     def __post_init__(self) -> None:
         if not self.argv:
@@ -152,7 +155,10 @@ class ProcessManager:
         argv = list(spec.argv)
         if not spec.cwd.is_dir():
             self._fail_start(f"working directory {spec.cwd} does not exist")
-        env = None if spec.env is None else {**os.environ, **spec.env}
+        if not spec.inherit:
+            env: dict[str, str] | None = dict(spec.env or {})
+        else:
+            env = None if spec.env is None else {**os.environ, **spec.env}
         try:
             popen = subprocess.Popen(
                 argv,

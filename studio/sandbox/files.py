@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,11 +23,13 @@ from studio.errors import InvalidRequest, NotFound, PayloadTooLarge
 from studio.paths import (
     atomic_write,
     list_files,
+    normalize_user_path,
     read_text_file,
     resolve_inside,
     safe_delete,
     write_file,
 )
+from studio.toolchain_files import check_editable
 
 __all__ = ["FSYNC_EDITS", "FileChange", "commit_message", "read_command"]
 
@@ -81,12 +84,28 @@ class _Saved:
 
 
 class FileChange:
-    """Writes and deletes inside ``root`` that can be undone together."""
+    """Writes and deletes inside ``root`` that can be undone together.
 
-    def __init__(self, root: Path, max_bytes: int) -> None:
+    Files the toolchain runs or installs from (``studio.toolchain_files``) are
+    refused, by the path named and by the path it resolves to, unless listed
+    in ``editable_config_paths`` (the repository's configuration).
+    """
+
+    def __init__(
+        self, root: Path, max_bytes: int, editable_config_paths: Collection[str] = ()
+    ) -> None:
         self.root = root
         self.max_bytes = max_bytes
+        self.editable_config_paths = tuple(editable_config_paths)
         self._saved: list[_Saved] = []
+
+    def _resolve_editable(self, user_path: str) -> Path:
+        """``user_path`` resolved inside the root, refused if it is a toolchain file."""
+        target = resolve_inside(self.root, user_path)
+        resolved = target.relative_to(self.root.resolve()).as_posix()
+        named = normalize_user_path(user_path)
+        check_editable(user_path, named, resolved, self.editable_config_paths)
+        return target
 
     def check_write(self, user_path: str, content: str) -> Path:
         """Refuse a path or content :meth:`write` would refuse, touching nothing."""
@@ -97,7 +116,7 @@ class FileChange:
                 size=size,
                 limit=self.max_bytes,
             )
-        target = resolve_inside(self.root, user_path)
+        target = self._resolve_editable(user_path)
         if target.is_dir():
             raise InvalidRequest(f"cannot write {user_path!r}: it is a directory", path=user_path)
         return target
@@ -111,7 +130,7 @@ class FileChange:
 
     def delete(self, user_path: str) -> str:
         """Delete the file ``user_path``; returns its path relative to the root."""
-        target = resolve_inside(self.root, user_path)
+        target = self._resolve_editable(user_path)
         try:
             mode = os.lstat(target).st_mode
         except (FileNotFoundError, NotADirectoryError):

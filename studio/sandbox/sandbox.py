@@ -151,6 +151,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
         viewer_token: str = "",
         vite_standby: ViteStandby | None = None,
         recorder: Recorder = NO_RECORDER,
+        push_provider: Callable[[], PullRequestProvider | None] | None = None,
     ) -> None:
         super().__init__(sandbox_id, start_seq=start_seq, node=node, on_event=on_event)
         self.owner = owner
@@ -179,6 +180,9 @@ class ComponentStudioSandbox(SandboxLifecycle):
         self.vite = ViteSupervisor(
             self._vite_options(), self, recorder=recorder, standby=vite_standby
         )
+        # Asked at each push of a forge's repository, for the credentials of that push
+        # only: the service's token stays with the manager (docs/security.md).
+        self._push_provider = push_provider
         self.pusher = BranchPusher(self._push_origin, name=f"push-{sandbox_id}")
         # A local origin is pushed in-process in a few ms: a durable edit's own
         # thread pushes it (no hand-off to the push thread and back). A network
@@ -418,7 +422,9 @@ class ComponentStudioSandbox(SandboxLifecycle):
         """Write, commit and ask for a push; the push's ticket when the caller waits for it."""
         worktree = self._working_tree(command.command)
         self.touch()
-        change = FileChange(worktree.path, self.settings.max_file_bytes)
+        change = FileChange(
+            worktree.path, self.settings.max_file_bytes, self.config.editable_config_paths
+        )
         counted = self.disk.used
         try:
             # Refused before a byte is written when it would pass the disk quota.
@@ -567,19 +573,30 @@ class ComponentStudioSandbox(SandboxLifecycle):
 
     # -- durability ----------------------------------------------------------
 
-    def _push_remote(self) -> str:
-        """Where background pushes go: the mirror's origin, with the token for GitHub."""
-        source = self.repository.source
-        if self.repository.github and self.settings.github_token and "://" in source:
+    def _forge_provider(self) -> PullRequestProvider | None:
+        """Who holds the credentials of a push to the repository's forge; None: push to origin."""
+        if not (self.repository.github and "://" in self.repository.source):
+            return None
+        if self._push_provider is not None:
+            return self._push_provider()
+        if self.settings.github_token:
+            # A sandbox run without the manager (tests, one process): its own settings.
             from studio.pr import GitHubProvider
 
-            return GitHubProvider.from_settings(self.settings).authenticated_remote_url(source)
-        return "origin"
+            return GitHubProvider.from_settings(self.settings)
+        return None
 
     def _push_origin(self) -> None:
         worktree = self._worktree
-        if worktree is not None and worktree.path.exists():
-            worktree.push(self._push_remote(), force=True)
+        if worktree is None or not worktree.path.exists():
+            return
+        provider = self._forge_provider()
+        if provider is None:
+            worktree.push("origin", force=True)
+            return
+        source = self.repository.source
+        # The token travels in git's environment, never on its command line.
+        worktree.push(provider.push_url(source), force=True, env=provider.push_environment(source))
 
     def flush(self, timeout: float = FLUSH_TIMEOUT) -> bool:
         """Wait up to ``timeout`` s for background pushes; whether all of them ran."""
@@ -604,8 +621,10 @@ class ComponentStudioSandbox(SandboxLifecycle):
             if worktree is None:
                 raise InvalidState("cannot finalize: the sandbox has no worktree", state="none")
             self.pusher.flush(FLUSH_TIMEOUT)
-            remote = provider.authenticated_remote_url(self.repository.source)
-            worktree.push(remote, force=True)
+            source = self.repository.source
+            worktree.push(
+                provider.push_url(source), force=True, env=provider.push_environment(source)
+            )
             target = self.repository.github or self.repository.source
             commits = [c for c in worktree.history(10_000) if not c.is_base]
             body = build_pr_body(description, list(reversed(commits)), sandbox_id=self.sandbox_id)

@@ -50,6 +50,7 @@ from studio.install.managers import find_install_root
 from studio.paths import atomic_write, normalize_user_path
 from studio.ports import PortAllocator
 from studio.process import ProcessManager, ProcessSpec, StopResult, reap_orphans
+from studio.process.environment import tool_environment
 from studio.vite.deps import deps_seed_dir, template_fingerprint
 from studio.vite.shell import SHELL_FILE, SHELL_MAP, ensure_shell, install_shell
 
@@ -449,7 +450,9 @@ class ViteServer:
             ProcessSpec(
                 argv=vite_argv(self.studio_dir, node=node),
                 cwd=worktree,
-                env=VITE_ENV,
+                # Only allow-listed variables: the repository's code runs in this Node.
+                env=tool_environment(VITE_ENV),
+                inherit=False,
                 name=f"vite[{self.owner}]",
             ),
             readiness_probe=self._ready,

@@ -25,6 +25,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from studio.process.environment import tool_environment
+
 __all__ = [
     "SHELL_FILE",
     "SHELL_MAP",
@@ -84,6 +86,7 @@ def _build(studio_dir: Path, target: Path, node: str) -> Path | None:
         subprocess.run(
             [node, str(studio_dir / _BUILD_SCRIPT), str(built)],
             cwd=studio_dir,
+            env=tool_environment(),
             check=True,
             capture_output=True,
             text=True,

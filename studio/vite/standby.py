@@ -31,6 +31,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from studio.process.environment import tool_environment
 from studio.vite.server import LAUNCHER, VITE_ENV
 
 __all__ = ["PRELOADED_PACKAGES", "STANDBY_SCRIPT", "ViteStandby", "standby_argv"]
@@ -74,7 +75,8 @@ class ViteStandby:
             standby_argv(template_dir, node=node),
             cwd=modules_dir.parent,
             # As Vite's own spawn: picocolors reads NO_COLOR when Vite is imported.
-            env={**os.environ, **VITE_ENV},
+            # Only allow-listed variables: the Vite it starts runs the repository's code.
+            env=tool_environment(VITE_ENV),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

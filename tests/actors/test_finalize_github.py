@@ -9,6 +9,8 @@ description behind the recording front (tests/support/prism.py).
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,48 @@ def _assert_no_token(*answers: Any) -> None:
         assert VALID_TOKEN not in repr(answer)
 
 
+class CommandLineWatch:
+    """Reads every process's command line, over and over, while a push runs."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret.encode()
+        self.seen: list[str] = []
+        self.reads = 0
+        self.git_pushes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    raw = cmdline.read_bytes()
+                except OSError:
+                    continue  # the process ended between listing and reading
+                self.reads += 1
+                if b"git\0push" in raw or b"git-remote-http" in raw:
+                    self.git_pushes += 1
+                if self.secret in raw:
+                    self.seen.append(raw.replace(b"\0", b" ").decode(errors="replace"))
+
+    def __enter__(self) -> CommandLineWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def git_configs(root: Path) -> list[Path]:
+    """Every git config file under ``root`` (links not followed: the install cache is not git's)."""
+    found = []
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != "node_modules"]
+        found += [Path(directory) / f for f in files if f in ("config", "config.worktree")]
+    return found
+
+
 def test_finalize_pushes_the_branch_and_opens_the_pull_request(
     tmp_path: Path,
     install_cache: Path,
@@ -82,23 +126,34 @@ def test_finalize_pushes_the_branch_and_opens_the_pull_request(
         branch = branch_name(info.id)
         assert branch.startswith("design/studio-")
 
-        written = get(
-            sandbox_handle(info.id).execute.remote(
-                {
-                    "command": "write_file",
-                    "file_path": "src/components/Button/Button.tsx",
-                    "content": "export const Button = () => <button className='blue' />;\n",
-                    "description": "Make the button blue",
-                }
-            ),
-            timeout=60,
-        )
-        commit = str(written.commit_hash)
+        with CommandLineWatch(VALID_TOKEN) as watch:
+            written = get(
+                sandbox_handle(info.id).execute.remote(
+                    {
+                        "command": "write_file",
+                        "file_path": "src/components/Button/Button.tsx",
+                        "content": "export const Button = () => <button className='blue' />;\n",
+                        "description": "Make the button blue",
+                    }
+                ),
+                timeout=60,
+            )
+            commit = str(written.commit_hash)
 
-        result = get(
-            manager.finalize_sandbox.remote(info.id, None, "Studio: blue button", "desc"),
-            timeout=180,
-        )
+            # Durable commits: the edit was pushed before execute answered.
+            assert written.pushed is True
+            configs = git_configs(settings.state_dir)
+            assert any(p.parent.name.endswith(".git") for p in configs), configs
+            result = get(
+                manager.finalize_sandbox.remote(info.id, None, "Studio: blue button", "desc"),
+                timeout=180,
+            )
+        # Two pushes ran (the edit's, finalize's) while every command line was read:
+        # git's own and its https helper's held no token.
+        assert watch.git_pushes > 0 and watch.reads > 0
+        assert watch.seen == []
+        for config in [*git_configs(settings.state_dir), *git_configs(git_server.root)]:
+            assert VALID_TOKEN not in config.read_text(errors="replace"), config
         assert (result.pr_url, result.pr_number) == (EXAMPLE_PR_URL, EXAMPLE_PR_NUMBER)
         assert result.branch == branch
         assert result.commits == 1

@@ -96,7 +96,7 @@ async def test_create_places_on_least_loaded_slot_node_and_returns_running(
     spec = backend.created[1]
     assert spec.config.timeout_hours == 1 and spec.config.repository == "ui"
     assert spec.settings["state_dir"] == f"/disk/{second.node}"
-    assert "admin_token" not in spec.settings
+    assert "admin_token" not in spec.settings and "github_token" not in spec.settings
     record = manager.registry.get_sandbox(first.id)
     assert record.state is SandboxState.RUNNING and record.port == first.port
     assert written(first.id) == ["pending", "starting", "running"]
@@ -534,7 +534,12 @@ async def test_finalize_uses_github_when_configured(
         actor = backend.actors[sandbox.id]
         await studio.finalize_sandbox(sandbox.id, "alice", "T", "D")
         spec = actor.calls[-1][1][2]
-        assert spec == {"kind": "github", "token": VALID_TOKEN, "base_url": github_front.url}
+        # No token in the call: the sandbox asks for it when it pushes, while it is live.
+        assert spec == {"kind": "github", "base_url": github_front.url}
+        live = await studio.create_sandbox("alice", repo.id, {})
+        assert studio.push_credential(live.id) == VALID_TOKEN
+        with pytest.raises(InvalidState, match="pushes nothing more"):
+            studio.push_credential(sandbox.id)
     finally:
         studio.close()
 

@@ -46,12 +46,20 @@ def test_manager_actor_options_pin_the_head() -> None:
 
 
 def test_provider_from_spec() -> None:
-    assert provider_from_spec(None) is None
-    assert provider_from_spec({"kind": "local"}) is None
-    github = provider_from_spec({"kind": "github", "token": "t", "base_url": "http://gh/api"})
+    asked: list[str] = []
+
+    def token() -> str:
+        asked.append("asked")
+        return "t"
+
+    assert provider_from_spec(None, token) is None
+    assert provider_from_spec({"kind": "local"}, token) is None
+    assert asked == []
+    github = provider_from_spec({"kind": "github", "base_url": "http://gh/api"}, token)
     assert isinstance(github, GitHubProvider) and github.base_url == "http://gh/api"
+    assert asked == ["asked"]
     with pytest.raises(InvalidRequest, match="unknown pull request provider"):
-        provider_from_spec({"kind": "gitlab"})
+        provider_from_spec({"kind": "gitlab"}, token)
 
 
 def test_scan_state_dir(tmp_path: Path) -> None:

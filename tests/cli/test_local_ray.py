@@ -22,3 +22,15 @@ def test_token_auth_is_on_unless_a_mode_is_given() -> None:
     use_token_auth(env)
     assert env == {"RAY_AUTH_MODE": "disabled"}
     assert head_environment(env, "/v/bin/python")["RAY_AUTH_MODE"] == "disabled"
+
+
+def test_the_services_tokens_stay_out_of_the_heads_environment() -> None:
+    base = {
+        "COMPONENT_STUDIO_ADMIN_TOKEN": "st_admin",
+        "component_studio_github_token": "ghp_secret",
+        "COMPONENT_STUDIO_VITE_STANDBY": "false",
+    }
+    env = head_environment(base, "/v/bin/python")
+    # Workers read the other settings from it (the preload, the standby switch).
+    assert env["COMPONENT_STUDIO_VITE_STANDBY"] == "false"
+    assert not {"st_admin", "ghp_secret"} & set(env.values())

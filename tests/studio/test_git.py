@@ -25,6 +25,7 @@ from studio.errors import (
     InvalidRequest,
     InvalidState,
     MissingBaseBranch,
+    PermissionDenied,
     RollbackOutOfRange,
 )
 from studio.git import GitIdentity, Mirror, Worktree, redact
@@ -292,11 +293,30 @@ def test_branch_only_on_origin_is_a_collision(
         mirror.add_worktree(OTHER, layout.worktree(OTHER), "main")
 
 
-def test_missing_base_branch_names_the_existing_ones(mirror: Mirror, layout: StateLayout):
-    with pytest.raises(MissingBaseBranch, match=r"'develop'.*main") as info:
+def test_missing_base_branch_lists_no_branches(
+    simple_repo: Path, mirror: Mirror, layout: StateLayout
+):
+    git(simple_repo, "branch", branch_name(OTHER))
+    mirror.fetch()
+    with pytest.raises(MissingBaseBranch, match=r"'develop'") as info:
         mirror.add_worktree(SB, layout.worktree(SB), "develop")
+    # The origin holds other sandboxes' branches: an error does not enumerate them.
+    assert "design/studio-" not in info.value.message
+    assert "main" not in info.value.message
     assert info.value.details["base"] == "develop"
     assert not mirror.branch_exists(branch_name(SB))
+
+
+def test_another_sandboxs_branch_is_never_a_base(
+    simple_repo: Path, mirror: Mirror, layout: StateLayout
+):
+    git(simple_repo, "branch", branch_name(OTHER))
+    mirror.fetch()
+    for base in (branch_name(OTHER), branch_name(OTHER).upper()):
+        with pytest.raises(PermissionDenied, match="is a sandbox's branch"):
+            mirror.add_worktree(SB, layout.worktree(SB), base)
+    assert not mirror.branch_exists(branch_name(SB))
+    assert not layout.worktree(SB).exists()
 
 
 # ---------------------------------------------------------------- auto_commit

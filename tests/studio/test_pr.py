@@ -6,6 +6,7 @@ between PyGithub and Prism; Prism's answers are GitHub's own documented examples
 
 from __future__ import annotations
 
+import base64
 import logging
 import pickle
 import socket
@@ -180,27 +181,38 @@ def test_body_needs_a_valid_sandbox_id() -> None:
 # --- token handling ---------------------------------------------------------------------------
 
 
-def test_authenticated_remote_url_puts_the_token_in_https_urls_only() -> None:
+def test_the_push_url_carries_no_credentials_and_the_environment_the_token() -> None:
     provider = GitHubProvider("ghp_secret")
-    want = "https://x-access-token:ghp_secret@github.com/octo/hello.git"
-    assert provider.authenticated_remote_url("https://github.com/octo/hello.git") == want
-    assert provider.authenticated_remote_url("https://github.com/octo/hello") == want
-    assert provider.authenticated_remote_url("https://old:creds@github.com/octo/hello/") == want
+    want = "https://github.com/octo/hello.git"
+    assert provider.push_url("https://github.com/octo/hello.git") == want
+    assert provider.push_url("https://github.com/octo/hello") == want
+    assert provider.push_url("https://old:creds@github.com/octo/hello/") == want
     assert (
-        provider.authenticated_remote_url("https://ghe.example.com:8443/team/ui.git")
-        == "https://x-access-token:ghp_secret@ghe.example.com:8443/team/ui.git"
+        provider.push_url("https://ghe.example.com:8443/team/ui.git")
+        == "https://ghe.example.com:8443/team/ui.git"
     )
+    env = provider.push_environment("https://old:creds@github.com/octo/hello")
+    basic = base64.b64encode(b"x-access-token:ghp_secret").decode()
+    # Scoped to that remote's URL: git sends the header to no other host.
+    assert env == {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "http.https://github.com/octo/hello.git.extraHeader",
+        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+    }
     with pytest.raises(InvalidRequest, match="https clone URL") as caught:
-        provider.authenticated_remote_url("git@github.com:octo/hello.git")
+        provider.push_url("git@github.com:octo/hello.git")
     assert "ghp_secret" not in str(caught.value)
+    local = LocalProvider()
+    assert (local.push_url("/srv/repo"), local.push_environment("/srv/repo")) == ("/srv/repo", {})
 
 
 def test_redact_removes_the_token_in_every_form_git_may_print() -> None:
     provider = GitHubProvider("ghp_a/b+c")
-    url = provider.authenticated_remote_url("https://github.com/octo/hello.git")
-    assert url == "https://x-access-token:ghp_a%2Fb%2Bc@github.com/octo/hello.git"
+    url = "https://x-access-token:ghp_a%2Fb%2Bc@github.com/octo/hello.git"
+    header = provider.push_environment(url)["GIT_CONFIG_VALUE_0"]
     git_output = (
         f"fatal: unable to access '{url}/': The requested URL returned error: 403\n"
+        f"trace: {header}\n"
         "remote: token ghp_a/b+c was refused\n"
         "fatal: could not read from https://someone:other-secret@example.com/x.git"
     )
@@ -209,13 +221,14 @@ def test_redact_removes_the_token_in_every_form_git_may_print() -> None:
     assert "other-secret" not in redacted
     assert "x-access-token:***@github.com/octo/hello.git" in redacted
     assert "remote: token *** was refused" in redacted
+    assert "trace: Authorization: Basic ***" in redacted
 
 
 def test_provider_never_shows_its_token() -> None:
     provider = GitHubProvider(" ghp_secret\n", base_url="https://ghe.example.com/api/v3/")
     assert "ghp_secret" not in repr(provider)
     assert provider.base_url == "https://ghe.example.com/api/v3"
-    assert "ghp_secret" in provider.authenticated_remote_url("https://x.example/o/r.git")
+    assert "ghp_secret" not in provider.push_url("https://x.example/o/r.git")
     with pytest.raises(InvalidConfig, match="COMPONENT_STUDIO_GITHUB_TOKEN"):
         GitHubProvider("  ")
 
@@ -575,7 +588,8 @@ def test_local_provider_checks_that_the_origin_is_a_repository(
 
 def test_local_provider_has_no_secret_to_add_or_hide(tmp_path: Path) -> None:
     provider = LocalProvider()
-    assert provider.authenticated_remote_url(str(tmp_path)) == str(tmp_path)
+    assert provider.push_url(str(tmp_path)) == str(tmp_path)
+    assert provider.push_environment(str(tmp_path)) == {}
     assert provider.redact("fatal: nothing secret") == "fatal: nothing secret"
 
 
