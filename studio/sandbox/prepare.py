@@ -47,6 +47,7 @@ from studio.messages import PrepareStep
 from studio.models import RepositorySource
 from studio.naming import branch_name, new_sandbox_id
 from studio.ports import PortAllocator, ports_below_ray
+from studio.process.environment import tool_environment
 from studio.vite import ViteServer, cleanup_studio_app, generate_studio_app, read_studio_config
 
 __all__ = [
@@ -213,6 +214,8 @@ def _count_stories(studio_dir: Path, node: str = "node") -> int:
         result = subprocess.run(
             [node, "--input-type=module", "-e", _INDEX_SCRIPT],
             cwd=studio_dir,
+            # It loads the repository's .storybook/main: repository code, as Vite is.
+            env=tool_environment(),
             capture_output=True,
             text=True,
             timeout=_INDEX_TIMEOUT,
