@@ -135,10 +135,20 @@ def visit_own_story(page: Any, base: str, story_id: str) -> StoryVisit:
 
 
 def run_own_storybook(
-    browser: Any, package: Path, root: Path, log: Path, deadline: float, *, visit_all: bool = True
+    browser: Any,
+    package: Path,
+    root: Path,
+    log: Path,
+    deadline: float,
+    *,
+    visit_all: bool = True,
+    result: OwnStorybook | None = None,
 ) -> OwnStorybook:
-    """Start its Storybook, time the first story, visit every indexed story, stop it."""
-    result = OwnStorybook()
+    """Start its Storybook, time the first story, visit every indexed story, stop it.
+
+    Filled into ``result`` as it goes: a run interrupted half-way keeps the figures so far.
+    """
+    result = result if result is not None else OwnStorybook()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
