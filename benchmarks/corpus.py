@@ -47,7 +47,7 @@ from benchmarks.corpus_manifest import (
     select,
     skip_reason,
 )
-from benchmarks.corpus_own import StoryVisit, run_own_storybook
+from benchmarks.corpus_own import OwnStorybook, StoryVisit, run_own_storybook
 from benchmarks.corpus_reference import (
     apply_reference,
     find_reference,
@@ -177,16 +177,26 @@ def _reference(
             result.errors.append(f"own warm install: {warm.output_tail}")
             return
         result.notes.append(f"own install: {_command_text(warm.command)} ({manager})")
-        own = run_own_storybook(
-            browser(ctx), clone / repo.package_dir, clone, work / "storybook.log", deadline
-        )
-        result.own_dev_first_story_s = own.start_to_first_story_s
-        result.own_indexed = len(own.indexed) if own.indexed else None
-        if own.visits:
-            result.own_rendered = sum(1 for v in own.visits if v.ok)
-        result.own_failures = _failures(own.visits)
-        if own.error:
-            result.errors.append(f"own storybook: {own.error[:1500]}")
+        own = OwnStorybook()
+        try:
+            run_own_storybook(
+                browser(ctx),
+                clone / repo.package_dir,
+                clone,
+                work / "storybook.log",
+                deadline,
+                result=own,
+            )
+        finally:
+            # also on an interruption: the stories visited so far are the result's
+            result.own_dev_first_story_s = own.start_to_first_story_s
+            result.own_indexed = len(own.indexed) if own.indexed else None
+            if own.visits:
+                result.own_rendered = sum(1 for v in own.visits if v.ok)
+                result.notes.append(f"own Storybook: {len(own.visits)} stories visited")
+            result.own_failures = _failures(own.visits)
+            if own.error:
+                result.errors.append(f"own storybook: {own.error[:1500]}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

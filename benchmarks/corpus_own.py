@@ -25,6 +25,7 @@ from benchmarks._proc import free_port, kill_group, spawn_group, wait_for
 __all__ = [
     "OwnStorybook",
     "StoryVisit",
+    "counts_as_error",
     "index_stories",
     "run_own_storybook",
     "visit_own_story",
@@ -92,15 +93,24 @@ def _get_json(url: str) -> dict[str, Any] | None:
         return None
 
 
+def counts_as_error(text: str, url: str) -> bool:
+    """Whether a console error is the page's: not Chromium's own request for /favicon.ico.
+
+    Chromium asks for /favicon.ico on a fresh page; neither Storybook's dev server
+    nor the studio serves one, and that 404 says nothing about the story.
+    """
+    return not (text.startswith("Failed to load resource") and url.endswith("/favicon.ico"))
+
+
 @contextlib.contextmanager
 def watch_errors(page: Any) -> Iterator[list[str]]:
     """The console errors and uncaught page errors ``page`` reports inside the block."""
     seen: list[str] = []
 
     def on_console(message: Any) -> None:
-        if message.type == "error":
-            # "Failed to load resource" names no resource in its text: its location does.
-            where = (message.location or {}).get("url") or ""
+        # "Failed to load resource" names no resource in its text: its location does.
+        where = (message.location or {}).get("url") or ""
+        if message.type == "error" and counts_as_error(message.text, where):
             seen.append(f"console: {message.text}" + (f" ({where})" if where else ""))
 
     def on_error(error: Any) -> None:
@@ -135,10 +145,20 @@ def visit_own_story(page: Any, base: str, story_id: str) -> StoryVisit:
 
 
 def run_own_storybook(
-    browser: Any, package: Path, root: Path, log: Path, deadline: float, *, visit_all: bool = True
+    browser: Any,
+    package: Path,
+    root: Path,
+    log: Path,
+    deadline: float,
+    *,
+    visit_all: bool = True,
+    result: OwnStorybook | None = None,
 ) -> OwnStorybook:
-    """Start its Storybook, time the first story, visit every indexed story, stop it."""
-    result = OwnStorybook()
+    """Start its Storybook, time the first story, visit every indexed story, stop it.
+
+    Filled into ``result`` as it goes: a run interrupted half-way keeps the figures so far.
+    """
+    result = result if result is not None else OwnStorybook()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {

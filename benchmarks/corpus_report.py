@@ -217,7 +217,7 @@ def markdown(document: dict[str, Any]) -> str:
         ]
     details = []
     for entry in repos:
-        items = [*(f"skipped: {entry['reason']}" for _ in [0] if entry.get("reason"))]
+        items = [f"{entry['status']}: {entry['reason']}"] if entry.get("reason") else []
         items += [f"error: {' / '.join(e.splitlines()[:3])[:700]}" for e in entry.get("errors", [])]
         items += entry.get("notes", [])
         if entry.get("prepare_state"):

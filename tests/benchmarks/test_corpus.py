@@ -32,7 +32,7 @@ from benchmarks.corpus_manifest import (
     select,
     skip_reason,
 )
-from benchmarks.corpus_own import index_stories
+from benchmarks.corpus_own import counts_as_error, index_stories
 from benchmarks.corpus_report import RepoResult, group_failures, ratios, write_corpus_results
 from benchmarks.corpus_stories import csf_exports, declared_stories, expand_groups, story_globs
 from benchmarks.corpus_studio import listed_stories
@@ -373,3 +373,10 @@ def test_a_stale_lockfile_is_recognised_and_installed_unfrozen(tmp_path: Path) -
     )
     assert berry == ["node", "yarn.cjs", "install"]
     assert env == {"YARN_CACHE_FOLDER": "c", "YARN_ENABLE_IMMUTABLE_INSTALLS": "0"}
+
+
+def test_chromiums_own_favicon_request_is_not_a_story_error() -> None:
+    missing = "Failed to load resource: the server responded with a status of 404 (Not Found)"
+    assert not counts_as_error(missing, "http://127.0.0.1:6006/favicon.ico")
+    assert counts_as_error(missing, "http://127.0.0.1:6006/assets/logo.svg")
+    assert counts_as_error("Warning: Each child in a list should have a unique key", "")
