@@ -170,9 +170,14 @@ export function createCatalog(config, storyGlobs = []) {
     components.sort((a, b) => a.name.localeCompare(b.name) || a.module.localeCompare(b.module));
     const seen = new Map();
     for (const c of components) seen.set(c.name, (seen.get(c.name) ?? 0) + 1);
+    const byDir = (c) => `${c.name}@${path.posix.dirname(c.module)}`;
+    const seenInDir = new Map();
+    for (const c of components) seenInDir.set(byDir(c), (seenInDir.get(byDir(c)) ?? 0) + 1);
     const out = components.map((c) => {
-      // a name shared by several modules is qualified by its directory
-      const id = seen.get(c.name) > 1 ? `${c.name}@${path.posix.dirname(c.module)}` : c.name;
+      // a name shared by several modules is qualified by its directory, or by its
+      // module when two files of one directory give the same name
+      const qualified = seenInDir.get(byDir(c)) > 1 ? `${c.name}@${c.module.replace(/\.[^./]+$/, '')}` : byDir(c);
+      const id = seen.get(c.name) > 1 ? qualified : c.name;
       return {
         id,
         name: c.name,

@@ -140,6 +140,8 @@ def test_catalog_reads_csf2_filters_and_qualifies_shared_names(ui_kit: Path) -> 
     legacy = ui_kit / "src" / "legacy"
     legacy.mkdir()
     (legacy / "Button.jsx").write_text("export const Button = () => <button>old</button>;\n")
+    # a second file of the same directory whose default export is named Button too
+    (legacy / "OldButton.jsx").write_text("export default function Button() { return null; }\n")
     (legacy / "Button.stories.jsx").write_text(
         "import { Button } from './Button';\n"
         "export default { component: Button, excludeStories: /.*Data$/ };\n"
@@ -154,11 +156,12 @@ def test_catalog_reads_csf2_filters_and_qualifies_shared_names(ui_kit: Path) -> 
     buttons = [c for c in components if c["name"] == "Button"]
     assert [c["id"] for c in buttons] == [
         "Button@src/components/Button",
-        "Button@src/legacy",
+        "Button@src/legacy/Button",
+        "Button@src/legacy/OldButton",
     ]
     assert buttons[1]["stories"] == [
         {
-            "id": "button-src-legacy--plain",
+            "id": "button-src-legacy-button--plain",
             "name": "Plain old",
             "exportName": "Plain",
             "args": {"label": "plain"},
