@@ -15,7 +15,7 @@ export function App(): ReactNode {
   const { catalog, error } = useCatalog();
   const project = useProject(catalog ? catalog.preview : undefined);
   const { route, status } = useSelectionAndLive(catalog);
-  const page = usePageFlags();
+  const page = usePageFlags(route);
   const full = page.flags.full;
 
   const entry = catalog && route.component ? findComponent(catalog, route.component) : undefined;

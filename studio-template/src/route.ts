@@ -69,3 +69,10 @@ export function withValues(search: string, update: { args?: Record<string, unkno
   }
   return kept.length > 0 ? `?${kept.join('&')}` : '';
 }
+
+/**
+ * The story the URL's args are written for, as a key: the canonical hash of
+ * its route. Args apply only to that story: another story starts from its
+ * own args, as in Storybook.
+ */
+export const routeKey = (route: Route): string => formatHash(route);

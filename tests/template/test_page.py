@@ -255,6 +255,55 @@ def test_use_args_updates_show_in_the_panel(storybook: TemplateServer, browser_p
     expect(page.get_by_role("switch")).to_have_text("Notifications: off")
 
 
+def test_url_args_belong_to_the_story_they_were_written_for(
+    storybook: TemplateServer, browser_page: Page
+) -> None:
+    page = browser_page
+    watcher = watch(page)
+    query = "?args=label:From+link&globals=locale:en"
+    open_story(page, storybook.url, "Showcase/Default", query=query)
+    label = page.get_by_test_id("showcase-label")
+    expect(label).to_have_text("From link")
+
+    # another story starts from its own args, as in Storybook; the globals stay
+    page.locator("[data-testid='story-Showcase-Other']").click()
+    expect(canvas(page)).to_have_attribute("data-story", "showcase--other")
+    expect(canvas(page)).to_have_attribute("data-state", "ready", timeout=RENDER_TIMEOUT_MS)
+    expect(label).to_have_text("Other")
+    expect(page.get_by_test_id("control-label")).to_have_value("Other")
+    expect(page.get_by_test_id("toolbar-locale")).to_have_value("0")
+    assert query_param(page, "args") is None
+    assert query_param(page, "globals") == "locale:en"
+    # nothing wrote them back: the link of this story shows it as it is
+    page.reload()
+    expect(canvas(page)).to_have_attribute("data-state", "ready", timeout=RENDER_TIMEOUT_MS)
+    expect(label).to_have_text("Other")
+
+    # an edit here belongs to this story, and back in history is the link's story with its args
+    page.get_by_test_id("control-label").fill("Edited")
+    expect(label).to_have_text("Edited")
+    assert query_param(page, "args") == "label:Edited"
+    page.go_back()
+    expect(canvas(page)).to_have_attribute("data-story", "showcase--default")
+    expect(label).to_have_text("From link")
+    assert query_param(page, "args") == "label:From+link"
+    assert_clean(watcher)
+
+
+def test_url_args_belong_to_their_story_without_storybook(
+    ui_kit: StudioServer, browser_page: Page
+) -> None:
+    page = browser_page
+    shown = open_story(page, ui_kit.url, "Button/Primary", query="?args=label:From+link")
+    button = shown.locator("button")
+    expect(button).to_have_text("From link")
+    page.locator("[data-testid='story-Button-Secondary']").click()
+    expect(canvas(page)).to_have_attribute("data-story", "button--secondary")
+    expect(button).to_have_text("Cancel")
+    expect(page.get_by_test_id("control-label")).to_have_value("Cancel")
+    assert query_param(page, "args") is None
+
+
 # -- toolbar -----------------------------------------------------------------------------------
 
 
