@@ -355,6 +355,38 @@ def test_the_toolbar_sets_globals(storybook: TemplateServer, browser_page: Page)
     assert_clean(watcher)
 
 
+def test_a_story_s_globals_lock_their_toolbar_item(
+    storybook: TemplateServer, browser_page: Page
+) -> None:
+    # Storybook 9+: `globals` of a story (Greeting/English: locale "en") win
+    # over the URL's and lock their toolbar item; the other items stay free
+    if storybook.repo.name == "storybook8":
+        pytest.skip("a story's own globals are Storybook 9's; the Storybook 8 fixture has none")
+    page = browser_page
+    watcher = watch(page)
+    open_story(page, storybook.url, "Greeting/English", query="?globals=locale:fr;theme:light")
+    greeting = page.get_by_test_id("greeting")
+    expect(greeting).to_have_text("Hello, Ada")
+    locale = page.get_by_test_id("toolbar-locale")
+    expect(locale).to_be_disabled()
+    expect(locale).to_have_attribute("title", re.compile("set by the story"))
+    expect(locale.locator("option:checked")).to_have_text("English")
+    theme = page.get_by_test_id("toolbar-theme")
+    expect(theme).to_be_enabled()
+    assert "light" in html_classes(page)
+    theme.select_option(label="dark")
+    expect(page.locator("html")).to_have_class(re.compile(r"\bdark\b"))
+    # a change of another global keeps the story's
+    expect(greeting).to_have_text("Hello, Ada")
+    # the URL keeps the user's choice, which the next story uses
+    assert set((query_param(page, "globals") or "").split(";")) == {"locale:fr", "theme:dark"}
+    page.locator("[data-testid='story-Greeting-Default']").click()
+    expect(greeting).to_have_text("Bonjour, Ada")
+    expect(page.get_by_test_id("toolbar-locale")).to_be_enabled()
+    expect(page.get_by_test_id("toolbar-locale").locator("option:checked")).to_have_text("Français")
+    assert_clean(watcher)
+
+
 # -- the full canvas ---------------------------------------------------------------------------
 
 
