@@ -222,7 +222,7 @@ export function usePageFlags(shown: Route): {
   setGlobals: (globals: Record<string, unknown>) => void;
 } {
   const [state, setState] = useState<{ flags: PageFlags; argsFor: string }>(() => ({
-    flags: parseFlags(window.location.search),
+    flags: parseFlags(window.location.search, window.location.pathname),
     // a link's args are the story's it names
     argsFor: shownKey(),
   }));
@@ -238,7 +238,7 @@ export function usePageFlags(shown: Route): {
       const base = typeof entryState === 'object' && entryState !== null ? entryState : {};
       window.history.replaceState({ ...base, [ARGS_OWNER]: owner }, '', `${pathname}${next}${hash}`);
     }
-    setState({ flags: parseFlags(next), argsFor: owner });
+    setState({ flags: parseFlags(next, pathname), argsFor: owner });
   }, []);
 
   // A layout effect: its listener is added before the selection's (a passive

@@ -413,6 +413,47 @@ def test_the_full_canvas_shows_the_story_alone(
     assert_clean(watcher)
 
 
+def test_iframe_html_shows_a_story_by_its_storybook_id(
+    storybook: TemplateServer, browser_page: Page
+) -> None:
+    page = browser_page
+    watcher = watch(page)
+    # Storybook's own id (title "Page/Showcase"), not the studio's, with its args and globals
+    url = f"{storybook.url}iframe.html?id=page-showcase--other&viewMode=story&args=tone:loud"
+    page.goto(url + "&globals=theme:light")
+    shown = canvas(page)
+    expect(shown).to_have_attribute("data-state", "ready", timeout=RENDER_TIMEOUT_MS)
+    expect(shown).to_have_attribute("data-story", "showcase--other")
+    expect(page.get_by_test_id("studio-full")).to_have_count(1)
+    label = page.get_by_test_id("showcase-label")
+    expect(label).to_have_text("Other")
+    expect(label).to_have_css("font-weight", "700")
+    assert "light" in html_classes(page)
+    for chrome in ("studio-sidebar", "studio-toolbar", "studio-controls", "studio-title"):
+        expect(page.get_by_test_id(chrome)).to_have_count(0)
+    # the story's own globals win there too
+    page.goto(f"{storybook.url}iframe.html?id=text-greeting--default&globals=locale:en")
+    expect(page.get_by_test_id("greeting")).to_have_text("Hello, Ada", timeout=RENDER_TIMEOUT_MS)
+    assert_clean(watcher)
+
+    page.goto(f"{storybook.url}iframe.html?id=page-showcase--missing")
+    missing = page.get_by_test_id("studio-not-found")
+    expect(missing).to_contain_text("page-showcase--missing", timeout=RENDER_TIMEOUT_MS)
+    page.goto(f"{storybook.url}iframe.html")
+    expect(missing).to_contain_text("iframe.html needs ?id=", timeout=RENDER_TIMEOUT_MS)
+
+
+def test_iframe_html_without_storybook(ui_kit: StudioServer, browser_page: Page) -> None:
+    page = browser_page
+    page.goto(f"{ui_kit.url}iframe.html?id=components-button--large-danger&args=label:Gone")
+    shown = canvas(page)
+    expect(shown).to_have_attribute("data-state", "ready", timeout=RENDER_TIMEOUT_MS)
+    expect(shown).to_have_attribute("data-runner", "csf")
+    expect(shown.locator("button")).to_have_text("Gone")
+    expect(shown.locator("button")).to_have_class(re.compile(r"uk-button--danger"))
+    expect(page.get_by_test_id("studio-sidebar")).to_have_count(0)
+
+
 # -- without Storybook: the studio's CSF runner --------------------------------------------------
 
 
