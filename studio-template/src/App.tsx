@@ -1,7 +1,8 @@
 // Component Studio: the repository's components in a sidebar, the selected one
 // alone on the canvas (with a globals toolbar and a controls panel), the
 // sandbox's state in a banner. With `?full` (route.ts) the page shows the
-// story alone, without any of that chrome.
+// story alone, without any of that chrome; so does `iframe.html?id=<storyId>`,
+// for the story of that Storybook id.
 import type { ReactNode } from 'react';
 import config from 'virtual:studio/config';
 import { findComponent, findStory } from './catalog';
@@ -10,13 +11,18 @@ import { ErrorPanel } from './ErrorPanel';
 import { useCatalog, usePageFlags, useProject, useSelectionAndLive } from './hooks';
 import { Sidebar } from './Sidebar';
 import { StatusBanner } from './StatusBanner';
+import { useStorybookId } from './storyId';
 
 export function App(): ReactNode {
   const { catalog, error } = useCatalog();
   const project = useProject(catalog ? catalog.preview : undefined);
-  const { route, status } = useSelectionAndLive(catalog);
-  const page = usePageFlags();
+  const { route: hashRoute, status } = useSelectionAndLive(catalog);
+  const page = usePageFlags(hashRoute);
   const full = page.flags.full;
+  // iframe.html?id=<storyId>: the story Storybook knows by that id, instead of the hash's
+  const storyId = page.flags.storyId;
+  const lookup = useStorybookId(catalog, storyId || null);
+  const route = storyId === null ? hashRoute : lookup.status === 'found' ? { component: lookup.found.component.id, story: lookup.found.story.exportName } : { component: null, story: null };
 
   const entry = catalog && route.component ? findComponent(catalog, route.component) : undefined;
   const story = entry && route.story ? (findStory(entry, route.story) ?? null) : null;
@@ -24,6 +30,22 @@ export function App(): ReactNode {
   let main: ReactNode;
   if (!catalog) {
     main = error ? <ErrorPanel title="Could not load the component list" error={error} /> : <p className="studio-muted">Loading components…</p>;
+  } else if (storyId === '') {
+    main = (
+      <p className="studio-muted" data-testid="studio-not-found">
+        iframe.html needs ?id=&lt;story id&gt;, Storybook's id of the story to show (such as button--primary).
+      </p>
+    );
+  } else if (storyId !== null && lookup.status === 'pending') {
+    main = <p className="studio-muted">Finding story {storyId}…</p>;
+  } else if (storyId !== null && lookup.status === 'error') {
+    main = <ErrorPanel title={`Could not look up the story ${storyId}`} error={lookup.error} />;
+  } else if (storyId !== null && lookup.status === 'missing') {
+    main = (
+      <p className="studio-muted" data-testid="studio-not-found">
+        No story with the Storybook id “{storyId}”.
+      </p>
+    );
   } else if (!route.component) {
     main = (
       <p className="studio-muted" data-testid="studio-empty">

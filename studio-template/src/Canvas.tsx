@@ -19,6 +19,8 @@ import { canvasFrame, toolbarMenus } from './toolbar';
 import { Toolbar } from './Toolbar';
 import { changedArgs } from './urlArgs';
 
+const isRecord = (value: unknown): value is ModuleRecord => typeof value === 'object' && value !== null && !Array.isArray(value);
+
 // Storybook's channel events the panel and toolbar send, as its manager does.
 const UPDATE_STORY_ARGS = 'updateStoryArgs';
 const RESET_STORY_ARGS = 'resetStoryArgs';
@@ -159,11 +161,16 @@ export function Canvas({
   const [live, setLive] = useState<Live | null>(null);
   const owner = storybook ? composed : prepared instanceof Error ? null : prepared;
   const onState = useCallback((state: LiveState) => setLive({ owner: composed, state }), [composed]);
+  // the story's own globals (Storybook 9+) win over the URL's and the toolbar's
+  const storyGlobals = useMemo((): ModuleRecord => {
+    if (composed) return isRecord(composed.storyGlobals) ? composed.storyGlobals : {};
+    return prepared && !(prepared instanceof Error) ? prepared.context.storyGlobals : {};
+  }, [composed, prepared]);
   // the CSF runner's story starts with the URL's args and globals
   const csfStart = useMemo((): LiveState | null => {
     if (!prepared || prepared instanceof Error || !annotations) return null;
     const { args, globals } = flagsRef.current;
-    return { args: { ...prepared.context.args, ...args }, globals: startingGlobals(annotations, globals) };
+    return { args: { ...prepared.context.args, ...args }, globals: { ...startingGlobals(annotations, globals), ...prepared.context.storyGlobals } };
   }, [prepared, annotations]);
   const current: LiveState | null = live && live.owner === owner && owner !== null ? live.state : storybook ? null : csfStart;
   const initialArgs: Args = composed ? composed.initialArgs : prepared && !(prepared instanceof Error) ? prepared.context.args : {};
@@ -195,11 +202,12 @@ export function Canvas({
   }, [storybook, composed, current, owner, initialArgs]);
   const changeGlobal = useCallback(
     (name: string, value: unknown): void => {
+      if (Object.hasOwn(storyGlobals, name)) return; // locked by the story, as its toolbar item shows
       if (storybook) storybook.channel.emit(UPDATE_GLOBALS, { globals: { [name]: value } });
       else if (current) setLive({ owner, state: { ...current, globals: { ...current.globals, [name]: value } } });
       setGlobals({ ...flagsRef.current.globals, [name]: value });
     },
-    [storybook, current, owner, setGlobals],
+    [storybook, current, owner, setGlobals, storyGlobals],
   );
 
   const wrap = (rendered: ReactNode): ReactNode => (
@@ -276,6 +284,7 @@ export function Canvas({
         globals,
         parameters: parameters ?? {},
         themes: storybook?.themes() ?? null,
+        storyGlobals,
         major: storybook?.major ?? 9,
       })
     : [];

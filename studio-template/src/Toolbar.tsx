@@ -1,4 +1,5 @@
-// The globals toolbar above the canvas: one menu per global (toolbar.ts).
+// The globals toolbar above the canvas: one menu per global (toolbar.ts); a
+// global the story sets itself is shown, disabled, as Storybook's toolbar does.
 import type { ReactNode } from 'react';
 import type { ToolbarMenu } from './toolbar';
 
@@ -11,6 +12,8 @@ export function Toolbar({ menus, onChange }: { menus: ToolbarMenu[]; onChange: (
           <select
             data-testid={`toolbar-${menu.global}`}
             value={String(menu.selected)}
+            disabled={menu.locked}
+            title={menu.locked ? `${menu.title} is set by the story's globals` : undefined}
             onChange={(event) => {
               const option = menu.options[Number(event.target.value)];
               if (option) onChange(menu.global, option.value);

@@ -14,6 +14,8 @@ export interface StoryContext {
   args: Args;
   argTypes: Record<string, unknown>;
   globals: Record<string, unknown>;
+  /** The globals the meta and story set themselves (Storybook 9+): they win over the toolbar's. */
+  storyGlobals: Record<string, unknown>;
   parameters: Record<string, unknown>;
   component: unknown;
   viewMode: 'story';
@@ -32,6 +34,8 @@ export interface Annotations {
   parameters?: Record<string, unknown>;
   decorators?: Decorator[];
   render?: RenderFn;
+  /** Meta and story: globals of their own (Storybook 9+). */
+  globals?: Record<string, unknown>;
   /** Project only: the globals' toolbar declarations and starting values. */
   globalTypes?: Record<string, unknown>;
   initialGlobals?: Record<string, unknown>;
@@ -71,6 +75,7 @@ function annotationsOf(value: unknown): Annotations {
     parameters: isObject(source.parameters) ? source.parameters : undefined,
     decorators: decoratorsOf(source.decorators),
     render: typeof source.render === 'function' ? (source.render as RenderFn) : undefined,
+    globals: isObject(source.globals) ? source.globals : undefined,
   };
 }
 
@@ -197,6 +202,7 @@ export function prepare(options: PrepareOptions): Prepared {
     args: { ...project.args, ...meta.args, ...story.args },
     argTypes: { ...project.argTypes, ...meta.argTypes, ...story.argTypes },
     globals: {},
+    storyGlobals: { ...meta.globals, ...story.globals },
     parameters: { ...project.parameters, ...meta.parameters, ...story.parameters },
     component,
     viewMode: 'story',

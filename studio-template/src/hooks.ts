@@ -2,14 +2,14 @@
 // the plugin says it changed), the project setup (preview + wrapper, and the
 // repository's Storybook when it has one), the selection in the URL hash, and
 // the live connection to the sandbox.
-import { useCallback, useEffect, useRef, useState, type ElementType } from 'react';
+import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState, type ElementType } from 'react';
 import config from 'virtual:studio/config';
 import { CATALOG_EVENT, fetchCatalog, findComponent, findStory, type Catalog } from './catalog';
 import type { Project } from './Canvas';
 import { isElementType, readPreview } from './csf';
 import { LiveConnection, type LiveMessage } from './live';
 import { importModule } from './modules';
-import { formatHash, parseFlags, parseHash, withValues, type PageFlags, type Route } from './route';
+import { formatHash, parseFlags, parseHash, routeKey, withValues, type PageFlags, type Route } from './route';
 import type { SandboxStatus } from './StatusBanner';
 import { createStorybookProject, installChannel, type StorybookRuntime } from './storybook';
 
@@ -91,6 +91,20 @@ function text(value: unknown): string | null {
 }
 
 /**
+ * Calls `listener` when the hash may have changed: on `hashchange`, and on
+ * `popstate`, which is all Chrome fires going back to an entry whose query
+ * string the page rewrote (replaceState). The listener ignores a repeat.
+ */
+function onLocationChange(listener: () => void): () => void {
+  window.addEventListener('hashchange', listener);
+  window.addEventListener('popstate', listener);
+  return () => {
+    window.removeEventListener('hashchange', listener);
+    window.removeEventListener('popstate', listener);
+  };
+}
+
+/**
  * The selection (from the URL hash) and the live connection, kept in step:
  * a selection made here is announced as `component-selected`, one announced by
  * another client is followed without being echoed back.
@@ -126,17 +140,19 @@ export function useSelectionAndLive(catalog: Catalog | null): { route: Route; st
   }, []);
 
   useEffect(() => {
+    let shown = window.location.hash;
     const onHashChange = (): void => {
-      const next = parseHash(window.location.hash);
+      if (window.location.hash === shown) return; // the popstate of a hash change
+      shown = window.location.hash;
+      const next = parseHash(shown);
       setRoute(next);
-      if (followingRef.current === window.location.hash) {
+      if (followingRef.current === shown) {
         followingRef.current = null;
         return;
       }
       announce(next);
     };
-    window.addEventListener('hashchange', onHashChange);
-    return () => window.removeEventListener('hashchange', onHashChange);
+    return onLocationChange(onHashChange);
   }, [announce]);
 
   useEffect(() => {
@@ -180,37 +196,73 @@ export function useSelectionAndLive(catalog: Catalog | null): { route: Route; st
   return { route, status };
 }
 
+// Where the page notes, in its history entry, which story the entry's `?args=`
+// were written for: a hash link keeps the query string of the page it leaves
+// (args that are not the new story's), while going back to an entry brings
+// back the args that were its own.
+const ARGS_OWNER = 'studioArgsFor';
+
+function argsOwnerOf(state: unknown): string | null {
+  const owner = typeof state === 'object' && state !== null ? (state as Record<string, unknown>)[ARGS_OWNER] : undefined;
+  return typeof owner === 'string' ? owner : null;
+}
+
+const shownKey = (): string => routeKey(parseHash(window.location.hash));
+
 /**
  * The page's query flags (route.ts), kept in step with the URL: `setArgs` and
  * `setGlobals` rewrite `?args=` / `?globals=` in place (no history entry, the
- * hash and other flags kept), and selecting another story drops the args,
- * which belonged to the previous one.
+ * hash and other flags kept). `?args=` belong to one story (`routeKey`): the
+ * flags hold them only while `shown` (the route on screen) is that story, and
+ * selecting another story drops them from the URL. Globals stay.
  */
-export function usePageFlags(): {
+export function usePageFlags(shown: Route): {
   flags: PageFlags;
   setArgs: (args: Record<string, unknown>) => void;
   setGlobals: (globals: Record<string, unknown>) => void;
 } {
-  const [flags, setFlags] = useState<PageFlags>(() => parseFlags(window.location.search));
+  const [state, setState] = useState<{ flags: PageFlags; argsFor: string }>(() => ({
+    flags: parseFlags(window.location.search, window.location.pathname),
+    // a link's args are the story's it names
+    argsFor: shownKey(),
+  }));
+  const globalsRef = useRef(state.flags.globals);
+  globalsRef.current = state.flags.globals;
+
   const write = useCallback((update: { args?: Record<string, unknown>; globals?: Record<string, unknown> }): void => {
-    const search = withValues(window.location.search, update);
-    if (search !== window.location.search) window.history.replaceState(window.history.state, '', `${window.location.pathname}${search}${window.location.hash}`);
-    setFlags(parseFlags(search));
+    const { pathname, search, hash } = window.location;
+    const next = withValues(search, update);
+    const owner = shownKey();
+    if (next !== search || argsOwnerOf(window.history.state) !== owner) {
+      const entryState: unknown = window.history.state;
+      const base = typeof entryState === 'object' && entryState !== null ? entryState : {};
+      window.history.replaceState({ ...base, [ARGS_OWNER]: owner }, '', `${pathname}${next}${hash}`);
+    }
+    setState({ flags: parseFlags(next, pathname), argsFor: owner });
   }, []);
 
-  useEffect(() => {
-    let shown = parseHash(window.location.hash);
+  // A layout effect: its listener is added before the selection's (a passive
+  // effect) and so runs first. The args of the entry gone back to are then in
+  // the flags when the canvas composes the story the selection changes to.
+  useLayoutEffect(() => {
+    // the entry of a link with args: back here later, they are this story's
+    if (new URLSearchParams(window.location.search).has('args')) write({});
+    let last = shownKey();
     const onHashChange = (): void => {
-      const next = parseHash(window.location.hash);
-      const moved = next.component !== shown.component || next.story !== shown.story;
-      shown = next;
-      if (moved && new URLSearchParams(window.location.search).has('args')) write({ args: {} });
+      if (shownKey() === last) return;
+      last = shownKey();
+      const own = argsOwnerOf(window.history.state) === last;
+      // the globals on screen stay, whatever the entry's URL held
+      write(own ? { globals: globalsRef.current } : { args: {}, globals: globalsRef.current });
     };
-    window.addEventListener('hashchange', onHashChange);
-    return () => window.removeEventListener('hashchange', onHashChange);
+    return onLocationChange(onHashChange);
   }, [write]);
 
   const setArgs = useCallback((args: Record<string, unknown>) => write({ args }), [write]);
   const setGlobals = useCallback((globals: Record<string, unknown>) => write({ globals }), [write]);
-  return { flags, setArgs, setGlobals };
+  const { flags, argsFor } = state;
+  const current = routeKey(shown);
+  // until both the route and the flags have caught up with a new hash, the args are no one's
+  const owned = useMemo(() => (argsFor === current ? flags : { ...flags, args: {} }), [flags, argsFor, current]);
+  return { flags: owned, setArgs, setGlobals };
 }

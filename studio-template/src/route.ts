@@ -36,22 +36,44 @@ export function formatHash(route: Route): string {
  * - `globals=theme:dark;locale:fr` globals (toolbar), kept across stories;
  * - `play` runs the story's play function after it rendered (`?play`, `?play=1`; never by default);
  * - `full` the full-canvas view: the story alone, no sidebar, toolbar or
- *   panel (for embedding and screenshots; Storybook's `iframe.html?id=`):
- *   `?full#/Button/Primary`.
+ *   panel (for embedding and screenshots): `?full#/Button/Primary`.
+ *
+ * `iframe.html?id=<storyId>` is the full-canvas view of the story with that
+ * Storybook id (Storybook's own address of a story alone, which the tools and
+ * screenshot scripts that know Storybook use), with the same flags.
  */
 export interface PageFlags {
   play: boolean;
   full: boolean;
   args: Record<string, unknown>;
   globals: Record<string, unknown>;
+  /** On `iframe.html`: the Storybook story id it asks for (`''` when it names none); null elsewhere. */
+  storyId: string | null;
 }
 
 const on = (params: URLSearchParams, name: string): boolean => params.has(name) && !['0', 'false'].includes(params.get(name) ?? '');
 
-export function parseFlags(search: string): PageFlags {
+/** Whether the page was opened as Storybook's `iframe.html` (served by Vite's page fallback like any other path). */
+export const isIframePath = (pathname: string): boolean => /(^|\/)iframe\.html$/.test(pathname);
+
+export function parseFlags(search: string, pathname = '/'): PageFlags {
   const params = new URLSearchParams(search);
-  return { play: on(params, 'play'), full: on(params, 'full'), args: parseValues(params.get('args')), globals: parseValues(params.get('globals')) };
+  const storyId = isIframePath(pathname) ? (params.get('id') ?? '').trim() : null;
+  return {
+    play: on(params, 'play'),
+    full: storyId !== null || on(params, 'full'),
+    args: parseValues(params.get('args')),
+    globals: parseValues(params.get('globals')),
+    storyId,
+  };
 }
+
+/**
+ * The story the URL's args are written for, as a key: the canonical hash of
+ * its route (`#/` on iframe.html, whose story is its `id`). Args apply only
+ * to that story: another story starts from its own args, as in Storybook.
+ */
+export const routeKey = (route: Route): string => formatHash(route);
 
 /**
  * `search` with `args` and/or `globals` replaced (removed when empty). Written

@@ -52,6 +52,8 @@ export interface StoryContext {
   initialArgs: Args;
   argTypes: Record<string, ArgType | undefined>;
   globals: ModuleRecord;
+  /** The meta's and story's own globals (Storybook 9+; absent before). */
+  storyGlobals?: ModuleRecord;
   parameters: ModuleRecord;
   hooks: { clean(): void };
   unboundStoryFn: (context: StoryContext) => ReactNode;
@@ -261,10 +263,12 @@ export function ComposedStory({
 
   useEffect(() => {
     const { channel } = project;
+    const storyGlobals = isObject(context.storyGlobals) ? context.storyGlobals : {};
     const listeners: [string, Listener][] = [
       [UPDATE_STORY_ARGS, ({ storyId, updatedArgs }) => storyId === context.id && isObject(updatedArgs) && setArgs((current) => project.combineArgs(current, updatedArgs))],
       [RESET_STORY_ARGS, ({ storyId, argNames }) => storyId === context.id && setArgs((current) => resetArgs(current, context.initialArgs, argNames))],
-      [UPDATE_GLOBALS, ({ globals: update }) => isObject(update) && setGlobals((current) => ({ ...current, ...update }))],
+      // as in Storybook, the story's own globals stay over any update (toolbar, useGlobals)
+      [UPDATE_GLOBALS, ({ globals: update }) => isObject(update) && setGlobals((current) => ({ ...current, ...update, ...storyGlobals }))],
       [FORCE_RE_RENDER, () => rerender()],
     ];
     for (const [event, listener] of listeners) channel.on(event, listener);

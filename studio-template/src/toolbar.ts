@@ -21,6 +21,8 @@ export interface ToolbarMenu {
   options: ToolbarOption[];
   /** Index of the option in use, -1 for none. */
   selected: number;
+  /** Set by the story's own `globals` (Storybook 9+): shown, not changeable, as in Storybook's toolbar. */
+  locked: boolean;
 }
 
 const isObject = (value: unknown): value is Values => typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -55,14 +57,20 @@ function globalTypeMenus(globalTypes: Values, globals: Values): ToolbarMenu[] {
     }
     const value = name in globals ? globals[name] : globalType.defaultValue;
     const title = typeof toolbar.title === 'string' ? toolbar.title : typeof globalType.description === 'string' ? globalType.description : typeof globalType.name === 'string' ? globalType.name : name;
-    menus.push({ global: name, title, options, selected: options.findIndex((o) => same(o.value, value)) });
+    menus.push({ global: name, title, options, selected: options.findIndex((o) => same(o.value, value)), locked: false });
   }
   return menus;
 }
 
 function themeMenu(themes: RegisteredThemes, globals: Values): ToolbarMenu {
   const current = typeof globals.theme === 'string' && globals.theme ? globals.theme : themes.defaultTheme;
-  return { global: 'theme', title: 'Theme', options: themes.themes.map((name) => ({ label: name, value: name })), selected: themes.themes.indexOf(current ?? '') };
+  return {
+    global: 'theme',
+    title: 'Theme',
+    options: themes.themes.map((name) => ({ label: name, value: name })),
+    selected: themes.themes.indexOf(current ?? ''),
+    locked: false,
+  };
 }
 
 interface Background {
@@ -125,10 +133,12 @@ export function toolbarMenus(options: {
   globals: Values;
   parameters: Values;
   themes: RegisteredThemes | null;
+  /** The story's own globals, which lock their menus. */
+  storyGlobals: Values;
   /** Storybook's major version, for the shape of the backgrounds and viewport globals (9 for the CSF runner). */
   major: number;
 }): ToolbarMenu[] {
-  const { globalTypes, globals, parameters, themes, major } = options;
+  const { globalTypes, globals, parameters, themes, storyGlobals, major } = options;
   const menus = globalTypeMenus(globalTypes, globals);
   if (themes && themes.themes.length > 0 && !menus.some((m) => m.global === 'theme')) menus.push(themeMenu(themes, globals));
 
@@ -136,7 +146,7 @@ export function toolbarMenus(options: {
   if (backgrounds.length > 0) {
     const current = backgroundValue(parameters, globals, backgrounds);
     const choices = [{ label: 'No background', value: { value: undefined } }, ...backgrounds.map((b) => ({ label: b.name, value: { value: b.value } }))];
-    menus.push({ global: 'backgrounds', title: 'Background', options: choices, selected: current === null ? 0 : backgrounds.findIndex((b) => b.value === current) + 1 });
+    menus.push({ global: 'backgrounds', title: 'Background', options: choices, selected: current === null ? 0 : backgrounds.findIndex((b) => b.value === current) + 1, locked: false });
   }
 
   const sizes = viewportsOf(parameters);
@@ -144,8 +154,8 @@ export function toolbarMenus(options: {
   const wrap = (value: string | undefined): unknown => (major >= 9 ? { value, isRotated: false } : (value ?? ''));
   const viewportOptions = [{ label: 'Responsive', value: wrap(undefined) }, ...Object.entries(sizes).map(([k, size]) => ({ label: size.name, value: wrap(k) }))];
   const index = key ? Object.keys(sizes).indexOf(key) + 1 : 0;
-  menus.push({ global: 'viewport', title: 'Viewport', options: viewportOptions, selected: index });
-  return menus;
+  menus.push({ global: 'viewport', title: 'Viewport', options: viewportOptions, selected: index, locked: false });
+  return menus.map((menu) => (Object.hasOwn(storyGlobals, menu.global) ? { ...menu, locked: true } : menu));
 }
 
 /** How the canvas shows the story under these globals: its background colour and the viewport's size. */

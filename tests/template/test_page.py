@@ -255,6 +255,55 @@ def test_use_args_updates_show_in_the_panel(storybook: TemplateServer, browser_p
     expect(page.get_by_role("switch")).to_have_text("Notifications: off")
 
 
+def test_url_args_belong_to_the_story_they_were_written_for(
+    storybook: TemplateServer, browser_page: Page
+) -> None:
+    page = browser_page
+    watcher = watch(page)
+    query = "?args=label:From+link&globals=locale:en"
+    open_story(page, storybook.url, "Showcase/Default", query=query)
+    label = page.get_by_test_id("showcase-label")
+    expect(label).to_have_text("From link")
+
+    # another story starts from its own args, as in Storybook; the globals stay
+    page.locator("[data-testid='story-Showcase-Other']").click()
+    expect(canvas(page)).to_have_attribute("data-story", "showcase--other")
+    expect(canvas(page)).to_have_attribute("data-state", "ready", timeout=RENDER_TIMEOUT_MS)
+    expect(label).to_have_text("Other")
+    expect(page.get_by_test_id("control-label")).to_have_value("Other")
+    expect(page.get_by_test_id("toolbar-locale")).to_have_value("0")
+    assert query_param(page, "args") is None
+    assert query_param(page, "globals") == "locale:en"
+    # nothing wrote them back: the link of this story shows it as it is
+    page.reload()
+    expect(canvas(page)).to_have_attribute("data-state", "ready", timeout=RENDER_TIMEOUT_MS)
+    expect(label).to_have_text("Other")
+
+    # an edit here belongs to this story, and back in history is the link's story with its args
+    page.get_by_test_id("control-label").fill("Edited")
+    expect(label).to_have_text("Edited")
+    assert query_param(page, "args") == "label:Edited"
+    page.go_back()
+    expect(canvas(page)).to_have_attribute("data-story", "showcase--default")
+    expect(label).to_have_text("From link")
+    assert query_param(page, "args") == "label:From+link"
+    assert_clean(watcher)
+
+
+def test_url_args_belong_to_their_story_without_storybook(
+    ui_kit: StudioServer, browser_page: Page
+) -> None:
+    page = browser_page
+    shown = open_story(page, ui_kit.url, "Button/Primary", query="?args=label:From+link")
+    button = shown.locator("button")
+    expect(button).to_have_text("From link")
+    page.locator("[data-testid='story-Button-Secondary']").click()
+    expect(canvas(page)).to_have_attribute("data-story", "button--secondary")
+    expect(button).to_have_text("Cancel")
+    expect(page.get_by_test_id("control-label")).to_have_value("Cancel")
+    assert query_param(page, "args") is None
+
+
 # -- toolbar -----------------------------------------------------------------------------------
 
 
@@ -306,6 +355,38 @@ def test_the_toolbar_sets_globals(storybook: TemplateServer, browser_page: Page)
     assert_clean(watcher)
 
 
+def test_a_story_s_globals_lock_their_toolbar_item(
+    storybook: TemplateServer, browser_page: Page
+) -> None:
+    # Storybook 9+: `globals` of a story (Greeting/English: locale "en") win
+    # over the URL's and lock their toolbar item; the other items stay free
+    if storybook.repo.name == "storybook8":
+        pytest.skip("a story's own globals are Storybook 9's; the Storybook 8 fixture has none")
+    page = browser_page
+    watcher = watch(page)
+    open_story(page, storybook.url, "Greeting/English", query="?globals=locale:fr;theme:light")
+    greeting = page.get_by_test_id("greeting")
+    expect(greeting).to_have_text("Hello, Ada")
+    locale = page.get_by_test_id("toolbar-locale")
+    expect(locale).to_be_disabled()
+    expect(locale).to_have_attribute("title", re.compile("set by the story"))
+    expect(locale.locator("option:checked")).to_have_text("English")
+    theme = page.get_by_test_id("toolbar-theme")
+    expect(theme).to_be_enabled()
+    assert "light" in html_classes(page)
+    theme.select_option(label="dark")
+    expect(page.locator("html")).to_have_class(re.compile(r"\bdark\b"))
+    # a change of another global keeps the story's
+    expect(greeting).to_have_text("Hello, Ada")
+    # the URL keeps the user's choice, which the next story uses
+    assert set((query_param(page, "globals") or "").split(";")) == {"locale:fr", "theme:dark"}
+    page.locator("[data-testid='story-Greeting-Default']").click()
+    expect(greeting).to_have_text("Bonjour, Ada")
+    expect(page.get_by_test_id("toolbar-locale")).to_be_enabled()
+    expect(page.get_by_test_id("toolbar-locale").locator("option:checked")).to_have_text("Français")
+    assert_clean(watcher)
+
+
 # -- the full canvas ---------------------------------------------------------------------------
 
 
@@ -330,6 +411,47 @@ def test_the_full_canvas_shows_the_story_alone(
     expect(page.get_by_test_id("showcase-label")).to_have_css("font-weight", "700")
     expect(page.get_by_test_id("studio-controls")).to_have_count(0)
     assert_clean(watcher)
+
+
+def test_iframe_html_shows_a_story_by_its_storybook_id(
+    storybook: TemplateServer, browser_page: Page
+) -> None:
+    page = browser_page
+    watcher = watch(page)
+    # Storybook's own id (title "Page/Showcase"), not the studio's, with its args and globals
+    url = f"{storybook.url}iframe.html?id=page-showcase--other&viewMode=story&args=tone:loud"
+    page.goto(url + "&globals=theme:light")
+    shown = canvas(page)
+    expect(shown).to_have_attribute("data-state", "ready", timeout=RENDER_TIMEOUT_MS)
+    expect(shown).to_have_attribute("data-story", "showcase--other")
+    expect(page.get_by_test_id("studio-full")).to_have_count(1)
+    label = page.get_by_test_id("showcase-label")
+    expect(label).to_have_text("Other")
+    expect(label).to_have_css("font-weight", "700")
+    assert "light" in html_classes(page)
+    for chrome in ("studio-sidebar", "studio-toolbar", "studio-controls", "studio-title"):
+        expect(page.get_by_test_id(chrome)).to_have_count(0)
+    # the story's own globals win there too
+    page.goto(f"{storybook.url}iframe.html?id=text-greeting--default&globals=locale:en")
+    expect(page.get_by_test_id("greeting")).to_have_text("Hello, Ada", timeout=RENDER_TIMEOUT_MS)
+    assert_clean(watcher)
+
+    page.goto(f"{storybook.url}iframe.html?id=page-showcase--missing")
+    missing = page.get_by_test_id("studio-not-found")
+    expect(missing).to_contain_text("page-showcase--missing", timeout=RENDER_TIMEOUT_MS)
+    page.goto(f"{storybook.url}iframe.html")
+    expect(missing).to_contain_text("iframe.html needs ?id=", timeout=RENDER_TIMEOUT_MS)
+
+
+def test_iframe_html_without_storybook(ui_kit: StudioServer, browser_page: Page) -> None:
+    page = browser_page
+    page.goto(f"{ui_kit.url}iframe.html?id=components-button--large-danger&args=label:Gone")
+    shown = canvas(page)
+    expect(shown).to_have_attribute("data-state", "ready", timeout=RENDER_TIMEOUT_MS)
+    expect(shown).to_have_attribute("data-runner", "csf")
+    expect(shown.locator("button")).to_have_text("Gone")
+    expect(shown.locator("button")).to_have_class(re.compile(r"uk-button--danger"))
+    expect(page.get_by_test_id("studio-sidebar")).to_have_count(0)
 
 
 # -- without Storybook: the studio's CSF runner --------------------------------------------------
