@@ -45,6 +45,8 @@ from studio.install.managers import (
     Manager,
     detect_manager,
     install_command,
+    lockfile_out_of_date,
+    unfrozen,
 )
 from studio.process.environment import installer_environment
 
@@ -357,25 +359,24 @@ def _install(
     inputs: dict[str, bytes],
     timeout: float,
 ) -> list[str]:
-    """Run ``command`` in ``build``; the warnings of a retry without scripts."""
+    """Run ``command`` in ``build``; the warnings of a retry (lockfile out of date, scripts)."""
     try:
         _run_install(command, build, timeout)
         return []
     except ProcessStartError as exc:
-        if not command.scripts or exc.details.get("returncode") is None:
-            raise
         failed = exc.details.get("output") or []
+        if exc.details.get("returncode") is None:
+            raise
+        if lockfile_out_of_date([str(line) for line in failed]):
+            return _install_unfrozen(command, options, root, build, inputs, timeout)
+        if not command.scripts:
+            raise
     logger.warning(
         "install with dependency scripts failed; installing again without them",
         extra={"root": str(root), "command": command.describe()},
     )
     # Start over: what the failed run left half-made is not to be trusted.
-    for child in build.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
-    _write_inputs(build, inputs)
+    _reset_build(build, inputs)
     safe = options.command(root, allow_scripts=False)
     safe = replace(safe, argv=[*safe.argv, *_NO_SCRIPTS.get(safe.manager, [])], scripts=False)
     _run_install(safe, build, timeout)
@@ -384,6 +385,40 @@ def _install(
         f"{command.describe()} failed in a dependency's install script; installed "
         f"without dependencies' scripts instead. Its output ended with:\n{tail}"
     ]
+
+
+def _install_unfrozen(
+    command: InstallCommand,
+    options: InstallOptions,
+    root: Path,
+    build: Path,
+    inputs: dict[str, bytes],
+    timeout: float,
+) -> list[str]:
+    """Install again letting the manager update the lockfile (in ``build`` only)."""
+    logger.warning(
+        "the lockfile is out of date with package.json; installing without freezing it",
+        extra={"root": str(root), "command": command.describe()},
+    )
+    _reset_build(build, inputs)
+    loose = unfrozen(command)
+    warnings = _install(loose, options, root, build, inputs, timeout)
+    return [
+        f"{command.lockfile} is out of date with package.json, so {command.describe()} "
+        f"refused it; installed with {loose.describe()} instead (the repository's lockfile "
+        "is unchanged: commit an updated one for a reproducible install)",
+        *warnings,
+    ]
+
+
+def _reset_build(build: Path, inputs: dict[str, bytes]) -> None:
+    """Empty ``build`` but for the install's inputs: a failed run's leftovers are not trusted."""
+    for child in build.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    _write_inputs(build, inputs)
 
 
 def _write_inputs(build: Path, inputs: dict[str, bytes]) -> None:

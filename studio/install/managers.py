@@ -32,7 +32,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -51,8 +51,10 @@ __all__ = [
     "find_install_root",
     "install_command",
     "is_yarn_berry_lock",
+    "lockfile_out_of_date",
     "pinned_version",
     "pnpm_allows_builds",
+    "unfrozen",
 ]
 
 
@@ -272,6 +274,42 @@ def install_command(
         env["YARN_GLOBAL_FOLDER"] = str(package_cache / "yarn-berry")
     argv = [*base, "install", "--immutable"]
     return InstallCommand(manager, lockfile, version, argv, env, scripts=allow_scripts)
+
+
+# What each manager prints when the lockfile no longer matches package.json.
+_OUT_OF_DATE = (
+    "npm ci` can only install packages when your package.json",  # npm
+    "ERR_PNPM_OUTDATED_LOCKFILE",  # pnpm
+    "Your lockfile needs to be updated",  # yarn classic
+    "YN0028",  # yarn berry: "The lockfile would have been modified by this install"
+)
+
+
+def lockfile_out_of_date(output: list[str]) -> bool:
+    """Whether a failed install's ``output`` says the lockfile does not match package.json."""
+    text = "\n".join(output)
+    return any(marker in text for marker in _OUT_OF_DATE)
+
+
+def unfrozen(command: InstallCommand) -> InstallCommand:
+    """``command`` allowed to bring the lockfile up to date (``npm install``, no frozen lockfile).
+
+    A repository whose lockfile is behind its package.json installs with its
+    own ``npm install``/``pnpm install`` on a developer's machine, so its
+    Storybook works there; the studio does the same in the cache entry's
+    build directory (the repository's own lockfile is not touched).
+    """
+    argv = list(command.argv)
+    if command.manager is Manager.NPM:
+        argv[argv.index("ci")] = "install"
+        argv += ["--no-save"]
+    elif command.manager is Manager.PNPM:
+        argv[argv.index("--frozen-lockfile")] = "--no-frozen-lockfile"
+    elif command.manager is Manager.YARN_CLASSIC:
+        argv.remove("--frozen-lockfile")
+    else:
+        argv[argv.index("--immutable")] = "--no-immutable"
+    return replace(command, argv=argv)
 
 
 # corepack: no prompt, no "latest" look-up for an unpinned tool (the default is the

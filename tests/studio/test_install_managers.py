@@ -247,6 +247,51 @@ def test_a_failing_install_script_does_not_stop_the_install(tmp_path, manager):
     assert (allowed.entry / "node_modules" / "fails-to-download" / "index.js").is_file()
 
 
+# --- a lockfile behind its package.json ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("manager", list(_LOCKERS), ids=lambda m: m.value)
+def test_a_lockfile_behind_package_json_installs_unfrozen_with_a_warning(tmp_path, manager):
+    root = _app_with_failing_dependency(tmp_path / "app")
+    if manager is Manager.YARN_BERRY:
+        _write(root, {".yarnrc.yml": "enableTelemetry: false\n", "yarn.lock": ""})
+    argv, env = _LOCKERS[manager]
+    _lock(root, argv, env)
+    lockfile = detect_manager(root)[1]  # type: ignore[index]
+    committed = (root / lockfile).read_bytes()
+    # A dependency added to package.json after the lockfile was written (seen in real
+    # repositories): the frozen install refuses it, the developer's own install does not.
+    _write(root, {"vendor/added-later/package.json": _manifest(name="added-later", main="i.js")})
+    _write(root, {"vendor/added-later/i.js": "module.exports = 'added';\n"})
+    manifest = json.loads((root / "package.json").read_text())
+    manifest["dependencies"]["added-later"] = "file:vendor/added-later"
+    (root / "package.json").write_text(json.dumps(manifest))
+    installed = ensure_install(
+        root, tmp_path / "cache", InstallOptions(package_cache=tmp_path / "pkg")
+    )
+    assert len(installed.warnings) == 1 and "out of date" in installed.warnings[0]
+    installed.link_into(root)
+    out = subprocess.run(
+        ["node", "-p", "require('added-later') + ' ' + require('fails-to-download')"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert out.stdout.strip() == "added usable", out.stderr
+    assert (root / lockfile).read_bytes() == committed
+
+
+def test_a_failure_that_is_not_the_lockfile_is_not_retried(tmp_path):
+    root = _write(
+        tmp_path / "app",
+        {"package.json": _manifest(dependencies={"missing": "file:vendor/missing"})},
+    )
+    (root / "package-lock.json").write_text("{not json")
+    with pytest.raises(ProcessStartError) as failed:
+        ensure_install(root, tmp_path / "cache", InstallOptions(package_cache=tmp_path / "pkg"))
+    assert "out of date" not in failed.value.message
+
+
 # --- the package cache: a second lockfile of the same packages needs no network ----------------
 
 
