@@ -46,7 +46,9 @@ from studio.install.managers import (
     detect_manager,
     install_command,
     lockfile_out_of_date,
+    too_new_for_node,
     unfrozen,
+    with_default_version,
 )
 from studio.process.environment import installer_environment
 
@@ -367,7 +369,10 @@ def _install(
         failed = exc.details.get("output") or []
         if exc.details.get("returncode") is None:
             raise
-        if lockfile_out_of_date([str(line) for line in failed]):
+        lines = [str(line) for line in failed]
+        if too_new_for_node(command, lines):
+            return _install_with_default_version(command, options, root, build, inputs, timeout)
+        if lockfile_out_of_date(lines):
             return _install_unfrozen(command, options, root, build, inputs, timeout)
         if not command.scripts:
             raise
@@ -384,6 +389,29 @@ def _install(
     return [
         f"{command.describe()} failed in a dependency's install script; installed "
         f"without dependencies' scripts instead. Its output ended with:\n{tail}"
+    ]
+
+
+def _install_with_default_version(
+    command: InstallCommand,
+    options: InstallOptions,
+    root: Path,
+    build: Path,
+    inputs: dict[str, bytes],
+    timeout: float,
+) -> list[str]:
+    """Install again with the node's default version of the manager (the pinned one cannot run)."""
+    default = with_default_version(command)
+    logger.warning(
+        "the pinned package manager needs a newer Node.js; installing with the default",
+        extra={"root": str(root), "command": command.describe()},
+    )
+    _reset_build(build, inputs)
+    warnings = _install(default, options, root, build, inputs, timeout)
+    return [
+        f"{command.describe()} does not run on this node's Node.js "
+        f"{node_major_version()}; installed with {default.describe()} instead",
+        *warnings,
     ]
 
 

@@ -54,7 +54,9 @@ __all__ = [
     "lockfile_out_of_date",
     "pinned_version",
     "pnpm_allows_builds",
+    "too_new_for_node",
     "unfrozen",
+    "with_default_version",
 ]
 
 
@@ -289,6 +291,30 @@ def lockfile_out_of_date(output: list[str]) -> bool:
     """Whether a failed install's ``output`` says the lockfile does not match package.json."""
     text = "\n".join(output)
     return any(marker in text for marker in _OUT_OF_DATE)
+
+
+# pnpm 11 and later refuse an older Node ("This version of pnpm requires at least Node.js v22.13").
+_NEEDS_NEWER_NODE = "requires at least Node.js"
+
+
+def too_new_for_node(command: InstallCommand, output: list[str]) -> bool:
+    """Whether a pinned pnpm/yarn refused to run on this node's Node.js version."""
+    pinned = command.version is not None and command.version != DEFAULT_VERSIONS.get(
+        command.manager
+    )
+    return pinned and any(_NEEDS_NEWER_NODE in line for line in output)
+
+
+def with_default_version(command: InstallCommand) -> InstallCommand:
+    """``command`` run by this node's default version of its manager instead of the pinned one.
+
+    For a repository pinning a manager newer than this node's Node.js runs
+    (pnpm 11 needs Node 22.13): the default reads the same lockfile format
+    (pnpm 10 reads lockfile v9), and what it installs is what the lockfile says.
+    """
+    version = DEFAULT_VERSIONS[command.manager]
+    argv = [command.argv[0], f"{command.manager.binary}@{version}", *command.argv[2:]]
+    return replace(command, argv=argv, version=version)
 
 
 def unfrozen(command: InstallCommand) -> InstallCommand:

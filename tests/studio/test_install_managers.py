@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from studio.errors import InvalidConfig, ProcessStartError
-from studio.install.cache import ENTRY_RECORD, InstallOptions, ensure_install
+from studio.install.cache import ENTRY_RECORD, InstallOptions, ensure_install, node_major_version
 from studio.install.managers import (
     DEFAULT_VERSIONS,
     Manager,
@@ -279,6 +279,23 @@ def test_a_lockfile_behind_package_json_installs_unfrozen_with_a_warning(tmp_pat
     )
     assert out.stdout.strip() == "added usable", out.stderr
     assert (root / lockfile).read_bytes() == committed
+
+
+@pytest.mark.skipif(
+    int(node_major_version()) >= 22, reason="pnpm 11 may run on this Node: nothing to fall back from"
+)
+def test_a_pinned_pnpm_too_new_for_this_node_falls_back_to_the_default(tmp_path):
+    # pnpm 11 needs Node 22.13 (seen pinned in a real monorepo); pnpm 10 reads its lockfile v9.
+    root = _app_with_failing_dependency(tmp_path / "app")
+    _lock(root, _LOCKERS[Manager.PNPM][0])
+    manifest = json.loads((root / "package.json").read_text())
+    (root / "package.json").write_text(json.dumps({**manifest, "packageManager": "pnpm@11.22.0"}))
+    options = InstallOptions(package_cache=tmp_path / "pkg")
+    installed = ensure_install(root, tmp_path / "cache", options)
+    [warning] = installed.warnings
+    assert "pnpm@11.22.0" in warning and f"pnpm@{DEFAULT_VERSIONS[Manager.PNPM]}" in warning
+    installed.link_into(root)
+    assert _uses_the_dependency(root) == "usable"
 
 
 def test_a_failure_that_is_not_the_lockfile_is_not_retried(tmp_path):
