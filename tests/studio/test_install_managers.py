@@ -281,9 +281,7 @@ def test_a_lockfile_behind_package_json_installs_unfrozen_with_a_warning(tmp_pat
     assert (root / lockfile).read_bytes() == committed
 
 
-@pytest.mark.skipif(
-    int(node_major_version()) >= 22, reason="pnpm 11 may run on this Node: nothing to fall back from"
-)
+@pytest.mark.skipif(int(node_major_version()) >= 22, reason="pnpm 11 may run on this Node")
 def test_a_pinned_pnpm_too_new_for_this_node_falls_back_to_the_default(tmp_path):
     # pnpm 11 needs Node 22.13 (seen pinned in a real monorepo); pnpm 10 reads its lockfile v9.
     root = _app_with_failing_dependency(tmp_path / "app")
