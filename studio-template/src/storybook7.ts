@@ -49,13 +49,17 @@ export function setStorybook7Project(portable: ModuleRecord, previewApi: ModuleR
   if (typeof composeConfigs !== 'function') throw new Error("Storybook 7's preview API has no composeConfigs");
 
   let probe: ((context: ModuleRecord) => void) | null = null;
-  // The last project decorator is the outermost: it runs before any other.
+  // The outermost decorator runs before any other.
   const keepContext: Decorator = (storyFn, context) => {
     if (!probe) return storyFn();
     probe(context);
     return null;
   };
-  setProjectAnnotations([...annotations, { decorators: [keepContext] }]);
+  // Storybook 7 puts the decorators of the first annotations file outermost,
+  // unless the `legacyDecoratorFileOrder` feature asks for the order of 6.
+  const legacyOrder = (globalThis as { FEATURES?: { legacyDecoratorFileOrder?: boolean } }).FEATURES?.legacyDecoratorFileOrder === true;
+  const studio = { decorators: [keepContext] };
+  setProjectAnnotations(legacyOrder ? [...annotations, studio] : [studio, ...annotations]);
   const globals = initialGlobals(composeConfigs(annotations));
 
   function prepare(story: unknown, meta: ModuleRecord, exportName: string): Storybook7Context {
