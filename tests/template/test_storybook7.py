@@ -14,6 +14,7 @@ globals, ``parameters.layout``, a play function run only on request, and the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,10 +73,21 @@ def test_a_hook_decorator_themes_the_page(storybook7: TemplateServer, browser_pa
     expect(shown).to_have_attribute("data-layout", "centered")
     save_screenshot(page, "storybook-storybook7-theme")
 
-    shown = show(page, storybook7, "Panel", "Default", query="?globals=theme:light")
-    assert "light" in html_classes(page)
+    # the toolbar offers the themes addon-themes 7 registered (its event name has
+    # a stray brace), and choosing one re-renders the story through the decorator
+    theme = page.get_by_test_id("studio-toolbar").get_by_test_id("toolbar-theme")
+    expect(theme.locator("option")).to_have_text(["light", "dark"])
+    expect(theme).to_have_value("1")
+    theme.select_option(label="light")
+    expect(page.locator("html")).to_have_class(re.compile(r"\blight\b"))
     assert "dark" not in html_classes(page)
-    expect(shown.get_by_test_id("panel")).to_have_css("background-color", LIGHT_PANEL[0])
+    expect(panel).to_have_css("background-color", LIGHT_PANEL[0])
+
+    # the theme global from the URL, as Storybook's own URL sets it
+    shown = show(page, storybook7, "Panel", "Default", query="?globals=theme:dark")
+    assert "dark" in html_classes(page)
+    assert "light" not in html_classes(page)
+    expect(shown.get_by_test_id("panel")).to_have_css("background-color", DARK_PANEL[0])
     assert_no_errors(watcher, storybook7)
 
 
@@ -119,9 +131,7 @@ def test_use_args_and_storybook_state(storybook7: TemplateServer, browser_page: 
 
 
 @pytest.mark.browser
-def test_loaders_mapping_and_custom_renders(
-    storybook7: TemplateServer, browser_page: Page
-) -> None:
+def test_loaders_mapping_and_custom_renders(storybook7: TemplateServer, browser_page: Page) -> None:
     page = browser_page
     watcher = watch(page)
     # the loader's data, drawn by the story's render function
