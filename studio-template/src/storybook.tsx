@@ -12,6 +12,7 @@
 import { createElement, useEffect, useReducer, useRef, useState, type ComponentType, type ReactNode, type RefObject } from 'react';
 import type { Args } from './catalog';
 import { included } from './controls';
+import { setStorybook7Project } from './storybook7';
 
 type ModuleRecord = Record<string, unknown>;
 type Listener = (payload: ModuleRecord) => void;
@@ -24,7 +25,8 @@ const UPDATE_GLOBALS = 'updateGlobals';
 const FORCE_RE_RENDER = 'forceReRender';
 // What @storybook/addon-themes' decorators (withThemeByClassName...) emit when
 // they are created: the theme names for the toolbar, under the global `theme`.
-const REGISTER_THEMES = 'storybook/themes/REGISTER_THEMES';
+// Addon-themes 7 spells its addon id with a stray brace, and so its event.
+const REGISTER_THEMES = ['storybook/themes/REGISTER_THEMES', 'storybook/themes}/REGISTER_THEMES'];
 
 interface Channel {
   on(event: string, listener: Listener): void;
@@ -133,6 +135,51 @@ function readThemes(payload: unknown): RegisteredThemes | null {
   return { themes, defaultTheme: typeof payload.defaultTheme === 'string' ? payload.defaultTheme : null };
 }
 
+/** The copy of a stories module's meta that composeStory may set a missing title on. */
+function metaOf(input: ComposeInput): ModuleRecord {
+  return Object.getPrototypeOf(input.meta) === Object.prototype ? { ...input.meta, title: input.meta.title ?? input.title } : input.meta;
+}
+
+/** Composition by Storybook 8+: composeStory, then load() runs the loaders and beforeEach. */
+async function composerWithLoad(runtime: StorybookRuntime, annotations: ModuleRecord[]): Promise<(input: ComposeInput) => Promise<StoryContext>> {
+  const version = runtime.version ?? 'unknown';
+  const setProjectAnnotations = runtime.portable.setProjectAnnotations as (annotations: ModuleRecord[]) => ModuleRecord | undefined;
+  const composeStory = runtime.portable.composeStory as ComposeStory;
+  const project = setProjectAnnotations(annotations);
+  if (typeof project?.beforeAll === 'function') await (project.beforeAll as () => unknown)();
+
+  return async (input) => {
+    // The context Storybook prepares for a render is handed to the loaders:
+    // the studio's own loader (after the project's) keeps it.
+    const seen: { context: StoryContext | null } = { context: null };
+    const keep = (context: StoryContext): ModuleRecord => {
+      seen.context = context;
+      return {};
+    };
+    const composed = composeStory(input.story, metaOf(input), { loaders: [keep], initialGlobals: input.globals }, input.exportName);
+    await composed.load?.();
+    if (!seen.context) throw new Error(`Storybook ${version} did not run the loaders of ${input.title} / ${input.exportName}`);
+    return seen.context;
+  };
+}
+
+/**
+ * Composition by Storybook 7 (storybook7.ts): the context its composeStory
+ * prepared, with the project's and the page's globals, args prepared again
+ * for them, and the loaders' data, as Storybook 7's preview renders a story.
+ */
+function composerOf7(runtime: StorybookRuntime, annotations: ModuleRecord[]): (input: ComposeInput) => Promise<StoryContext> {
+  const storybook7 = setStorybook7Project(runtime.portable, runtime.previewApi, annotations);
+  return async (input) => {
+    const prepared = storybook7.prepare(input.story, metaOf(input), input.exportName);
+    const globals = { ...storybook7.globals, ...input.globals };
+    const unmappedArgs = (isObject(prepared.unmappedArgs) ? prepared.unmappedArgs : prepared.initialArgs) as Args;
+    const argTypes = prepared.argTypes as StoryContext['argTypes'];
+    const context = { ...prepared, globals, unmappedArgs, args: prepareArgs(unmappedArgs, argTypes, globals), canvasElement: null };
+    return (await prepared.applyLoaders(context)) as StoryContext;
+  };
+}
+
 /**
  * Sets the project annotations of the repository's Storybook (the addons'
  * annotations, then `.storybook/preview`) and runs its `beforeAll`, as
@@ -146,37 +193,24 @@ export async function createStorybookProject(runtime: StorybookRuntime, preview:
   const setProjectAnnotations = portable.setProjectAnnotations;
   const composeStory = portable.composeStory;
   const addons = previewApi.addons as Addons | undefined;
-  const runsLoaders = (): boolean => typeof (composeStory as ComposeStory)({}, { title: 'probe' }, {}, 'probe').load === 'function';
-  if (typeof setProjectAnnotations !== 'function' || typeof composeStory !== 'function' || typeof addons?.getChannel !== 'function' || !runsLoaders()) {
-    // Storybook 7's composed stories have no load(): no loaders, no context to keep
-    console.warn(`component studio: Storybook ${version} has no portable stories that run loaders: its stories render with the studio's CSF runner`);
+  if (typeof setProjectAnnotations !== 'function' || typeof composeStory !== 'function' || typeof addons?.getChannel !== 'function') {
+    console.warn(`component studio: Storybook ${version} has no portable stories: its stories render with the studio's CSF runner`);
     return null;
   }
   installChannel(runtime);
   const channel = addons.getChannel();
-  let themes = readThemes(channel.last?.(REGISTER_THEMES)?.[0]);
-  channel.on(REGISTER_THEMES, (payload) => {
-    themes = readThemes(payload) ?? themes;
-  });
-  const annotations = setProjectAnnotations([...runtime.annotations, preview ?? {}]) as ModuleRecord | undefined;
-  if (typeof annotations?.beforeAll === 'function') await (annotations.beforeAll as () => unknown)();
-  const combineArgs = typeof previewApi.combineArgs === 'function' ? (previewApi.combineArgs as (a: Args, b: Args) => Args) : mergeArgs;
-
-  async function compose(input: ComposeInput): Promise<StoryContext> {
-    // The context Storybook prepares for a render is handed to the loaders:
-    // the studio's own loader (after the project's) keeps it.
-    const seen: { context: StoryContext | null } = { context: null };
-    const keep = (context: StoryContext): ModuleRecord => {
-      seen.context = context;
-      return {};
-    };
-    // composeStory sets a missing title on the meta it is given: a copy, not the module's export
-    const meta = Object.getPrototypeOf(input.meta) === Object.prototype ? { ...input.meta, title: input.meta.title ?? input.title } : input.meta;
-    const composed = (composeStory as ComposeStory)(input.story, meta, { loaders: [keep], initialGlobals: input.globals }, input.exportName);
-    await composed.load?.();
-    if (!seen.context) throw new Error(`Storybook ${version} did not run the loaders of ${input.title} / ${input.exportName}`);
-    return seen.context;
+  let themes: RegisteredThemes | null = null;
+  for (const event of REGISTER_THEMES) {
+    themes = readThemes(channel.last?.(event)?.[0]) ?? themes;
+    channel.on(event, (payload) => {
+      themes = readThemes(payload) ?? themes;
+    });
   }
+  const annotations = [...runtime.annotations, preview ?? {}];
+  // Storybook 8+'s composed stories load() (loaders, beforeEach); Storybook 7's have no load()
+  const hasLoad = typeof (composeStory as ComposeStory)({}, { title: 'probe' }, {}, 'probe').load === 'function';
+  const compose = hasLoad ? await composerWithLoad(runtime, annotations) : composerOf7(runtime, annotations);
+  const combineArgs = typeof previewApi.combineArgs === 'function' ? (previewApi.combineArgs as (a: Args, b: Args) => Args) : mergeArgs;
 
   async function playHelpers(canvasElement: HTMLElement): Promise<ModuleRecord> {
     const test = runtime.loadTest ? await runtime.loadTest() : {};

@@ -25,7 +25,7 @@ export async function prepareStorybook(found) {
     deps: storybookDeps(project),
     /** The plugins serving main's previewHead/previewBody and staticDirs, after every other. */
     plugins: (studioRoot) => [
-      ...(project.previewHead || project.previewBody ? [previewHtmlPlugin(project)] : []),
+      ...(project.previewHead || project.previewBody || project.features ? [previewHtmlPlugin(project)] : []),
       ...(project.staticDirs.length > 0 ? [staticDirsPlugin(project.staticDirs, studioRoot)] : []),
     ],
   };

@@ -18,6 +18,9 @@ const PRESET_LOADERS = ['storybook/internal/common', '@storybook/core-common'];
 const PREVIEW_APIS = ['storybook/preview-api', 'storybook/internal/preview-api', '@storybook/preview-api'];
 // Testing Library for play functions (`canvas`, `userEvent`): part of Storybook 9+, a package of its own in 8.
 const TEST_MODULES = ['storybook/test', '@storybook/test'];
+// Storybook 7's default feature flags (its core preset's), for a repository without main.
+// Without `storyStoreV7` its renderer starts Storybook's whole legacy preview when imported.
+const STORYBOOK7_FEATURES = { storyStoreV7: true, argTypeTargetsV7: true, legacyDecoratorFileOrder: false };
 // Frameworks whose own package exports portable stories with the framework's
 // annotations (mocks of next/router, next/image...): composed through them.
 const PORTABLE_FRAMEWORKS = /^@storybook\/(nextjs|nextjs-vite|experimental-nextjs-vite)$/;
@@ -36,6 +39,8 @@ const PORTABLE_FRAMEWORKS = /^@storybook\/(nextjs|nextjs-vite|experimental-nextj
  * @property {(config: object) => Promise<object>} viteFinal the presets' viteFinal (main's, the addons', the framework's)
  * @property {string | null} framework the name of main's framework (`@storybook/react-vite`, `@storybook/react-webpack5`...)
  * @property {{ find: string | RegExp, replacement: string }[]} webpackAliases aliases main's webpackFinal adds (webpack-final.mjs)
+ * @property {object | null} features Storybook 7's feature flags (main's `features` over its defaults), which its
+ *   preview reads from `window.FEATURES`; null for Storybook 8+
  */
 
 const toPosix = (p) => p.split(path.sep).join('/');
@@ -139,7 +144,9 @@ export async function loadStorybook(found) {
   const previewApi = PREVIEW_APIS.find((specifier) => resolve(specifier));
   if (!previewApi) throw new Error(`component studio: Storybook ${version} is installed but none of ${PREVIEW_APIS.join(', ')} resolves`);
   const test = TEST_MODULES.find((specifier) => resolve(specifier)) ?? null;
-  const project = { version, portable: RENDERER, previewApi, test, annotations: [], stories: [], staticDirs: [], previewHead: '', previewBody: '', viteFinal: async (config) => config, framework: null, webpackAliases: [] };
+  const project = { version, portable: RENDERER, previewApi, test, annotations: [], stories: [], staticDirs: [], previewHead: '', previewBody: '', viteFinal: async (config) => config, framework: null, webpackAliases: [], features: null };
+  const major = Number.parseInt(version, 10);
+  if (major === 7) project.features = STORYBOOK7_FEATURES;
   if (!mainFile) return project;
 
   const loaderFile = PRESET_LOADERS.map(resolve).find(Boolean);
@@ -177,6 +184,7 @@ export async function loadStorybook(found) {
   project.previewHead = (await presets.apply('previewHead', readText(path.join(configDir, 'preview-head.html')), options)) ?? '';
   project.previewBody = (await presets.apply('previewBody', readText(path.join(configDir, 'preview-body.html')), options)) ?? '';
   project.viteFinal = (config) => presets.apply('viteFinal', config, options);
+  if (major === 7) project.features = (await presets.apply('features', STORYBOOK7_FEATURES, options)) ?? STORYBOOK7_FEATURES;
   project.webpackAliases = await webpackFinalAliases(main, { configDir, repoRoot: found.repoRoot, presets });
   return project;
 }

@@ -29,10 +29,16 @@ export function storybookDeps(project) {
   return [...new Set(deps.filter((specifier) => !specifier.startsWith('/')))];
 }
 
-/** The plugin that puts main's previewHead / previewBody into the studio page, as Storybook's iframe has them. */
+/**
+ * The plugin that puts main's previewHead / previewBody into the studio page,
+ * as Storybook's iframe has them, and for Storybook 7 the feature flags its
+ * iframe sets before any of its modules runs.
+ */
 export function previewHtmlPlugin(project) {
+  // `<` escaped: the flags come from main and sit inside a <script>
+  const features = project.features ? `<script>window.FEATURES = ${JSON.stringify(project.features).replaceAll('<', '\\u003c')};</script>` : '';
   return {
     name: 'component-studio:storybook-html',
-    transformIndexHtml: (html) => html.replace('</head>', `${project.previewHead}</head>`).replace(/<body([^>]*)>/, (tag) => `${tag}${project.previewBody}`),
+    transformIndexHtml: (html) => html.replace('</head>', `${features}${project.previewHead}</head>`).replace(/<body([^>]*)>/, (tag) => `${tag}${project.previewBody}`),
   };
 }
