@@ -219,15 +219,17 @@ def test_concurrent_processes_run_npm_ci_once(tmp_path, counting_npm):
 
 def test_a_failing_npm_ci_raises_with_its_output_and_leaves_no_entry(tmp_path):
     pkg = _package(tmp_path / "pkg")
-    # A dependency the lockfile does not know: npm ci refuses to run.
+    # A dependency the registry does not know: npm ci fails on it (a lockfile that is
+    # merely behind package.json is installed unfrozen: tests/studio/test_install_managers.py).
+    missing = "component-studio-no-such-package-7f3a"
     manifest = json.loads((pkg / "package.json").read_text())
-    manifest["dependencies"] = {"left-pad": "1.3.0"}
+    manifest["dependencies"] = {missing: "1.0.0"}
     (pkg / "package.json").write_text(json.dumps(manifest))
     cache = tmp_path / "cache"
     with pytest.raises(ProcessStartError) as info:
         ensure_node_modules(pkg, cache)
     assert "npm ci" in info.value.message and "failed with exit code" in info.value.message
-    assert any("left-pad" in line for line in info.value.details["output"])
+    assert any(missing in line for line in info.value.details["output"])
     assert info.value.details["returncode"] != 0
     assert [p.name for p in cache.iterdir()] == [".locks"]
 
