@@ -52,11 +52,13 @@ def storybook7(
 def test_the_page_composes_with_storybook_7(storybook7: TemplateServer) -> None:
     assert f'"storybook":{{"version":"{VERSION}"}}' in virtual_module(storybook7, "config")
     assert "addon-themes" in virtual_module(storybook7, "storybook")
-    # Storybook 7's iframe sets its feature flags before its modules run, and
-    # so does the studio page: without storyStoreV7 importing @storybook/react
-    # would start Storybook 7's whole legacy preview
+    assert "addon-interactions" in virtual_module(storybook7, "storybook")
+    # Storybook 7's iframe sets `global` and its feature flags before its
+    # modules run, and so does the studio page: without storyStoreV7 importing
+    # @storybook/react would start Storybook 7's whole legacy preview, without
+    # `global` addon-interactions' preview (jest-mock) throws on import
     html = httpx.get(storybook7.url, timeout=60).text
-    assert '<script>window.FEATURES = {"storyStoreV7":true' in html
+    assert '<script>window.global = window;window.FEATURES = {"storyStoreV7":true' in html
 
 
 @pytest.mark.browser

@@ -23,9 +23,9 @@ export async function prepareStorybook(found) {
     project,
     code: storybookModuleCode(project),
     deps: storybookDeps(project),
-    /** The plugins serving main's previewHead/previewBody and staticDirs, after every other. */
+    /** The plugins serving Storybook's page globals, main's previewHead/previewBody and staticDirs, after every other. */
     plugins: (studioRoot) => [
-      ...(project.previewHead || project.previewBody || project.features ? [previewHtmlPlugin(project)] : []),
+      previewHtmlPlugin(project),
       ...(project.staticDirs.length > 0 ? [staticDirsPlugin(project.staticDirs, studioRoot)] : []),
     ],
   };

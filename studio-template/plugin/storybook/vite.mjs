@@ -31,14 +31,17 @@ export function storybookDeps(project) {
 
 /**
  * The plugin that puts main's previewHead / previewBody into the studio page,
- * as Storybook's iframe has them, and for Storybook 7 the feature flags its
- * iframe sets before any of its modules runs.
+ * as Storybook's iframe has them, with the globals its iframe sets before any
+ * of its modules runs: `global` (addons bundle Node-style code such as
+ * jest-mock's `new ModuleMocker(global)` in addon-interactions 7) and, for
+ * Storybook 7, the feature flags.
  */
 export function previewHtmlPlugin(project) {
   // `<` escaped: the flags come from main and sit inside a <script>
-  const features = project.features ? `<script>window.FEATURES = ${JSON.stringify(project.features).replaceAll('<', '\\u003c')};</script>` : '';
+  const features = project.features ? `window.FEATURES = ${JSON.stringify(project.features).replaceAll('<', '\\u003c')};` : '';
+  const globals = `<script>window.global = window;${features}</script>`;
   return {
     name: 'component-studio:storybook-html',
-    transformIndexHtml: (html) => html.replace('</head>', `${features}${project.previewHead}</head>`).replace(/<body([^>]*)>/, (tag) => `${tag}${project.previewBody}`),
+    transformIndexHtml: (html) => html.replace('</head>', `${globals}${project.previewHead}</head>`).replace(/<body([^>]*)>/, (tag) => `${tag}${project.previewBody}`),
   };
 }
