@@ -116,6 +116,20 @@ def assert_clean(watcher: PageWatch) -> None:
 # -- controls ----------------------------------------------------------------------------------
 
 
+def click_to(control: Locator, *, checked: bool) -> None:
+    """Click a checkbox or radio and wait until it shows ``checked``.
+
+    The panel's inputs are controlled by the story's args, which come back
+    over Storybook's channel after the click: Playwright's ``check()`` asserts
+    the state at once and fails while the round trip is under way.
+    """
+    control.click()
+    if checked:
+        expect(control).to_be_checked()
+    else:
+        expect(control).not_to_be_checked()
+
+
 def test_the_panel_has_a_control_per_arg_type(
     storybook: TemplateServer, browser_page: Page
 ) -> None:
@@ -175,12 +189,12 @@ def test_edits_rerender_the_story_and_go_to_the_url(
     page.get_by_test_id("control-colour").fill("#00ff00")
     expect(label).to_have_css("color", css_colour(page, "#00ff00"))
     page.get_by_test_id("control-count").fill("7")
-    page.get_by_test_id("control-size").get_by_label("Large").check()
-    page.get_by_test_id("control-tags").get_by_label("c").check()
+    click_to(page.get_by_test_id("control-size").get_by_label("Large"), checked=True)
+    click_to(page.get_by_test_id("control-tags").get_by_label("c"), checked=True)
     # the conditional arg appears with the arg it depends on
     expect(page.get_by_test_id("control-row-hint")).to_have_count(0)
     assert "hint" not in drawn_props(page)
-    page.get_by_test_id("control-active").check()
+    click_to(page.get_by_test_id("control-active"), checked=True)
     expect(page.get_by_test_id("control-row-hint")).to_have_count(1)
 
     props = drawn_props(page)
@@ -251,7 +265,7 @@ def test_use_args_updates_show_in_the_panel(storybook: TemplateServer, browser_p
     expect(checked).to_be_checked()
     assert query_param(page, "args") == "checked:!true"
     # and the panel drives the story the same way
-    checked.uncheck()
+    click_to(checked, checked=False)
     expect(page.get_by_role("switch")).to_have_text("Notifications: off")
 
 
