@@ -371,9 +371,20 @@ def _install(
             raise
         lines = [str(line) for line in failed]
         if too_new_for_node(command, lines):
-            return _install_with_default_version(command, options, root, build, inputs, timeout)
+            default = with_default_version(command)
+            why = (
+                f"{command.describe()} does not run on this node's Node.js "
+                f"{node_major_version()}; installed with {default.describe()} instead"
+            )
+            return _retry(default, why, options, root, build, inputs, timeout)
         if lockfile_out_of_date(lines):
-            return _install_unfrozen(command, options, root, build, inputs, timeout)
+            loose = unfrozen(command)
+            why = (
+                f"{command.lockfile} is out of date with package.json, so {command.describe()} "
+                f"refused it; installed with {loose.describe()} instead (the repository's "
+                "lockfile is unchanged: commit an updated one for a reproducible install)"
+            )
+            return _retry(loose, why, options, root, build, inputs, timeout)
         if not command.scripts:
             raise
     logger.warning(
@@ -392,51 +403,19 @@ def _install(
     ]
 
 
-def _install_with_default_version(
-    command: InstallCommand,
+def _retry(
+    replacement: InstallCommand,
+    why: str,
     options: InstallOptions,
     root: Path,
     build: Path,
     inputs: dict[str, bytes],
     timeout: float,
 ) -> list[str]:
-    """Install again with the node's default version of the manager (the pinned one cannot run)."""
-    default = with_default_version(command)
-    logger.warning(
-        "the pinned package manager needs a newer Node.js; installing with the default",
-        extra={"root": str(root), "command": command.describe()},
-    )
+    """Install again from clean inputs with ``replacement``; ``why`` heads its warnings."""
+    logger.warning(why, extra={"root": str(root), "command": replacement.describe()})
     _reset_build(build, inputs)
-    warnings = _install(default, options, root, build, inputs, timeout)
-    return [
-        f"{command.describe()} does not run on this node's Node.js "
-        f"{node_major_version()}; installed with {default.describe()} instead",
-        *warnings,
-    ]
-
-
-def _install_unfrozen(
-    command: InstallCommand,
-    options: InstallOptions,
-    root: Path,
-    build: Path,
-    inputs: dict[str, bytes],
-    timeout: float,
-) -> list[str]:
-    """Install again letting the manager update the lockfile (in ``build`` only)."""
-    logger.warning(
-        "the lockfile is out of date with package.json; installing without freezing it",
-        extra={"root": str(root), "command": command.describe()},
-    )
-    _reset_build(build, inputs)
-    loose = unfrozen(command)
-    warnings = _install(loose, options, root, build, inputs, timeout)
-    return [
-        f"{command.lockfile} is out of date with package.json, so {command.describe()} "
-        f"refused it; installed with {loose.describe()} instead (the repository's lockfile "
-        "is unchanged: commit an updated one for a reproducible install)",
-        *warnings,
-    ]
+    return [why, *_install(replacement, options, root, build, inputs, timeout)]
 
 
 def _reset_build(build: Path, inputs: dict[str, bytes]) -> None:
