@@ -73,6 +73,10 @@ class WarmPool:
             return self.size
         return int(max(0, min(self.size, self._free.get(node_id, 0))))
 
+    def creating(self) -> bool:
+        """Whether a creation is under way on any node."""
+        return bool(self._creating)
+
     # -- what the manager tells the pool -----------------------------------
 
     def creation_started(self, node_id: str) -> None:

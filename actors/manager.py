@@ -43,6 +43,7 @@ from actors._ray_backend import (
     ClusterBackend,
     SandboxSpec,
 )
+from actors._ready import ReadySandboxes
 from actors._views import info_from_record, is_loopback, record_gauges, renderer_url
 from actors._warm_pool import WarmPool
 from actors.scheduling import (
@@ -64,11 +65,12 @@ from studio.errors import (
     ServiceUnavailable,
     StudioError,
 )
+from studio.git import source_head
 from studio.layout import StateLayout
 from studio.limits import check_user_overrides
 from studio.messages import PrepareStep
 from studio.models import FinalizeResult, MonitorReport, RepositorySource, SandboxInfo
-from studio.naming import branch_name, new_sandbox_id
+from studio.naming import READY_OWNER, branch_name, new_sandbox_id
 from studio.state import ACTIVE_STATES, TERMINAL_STATES, SandboxState, require_state
 from studio.store import Registry, RepositoryRecord, SandboxRecord
 
@@ -132,10 +134,15 @@ class StudioManager:
         self._setups: set[asyncio.Task[SandboxInfo]] = set()
         # Addresses of the nodes other than the head, as the last look at the nodes said.
         self._node_addresses: dict[str, str] = {}
+        # Sandboxes set up ahead of need, per repository, for creates to take over.
+        self.ready = ReadySandboxes(settings.ready_sandboxes, self.registry, self._start_ready)
+        # Held sandboxes left behind by their branch, being torn down.
+        self._retiring: set[asyncio.Task[SandboxInfo]] = set()
 
     async def cancel_setups(self) -> None:
         """Stop the setups still under way (each disposes of its half-made sandbox)."""
-        tasks = list(self._setups)
+        await self.ready.close()
+        tasks = list(self._setups | self._retiring)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -385,6 +392,10 @@ class StudioManager:
         quota = 0 if is_admin else self.settings.max_sandboxes_per_user
         # A blocking call to GitHub (when the repository has one): off the event loop.
         await asyncio.to_thread(self.accounts.check_push_access, repository_id)
+        if not overrides and self.ready.size:
+            taken = await self._take_ready(owner, repository_id, config.branch, quota)
+            if taken is not None:
+                return taken
         sandbox_id = new_sandbox_id()
         node_id = await self._choose(exclude=sandbox_id, avoid=None, prefer=None)
         # Its preparation failed there: say so now, before a sandbox is made to fail.
@@ -412,6 +423,51 @@ class StudioManager:
             # It failed before its actor existed (or was that fast): say so now.
             return task.result()
         return self._info_from_record(self.registry.get_sandbox(sandbox_id))
+
+    async def _take_ready(
+        self, owner: str, repository_id: int, branch: str, quota: int
+    ) -> SandboxInfo | None:
+        """A held sandbox of the repository made ``owner``'s, RUNNING; None when none fits."""
+        source = self.registry.get_repository(repository_id).source
+        head = await asyncio.to_thread(source_head, source, branch)
+        claim = self.ready.claim(repository_id, owner, head, quota)
+        for sandbox_id in claim.stale:
+            task = asyncio.create_task(self.teardown_sandbox(sandbox_id))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+        if claim.taken is None:
+            return None
+        record = claim.taken
+        logger.info(
+            "ready sandbox taken",
+            extra={"sandbox_id": record.id, "owner": owner, "node": record.node_id},
+        )
+        metrics.record(lambda: metrics.sandbox_creates().inc(tags={"outcome": "ready"}))
+        try:
+            # Its idle clock starts now: the actor's own, too.
+            await self._backend.call(record.id, "touch", timeout_s=self._timeouts.call)
+        except (ActorGone, ActorUnresponsive) as exc:
+            # Supervision recovers it as any sandbox; the create answers with what is known.
+            logger.warning("taken sandbox did not answer: %s", exc, extra={"sandbox_id": record.id})
+            return self._info_from_record(record)
+        return await self.get_sandbox(record.id, owner)
+
+    async def _start_ready(self, repository_id: int) -> SandboxInfo:
+        """Set up one held sandbox of the repository (its setup is a create's)."""
+        repository = self.registry.get_repository(repository_id)
+        config = self.accounts.config_for(repository_id, None)
+        sandbox_id = new_sandbox_id()
+        node_id = await self._choose(exclude=sandbox_id, avoid=None, prefer=None)
+        self.preparer.check(node_id, repository.name)
+        record = SandboxRecord(
+            id=sandbox_id,
+            owner=READY_OWNER,
+            repository_id=repository_id,
+            node_id=node_id,
+            branch=branch_name(sandbox_id),
+            config=config,
+        )
+        return await self._create(record, node_id, None)
 
     async def _create(
         self,
@@ -508,14 +564,18 @@ class StudioManager:
         return self._owned(sandbox_id, None).owner
 
     def list_sandboxes(
-        self, owner: str | None = None, include_ended: bool = False
+        self, owner: str | None = None, include_ended: bool = False, include_held: bool = False
     ) -> list[SandboxInfo]:
-        """Sandboxes (of ``owner``, or all), from the registry; ended ones on request."""
+        """Sandboxes (of ``owner``, or all), from the registry; ended ones on request.
+
+        The held ones (:mod:`actors._ready`) are nobody's: only with ``include_held``.
+        """
         records = self.registry.list_sandboxes(owner=owner)
         return [
             self._info_from_record(r)
             for r in records
-            if include_ended or r.state not in TERMINAL_STATES
+            if (include_ended or r.state not in TERMINAL_STATES)
+            and (include_held or r.owner != READY_OWNER)
         ]
 
     async def teardown_sandbox(self, sandbox_id: str, owner: str | None = None) -> SandboxInfo:
@@ -644,6 +704,10 @@ class StudioManager:
             record_gauges(self.registry.list_sandboxes())
             self._fill_warm_pools(nodes)
             self._prepare_nodes(nodes)
+            if not self.warm_pool.creating():
+                # One at a time, and never beside a create: a held sandbox's setup is
+                # CPU the create (and its first page load) would otherwise have.
+                self.ready.keep(r.id for r in self.registry.list_repositories())
             self._last_reconcile = time.time()
             return {"sandboxes": actions, "nodes_alive": len(alive)}
 
@@ -868,5 +932,6 @@ class StudioManager:
             "sandboxes": counts,
             "last_reconcile": self._last_reconcile,
             "preparation": self.preparer.status(),
+            "ready_sandboxes": self.ready.status(),
             "token_lookups": self.accounts.token_lookups,
         }

@@ -198,10 +198,10 @@ class ManagerActor:
 
     @_RETRIED
     async def list_sandboxes(
-        self, owner: str | None = None, include_ended: bool = False
+        self, owner: str | None = None, include_ended: bool = False, include_held: bool = False
     ) -> list[SandboxInfo]:
-        """Sandboxes of ``owner`` (None: all)."""
-        return self._manager.list_sandboxes(owner, include_ended)
+        """Sandboxes of ``owner`` (None: all; the held ready ones with ``include_held``)."""
+        return self._manager.list_sandboxes(owner, include_ended, include_held)
 
     async def teardown_sandbox(self, sandbox_id: str, owner: str | None = None) -> SandboxInfo:
         """Stop a sandbox, keeping its branch."""

@@ -320,7 +320,10 @@ class _Service:
         """Every sandbox torn down through the manager, at once; a failure raises at the end."""
         import ray
 
-        sandboxes = ray.get(self.manager.list_sandboxes.remote(None), timeout=TEARDOWN_TIMEOUT)
+        # The held ready sandboxes too (actors._ready): nothing may outlive the service.
+        sandboxes = ray.get(
+            self.manager.list_sandboxes.remote(None, False, True), timeout=TEARDOWN_TIMEOUT
+        )
         pending = {
             _field(s, "id"): self.manager.teardown_sandbox.remote(_field(s, "id"), None)
             for s in sandboxes

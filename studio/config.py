@@ -366,6 +366,19 @@ class StudioSettings(BaseSettings):
             "boots its own worker (docs/performance.md, warm pool)."
         ),
     )
+    ready_sandboxes: int = Field(
+        1,
+        ge=0,
+        le=8,
+        description=(
+            "Sandboxes each registered repository keeps started ahead of need (worktree, "
+            "studio app and Vite up, on the node the scheduler picks). A create with no "
+            "overrides takes one over and answers at once, and another is started in its "
+            "place; one whose repository's branch has moved since it started is replaced, "
+            "not handed out. Each holds a Vite (memory: docs/performance.md, ready "
+            "sandboxes). 0 turns them off: every create sets its sandbox up."
+        ),
+    )
     worker_preload: bool = Field(
         True,
         description=(

@@ -14,6 +14,7 @@ from studio.errors import InvalidRequest
 __all__ = [
     "ACTOR_NAMESPACE",
     "MANAGER_ACTOR_NAME",
+    "READY_OWNER",
     "SANDBOX_BRANCH_PREFIX",
     "SANDBOX_ID_PATTERN",
     "branch_name",
@@ -28,6 +29,9 @@ ACTOR_NAMESPACE = "component-studio"
 MANAGER_ACTOR_NAME = "studio-manager"
 SANDBOX_BRANCH_PREFIX = "design/studio-"
 SANDBOX_ID_PATTERN = re.compile(r"^sb_[a-z0-9]{6,32}$")
+# Holder of the sandboxes started ahead of need (actors._ready): a name no user can
+# have (user names allow no colon), so no user lists, counts or reaches them.
+READY_OWNER = "studio:ready"
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 

@@ -23,6 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # the session left behind even after a crash reparented it to init.
 SESSION_MARKER = "COMPONENT_STUDIO_TEST_SESSION"
 os.environ.setdefault(SESSION_MARKER, uuid.uuid4().hex)
+# The tests count sandboxes, Vites and ports: a ready sandbox set up behind their
+# backs (actors._ready; on by default for users) would be in every count. The
+# tests of ready sandboxes (tests/actors/test_ready.py) turn them on by name.
+os.environ.setdefault("COMPONENT_STUDIO_READY_SANDBOXES", "0")
 
 
 @pytest.fixture

@@ -49,6 +49,7 @@ from studio.git.mirror import (
     WorktreeEntry,
     local_remote_path,
     redact,
+    source_head,
 )
 from studio.git.runner import (
     NETWORK_TIMEOUT_SECONDS,
@@ -89,5 +90,6 @@ __all__ = [
     "redact",
     "remove_orphaned_locks",
     "select_paths",
+    "source_head",
     "wip_ref_prefix",
 ]

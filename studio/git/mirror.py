@@ -30,7 +30,7 @@ from studio.git.command import (
     redact,
 )
 from studio.git.inprocess import local_remote_path
-from studio.git.runner import NETWORK_TIMEOUT_SECONDS, GitRunner, file_lock
+from studio.git.runner import NETWORK_TIMEOUT_SECONDS, GitRunner, file_lock, git_status
 from studio.git.worktree import Worktree
 from studio.naming import branch_name, is_sandbox_branch
 
@@ -46,9 +46,28 @@ __all__ = [
     "WorktreeEntry",
     "local_remote_path",
     "redact",
+    "source_head",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def source_head(source: str, branch: str, *, timeout: float = 15.0) -> str | None:
+    """The commit ``branch`` of ``source`` (a path or URL) is at now; None when unknown.
+
+    ``git ls-remote``: no mirror needed, a local source answers in milliseconds.
+    A source that asks for credentials or does not answer is None, not an error.
+    """
+    status, out, _err = git_status(
+        ["ls-remote", "--", source, f"refs/heads/{branch}"], timeout=timeout
+    )
+    if status != 0:
+        return None
+    for line in out.splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref == f"refs/heads/{branch}":
+            return sha
+    return None
 
 
 class Mirror:

@@ -372,6 +372,45 @@ class Registry:
                 f"INSERT INTO sandboxes ({names}) VALUES ({marks})", tuple(columns.values())
             )
 
+    def claim_sandbox(
+        self, sandbox_id: str, holder: str, owner: str, *, owner_quota: int = 0
+    ) -> SandboxRecord | None:
+        """Give ``owner`` a RUNNING sandbox ``holder`` has; None when it is no longer there.
+
+        The ready sandboxes (:mod:`actors._ready`) are held by a name no user
+        can have; a create takes one over: owner, ``created_at`` and
+        ``last_activity`` become the create's. Checked and written in one
+        transaction, so two creates cannot take the same sandbox, and the
+        quota is counted as :meth:`add_sandbox` counts it.
+        """
+        stamp = to_text(utcnow())
+        with self._write() as conn:
+            if owner_quota:
+                live = sorted(state.value for state in QUOTA_STATES)
+                marks = ", ".join("?" for _ in live)
+                count = conn.execute(
+                    f"SELECT COUNT(*) FROM sandboxes WHERE owner = ? AND state IN ({marks})",
+                    (owner, *live),
+                ).fetchone()[0]
+                check_sandbox_quota(owner, int(count), owner_quota)
+            taken = conn.execute(
+                "UPDATE sandboxes SET owner = ?, created_at = ?, updated_at = ?, "
+                "last_activity = ? WHERE id = ? AND owner = ? AND state = ?",
+                (
+                    owner,
+                    stamp,
+                    stamp,
+                    stamp,
+                    sandbox_id,
+                    holder,
+                    SandboxState.RUNNING.value,
+                ),
+            ).rowcount
+            if not taken:
+                return None
+            row = self._sandbox_row(conn, sandbox_id)
+        return sandbox_from_row(row)
+
     def get_sandbox(self, sandbox_id: str) -> SandboxRecord:
         """The sandbox with that id; :class:`SandboxNotFound` if none."""
         with self._read() as conn:

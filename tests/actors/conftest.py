@@ -192,7 +192,8 @@ def shut_down_studio(state_dir: Path) -> None:
     """Tear down every running sandbox (branches kept), kill the manager, check nothing is left."""
     try:
         manager = get_manager()
-        for info in get(manager.list_sandboxes.remote(None), timeout=60):
+        # include_held: the ready sandboxes of tests that turn them on (actors._ready)
+        for info in get(manager.list_sandboxes.remote(None, False, True), timeout=60):
             get(manager.teardown_sandbox.remote(info.id, None), timeout=60)
             forget_sandbox_handle(info.id)
     finally:

@@ -769,6 +769,30 @@ def test_the_owner_quota_counts_live_sandboxes_only(
     registry.add_sandbox(sandbox(repo.id, 6), owner_quota=0)  # 0: no quota
 
 
+def test_a_held_running_sandbox_is_claimed_once_and_counted_in_the_quota(
+    registry: Registry, repo: RepositoryRecord
+) -> None:
+    holder = "studio:ready"
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    added(
+        registry, sandbox(repo.id, 1, owner=holder, state=SandboxState.RUNNING), last_activity=old
+    )
+    added(registry, sandbox(repo.id, 2, owner=holder, state=SandboxState.STARTING))
+    added(registry, sandbox(repo.id, 3, owner="alice", state=SandboxState.RUNNING))
+    # Alice has one live sandbox: a quota of 1 refuses, and nothing changes hands.
+    with pytest.raises(QuotaExceeded):
+        registry.claim_sandbox("sb_test000001", holder, "alice", owner_quota=1)
+    assert registry.get_sandbox("sb_test000001").owner == holder
+    taken = registry.claim_sandbox("sb_test000001", holder, "alice", owner_quota=2)
+    assert taken is not None and taken.owner == "alice"
+    assert taken.last_activity > old and taken.created_at > old
+    # Taken already; not the holder's; not running: none of these is handed out.
+    assert registry.claim_sandbox("sb_test000001", holder, "bob") is None
+    assert registry.claim_sandbox("sb_test000003", holder, "bob") is None
+    assert registry.claim_sandbox("sb_test000002", holder, "bob") is None
+    assert registry.get_sandbox("sb_test000002").owner == holder
+
+
 # -- preparations ------------------------------------------------------------
 
 

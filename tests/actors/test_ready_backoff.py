@@ -1,0 +1,79 @@
+"""ReadySandboxes' pacing on a real registry: one setup at a time, back-off after a failure."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from actors._ready import ReadySandboxes
+from studio.store import Registry
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Registry]:
+    opened = Registry(tmp_path / "registry.sqlite")
+    yield opened
+    opened.close()
+
+
+def test_one_setup_at_a_time_and_a_failing_repository_waits_before_the_next_try(
+    registry: Registry, tmp_path: Path
+) -> None:
+    first = registry.add_repository("one", str(tmp_path / "one"))
+    second = registry.add_repository("two", str(tmp_path / "two"))
+    started: list[int] = []
+    now = [0.0]
+
+    async def start(repository_id: int) -> None:
+        started.append(repository_id)
+        raise RuntimeError("its Vite did not start")
+
+    async def scenario() -> None:
+        ready = ReadySandboxes(1, registry, start, clock=lambda: now[0])
+        ready.keep([first.id, second.id])
+        ready.keep([first.id, second.id])  # the first is still under way: nothing more
+        await asyncio.sleep(0.05)
+        assert started == [first.id]
+        ready.keep([first.id, second.id])  # the first backs off; the second's turn
+        await asyncio.sleep(0.05)
+        assert started == [first.id, second.id]
+        ready.keep([first.id, second.id])  # both back off
+        await asyncio.sleep(0.05)
+        assert started == [first.id, second.id]
+        now[0] += 31.0
+        ready.keep([first.id, second.id])
+        await asyncio.sleep(0.05)
+        assert started == [first.id, second.id, first.id]
+        # Failed twice in a row: the wait doubles.
+        now[0] += 31.0
+        ready.keep([first.id])
+        await asyncio.sleep(0.05)
+        assert started == [first.id, second.id, first.id]
+        await ready.close()
+        now[0] += 1000.0
+        ready.keep([first.id, second.id])  # closed: never again
+        await asyncio.sleep(0.05)
+        assert len(started) == 3
+
+    asyncio.run(scenario())
+
+
+def test_nothing_is_started_or_handed_out_with_size_zero(
+    registry: Registry, tmp_path: Path
+) -> None:
+    repository = registry.add_repository("one", str(tmp_path / "one"))
+
+    async def start(repository_id: int) -> None:
+        raise AssertionError("size 0 starts nothing")
+
+    async def scenario() -> None:
+        ready = ReadySandboxes(0, registry, start)
+        ready.keep([repository.id])
+        await asyncio.sleep(0.05)
+        claim = ready.claim(repository.id, "alice", "0" * 40)
+        assert claim.taken is None and claim.stale == []
+
+    asyncio.run(scenario())
