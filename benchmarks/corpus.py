@@ -25,6 +25,7 @@ Chromium, the work dir) is stopped and removed on the way out.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import subprocess
@@ -58,7 +59,7 @@ from benchmarks.corpus_report import REFERENCE_PREFIX, RepoResult, write_corpus_
 from benchmarks.corpus_stories import declared_stories
 from benchmarks.corpus_studio import run_in_studio
 from benchmarks.machine import describe_machine
-from benchmarks.service import running_service
+from benchmarks.service import BenchService, running_service
 
 __all__ = ["Sides", "add_arguments", "clone_at", "run_corpus", "run_repository"]
 
@@ -116,15 +117,21 @@ def _failures(visits: list[StoryVisit]) -> dict[str, list[str]]:
     return {v.story_id: v.errors for v in visits if v.errors}
 
 
+def _corpus_service(ctx: RunContext) -> contextlib.AbstractContextManager[BenchService]:
+    """The service as users get it: one ready sandbox per repository (actors._ready)."""
+    return running_service(ctx, ready_sandboxes=1)
+
+
 def _studio(
     ctx: RunContext, repo: CorpusRepo, source: Path, result: RepoResult, deadline: float
 ) -> None:
     clone = clone_at(source, repo.commit, ctx.path("repos") / repo.slug / repo.slug)
     result.declared = sum(len(v) for v in declared_stories(clone / repo.package_dir).values())
-    bench = ctx.resource("service", running_service)
+    bench = ctx.resource("service", _corpus_service)
     run = run_in_studio(bench, browser(ctx), repo.slug, clone, repo.package_dir, deadline)
     result.prepare_s, result.prepare_state = run.prepare_s, run.prepare_state
     result.first_create_s, result.second_create_s = run.first_create_s, run.second_create_s
+    result.setup_create_s = run.setup_create_s
     if run.repository_id is not None and run.first_create_s is not None:
         result.listed = len(run.listed)
         result.rendered = sum(1 for v in run.visits if v.ok)

@@ -44,6 +44,9 @@ class StoryVisit:
 
     story_id: str
     errors: list[str] = field(default_factory=list)
+    # time.monotonic() when the story was drawn (or its error shown), before the
+    # settle wait that catches late errors: what a create is timed to.
+    drawn_at: float | None = None
 
     @property
     def ok(self) -> bool:

@@ -51,6 +51,7 @@ class RepoResult:
     prepare_state: str | None = None
     first_create_s: float | None = None
     second_create_s: float | None = None
+    setup_create_s: float | None = None
     own_install_cold_s: float | None = None
     own_install_warm_s: float | None = None
     own_install_scripts: bool | None = None
@@ -163,9 +164,9 @@ def _studio_rows(repos: list[dict[str, Any]]) -> list[str]:
     """Both sides' table, with the issue's targets judged per repository."""
     lines = [
         "| repository | kind | status | stories decl/listed/studio/own | ratio | prepare | "
-        "1st create | 2nd create | own install cold/warm | own dev -> story | dev/create | "
-        "prep/cold | prep/warm |",
-        "|---|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "1st create | 2nd create | set-up create | own install cold/warm | own dev -> story | "
+        "dev/create | prep/cold | prep/warm |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for entry in repos:
         r = entry["ratios"]
@@ -176,7 +177,8 @@ def _studio_rows(repos: list[dict[str, Any]]) -> list[str]:
             f"| {_repo_cell(entry)} | {_kind_text(entry)} | {entry['status']} | {stories} | "
             f"{_met(r['story_ratio'])} | {_fmt(entry.get('prepare_s'))} | "
             f"{_met(r['prepared_create_s'])} | "
-            f"{_met(r['second_create_s'])} | {_install_cell(entry)} | "
+            f"{_met(r['second_create_s'])} | {_fmt(entry.get('setup_create_s'))} | "
+            f"{_install_cell(entry)} | "
             f"{_fmt(entry.get('own_dev_first_story_s'))} | "
             f"{_met(r['dev_over_create'])} | {_met(r['prepare_over_cold_install'])} | "
             f"{_met(r['prepare_over_warm_install'])} |"

@@ -291,8 +291,12 @@ def _reap_vites(state_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def running_service(ctx: RunContext) -> Iterator[BenchService]:
-    """Start the service on the run's Ray; everything it started is gone after the block."""
+def running_service(ctx: RunContext, *, ready_sandboxes: int = 0) -> Iterator[BenchService]:
+    """Start the service on the run's Ray; everything it started is gone after the block.
+
+    ``ready_sandboxes`` 0 by default: the lifecycle scenarios time a create's own
+    setup (a held sandbox would answer them); the corpus measures with them.
+    """
     from ray import serve
 
     from actors.handles import start_manager
@@ -322,6 +326,7 @@ def running_service(ctx: RunContext) -> Iterator[BenchService]:
         address_rate_limit_burst=1_000_000,
         # The warm pool's off-switch is this setting (benchmarks/speedups.py).
         warm_workers=ctx.count(*WARM_WORKERS) if ctx.on("warm_pool") else 0,
+        ready_sandboxes=ready_sandboxes,
     )
     # The floors filled it; a node's state dir keeps it between service runs.
     install_cache_dir(ctx).mkdir(parents=True, exist_ok=True)
