@@ -19,7 +19,9 @@ full reload after the first load.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -268,3 +270,77 @@ def test_mixed_renders_css_modules_and_late_dependencies_without_reload(
     # vite.config.ts (which has no React plugin)
     assert (server.repo / "node_modules" / "vite" / "package.json").is_file()
     assert "VITE v8." in log
+
+
+# A CommonJS package as Babel publishes an ES module: ``__esModule`` and ``default``.
+_BABEL_PACKAGE = {
+    "package.json": '{"name": "babel-greeting", "version": "1.0.0", "main": "index.js"}\n',
+    "index.js": (
+        '"use strict";\n'
+        'Object.defineProperty(exports, "__esModule", { value: true });\n'
+        "exports.default = function greeting(name) { return 'Hello, ' + name; };\n"
+    ),
+}
+_GREETING = (
+    'import greeting from "babel-greeting";\n\n'
+    "export function Greeting({ name }: { name: string }) {\n"
+    '  return <p data-testid="greeting">{greeting(name)}</p>;\n'
+    "}\n"
+)
+_GREETING_STORIES = (
+    'import { Greeting } from "../components/Greeting/Greeting";\n\n'
+    'export default { title: "Data/Greeting", component: Greeting };\n'
+    'export const Ada = { args: { name: "Ada" } };\n'
+)
+
+
+def _with_babel_package(vite_version: str | None = None) -> Callable[[Path], None]:
+    """Adds the package (after the install: node_modules are hard links of the
+    session's cache, so files are added or replaced, never edited) and a
+    component importing its default; ``vite_version`` replaces the version of
+    the repository's own Vite."""
+
+    def prepare(repo: Path) -> None:
+        package = repo / "node_modules" / "babel-greeting"
+        package.mkdir()
+        for name, text in _BABEL_PACKAGE.items():
+            (package / name).write_text(text)
+        (repo / "src" / "components" / "Greeting").mkdir()
+        (repo / "src" / "components" / "Greeting" / "Greeting.tsx").write_text(_GREETING)
+        (repo / "src" / "stories" / "Greeting.stories.tsx").write_text(_GREETING_STORIES)
+        if vite_version is not None:
+            manifest = repo / "node_modules" / "vite" / "package.json"
+            data = json.loads(manifest.read_text())
+            manifest.unlink()  # a hard link of the cache: replaced, not written through
+            manifest.write_text(json.dumps({**data, "version": vite_version}))
+
+    return prepare
+
+
+@pytest.mark.browser
+def test_mixed_commonjs_default_import_is_what_the_repositorys_own_vite_gives(
+    serve: Serve, browser_page: Page
+) -> None:
+    # The repository builds with Vite 7, whose optimizer gives `exports.default`
+    # for a Babel-compiled package; the studio's Vite 8 would give
+    # `module.exports` (its package is "type": "module") and the call would throw.
+    server = serve("mixed", prepare=_with_babel_package())
+    page = browser_page
+    watch = open_studio(page, server)
+    select(page, "Greeting", "Ada")
+    expect(canvas(page).get_by_test_id("greeting")).to_have_text("Hello, Ada")
+    watch.assert_clean(page)
+
+
+@pytest.mark.browser
+def test_mixed_commonjs_default_import_follows_vite_8_in_a_vite_8_repository(
+    serve: Serve, browser_page: Page
+) -> None:
+    # The control: the same code in a repository built with Vite 8 gets Vite 8's
+    # rule, as its own Storybook would, and the studio shows the error it throws.
+    server = serve("mixed", prepare=_with_babel_package(vite_version="8.0.0"))
+    page = browser_page
+    open_studio(page, server)
+    page.locator("[data-testid=story-Greeting-Ada]").click()
+    error = canvas(page).locator("[data-testid=studio-error]")
+    expect(error).to_contain_text("is not a function", timeout=RENDER_TIMEOUT_MS)

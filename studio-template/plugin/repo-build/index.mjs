@@ -3,6 +3,7 @@
 // of its jsconfig/tsconfig, Tailwind 4's source, and for an app built with
 // webpack (Create React App, craco, a webpack Storybook) the Vite
 // equivalents of what that build gives its code (webpack-app.mjs).
+import { cjsInteropLegacy } from './cjs-interop.mjs';
 import { jsxInJsPlugin } from './js-jsx.mjs';
 import { readModulePaths, modulePathsPlugin } from './module-paths.mjs';
 import { svgComponentPlugin } from './svg-component.mjs';
@@ -31,6 +32,8 @@ export async function prepareRepoBuild(config, storybook = null) {
   const vite = await loadRepoViteConfig(repoRoot);
   const webpack = isWebpackApp(repoRoot, { hasViteConfig: vite !== null, storybookFramework: storybook?.framework ?? null });
   const layer = vite?.config ?? {};
+  // CommonJS default imports as the repository's own build gives them (cjs-interop.mjs)
+  layer.legacy = { ...cjsInteropLegacy(repoRoot), ...layer.legacy };
   const plugins = [tailwindSourcePlugin(repoRoot)];
   const modulePaths = readModulePaths(repoRoot);
   if (modulePaths) plugins.push(modulePathsPlugin(repoRoot, modulePaths));
