@@ -165,6 +165,12 @@ class RepositoryRecord(_Record):
         default_factory=RepositoryPreparation,
         description="Its preparation on the nodes: mirror, install, deps, story index.",
     )
+    ready_sandboxes: int = Field(
+        0,
+        ge=0,
+        description="Sandboxes set up ahead of need, waiting for a create to take one "
+        "(docs/performance.md, ready sandboxes).",
+    )
 
 
 class SandboxRecord(_Record):
@@ -246,9 +252,10 @@ def sandbox_from_row(row: sqlite3.Row) -> SandboxRecord:
 
 
 def repository_from_row(
-    row: sqlite3.Row, preparations: Sequence[NodePreparation] = ()
+    row: sqlite3.Row, preparations: Sequence[NodePreparation] = (), *, ready: int = 0
 ) -> RepositoryRecord:
-    """The record of a ``repositories`` row, with its ``preparations`` rows' summary."""
+    """The record of a ``repositories`` row, with its ``preparations`` rows' summary
+    and its count of ``ready`` sandboxes."""
     return RepositoryRecord(
         id=row["id"],
         name=row["name"],
@@ -258,6 +265,7 @@ def repository_from_row(
         config=json.loads(row["config"]),
         created_at=from_text(row["created_at"]),
         preparation=RepositoryPreparation.of(preparations),
+        ready_sandboxes=ready,
     )
 
 

@@ -50,6 +50,7 @@ from studio.errors import (
     StudioError,
 )
 from studio.limits import QUOTA_STATES, check_sandbox_quota
+from studio.naming import READY_OWNER
 from studio.state import SandboxState, check_transition, transition_path
 from studio.store.migrations import apply_migrations
 from studio.store.records import (
@@ -230,7 +231,7 @@ class Registry:
             ).fetchone()
             # Validating the stored row inside the transaction rolls back bad input.
             try:
-                record = repository_from_row(row, self._preparations(conn, row["id"]))
+                record = self._repository(conn, row)
             except ValidationError as exc:
                 raise InvalidRequest(
                     f"invalid repository {name!r}: {validation_message(exc)}"
@@ -241,18 +242,18 @@ class Registry:
     def get_repository(self, repository_id: int) -> RepositoryRecord:
         """The repository with that id; :class:`RepositoryNotFound` if none."""
         # SQLite integers are 64-bit: a larger id names no row (and would overflow).
-        row = None
+        record: RepositoryRecord | None = None
         if 1 <= repository_id <= SQLITE_MAX_INTEGER:
             with self._read() as conn:
                 row = conn.execute(
                     "SELECT * FROM repositories WHERE id = ?", (repository_id,)
                 ).fetchone()
-                preparations = self._preparations(conn, repository_id)
-        if row is None:
+                record = None if row is None else self._repository(conn, row)
+        if record is None:
             raise RepositoryNotFound(
                 f"no repository with id {repository_id}", repository_id=repository_id
             )
-        return repository_from_row(row, preparations)
+        return record
 
     def find_repository(self, name: str) -> RepositoryRecord | None:
         """The repository registered under ``name``, or None."""
@@ -260,15 +261,24 @@ class Registry:
             row = conn.execute("SELECT * FROM repositories WHERE name = ?", (name,)).fetchone()
             if row is None:
                 return None
-            return repository_from_row(row, self._preparations(conn, row["id"]))
+            return self._repository(conn, row)
 
     def list_repositories(self) -> list[RepositoryRecord]:
         """Every registered repository, in registration order."""
         with self._read() as conn:
             rows = conn.execute("SELECT * FROM repositories ORDER BY id").fetchall()
-            return [repository_from_row(row, self._preparations(conn, row["id"])) for row in rows]
+            return [self._repository(conn, row) for row in rows]
 
     # -- preparations -----------------------------------------------------
+
+    @classmethod
+    def _repository(cls, conn: sqlite3.Connection, row: sqlite3.Row) -> RepositoryRecord:
+        """The record of a ``repositories`` row: its preparations and ready sandboxes."""
+        ready = conn.execute(
+            "SELECT COUNT(*) FROM sandboxes WHERE repository_id = ? AND owner = ? AND state = ?",
+            (row["id"], READY_OWNER, SandboxState.RUNNING.value),
+        ).fetchone()[0]
+        return repository_from_row(row, cls._preparations(conn, row["id"]), ready=int(ready))
 
     @staticmethod
     def _preparations(conn: sqlite3.Connection, repository_id: int) -> list[NodePreparation]:

@@ -43,6 +43,8 @@ def test_a_create_takes_the_ready_sandbox_and_another_takes_its_place(
         assert get(studio.manager.list_sandboxes.remote(None)) == []
         health = get(studio.manager.health.remote())
         assert health["ready_sandboxes"] == {studio.repository_id: {"running": 1}}
+        # The repository's record says how many wait (GET /api/v1/repositories/{id}).
+        assert get(studio.manager.get_repository.remote(studio.repository_id)).ready_sandboxes == 1
 
         before = time.time()
         info = get(studio.manager.create_sandbox.remote("alice", studio.repository_id))

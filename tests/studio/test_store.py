@@ -783,6 +783,8 @@ def test_a_held_running_sandbox_is_claimed_once_and_counted_in_the_quota(
     with pytest.raises(QuotaExceeded):
         registry.claim_sandbox("sb_test000001", holder, "alice", owner_quota=1)
     assert registry.get_sandbox("sb_test000001").owner == holder
+    # The repository's record counts the running held one, not the starting one.
+    assert registry.get_repository(repo.id).ready_sandboxes == 1
     taken = registry.claim_sandbox("sb_test000001", holder, "alice", owner_quota=2)
     assert taken is not None and taken.owner == "alice"
     assert taken.last_activity > old and taken.created_at > old
@@ -791,6 +793,7 @@ def test_a_held_running_sandbox_is_claimed_once_and_counted_in_the_quota(
     assert registry.claim_sandbox("sb_test000003", holder, "bob") is None
     assert registry.claim_sandbox("sb_test000002", holder, "bob") is None
     assert registry.get_sandbox("sb_test000002").owner == holder
+    assert registry.get_repository(repo.id).ready_sandboxes == 0
 
 
 # -- preparations ------------------------------------------------------------
