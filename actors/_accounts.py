@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,12 @@ from actors._repositories import (
     check_remote_repository,
 )
 from studio.config import ComponentStudioConfig, StudioSettings
-from studio.errors import Conflict, InvalidConfig, InvalidRequest, NotFound
+from studio.errors import Conflict, InvalidConfig, InvalidRequest, NotFound, PermissionDenied
 from studio.layout import StateLayout
 from studio.models import UserInfo
 from studio.pr import GitHubProvider
 from studio.sandbox_overrides import check_overrides
-from studio.store import Registry, RepositoryRecord, UserRecord
+from studio.store import Registry, RepositoryAccess, RepositoryRecord, UserRecord
 from studio.store.records import validation_message
 from studio.viewer import viewer_token
 
@@ -56,7 +57,12 @@ PUSH_CHECK_TTL = 300.0
 
 def user_info(record: UserRecord) -> UserInfo:
     """The API's view of a user (no token hash)."""
-    return UserInfo(name=record.name, is_admin=record.is_admin, created_at=record.created_at)
+    return UserInfo(
+        name=record.name,
+        is_admin=record.is_admin,
+        created_at=record.created_at,
+        groups=record.groups,
+    )
 
 
 def provider_spec(settings: StudioSettings, github: str | None) -> dict[str, Any] | None:
@@ -152,11 +158,61 @@ class Accounts:
         record = self._registry.user_for_token(token)
         return None if record is None else user_info(record)
 
-    def create_user(self, name: str, is_admin: bool = False) -> tuple[UserInfo, str]:
+    def create_user(
+        self, name: str, is_admin: bool = False, groups: Sequence[str] = ()
+    ) -> tuple[UserInfo, str]:
         """A new user and their token (shown this once; only its hash is kept)."""
         token = USER_TOKEN_PREFIX + secrets.token_urlsafe(_TOKEN_BYTES)
-        record = self._registry.add_user(name, token, is_admin=is_admin)
+        record = self._registry.add_user(name, token, is_admin=is_admin, groups=groups)
         return user_info(record), token
+
+    def set_user_groups(self, name: str, groups: Sequence[str]) -> UserInfo:
+        """Replace a user's groups (what repository grants to groups see of them)."""
+        return user_info(self._registry.set_user_groups(name, groups))
+
+    # -- repository access (docs/security.md, repository access) ------------
+
+    def _groups_of(self, name: str) -> list[str]:
+        user = self._registry.get_user(name)
+        return [] if user is None else user.groups
+
+    def repositories_for(self, name: str, is_admin: bool) -> list[RepositoryRecord]:
+        """The repositories ``name`` may use: all for an admin."""
+        records = self._registry.list_repositories()
+        if is_admin:
+            return records
+        groups = self._groups_of(name)
+        return [r for r in records if r.access is None or r.access.allows(name, groups)]
+
+    def check_repository_access(
+        self, repository_id: int, name: str, is_admin: bool
+    ) -> RepositoryRecord:
+        """The repository, when ``name`` may use it; :class:`PermissionDenied` naming the
+        grant to ask for otherwise (:class:`RepositoryNotFound` when there is none)."""
+        record = self._registry.get_repository(repository_id)
+        if is_admin or record.access is None:
+            return record
+        if not record.access.allows(name, self._groups_of(name)):
+            raise PermissionDenied(
+                f"user {name!r} has no access to repository {repository_id} "
+                f"({record.name!r}): an admin grants it to the user or one of their groups "
+                f"(PUT /api/v1/repositories/{repository_id}/access)",
+                repository_id=repository_id,
+            )
+        return record
+
+    def set_repository_access(
+        self, repository_id: int, access: dict[str, Any] | None
+    ) -> RepositoryRecord:
+        """Restrict a repository to ``access`` ({"users": [...], "groups": [...]}), or open
+        it to every user (None)."""
+        if access is None:
+            return self._registry.set_repository_access(repository_id, None)
+        try:
+            checked = RepositoryAccess.model_validate(access)
+        except ValidationError as exc:
+            raise InvalidRequest(f"invalid access: {validation_message(exc)}") from exc
+        return self._registry.set_repository_access(repository_id, checked)
 
     def list_users(self) -> list[UserInfo]:
         """Every user, by name."""

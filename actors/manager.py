@@ -386,6 +386,7 @@ class StudioManager:
         it) is held to :mod:`studio.limits`: the overrides it may give and
         ``max_sandboxes_per_user``.
         """
+        self.accounts.check_repository_access(repository_id, owner, is_admin)
         config = self.accounts.config_for(repository_id, overrides)
         if not is_admin:
             check_user_overrides(self.accounts.config_for(repository_id, None), config, overrides)

@@ -118,9 +118,15 @@ class ManagerActor:
         """The GitHub token for one push or pull request of a live sandbox (its actor asks)."""
         return self._manager.push_credential(sandbox_id)
 
-    async def create_user(self, name: str, is_admin: bool = False) -> tuple[UserInfo, str]:
+    async def create_user(
+        self, name: str, is_admin: bool = False, groups: list[str] | None = None
+    ) -> tuple[UserInfo, str]:
         """A new user and their token (returned once)."""
-        return self._manager.accounts.create_user(name, is_admin)
+        return self._manager.accounts.create_user(name, is_admin, groups or ())
+
+    async def set_user_groups(self, name: str, groups: list[str]) -> UserInfo:
+        """Replace a user's groups."""
+        return self._manager.accounts.set_user_groups(name, groups)
 
     @_RETRIED
     async def list_users(self) -> list[UserInfo]:
@@ -154,14 +160,30 @@ class ManagerActor:
         )
 
     @_RETRIED
-    async def list_repositories(self) -> list[RepositoryRecord]:
-        """Every registered repository, with its preparation."""
-        return self._manager.accounts.list_repositories()
+    async def list_repositories(
+        self, user: str | None = None, is_admin: bool = True
+    ) -> list[RepositoryRecord]:
+        """The registered repositories ``user`` may use (all without one), with their
+        preparation."""
+        if user is None:
+            return self._manager.accounts.list_repositories()
+        return self._manager.accounts.repositories_for(user, is_admin)
 
     @_RETRIED
-    async def get_repository(self, repository_id: int) -> RepositoryRecord:
-        """One registered repository, with its preparation."""
-        return self._manager.registry.get_repository(repository_id)
+    async def get_repository(
+        self, repository_id: int, user: str | None = None, is_admin: bool = True
+    ) -> RepositoryRecord:
+        """One registered repository, with its preparation; PermissionDenied when
+        ``user`` may not use it."""
+        if user is None:
+            return self._manager.registry.get_repository(repository_id)
+        return self._manager.accounts.check_repository_access(repository_id, user, is_admin)
+
+    async def set_repository_access(
+        self, repository_id: int, access: dict[str, Any] | None
+    ) -> RepositoryRecord:
+        """Restrict a repository to some users and groups, or open it (None)."""
+        return self._manager.accounts.set_repository_access(repository_id, access)
 
     async def prepare_repository(self, repository_id: int) -> RepositoryRecord:
         """Prepare a repository again where it failed (or is ready); see the manager."""

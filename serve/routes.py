@@ -26,8 +26,11 @@ from serve.schemas import (
     LogsResponse,
     ReadinessResponse,
     RegisterRepositoryRequest,
+    RepositoryAccessRequest,
+    RepositoryView,
     RollbackRequest,
     SandboxStatus,
+    UserGroupsRequest,
 )
 from serve.websocket import close, stream_sandbox
 from studio.commands import ExecuteCommand, ExecuteResult, WriteFile, WriteFiles
@@ -438,11 +441,14 @@ async def register_repository(
     return record
 
 
-@router.get(f"{PREFIX}/repositories", response_model=list[RepositoryRecord], tags=["repositories"])
-async def list_repositories(_user: User, replica: ReplicaDep) -> list[RepositoryRecord]:
-    """Every registered repository (sandboxes are created on their ids), with its preparation."""
-    records: list[RepositoryRecord] = await replica.backend.manager("list_repositories")
-    return records
+@router.get(f"{PREFIX}/repositories", response_model=list[RepositoryView], tags=["repositories"])
+async def list_repositories(user: User, replica: ReplicaDep) -> list[RepositoryView]:
+    """The registered repositories the caller may use (sandboxes are created on their ids),
+    with their preparation; ``source`` and ``access`` are shown to admins only."""
+    records: list[RepositoryRecord] = await replica.backend.manager(
+        "list_repositories", user.name, user.is_admin
+    )
+    return [RepositoryView.of(record, is_admin=user.is_admin) for record in records]
 
 
 RepositoryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The repository's id.")]
@@ -450,16 +456,50 @@ RepositoryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The reposito
 
 @router.get(
     f"{PREFIX}/repositories/{{repository_id}}",
-    response_model=RepositoryRecord,
+    response_model=RepositoryView,
     tags=["repositories"],
 )
 async def get_repository(
-    repository_id: RepositoryId, _user: User, replica: ReplicaDep
-) -> RepositoryRecord:
+    repository_id: RepositoryId, user: User, replica: ReplicaDep
+) -> RepositoryView:
     """One registered repository and its preparation (``preparing | ready | failed``, the
-    step, per node, and on failure the failing tool's output)."""
-    record: RepositoryRecord = await replica.backend.manager("get_repository", repository_id)
-    return record
+    step, per node, and on failure the failing tool's output); 403 when the caller has
+    no access to it."""
+    record: RepositoryRecord = await replica.backend.manager(
+        "get_repository", repository_id, user.name, user.is_admin
+    )
+    return RepositoryView.of(record, is_admin=user.is_admin)
+
+
+@router.put(
+    f"{PREFIX}/repositories/{{repository_id}}/access",
+    response_model=RepositoryView,
+    tags=["repositories"],
+)
+async def set_repository_access(
+    repository_id: RepositoryId, body: RepositoryAccessRequest, _admin: Admin, replica: ReplicaDep
+) -> RepositoryView:
+    """Restrict the repository to these users and groups (and the admins); replaces its
+    grants. Sandboxes already made on it stay their owners'."""
+    record: RepositoryRecord = await replica.backend.manager(
+        "set_repository_access", repository_id, body.model_dump()
+    )
+    return RepositoryView.of(record, is_admin=True)
+
+
+@router.delete(
+    f"{PREFIX}/repositories/{{repository_id}}/access",
+    response_model=RepositoryView,
+    tags=["repositories"],
+)
+async def open_repository_access(
+    repository_id: RepositoryId, _admin: Admin, replica: ReplicaDep
+) -> RepositoryView:
+    """Open the repository to every user again (its grants are dropped)."""
+    record: RepositoryRecord = await replica.backend.manager(
+        "set_repository_access", repository_id, None
+    )
+    return RepositoryView.of(record, is_admin=True)
 
 
 @router.post(
@@ -482,10 +522,26 @@ async def prepare_repository(
 @router.post(f"{PREFIX}/users", status_code=201, response_model=CreatedUser, tags=["users"])
 async def create_user(body: CreateUserRequest, _admin: Admin, replica: ReplicaDep) -> CreatedUser:
     """Create a user; its token is in this answer and nowhere else."""
-    user, token = await replica.backend.manager("create_user", body.name, body.is_admin)
-    return CreatedUser(
-        name=user.name, is_admin=user.is_admin, created_at=user.created_at, token=token
+    user, token = await replica.backend.manager(
+        "create_user", body.name, body.is_admin, body.groups
     )
+    return CreatedUser(
+        name=user.name,
+        is_admin=user.is_admin,
+        created_at=user.created_at,
+        groups=user.groups,
+        token=token,
+    )
+
+
+@router.put(f"{PREFIX}/users/{{name}}/groups", response_model=UserInfo, tags=["users"])
+async def set_user_groups(
+    name: str, body: UserGroupsRequest, _admin: Admin, replica: ReplicaDep
+) -> UserInfo:
+    """Replace a user's groups; repository grants to groups follow at once."""
+    user: UserInfo = await replica.backend.manager("set_user_groups", name, body.groups)
+    replica.auth.forget_user(name)
+    return user
 
 
 @router.get(f"{PREFIX}/users", response_model=list[UserInfo], tags=["users"])

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from studio.models import CommitInfo, SandboxInfo
 from studio.state import SandboxState
+from studio.store import RepositoryRecord
 
 __all__ = [
     "CommitEntry",
@@ -201,6 +202,41 @@ class CreateUserRequest(_Request):
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     is_admin: bool = False
+    groups: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Groups a repository's access may grant (letters, digits, . _ -).",
+    )
+
+
+class UserGroupsRequest(_Request):
+    """A user's groups, replaced whole."""
+
+    groups: list[str] = Field(max_length=100)
+
+
+class RepositoryAccessRequest(_Request):
+    """Who may use a repository besides the admins: these users and the users of these
+    groups. Replaces the grants whole; DELETE on the same path opens it to every user."""
+
+    users: list[str] = Field(default_factory=list, max_length=1000)
+    groups: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class RepositoryView(RepositoryRecord):
+    """A repository as the API shows it: ``source`` (a server path or clone URL) and
+    ``access`` only to admins."""
+
+    source: str | None = Field(  # type: ignore[assignment]
+        None, description="Local path or clone URL; shown to admins only."
+    )
+
+    @classmethod
+    def of(cls, record: RepositoryRecord, *, is_admin: bool) -> RepositoryView:
+        shown = record.model_dump()
+        if not is_admin:
+            shown.update(source=None, access=None)
+        return cls.model_validate(shown)
 
 
 class CreatedUser(BaseModel):
@@ -209,6 +245,7 @@ class CreatedUser(BaseModel):
     name: str
     is_admin: bool
     created_at: datetime | None
+    groups: list[str] = Field(default_factory=list)
     token: str
 
 

@@ -109,3 +109,6 @@ class UserInfo(_Model):
     name: str
     is_admin: bool = False
     created_at: datetime | None = None
+    groups: list[str] = Field(
+        default_factory=list, description="Groups a repository's access may grant."
+    )

@@ -10,6 +10,7 @@ older version of the service upgrades in place when the new one opens it.
 - v1: repositories and sandboxes.
 - v2: sandbox node, restart count and event seq; commits; users and tokens.
 - v3: each repository's preparation on each node (state, step, times, error, output).
+- v4: repository access (restricted flag, grants to users and groups); user groups.
 """
 
 from __future__ import annotations
@@ -124,6 +125,24 @@ MIGRATIONS: tuple[Migration, ...] = (
                 PRIMARY KEY (repository_id, node_id)
             )
             """,
+        ),
+    ),
+    Migration(
+        4,
+        "repository access grants; user groups",
+        (
+            # 0: every user may use the repository (as before grants existed); 1: only
+            # admins and the users and groups of its grants.
+            "ALTER TABLE repositories ADD COLUMN restricted INTEGER NOT NULL DEFAULT 0",
+            """
+            CREATE TABLE repository_grants (
+                repository_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+                kind TEXT NOT NULL CHECK (kind IN ('user', 'group')),
+                name TEXT NOT NULL,
+                PRIMARY KEY (repository_id, kind, name)
+            )
+            """,
+            "ALTER TABLE users ADD COLUMN groups TEXT NOT NULL DEFAULT '[]'",
         ),
     ),
 )

@@ -28,6 +28,7 @@ __all__ = [
     "SANDBOX_UPDATABLE_FIELDS",
     "CommitRecord",
     "NodePreparation",
+    "RepositoryAccess",
     "RepositoryPreparation",
     "RepositoryRecord",
     "SandboxRecord",
@@ -49,6 +50,7 @@ __all__ = [
 GITHUB_REPO_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]*)/[A-Za-z0-9._-]+$"
 COMMIT_HASH_PATTERN = r"^[0-9a-f]{4,64}$"
 USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+GROUP_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
 def utcnow() -> datetime:
@@ -147,6 +149,21 @@ class RepositoryPreparation(_Record):
         )
 
 
+class RepositoryAccess(_Record):
+    """Who may use a repository besides the admins (docs/security.md, repository access)."""
+
+    users: list[Annotated[str, Field(pattern=USER_NAME_PATTERN)]] = Field(
+        default_factory=list, max_length=1000, description="Names of users granted it."
+    )
+    groups: list[Annotated[str, Field(pattern=GROUP_NAME_PATTERN)]] = Field(
+        default_factory=list, max_length=1000, description="Groups whose users are granted it."
+    )
+
+    def allows(self, user: str, groups: Sequence[str]) -> bool:
+        """Whether ``user`` (a member of ``groups``) is granted it."""
+        return user in self.users or any(group in self.groups for group in groups)
+
+
 class RepositoryRecord(_Record):
     """A registered repository sandboxes can be created on."""
 
@@ -170,6 +187,10 @@ class RepositoryRecord(_Record):
         ge=0,
         description="Sandboxes set up ahead of need, waiting for a create to take one "
         "(docs/performance.md, ready sandboxes).",
+    )
+    access: RepositoryAccess | None = Field(
+        None,
+        description="Who may use it besides the admins; null: every user. Shown to admins.",
     )
 
 
@@ -214,6 +235,9 @@ class UserRecord(_Record):
     is_admin: bool = False
     token_hash: str = Field(pattern=r"^[0-9a-f]{64}$", repr=False)
     created_at: UtcDatetime
+    groups: list[Annotated[str, Field(pattern=GROUP_NAME_PATTERN)]] = Field(
+        default_factory=list, max_length=100, description="Groups repository grants may name."
+    )
 
 
 SANDBOX_FIELDS = tuple(SandboxRecord.model_fields)
@@ -252,7 +276,11 @@ def sandbox_from_row(row: sqlite3.Row) -> SandboxRecord:
 
 
 def repository_from_row(
-    row: sqlite3.Row, preparations: Sequence[NodePreparation] = (), *, ready: int = 0
+    row: sqlite3.Row,
+    preparations: Sequence[NodePreparation] = (),
+    *,
+    ready: int = 0,
+    access: RepositoryAccess | None = None,
 ) -> RepositoryRecord:
     """The record of a ``repositories`` row, with its ``preparations`` rows' summary
     and its count of ``ready`` sandboxes."""
@@ -266,6 +294,7 @@ def repository_from_row(
         created_at=from_text(row["created_at"]),
         preparation=RepositoryPreparation.of(preparations),
         ready_sandboxes=ready,
+        access=access,
     )
 
 
@@ -302,6 +331,7 @@ def user_from_row(row: sqlite3.Row) -> UserRecord:
         is_admin=bool(row["is_admin"]),
         token_hash=row["token_hash"],
         created_at=from_text(row["created_at"]),
+        groups=json.loads(row["groups"]),
     )
 
 

@@ -59,6 +59,7 @@ from studio.store.records import (
     SANDBOX_UPDATABLE_FIELDS,
     CommitRecord,
     NodePreparation,
+    RepositoryAccess,
     RepositoryRecord,
     SandboxRecord,
     UserRecord,
@@ -278,7 +279,44 @@ class Registry:
             "SELECT COUNT(*) FROM sandboxes WHERE repository_id = ? AND owner = ? AND state = ?",
             (row["id"], READY_OWNER, SandboxState.RUNNING.value),
         ).fetchone()[0]
-        return repository_from_row(row, cls._preparations(conn, row["id"]), ready=int(ready))
+        access = None
+        if row["restricted"]:
+            grants = conn.execute(
+                "SELECT kind, name FROM repository_grants WHERE repository_id = ? "
+                "ORDER BY kind, name",
+                (row["id"],),
+            ).fetchall()
+            access = RepositoryAccess(
+                users=[g["name"] for g in grants if g["kind"] == "user"],
+                groups=[g["name"] for g in grants if g["kind"] == "group"],
+            )
+        return repository_from_row(
+            row, cls._preparations(conn, row["id"]), ready=int(ready), access=access
+        )
+
+    def set_repository_access(
+        self, repository_id: int, access: RepositoryAccess | None
+    ) -> RepositoryRecord:
+        """Restrict a repository to ``access`` (besides the admins), or open it to every
+        user (None); the grants are replaced whole. Returns the new record."""
+        self.get_repository(repository_id)  # RepositoryNotFound before anything is written
+        with self._write() as conn:
+            conn.execute("DELETE FROM repository_grants WHERE repository_id = ?", (repository_id,))
+            conn.execute(
+                "UPDATE repositories SET restricted = ? WHERE id = ?",
+                (int(access is not None), repository_id),
+            )
+            if access is not None:
+                conn.executemany(
+                    "INSERT INTO repository_grants (repository_id, kind, name) VALUES (?, ?, ?)",
+                    [(repository_id, "user", name) for name in sorted(set(access.users))]
+                    + [(repository_id, "group", name) for name in sorted(set(access.groups))],
+                )
+        logger.info(
+            "repository access set",
+            extra={"repository_id": repository_id, "restricted": access is not None},
+        )
+        return self.get_repository(repository_id)
 
     @staticmethod
     def _preparations(conn: sqlite3.Connection, repository_id: int) -> list[NodePreparation]:
@@ -600,7 +638,9 @@ class Registry:
 
     # -- users ------------------------------------------------------------
 
-    def add_user(self, name: str, token: str, *, is_admin: bool = False) -> UserRecord:
+    def add_user(
+        self, name: str, token: str, *, is_admin: bool = False, groups: Sequence[str] = ()
+    ) -> UserRecord:
         """Add a user whose bearer token is ``token``; only its SHA-256 is stored.
 
         A taken name, or a token another user already has, is a :class:`Conflict`.
@@ -609,7 +649,11 @@ class Registry:
             raise InvalidRequest(f"user {name!r} needs a non-empty token")
         try:
             record = UserRecord(
-                name=name, is_admin=is_admin, token_hash=hash_token(token), created_at=utcnow()
+                name=name,
+                is_admin=is_admin,
+                token_hash=hash_token(token),
+                created_at=utcnow(),
+                groups=sorted(set(groups)),
             )
         except ValidationError as exc:
             raise InvalidRequest(f"invalid user {name!r}: {validation_message(exc)}") from exc
@@ -619,8 +663,15 @@ class Registry:
             if self._exists(conn, "SELECT 1 FROM users WHERE token_hash = ?", record.token_hash):
                 raise Conflict(f"user {name!r}: that token already belongs to another user")
             conn.execute(
-                "INSERT INTO users (name, is_admin, token_hash, created_at) VALUES (?, ?, ?, ?)",
-                (record.name, int(record.is_admin), record.token_hash, to_text(record.created_at)),
+                "INSERT INTO users (name, is_admin, token_hash, created_at, groups) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    record.name,
+                    int(record.is_admin),
+                    record.token_hash,
+                    to_text(record.created_at),
+                    json.dumps(record.groups),
+                ),
             )
         logger.info("user added", extra={"user": name, "is_admin": is_admin})
         return record
@@ -642,6 +693,35 @@ class Registry:
                 "SELECT * FROM users WHERE token_hash = ?", (hash_token(token),)
             ).fetchone()
         return None if row is None else user_from_row(row)
+
+    def get_user(self, name: str) -> UserRecord | None:
+        """The user named ``name``, or None."""
+        with self._read() as conn:
+            row = conn.execute("SELECT * FROM users WHERE name = ?", (name,)).fetchone()
+        return None if row is None else user_from_row(row)
+
+    def set_user_groups(self, name: str, groups: Sequence[str]) -> UserRecord:
+        """Replace the groups of a user; :class:`NotFound` if there is none."""
+        try:
+            checked = UserRecord.model_validate(
+                {
+                    "name": name,
+                    "token_hash": "0" * 64,
+                    "created_at": utcnow(),
+                    "groups": sorted(set(groups)),
+                }
+            ).groups
+        except ValidationError as exc:
+            raise InvalidRequest(f"invalid groups: {validation_message(exc)}") from exc
+        with self._write() as conn:
+            changed = conn.execute(
+                "UPDATE users SET groups = ? WHERE name = ?", (json.dumps(checked), name)
+            ).rowcount
+            if changed == 0:
+                raise NotFound(f"no user named {name!r}", name=name)
+        user = self.get_user(name)
+        assert user is not None
+        return user
 
     def list_users(self) -> list[UserRecord]:
         """Every user, by name."""
