@@ -82,7 +82,7 @@ from studio.state import (
     SandboxState,
     require_state,
 )
-from studio.vite import renderer_url
+from studio.vite import PAGE_EVENTS_PATH, renderer_base, renderer_url
 
 if TYPE_CHECKING:
     # studio.pr loads PyGithub (a large import): only a push to GitHub or a finalize needs it.
@@ -149,6 +149,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
         on_event: Callable[[dict[str, Any]], None] | None = None,
         base_commit: str | None = None,
         viewer_token: str = "",
+        node_address: str | None = None,
         vite_standby: ViteStandby | None = None,
         recorder: Recorder = NO_RECORDER,
         push_provider: Callable[[], PullRequestProvider | None] | None = None,
@@ -163,8 +164,11 @@ class ComponentStudioSandbox(SandboxLifecycle):
         self.branch = branch_name(sandbox_id)
         self.last_activity = time.time()
         self.base_commit = base_commit
-        # Lets the studio page's own WebSocket in (studio.viewer); not a user token.
+        # The secret the API's renderer proxy shows this sandbox's Vite (studio.viewer);
+        # written into .studio/ only, never into anything Vite serves.
         self._viewer_token = viewer_token
+        # This node's address, for the proxy on another node when Vite binds a wildcard.
+        self._node_address = node_address
         self.pr_url: str | None = None
         self.pr_number: int | None = None
         self._mirror: Mirror | None = None
@@ -202,6 +206,8 @@ class ComponentStudioSandbox(SandboxLifecycle):
             port_base=config.vite_port,
             port_count=settings.vite_port_count,
             ws_url=self.websocket_url(),
+            base=renderer_base(self.sandbox_id),
+            proxy_secret=self._viewer_token or None,
             component_glob=config.component_glob,
             wrapper=config.wrapper_component,
             vite_deps_seed=settings.vite_deps_seed,
@@ -244,18 +250,29 @@ class ComponentStudioSandbox(SandboxLifecycle):
 
     @property
     def renderer_url(self) -> str | None:
-        """``http://<public host>:<port>/`` while the sandbox is live."""
+        """Vite's own ``http://<host>:<port>/r/<id>/`` while the sandbox is live.
+
+        Where the API's renderer proxy sends requests (serve.renderer_proxy); users
+        get the proxy's URL instead. The host is the one Vite listens on, the node's
+        address when that is a wildcard.
+        """
         port = self.port
         if port is None or self.state not in ACTIVE_STATES:
             return None
-        return renderer_url(self.settings.public_host or self.settings.host, port)
+        return renderer_url(self._vite_host(), port, renderer_base(self.sandbox_id))
 
-    def websocket_url(self, api_port: int | None = None) -> str:
-        """The studio page's event WebSocket, through the API's port."""
-        host = self.settings.public_host or self.settings.host
-        port = api_port or self.config.websocket_port
-        url = f"ws://{host}:{port}/api/v1/sandboxes/{self.sandbox_id}/ws"
-        return f"{url}?token={self._viewer_token}" if self._viewer_token else url
+    def _vite_host(self) -> str:
+        host = self.settings.host
+        if host in ("0.0.0.0", "::", ""):
+            return self._node_address or "127.0.0.1"
+        return host
+
+    def websocket_url(self) -> str:
+        """The studio page's event WebSocket: a path beside the page, on the renderer proxy.
+
+        The page's cookie (the proxy's) lets it in; no token is written anywhere.
+        """
+        return f"{renderer_base(self.sandbox_id)}{PAGE_EVENTS_PATH}"
 
     def touch(self) -> None:
         """Record activity now (API calls, WebSocket messages)."""

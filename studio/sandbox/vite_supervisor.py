@@ -89,6 +89,10 @@ class ViteOptions:
     # whether dependencies' install scripts may run (the repository's settings).
     package_dir: str = ""
     install_scripts: bool = False
+    # Vite's base (the API's renderer proxy serves the sandbox under it) and the
+    # secret every request to this Vite must carry (None: no such check).
+    base: str = "/"
+    proxy_secret: str | None = None
 
     @property
     def app_root(self) -> Path:
@@ -187,6 +191,8 @@ class ViteSupervisor:
                 host=options.host,
                 ws_url=options.ws_url,
                 sandbox_id=options.sandbox_id,
+                base=options.base,
+                proxy_secret=options.proxy_secret,
                 component_glob=options.component_glob,
                 wrapper=options.wrapper,
                 share_deps=options.vite_deps_seed,
