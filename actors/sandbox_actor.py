@@ -291,6 +291,8 @@ class SandboxActor:
             "last_seq": self._sandbox.events.last_seq,
             "reconstructed": self._reconstructed,
             "recovering": recovering,
+            # Where the API's renderer proxy reaches this sandbox's Vite (None: not running).
+            "renderer": self._sandbox.renderer_url,
         }
 
     @ray.method(max_task_retries=0)
