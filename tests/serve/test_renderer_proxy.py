@@ -16,9 +16,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+import ray
 import websockets
 from playwright.sync_api import Page, expect
 
+from actors.handles import get_manager
 from serve.renderer_auth import COOKIE_NAME, CredentialKind, issue_credential
 from studio.layout import StateLayout
 from studio.viewer import viewer_token
@@ -93,11 +95,7 @@ def test_an_expired_ticket_is_refused(api: Api, renderer: Renderer) -> None:
 
 
 def api_secret(api: Api) -> str:
-    """The service's secret, as the manager keeps it (the state dir's file)."""
-    from actors.handles import get_manager
-
-    import ray
-
+    """The service's secret, as the manager keeps it (what tickets are signed with)."""
     return str(ray.get(get_manager().viewer_secret.remote()))
 
 
