@@ -74,6 +74,20 @@ class Api:
         return dict(reply.json())
 
 
+def open_renderer(renderer_url: str) -> httpx.Client:
+    """A client of the sandbox's renderer as a browser gets it: the ticket in
+    ``renderer_url`` exchanged for the proxy's cookie, paths relative to the renderer."""
+    client = httpx.Client(follow_redirects=True, timeout=60)
+    try:
+        page = client.get(renderer_url)
+        assert page.status_code == 200, page.text
+    except BaseException:
+        client.close()
+        raise
+    client.base_url = httpx.URL(renderer_url).copy_with(query=None)
+    return client
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
