@@ -292,7 +292,7 @@ class SandboxActor:
             "reconstructed": self._reconstructed,
             "recovering": recovering,
             # Where the API's renderer proxy reaches this sandbox's Vite (None: not running).
-            "renderer": self._sandbox.renderer_url,
+            "renderer": self._sandbox.vite_url,
         }
 
     @ray.method(max_task_retries=0)

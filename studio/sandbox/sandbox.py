@@ -206,7 +206,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
             port_base=config.vite_port,
             port_count=settings.vite_port_count,
             ws_url=self.websocket_url(),
-            base=renderer_base(self.sandbox_id),
+            base=self.renderer_base,
             proxy_secret=self._viewer_token or None,
             component_glob=config.component_glob,
             wrapper=config.wrapper_component,
@@ -249,30 +249,51 @@ class ComponentStudioSandbox(SandboxLifecycle):
         return self.vite.port
 
     @property
-    def renderer_url(self) -> str | None:
-        """Vite's own ``http://<host>:<port>/r/<id>/`` while the sandbox is live.
+    def proxied(self) -> bool:
+        """Whether the renderer is served through the API's proxy (the manager's sandboxes):
+        Vite then runs under ``/r/<id>/`` and answers the proxy's secret only."""
+        return bool(self._viewer_token)
 
-        Where the API's renderer proxy sends requests (serve.renderer_proxy); users
-        get the proxy's URL instead. The host is the one Vite listens on, the node's
-        address when that is a wildcard.
+    @property
+    def renderer_base(self) -> str:
+        """Vite's base: ``/r/<id>/`` behind the API's proxy, ``/`` otherwise."""
+        return renderer_base(self.sandbox_id) if self.proxied else "/"
+
+    @property
+    def renderer_url(self) -> str | None:
+        """``http://<public host>:<port><base>`` while the sandbox is live."""
+        port = self.port
+        if port is None or self.state not in ACTIVE_STATES:
+            return None
+        return renderer_url(
+            self.settings.public_host or self.settings.host, port, self.renderer_base
+        )
+
+    @property
+    def vite_url(self) -> str | None:
+        """Where the API's renderer proxy reaches this Vite, ``http://<address>:<port><base>``.
+
+        The address Vite listens on; this node's own when that is a wildcard.
         """
         port = self.port
         if port is None or self.state not in ACTIVE_STATES:
             return None
-        return renderer_url(self._vite_host(), port, renderer_base(self.sandbox_id))
-
-    def _vite_host(self) -> str:
         host = self.settings.host
         if host in ("0.0.0.0", "::", ""):
-            return self._node_address or "127.0.0.1"
-        return host
+            host = self._node_address or "127.0.0.1"
+        return renderer_url(host, port, self.renderer_base)
 
-    def websocket_url(self) -> str:
-        """The studio page's event WebSocket: a path beside the page, on the renderer proxy.
+    def websocket_url(self, api_port: int | None = None) -> str:
+        """The studio page's event WebSocket.
 
-        The page's cookie (the proxy's) lets it in; no token is written anywhere.
+        Behind the renderer proxy, a path beside the page (the page's cookie lets it
+        in; no token is written anywhere); otherwise the API's, through its port.
         """
-        return f"{renderer_base(self.sandbox_id)}{PAGE_EVENTS_PATH}"
+        if self.proxied:
+            return f"{renderer_base(self.sandbox_id)}{PAGE_EVENTS_PATH}"
+        host = self.settings.public_host or self.settings.host
+        port = api_port or self.config.websocket_port
+        return f"ws://{host}:{port}/api/v1/sandboxes/{self.sandbox_id}/ws"
 
     def touch(self) -> None:
         """Record activity now (API calls, WebSocket messages)."""
@@ -570,7 +591,12 @@ class ComponentStudioSandbox(SandboxLifecycle):
         port = self.port
         if port is None:
             raise ServiceUnavailable("Vite has no port yet; retry shortly")
-        return fetch_components(self.settings.host, port)
+        return fetch_components(
+            self.settings.host,
+            port,
+            base=self.renderer_base,
+            proxy_secret=self._viewer_token or None,
+        )
 
     def logs(self, lines: int = 200) -> list[str]:
         """Vite's last ``lines`` lines of output, newest last."""

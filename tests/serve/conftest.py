@@ -74,18 +74,15 @@ class Api:
         return dict(reply.json())
 
 
-def open_renderer(renderer_url: str) -> httpx.Client:
+@contextlib.contextmanager
+def open_renderer(renderer_url: str) -> Iterator[httpx.Client]:
     """A client of the sandbox's renderer as a browser gets it: the ticket in
     ``renderer_url`` exchanged for the proxy's cookie, paths relative to the renderer."""
-    client = httpx.Client(follow_redirects=True, timeout=60)
-    try:
+    with httpx.Client(follow_redirects=True, timeout=60) as client:
         page = client.get(renderer_url)
         assert page.status_code == 200, page.text
-    except BaseException:
-        client.close()
-        raise
-    client.base_url = httpx.URL(renderer_url).copy_with(query=None)
-    return client
+        client.base_url = httpx.URL(renderer_url).copy_with(query=None)
+        yield client
 
 
 def free_port() -> int:

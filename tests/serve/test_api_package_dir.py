@@ -10,11 +10,11 @@ not a directory of the base branch, or leaves the repository, is refused with
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.serve.conftest import Api, open_renderer
@@ -88,11 +88,11 @@ def test_a_sandbox_renders_the_packages_stories(api: Api) -> None:
     assert reply.status_code == 201, reply.text
     created = reply.json()
     sandbox_id = created["sandbox_id"]
-    renderer: httpx.Client | None = None
+    opened = contextlib.ExitStack()
     try:
         assert created["status"] == "running"
         # The renderer is Vite in the package: its catalog is the package's, paths relative to it.
-        renderer = open_renderer(created["renderer_url"])
+        renderer = opened.enter_context(open_renderer(created["renderer_url"]))
         catalog = renderer.get("__studio/components.json")
         assert catalog.status_code == 200, catalog.text
         components = {c["id"]: c for c in catalog.json()["components"]}
@@ -121,7 +121,6 @@ def test_a_sandbox_renders_the_packages_stories(api: Api) -> None:
         assert tokens.status_code == 200, tokens.text[:500]
         assert "toneClass" in tokens.text and "/packages/tokens/src/Swatch.tsx" in tokens.text
     finally:
-        if renderer is not None:
-            renderer.close()
+        opened.close()
         reply = api.http.delete(f"/api/v1/sandboxes/{sandbox_id}", headers=headers, timeout=120)
         assert reply.status_code == 200, reply.text
