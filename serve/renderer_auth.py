@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 # Seconds a ticket from the API may wait before it is exchanged.
-TICKET_TTL = 120
+TICKET_TTL = 300
 # Seconds a renderer cookie lasts; then the owner asks the API for a new renderer_url.
 COOKIE_TTL = 8 * 3600
 TICKET_PARAM = "ticket"
