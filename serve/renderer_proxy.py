@@ -289,8 +289,11 @@ async def _relay_to_vite(
     except (OSError, InvalidHandshake, TimeoutError) as exc:
         replica.forget_renderer_target(sandbox_id)
         status = exc.response.status_code if isinstance(exc, InvalidStatus) else 502
-        await websocket.accept()
-        await close(websocket, 4000 + status, f"the renderer refused or is down: {exc}")
+        logger.info("renderer WebSocket of %s not opened: %s", sandbox_id, exc)
+        # Refused before the accept, as Vite itself refuses when it is down: the HMR
+        # client polls Vite with WebSockets while it restarts and reloads the page on
+        # the first that opens, so one must not open here.
+        await websocket.close(code=1011 if status >= 500 else 1008)
         return
     async with upstream:
         await websocket.accept(subprotocol=upstream.subprotocol)
@@ -329,5 +332,8 @@ async def _pump(websocket: WebSocket, upstream: ClientConnection) -> None:
             ):
                 await task
         code = upstream.close_code or 1000
-        await close(websocket, code if code != 1005 else 1000, upstream.close_reason or "")
+        # 1005, 1006 and 1015 only report a close without a frame: not codes to send.
+        if code in (1005, 1006, 1015):
+            code = 1011 if code == 1006 else 1000
+        await close(websocket, code, upstream.close_reason or "")
         await upstream.close()
