@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import psutil
 import pytest
 import ray
 import websockets
@@ -251,3 +254,32 @@ def test_hmr_through_the_proxy_in_chromium(
     expect(browser_page.locator("[data-testid=studio-status]")).to_have_attribute(
         "data-connection", "open"
     )
+
+
+def test_a_restarted_vite_is_found_again_and_the_page_reloads_through_the_proxy(
+    api: Api, browser_page: Page
+) -> None:
+    """Vite killed: Vite's HMR client polls through the proxy (refused while Vite is
+    down), reloads when it is back, and the proxy finds Vite where it now listens."""
+    user = api.user("renderer-restart")
+    restarted = Renderer(api, user, api.create(user))
+    try:
+        browser_page.goto(f"{restarted.url}#/Button")
+        canvas = browser_page.locator("[data-testid=studio-canvas]")
+        expect(canvas).to_have_attribute("data-state", "ready")
+        browser_page.evaluate("window.__notReloaded = true")
+        port = int(str(restarted.studio_config["port"]))
+        pid = next(
+            c.pid
+            for c in psutil.net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+        )
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        # Reloaded (the marker is gone) once Vite answers again, and rendered again.
+        browser_page.wait_for_function("() => window.__notReloaded === undefined", timeout=60_000)
+        expect(canvas).to_have_attribute("data-state", "ready", timeout=60_000)
+        shown = api.http.get(f"/api/v1/sandboxes/{restarted.sandbox_id}", headers=api.headers(user))
+        assert shown.json()["restarts"] >= 1
+    finally:
+        api.http.delete(f"/api/v1/sandboxes/{restarted.sandbox_id}", headers=api.headers(user))
