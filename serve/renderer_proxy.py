@@ -87,16 +87,11 @@ _WS_HANDSHAKE = frozenset(
 )
 
 
-def renderer_url_for(
-    request: Request | WebSocket, replica_secret: str, sandbox_id: str, now: float | None = None
-) -> str:
-    """The owner's ``renderer_url``: the proxy's path on the host the API was reached on,
-    with a fresh ticket."""
-    forwarded = request.headers.get("x-forwarded-proto", request.url.scheme)
-    scheme = "https" if forwarded in ("https", "wss") else "http"
-    host = request.headers.get("host") or request.url.netloc
-    ticket = issue_credential(replica_secret, sandbox_id, CredentialKind.TICKET, TICKET_TTL, now)
-    return f"{scheme}://{host}{renderer_base(sandbox_id)}?{urlencode({TICKET_PARAM: ticket})}"
+def renderer_url_for(base_url: str, secret: str, sandbox_id: str, now: float | None = None) -> str:
+    """The owner's ``renderer_url``: the proxy's path under ``base_url`` (``http://host:port``,
+    where the caller reaches a replica), with a fresh ticket."""
+    ticket = issue_credential(secret, sandbox_id, CredentialKind.TICKET, TICKET_TTL, now)
+    return f"{base_url}{renderer_base(sandbox_id)}?{urlencode({TICKET_PARAM: ticket})}"
 
 
 def _cookie_value(headers: Any) -> str | None:

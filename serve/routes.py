@@ -98,7 +98,9 @@ async def _renderer_url(request: Request, replica: Replica, info: SandboxInfo) -
     (and admins) get this far."""
     if info.renderer_url is None:
         return None
-    return renderer_url_for(request, await replica.service_secret(), info.id)
+    # Served where the execute_url is: the replica's own listener, or the API's port.
+    base = _direct_or_api(request, replica, "")
+    return renderer_url_for(base, await replica.service_secret(), info.id)
 
 
 def _direct_or_api(

@@ -47,8 +47,11 @@ def test_the_plans_five_requests(api: Api) -> None:
     assert re.fullmatch(r"sb_[a-z0-9]+", sandbox_id)
     assert created["status"] == "running"
     assert created["branch"] == "design/studio-" + sandbox_id.removeprefix("sb_")
-    # The renderer through the API's port, with a ticket for its cookie (serve.renderer_proxy).
-    assert created["renderer_url"].startswith(f"{api.url}/r/{sandbox_id}/?ticket=")
+    # The renderer through the replica (its own listener, as execute_url), with a ticket for
+    # its cookie (serve.renderer_proxy); the API's port serves it too.
+    assert re.fullmatch(
+        rf"http://localhost:\d+/r/{sandbox_id}/\?ticket=[^&]+", created["renderer_url"]
+    )
     # The replica's own listener (serve.direct), on the public host: tests/serve/test_direct_ws.py.
     assert re.fullmatch(
         rf"ws://localhost:\d+/api/v1/sandboxes/{sandbox_id}/ws", created["websocket_url"]

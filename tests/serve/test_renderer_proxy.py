@@ -66,10 +66,18 @@ def renderer(api: Api) -> Iterator[Renderer]:
     yield Renderer(api, user, api.create(user))
 
 
-def test_renderer_url_is_the_proxys_with_a_ticket(renderer: Renderer) -> None:
+def test_renderer_url_is_the_proxys_with_a_ticket(api: Api, renderer: Renderer) -> None:
     parts = urlsplit(renderer.url)
-    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == renderer.base
+    assert parts.path == f"/r/{renderer.sandbox_id}/"
     assert set(parse_qs(parts.query)) == {"ticket"}
+    # Where execute_url is: the answering replica's own listener (serve.direct).
+    shown = api.http.get(
+        f"/api/v1/sandboxes/{renderer.sandbox_id}", headers=api.headers(renderer.user)
+    ).json()
+    execute = urlsplit(shown["execute_url"])
+    assert (parts.scheme, parts.netloc) == (execute.scheme, execute.netloc)
+    # The API's port serves the same renderer (behind an ingress, the only port).
+    assert httpx.get(renderer.base + "?" + parts.query, timeout=30).status_code == 303
     # The sandbox's Vite is on its own port, under the same path (its base).
     assert renderer.studio_config["base"] == f"/r/{renderer.sandbox_id}/"
 
