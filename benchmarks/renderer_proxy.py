@@ -45,8 +45,9 @@ def _on_api_port(bench: BenchService, renderer_url: str) -> str:
     return bench.base_url + parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def _load(ctx: RunContext, bench: BenchService, sandbox_id: str, *, way: str) -> float:
-    """Seconds from goto to the component rendered, in a fresh context.
+def _load(ctx: RunContext, bench: BenchService, sandbox_id: str, *, way: str) -> tuple[float, int]:
+    """Seconds from goto to the component rendered, in a fresh context, and the page's
+    requests meanwhile (what the proxy multiplies its cost by).
 
     ``way``: ``direct`` (Vite's port), ``proxy`` (renderer_url as handed out: the
     replica's own listener), ``api_port`` (the same through Serve's proxy).
@@ -61,9 +62,11 @@ def _load(ctx: RunContext, bench: BenchService, sandbox_id: str, *, way: str) ->
             url, headers = _direct_url(bench, sandbox_id)
             context.set_extra_http_headers(headers)
         page = context.new_page()
+        requests: list[str] = []
+        page.on("request", lambda request: requests.append(request.url))
         start = time.monotonic()
         render_component(page, url, COMPONENT)
-        return time.monotonic() - start
+        return time.monotonic() - start, len(requests)
     finally:
         context.close()
 
@@ -89,11 +92,14 @@ def first_load(ctx: RunContext) -> ScenarioResult:
     # One of each first, unmeasured: Vite transforms each module on its first request.
     for way in ("direct", "proxy", "api_port"):
         _load(ctx, bench, sandbox.sandbox_id, way=way)
+    requests = 0
     for _ in range(ctx.count(10, 2)):
-        direct.append(_load(ctx, bench, sandbox.sandbox_id, way="direct"))
-        result.samples.append(_load(ctx, bench, sandbox.sandbox_id, way="proxy"))
-        api_port.append(_load(ctx, bench, sandbox.sandbox_id, way="api_port"))
+        direct.append(_load(ctx, bench, sandbox.sandbox_id, way="direct")[0])
+        seconds, requests = _load(ctx, bench, sandbox.sandbox_id, way="proxy")
+        result.samples.append(seconds)
+        api_port.append(_load(ctx, bench, sandbox.sandbox_id, way="api_port")[0])
     _ratio(result, direct)
+    result.figures["requests_per_load"] = requests
     api_median = summarize(api_port)["median"] if api_port else float("nan")
     result.figures["api_port_median_s"] = round(api_median, 4)
     result.notes.append(
