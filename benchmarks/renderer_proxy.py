@@ -82,7 +82,7 @@ def first_load(ctx: RunContext) -> ScenarioResult:
     """goto renderer_url (ticket -> cookie -> page) -> component rendered, vs Vite's own port."""
     result = ScenarioResult(
         "renderer_first_load_proxy",
-        "7. first page load through the renderer proxy (vs Vite direct)",
+        "10. first page load through the renderer proxy (vs Vite direct)",
         targets=[Target("ratio_to_direct", FIRST_LOAD_RATIO, f"<= {FIRST_LOAD_RATIO:g}x direct")],
     )
     bench = service(ctx)
@@ -128,7 +128,7 @@ def edit_to_dom(ctx: RunContext) -> ScenarioResult:
     """An edit through the API -> the DOM shows it, HMR through the proxy vs Vite direct."""
     result = ScenarioResult(
         "renderer_edit_to_dom_proxy",
-        "7b. edit -> DOM with HMR through the renderer proxy (vs Vite direct)",
+        "10b. edit -> DOM with HMR through the renderer proxy (vs Vite direct)",
         targets=[Target("ratio_to_direct", EDIT_RATIO, f"<= {EDIT_RATIO:g}x direct")],
     )
     bench = service(ctx)
