@@ -81,8 +81,13 @@ const studioConfig = defineConfig({
     host: config.host,
     port: config.port,
     strictPort: true,
-    // studio.config.json holds the proxy's secret: never served, even through the proxy
-    fs: { strict: true, allow: allowed, deny: ['.env', '.env.*', '*.{crt,pem}', '**/.git/**', 'studio.config.json'] },
+    // Vite 8's own deny list (a deny set here replaces it), and studio.config.json: it holds
+    // the proxy's secret, never served, even through the proxy
+    fs: {
+      strict: true,
+      allow: allowed,
+      deny: ['.env', '.env.*', '*.{crt,pem,key,p12,pfx,cer,der}', '.npmrc', '.yarnrc.yml', '**/.git/**', 'studio.config.json'],
+    },
     watch: {
       // in a sandbox the template never changes: watching .studio/ would only cost inotify watches
       // (a function, not a glob: the worktree path may hold glob characters)
