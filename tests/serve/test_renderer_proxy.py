@@ -78,6 +78,10 @@ def test_renderer_url_is_the_proxys_with_a_ticket(api: Api, renderer: Renderer) 
     assert (parts.scheme, parts.netloc) == (execute.scheme, execute.netloc)
     # The API's port serves the same renderer (behind an ingress, the only port).
     assert httpx.get(renderer.base + "?" + parts.query, timeout=30).status_code == 303
+    # Without its last slash, to the page, the ticket kept.
+    bare = httpx.get(renderer.base.rstrip("/") + "?" + parts.query, timeout=30)
+    assert bare.status_code == 307
+    assert bare.headers["location"] == f"/r/{renderer.sandbox_id}/?{parts.query}"
     # The sandbox's Vite is on its own port, under the same path (its base).
     assert renderer.studio_config["base"] == f"/r/{renderer.sandbox_id}/"
 
