@@ -52,7 +52,7 @@ from serve.renderer_auth import (
 )
 from serve.replica import Replica
 from serve.websocket import close
-from studio.errors import ServiceUnavailable, StudioError, Unauthenticated
+from studio.errors import RateLimited, ServiceUnavailable, StudioError, Unauthenticated
 from studio.naming import validate_sandbox_id
 from studio.vite import PAGE_EVENTS_PATH, PROXY_SECRET_HEADER, renderer_base
 
@@ -235,6 +235,13 @@ async def renderer_websocket(websocket: WebSocket, sandbox_id: str, path: str) -
     try:
         _valid_id(sandbox_id)
         await _authorize_cookie(replica, sandbox_id, websocket.headers)
+        # The page's sockets of one sandbox count as one caller, as its owner's do.
+        wait = replica.limiter.check(f"renderer:{sandbox_id}")
+        if wait > 0:
+            raise RateLimited(
+                f"too many renderer connections to sandbox {sandbox_id}; retry in {wait:.1f} s",
+                retry_after=wait,
+            )
     except StudioError as exc:
         await websocket.accept()
         await close(websocket, 4000 + status_for(exc), exc.message)
