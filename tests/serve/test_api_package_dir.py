@@ -111,13 +111,15 @@ def test_a_sandbox_renders_the_packages_stories(api: Api) -> None:
         page = renderer.get("")
         fs_base = re.search(r'"(/r/[^/"]+/@fs/[^"]+/packages/ui/)"', page.text)
         assert fs_base is not None, page.text[:1000]
-        module = renderer.get(api.url + fs_base.group(1) + badge["module"])
+        # Absolute paths on the renderer's origin, where its cookie goes.
+        origin = str(renderer.base_url.copy_with(path="/", query=None)).rstrip("/")
+        module = renderer.get(origin + fs_base.group(1) + badge["module"])
         assert module.status_code == 200, module.text[:500]
         sibling = re.search(
             r'from "(/r/[^/"]+/@fs/[^"]+/packages/tokens/src/index\.ts)"', module.text
         )
         assert sibling is not None, module.text[:1000]
-        tokens = renderer.get(api.url + sibling.group(1))
+        tokens = renderer.get(origin + sibling.group(1))
         assert tokens.status_code == 200, tokens.text[:500]
         assert "toneClass" in tokens.text and "/packages/tokens/src/Swatch.tsx" in tokens.text
     finally:
