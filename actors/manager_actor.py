@@ -105,7 +105,8 @@ class ManagerActor:
 
     @_RETRIED
     async def viewer_secret(self) -> str:
-        """The secret viewer tokens derive from (for Serve replicas to check them)."""
+        """The secret viewer tokens derive from and renderer tickets are signed with
+        (Serve replicas: serve.renderer_proxy, serve.renderer_auth)."""
         return self._manager.accounts.viewer_secret
 
     @_RETRIED

@@ -186,6 +186,7 @@ class SandboxActor:
             node=self._node_id,
             on_event=self._on_event,
             viewer_token=viewer_token,
+            node_address=str(ray.util.get_node_ip_address()),  # type: ignore[no-untyped-call]
             # The worker's Vite standby, if the preload started one (actors._standby).
             vite_standby=_standby.claim(use=self._settings.vite_standby),
             recorder=metrics.RayRecorder(),
@@ -290,6 +291,8 @@ class SandboxActor:
             "last_seq": self._sandbox.events.last_seq,
             "reconstructed": self._reconstructed,
             "recovering": recovering,
+            # Where the API's renderer proxy reaches this sandbox's Vite (None: not running).
+            "renderer": self._sandbox.vite_url,
         }
 
     @ray.method(max_task_retries=0)

@@ -208,15 +208,26 @@ def watch_recovery(
         if info is not None and info.node not in (None, lost_node):
             placed = placed or now
             url = info.renderer_url
-            if info.status is SandboxState.RUNNING and url and _renderer_ok(url):
+            if info.status is SandboxState.RUNNING and url and _renderer_ok(manager, info.id, url):
                 return Recovery(removed, dead, placed, time.time(), info)
         time.sleep(interval)
     raise TimeoutError(f"sandbox {sandbox_id} not serving on another node after {timeout:g} s")
 
 
-def _renderer_ok(renderer_url: str) -> bool:
+def _renderer_ok(manager: Any, sandbox_id: str, renderer_url: str) -> bool:
+    """Whether the sandbox's Vite (the manager's ``renderer_url``: its node and port)
+    serves its client, asked as the API's renderer proxy asks."""
+    import ray
+
+    from studio.viewer import viewer_token
+    from studio.vite import PROXY_SECRET_HEADER, renderer_base
+
     host, port = renderer_address(renderer_url)
-    return http_ok(host, port, timeout=1.0)
+    secret = viewer_token(
+        ray.get(manager.viewer_secret.remote(), timeout=_CALL_TIMEOUT), sandbox_id
+    )
+    path = f"{renderer_base(sandbox_id)}@vite/client"
+    return http_ok(host, port, path, timeout=1.0, headers={PROXY_SECRET_HEADER: secret})
 
 
 def branch_history(sandbox_id: str, count: int = 50) -> list[str]:

@@ -58,15 +58,21 @@ def free_port() -> int:
         return port
 
 
-def http_ok(host: str, port: int, path: str = "/@vite/client", timeout: float = 2.0) -> bool:
-    """Whether ``GET path`` answers 200 now.
+def http_ok(
+    host: str,
+    port: int,
+    path: str = "/@vite/client",
+    timeout: float = 2.0,
+    headers: dict[str, str] | None = None,
+) -> bool:
+    """Whether ``GET path`` (with ``headers``) answers 200 now.
 
     http.client rather than httpx: no proxy lookup or client set-up inside the
     timed loop, which would add its own milliseconds to every sample.
     """
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=headers or {})
         return conn.getresponse().status == 200
     except (OSError, http.client.HTTPException):
         return False
@@ -82,6 +88,7 @@ def wait_http_ok(
     path: str = "/@vite/client",
     process: subprocess.Popen[bytes] | None = None,
     interval: float = 0.01,
+    headers: dict[str, str] | None = None,
 ) -> float:
     """Poll until ``GET path`` is 200; return ``time.monotonic()`` at that moment.
 
@@ -89,7 +96,7 @@ def wait_http_ok(
     """
     deadline = time.monotonic() + timeout
     while True:
-        if http_ok(host, port, path):
+        if http_ok(host, port, path, headers=headers):
             return time.monotonic()
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"process exited with code {process.returncode} before ready")

@@ -141,10 +141,22 @@ def _create(
 
 
 def _catalog(renderer_url: str, deadline: float) -> dict[str, Any]:
-    url = renderer_url.rstrip("/") + "/__studio/components.json"
+    """The sandbox's catalog through the API's renderer proxy (its ticket buys the cookie)."""
+    url = renderer_url.split("?", 1)[0] + "__studio/components.json"
+    renderer = httpx.Client(follow_redirects=True)
+    try:
+        return _catalog_from(renderer, renderer_url, url, deadline)
+    finally:
+        renderer.close()
+
+
+def _catalog_from(
+    renderer: httpx.Client, renderer_url: str, url: str, deadline: float
+) -> dict[str, Any]:
+    renderer.get(renderer_url, timeout=min(30.0, _remaining(deadline)))
     while True:
         try:
-            response = httpx.get(url, timeout=min(30.0, _remaining(deadline)))
+            response = renderer.get(url, timeout=min(30.0, _remaining(deadline)))
             if response.status_code == 200:
                 catalog: dict[str, Any] = response.json()
                 return catalog
@@ -164,7 +176,8 @@ def visit_studio_story(
     with watch_errors(page) as seen:
         try:
             if navigate:
-                page.goto(renderer_url.rstrip("/") + "/" + hash_, timeout=STORY_TIMEOUT_MS)
+                # The proxy's URL with its ticket: the hash survives the ticket's redirect.
+                page.goto(renderer_url + hash_, timeout=STORY_TIMEOUT_MS)
             else:
                 page.evaluate("(h) => { location.hash = h; }", hash_)
             page.wait_for_function(

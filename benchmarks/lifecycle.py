@@ -17,13 +17,13 @@ from typing import Any
 import psutil
 
 from benchmarks._browser import browser
-from benchmarks._proc import http_ok
 from benchmarks.burst_timeline import sandbox_timeline, timeline_figures
 from benchmarks.context import RunContext, Scenario, ScenarioFn
 from benchmarks.cpu_account import CpuAccount
 from benchmarks.results import ScenarioResult, Target
-from benchmarks.service import BenchService, Created, renderer_address, service
+from benchmarks.service import BenchService, Created, service
 from benchmarks.stats import summarize
+from studio.errors import InvalidConfig
 
 __all__ = ["LIFECYCLE_SCENARIOS", "render_component", "sandbox_memory"]
 
@@ -275,10 +275,12 @@ def _wait_serving(bench: BenchService, sandbox_id: str, deadline: float) -> floa
             info = bench.info(sandbox_id)
         except Exception:
             info = {}
-        url = info.get("renderer_url")
-        if info.get("status") == "running" and url:
-            host, port = renderer_address(url)
-            if http_ok(host, port, timeout=1.0):
+        if info.get("status") == "running" and info.get("renderer_url"):
+            try:
+                vite = bench.vite_address(sandbox_id)
+            except (FileNotFoundError, InvalidConfig):
+                vite = None
+            if vite is not None and vite.answers(timeout=1.0):
                 return time.monotonic()
         time.sleep(0.02)
     raise RuntimeError(f"{sandbox_id} not serving again after {RECOVERY_TIMEOUT:g} s")
@@ -312,11 +314,11 @@ def _recovery_scenario(
 def _kill_vite(bench: BenchService, created: Created) -> float:
     """SIGKILL the sandbox's Vite group; returns once its renderer stopped answering."""
     vite = bench.vite(created.sandbox_id)
-    host, port = renderer_address(created.renderer_url)
+    address = bench.vite_address(created.sandbox_id)
     start = time.monotonic()
     os.killpg(vite.pid, signal.SIGKILL)
     vite.wait(timeout=10)
-    while http_ok(host, port, timeout=0.5):
+    while address.answers(timeout=0.5):
         time.sleep(0.005)
     return start
 

@@ -154,7 +154,8 @@ def edit_to_dom(ctx: RunContext) -> ScenarioResult:
     try:
         context.add_init_script(_OBSERVER)
         page = context.new_page()
-        render_component(page, sandbox.renderer_url)
+        # A fresh renderer_url: the shared sandbox's create answer may be older than its ticket.
+        render_component(page, str(bench.info(sandbox.sandbox_id)["renderer_url"]))
         for index in range(1000, 1000 + ctx.count(50, 3)):
             mark = f"bench-{index}"
             content = original.replace(

@@ -12,6 +12,7 @@ from benchmarks.floors import FLOOR_SCENARIOS
 from benchmarks.lifecycle import LIFECYCLE_SCENARIOS
 from benchmarks.live import LIVE_SCENARIOS
 from benchmarks.node_loss import NODE_LOSS_SCENARIOS
+from benchmarks.renderer_proxy import RENDERER_PROXY_SCENARIOS
 from benchmarks.setup_floor import SETUP_SCENARIOS
 
 __all__ = ["SCENARIOS"]
@@ -21,5 +22,6 @@ SCENARIOS: list[Scenario] = [
     *SETUP_SCENARIOS,
     *LIFECYCLE_SCENARIOS,
     *LIVE_SCENARIOS,
+    *RENDERER_PROXY_SCENARIOS,
     *NODE_LOSS_SCENARIOS,
 ]

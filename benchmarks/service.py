@@ -28,12 +28,19 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
-from benchmarks._proc import sample_repo, wait_http_ok
+from benchmarks._proc import http_ok, sample_repo, wait_http_ok
 from benchmarks._ray import use_ray
 from benchmarks.context import RunContext
 from benchmarks.floors import install_cache_dir
 
-__all__ = ["BenchService", "Created", "renderer_address", "running_service", "service"]
+__all__ = [
+    "BenchService",
+    "Created",
+    "ViteAddress",
+    "renderer_address",
+    "running_service",
+    "service",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +64,26 @@ def renderer_address(url: str) -> tuple[str, int]:
     if parts.hostname is None or parts.port is None:
         raise ValueError(f"renderer URL without host and port: {url!r}")
     return parts.hostname, parts.port
+
+
+@dataclass(frozen=True)
+class ViteAddress:
+    """Where a sandbox's Vite is and what the API's renderer proxy shows it (its
+    studio app's config): for probes that must not go through the proxy."""
+
+    host: str
+    port: int
+    base: str
+    headers: dict[str, str]
+
+    @property
+    def client_path(self) -> str:
+        """Vite's readiness probe, under its base."""
+        return f"{self.base}@vite/client"
+
+    def answers(self, timeout: float = 1.0) -> bool:
+        """Whether this Vite serves its client now."""
+        return http_ok(self.host, self.port, self.client_path, timeout, self.headers)
 
 
 @dataclass
@@ -111,9 +138,32 @@ class BenchService:
         responded = time.monotonic()
         answer = response.json()
         self.created.append(str(answer["sandbox_id"]))
-        host, port = renderer_address(answer["renderer_url"])
-        ready = wait_http_ok(host, port, READY_TIMEOUT)
+        vite = self.vite_address(str(answer["sandbox_id"]))
+        ready = wait_http_ok(
+            vite.host, vite.port, READY_TIMEOUT, path=vite.client_path, headers=vite.headers
+        )
         return Created(answer, requested, responded, ready)
+
+    def vite_address(self, sandbox_id: str) -> ViteAddress:
+        """The sandbox's Vite as its studio app's config says now (a restart may move it).
+
+        FileNotFoundError while the sandbox has no studio app (torn down, recovering).
+        """
+        from studio.layout import StateLayout
+        from studio.vite import PROXY_SECRET_HEADER, read_studio_config
+        from studio.vite.server import CONFIG_FILE
+
+        studio_dir = StateLayout(self.state_dir).worktree(sandbox_id) / ".studio"
+        if not (studio_dir / CONFIG_FILE).is_file():
+            raise FileNotFoundError(studio_dir / CONFIG_FILE)
+        config = read_studio_config(studio_dir)
+        secret = config.get("proxySecret")
+        return ViteAddress(
+            str(config["host"]),
+            int(config["port"]),
+            str(config.get("base") or "/"),
+            {PROXY_SECRET_HEADER: str(secret)} if secret else {},
+        )
 
     def delete(self, sandbox_id: str) -> None:
         """DELETE the sandbox (tear down, branch kept)."""

@@ -28,6 +28,7 @@ from actors.handles import start_manager
 from serve.direct import DirectListener
 from serve.errors import install_error_handlers
 from serve.limits import RequestLimits
+from serve.renderer_proxy import renderer_router
 from serve.replica import Replica, ServeOptions
 from serve.routes import router
 from studio import __version__
@@ -88,6 +89,7 @@ def create_app(replica: Replica) -> FastAPI:
         if replica.direct is not None:
             await replica.direct.stop()
         await replica.hub.close()
+        await replica.close()
 
     app = FastAPI(
         title="Component Studio",
@@ -105,6 +107,7 @@ def create_app(replica: Replica) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(renderer_router)
     return app
 
 

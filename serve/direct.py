@@ -7,14 +7,15 @@ Ray call, and out): what that costs a fan-out and an edit is in
 docs/performance.md, direct listener. Served by the replica itself the
 fan-out is a loop of socket writes and the edit a direct call. So each
 replica also listens on a port of its own (the first free one from
-``ws_direct_port``) and answers there, with the very same app, the two hot
-paths only: the sandbox event WebSocket and ``POST .../execute``.
+``ws_direct_port``) and answers there, with the very same app, the hot
+paths only: the sandbox event WebSocket, ``POST .../execute`` and the
+renderer proxy (``/r/<id>/``: a first page load is dozens of requests).
 Authentication, rate limits, viewer tokens and the hub are shared with the
 proxied routes, which stay (the studio page and clients that only reach the
 API's port use them).
 
-The API hands out the direct addresses in ``websocket_url`` and
-``execute_url``. The host in them is ``public_host`` when the replica runs on
+The API hands out the direct addresses in ``websocket_url``,
+``execute_url`` and ``renderer_url``. The host in them is ``public_host`` when the replica runs on
 the head node (on one machine, always) and the replica node's address
 otherwise: clients must be able to reach the nodes, or the listener is turned
 off with ``ws_direct_port=0``.
@@ -49,12 +50,15 @@ PORT_TRIES = 100
 # The routes this port serves: the event stream and the edits.
 _EVENTS_PATH = re.compile(r"/api/v1/sandboxes/[^/]+/ws")
 _EXECUTE_PATH = re.compile(r"/api/v1/sandboxes/[^/]+/execute")
+# The sandboxes' renderers (serve.renderer_proxy): a page load is dozens of requests.
+_RENDERER_PATH = re.compile(r"/r/[^/]+(/.*)?")
 # Seconds open connections get to finish when the replica stops.
 _SHUTDOWN_GRACE = 2
 
 
 def direct_routes_only(app: ASGIApp, api_hint: str) -> ASGIApp:
-    """``app`` restricted to the event WebSocket and ``POST .../execute``; the rest refused.
+    """``app`` restricted to the event WebSocket, ``POST .../execute`` and the renderer
+    proxy (``/r/<id>/...``, HTTP and WebSocket); the rest refused.
 
     Any other HTTP request gets a 404 saying where the API is (``api_hint``);
     a WebSocket to another path is closed before it is accepted (the client
@@ -62,7 +66,9 @@ def direct_routes_only(app: ASGIApp, api_hint: str) -> ASGIApp:
     """
 
     async def only_direct_routes(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and _EVENTS_PATH.fullmatch(scope["path"]):
+        if scope["type"] == "websocket" and (
+            _EVENTS_PATH.fullmatch(scope["path"]) or _RENDERER_PATH.fullmatch(scope["path"])
+        ):
             await app(scope, receive, send)
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
@@ -70,12 +76,13 @@ def direct_routes_only(app: ASGIApp, api_hint: str) -> ASGIApp:
             scope["type"] == "http"
             and scope["method"] == "POST"
             and _EXECUTE_PATH.fullmatch(scope["path"])
-        ):
+        ) or (scope["type"] == "http" and _RENDERER_PATH.fullmatch(scope["path"])):
             await _logged(app, scope, receive, send)
         elif scope["type"] == "http":
             message = (
                 "this port serves only the sandbox event WebSocket "
-                "(/api/v1/sandboxes/{id}/ws) and POST /api/v1/sandboxes/{id}/execute; "
+                "(/api/v1/sandboxes/{id}/ws), POST /api/v1/sandboxes/{id}/execute and the "
+                "renderers (/r/{id}/); "
                 f"the API is at {api_hint}"
             )
             body = json.dumps({"error": {"code": "not_found", "message": message}}).encode()

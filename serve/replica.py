@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from serve.auth import Authenticator
@@ -11,9 +14,13 @@ from serve.hub import EventHub
 from serve.ratelimit import RateLimiter
 from serve.websocket import SessionOptions
 from studio.config import StudioSettings
-from studio.viewer import VIEWER_PREFIX, is_viewer_token
+from studio.errors import ServiceUnavailable
+from studio.viewer import viewer_token
 
-__all__ = ["Replica", "ServeOptions"]
+__all__ = ["RENDERER_TARGET_TTL", "Replica", "ServeOptions"]
+
+# Seconds a replica trusts where a sandbox's Vite was (serve.renderer_proxy).
+RENDERER_TARGET_TTL = 10.0
 
 
 class ServeOptions(BaseModel):
@@ -73,7 +80,10 @@ class Replica:
             keepalive=self.backend.touch,
             keepalive_interval=options.keepalive_interval,
         )
-        self._viewer_secret: str | None = None
+        self._service_secret: str | None = None
+        # Where each sandbox's Vite is, and when that was asked (serve.renderer_proxy).
+        self._renderer_targets: dict[str, tuple[str, float]] = {}
+        self._http: httpx.AsyncClient | None = None
         # Started with the app (serve.app's lifespan) when ws_direct_port is set.
         self.direct: DirectListener | None = None
         self.session = SessionOptions(
@@ -84,11 +94,55 @@ class Replica:
             message_burst=settings.ws_message_burst,
         )
 
-    async def is_viewer(self, sandbox_id: str, token: str | None) -> bool:
-        """Whether ``token`` is ``sandbox_id``'s viewer token (its studio page's)."""
-        if not token or not token.startswith(VIEWER_PREFIX):
-            return False
-        if self._viewer_secret is None:
+    async def service_secret(self) -> str:
+        """The secret viewer tokens and renderer tickets derive from (the manager's)."""
+        if self._service_secret is None:
             # Fixed for the manager's state dir: asked once per replica.
-            self._viewer_secret = str(await self.backend.manager("viewer_secret"))
-        return is_viewer_token(self._viewer_secret, sandbox_id, token)
+            self._service_secret = str(await self.backend.manager("viewer_secret"))
+        return self._service_secret
+
+    async def renderer_target(self, sandbox_id: str, *, fresh: bool = False) -> tuple[str, str]:
+        """``(Vite's base URL, its proxy secret)`` for the renderer proxy.
+
+        The base URL (``http://<node>:<port>/r/<id>/``) is the sandbox actor's
+        answer, cached ``RENDERER_TARGET_TTL`` seconds (``fresh`` asks again);
+        ServiceUnavailable while the sandbox has no running Vite.
+        """
+        known = self._renderer_targets.get(sandbox_id)
+        now = time.monotonic()
+        if known is None or fresh or now - known[1] > RENDERER_TARGET_TTL:
+            state = await self.backend.sandbox(sandbox_id, "ping")
+            url = state.get("renderer")
+            if not url:
+                self._renderer_targets.pop(sandbox_id, None)
+                raise ServiceUnavailable(
+                    f"sandbox {sandbox_id} has no running renderer "
+                    f"(it is {state.get('state', 'unknown')}); retry shortly",
+                    retry_after=2,
+                )
+            known = (str(url), now)
+            self._renderer_targets[sandbox_id] = known
+        return known[0], viewer_token(await self.service_secret(), sandbox_id)
+
+    def forget_renderer_target(self, sandbox_id: str) -> None:
+        """Ask the sandbox again next time (its Vite did not answer where it was)."""
+        self._renderer_targets.pop(sandbox_id, None)
+
+    def http_client(self) -> httpx.AsyncClient:
+        """The replica's client to the sandboxes' Vites (pooled connections)."""
+        if self._http is None:
+            # No proxy from the environment, no timeout on a body being streamed: Vite
+            # answers its first request of a module after transforming it.
+            self._http = httpx.AsyncClient(
+                trust_env=False,
+                follow_redirects=False,
+                timeout=httpx.Timeout(None, connect=5.0),
+                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            )
+        return self._http
+
+    async def close(self) -> None:
+        """Close what the replica opened (the app's lifespan ends)."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None

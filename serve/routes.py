@@ -14,7 +14,9 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, We
 
 from serve.auth import bearer_token, require_admin
 from serve.errors import status_for
+from serve.event_stream import serve_events
 from serve.limits import client_address
+from serve.renderer_proxy import renderer_url_for
 from serve.replica import Replica
 from serve.schemas import (
     CreatedUser,
@@ -32,7 +34,7 @@ from serve.schemas import (
     SandboxStatus,
     UserGroupsRequest,
 )
-from serve.websocket import close, stream_sandbox
+from serve.websocket import close
 from studio.commands import ExecuteCommand, ExecuteResult, WriteFile, WriteFiles
 from studio.errors import PayloadTooLarge, RateLimited, StudioError
 from studio.models import CommitInfo, FinalizeResult, RollbackResult, SandboxInfo, UserInfo
@@ -91,6 +93,17 @@ def websocket_url(request: Request | WebSocket, replica: Replica, sandbox_id: st
 def execute_url(request: Request | WebSocket, replica: Replica, sandbox_id: str) -> str:
     """Where a client sends the sandbox's edits (see :func:`_direct_or_api`)."""
     return _direct_or_api(request, replica, f"{PREFIX}/sandboxes/{sandbox_id}/execute")
+
+
+async def _renderer_url(request: Request, replica: Replica, info: SandboxInfo) -> str | None:
+    """The caller's way into the sandbox's renderer: the proxy's URL with a fresh ticket
+    (serve.renderer_proxy), None while the sandbox has no running Vite. Only owners
+    (and admins) get this far."""
+    if info.renderer_url is None:
+        return None
+    # Served where the execute_url is: the replica's own listener, or the API's port.
+    base = _direct_or_api(request, replica, "")
+    return renderer_url_for(base, await replica.service_secret(), info.id)
 
 
 def _direct_or_api(
@@ -203,7 +216,7 @@ async def create_sandbox(
         response.status_code = 202
     return CreateSandboxResponse(
         sandbox_id=info.id,
-        renderer_url=info.renderer_url,
+        renderer_url=await _renderer_url(request, replica, info),
         websocket_url=websocket_url(request, replica, info.id),
         execute_url=execute_url(request, replica, info.id),
         branch=info.branch,
@@ -221,7 +234,10 @@ async def list_sandboxes(
     )
     return [
         SandboxStatus.of(
-            i, websocket_url(request, replica, i.id), execute_url(request, replica, i.id)
+            i,
+            websocket_url(request, replica, i.id),
+            execute_url(request, replica, i.id),
+            await _renderer_url(request, replica, i),
         )
         for i in infos
     ]
@@ -238,6 +254,7 @@ async def get_sandbox(
         info,
         websocket_url(request, replica, sandbox_id),
         execute_url(request, replica, sandbox_id),
+        await _renderer_url(request, replica, info),
     )
 
 
@@ -381,38 +398,18 @@ async def sandbox_events(websocket: WebSocket, sandbox_id: str, since: int | Non
     status (4401, 4404, 4409, 4429, 4503) and the reason.
     """
     replica: Replica = websocket.app.state.replica
-    backend = replica.backend
     token = bearer_token(websocket.headers.get("authorization")) or websocket.query_params.get(
         "token"
     )
     try:
-        if await replica.is_viewer(sandbox_id, token):
-            # The sandbox's own studio page: this stream only, limited as one caller.
-            _check_rate(replica, UserInfo(name=f"viewer:{sandbox_id}"))
-        else:
-            user = await replica.auth.user(token, client_address(websocket.scope))
-            _check_rate(replica, user)
-            await backend.authorize(user, sandbox_id)
-        state: dict[str, Any] = await backend.sandbox(sandbox_id, "ping")
+        user = await replica.auth.user(token, client_address(websocket.scope))
+        _check_rate(replica, user)
+        await replica.backend.authorize(user, sandbox_id)
     except StudioError as exc:
         await websocket.accept()
         await close(websocket, 4000 + status_for(exc), exc.message)
         return
-    await websocket.accept()
-
-    async def publish(message: dict[str, Any], client_id: str) -> None:
-        await backend.sandbox(sandbox_id, "publish", message, client_id)
-
-    await stream_sandbox(
-        websocket,
-        replica.hub,
-        sandbox_id,
-        since=since,
-        status=str(state.get("state", "running")),
-        last_seq=int(state.get("last_seq", 0)),
-        publish=publish,
-        options=replica.session,
-    )
+    await serve_events(websocket, replica, sandbox_id, since)
 
 
 # -- repositories and users (admin) --------------------------------------------

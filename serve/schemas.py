@@ -110,13 +110,18 @@ class SandboxStatus(BaseModel):
 
     @classmethod
     def of(
-        cls, info: SandboxInfo, websocket_url: str | None, execute_url: str | None = None
+        cls,
+        info: SandboxInfo,
+        websocket_url: str | None,
+        execute_url: str | None = None,
+        renderer_url: str | None = None,
     ) -> SandboxStatus:
-        """From the manager's view of the sandbox."""
+        """From the manager's view of the sandbox; ``renderer_url`` is the proxy's, with a
+        ticket for the caller (the sandbox's own is where the proxy reaches Vite)."""
         return cls(
             id=info.id,
             status=info.status,
-            renderer_url=info.renderer_url,
+            renderer_url=renderer_url,
             git_commits=[CommitEntry.of(c) for c in info.git_commits],
             last_activity=info.last_activity,
             websocket_url=websocket_url,

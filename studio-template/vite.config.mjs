@@ -20,6 +20,7 @@ import { studioPlugin } from './plugin/plugin.mjs';
 import { runtimeMapsPlugin } from './plugin/runtime-maps.mjs';
 import { shellPlugin } from './plugin/shell.mjs';
 import { findStorybook } from './plugin/storybook/detect.mjs';
+import { proxyGuardPlugin } from './plugin/proxy-guard.mjs';
 import { prepareRepoBuild } from './plugin/repo-build/index.mjs';
 import { loadStudioConfig } from './plugin/studio-config.mjs';
 
@@ -49,9 +50,13 @@ const entries = [path.join(studioDir, 'index.html'), ...catalog.sourceFiles()].m
 
 const studioConfig = defineConfig({
   root: studioDir,
+  // behind the API's renderer proxy, every URL the page and HMR use is under the sandbox's path
+  base: config.base,
   cacheDir: config.cacheDir,
   clearScreen: false,
   plugins: [
+    // first: nothing but the API's proxy gets an answer (proxy-guard.mjs)
+    proxyGuardPlugin(config.proxySecret),
     // the prebuilt shell (plugin/shell.mjs) is plain JS with no components of its own to refresh;
     // the pre-bundled deps live in cacheDir, not under node_modules where the plugin skips them
     react({ exclude: [/\/node_modules\//, /\/\.vite-cache\//, /\.prebuilt\.js$/] }),
@@ -76,7 +81,13 @@ const studioConfig = defineConfig({
     host: config.host,
     port: config.port,
     strictPort: true,
-    fs: { strict: true, allow: allowed },
+    // Vite 8's own deny list (a deny set here replaces it), and studio.config.json: it holds
+    // the proxy's secret, never served, even through the proxy
+    fs: {
+      strict: true,
+      allow: allowed,
+      deny: ['.env', '.env.*', '*.{crt,pem,key,p12,pfx,cer,der}', '.npmrc', '.yarnrc.yml', '**/.git/**', 'studio.config.json'],
+    },
     watch: {
       // in a sandbox the template never changes: watching .studio/ would only cost inotify watches
       // (a function, not a glob: the worktree path may hold glob characters)

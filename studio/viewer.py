@@ -1,11 +1,11 @@
-"""Viewer tokens: what lets a sandbox's own studio page join its event stream.
+"""Viewer tokens: the per-sandbox secret the API's renderer proxy shows the sandbox's Vite.
 
-The studio page runs in a browser that holds no user token, yet it must open
-the sandbox's WebSocket (status banner, reload, shared selection). The manager
-gives each sandbox a token derived from a service secret and the sandbox id;
-the sandbox puts it in the page's WebSocket URL, and the API accepts it for
-that sandbox's stream only, never for any HTTP route or another sandbox.
-Derived, not stored: a replica checks it with the secret alone, and a
+A sandbox's Vite answers only requests carrying its viewer token in
+``x-studio-proxy-secret`` (the template's proxy guard), which the renderer
+proxy (serve.renderer_proxy) adds; the sandbox writes the token into
+``.studio/studio.config.json`` for Vite, which never serves that file. The
+token opens nothing of the API. It is derived from a service secret and the
+sandbox id, not stored: a replica computes it with the secret alone, and a
 recreated sandbox actor gets the same token back.
 """
 

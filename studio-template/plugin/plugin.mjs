@@ -28,7 +28,8 @@ export function clientConfig(config, storybook = null) {
   return {
     sandboxId: config.sandboxId,
     wsUrl: config.wsUrl,
-    fsBase: `/@fs${config.repoRoot.split(path.sep).join('/')}/`,
+    catalogUrl: `${config.base}${CATALOG_PATH.slice(1)}`,
+    fsBase: `${config.base}@fs${config.repoRoot.split(path.sep).join('/')}/`,
     wrapper: config.wrapper,
     storybook: storybook ? { version: storybook.version } : null,
   };
@@ -65,7 +66,7 @@ export function studioPlugin(config, catalog, storybook = null) {
 
     // the catalog and the deep-linked component's modules are asked for while the app still loads
     transformIndexHtml() {
-      return [{ tag: 'script', children: earlyLoadScript(CATALOG_PATH, client), injectTo: 'head-prepend' }];
+      return [{ tag: 'script', children: earlyLoadScript(client.catalogUrl, client), injectTo: 'head-prepend' }];
     },
 
     configureServer(server) {
@@ -102,7 +103,8 @@ export function studioPlugin(config, catalog, storybook = null) {
         stopRechecks();
       });
 
-      server.middlewares.use(CATALOG_PATH, (req, res, next) => {
+      // Registered here, ahead of Vite's own middlewares, so it sees the URL with Vite's base.
+      server.middlewares.use(client.catalogUrl, (req, res, next) => {
         if (req.method !== 'GET' && req.method !== 'HEAD') return next();
         let body;
         try {

@@ -19,7 +19,12 @@ export const DEFAULT_STORYBOOK_DIR = '.storybook';
  * @property {number} port
  * @property {string} host
  * @property {string} cacheDir absolute path of Vite's per-sandbox cache
- * @property {string | null} wsUrl live event stream of the sandbox, or null
+ * @property {string | null} wsUrl live event stream of the sandbox (a ws(s):// URL, or a path on the
+ *   page's own origin: the renderer proxy's), or null
+ * @property {string} base the URL path the renderer is served under ('/' alone; '/r/<sandbox id>/'
+ *   behind the API's renderer proxy): Vite's base
+ * @property {string | null} proxySecret what every request must carry in x-studio-proxy-secret (the
+ *   proxy adds it; see proxy-guard.mjs), or null to serve anyone who reaches the port
  * @property {string} componentGlob repo-relative glob of component modules
  * @property {string | null} wrapper repo-relative module whose default export wraps every render
  * @property {string | null} depsSeedDir absolute directory where the node's sandboxes share Vite's
@@ -80,7 +85,10 @@ export function loadStudioConfig(studioDir) {
     fail(file, `"storybookDir" must be a path relative to the repository that stays inside it, got ${storybookDir}`);
   }
   const wsUrl = optionalString(raw, 'wsUrl', file);
-  if (wsUrl !== null && !/^wss?:\/\//.test(wsUrl)) fail(file, `"wsUrl" must be a ws:// or wss:// URL, got ${wsUrl}`);
+  if (wsUrl !== null && !/^(wss?:\/\/|\/)/.test(wsUrl)) fail(file, `"wsUrl" must be a ws:// or wss:// URL or an absolute path, got ${wsUrl}`);
+  const base = optionalString(raw, 'base', file) ?? '/';
+  if (!/^\/([^/?#]+\/)*$/.test(base)) fail(file, `"base" must be a URL path that starts and ends with "/", got ${base}`);
+  const proxySecret = optionalString(raw, 'proxySecret', file);
   const depsSeedDir = optionalString(raw, 'depsSeedDir', file);
   if (depsSeedDir !== null && !path.isAbsolute(depsSeedDir)) fail(file, `"depsSeedDir" must be an absolute path, got ${depsSeedDir}`);
   return {
@@ -91,6 +99,8 @@ export function loadStudioConfig(studioDir) {
     host: optionalString(raw, 'host', file) ?? '127.0.0.1',
     cacheDir: path.resolve(studioDir, optionalString(raw, 'cacheDir', file) ?? '.vite-cache'),
     wsUrl,
+    base,
+    proxySecret,
     componentGlob,
     wrapper,
     depsSeedDir,

@@ -1,5 +1,7 @@
-// The component catalog served by the studio plugin (/__studio/components.json)
+// The component catalog served by the studio plugin (<base>__studio/components.json)
 // and the lookups the app does on it.
+
+import config from 'virtual:studio/config';
 
 export type Args = Record<string, unknown>;
 
@@ -28,7 +30,7 @@ export interface Catalog {
   generatedAt: string;
 }
 
-export const CATALOG_URL = '/__studio/components.json';
+export const CATALOG_URL = config.catalogUrl;
 /** Custom HMR event sent by the plugin when components or stories were added, removed or renamed. */
 export const CATALOG_EVENT = 'studio:catalog-changed';
 

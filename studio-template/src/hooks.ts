@@ -7,7 +7,7 @@ import config from 'virtual:studio/config';
 import { CATALOG_EVENT, fetchCatalog, findComponent, findStory, type Catalog } from './catalog';
 import type { Project } from './Canvas';
 import { isElementType, readPreview } from './csf';
-import { LiveConnection, type LiveMessage } from './live';
+import { eventStreamUrl, LiveConnection, type LiveMessage } from './live';
 import { importModule } from './modules';
 import { formatHash, parseFlags, parseHash, routeKey, withValues, type PageFlags, type Route } from './route';
 import type { SandboxStatus } from './StatusBanner';
@@ -181,7 +181,7 @@ export function useSelectionAndLive(catalog: Catalog | null): { route: Route; st
       }
     };
     const live = new LiveConnection({
-      url: config.wsUrl,
+      url: eventStreamUrl(config.wsUrl, window.location.href),
       onMessage,
       onState: (connection, retryInMs) => setStatus((s) => ({ ...s, connection, retryInMs })),
     });

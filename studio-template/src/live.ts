@@ -23,6 +23,14 @@ export interface LiveOptions {
   stableMs?: number;
 }
 
+/** The event stream's ws(s):// URL: `url` itself, or a path (the renderer proxy's) on the page's origin. */
+export function eventStreamUrl(url: string, page: string): string {
+  const resolved = new URL(url, page);
+  if (resolved.protocol === 'http:') resolved.protocol = 'ws:';
+  else if (resolved.protocol === 'https:') resolved.protocol = 'wss:';
+  return resolved.toString();
+}
+
 /** `url` with `since=<seq>` set, so the server replays the events after seq. */
 export function resumeUrl(url: string, since: number | null): string {
   if (since === null) return url;

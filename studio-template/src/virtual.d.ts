@@ -3,9 +3,11 @@ declare module 'virtual:studio/config' {
   const config: {
     /** The sandbox this page belongs to, or null when run standalone. */
     sandboxId: string | null;
-    /** The sandbox's live event stream, or null for no live connection. */
+    /** The sandbox's live event stream (a ws(s):// URL or a path on this origin), or null for none. */
     wsUrl: string | null;
-    /** `/@fs/<repoRoot>/`: prefix that turns a repo-relative module path into a URL. */
+    /** Where the component catalog is served (under Vite's base). */
+    catalogUrl: string;
+    /** `<base>@fs/<repoRoot>/`: prefix that turns a repo-relative module path into a URL. */
     fsBase: string;
     /** Repo-relative module whose default export wraps every rendered component. */
     wrapper: string | null;

@@ -82,7 +82,7 @@ from studio.state import (
     SandboxState,
     require_state,
 )
-from studio.vite import renderer_url
+from studio.vite import PAGE_EVENTS_PATH, renderer_base, renderer_url
 
 if TYPE_CHECKING:
     # studio.pr loads PyGithub (a large import): only a push to GitHub or a finalize needs it.
@@ -149,6 +149,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
         on_event: Callable[[dict[str, Any]], None] | None = None,
         base_commit: str | None = None,
         viewer_token: str = "",
+        node_address: str | None = None,
         vite_standby: ViteStandby | None = None,
         recorder: Recorder = NO_RECORDER,
         push_provider: Callable[[], PullRequestProvider | None] | None = None,
@@ -163,8 +164,11 @@ class ComponentStudioSandbox(SandboxLifecycle):
         self.branch = branch_name(sandbox_id)
         self.last_activity = time.time()
         self.base_commit = base_commit
-        # Lets the studio page's own WebSocket in (studio.viewer); not a user token.
+        # The secret the API's renderer proxy shows this sandbox's Vite (studio.viewer);
+        # written into .studio/ only, never into anything Vite serves.
         self._viewer_token = viewer_token
+        # This node's address, for the proxy on another node when Vite binds a wildcard.
+        self._node_address = node_address
         self.pr_url: str | None = None
         self.pr_number: int | None = None
         self._mirror: Mirror | None = None
@@ -202,6 +206,8 @@ class ComponentStudioSandbox(SandboxLifecycle):
             port_base=config.vite_port,
             port_count=settings.vite_port_count,
             ws_url=self.websocket_url(),
+            base=self.renderer_base,
+            proxy_secret=self._viewer_token or None,
             component_glob=config.component_glob,
             wrapper=config.wrapper_component,
             vite_deps_seed=settings.vite_deps_seed,
@@ -243,19 +249,51 @@ class ComponentStudioSandbox(SandboxLifecycle):
         return self.vite.port
 
     @property
+    def proxied(self) -> bool:
+        """Whether the renderer is served through the API's proxy (the manager's sandboxes):
+        Vite then runs under ``/r/<id>/`` and answers the proxy's secret only."""
+        return bool(self._viewer_token)
+
+    @property
+    def renderer_base(self) -> str:
+        """Vite's base: ``/r/<id>/`` behind the API's proxy, ``/`` otherwise."""
+        return renderer_base(self.sandbox_id) if self.proxied else "/"
+
+    @property
     def renderer_url(self) -> str | None:
-        """``http://<public host>:<port>/`` while the sandbox is live."""
+        """``http://<public host>:<port><base>`` while the sandbox is live."""
         port = self.port
         if port is None or self.state not in ACTIVE_STATES:
             return None
-        return renderer_url(self.settings.public_host or self.settings.host, port)
+        return renderer_url(
+            self.settings.public_host or self.settings.host, port, self.renderer_base
+        )
+
+    @property
+    def vite_url(self) -> str | None:
+        """Where the API's renderer proxy reaches this Vite, ``http://<address>:<port><base>``.
+
+        The address Vite listens on; this node's own when that is a wildcard.
+        """
+        port = self.port
+        if port is None or self.state not in ACTIVE_STATES:
+            return None
+        host = self.settings.host
+        if host in ("0.0.0.0", "::", ""):
+            host = self._node_address or "127.0.0.1"
+        return renderer_url(host, port, self.renderer_base)
 
     def websocket_url(self, api_port: int | None = None) -> str:
-        """The studio page's event WebSocket, through the API's port."""
+        """The studio page's event WebSocket.
+
+        Behind the renderer proxy, a path beside the page (the page's cookie lets it
+        in; no token is written anywhere); otherwise the API's, through its port.
+        """
+        if self.proxied:
+            return f"{renderer_base(self.sandbox_id)}{PAGE_EVENTS_PATH}"
         host = self.settings.public_host or self.settings.host
         port = api_port or self.config.websocket_port
-        url = f"ws://{host}:{port}/api/v1/sandboxes/{self.sandbox_id}/ws"
-        return f"{url}?token={self._viewer_token}" if self._viewer_token else url
+        return f"ws://{host}:{port}/api/v1/sandboxes/{self.sandbox_id}/ws"
 
     def touch(self) -> None:
         """Record activity now (API calls, WebSocket messages)."""
@@ -553,7 +591,12 @@ class ComponentStudioSandbox(SandboxLifecycle):
         port = self.port
         if port is None:
             raise ServiceUnavailable("Vite has no port yet; retry shortly")
-        return fetch_components(self.settings.host, port)
+        return fetch_components(
+            self.settings.host,
+            port,
+            base=self.renderer_base,
+            proxy_secret=self._viewer_token or None,
+        )
 
     def logs(self, lines: int = 200) -> list[str]:
         """Vite's last ``lines`` lines of output, newest last."""

@@ -40,6 +40,7 @@ from studio.ports import PortAllocator, ports_below_ray
 from studio.process import RestartCount, RestartPolicy, reap_orphans
 from studio.state import SandboxState
 from studio.vite import (
+    PROXY_SECRET_HEADER,
     STUDIO_DIR,
     ViteServer,
     cleanup_studio_app,
@@ -89,6 +90,10 @@ class ViteOptions:
     # whether dependencies' install scripts may run (the repository's settings).
     package_dir: str = ""
     install_scripts: bool = False
+    # Vite's base (the API's renderer proxy serves the sandbox under it) and the
+    # secret every request to this Vite must carry (None: no such check).
+    base: str = "/"
+    proxy_secret: str | None = None
 
     @property
     def app_root(self) -> Path:
@@ -187,6 +192,8 @@ class ViteSupervisor:
                 host=options.host,
                 ws_url=options.ws_url,
                 sandbox_id=options.sandbox_id,
+                base=options.base,
+                proxy_secret=options.proxy_secret,
                 component_glob=options.component_glob,
                 wrapper=options.wrapper,
                 share_deps=options.vite_deps_seed,
@@ -344,15 +351,25 @@ class ViteSupervisor:
             watcher.join(timeout=10.0)
 
 
-def fetch_components(host: str, port: int, timeout: float = 10.0) -> dict[str, Any]:
-    """The catalog the studio's Vite plugin serves at ``/__studio/components.json``.
+def fetch_components(
+    host: str,
+    port: int,
+    timeout: float = 10.0,
+    *,
+    base: str = "/",
+    proxy_secret: str | None = None,
+) -> dict[str, Any]:
+    """The catalog the studio's Vite plugin serves at ``<base>__studio/components.json``.
 
-    :class:`ServiceUnavailable` when Vite does not answer it (restarting, or not up).
+    ``proxy_secret``: what a Vite behind the API's renderer proxy wants to see
+    (the template's proxy guard). :class:`ServiceUnavailable` when Vite does
+    not answer it (restarting, or not up).
     """
     # http.client, as the readiness probe: no proxy from the environment.
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    headers = {PROXY_SECRET_HEADER: proxy_secret} if proxy_secret else {}
     try:
-        conn.request("GET", "/__studio/components.json")
+        conn.request("GET", f"{base}__studio/components.json", headers=headers)
         response = conn.getresponse()
         body = response.read()
     except (OSError, http.client.HTTPException) as exc:

@@ -61,6 +61,8 @@ __all__ = [
     "CONFIG_FILE",
     "DEFAULT_COMPONENT_GLOB",
     "LAUNCHER",
+    "PAGE_EVENTS_PATH",
+    "PROXY_SECRET_HEADER",
     "STUDIO_DIR",
     "VITE_ENV",
     "ViteServer",
@@ -70,6 +72,7 @@ __all__ = [
     "generate_studio_app",
     "is_port_conflict",
     "read_studio_config",
+    "renderer_base",
     "renderer_url",
     "studio_config",
     "vite_argv",
@@ -98,6 +101,10 @@ VITE_ENV: Mapping[str, str] = {"BROWSER": "none", "NO_COLOR": "1", "FORCE_COLOR"
 # Lines of Vite output attached to errors.
 _ERROR_LINES = 50
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# Vite's base: "/" or "/seg/.../" (the renderer proxy's per-sandbox path).
+_BASE = re.compile(r"/(?:[^/?#]+/)*")
+# The header the API's renderer proxy adds (the template's plugin/proxy-guard.mjs).
+PROXY_SECRET_HEADER = "x-studio-proxy-secret"
 _CONFLICT_PATTERNS = (
     re.compile(r"Port (\d+) is already in use"),
     re.compile(r"EADDRINUSE\b.*?:(\d+)\b"),
@@ -122,6 +129,8 @@ def studio_config(
     host: str = "127.0.0.1",
     sandbox_id: str | None = None,
     ws_url: str | None = None,
+    base: str = "/",
+    proxy_secret: str | None = None,
     component_glob: str = DEFAULT_COMPONENT_GLOB,
     wrapper: str | None = None,
     cache_dir: Path | None = None,
@@ -144,8 +153,12 @@ def studio_config(
         _check_repo_relative(wrapper, "wrapper")
     if not 1 <= port <= 65535:
         raise InvalidConfig(f"port must be in 1..65535, got {port}")
-    if ws_url is not None and not ws_url.startswith(("ws://", "wss://")):
-        raise InvalidConfig(f"ws_url must be a ws:// or wss:// URL, got {ws_url!r}")
+    if ws_url is not None and not ws_url.startswith(("ws://", "wss://", "/")):
+        raise InvalidConfig(
+            f"ws_url must be a ws:// or wss:// URL or an absolute path, got {ws_url!r}"
+        )
+    if not _BASE.fullmatch(base):
+        raise InvalidConfig(f"base must be a URL path that starts and ends with '/', got {base!r}")
     if deps_seed_dir is not None and not deps_seed_dir.is_absolute():
         raise InvalidConfig(f"deps_seed_dir must be an absolute path, got {deps_seed_dir}")
     return {
@@ -156,6 +169,8 @@ def studio_config(
         "host": host,
         "cacheDir": str(cache_dir or repo_root / STUDIO_DIR / VITE_CACHE_DIR),
         "wsUrl": ws_url,
+        "base": base,
+        "proxySecret": proxy_secret,
         "componentGlob": component_glob,
         "wrapper": wrapper,
         "depsSeedDir": None if deps_seed_dir is None else str(deps_seed_dir),
@@ -221,10 +236,20 @@ def is_port_conflict(output: Iterable[str], port: int | None = None) -> bool:
     return False
 
 
-def renderer_url(host: str, port: int) -> str:
-    """``http://host:port/`` (IPv6 hosts in brackets)."""
+def renderer_url(host: str, port: int, base: str = "/") -> str:
+    """``http://host:port<base>`` (IPv6 hosts in brackets)."""
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/"
+    return f"http://{shown}:{port}{base}"
+
+
+# Beside the page, under its base: the sandbox's event stream, which the API's
+# renderer proxy serves itself (the page's cookie lets it in).
+PAGE_EVENTS_PATH = "__studio/events"
+
+
+def renderer_base(sandbox_id: str) -> str:
+    """The URL path a sandbox's renderer is served under, by the API and by its Vite (``base``)."""
+    return f"/r/{sandbox_id}/"
 
 
 # --- the studio app on disk -------------------------------------------------------
@@ -260,6 +285,8 @@ def generate_studio_app(
     host: str = "127.0.0.1",
     ws_url: str | None = None,
     sandbox_id: str | None = None,
+    base: str = "/",
+    proxy_secret: str | None = None,
     component_glob: str = DEFAULT_COMPONENT_GLOB,
     wrapper: str | None = None,
     npm: str = "npm",
@@ -298,6 +325,8 @@ def generate_studio_app(
         host=host,
         sandbox_id=sandbox_id,
         ws_url=ws_url,
+        base=base,
+        proxy_secret=proxy_secret,
         component_glob=component_glob,
         wrapper=wrapper,
     )
@@ -376,12 +405,16 @@ def cleanup_studio_app(
 # --- the server ---------------------------------------------------------------------
 
 
-def _probe(host: str, port: int, timeout: float) -> bool:
+def _probe(
+    host: str, port: int, timeout: float, base: str = "/", secret: str | None = None
+) -> bool:
     # http.client rather than an HTTP library: no proxy settings from the
     # environment, no TLS context per call, nothing shared between threads.
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    # A sandbox's Vite answers only requests that carry its proxy secret (proxy-guard.mjs).
+    headers = {PROXY_SECRET_HEADER: secret} if secret else {}
     try:
-        conn.request("GET", "/@vite/client")
+        conn.request("GET", f"{base}@vite/client", headers=headers)
         return conn.getresponse().status == 200
     except (OSError, http.client.HTTPException):
         return False
@@ -435,6 +468,9 @@ class ViteServer:
         config = read_studio_config(self.studio_dir)
         self.host: str = config["host"]
         self.port: int = config["port"]
+        # Behind the API's renderer proxy: Vite's base, and the secret its requests carry.
+        self.base: str = config.get("base") or "/"
+        self.proxy_secret: str | None = config.get("proxySecret")
         self.owner: str = config.get("sandboxId") or f"standalone:{worktree}"
         self.ports = ports
         self.port_attempts = port_attempts
@@ -462,8 +498,8 @@ class ViteServer:
 
     @property
     def url(self) -> str:
-        """The renderer's URL, ``http://host:port/``."""
-        return renderer_url(self.host, self.port)
+        """The renderer's URL on Vite's own port, ``http://host:port<base>``."""
+        return renderer_url(self.host, self.port, self.base)
 
     @property
     def pid(self) -> int | None:
@@ -487,7 +523,7 @@ class ViteServer:
         return self.manager.wait(timeout)
 
     def _ready(self) -> bool:
-        if not _probe(self.host, self.port, self.probe_timeout):
+        if not _probe(self.host, self.port, self.probe_timeout, self.base, self.proxy_secret):
             return False
         pid = self.manager.pid
         if pid is None:

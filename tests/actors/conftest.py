@@ -15,6 +15,7 @@ import random
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -83,15 +84,22 @@ def free_base(count: int = PORTS) -> int:
 
 
 def vite_answers(port: int) -> bool:
-    """Whether a Vite serves ``/@vite/client`` on ``port`` of this node's loopback."""
+    """Whether a sandbox's Vite answers on ``port`` of this node's loopback."""
     return renderer_answers(f"http://{HOST}:{port}/")
 
 
 def renderer_answers(renderer_url: str) -> bool:
-    """Whether the Vite at ``renderer_url`` serves ``/@vite/client``."""
+    """Whether the studio's Vite at ``renderer_url`` answers ``/@vite/client``.
+
+    A sandbox of the manager's refuses whoever is not the API's renderer proxy
+    (403 from the template's proxy guard, which runs in a started Vite only):
+    that refusal is an answer too.
+    """
     try:
         with urllib.request.urlopen(f"{renderer_url}@vite/client", timeout=5) as reply:
             return int(reply.status) == 200
+    except urllib.error.HTTPError as refused:
+        return refused.code == 403 and b"Component Studio API" in refused.read()
     except OSError:
         return False
 

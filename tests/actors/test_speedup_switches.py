@@ -100,6 +100,7 @@ _FIRST_SANDBOX = textwrap.dedent(
     import urllib.request
     from actors.handles import kill_manager, sandbox_handle, start_manager
     from studio.config import StudioSettings
+    from studio.viewer import viewer_token
 
     state, origin, base = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 
@@ -140,8 +141,11 @@ _FIRST_SANDBOX = textwrap.dedent(
             pid = ray.get(sandbox_handle(info.id).ping.remote())["pid"]
             vites = [p.cmdline() for p in psutil.Process(pid).children() if p.name() == "node"]
             print("VITE", json.dumps(vites))
-            url = info.renderer_url.replace("localhost", "127.0.0.1") + "@vite/client"
-            with urllib.request.urlopen(url, timeout=30) as reply:
+            # As the API's renderer proxy asks: under the sandbox's base, with its secret.
+            url = f"http://127.0.0.1:{info.port}/r/{info.id}/@vite/client"
+            secret = viewer_token(ray.get(manager.viewer_secret.remote()), info.id)
+            asked = urllib.request.Request(url, headers={"x-studio-proxy-secret": secret})
+            with urllib.request.urlopen(asked, timeout=30) as reply:
                 print("RENDERER", reply.status)
             ray.get(manager.teardown_sandbox.remote(info.id, None), timeout=120)
             print("STANDBYS LEFT", "-" if standbys else len(descendants("standby.mjs")))

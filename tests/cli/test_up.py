@@ -392,7 +392,8 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
         health = httpx.get(f"{api}/healthz", timeout=30)
         assert health.status_code == 200 and health.json()["manager"] == "ok"
         assert httpx.get(f"{api}/docs", timeout=30).status_code == 200
-        assert httpx.get(renderer, timeout=30).status_code == 200
+        # The renderer through the API's port: its ticket buys the page's cookie.
+        assert httpx.get(renderer, timeout=30, follow_redirects=True).status_code == 200
 
         # The demo sandbox renders a component of the sample repository in Chromium.
         browser_page.goto(renderer)
@@ -400,7 +401,8 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
         canvas = browser_page.locator("[data-testid=studio-canvas]")
         canvas.wait_for(state="visible", timeout=60_000)
         expect(canvas).to_have_attribute("data-state", "ready", timeout=60_000)
-        # The page's own live stream is open (its viewer token let it in) and says running.
+        # The page's own live stream is open (through the renderer proxy, its cookie let it
+        # in) and says running.
         banner = browser_page.locator("[data-testid=studio-status]")
         expect(banner).to_have_attribute("data-connection", "open", timeout=30_000)
         expect(browser_page.get_by_test_id("studio-status-text")).to_have_text("running")

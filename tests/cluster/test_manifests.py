@@ -114,3 +114,32 @@ def test_kuberay_rayservice() -> None:
 )
 def test_manifest_is_plain_yaml(name: str) -> None:
     assert isinstance(load(name), dict)
+
+
+def test_kuberay_needs_one_port_for_api_events_and_renderers() -> None:
+    """On paper: clients reach the Serve port alone, and the app there serves the
+    renderers (HTTP and WebSocket) besides the API; no worker exposes a Vite port."""
+    from serve.app import create_app
+    from serve.replica import Replica, ServeOptions
+
+    manifest = load("kuberay/rayservice.yaml")
+    spec = manifest["spec"]
+    serve_config = yaml.safe_load(spec["serveConfigV2"])
+    port = serve_config["http_options"]["port"]
+    (app_config,) = serve_config["applications"]
+    # Without the replicas' own listeners: every client path is the Serve port's.
+    assert app_config["args"]["ws_direct_port"] == 0
+    head = spec["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"]
+    named = {p["name"]: p["containerPort"] for c in head for p in c.get("ports", [])}
+    assert named["serve"] == port
+    for group in spec["rayClusterConfig"]["workerGroupSpecs"]:
+        for container in group["template"]["spec"]["containers"]:
+            assert not container.get("ports"), "a worker must not expose its Vite ports"
+    app = create_app(Replica(StudioSettings(ws_direct_port=0), ServeOptions()))
+    # The app on that port routes to the renderer proxy (HTTP and WebSocket) and the events.
+    for name, params in (
+        ("renderer_http", {"sandbox_id": "sb_abc", "path": "@vite/client"}),
+        ("renderer_websocket", {"sandbox_id": "sb_abc", "path": ""}),
+        ("sandbox_events", {"sandbox_id": "sb_abc"}),
+    ):
+        assert app.url_path_for(name, **params).startswith(("/r/sb_abc/", "/api/v1/"))

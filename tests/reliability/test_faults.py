@@ -22,6 +22,7 @@ import websockets
 
 from actors.handles import get_manager, sandbox_handle
 from studio.naming import branch_name
+from studio.vite import read_studio_config
 from tests.reliability.conftest import (
     Made,
     branch_commits,
@@ -32,7 +33,7 @@ from tests.reliability.conftest import (
     worktree_of,
     write,
 )
-from tests.serve.conftest import Api
+from tests.serve.conftest import Api, open_renderer
 from tests.serve.test_api_ws import recv, recv_until, ws_url
 from tests.support.fakevite import install_fake_vite
 from tests.support.gitrepo import git
@@ -62,9 +63,15 @@ async def status_event(ws: Any, wanted: str) -> dict[str, Any]:
 
 
 def renderer_port(api: Api, user: str, sandbox_id: str) -> int:
+    """The port the sandbox's Vite listens on now (its studio app's config)."""
+    return int(read_studio_config(worktree_of(api, sandbox_id) / ".studio")["port"])
+
+
+def renderer_page(api: Api, user: str, sandbox_id: str) -> int:
+    """The status of the renderer's page, opened as its owner through the API's proxy."""
     status = api.http.get(f"/api/v1/sandboxes/{sandbox_id}", headers=api.headers(user)).json()
-    url = str(status["renderer_url"])
-    return int(url.rstrip("/").rsplit(":", 1)[1])
+    with open_renderer(str(status["renderer_url"])) as renderer:
+        return renderer.get("").status_code
 
 
 @pytest.mark.slow
@@ -86,8 +93,7 @@ async def test_vite_sigkilled_twenty_times_restarts_each_time_and_keeps_edits(
             assert restarting["payload"]["restarts"] >= n + 1
             await status_event(ws, "running")
             port = await asyncio.to_thread(renderer_port, api, user, sandbox_id)
-            page = await asyncio.to_thread(httpx.get, f"http://127.0.0.1:{port}/", timeout=30)
-            assert page.status_code == 200, n
+            assert await asyncio.to_thread(renderer_page, api, user, sandbox_id) == 200, n
             assert listener_pid(port) not in (None, pid)
             hashes.append(
                 await asyncio.to_thread(write, api, user, sandbox_id, f"src/kill/{n}.txt", f"{n}\n")

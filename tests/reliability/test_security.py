@@ -14,7 +14,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -71,10 +70,9 @@ def routes(api: Api) -> list[tuple[str, str]]:
 
 
 def viewer_token_of(api: Api, sandbox_id: str) -> str:
-    """The viewer token the sandbox wrote into its studio page's WebSocket URL."""
+    """The sandbox's viewer token: the secret the renderer proxy shows its Vite."""
     studio_dir = StateLayout(api.settings.state_dir).worktree(sandbox_id) / ".studio"
-    (token,) = parse_qs(urlsplit(read_studio_config(studio_dir)["wsUrl"]).query)["token"]
-    return str(token)
+    return str(read_studio_config(studio_dir)["proxySecret"])
 
 
 def body_for(method: str, path: str, sandbox_id: str) -> dict[str, Any] | None:
@@ -105,7 +103,7 @@ def test_every_route_refuses_strangers_and_never_shows_another_users_data(
     table = routes(api)
     assert len(table) >= 12, table
     secrets = [sandbox_id.removeprefix("sb_"), commit, commit[:12], owner]
-    # The token the sandbox's studio page holds opens its stream, and nothing over HTTP.
+    # The secret the renderer proxy shows the sandbox's Vite opens nothing of the API.
     viewer = viewer_token_of(api, sandbox_id)
     before = api.http.get(f"/api/v1/sandboxes/{sandbox_id}", headers=api.headers(owner)).json()
     for method, template in table:

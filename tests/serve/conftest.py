@@ -74,6 +74,17 @@ class Api:
         return dict(reply.json())
 
 
+@contextlib.contextmanager
+def open_renderer(renderer_url: str) -> Iterator[httpx.Client]:
+    """A client of the sandbox's renderer as a browser gets it: the ticket in
+    ``renderer_url`` exchanged for the proxy's cookie, paths relative to the renderer."""
+    with httpx.Client(follow_redirects=True, timeout=60) as client:
+        page = client.get(renderer_url)
+        assert page.status_code == 200, page.text
+        client.base_url = httpx.URL(renderer_url).copy_with(query=None)
+        yield client
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

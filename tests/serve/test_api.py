@@ -12,7 +12,7 @@ import pytest
 from ray import serve
 
 from serve.app import MAX_ONGOING_REQUESTS, build_app
-from tests.serve.conftest import CREATE_FIELDS, OPTIONS, Api
+from tests.serve.conftest import CREATE_FIELDS, OPTIONS, Api, open_renderer
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -47,7 +47,11 @@ def test_the_plans_five_requests(api: Api) -> None:
     assert re.fullmatch(r"sb_[a-z0-9]+", sandbox_id)
     assert created["status"] == "running"
     assert created["branch"] == "design/studio-" + sandbox_id.removeprefix("sb_")
-    assert created["renderer_url"].startswith("http://localhost:")
+    # The renderer through the replica (its own listener, as execute_url), with a ticket for
+    # its cookie (serve.renderer_proxy); the API's port serves it too.
+    assert re.fullmatch(
+        rf"http://localhost:\d+/r/{sandbox_id}/\?ticket=[^&]+", created["renderer_url"]
+    )
     # The replica's own listener (serve.direct), on the public host: tests/serve/test_direct_ws.py.
     assert re.fullmatch(
         rf"ws://localhost:\d+/api/v1/sandboxes/{sandbox_id}/ws", created["websocket_url"]
@@ -55,7 +59,8 @@ def test_the_plans_five_requests(api: Api) -> None:
     assert re.fullmatch(
         rf"http://localhost:\d+/api/v1/sandboxes/{sandbox_id}/execute", created["execute_url"]
     )
-    assert httpx.get(created["renderer_url"] + "@vite/client", timeout=10).status_code == 200
+    with open_renderer(created["renderer_url"]) as renderer:
+        assert renderer.get("@vite/client").status_code == 200
 
     # Get Sandbox Status.
     reply = api.http.get(f"/api/v1/sandboxes/{sandbox_id}", headers=headers)

@@ -18,7 +18,7 @@ import pytest
 from websockets.sync.client import connect
 
 from cli.main import main
-from tests.serve.conftest import CREATE_FIELDS, Api
+from tests.serve.conftest import CREATE_FIELDS, Api, open_renderer
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -75,8 +75,8 @@ def test_create_without_waiting_answers_202_and_the_stream_names_each_step(api: 
 
         shown = api.http.get(f"/api/v1/sandboxes/{sandbox_id}", headers=api.headers(user)).json()
         assert shown["status"] == "running"
-        page = httpx.get(shown["renderer_url"] + "@vite/client", timeout=30)
-        assert page.status_code == 200
+        with open_renderer(shown["renderer_url"]) as renderer:
+            assert renderer.get("@vite/client").status_code == 200
     finally:
         _remove(api, user, sandbox_id)
 
@@ -105,7 +105,9 @@ def test_studio_create_shows_each_step_then_the_urls(
         assert f"{sandbox_id}  running" in captured.out
         renderer = re.search(r"renderer:\s+(\S+)", captured.out)
         assert renderer is not None
-        assert httpx.get(renderer.group(1), timeout=30).status_code == 200
+        # The printed URL is the proxy's with its ticket: opened, it serves the page.
+        with open_renderer(renderer.group(1)) as page:
+            assert page.get("@vite/client").status_code == 200
     finally:
         _remove(api, user, sandbox_id)
 

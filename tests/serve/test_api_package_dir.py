@@ -10,14 +10,14 @@ not a directory of the base branch, or leaves the repository, is refused with
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.serve.conftest import Api
+from tests.serve.conftest import Api, open_renderer
 from tests.support.gitrepo import repo_from_dir
 from tests.template.pages import FIXTURES
 
@@ -88,10 +88,12 @@ def test_a_sandbox_renders_the_packages_stories(api: Api) -> None:
     assert reply.status_code == 201, reply.text
     created = reply.json()
     sandbox_id = created["sandbox_id"]
+    opened = contextlib.ExitStack()
     try:
         assert created["status"] == "running"
         # The renderer is Vite in the package: its catalog is the package's, paths relative to it.
-        catalog = httpx.get(f"{created['renderer_url']}__studio/components.json", timeout=30)
+        renderer = opened.enter_context(open_renderer(created["renderer_url"]))
+        catalog = renderer.get("__studio/components.json")
         assert catalog.status_code == 200, catalog.text
         components = {c["id"]: c for c in catalog.json()["components"]}
         assert set(components) == {"Badge"}
@@ -105,18 +107,22 @@ def test_a_sandbox_renders_the_packages_stories(api: Api) -> None:
         assert [c["id"] for c in reply.json()["components"]] == ["Badge"]
         # The sibling workspace package resolves (pnpm's link) to its sources in the worktree,
         # outside Vite's root, and Vite serves them compiled.
-        renderer = created["renderer_url"].rstrip("/")
-        # The page names where the package's files are served: /@fs<worktree>/packages/ui/.
-        page = httpx.get(renderer + "/", timeout=60)
-        fs_base = re.search(r'"(/@fs/[^"]+/packages/ui/)"', page.text)
+        # The page names where the package's files are served: /r/<id>/@fs<worktree>/packages/ui/.
+        page = renderer.get("")
+        fs_base = re.search(r'"(/r/[^/"]+/@fs/[^"]+/packages/ui/)"', page.text)
         assert fs_base is not None, page.text[:1000]
-        module = httpx.get(renderer + fs_base.group(1) + badge["module"], timeout=60)
+        # Absolute paths on the renderer's origin, where its cookie goes.
+        origin = str(renderer.base_url.copy_with(path="/", query=None)).rstrip("/")
+        module = renderer.get(origin + fs_base.group(1) + badge["module"])
         assert module.status_code == 200, module.text[:500]
-        sibling = re.search(r'from "(/@fs/[^"]+/packages/tokens/src/index\.ts)"', module.text)
+        sibling = re.search(
+            r'from "(/r/[^/"]+/@fs/[^"]+/packages/tokens/src/index\.ts)"', module.text
+        )
         assert sibling is not None, module.text[:1000]
-        tokens = httpx.get(renderer + sibling.group(1), timeout=60)
+        tokens = renderer.get(origin + sibling.group(1))
         assert tokens.status_code == 200, tokens.text[:500]
         assert "toneClass" in tokens.text and "/packages/tokens/src/Swatch.tsx" in tokens.text
     finally:
+        opened.close()
         reply = api.http.delete(f"/api/v1/sandboxes/{sandbox_id}", headers=headers, timeout=120)
         assert reply.status_code == 200, reply.text

@@ -56,7 +56,9 @@ def test_studio_config_is_the_template_contract(tmp_path):
         repo_root=tmp_path,
         port=5180,
         sandbox_id="sb_abc123",
-        ws_url="ws://127.0.0.1:8000/api/v1/sandboxes/sb_abc123/ws",
+        ws_url="/r/sb_abc123/__studio/events",
+        base="/r/sb_abc123/",
+        proxy_secret="sv_secret",
         wrapper="src/Providers.tsx",
     )
     assert config == {
@@ -66,7 +68,9 @@ def test_studio_config_is_the_template_contract(tmp_path):
         "port": 5180,
         "host": "127.0.0.1",
         "cacheDir": str(tmp_path / ".studio" / ".vite-cache"),
-        "wsUrl": "ws://127.0.0.1:8000/api/v1/sandboxes/sb_abc123/ws",
+        "wsUrl": "/r/sb_abc123/__studio/events",
+        "base": "/r/sb_abc123/",
+        "proxySecret": "sv_secret",
         "componentGlob": "src/**/*.{tsx,jsx}",
         "wrapper": "src/Providers.tsx",
         "depsSeedDir": None,
@@ -78,6 +82,8 @@ def test_studio_config_standalone_defaults(tmp_path):
     config = studio_config(repo_root=tmp_path, port=5173, cache_dir=tmp_path / "c")
     assert config["sandboxId"] is None and config["wsUrl"] is None and config["wrapper"] is None
     assert config["cacheDir"] == str(tmp_path / "c")
+    # Served at the root, to whoever reaches the port (no renderer proxy in front).
+    assert config["base"] == "/" and config["proxySecret"] is None
 
 
 @pytest.mark.parametrize(
@@ -90,6 +96,9 @@ def test_studio_config_standalone_defaults(tmp_path):
         {"port": 0},
         {"port": 70000},
         {"ws_url": "http://127.0.0.1/ws"},
+        {"base": "r/sb_abc123/"},
+        {"base": "/r/sb_abc123"},
+        {"base": "/r//x/"},
     ],
 )
 def test_studio_config_rejects_what_the_template_would(tmp_path, kwargs):
@@ -132,6 +141,7 @@ def test_is_port_conflict(lines: list[str], port: int | None, expected: bool):
 def test_renderer_url():
     assert renderer_url("127.0.0.1", 5173) == "http://127.0.0.1:5173/"
     assert renderer_url("::1", 5173) == "http://[::1]:5173/"
+    assert renderer_url("10.0.0.2", 5173, "/r/sb_abc/") == "http://10.0.0.2:5173/r/sb_abc/"
 
 
 def test_studio_config_file_round_trip_and_errors(tmp_path):
