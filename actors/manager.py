@@ -468,7 +468,18 @@ class StudioManager:
             branch=branch_name(sandbox_id),
             config=config,
         )
-        return await self._create(record, node_id, None)
+        info = await self._create(record, node_id, None)
+        try:
+            # Its first user's page load then finds the modules transformed
+            # (docs/performance.md, ready sandboxes); it is up either way.
+            warmed = await self._backend.call(
+                sandbox_id, "warm_renderer", timeout_s=self._timeouts.setup_extra
+            )
+        except Exception as exc:  # an optimisation: a cold first load is still a load
+            logger.warning("ready sandbox not warmed: %s", exc, extra={"sandbox_id": sandbox_id})
+        else:
+            logger.info("ready sandbox warmed", extra={"sandbox_id": sandbox_id, **warmed})
+        return info
 
     async def _create(
         self,

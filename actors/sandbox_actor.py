@@ -441,6 +441,12 @@ class SandboxActor:
         """A client's message (component-selected) onto the event stream."""
         await self._run(self._sandbox.publish_client_message, message, client_id)
 
+    async def warm_renderer(self) -> dict[str, Any]:
+        """Transform the page's module graph ahead of its first load (a ready sandbox)."""
+        await self._recovered()
+        result = await self._run(self._sandbox.warm_renderer)
+        return {"loaded": result.loaded, "failed": result.failed, "seconds": result.seconds}
+
     async def touch(self) -> None:
         """Mark activity (a WebSocket message, a page view)."""
         self._sandbox.touch()

@@ -82,7 +82,8 @@ from studio.state import (
     SandboxState,
     require_state,
 )
-from studio.vite import PAGE_EVENTS_PATH, renderer_base, renderer_url
+from studio.vite import PAGE_EVENTS_PATH, PROXY_SECRET_HEADER, renderer_base, renderer_url
+from studio.vite.warm import WarmResult, warm_renderer
 
 if TYPE_CHECKING:
     # studio.pr loads PyGithub (a large import): only a push to GitHub or a finalize needs it.
@@ -596,6 +597,19 @@ class ComponentStudioSandbox(SandboxLifecycle):
             port,
             base=self.renderer_base,
             proxy_secret=self._viewer_token or None,
+        )
+
+    def warm_renderer(self) -> WarmResult:
+        """Have Vite transform the page's module graph now (studio.vite.warm): for a
+        sandbox set up ahead of need, so that its first user's page load finds it done."""
+        require_state(self.state, _WORKING, "warm the renderer")
+        port = self.port
+        if port is None:
+            raise ServiceUnavailable("Vite has no port yet; retry shortly")
+        secret = self._viewer_token
+        return warm_renderer(
+            renderer_url(self.settings.host, port, self.renderer_base),
+            headers={PROXY_SECRET_HEADER: secret} if secret else None,
         )
 
     def logs(self, lines: int = 200) -> list[str]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from actors.handles import sandbox_handle
 from studio.errors import QuotaExceeded
 from studio.naming import READY_OWNER, branch_name
 from studio.state import SandboxState
@@ -43,6 +44,10 @@ def test_a_create_takes_the_ready_sandbox_and_another_takes_its_place(
         assert get(studio.manager.list_sandboxes.remote(None)) == []
         health = get(studio.manager.health.remote())
         assert health["ready_sandboxes"] == {studio.repository_id: {"running": 1}}
+        # Its Vite has the page's modules transformed (through the proxy's guard, with
+        # the secret): a second warm-up finds the same graph, every module served.
+        warmed = get(sandbox_handle(ready.id).warm_renderer.remote(), timeout=120)
+        assert warmed["loaded"] >= 10 and warmed["failed"] == 0, warmed
         # The repository's record says how many wait (GET /api/v1/repositories/{id}).
         assert get(studio.manager.get_repository.remote(studio.repository_id)).ready_sandboxes == 1
 
