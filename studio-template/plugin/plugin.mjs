@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { earlyLoadScript } from './early-load.mjs';
 import { recheckChanges } from './recheck-changes.mjs';
+import { VERDICT_PATH, verdictMiddleware } from './verdict.mjs';
 
 export const CATALOG_PATH = '/__studio/components.json';
 export const CONFIG_MODULE = 'virtual:studio/config';
@@ -101,6 +102,9 @@ export function studioPlugin(config, catalog, storybook = null) {
         if (timer) clearTimeout(timer);
         stopRechecks();
       });
+
+      // what an edit did: compile errors and the stories it touches (verdict.mjs)
+      server.middlewares.use(VERDICT_PATH, verdictMiddleware(server, config.repoRoot, catalog));
 
       server.middlewares.use(CATALOG_PATH, (req, res, next) => {
         if (req.method !== 'GET' && req.method !== 'HEAD') return next();
