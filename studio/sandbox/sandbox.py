@@ -514,6 +514,10 @@ class ComponentStudioSandbox(SandboxLifecycle):
         pushed = self.pusher.wait(ticket, self.config.push_timeout, push_here=self._push_here)
         return result.model_copy(update={"pushed": pushed})
 
+    def changed_files(self, old: str, new: str) -> list[str]:
+        """The files that differ between two of the branch's commits (what a rollback changed)."""
+        return self._working_tree("compare commits").changed_files(old, new)
+
     def history(self, count: int = 50) -> list[CommitInfo]:
         """The branch's commits since its base, newest first, the base last (``is_base``)."""
         source = self._history_source()
