@@ -301,7 +301,11 @@ async def execute(
     user: User,
     replica: ReplicaDep,
 ) -> ExecuteResult:
-    """Write, delete, read or list files; every write is a commit."""
+    """Write, delete, read or list files; every write is a commit.
+
+    With ``"wait": "render"`` a write or delete answers once the stories it
+    touched re-rendered in the node's browser, their verdict in ``render``.
+    """
     await replica.backend.authorize(user, sandbox_id)
     _check_sizes(command, replica.settings.max_file_bytes)
     result: ExecuteResult = await replica.backend.sandbox(
@@ -326,6 +330,7 @@ async def rollback(
         commit_hash=body.commit_hash,
         steps=body.steps,
         undo=body.undo,
+        wait=body.wait,
     )
     return result
 
