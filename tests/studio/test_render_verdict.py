@@ -1,0 +1,250 @@
+"""The render verdict of each kind of edit: a real sandbox on examples/ui-kit, real Vite,
+real Chromium.
+
+One sandbox and one browser for the module (a Vite start and a Chromium
+launch per test would dominate); every test puts back what it changed, so
+the tests do not depend on their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from studio.commands import DeleteFile, ExecuteCommand, WriteFile, WriteFiles
+from studio.models import RepositorySource
+from studio.render import RenderBrowser, RenderVerdict, chromium_path
+from studio.sandbox import ComponentStudioSandbox
+from studio.state import TERMINAL_STATES
+from tests.studio.test_sandbox_fixtures import UI_KIT, fast_config, node_settings
+from tests.support.gitrepo import repo_from_dir
+
+pytestmark = [pytest.mark.browser]
+
+T = TypeVar("T")
+
+BUTTON = "src/components/Button/Button.tsx"
+BUTTON_STORIES = "src/components/Button/Button.stories.tsx"
+STYLES = "src/styles.css"
+BUTTON_IDS = {"button--primary", "button--secondary", "button--large-danger"}
+
+
+class _Loop:
+    """An event loop on a thread of its own: the module's browser outlives each test's loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 120.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+class Studio:
+    """The module's sandbox and browser, and an edit answered with its verdict."""
+
+    def __init__(self, sandbox: ComponentStudioSandbox, browser: RenderBrowser, loop: _Loop):
+        self.sandbox = sandbox
+        self.browser = browser
+        self.loop = loop
+        self.worktree = sandbox.worktree_path
+
+    def original(self, rel: str) -> str:
+        return (UI_KIT / rel).read_text()
+
+    def edit(self, command: ExecuteCommand, files: list[str]) -> RenderVerdict:
+        written_after = time.time()
+        result = self.sandbox.on_execute(command)
+        assert result.commit_hash
+        url = self.sandbox.renderer_url
+        assert url
+        return self.loop.run(
+            self.browser.verdict(
+                self.sandbox.sandbox_id, url, result.commit_hash, files, since=written_after
+            )
+        )
+
+    def write(self, rel: str, content: str) -> RenderVerdict:
+        return self.edit(WriteFile(command="write_file", file_path=rel, content=content), [rel])
+
+    def restore(self) -> None:
+        """Every file the tests touch back as in examples/ui-kit (one commit, if any differ)."""
+        changed = [
+            rel
+            for rel in (BUTTON, BUTTON_STORIES, STYLES)
+            if not (self.worktree / rel).is_file()
+            or (self.worktree / rel).read_text() != self.original(rel)
+        ]
+        if changed:
+            files = [{"file_path": rel, "content": self.original(rel)} for rel in changed]
+            self.sandbox.on_execute(
+                WriteFiles.model_validate({"command": "write_files", "files": files})
+            )
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory, install_cache: Path) -> Iterator[Studio]:
+    if not chromium_path().is_file():
+        pytest.skip(f"no Chromium at {chromium_path()}: run scripts/setup.sh")
+    root = tmp_path_factory.mktemp("verdict")
+    origin = repo_from_dir(UI_KIT, root / "origin")
+    settings = node_settings(root / "node", install_cache)
+    sandbox = ComponentStudioSandbox(
+        "sb_verdict01",
+        RepositorySource(name="ui-kit", source=str(origin)),
+        fast_config(settings),
+        settings,
+        owner="alice",
+    )
+    loop = _Loop()
+    browser = RenderBrowser()
+    try:
+        sandbox.on_setup()
+        # launched here, not by the first test: the tests' leak checks see a running browser
+        loop.run(browser.browser())
+        yield Studio(sandbox, browser, loop)
+    finally:
+        loop.run(browser.close())
+        loop.close()
+        if sandbox.state not in TERMINAL_STATES:
+            sandbox.on_teardown()
+
+
+@pytest.fixture
+def kit(studio: Studio) -> Iterator[Studio]:
+    yield studio
+    studio.restore()
+
+
+def _by_id(verdict: RenderVerdict) -> dict[str, Any]:
+    return {story.id: story for story in verdict.stories}
+
+
+def test_a_valid_edit_renders_its_stories_ok(kit: Studio) -> None:
+    source = kit.original(BUTTON).replace("{children ?? label}", "{children ?? label}!")
+    verdict = kit.write(BUTTON, source)
+    assert verdict.status == "ok", verdict.model_dump_json(indent=1)
+    assert set(_by_id(verdict)) >= BUTTON_IDS, verdict
+    assert all(story.status == "ok" for story in verdict.stories)
+    # only the Button's stories: nothing imports Button.tsx but its stories
+    assert {story.component for story in verdict.stories} == {"Button"}
+
+
+def test_a_jsx_syntax_error_is_a_compile_error_with_its_place(kit: Studio) -> None:
+    source = kit.original(BUTTON).replace("    </button>\n", "    </buttn>\n")
+    line = source.splitlines().index("    </buttn>") + 1
+    verdict = kit.write(BUTTON, source)
+    assert verdict.status == "compile_error", verdict
+    [error] = verdict.compile_errors
+    assert error.file is not None and error.file.endswith(BUTTON)
+    assert error.line == line
+    assert error.column is not None
+    assert error.frame and "buttn" in error.frame
+    assert set(_by_id(verdict)) >= BUTTON_IDS
+    assert all(story.status == "compile_error" for story in verdict.stories)
+
+
+def test_a_throw_in_render_is_a_runtime_error_with_its_message(kit: Studio) -> None:
+    source = kit.original(BUTTON).replace(
+        "  return (\n    <button",
+        "  throw new Error('boom in render');\n  return (\n    <button",
+        1,
+    )
+    verdict = kit.write(BUTTON, source)
+    assert verdict.status == "runtime_error", verdict
+    story = _by_id(verdict)["button--primary"]
+    assert story.status == "runtime_error"
+    assert "boom in render" in story.error.message
+    assert story.error.component_stack and "Button" in story.error.component_stack
+
+
+def test_a_throw_in_an_effect_is_a_runtime_error(kit: Studio) -> None:
+    source = "import { useEffect } from 'react';\n" + kit.original(BUTTON).replace(
+        "  return (\n    <button",
+        "  useEffect(() => {\n    throw new Error('boom in effect');\n  }, []);\n"
+        "  return (\n    <button",
+        1,
+    )
+    verdict = kit.write(BUTTON, source)
+    assert verdict.status == "runtime_error", verdict
+    story = _by_id(verdict)["button--secondary"]
+    assert "boom in effect" in story.error.message
+
+
+def test_a_missing_import_is_a_compile_error(kit: Studio) -> None:
+    source = "import { Nope } from './Nope';\n" + kit.original(BUTTON).replace(
+        "{children ?? label}", "{children ?? label}<Nope />"
+    )
+    verdict = kit.write(BUTTON, source)
+    assert verdict.status == "compile_error", verdict
+    [error] = verdict.compile_errors
+    assert "./Nope" in error.message
+    assert error.file is not None and error.file.endswith(BUTTON)
+
+
+def test_a_type_only_change_is_ok(kit: Studio) -> None:
+    source = kit.original(BUTTON) + "\nexport type ButtonVariant = ButtonProps['variant'];\n"
+    verdict = kit.write(BUTTON, source)
+    assert verdict.status == "ok", verdict
+    assert set(_by_id(verdict)) >= BUTTON_IDS
+
+
+def test_a_css_only_change_is_ok(kit: Studio) -> None:
+    # a page has rendered (the module graph knows who imports the stylesheet)
+    kit.write(BUTTON, kit.original(BUTTON) + "\n")
+    verdict = kit.write(STYLES, kit.original(STYLES) + "\n.uk-button { letter-spacing: 1px; }\n")
+    assert verdict.status == "ok", verdict
+    # the stylesheet comes in through .storybook/preview: every story may look different
+    assert set(_by_id(verdict)) >= BUTTON_IDS
+
+
+def test_a_story_file_edit_renders_that_files_stories(kit: Studio) -> None:
+    source = kit.original(BUTTON_STORIES).replace("'Save changes'", "'Save it'")
+    verdict = kit.write(BUTTON_STORIES, source)
+    assert verdict.status == "ok", verdict
+    assert set(_by_id(verdict)) == BUTTON_IDS
+
+
+def test_a_story_that_throws_is_a_runtime_error_of_that_story_only(kit: Studio) -> None:
+    source = kit.original(BUTTON_STORIES) + (
+        "\nexport const Broken = {\n  render: () => {\n"
+        "    throw new Error('broken story');\n  },\n};\n"
+    )
+    verdict = kit.write(BUTTON_STORIES, source)
+    assert verdict.status == "runtime_error", verdict
+    stories = _by_id(verdict)
+    assert stories["button--broken"].status == "runtime_error"
+    assert "broken story" in stories["button--broken"].error.message
+    assert stories["button--primary"].status == "ok"
+
+
+def test_deleting_an_imported_file_is_a_compile_error_of_its_importer(kit: Studio) -> None:
+    kit.write(BUTTON, kit.original(BUTTON) + "\n")  # the graph knows the stories import it
+    verdict = kit.edit(DeleteFile(command="delete_file", file_path=BUTTON), [BUTTON])
+    assert verdict.status == "compile_error", verdict
+    errors = {Path(e.file or "").name: e for e in verdict.compile_errors}
+    # every importer: the Button's own stories and those of the Card and Modal, which use it
+    assert set(errors) == {"Button.stories.tsx", "Card.stories.tsx", "Modal.stories.tsx"}
+    assert 'Failed to resolve import "./Button"' in errors["Button.stories.tsx"].message
+    assert errors["Button.stories.tsx"].line == 1
+    assert "card--basic" in _by_id(verdict)
+
+
+def test_a_fix_after_a_break_is_ok_again(kit: Studio) -> None:
+    broken = kit.write(BUTTON, kit.original(BUTTON).replace("</button>", "</buttn>"))
+    assert broken.status == "compile_error"
+    fixed = kit.write(BUTTON, kit.original(BUTTON))
+    assert fixed.status == "ok", fixed.model_dump_json(indent=1)
+    assert fixed.commit != broken.commit
