@@ -81,16 +81,34 @@ _LOAD_TRIES = 3
 # failed to load or its error boundary caught; 'missing' when the story or
 # component is not in the catalog.
 _SETTLED = """
-() => {
+(expected) => {
   if (document.querySelector('[data-testid=studio-not-found]')) return 'missing';
   const canvas = document.querySelector('[data-testid=studio-canvas]');
-  let state = canvas ? canvas.dataset.state : 'loading';
-  if (canvas && canvas.querySelector('[data-testid=studio-error]')) state = 'error';
+  const shown = canvas && canvas.dataset.component === expected.component
+    && canvas.dataset.story === expected.story;
+  let state = shown ? canvas.dataset.state : 'loading';
+  if (shown && canvas.querySelector('[data-testid=studio-error]')) state = 'error';
   if (state !== 'ready' && state !== 'error') { window.__studioSettled = 0; return false; }
   window.__studioSettled = (window.__studioSettled || 0) + 1;
   return window.__studioSettled >= 3 ? state : false;
 }
 """
+# Every WebSocket of the page stays shut. The API's event stream: it would
+# announce each story this page shows to the people watching the sandbox, and
+# follow what they select. Vite's HMR socket: each verdict loads the page
+# afresh, and an HMR client told of the edit would reload the page at a moment
+# of its own, cutting a verdict's load or story switch short.
+_NO_SOCKETS = """
+(() => {
+  const nothing = () => {};
+  window.WebSocket = function InertWebSocket(url) {
+    return { url: String(url), readyState: 0, send: nothing, close: nothing,
+             addEventListener: nothing, removeEventListener: nothing };
+  };
+})();
+"""
+# Shows another story of the page already loaded: the app follows its hash.
+_SHOW = "(hash) => { window.__studioSettled = 0; window.location.hash = hash; }"
 _ERROR_PANEL = """
 () => {
   const text = (id) => document.querySelector(`[data-testid=${id}]`)?.textContent ?? null;
@@ -180,6 +198,8 @@ class RenderBrowser:
             return held
         browser = await self.browser()
         context = await browser.new_context(viewport={"width": 1024, "height": 768})
+        # No WebSocket (see _NO_SOCKETS): no live stream, no HMR reloads.
+        await context.add_init_script(_NO_SOCKETS)
         page = await context.new_page()
         held = _SandboxPage(context=context, page=page)
 
@@ -290,7 +310,10 @@ class RenderBrowser:
                         )
                     )
                     continue
-                stories.append(await self._render(held, base_url, target, left))
+                # A fresh load for the first (the page then runs the commit's modules), the
+                # others shown by the page's own route: no second load of the app.
+                fresh = target is shown[0]
+                stories.append(await self._render(held, base_url, target, left, fresh=fresh))
             held.used = time.monotonic()
         return done(
             status=overall_status([s.status for s in stories]), stories=stories, skipped=skipped
@@ -313,17 +336,36 @@ class RenderBrowser:
         return facts
 
     async def _render(
-        self, held: _SandboxPage, base_url: str, target: dict[str, str], seconds: float
+        self,
+        held: _SandboxPage,
+        base_url: str,
+        target: dict[str, str],
+        seconds: float,
+        *,
+        fresh: bool,
     ) -> StoryVerdict:
-        held.loads += 1
         held.console.clear()
         page = held.page
         ident = {"id": target["id"], "component": target["component"]}
+        # the canvas names the story it shows (none for a bare component)
+        expected = {
+            "component": target["component"],
+            "story": "" if target["id"] == target["component"] else target["id"],
+        }
         try:
-            state = await self._load(
-                page, _with_nonce(base_url, target["path"], held.loads), seconds
-            )
-        except PlaywrightTimeout:
+            if fresh:
+                held.loads += 1
+                url = _with_nonce(base_url, target["path"], held.loads)
+                state = await self._load(page, url, expected, seconds)
+            else:
+                await page.evaluate(_SHOW, "#" + target["path"].partition("#")[2])
+                state = await self._settled(page, expected, seconds * 1000)
+        except PlaywrightError as exc:
+            if not isinstance(exc, PlaywrightTimeout):
+                failed = RenderError(message=f"the page could not be loaded: {exc.message}")
+                return StoryVerdict(
+                    **ident, status="timeout", error=failed, console_errors=list(held.console)
+                )
             shown = await self._shown(page)
             unsettled = RenderError(
                 message=f"did not settle in {seconds:.1f} s; the page shows: {shown}"
@@ -338,7 +380,12 @@ class RenderBrowser:
         return StoryVerdict(**ident, status="runtime_error", error=error, console_errors=console)
 
     @staticmethod
-    async def _load(page: Page, url: str, seconds: float) -> str:
+    async def _settled(page: Page, expected: dict[str, str], ms: float) -> str:
+        handle = await page.wait_for_function(_SETTLED, arg=expected, polling="raf", timeout=ms)
+        return str(await handle.json_value())
+
+    @classmethod
+    async def _load(cls, page: Page, url: str, expected: dict[str, str], seconds: float) -> str:
         """Load ``url`` and wait until its canvas settled; its state.
 
         Tried again when the load was cut short by the page's own reload (its
@@ -349,9 +396,10 @@ class RenderBrowser:
         for attempt in range(_LOAD_TRIES):
             left = max(0.5, deadline - time.monotonic()) * 1000
             try:
-                await page.goto(url, wait_until="commit", timeout=left)
-                handle = await page.wait_for_function(_SETTLED, polling="raf", timeout=left)
-                return str(await handle.json_value())
+                # After an interrupted load the page is already on its way to ``url``.
+                if page.url != url:
+                    await page.goto(url, wait_until="commit", timeout=left)
+                return await cls._settled(page, expected, left)
             except PlaywrightTimeout:
                 raise
             except PlaywrightError:
@@ -366,7 +414,7 @@ class RenderBrowser:
             text = await page.evaluate("() => document.body ? document.body.innerText : ''")
         except PlaywrightError as exc:
             return f"(unreadable: {exc})"
-        return " ".join(str(text).split())[:300] or "(nothing)"
+        return f"{page.url}: " + (" ".join(str(text).split())[:300] or "(nothing)")
 
     @staticmethod
     async def _error(

@@ -163,7 +163,7 @@ def test_a_throw_in_render_is_a_runtime_error_with_its_message(kit: Studio) -> N
         1,
     )
     verdict = kit.write(BUTTON, source)
-    assert verdict.status == "runtime_error", verdict
+    assert verdict.status == "runtime_error", verdict.model_dump_json(indent=1)
     story = _by_id(verdict)["button--primary"]
     assert story.status == "runtime_error"
     assert "boom in render" in story.error.message
@@ -178,7 +178,7 @@ def test_a_throw_in_an_effect_is_a_runtime_error(kit: Studio) -> None:
         1,
     )
     verdict = kit.write(BUTTON, source)
-    assert verdict.status == "runtime_error", verdict
+    assert verdict.status == "runtime_error", verdict.model_dump_json(indent=1)
     story = _by_id(verdict)["button--secondary"]
     assert "boom in effect" in story.error.message
 
@@ -197,7 +197,7 @@ def test_a_missing_import_is_a_compile_error(kit: Studio) -> None:
 def test_a_type_only_change_is_ok(kit: Studio) -> None:
     source = kit.original(BUTTON) + "\nexport type ButtonVariant = ButtonProps['variant'];\n"
     verdict = kit.write(BUTTON, source)
-    assert verdict.status == "ok", verdict
+    assert verdict.status == "ok", verdict.model_dump_json(indent=1)
     assert set(_by_id(verdict)) >= BUTTON_IDS
 
 
@@ -205,7 +205,7 @@ def test_a_css_only_change_is_ok(kit: Studio) -> None:
     # a page has rendered (the module graph knows who imports the stylesheet)
     kit.write(BUTTON, kit.original(BUTTON) + "\n")
     verdict = kit.write(STYLES, kit.original(STYLES) + "\n.uk-button { letter-spacing: 1px; }\n")
-    assert verdict.status == "ok", verdict
+    assert verdict.status == "ok", verdict.model_dump_json(indent=1)
     # the stylesheet comes in through .storybook/preview: every story may look different
     assert set(_by_id(verdict)) >= BUTTON_IDS
 
@@ -213,7 +213,7 @@ def test_a_css_only_change_is_ok(kit: Studio) -> None:
 def test_a_story_file_edit_renders_that_files_stories(kit: Studio) -> None:
     source = kit.original(BUTTON_STORIES).replace("'Save changes'", "'Save it'")
     verdict = kit.write(BUTTON_STORIES, source)
-    assert verdict.status == "ok", verdict
+    assert verdict.status == "ok", verdict.model_dump_json(indent=1)
     assert set(_by_id(verdict)) == BUTTON_IDS
 
 
@@ -223,7 +223,7 @@ def test_a_story_that_throws_is_a_runtime_error_of_that_story_only(kit: Studio) 
         "    throw new Error('broken story');\n  },\n};\n"
     )
     verdict = kit.write(BUTTON_STORIES, source)
-    assert verdict.status == "runtime_error", verdict
+    assert verdict.status == "runtime_error", verdict.model_dump_json(indent=1)
     stories = _by_id(verdict)
     assert stories["button--broken"].status == "runtime_error"
     assert "broken story" in stories["button--broken"].error.message
