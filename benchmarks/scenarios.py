@@ -13,6 +13,7 @@ from benchmarks.lifecycle import LIFECYCLE_SCENARIOS
 from benchmarks.live import LIVE_SCENARIOS
 from benchmarks.node_loss import NODE_LOSS_SCENARIOS
 from benchmarks.setup_floor import SETUP_SCENARIOS
+from benchmarks.verdict import VERDICT_SCENARIOS
 
 __all__ = ["SCENARIOS"]
 
@@ -21,5 +22,6 @@ SCENARIOS: list[Scenario] = [
     *SETUP_SCENARIOS,
     *LIFECYCLE_SCENARIOS,
     *LIVE_SCENARIOS,
+    *VERDICT_SCENARIOS,
     *NODE_LOSS_SCENARIOS,
 ]
