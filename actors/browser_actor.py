@@ -27,6 +27,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from studio.naming import ACTOR_NAMESPACE
 from studio.render import RenderBrowser, RenderVerdict
 from studio.render.browser import DEFAULT_TIMEOUT, IDLE_SECONDS
+from studio.render.screenshot import parse_viewport
 
 __all__ = [
     "BROWSER_PREFIX",
@@ -86,23 +87,33 @@ class BrowserActor:
             sandbox_id, base_url, commit, files, since=since, timeout=timeout
         )
 
+    async def screenshot(
+        self, sandbox_id: str, base_url: str, commit: str, story: str, viewport: str
+    ) -> tuple[bytes, bool]:
+        """A PNG of the sandbox's ``story`` at ``commit`` (cached), and whether it was cached."""
+        return await self._browser.screenshot(
+            sandbox_id, base_url, commit, story, parse_viewport(viewport)
+        )
+
     async def close_page(self, sandbox_id: str) -> bool:
         """Close the sandbox's page (it ended); whether it had one."""
         return await self._browser.close_page(sandbox_id)
 
     async def stats(self) -> dict[str, Any]:
-        """The actor's pid, Chromium's pid and memory (RSS of its process tree), its pages."""
-        pid = self._browser.browser_pid()
+        """The actor's pid, Chromium's processes and memory (RSS summed over them), its pages."""
+        chromium = []
+        with contextlib.suppress(psutil.Error):
+            for process in psutil.Process().children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if "chrom" in process.name():
+                        chromium.append(process)
         rss = 0
-        if pid is not None:
+        for process in chromium:
             with contextlib.suppress(psutil.Error):
-                root = psutil.Process(pid)
-                for process in [root, *root.children(recursive=True)]:
-                    with contextlib.suppress(psutil.Error):
-                        rss += process.memory_info().rss
+                rss += process.memory_info().rss
         return {
             "pid": os.getpid(),
-            "browser_pid": pid,
+            "browser_processes": len(chromium),
             "browser_rss": rss,
             "pages": self._browser.pages(),
             "launches": self._browser.launches,

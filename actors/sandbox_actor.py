@@ -45,7 +45,7 @@ from actors.browser_actor import browser_actor
 from actors.scheduling import SLOT_RESOURCE
 from studio.commands import ExecuteResult, changed_paths, command_adapter, is_mutation
 from studio.config import ComponentStudioConfig, StudioSettings
-from studio.errors import InvalidRequest
+from studio.errors import InvalidRequest, InvalidState
 from studio.layout import StateLayout
 from studio.messages import ErrorPayload, MessageType, PrepareStep, StatusPayload, encode
 from studio.models import (
@@ -58,6 +58,7 @@ from studio.models import (
 )
 from studio.naming import ACTOR_NAMESPACE, MANAGER_ACTOR_NAME, sandbox_actor_name
 from studio.render import RenderVerdict
+from studio.render.screenshot import parse_viewport
 from studio.sandbox import ComponentStudioSandbox
 from studio.state import SandboxState
 from studio.vite import STUDIO_DIR, renderer_url
@@ -447,6 +448,29 @@ class SandboxActor:
         verdict = await self._render_verdict(result.current_hash, files, written_after)
         return result.model_copy(update={"render": verdict})
 
+    async def screenshot(self, story: str, viewport: str = "") -> dict[str, Any]:
+        """A PNG of ``story`` as the sandbox renders it now: ``{png, commit, cached}``."""
+        await self._recovered()
+        parse_viewport(viewport)  # a bad one is refused before any browser work
+        port = self._sandbox.port
+        if port is None:
+            raise InvalidState(
+                f"sandbox {self._sandbox.sandbox_id} has no running Vite to render with",
+                state=self._sandbox.state.value,
+            )
+        commit = await self._run(self._sandbox.head)
+        if self._browser is None:
+            self._browser = browser_actor(self._node_id)
+        png, cached = await self._browser.screenshot.remote(
+            self._sandbox.sandbox_id, self._local_renderer(port), commit, story, viewport
+        )
+        return {"png": png, "commit": commit, "cached": cached}
+
+    def _local_renderer(self, port: int) -> str:
+        """Vite where it listens: the browser runs on this node, not at ``public_host``."""
+        host = self._settings.host
+        return renderer_url("127.0.0.1" if host in ("0.0.0.0", "") else host, port)
+
     def _close_browser_page(self) -> None:
         """Let the node's browser close this sandbox's page now (not when it idles out)."""
         if self._browser is not None:
@@ -464,9 +488,7 @@ class SandboxActor:
             return RenderVerdict(
                 commit=commit, status="timeout", detail="the sandbox's Vite is not running"
             )
-        # The browser runs on this node: Vite is reached where it listens, not at public_host.
-        host = self._settings.host
-        base = renderer_url("127.0.0.1" if host in ("0.0.0.0", "") else host, port)
+        base = self._local_renderer(port)
         try:
             if self._browser is None:
                 self._browser = browser_actor(self._node_id)

@@ -28,7 +28,14 @@ from typing import Any
 from urllib.parse import quote, urljoin
 
 import httpx
-from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    ViewportSize,
+    async_playwright,
+)
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
@@ -38,6 +45,13 @@ from studio.render.models import (
     RenderVerdict,
     StoryVerdict,
     overall_status,
+)
+from studio.render.screenshot import (
+    DEFAULT_VIEWPORT,
+    ScreenshotCache,
+    ScreenshotKey,
+    Viewport,
+    story_route,
 )
 
 __all__ = [
@@ -133,6 +147,10 @@ class _SandboxPage:
     console: list[str] = field(default_factory=list)
 
 
+def _size(viewport: Viewport) -> ViewportSize:
+    return {"width": viewport.width, "height": viewport.height}
+
+
 def _with_nonce(base_url: str, target_path: str, nonce: int) -> str:
     url = urljoin(base_url, target_path)
     head, hash_mark, fragment = url.partition("#")
@@ -158,6 +176,7 @@ class RenderBrowser:
         self._pages: dict[str, _SandboxPage] = {}
         self._start_lock = asyncio.Lock()
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(DEFAULT_TIMEOUT))
+        self.screenshots = ScreenshotCache()
         self.launches = 0
 
     # -- the browser ------------------------------------------------------
@@ -183,21 +202,12 @@ class RenderBrowser:
             self.launches += 1
             return self._browser
 
-    def browser_pid(self) -> int | None:
-        """Chromium's main process id, when it runs (for memory accounting)."""
-        browser = self._browser
-        if browser is None or not browser.is_connected():
-            return None
-        process = getattr(getattr(browser, "_impl_obj", None), "_browser_process", None)
-        pid = getattr(process, "pid", None)
-        return int(pid) if isinstance(pid, int) else None
-
     async def _page(self, sandbox_id: str) -> _SandboxPage:
         held = self._pages.get(sandbox_id)
         if held is not None and not held.page.is_closed():
             return held
         browser = await self.browser()
-        context = await browser.new_context(viewport={"width": 1024, "height": 768})
+        context = await browser.new_context(viewport=_size(DEFAULT_VIEWPORT))
         # No WebSocket (see _NO_SOCKETS): no live stream, no HMR reloads.
         await context.add_init_script(_NO_SOCKETS)
         page = await context.new_page()
@@ -214,6 +224,7 @@ class RenderBrowser:
 
     async def close_page(self, sandbox_id: str) -> bool:
         """Close a sandbox's page (its sandbox ended); whether there was one."""
+        self.screenshots.forget(sandbox_id)
         held = self._pages.pop(sandbox_id, None)
         if held is None:
             return False
@@ -249,6 +260,43 @@ class RenderBrowser:
             await self._playwright.stop()
             self._playwright = None
         await self._http.aclose()
+
+    # -- screenshots --------------------------------------------------------
+
+    async def screenshot(
+        self,
+        sandbox_id: str,
+        base_url: str,
+        commit: str,
+        story: str,
+        viewport: Viewport = DEFAULT_VIEWPORT,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the picture's own budget
+    ) -> tuple[bytes, bool]:
+        """A PNG of ``story`` (catalog story or component id) as the sandbox renders it at
+        ``commit``, and whether it came from the cache."""
+        key = ScreenshotKey(sandbox_id, commit, story, viewport)
+        cached = self.screenshots.get(key)
+        if cached is not None:
+            return cached, True
+        response = await self._http.get(urljoin(base_url, "__studio/components.json"))
+        response.raise_for_status()
+        component, story_id, path = story_route(response.json(), story)
+        expected = {"component": component, "story": "" if story_id == component else story_id}
+        held = await self._page(sandbox_id)
+        async with held.lock:
+            held.used = time.monotonic()
+            page = held.page
+            await page.set_viewport_size(_size(viewport))
+            try:
+                held.loads += 1
+                await self._load(page, _with_nonce(base_url, path, held.loads), expected, timeout)
+                picture = await page.screenshot(type="png")
+            finally:
+                with contextlib.suppress(PlaywrightError):
+                    await page.set_viewport_size(_size(DEFAULT_VIEWPORT))
+        self.screenshots.put(key, picture)
+        return picture, False
 
     # -- the verdict -------------------------------------------------------
 

@@ -514,6 +514,10 @@ class ComponentStudioSandbox(SandboxLifecycle):
         pushed = self.pusher.wait(ticket, self.config.push_timeout, push_here=self._push_here)
         return result.model_copy(update={"pushed": pushed})
 
+    def head(self) -> str:
+        """The commit the worktree is at (what a screenshot shows)."""
+        return self._working_tree("read the head").head()
+
     def changed_files(self, old: str, new: str) -> list[str]:
         """The files that differ between two of the branch's commits (what a rollback changed)."""
         return self._working_tree("compare commits").changed_files(old, new)

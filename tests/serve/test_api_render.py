@@ -118,3 +118,46 @@ def test_an_unknown_wait_is_refused_naming_the_field(api: Api) -> None:
     )
     assert reply.status_code == 422, reply.text
     assert "wait" in reply.text
+
+
+def test_a_screenshot_is_a_png_of_the_current_commit_cached(api: Api) -> None:
+    if not chromium_path().is_file():
+        pytest.skip(f"no Chromium at {chromium_path()}: run scripts/setup.sh")
+    alice = api.user("alice")
+    headers = api.headers(alice)
+    sandbox_id = api.create(alice)["sandbox_id"]
+    shot = f"/api/v1/sandboxes/{sandbox_id}/screenshot"
+    params = {"story": "button--primary", "viewport": "320x240"}
+
+    first = api.http.get(shot, params=params, headers=headers)
+    assert first.status_code == 200, first.text
+    assert first.headers["content-type"] == "image/png"
+    assert first.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(first.content[16:20], "big") == 320
+    assert first.headers["x-studio-cache"] == "miss"
+    again = api.http.get(shot, params=params, headers=headers)
+    assert again.headers["x-studio-cache"] == "hit"
+    assert again.content == first.content
+
+    # an edit is a new commit: a new picture
+    reply = api.http.post(
+        f"/api/v1/sandboxes/{sandbox_id}/execute",
+        json={"command": "write_file", "file_path": BUTTON, "content": GOOD},
+        headers=headers,
+    )
+    commit = reply.json()["commit_hash"]
+    edited = api.http.get(shot, params=params, headers=headers)
+    assert edited.headers["x-studio-commit"] == commit != first.headers["x-studio-commit"]
+    assert edited.headers["x-studio-cache"] == "miss"
+
+    missing = api.http.get(shot, params={"story": "button--nope"}, headers=headers)
+    assert missing.status_code == 404, missing.text
+    assert "button--nope" in missing.json()["error"]["message"]
+    bad = api.http.get(
+        shot, params={"story": "button--primary", "viewport": "huge"}, headers=headers
+    )
+    assert bad.status_code == 400, bad.text
+    assert "WIDTHxHEIGHT" in bad.json()["error"]["message"]
+    other = api.user("bob")
+    hidden = api.http.get(shot, params=params, headers=api.headers(other))
+    assert hidden.status_code == 404

@@ -18,8 +18,10 @@ from typing import Any, TypeVar
 import pytest
 
 from studio.commands import DeleteFile, ExecuteCommand, WriteFile, WriteFiles
+from studio.errors import InvalidRequest, NotFound
 from studio.models import RepositorySource
 from studio.render import RenderBrowser, RenderVerdict, chromium_path
+from studio.render.screenshot import DEFAULT_VIEWPORT, parse_viewport
 from studio.sandbox import ComponentStudioSandbox
 from studio.state import TERMINAL_STATES
 from tests.studio.test_sandbox_fixtures import UI_KIT, fast_config, node_settings
@@ -248,3 +250,61 @@ def test_a_fix_after_a_break_is_ok_again(kit: Studio) -> None:
     fixed = kit.write(BUTTON, kit.original(BUTTON))
     assert fixed.status == "ok", fixed.model_dump_json(indent=1)
     assert fixed.commit != broken.commit
+
+
+# -- screenshots ------------------------------------------------------------------------------
+
+
+def _png_size(picture: bytes) -> tuple[int, int]:
+    assert picture[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(picture[16:20], "big"), int.from_bytes(picture[20:24], "big")
+
+
+def test_a_screenshot_is_the_story_at_the_viewport_and_cached_per_commit(kit: Studio) -> None:
+    url = kit.sandbox.renderer_url
+    assert url
+    head = kit.sandbox.head()
+    shoot = kit.browser.screenshot
+    picture, cached = kit.loop.run(
+        shoot(kit.sandbox.sandbox_id, url, head, "button--primary", parse_viewport("375x667"))
+    )
+    assert (_png_size(picture), cached) == ((375, 667), False)
+    again, cached = kit.loop.run(
+        shoot(kit.sandbox.sandbox_id, url, head, "button--primary", parse_viewport("375x667"))
+    )
+    assert (again, cached) == (picture, True)
+    # another story draws something else
+    other, _ = kit.loop.run(
+        shoot(kit.sandbox.sandbox_id, url, head, "button--large-danger", parse_viewport("375x667"))
+    )
+    assert other != picture
+    # a new commit is a new picture, of what it renders
+    kit.write(BUTTON, kit.original(BUTTON).replace("{children ?? label}", "{'changed'}"))
+    changed, cached = kit.loop.run(
+        shoot(
+            kit.sandbox.sandbox_id,
+            url,
+            kit.sandbox.head(),
+            "button--primary",
+            parse_viewport("375x667"),
+        )
+    )
+    assert not cached
+    assert changed != picture
+
+
+def test_a_screenshot_of_an_unknown_story_is_not_found(kit: Studio) -> None:
+    url = kit.sandbox.renderer_url
+    assert url
+    with pytest.raises(NotFound, match="no story 'button--nope'"):
+        kit.loop.run(
+            kit.browser.screenshot(
+                kit.sandbox.sandbox_id, url, kit.sandbox.head(), "button--nope", DEFAULT_VIEWPORT
+            )
+        )
+
+
+@pytest.mark.parametrize("text", ["big", "0x10", "10x", "5000x10", "10 x 10"])
+def test_a_bad_viewport_is_refused_saying_the_form(text: str) -> None:
+    with pytest.raises(InvalidRequest, match="viewport"):
+        parse_viewport(text)
