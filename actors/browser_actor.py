@@ -100,21 +100,26 @@ class BrowserActor:
         return await self._browser.close_page(sandbox_id)
 
     async def stats(self) -> dict[str, Any]:
-        """The actor's pid, Chromium's processes and memory (RSS summed over them), its pages."""
+        """The actor's pid, Chromium's processes and memory (RSS and PSS summed), its pages."""
         chromium = []
         with contextlib.suppress(psutil.Error):
             for process in psutil.Process().children(recursive=True):
                 with contextlib.suppress(psutil.Error):
                     if "chrom" in process.name():
                         chromium.append(process)
-        rss = 0
+        rss = pss = 0
         for process in chromium:
             with contextlib.suppress(psutil.Error):
-                rss += process.memory_info().rss
+                # PSS: the pages Chromium's processes share (libraries, the V8 snapshot)
+                # counted once across them, not once per process as RSS counts them
+                memory = process.memory_full_info()
+                rss += memory.rss
+                pss += getattr(memory, "pss", memory.rss)
         return {
             "pid": os.getpid(),
             "browser_processes": len(chromium),
             "browser_rss": rss,
+            "browser_pss": pss,
             "pages": self._browser.pages(),
             "launches": self._browser.launches,
         }
