@@ -190,6 +190,18 @@ export function watchTimes(watcher) {
   };
 }
 
+/**
+ * Whether Vite's watcher reports changes of `file`: a module in its graph (Vite
+ * watches what it loaded) or a file under a directory the catalog watches. A
+ * verdict waits for no event that will never come (a README, a file no page
+ * imports outside those directories).
+ */
+function isWatched(server, repoRoot, catalog, file) {
+  const { graph } = graphOf(server);
+  if ((graph.getModulesByFile(file)?.size ?? 0) > 0) return true;
+  return catalog.watchedDirs().some((rel) => file.startsWith(path.join(repoRoot, rel) + path.sep));
+}
+
 /** The connect middleware answering VERDICT_PATH (`since`: ms since the epoch, before the write). */
 export function verdictMiddleware(server, repoRoot, catalog) {
   const times = watchTimes(server.watcher);
@@ -206,7 +218,7 @@ export function verdictMiddleware(server, repoRoot, catalog) {
     };
     times
       .waitFor(
-        rels.map((rel) => path.join(repoRoot, rel)),
+        rels.map((rel) => path.join(repoRoot, rel)).filter((file) => isWatched(server, repoRoot, catalog, file)),
         Number.isFinite(since) ? since : 0,
       )
       .then(() => verdictFacts(server, repoRoot, catalog, rels))

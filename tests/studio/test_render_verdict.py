@@ -9,12 +9,14 @@ the tests do not depend on their order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
 import pytest
 
 from studio.commands import DeleteFile, ExecuteCommand, WriteFile, WriteFiles
@@ -308,3 +310,50 @@ def test_a_screenshot_of_an_unknown_story_is_not_found(kit: Studio) -> None:
 def test_a_bad_viewport_is_refused_saying_the_form(text: str) -> None:
     with pytest.raises(InvalidRequest, match="viewport"):
         parse_viewport(text)
+
+
+def test_an_edit_no_story_depends_on_is_ok_with_no_stories(kit: Studio) -> None:
+    verdict = kit.write("NOTES.md", "# notes\n")
+    assert verdict.status == "ok", verdict
+    assert verdict.stories == []
+    assert verdict.compile_errors == []
+    kit.sandbox.on_execute(DeleteFile(command="delete_file", file_path="NOTES.md"))
+
+
+def _chromium_mains() -> set[int]:
+    """This process's Chromium browser processes (not their renderers and helpers)."""
+    found = set()
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "chrom" in child.name() and not any(
+                arg.startswith("--type=") for arg in child.cmdline()
+            ):
+                found.add(child.pid)
+    return found
+
+
+def test_a_crashed_chromium_is_launched_again_by_the_next_verdict(studio: Studio) -> None:
+    before = _chromium_mains()
+    browser = RenderBrowser()
+    try:
+        studio.loop.run(browser.browser())
+        [main] = _chromium_mains() - before
+        url = studio.sandbox.renderer_url
+        assert url
+        edit = studio.sandbox.on_execute(
+            WriteFile(
+                command="write_file", file_path=BUTTON, content=studio.original(BUTTON) + "\n"
+            )
+        )
+        assert edit.commit_hash
+        first = studio.loop.run(browser.verdict("sb_crash0001", url, edit.commit_hash, [BUTTON]))
+        assert first.status == "ok", first
+        psutil.Process(main).kill()
+        psutil.Process(main).wait(10)
+        again = studio.loop.run(browser.verdict("sb_crash0001", url, edit.commit_hash, [BUTTON]))
+        assert again.status == "ok", again
+        assert browser.launches == 2
+        assert len(_chromium_mains() - before) == 1
+    finally:
+        studio.loop.run(browser.close())
+        studio.restore()
