@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import psutil
 import pytest
 import ray
 
@@ -93,6 +94,20 @@ def test_edits_and_rollbacks_answer_with_what_rendered(api: Api) -> None:
 
     # the node's one browser holds a page for the sandbox, closed when the sandbox ends
     assert sandbox_id in _stats()["pages"]
+
+    # the browser actor's worker dies: Ray starts it again, its Chromium goes with the old one
+    stats = _stats()
+    worker = psutil.Process(stats["pid"])
+    chromium = [p for p in worker.children(recursive=True) if "chrom" in p.name()]
+    assert chromium
+    worker.kill()
+    _, alive = psutil.wait_procs(chromium, timeout=30)
+    assert not alive, f"Chromium outlived its actor: {[p.pid for p in alive]}"
+    reply = api.http.post(
+        execute, json={**write, "content": GOOD + "\n", "wait": "render"}, headers=headers
+    )
+    assert reply.json()["render"]["status"] == "ok", reply.json()
+    assert _stats()["pid"] != stats["pid"]
     reply = api.http.delete(f"/api/v1/sandboxes/{sandbox_id}", headers=headers)
     assert reply.status_code == 200, reply.text
     deadline = time.monotonic() + 30
