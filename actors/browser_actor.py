@@ -25,8 +25,8 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from studio.naming import ACTOR_NAMESPACE
-from studio.render import RenderBrowser, RenderVerdict
-from studio.render.browser import DEFAULT_TIMEOUT, IDLE_SECONDS
+from studio.render import RenderVerdict
+from studio.render.budget import DEFAULT_TIMEOUT, IDLE_SECONDS
 from studio.render.screenshot import parse_viewport
 
 __all__ = [
@@ -54,6 +54,10 @@ class BrowserActor:
     """The node's Chromium and its sandbox pages (see the module docstring)."""
 
     def __init__(self, idle_seconds: float = IDLE_SECONDS) -> None:
+        # Here, not at the top: every sandbox worker imports this module (for
+        # browser_actor), and only the browser actor's worker needs Playwright.
+        from studio.render.browser import RenderBrowser
+
         self._browser = RenderBrowser(idle_seconds=idle_seconds)
         self._idle_task: asyncio.Task[None] | None = None
         with contextlib.suppress(RuntimeError):

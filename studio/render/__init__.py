@@ -1,6 +1,10 @@
-"""The render verdict of an edit and the node's browser that makes it (see browser.py)."""
+"""The render verdict of an edit (models.py) and the node's browser that makes it (browser.py).
 
-from studio.render.browser import CHROMIUM_ARGS, RenderBrowser, chromium_path
+Only the models are imported here: the API's request and answer types use
+them, and importing them must not load Playwright (``studio.render.browser``
+does, where a browser runs).
+"""
+
 from studio.render.models import (
     CompileError,
     RenderError,
@@ -12,14 +16,11 @@ from studio.render.models import (
 )
 
 __all__ = [
-    "CHROMIUM_ARGS",
     "CompileError",
-    "RenderBrowser",
     "RenderError",
     "RenderStatus",
     "RenderVerdict",
     "StoryVerdict",
     "WaitFor",
-    "chromium_path",
     "overall_status",
 ]

@@ -39,6 +39,7 @@ from playwright.async_api import (
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
+from studio.render.budget import DEFAULT_TIMEOUT, IDLE_SECONDS, MAX_STORIES
 from studio.render.models import (
     CompileError,
     RenderError,
@@ -76,13 +77,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
-# Seconds a verdict may take in all before the stories not yet rendered are `timeout`.
-DEFAULT_TIMEOUT = 15.0
-# Stories rendered per verdict at most; the rest are counted as skipped (an edit
-# to a shared module may touch hundreds, and the agent wants an answer now).
-MAX_STORIES = 12
-# Seconds a sandbox's page stays open without a verdict.
-IDLE_SECONDS = 300.0
 # Query parameter that makes each load a new navigation (a URL differing only
 # by its hash would not reload the page).
 _NONCE = "studio_verdict"

@@ -17,7 +17,7 @@ import ray
 
 from actors.browser_actor import BROWSER_PREFIX
 from studio.naming import ACTOR_NAMESPACE
-from studio.render import chromium_path
+from studio.render.browser import chromium_path
 from tests.serve.conftest import Api
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.browser]

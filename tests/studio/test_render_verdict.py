@@ -22,7 +22,8 @@ import pytest
 from studio.commands import DeleteFile, ExecuteCommand, WriteFile, WriteFiles
 from studio.errors import InvalidRequest, NotFound
 from studio.models import RepositorySource
-from studio.render import RenderBrowser, RenderVerdict, chromium_path
+from studio.render import RenderVerdict
+from studio.render.browser import RenderBrowser, chromium_path
 from studio.render.screenshot import DEFAULT_VIEWPORT, parse_viewport
 from studio.sandbox import ComponentStudioSandbox
 from studio.state import TERMINAL_STATES
