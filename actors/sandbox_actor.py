@@ -41,10 +41,11 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import _standby, metrics
 from actors._sandbox_worker import sandbox_runtime_env
+from actors.browser_actor import browser_actor
 from actors.scheduling import SLOT_RESOURCE
-from studio.commands import ExecuteResult, command_adapter, is_mutation
+from studio.commands import ExecuteResult, changed_paths, command_adapter, is_mutation
 from studio.config import ComponentStudioConfig, StudioSettings
-from studio.errors import InvalidRequest
+from studio.errors import InvalidRequest, InvalidState
 from studio.layout import StateLayout
 from studio.messages import ErrorPayload, MessageType, PrepareStep, StatusPayload, encode
 from studio.models import (
@@ -56,9 +57,11 @@ from studio.models import (
     SandboxInfo,
 )
 from studio.naming import ACTOR_NAMESPACE, MANAGER_ACTOR_NAME, sandbox_actor_name
+from studio.render import RenderVerdict
+from studio.render.screenshot import parse_viewport
 from studio.sandbox import ComponentStudioSandbox
 from studio.state import SandboxState
-from studio.vite import STUDIO_DIR
+from studio.vite import STUDIO_DIR, renderer_url
 
 if TYPE_CHECKING:
     # studio.pr loads PyGithub (a large import): only a finalize to GitHub needs it.
@@ -176,6 +179,8 @@ class SandboxActor:
         self._pool = ThreadPoolExecutor(_THREADS, thread_name_prefix=f"sandbox-{sandbox_id}")
         self._lock = asyncio.Lock()
         self._recovery: asyncio.Task[None] | None = None
+        # The node's browser actor, looked up on the first render verdict.
+        self._browser: Any = None
         self._sandbox = ComponentStudioSandbox(
             sandbox_id,
             RepositorySource.model_validate(repository),
@@ -344,6 +349,7 @@ class SandboxActor:
         await self._recovered()
         async with self._lock:
             info = await self._run(self._sandbox.on_teardown, final_state=SandboxState(final_state))
+        self._close_browser_page()
         await self._last_event_answered()
         with contextlib.suppress(OSError):
             self._seq_path.unlink()
@@ -359,6 +365,7 @@ class SandboxActor:
             # The token is asked for in the pool's thread: ray.get must not block the loop.
             provider = await self._run(provider_from_spec, provider_spec, self._push_token)
             result = await self._run(self._sandbox.finalize, title, description, provider)
+        self._close_browser_page()
         await self._last_event_answered()
         with contextlib.suppress(OSError):
             self._seq_path.unlink()
@@ -391,6 +398,7 @@ class SandboxActor:
         if not is_mutation(parsed):
             return await self._run(self._sandbox.on_execute, parsed)
         started = time.monotonic()
+        written_after = time.time()
         loop = asyncio.get_running_loop()
         await self._lock.acquire()
         unlocked = False
@@ -405,23 +413,112 @@ class SandboxActor:
             # One thread does the commit and then waits for (or makes) the push:
             # the lock is let go once the commit is made, so that edits behind
             # this one commit while its push runs, without a hop back here first.
-            return await self._run(
+            result = await self._run(
                 self._sandbox.edit, parsed, lambda: loop.call_soon_threadsafe(unlock)
             )
         finally:
             unlock()
             self._sandbox.recorder.execute_seconds(parsed.command, time.monotonic() - started)
+        if getattr(parsed, "wait", "commit") != "render" or result.commit_hash is None:
+            return result
+        # Outside the lock: edits behind this one commit while it renders; the
+        # verdict names the commit it belongs to.
+        verdict = await self._render_verdict(
+            result.commit_hash, changed_paths(parsed), written_after
+        )
+        return result.model_copy(update={"render": verdict})
 
     @ray.method(max_task_retries=0)
     async def rollback(
-        self, commit_hash: str | None = None, steps: int | None = None, undo: bool = False
+        self,
+        commit_hash: str | None = None,
+        steps: int | None = None,
+        undo: bool = False,
+        wait: str = "commit",
     ) -> RollbackResult:
-        """Move the branch back (or undo the last rollback)."""
+        """Move the branch back (or undo the last rollback); ``wait="render"`` adds the verdict."""
         await self._recovered()
+        written_after = time.time()
         async with self._lock:
-            return await self._run(
+            result = await self._run(
                 self._sandbox.rollback, commit_hash=commit_hash, steps=steps, undo=undo
             )
+        if wait != "render":
+            return result
+        files = await self._run(
+            self._sandbox.changed_files, result.previous_hash, result.current_hash
+        )
+        verdict = await self._render_verdict(result.current_hash, files, written_after)
+        return result.model_copy(update={"render": verdict})
+
+    async def screenshot(self, story: str, viewport: str = "") -> dict[str, Any]:
+        """A PNG of ``story`` as the sandbox renders it now: ``{png, commit, cached}``."""
+        await self._recovered()
+        parse_viewport(viewport)  # a bad one is refused before any browser work
+        port = self._sandbox.port
+        if port is None:
+            raise InvalidState(
+                f"sandbox {self._sandbox.sandbox_id} has no running Vite to render with",
+                state=self._sandbox.state.value,
+            )
+        commit = await self._run(self._sandbox.head)
+        if self._browser is None:
+            self._browser = browser_actor(self._node_id)
+        png, cached = await self._browser.screenshot.remote(
+            self._sandbox.sandbox_id,
+            self._local_renderer(port),
+            commit,
+            story,
+            viewport,
+            self._sandbox.proxy_headers(),
+        )
+        return {"png": png, "commit": commit, "cached": cached}
+
+    def _local_renderer(self, port: int) -> str:
+        """Vite where it listens, under its base: the browser runs on this node, not at
+        ``public_host``."""
+        host = self._settings.host
+        return renderer_url(
+            "127.0.0.1" if host in ("0.0.0.0", "") else host, port, self._sandbox.renderer_base
+        )
+
+    def _close_browser_page(self) -> None:
+        """Let the node's browser close this sandbox's page now (not when it idles out)."""
+        if self._browser is not None:
+            # Not awaited: the browser's answer changes nothing for the teardown.
+            self._browser.close_page.remote(self._sandbox.sandbox_id)
+
+    async def _render_verdict(self, commit: str, files: list[str], since: float) -> RenderVerdict:
+        """What ``commit`` rendered, asked of the node's browser actor (it starts on first use).
+
+        A verdict that cannot be made (no Vite, no browser) is a ``timeout``
+        with the reason in ``detail``: the commit stands either way.
+        """
+        port = self._sandbox.port
+        if port is None:
+            return RenderVerdict(
+                commit=commit, status="timeout", detail="the sandbox's Vite is not running"
+            )
+        base = self._local_renderer(port)
+        try:
+            if self._browser is None:
+                self._browser = browser_actor(self._node_id)
+            verdict: RenderVerdict = await self._browser.verdict.remote(
+                self._sandbox.sandbox_id,
+                base,
+                commit,
+                files,
+                since,
+                headers=self._sandbox.proxy_headers(),
+            )
+        except Exception as exc:
+            # Looked up again next time (a node's browser actor that is gone for good).
+            self._browser = None
+            logger.warning("render verdict failed", extra={"sandbox_id": self._sandbox.sandbox_id})
+            return RenderVerdict(
+                commit=commit, status="timeout", detail=f"the node's browser failed: {exc}"
+            )
+        return verdict
 
     async def history(self, count: int = 50) -> list[CommitInfo]:
         """The branch's commits, newest first."""

@@ -14,6 +14,7 @@ from benchmarks.live import LIVE_SCENARIOS
 from benchmarks.node_loss import NODE_LOSS_SCENARIOS
 from benchmarks.renderer_proxy import RENDERER_PROXY_SCENARIOS
 from benchmarks.setup_floor import SETUP_SCENARIOS
+from benchmarks.verdict import VERDICT_SCENARIOS
 
 __all__ = ["SCENARIOS"]
 
@@ -23,5 +24,6 @@ SCENARIOS: list[Scenario] = [
     *LIFECYCLE_SCENARIOS,
     *LIVE_SCENARIOS,
     *RENDERER_PROXY_SCENARIOS,
+    *VERDICT_SCENARIOS,
     *NODE_LOSS_SCENARIOS,
 ]

@@ -310,15 +310,20 @@ def is_vite(proc: psutil.Process) -> bool:
 
 
 def _kill_studio_actors() -> None:
-    """Kill the manager and any sandbox actor left (detached actors outlive their driver)."""
+    """Kill the manager, the browser actors and any sandbox actor left (detached actors outlive
+    their driver)."""
     import ray
     from ray.util import list_named_actors
 
+    from actors.browser_actor import kill_browser_actors
     from actors.handles import kill_manager
     from studio.naming import ACTOR_NAMESPACE, MANAGER_ACTOR_NAME
 
     with contextlib.suppress(Exception):
         kill_manager()
+    # The nodes' browsers close their Chromium first (render verdicts, benchmarks/verdict.py).
+    with contextlib.suppress(Exception):
+        kill_browser_actors()
     for entry in list_named_actors(all_namespaces=True):
         name = entry["name"] if isinstance(entry, dict) else entry
         namespace = entry.get("namespace") if isinstance(entry, dict) else ACTOR_NAMESPACE

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 if ! command -v chromium >/dev/null 2>&1; then
-  echo "setup: installing Debian chromium (browser tests)"
+  echo "setup: installing Debian chromium (render verdicts, screenshots, browser tests)"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
 fi

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from studio.models import CommitInfo, SandboxInfo
+from studio.render import WaitFor
 from studio.state import SandboxState
 from studio.store import RepositoryRecord
 
@@ -142,6 +143,11 @@ class RollbackRequest(_Request):
     commit_hash: str | None = Field(None, pattern=_HASH, description="Commit to move back to.")
     steps: int | None = Field(None, ge=1, le=10_000, description="Commits to step back.")
     undo: bool = Field(False, description="Undo the last rollback.")
+    wait: WaitFor = Field(
+        "commit",
+        description='"commit" answers once the branch moved; "render" once the stories the '
+        "changed files touch re-rendered, with their verdict in `render`.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> RollbackRequest:

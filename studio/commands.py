@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from studio.render.models import RenderVerdict, WaitFor
+
 __all__ = [
     "DeleteFile",
     "ExecuteCommand",
@@ -21,12 +23,20 @@ __all__ = [
     "ReadFile",
     "WriteFile",
     "WriteFiles",
+    "changed_paths",
     "command_adapter",
     "is_mutation",
 ]
 
 FilePath = Annotated[str, Field(min_length=1, max_length=4096, description="Path inside the repo.")]
 Description = Annotated[str, Field(max_length=500, description="What the edit does (commit text).")]
+Wait = Annotated[
+    WaitFor,
+    Field(
+        description='"commit" answers once committed; "render" once the stories the edit '
+        "touched re-rendered, with their verdict in `render`."
+    ),
+]
 
 
 class _Command(BaseModel):
@@ -40,6 +50,7 @@ class WriteFile(_Command):
     file_path: FilePath
     content: str
     description: Description = ""
+    wait: Wait = "commit"
 
 
 class FileContent(BaseModel):
@@ -57,6 +68,7 @@ class WriteFiles(_Command):
     command: Literal["write_files"]
     files: list[FileContent] = Field(min_length=1, max_length=200)
     description: Description = ""
+    wait: Wait = "commit"
 
 
 class DeleteFile(_Command):
@@ -65,6 +77,7 @@ class DeleteFile(_Command):
     command: Literal["delete_file"]
     file_path: FilePath
     description: Description = ""
+    wait: Wait = "commit"
 
 
 class ReadFile(_Command):
@@ -89,6 +102,15 @@ ExecuteCommand = Annotated[
 command_adapter: TypeAdapter[ExecuteCommand] = TypeAdapter(ExecuteCommand)
 
 
+def changed_paths(command: ExecuteCommand) -> list[str]:
+    """The repo-relative files a mutation writes or deletes (none for a read)."""
+    if isinstance(command, WriteFiles):
+        return [f.file_path for f in command.files]
+    if isinstance(command, WriteFile | DeleteFile):
+        return [command.file_path]
+    return []
+
+
 def is_mutation(command: ExecuteCommand) -> bool:
     """Whether the command changes files (and so is serialized and committed)."""
     return isinstance(command, WriteFile | WriteFiles | DeleteFile)
@@ -105,3 +127,5 @@ class ExecuteResult(BaseModel):
     files: list[str] | None = None
     pushed: bool | None = None
     """With ``durable_commits``: whether the commit is on the origin too (None: not asked)."""
+    render: RenderVerdict | None = None
+    """With ``"wait": "render"``: what the commit rendered."""

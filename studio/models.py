@@ -12,6 +12,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from studio.render.models import RenderVerdict
 from studio.state import SandboxState
 
 __all__ = [
@@ -90,6 +91,8 @@ class RollbackResult(_Model):
     previous_hash: str
     pushed: bool | None = None
     """With ``durable_commits``: whether the moved branch is on the origin too."""
+    render: RenderVerdict | None = None
+    """With ``"wait": "render"``: what the commit the branch is now on rendered."""
 
 
 class FinalizeResult(_Model):

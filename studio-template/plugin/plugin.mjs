@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { earlyLoadScript } from './early-load.mjs';
 import { recheckChanges } from './recheck-changes.mjs';
+import { VERDICT_PATH, verdictMiddleware } from './verdict.mjs';
 
 export const CATALOG_PATH = '/__studio/components.json';
 export const CONFIG_MODULE = 'virtual:studio/config';
@@ -102,6 +103,10 @@ export function studioPlugin(config, catalog, storybook = null) {
         if (timer) clearTimeout(timer);
         stopRechecks();
       });
+
+      // what an edit did: compile errors and the stories it touches (verdict.mjs); under
+      // Vite's base, as the catalog below
+      server.middlewares.use(`${config.base}${VERDICT_PATH.slice(1)}`, verdictMiddleware(server, config.repoRoot, catalog));
 
       // Registered here, ahead of Vite's own middlewares, so it sees the URL with Vite's base.
       server.middlewares.use(client.catalogUrl, (req, res, next) => {

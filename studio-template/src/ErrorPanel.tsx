@@ -16,12 +16,12 @@ export function ErrorPanel({ title, error, componentStack }: { title: string; er
   const { message, stack } = describe(error);
   return (
     <div className="studio-error" role="alert" data-testid="studio-error">
-      <div className="studio-error-title">{title}</div>
+      <div className="studio-error-title" data-testid="studio-error-title">{title}</div>
       <div className="studio-error-message" data-testid="studio-error-message">
         {message}
       </div>
       {stack && <pre className="studio-error-stack">{stack}</pre>}
-      {componentStack && <pre className="studio-error-stack">{componentStack.replace(/^\n/, '')}</pre>}
+      {componentStack && <pre className="studio-error-stack" data-testid="studio-error-component-stack">{componentStack.replace(/^\n/, '')}</pre>}
     </div>
   );
 }

@@ -220,6 +220,11 @@ class Worktree:
         out = self._git.run("rev-list", "--first-parent", f"{self.base_commit}..HEAD", "--")
         return [*out.split(), self.base_commit]
 
+    def changed_files(self, old: str, new: str) -> list[str]:
+        """The repo-relative files that differ between two commits (deleted ones too)."""
+        out = self._git.run("diff", "--name-only", "--no-renames", "-z", old, new)
+        return [name for name in out.split("\0") if name]
+
     def rollback_to(self, commit_hash: str) -> str:
         """Reset the branch to ``commit_hash`` (one of its commits since the base, base included).
 

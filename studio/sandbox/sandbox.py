@@ -553,6 +553,14 @@ class ComponentStudioSandbox(SandboxLifecycle):
         pushed = self.pusher.wait(ticket, self.config.push_timeout, push_here=self._push_here)
         return result.model_copy(update={"pushed": pushed})
 
+    def head(self) -> str:
+        """The commit the worktree is at (what a screenshot shows)."""
+        return self._working_tree("read the head").head()
+
+    def changed_files(self, old: str, new: str) -> list[str]:
+        """The files that differ between two of the branch's commits (what a rollback changed)."""
+        return self._working_tree("compare commits").changed_files(old, new)
+
     def history(self, count: int = 50) -> list[CommitInfo]:
         """The branch's commits since its base, newest first, the base last (``is_base``)."""
         source = self._history_source()
@@ -606,11 +614,17 @@ class ComponentStudioSandbox(SandboxLifecycle):
         port = self.port
         if port is None:
             raise ServiceUnavailable("Vite has no port yet; retry shortly")
-        secret = self._viewer_token
         return warm_renderer(
             renderer_url(self.settings.host, port, self.renderer_base),
-            headers={PROXY_SECRET_HEADER: secret} if secret else None,
+            headers=self.proxy_headers(),
         )
+
+    def proxy_headers(self) -> dict[str, str]:
+        """What a request to this sandbox's Vite carries to pass its proxy guard
+        (studio-template/plugin/proxy-guard.mjs): the node's own clients (the browser of
+        the render verdicts, the warm-up) stand in for the API's proxy."""
+        secret = self._viewer_token
+        return {PROXY_SECRET_HEADER: secret} if secret else {}
 
     def logs(self, lines: int = 200) -> list[str]:
         """Vite's last ``lines`` lines of output, newest last."""

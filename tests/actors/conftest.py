@@ -27,6 +27,7 @@ import psutil
 import pytest
 import ray
 
+from actors.browser_actor import kill_browser_actors
 from actors.handles import forget_sandbox_handle, get_manager, kill_manager, start_manager
 from studio.config import StudioSettings
 from studio.install.cache import ensure_node_modules
@@ -206,6 +207,8 @@ def shut_down_studio(state_dir: Path) -> None:
             forget_sandbox_handle(info.id)
     finally:
         kill_manager()
+        # the nodes' browsers (render verdicts) close their Chromium before they go
+        kill_browser_actors()
     assert_nothing_left(state_dir)
 
 

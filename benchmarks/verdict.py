@@ -1,0 +1,246 @@
+"""Edit -> render verdict (``"wait": "render"``) on examples/ui-kit, and the node's browser.
+
+``edit_to_verdict``: edits of Button.tsx through the API with ``"wait":
+"render"``, one after the other; a sample is the whole request (the commit,
+Vite's answer on the changed module, the affected stories loaded in the
+node's Chromium). The first verdict of the run (Chromium's launch, the page's
+first load) is reported on its own, not sampled.
+
+``verdict_kinds``: a scripted set of edits of every kind (valid, syntax error,
+type-only, throw in render, throw in an effect, missing import, CSS-only,
+story file edit, deleted file), each put back after its verdict; the figures
+are the confusion table (expected -> answered) and the count of wrong answers.
+
+``browser_memory``: the node's browser actor's Chromium (RSS of its process
+tree) with no page, then with a page per sandbox for a few sandboxes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from benchmarks._proc import EXAMPLE_REPO
+from benchmarks.context import RunContext, Scenario
+from benchmarks.results import ScenarioResult, Target
+from benchmarks.service import BenchService, Created, service
+
+__all__ = ["VERDICT_SCENARIOS"]
+
+BUTTON = "src/components/Button/Button.tsx"
+BUTTON_STORIES = "src/components/Button/Button.stories.tsx"
+STYLES = "src/styles.css"
+LABEL = "{children ?? label}"
+RETURN = "  return (\n    <button"
+MIB = 1024 * 1024
+
+
+def _original(rel: str) -> str:
+    return (EXAMPLE_REPO / rel).read_text()
+
+
+def _write(path: str, content: str, *, wait: str = "render") -> dict[str, Any]:
+    return {"command": "write_file", "file_path": path, "content": content, "wait": wait}
+
+
+def _edit_kinds() -> list[tuple[str, str, dict[str, Any]]]:
+    """(kind, expected status, the command) for each kind of edit the verdict knows."""
+    button, stories, styles = _original(BUTTON), _original(BUTTON_STORIES), _original(STYLES)
+    throw_in_render = button.replace(RETURN, "  throw new Error('render');\n" + RETURN, 1)
+    throw_in_effect = "import { useEffect } from 'react';\n" + button.replace(
+        RETURN, "  useEffect(() => {\n    throw new Error('effect');\n  }, []);\n" + RETURN, 1
+    )
+    missing = "import { Nope } from './Nope';\n" + button.replace(LABEL, f"{LABEL}<Nope />")
+    type_only = button + "\nexport type V = ButtonProps['variant'];\n"
+    css = styles + "\n.uk-button { letter-spacing: 1px; }\n"
+    story = stories.replace("'Save changes'", "'Save it'")
+    delete = {"command": "delete_file", "file_path": BUTTON, "wait": "render"}
+    return [
+        ("valid", "ok", _write(BUTTON, button.replace(LABEL, f"{LABEL}!"))),
+        ("syntax error", "compile_error", _write(BUTTON, button.replace("</button>", "</buttn>"))),
+        ("type only", "ok", _write(BUTTON, type_only)),
+        ("throw in render", "runtime_error", _write(BUTTON, throw_in_render)),
+        ("throw in effect", "runtime_error", _write(BUTTON, throw_in_effect)),
+        ("missing import", "compile_error", _write(BUTTON, missing)),
+        ("css only", "ok", _write(STYLES, css)),
+        ("story file", "ok", _write(BUTTON_STORIES, story)),
+        ("deleted file", "compile_error", delete),
+    ]
+
+
+def _restore(bench: BenchService, sandbox_id: str) -> None:
+    files = [
+        {"file_path": rel, "content": _original(rel)} for rel in (BUTTON, BUTTON_STORIES, STYLES)
+    ]
+    bench.execute(sandbox_id, {"command": "write_files", "files": files, "description": "restore"})
+
+
+@contextlib.contextmanager
+def _verdict_sandbox(ctx: RunContext) -> Iterator[Created]:
+    bench = service(ctx)
+    created = bench.create()
+    try:
+        yield created
+    finally:
+        with contextlib.suppress(Exception):
+            bench.delete(created.sandbox_id)
+
+
+def _sandbox(ctx: RunContext) -> Created:
+    return ctx.resource("verdict-sandbox", _verdict_sandbox)
+
+
+def edit_to_verdict(ctx: RunContext) -> ScenarioResult:
+    """Edits answered with their render verdict: the request's time, end to end."""
+    result = ScenarioResult(
+        "edit_to_verdict",
+        "edit -> render verdict (wait=render)",
+        targets=[Target("median", 0.15, "p50 <= 150 ms"), Target("p99", 0.4, "p99 <= 400 ms")],
+    )
+    bench = service(ctx)
+    sandbox_id = _sandbox(ctx).sandbox_id
+    button = _original(BUTTON)
+    start = time.monotonic()
+    first = bench.execute(sandbox_id, _write(BUTTON, button.replace(LABEL, f"{LABEL} ")))
+    result.figures["first_verdict_s"] = round(time.monotonic() - start, 3)
+    inside: list[float] = []
+    stories = 0
+    for index in range(ctx.count(40, 5)):
+        command = _write(BUTTON, button.replace(LABEL, f"{LABEL}{{'{index}'}}"))
+        start = time.monotonic()
+        answer = bench.execute(sandbox_id, command)
+        elapsed = time.monotonic() - start
+        render = answer.get("render") or {}
+        if render.get("status") != "ok" or render.get("commit") != answer.get("commit_hash"):
+            result.failures += 1
+            continue
+        result.samples.append(elapsed)
+        inside.append(float(render["seconds"]))
+        stories = len(render["stories"])
+    inside.sort()
+    result.figures["stories_per_verdict"] = stories
+    result.figures["in_browser_actor_p50_ms"] = (
+        round(inside[len(inside) // 2] * 1000, 1) if inside else None
+    )
+    result.figures["wrong_or_missing"] = result.failures
+    result.figures["first_status"] = str((first.get("render") or {}).get("status"))
+    result.notes.append(
+        "Each edit changes Button.tsx, whose three stories are rendered (one load of the "
+        "studio page, the other two by its hash route). in_browser_actor is the verdict's own "
+        "time: Vite's answer (compile + module graph) and the stories in Chromium."
+    )
+    return result
+
+
+def verdict_kinds(ctx: RunContext) -> ScenarioResult:
+    """Every kind of edit, again and again: does each get the right verdict?"""
+    result = ScenarioResult(
+        "verdict_kinds",
+        "render verdict correctness, scripted edits",
+        targets=[Target("wrong", 0, "every verdict right")],
+    )
+    bench = service(ctx)
+    sandbox_id = _sandbox(ctx).sandbox_id
+    kinds = _edit_kinds()
+    confusion: Counter[tuple[str, str]] = Counter()
+    rounds = ctx.count(4, 1)
+    for _ in range(rounds):
+        for kind, expected, command in kinds:
+            start = time.monotonic()
+            answer = bench.execute(sandbox_id, command)
+            result.samples.append(time.monotonic() - start)
+            got = str((answer.get("render") or {}).get("status"))
+            confusion[(kind, got)] += 1
+            if got != expected:
+                result.failures += 1
+            _restore(bench, sandbox_id)
+    result.figures["edits"] = rounds * len(kinds)
+    result.figures["wrong"] = result.failures
+    for (kind, got), count in sorted(confusion.items()):
+        result.figures[f"{kind} -> {got}"] = count
+    result.notes.append(
+        "Expected: valid, type only, css only, story file -> ok; syntax error, missing import, "
+        "deleted file -> compile_error; throw in render or in an effect -> runtime_error."
+    )
+    return result
+
+
+def _browser_stats() -> dict[str, Any]:
+    import ray
+
+    from actors.browser_actor import BROWSER_PREFIX
+    from studio.naming import ACTOR_NAMESPACE
+
+    names = [
+        str(e["name"])
+        for e in ray.util.list_named_actors(all_namespaces=True)
+        if e["namespace"] == ACTOR_NAMESPACE and str(e["name"]).startswith(BROWSER_PREFIX)
+    ]
+    if len(names) != 1:
+        raise RuntimeError(f"expected one node browser actor, found {names}")
+    handle = ray.get_actor(names[0], namespace=ACTOR_NAMESPACE)
+    reference: Any = handle.stats.remote()
+    stats: dict[str, Any] = ray.get(reference, timeout=60)
+    stats["handle"] = handle
+    return stats
+
+
+def browser_memory(ctx: RunContext) -> ScenarioResult:
+    """The node's Chromium with no page, and what each sandbox's page adds."""
+    import ray
+
+    result = ScenarioResult(
+        "browser_memory",
+        "node browser memory (PSS)",
+        unit="MiB",
+        targets=[
+            Target("idle_mib", 300, "<= 300 MB idle"),
+            Target("per_page_mib", 40, "<= 40 MB per sandbox page"),
+        ],
+    )
+    bench = service(ctx)
+    first = _sandbox(ctx).sandbox_id
+    # a change (an unchanged file is no commit, and no verdict): the node's browser runs
+    bench.execute(first, _write(BUTTON, _original(BUTTON) + "\n// memory: idle\n"))
+    stats = _browser_stats()
+    handle = stats.pop("handle")
+    for page in stats["pages"]:
+        ray.get(handle.close_page.remote(page), timeout=60)
+    time.sleep(2.0)  # the closed pages' renderer processes exit
+    idle_stats = _browser_stats()
+    idle = idle_stats["browser_pss"] / MIB
+    result.figures["idle_mib"] = round(idle, 1)
+    result.figures["idle_rss_mib"] = round(idle_stats["browser_rss"] / MIB, 1)
+    extra = [bench.create().sandbox_id for _ in range(ctx.count(3, 1) - 1)]
+    try:
+        for sandbox_id in [first, *extra]:
+            content = _original(BUTTON) + f"\n// memory: a page for {sandbox_id}\n"
+            bench.execute(sandbox_id, _write(BUTTON, content))
+        loaded = _browser_stats()
+        pages = len(loaded["pages"])
+        per_page = (loaded["browser_pss"] / MIB - idle) / max(1, pages)
+        result.figures["pages"] = pages
+        result.figures["with_pages_mib"] = round(loaded["browser_pss"] / MIB, 1)
+        result.figures["with_pages_rss_mib"] = round(loaded["browser_rss"] / MIB, 1)
+        result.figures["per_page_mib"] = round(per_page, 1)
+        result.samples.append(per_page)
+    finally:
+        for sandbox_id in extra:
+            with contextlib.suppress(Exception):
+                bench.delete(sandbox_id)
+    result.notes.append(
+        "PSS summed over Chromium's processes (pages they share counted once); *_rss_* the "
+        "same as RSS, which counts shared pages once per process. A page is a browser "
+        "context of its own per sandbox, with the studio app and the stories it rendered."
+    )
+    return result
+
+
+VERDICT_SCENARIOS: list[Scenario] = [
+    Scenario("edit_to_verdict", "edit -> render verdict", edit_to_verdict, ("service", "browser")),
+    Scenario("verdict_kinds", "render verdict correctness", verdict_kinds, ("service", "browser")),
+    Scenario("browser_memory", "node browser memory", browser_memory, ("service", "browser")),
+]

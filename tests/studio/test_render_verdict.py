@@ -1,0 +1,360 @@
+"""The render verdict of each kind of edit: a real sandbox on examples/ui-kit, real Vite,
+real Chromium.
+
+One sandbox and one browser for the module (a Vite start and a Chromium
+launch per test would dominate); every test puts back what it changed, so
+the tests do not depend on their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
+import pytest
+
+from studio.commands import DeleteFile, ExecuteCommand, WriteFile, WriteFiles
+from studio.errors import InvalidRequest, NotFound
+from studio.models import RepositorySource
+from studio.render import RenderVerdict
+from studio.render.browser import RenderBrowser, chromium_path
+from studio.render.screenshot import DEFAULT_VIEWPORT, parse_viewport
+from studio.sandbox import ComponentStudioSandbox
+from studio.state import TERMINAL_STATES
+from tests.studio.test_sandbox_fixtures import UI_KIT, fast_config, node_settings
+from tests.support.gitrepo import repo_from_dir
+
+pytestmark = [pytest.mark.browser]
+
+T = TypeVar("T")
+
+BUTTON = "src/components/Button/Button.tsx"
+BUTTON_STORIES = "src/components/Button/Button.stories.tsx"
+STYLES = "src/styles.css"
+BUTTON_IDS = {"button--primary", "button--secondary", "button--large-danger"}
+
+
+class _Loop:
+    """An event loop on a thread of its own: the module's browser outlives each test's loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 120.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+class Studio:
+    """The module's sandbox and browser, and an edit answered with its verdict."""
+
+    def __init__(self, sandbox: ComponentStudioSandbox, browser: RenderBrowser, loop: _Loop):
+        self.sandbox = sandbox
+        self.browser = browser
+        self.loop = loop
+        self.worktree = sandbox.worktree_path
+
+    def original(self, rel: str) -> str:
+        return (UI_KIT / rel).read_text()
+
+    def edit(self, command: ExecuteCommand, files: list[str]) -> RenderVerdict:
+        written_after = time.time()
+        result = self.sandbox.on_execute(command)
+        assert result.commit_hash
+        url = self.sandbox.renderer_url
+        assert url
+        return self.loop.run(
+            self.browser.verdict(
+                self.sandbox.sandbox_id, url, result.commit_hash, files, since=written_after
+            )
+        )
+
+    def write(self, rel: str, content: str) -> RenderVerdict:
+        return self.edit(WriteFile(command="write_file", file_path=rel, content=content), [rel])
+
+    def restore(self) -> None:
+        """Every file the tests touch back as in examples/ui-kit (one commit, if any differ)."""
+        changed = [
+            rel
+            for rel in (BUTTON, BUTTON_STORIES, STYLES)
+            if not (self.worktree / rel).is_file()
+            or (self.worktree / rel).read_text() != self.original(rel)
+        ]
+        if changed:
+            files = [{"file_path": rel, "content": self.original(rel)} for rel in changed]
+            self.sandbox.on_execute(
+                WriteFiles.model_validate({"command": "write_files", "files": files})
+            )
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory, install_cache: Path) -> Iterator[Studio]:
+    if not chromium_path().is_file():
+        pytest.skip(f"no Chromium at {chromium_path()}: run scripts/setup.sh")
+    root = tmp_path_factory.mktemp("verdict")
+    origin = repo_from_dir(UI_KIT, root / "origin")
+    settings = node_settings(root / "node", install_cache)
+    sandbox = ComponentStudioSandbox(
+        "sb_verdict01",
+        RepositorySource(name="ui-kit", source=str(origin)),
+        fast_config(settings),
+        settings,
+        owner="alice",
+    )
+    loop = _Loop()
+    browser = RenderBrowser()
+    try:
+        sandbox.on_setup()
+        # launched here, not by the first test: the tests' leak checks see a running browser
+        loop.run(browser.browser())
+        yield Studio(sandbox, browser, loop)
+    finally:
+        loop.run(browser.close())
+        loop.close()
+        if sandbox.state not in TERMINAL_STATES:
+            sandbox.on_teardown()
+
+
+@pytest.fixture
+def kit(studio: Studio) -> Iterator[Studio]:
+    yield studio
+    studio.restore()
+
+
+def _by_id(verdict: RenderVerdict) -> dict[str, Any]:
+    return {story.id: story for story in verdict.stories}
+
+
+def test_a_valid_edit_renders_its_stories_ok(kit: Studio) -> None:
+    source = kit.original(BUTTON).replace("{children ?? label}", "{children ?? label}!")
+    verdict = kit.write(BUTTON, source)
+    assert verdict.status == "ok", verdict.model_dump_json(indent=1)
+    assert set(_by_id(verdict)) >= BUTTON_IDS, verdict
+    assert all(story.status == "ok" for story in verdict.stories)
+    # only the Button's stories: nothing imports Button.tsx but its stories
+    assert {story.component for story in verdict.stories} == {"Button"}
+
+
+def test_a_jsx_syntax_error_is_a_compile_error_with_its_place(kit: Studio) -> None:
+    source = kit.original(BUTTON).replace("    </button>\n", "    </buttn>\n")
+    line = source.splitlines().index("    </buttn>") + 1
+    verdict = kit.write(BUTTON, source)
+    assert verdict.status == "compile_error", verdict
+    [error] = verdict.compile_errors
+    assert error.file is not None and error.file.endswith(BUTTON)
+    assert error.line == line
+    assert error.column is not None
+    assert error.frame and "buttn" in error.frame
+    assert set(_by_id(verdict)) >= BUTTON_IDS
+    assert all(story.status == "compile_error" for story in verdict.stories)
+
+
+def test_a_throw_in_render_is_a_runtime_error_with_its_message(kit: Studio) -> None:
+    source = kit.original(BUTTON).replace(
+        "  return (\n    <button",
+        "  throw new Error('boom in render');\n  return (\n    <button",
+        1,
+    )
+    verdict = kit.write(BUTTON, source)
+    assert verdict.status == "runtime_error", verdict.model_dump_json(indent=1)
+    story = _by_id(verdict)["button--primary"]
+    assert story.status == "runtime_error"
+    assert "boom in render" in story.error.message
+    assert story.error.component_stack and "Button" in story.error.component_stack
+
+
+def test_a_throw_in_an_effect_is_a_runtime_error(kit: Studio) -> None:
+    source = "import { useEffect } from 'react';\n" + kit.original(BUTTON).replace(
+        "  return (\n    <button",
+        "  useEffect(() => {\n    throw new Error('boom in effect');\n  }, []);\n"
+        "  return (\n    <button",
+        1,
+    )
+    verdict = kit.write(BUTTON, source)
+    assert verdict.status == "runtime_error", verdict.model_dump_json(indent=1)
+    story = _by_id(verdict)["button--secondary"]
+    assert "boom in effect" in story.error.message
+
+
+def test_a_missing_import_is_a_compile_error(kit: Studio) -> None:
+    source = "import { Nope } from './Nope';\n" + kit.original(BUTTON).replace(
+        "{children ?? label}", "{children ?? label}<Nope />"
+    )
+    verdict = kit.write(BUTTON, source)
+    assert verdict.status == "compile_error", verdict
+    [error] = verdict.compile_errors
+    assert "./Nope" in error.message
+    assert error.file is not None and error.file.endswith(BUTTON)
+
+
+def test_a_type_only_change_is_ok(kit: Studio) -> None:
+    source = kit.original(BUTTON) + "\nexport type ButtonVariant = ButtonProps['variant'];\n"
+    verdict = kit.write(BUTTON, source)
+    assert verdict.status == "ok", verdict.model_dump_json(indent=1)
+    assert set(_by_id(verdict)) >= BUTTON_IDS
+
+
+def test_a_css_only_change_is_ok(kit: Studio) -> None:
+    # a page has rendered (the module graph knows who imports the stylesheet)
+    kit.write(BUTTON, kit.original(BUTTON) + "\n")
+    verdict = kit.write(STYLES, kit.original(STYLES) + "\n.uk-button { letter-spacing: 1px; }\n")
+    assert verdict.status == "ok", verdict.model_dump_json(indent=1)
+    # the stylesheet comes in through .storybook/preview: every story may look different
+    assert set(_by_id(verdict)) >= BUTTON_IDS
+
+
+def test_a_story_file_edit_renders_that_files_stories(kit: Studio) -> None:
+    source = kit.original(BUTTON_STORIES).replace("'Save changes'", "'Save it'")
+    verdict = kit.write(BUTTON_STORIES, source)
+    assert verdict.status == "ok", verdict.model_dump_json(indent=1)
+    assert set(_by_id(verdict)) == BUTTON_IDS
+
+
+def test_a_story_that_throws_is_a_runtime_error_of_that_story_only(kit: Studio) -> None:
+    source = kit.original(BUTTON_STORIES) + (
+        "\nexport const Broken = {\n  render: () => {\n"
+        "    throw new Error('broken story');\n  },\n};\n"
+    )
+    verdict = kit.write(BUTTON_STORIES, source)
+    assert verdict.status == "runtime_error", verdict.model_dump_json(indent=1)
+    stories = _by_id(verdict)
+    assert stories["button--broken"].status == "runtime_error"
+    assert "broken story" in stories["button--broken"].error.message
+    assert stories["button--primary"].status == "ok"
+
+
+def test_deleting_an_imported_file_is_a_compile_error_of_its_importer(kit: Studio) -> None:
+    kit.write(BUTTON, kit.original(BUTTON) + "\n")  # the graph knows the stories import it
+    verdict = kit.edit(DeleteFile(command="delete_file", file_path=BUTTON), [BUTTON])
+    assert verdict.status == "compile_error", verdict
+    errors = {Path(e.file or "").name: e for e in verdict.compile_errors}
+    # every importer: the Button's own stories and those of the Card and Modal, which use it
+    assert set(errors) == {"Button.stories.tsx", "Card.stories.tsx", "Modal.stories.tsx"}
+    assert 'Failed to resolve import "./Button"' in errors["Button.stories.tsx"].message
+    assert errors["Button.stories.tsx"].line == 1
+    assert "card--basic" in _by_id(verdict)
+
+
+def test_a_fix_after_a_break_is_ok_again(kit: Studio) -> None:
+    broken = kit.write(BUTTON, kit.original(BUTTON).replace("</button>", "</buttn>"))
+    assert broken.status == "compile_error"
+    fixed = kit.write(BUTTON, kit.original(BUTTON))
+    assert fixed.status == "ok", fixed.model_dump_json(indent=1)
+    assert fixed.commit != broken.commit
+
+
+# -- screenshots ------------------------------------------------------------------------------
+
+
+def _png_size(picture: bytes) -> tuple[int, int]:
+    assert picture[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(picture[16:20], "big"), int.from_bytes(picture[20:24], "big")
+
+
+def test_a_screenshot_is_the_story_at_the_viewport_and_cached_per_commit(kit: Studio) -> None:
+    url = kit.sandbox.renderer_url
+    assert url
+    head = kit.sandbox.head()
+    shoot = kit.browser.screenshot
+    picture, cached = kit.loop.run(
+        shoot(kit.sandbox.sandbox_id, url, head, "button--primary", parse_viewport("375x667"))
+    )
+    assert (_png_size(picture), cached) == ((375, 667), False)
+    again, cached = kit.loop.run(
+        shoot(kit.sandbox.sandbox_id, url, head, "button--primary", parse_viewport("375x667"))
+    )
+    assert (again, cached) == (picture, True)
+    # another story draws something else
+    other, _ = kit.loop.run(
+        shoot(kit.sandbox.sandbox_id, url, head, "button--large-danger", parse_viewport("375x667"))
+    )
+    assert other != picture
+    # a new commit is a new picture, of what it renders
+    kit.write(BUTTON, kit.original(BUTTON).replace("{children ?? label}", "{'changed'}"))
+    changed, cached = kit.loop.run(
+        shoot(
+            kit.sandbox.sandbox_id,
+            url,
+            kit.sandbox.head(),
+            "button--primary",
+            parse_viewport("375x667"),
+        )
+    )
+    assert not cached
+    assert changed != picture
+
+
+def test_a_screenshot_of_an_unknown_story_is_not_found(kit: Studio) -> None:
+    url = kit.sandbox.renderer_url
+    assert url
+    with pytest.raises(NotFound, match="no story 'button--nope'"):
+        kit.loop.run(
+            kit.browser.screenshot(
+                kit.sandbox.sandbox_id, url, kit.sandbox.head(), "button--nope", DEFAULT_VIEWPORT
+            )
+        )
+
+
+@pytest.mark.parametrize("text", ["big", "0x10", "10x", "5000x10", "10 x 10"])
+def test_a_bad_viewport_is_refused_saying_the_form(text: str) -> None:
+    with pytest.raises(InvalidRequest, match="viewport"):
+        parse_viewport(text)
+
+
+def test_an_edit_no_story_depends_on_is_ok_with_no_stories(kit: Studio) -> None:
+    verdict = kit.write("NOTES.md", "# notes\n")
+    assert verdict.status == "ok", verdict
+    assert verdict.stories == []
+    assert verdict.compile_errors == []
+    kit.sandbox.on_execute(DeleteFile(command="delete_file", file_path="NOTES.md"))
+
+
+def _chromium_mains() -> set[int]:
+    """This process's Chromium browser processes (not their renderers and helpers)."""
+    found = set()
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "chrom" in child.name() and not any(
+                arg.startswith("--type=") for arg in child.cmdline()
+            ):
+                found.add(child.pid)
+    return found
+
+
+def test_a_crashed_chromium_is_launched_again_by_the_next_verdict(studio: Studio) -> None:
+    before = _chromium_mains()
+    browser = RenderBrowser()
+    try:
+        studio.loop.run(browser.browser())
+        [main] = _chromium_mains() - before
+        url = studio.sandbox.renderer_url
+        assert url
+        edit = studio.sandbox.on_execute(
+            WriteFile(
+                command="write_file", file_path=BUTTON, content=studio.original(BUTTON) + "\n"
+            )
+        )
+        assert edit.commit_hash
+        first = studio.loop.run(browser.verdict("sb_crash0001", url, edit.commit_hash, [BUTTON]))
+        assert first.status == "ok", first
+        psutil.Process(main).kill()
+        psutil.Process(main).wait(10)
+        again = studio.loop.run(browser.verdict("sb_crash0001", url, edit.commit_hash, [BUTTON]))
+        assert again.status == "ok", again
+        assert browser.launches == 2
+        assert len(_chromium_mains() - before) == 1
+    finally:
+        studio.loop.run(browser.close())
+        studio.restore()
