@@ -50,6 +50,7 @@ from studio.install.managers import find_install_root
 from studio.paths import atomic_write, normalize_user_path
 from studio.ports import PortAllocator
 from studio.process import ProcessManager, ProcessSpec, StopResult, reap_orphans
+from studio.process.boundary import Boundary
 from studio.process.environment import tool_environment
 from studio.vite.deps import deps_seed_dir, template_fingerprint
 from studio.vite.shell import SHELL_FILE, SHELL_MAP, ensure_shell, install_shell
@@ -404,6 +405,19 @@ def _listens_on(pid: int, port: int) -> bool:
     return False
 
 
+def _vite_writable(worktree: Path, config: Mapping[str, Any]) -> list[Path]:
+    """What Vite may write inside a boundary: its worktree, and the seed's
+    directory while the seed is still to be published (its plugin publishes
+    there, studio.vite.deps); a published seed stays read-only."""
+    writable = [Path(config.get("workspaceRoot") or worktree)]
+    seed = config.get("depsSeedDir")
+    if isinstance(seed, str) and not Path(seed).is_dir():
+        seeds = Path(seed).parent
+        seeds.mkdir(parents=True, exist_ok=True)
+        writable.append(seeds)
+    return writable
+
+
 class ViteServer:
     """The Vite dev server of one worktree's studio app.
 
@@ -414,6 +428,11 @@ class ViteServer:
     whose port was taken while it was down moves as well). ``close()`` stops
     Vite and releases the port. A ``standby`` runs the first start when it
     fits this studio app (else it is closed and Vite spawned as usual).
+
+    ``boundary`` is the OS boundary Vite runs in (:mod:`studio.process.boundary`):
+    the worktree (the config's ``workspaceRoot``) is all it may write, and the
+    deps seed's directory while the seed is still to be published. A standby
+    runs outside any boundary, so with one in force it is closed unused.
     """
 
     def __init__(
@@ -427,6 +446,7 @@ class ViteServer:
         port_attempts: int = 5,
         probe_timeout: float = 1.0,
         standby: ViteStandby | None = None,
+        boundary: Boundary | None = None,
     ) -> None:
         if port_attempts < 1 or probe_timeout <= 0:
             raise InvalidConfig("port_attempts must be >= 1 and probe_timeout > 0")
@@ -446,9 +466,14 @@ class ViteServer:
         self._verified: tuple[int, int] | None = None
         # A port on which something other than our Vite answered the probe.
         self._foreign_port: int | None = None
+        self.boundary = boundary or Boundary()
         self.manager = ProcessManager(
             ProcessSpec(
-                argv=vite_argv(self.studio_dir, node=node),
+                argv=self.boundary.wrap(
+                    vite_argv(self.studio_dir, node=node),
+                    cwd=worktree,
+                    writable=_vite_writable(worktree, config),
+                ),
                 cwd=worktree,
                 # Only allow-listed variables: the repository's code runs in this Node.
                 env=tool_environment(VITE_ENV),
@@ -516,7 +541,11 @@ class ViteServer:
             # What an earlier incarnation of this sandbox left still holds the port.
             reap_orphans(self.pid_file)
         standby, self._standby = self._standby, None
-        adopted = None if standby is None else standby.hand_over(self.worktree, self.studio_dir)
+        adopted = None
+        if standby is not None and self.boundary.enforced:
+            standby.close()  # it runs outside the boundary: the repository's code must not
+        elif standby is not None:
+            adopted = standby.hand_over(self.worktree, self.studio_dir)
         deadline = time.monotonic() + timeout
         for attempt in range(1, self.port_attempts + 1):
             self._spawn(adopted)
