@@ -187,7 +187,9 @@ class SandboxActor:
             on_event=self._on_event,
             viewer_token=viewer_token,
             # The worker's Vite standby, if the preload started one (actors._standby).
-            vite_standby=_standby.claim(use=self._settings.vite_standby),
+            vite_standby=_standby.claim(
+                use=self._settings.vite_standby and not self._settings.boundary().enforced
+            ),
             recorder=metrics.RayRecorder(),
             push_provider=self._github_provider,
         )

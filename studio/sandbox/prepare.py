@@ -196,6 +196,7 @@ def _prepare_studio_app(
                 studio_dir.parent,
                 ports=ports,
                 pid_file=layout.pid_file(f"prepare-{scratch_id}"),
+                boundary=settings.boundary(),
             )
             try:
                 server.start(timeout=config.ready_timeout)

@@ -215,6 +215,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
                 stable_start=config.stable_start,
             ),
             package_dir=config.package_dir,
+            boundary=settings.boundary(),
             install_scripts=config.install_scripts,
         )
 

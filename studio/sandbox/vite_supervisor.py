@@ -29,7 +29,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,6 +38,7 @@ from studio.messages import SetupStep
 from studio.metrics import NO_RECORDER, Recorder
 from studio.ports import PortAllocator, ports_below_ray
 from studio.process import RestartCount, RestartPolicy, reap_orphans
+from studio.process.boundary import Boundary
 from studio.state import SandboxState
 from studio.vite import (
     STUDIO_DIR,
@@ -89,6 +90,8 @@ class ViteOptions:
     # whether dependencies' install scripts may run (the repository's settings).
     package_dir: str = ""
     install_scripts: bool = False
+    # The OS boundary Vite runs in (the service's isolation setting); none by default.
+    boundary: Boundary = field(default_factory=Boundary)
 
     @property
     def app_root(self) -> Path:
@@ -200,6 +203,7 @@ class ViteSupervisor:
                 unhealthy_threshold=options.unhealthy_threshold,
                 pid_file=options.pid_file,
                 standby=self._standby,
+                boundary=options.boundary,
             )
             self._standby = None
             self.server = server

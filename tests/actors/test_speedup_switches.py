@@ -195,7 +195,9 @@ def first_sandbox_args(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory)
 def test_with_the_standby_on_the_spares_hold_standbys_before_the_nodes_first_sandbox(
     first_sandbox_args: list[str],
 ) -> None:
-    output = run_child(_HEADER + _FIRST_SANDBOX + _MAIN, {}, *first_sandbox_args)
+    # No OS boundary: a standby runs Vite outside one, so none is used with one in force.
+    isolation = {"COMPONENT_STUDIO_ISOLATION": "none"}
+    output = run_child(_HEADER + _FIRST_SANDBOX + _MAIN, isolation, *first_sandbox_args)
     assert '"ui-kit": "ready"' in line(output, "PREPARED"), output
     assert int(line(output, "SPARES WITH STANDBYS")) >= 1
     # Which worker the raylet hands the actor is its choice (a worker it started for one
@@ -207,18 +209,27 @@ def test_with_the_standby_on_the_spares_hold_standbys_before_the_nodes_first_san
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "switch",
-    # The preload off starts no standby either: it is what starts one in a worker.
-    ["COMPONENT_STUDIO_VITE_STANDBY", "COMPONENT_STUDIO_WORKER_PRELOAD"],
+    "switches",
+    [
+        # The preload off starts no standby either: it is what starts one in a worker.
+        {"COMPONENT_STUDIO_VITE_STANDBY": "false", "COMPONENT_STUDIO_ISOLATION": "none"},
+        {"COMPONENT_STUDIO_WORKER_PRELOAD": "false", "COMPONENT_STUDIO_ISOLATION": "none"},
+        # The OS boundary in force: a standby would run Vite outside it.
+        {"COMPONENT_STUDIO_ISOLATION": "bwrap"},
+    ],
+    ids=["standby-off", "preload-off", "bwrap"],
 )
 def test_with_the_standby_off_the_sandbox_spawns_a_fresh_vite_and_no_worker_keeps_one(
-    switch: str, first_sandbox_args: list[str]
+    switches: dict[str, str], first_sandbox_args: list[str]
 ) -> None:
-    output = run_child(_HEADER + _FIRST_SANDBOX + _MAIN, {switch: "false"}, *first_sandbox_args)
+    output = run_child(_HEADER + _FIRST_SANDBOX + _MAIN, switches, *first_sandbox_args)
     assert '"ui-kit": "ready"' in line(output, "PREPARED"), output
     [vite] = json.loads(line(output, "VITE"))
-    # A fresh `node .studio/serve.mjs`, not a standby's `node --import vite ... standby.mjs`.
-    assert vite[1:] == [vite[-1]] and vite[-1].endswith("/.studio/serve.mjs"), vite
+    # A fresh `node .studio/serve.mjs` (under bwrap: its last words), not a standby's
+    # `node --import vite ... standby.mjs`.
+    assert vite[-2] == "node" and vite[-1].endswith("/.studio/serve.mjs"), vite
+    assert "--import" not in vite
+    assert (vite[0] == "bwrap") == (switches.get("COMPONENT_STUDIO_ISOLATION") == "bwrap")
     assert line(output, "RENDERER") == "200"
     assert line(output, "STANDBYS LEFT") == "0"
 
