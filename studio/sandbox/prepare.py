@@ -47,6 +47,7 @@ from studio.messages import PrepareStep
 from studio.models import RepositorySource
 from studio.naming import branch_name, new_sandbox_id
 from studio.ports import PortAllocator, ports_below_ray
+from studio.process.boundary import Boundary
 from studio.process.environment import tool_environment
 from studio.vite import ViteServer, cleanup_studio_app, generate_studio_app, read_studio_config
 
@@ -204,18 +205,23 @@ def _prepare_studio_app(
             finally:
                 server.close()
         yield PrepareStep.STORIES
-        return Prepared(stories=_count_stories(studio_dir))
+        return Prepared(stories=_count_stories(studio_dir, worktree, settings.boundary()))
     finally:
         ports.release_owner(scratch_id)
 
 
-def _count_stories(studio_dir: Path, node: str = "node") -> int:
+def _count_stories(studio_dir: Path, worktree: Path, boundary: Boundary, node: str = "node") -> int:
     """How many stories the studio page of ``studio_dir`` lists (its plugin's catalog)."""
     try:
         result = subprocess.run(
-            [node, "--input-type=module", "-e", _INDEX_SCRIPT],
+            # It loads the repository's .storybook/main: repository code, as Vite is,
+            # so inside the same boundary, with its worktree read-only.
+            boundary.wrap(
+                [node, "--input-type=module", "-e", _INDEX_SCRIPT],
+                cwd=studio_dir,
+                readable=[worktree],
+            ),
             cwd=studio_dir,
-            # It loads the repository's .storybook/main: repository code, as Vite is.
             env=tool_environment(),
             capture_output=True,
             text=True,

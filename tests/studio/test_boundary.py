@@ -125,9 +125,14 @@ def test_inside_the_boundary_the_config_reaches_nothing_outside(
     assert (studio_repo / REPORT).stat().st_uid == os.getuid()
 
 
-def test_stop_leaves_no_process_of_the_boundary(
-    studio_repo: Path, install_cache: Path, make_server: Callable[..., ViteServer]
+def test_stop_leaves_no_process_of_the_boundary_nor_a_secret_in_it(
+    studio_repo: Path,
+    install_cache: Path,
+    make_server: Callable[..., ViteServer],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("COMPONENT_STUDIO_ADMIN_TOKEN", "st_admin-secret-in-the-service-env")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "ray-secret-in-the-service-env")
     server = make_server(studio_repo, boundary=_boundary(Isolation.BWRAP, install_cache))
     server.start(timeout=START_TIMEOUT)
     assert server.pid is not None
@@ -137,6 +142,11 @@ def test_stop_leaves_no_process_of_the_boundary(
     assert len(tree) >= 3
     assert any("node" in proc.name() for proc in tree)
     assert {os.getpgid(proc.pid) for proc in tree} == {server.pid}
+    for proc in tree:
+        environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
+        assert b"secret-in-the-service-env" not in environ
+    node = next(proc for proc in tree if proc.name() == "node")
+    assert node.environ()["HOME"] == "/tmp"
     server.stop()
     _, alive = psutil.wait_procs(tree, timeout=10)
     assert not alive
