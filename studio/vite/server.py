@@ -406,10 +406,16 @@ def _listens_on(pid: int, port: int) -> bool:
 
 
 def _vite_writable(worktree: Path, config: Mapping[str, Any]) -> list[Path]:
-    """What Vite may write inside a boundary: its worktree, and the seed's
-    directory while the seed is still to be published (its plugin publishes
-    there, studio.vite.deps); a published seed stays read-only."""
-    writable = [Path(config.get("workspaceRoot") or worktree)]
+    """What Vite may write inside a boundary: its worktree, its cache dir (inside
+    the worktree unless configured elsewhere), and the seed's directory while
+    the seed is still to be published (its plugin publishes there,
+    studio.vite.deps); a published seed stays read-only."""
+    workspace = Path(config.get("workspaceRoot") or worktree)
+    writable = [workspace]
+    cache = config.get("cacheDir")
+    if isinstance(cache, str) and not Path(cache).is_relative_to(workspace):
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        writable.append(Path(cache))
     seed = config.get("depsSeedDir")
     if isinstance(seed, str) and not Path(seed).is_dir():
         seeds = Path(seed).parent
@@ -472,7 +478,7 @@ class ViteServer:
                 argv=self.boundary.wrap(
                     vite_argv(self.studio_dir, node=node),
                     cwd=worktree,
-                    writable=_vite_writable(worktree, config),
+                    writable=_vite_writable(worktree, config) if self.boundary.enforced else (),
                 ),
                 cwd=worktree,
                 # Only allow-listed variables: the repository's code runs in this Node.
