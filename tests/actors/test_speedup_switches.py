@@ -129,7 +129,8 @@ _FIRST_SANDBOX = textwrap.dedent(
             print("PREPARED", json.dumps(wait("preparation", prepared)))
             from actors._prestart import idle_workers
 
-            standbys = settings.worker_preload and settings.vite_standby
+            standbys = (settings.worker_preload and settings.vite_standby
+                        and not settings.boundary().enforced)
             if standbys:
                 # Every spare (a never-used worker no job claimed), booted before any
                 # sandbox, holds a standby: the preparation wrote the hint.
@@ -138,7 +139,9 @@ _FIRST_SANDBOX = textwrap.dedent(
                 print("SPARES WITH STANDBYS", spares)
             info = ray.get(manager.create_sandbox.remote("alice", record.id, {}), timeout=300)
             pid = ray.get(sandbox_handle(info.id).ping.remote())["pid"]
-            vites = [p.cmdline() for p in psutil.Process(pid).children() if p.name() == "node"]
+            # Vite is node, or the bwrap that runs it inside the OS boundary.
+            vites = [p.cmdline() for p in psutil.Process(pid).children()
+                     if p.name() in ("node", "bwrap")]
             print("VITE", json.dumps(vites))
             url = info.renderer_url.replace("localhost", "127.0.0.1") + "@vite/client"
             with urllib.request.urlopen(url, timeout=30) as reply:
