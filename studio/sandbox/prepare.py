@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.config import ComponentStudioConfig, StudioSettings
-from studio.errors import ProcessStartError, ViteStartError
+from studio.errors import InvalidConfig, ProcessStartError, ViteStartError
 from studio.git import Mirror, file_lock
 from studio.install.cache import ensure_node_modules
 from studio.layout import StateLayout
@@ -47,7 +47,7 @@ from studio.messages import PrepareStep
 from studio.models import RepositorySource
 from studio.naming import branch_name, new_sandbox_id
 from studio.ports import PortAllocator, ports_below_ray
-from studio.process.boundary import Boundary
+from studio.process.boundary import Boundary, bwrap_problem
 from studio.process.environment import tool_environment
 from studio.vite import ViteServer, cleanup_studio_app, generate_studio_app, read_studio_config
 
@@ -86,7 +86,19 @@ class Prepared:
 
 
 def prepare_template(settings: StudioSettings) -> Path:
-    """The template's install-cache ``node_modules`` on this node, installed if missing."""
+    """The template's install-cache ``node_modules`` on this node, installed if missing.
+
+    Raises :class:`InvalidConfig` first when the node cannot make the OS
+    boundary its settings ask for: no sandbox could start Vite on it.
+    """
+    boundary = settings.boundary()
+    problem = bwrap_problem(boundary.program) if boundary.enforced else None
+    if problem is not None:
+        raise InvalidConfig(
+            f"isolation={boundary.isolation.value} on this node, but {problem}; install "
+            "bubblewrap (scripts/setup.sh), or set COMPONENT_STUDIO_ISOLATION=none to run "
+            "repository code without a boundary (docs/security.md)"
+        )
     layout = StateLayout(settings.state_dir)
     return ensure_node_modules(settings.template_dir, layout.install_cache)
 

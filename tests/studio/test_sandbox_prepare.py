@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from studio.config import StudioSettings
-from studio.errors import MissingBaseBranch
+from studio.errors import InvalidConfig, MissingBaseBranch
 from studio.install.cache import ensure_node_modules
 from studio.layout import StateLayout
 from studio.messages import PrepareStep
@@ -74,6 +74,21 @@ def test_prepare_template_is_the_template_install_cache_entry(settings: StudioSe
     modules = prepare_template(settings)
     assert modules == ensure_node_modules(TEMPLATE, StateLayout(settings.state_dir).install_cache)
     assert (modules / "vite" / "package.json").is_file()
+
+
+def test_a_node_that_cannot_make_the_boundary_refuses_its_preparation(
+    settings: StudioSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No bwrap on this node's PATH: no Vite could start inside the boundary.
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    assert settings.boundary().enforced
+    with monkeypatch.context() as patch:
+        patch.setenv("PATH", str(empty))
+        with pytest.raises(InvalidConfig, match=r"not installed.*ISOLATION=none"):
+            prepare_template(settings)
+    # Without the boundary nothing is asked of the node.
+    assert prepare_template(settings.model_copy(update={"isolation": "none"})).is_dir()
 
 
 def test_a_prepared_repository_gives_its_first_sandbox_the_shell_and_the_deps_seed(
