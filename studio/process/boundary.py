@@ -6,7 +6,7 @@ and whatever a designer or an agent wrote into the worktree. With
 
 - new user, PID, mount, IPC, UTS and cgroup namespaces; inside, an
   unprivileged uid (:data:`SANDBOX_UID`) with no capabilities, and no nested
-  user namespaces (``--disable-userns``);
+  user namespaces (``--disable-userns``, where bwrap has it: 0.8 and later);
 - a root of its own: the system's programs and libraries (``/usr``, ``/lib``,
   ``/bin``, a few files of ``/etc``) and the node-wide paths it needs (the
   install cache, the studio template, Node's prefix) read-only, its own
@@ -36,6 +36,7 @@ The environment is the caller's (an allow-list, :mod:`studio.process.environment
 from __future__ import annotations
 
 import enum
+import functools
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -94,9 +95,21 @@ def node_prefix(node: str = "node") -> Path | None:
     return Path(found).resolve().parent.parent
 
 
+@functools.cache
+def _knows_disable_userns(program: str) -> bool:
+    """Whether ``program`` has ``--disable-userns`` (bubblewrap 0.8; Ubuntu 22.04 has 0.6)."""
+    try:
+        result = subprocess.run(
+            [program, "--help"], capture_output=True, text=True, timeout=_CHECK_TIMEOUT, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--disable-userns" in result.stdout + result.stderr
+
+
 def _namespace_flags(program: str) -> list[str]:
     uid = str(SANDBOX_UID)
-    return [
+    flags = [
         program,
         "--unshare-all",
         "--share-net",
@@ -105,10 +118,13 @@ def _namespace_flags(program: str) -> list[str]:
         uid,
         "--gid",
         uid,
-        "--disable-userns",
         "--hostname",
         _HOSTNAME,
     ]
+    if _knows_disable_userns(program):
+        # No user namespace of its own inside: nested ones are a kernel attack surface.
+        flags.append("--disable-userns")
+    return flags
 
 
 def bwrap_problem(program: str = "bwrap") -> str | None:

@@ -171,7 +171,7 @@ def test_bwrap_argv_names_every_namespace_and_no_session_of_its_own(tmp_path: Pa
     boundary = Boundary(Isolation.BWRAP, readable=(tmp_path / "cache",))
     argv = boundary.wrap(["node", "serve.mjs"], cwd=tmp_path / "wt", writable=[tmp_path / "wt"])
     assert argv[0] == "bwrap" and argv[-3:] == ["--", "node", "serve.mjs"]
-    for flag in ("--unshare-all", "--unshare-user", "--disable-userns", "--tmpfs"):
+    for flag in ("--unshare-all", "--unshare-user", "--tmpfs"):
         assert flag in argv
     # A session of its own would take the sandbox out of the supervisor's group kill.
     assert "--new-session" not in argv
@@ -202,3 +202,14 @@ def test_a_probe_inside_the_boundary_sees_no_state(tmp_path: Path, state: Path) 
     assert "No such file or directory" in result.stdout
     assert result.stdout.split()[-1] == "host-tmp-hidden"
     assert (work / "ok").exists()
+
+
+def test_inside_the_boundary_no_process_gets_root_or_a_namespace_of_its_own() -> None:
+    """uid 10001 without capabilities: no user namespace (bwrap 0.8's --disable-userns
+    where it has it, and none of the capabilities unshare needs otherwise), no mount."""
+    argv = Boundary(Isolation.BWRAP).wrap(
+        ["sh", "-c", "id -u; unshare -U true && echo userns; unshare -m true && echo mountns"],
+        cwd=Path("/tmp"),  # the boundary's own, private /tmp
+    )
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert result.stdout.split() == [str(SANDBOX_UID)], result.stdout + result.stderr
