@@ -314,7 +314,9 @@ def _kill_vite(bench: BenchService, created: Created) -> float:
     vite = bench.vite(created.sandbox_id)
     host, port = renderer_address(created.renderer_url)
     start = time.monotonic()
-    os.killpg(vite.pid, signal.SIGKILL)
+    # The group of its session: led by Vite itself, or by the bwrap that runs it
+    # inside the OS boundary (studio.process.boundary).
+    os.killpg(os.getpgid(vite.pid), signal.SIGKILL)
     vite.wait(timeout=10)
     while http_ok(host, port, timeout=0.5):
         time.sleep(0.005)
