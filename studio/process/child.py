@@ -26,6 +26,8 @@ _MAX_LINE = 64 * 1024
 _EXIT_POLL = 0.01
 # How long to wait for the output readers to reach EOF after an exit.
 _DRAIN_TIMEOUT = 0.5
+# How long the leader's descendants get to finish dying after the group's SIGKILL.
+_DESCENDANTS_TIMEOUT = 5.0
 
 
 class OutputRing:
@@ -137,9 +139,23 @@ class Child:
         for reader in self.readers:
             reader.join(_DRAIN_TIMEOUT)
 
-    def reap(self) -> int:
-        """SIGKILL what is left of the group, then reap the exited leader."""
+    def descendants(self) -> list[psutil.Process]:
+        """What the leader started, while it runs (empty once it is gone)."""
+        try:
+            return psutil.Process(self.pid).children(recursive=True)
+        except psutil.Error:
+            return []
+
+    def reap(self, descendants: list[psutil.Process] | None = None) -> int:
+        """SIGKILL what is left of the group, then reap the exited leader.
+
+        ``descendants`` (taken while the leader ran) are waited for too: a
+        leader that is not the program itself (bwrap, studio.process.boundary)
+        can exit before the program inside has released its port.
+        """
         self.signal_group(signal.SIGKILL)
         code = self.popen.wait()
+        if descendants:
+            psutil.wait_procs(descendants, timeout=_DESCENDANTS_TIMEOUT)
         self.drain()
         return code
