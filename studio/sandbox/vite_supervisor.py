@@ -320,6 +320,12 @@ class ViteSupervisor:
             lifecycle.transition_if(frozenset({S.RESTARTING}), S.RUNNING)
             return True, restarted
 
+    def offer_standby(self, standby: ViteStandby) -> None:
+        """Have ``standby`` run the next start's Vite (one started meanwhile is closed)."""
+        previous, self._standby = self._standby, standby
+        if previous is not None:
+            previous.close()
+
     # -- stop ----------------------------------------------------------------
 
     def close(self) -> None:

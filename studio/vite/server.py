@@ -473,12 +473,14 @@ class ViteServer:
         # A port on which something other than our Vite answered the probe.
         self._foreign_port: int | None = None
         self.boundary = boundary or Boundary()
+        # What Vite may write inside the boundary; the first is its worktree.
+        self.writable = _vite_writable(worktree, config) if self.boundary.enforced else []
         self.manager = ProcessManager(
             ProcessSpec(
                 argv=self.boundary.wrap(
                     vite_argv(self.studio_dir, node=node),
                     cwd=worktree,
-                    writable=_vite_writable(worktree, config) if self.boundary.enforced else (),
+                    writable=self.writable,
                 ),
                 cwd=worktree,
                 # Only allow-listed variables: the repository's code runs in this Node.
@@ -548,8 +550,8 @@ class ViteServer:
             reap_orphans(self.pid_file)
         standby, self._standby = self._standby, None
         adopted = None
-        if standby is not None and self.boundary.enforced:
-            standby.close()  # it runs outside the boundary: the repository's code must not
+        if standby is not None and self.boundary.enforced and not self._inside(standby):
+            standby.close()  # not in a boundary of this worktree: the repository's code must not
         elif standby is not None:
             adopted = standby.hand_over(self.worktree, self.studio_dir)
         deadline = time.monotonic() + timeout
@@ -581,6 +583,12 @@ class ViteServer:
                     extra={"sandbox_id": self.owner, "port": self.port, "pid": self.pid},
                 )
                 return
+
+    def _inside(self, standby: ViteStandby) -> bool:
+        """Whether ``standby`` runs in a boundary made for this Vite's worktree."""
+        bound = standby.bound_to
+        workspace = self.writable[0] if self.writable else self.worktree
+        return bound is not None and workspace.is_relative_to(bound)
 
     def stop(self, timeout: float = 5.0) -> StopResult:
         """SIGTERM Vite's process group, SIGKILL it after ``timeout`` s; keeps the port."""
