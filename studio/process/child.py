@@ -156,6 +156,25 @@ class Child:
         self.signal_group(signal.SIGKILL)
         code = self.popen.wait()
         if descendants:
-            psutil.wait_procs(descendants, timeout=_DESCENDANTS_TIMEOUT)
+            _wait_dead(descendants, _DESCENDANTS_TIMEOUT)
         self.drain()
         return code
+
+
+def _dead(proc: psutil.Process) -> bool:
+    # A zombie has released its memory and sockets; reaping it is its new parent's
+    # business (after bwrap's init died: the host's pid 1, which may take a while).
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def _wait_dead(procs: list[psutil.Process], timeout: float) -> None:
+    """Wait until every one of ``procs`` exited (or is a zombie), at most ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    pending = procs
+    while pending := [proc for proc in pending if not _dead(proc)]:
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(_EXIT_POLL)
