@@ -217,10 +217,10 @@ def test_with_the_standby_on_the_spares_hold_standbys_before_the_nodes_first_san
         # The preload off starts no standby either: it is what starts one in a worker.
         {"COMPONENT_STUDIO_VITE_STANDBY": "false", "COMPONENT_STUDIO_ISOLATION": "none"},
         {"COMPONENT_STUDIO_WORKER_PRELOAD": "false", "COMPONENT_STUDIO_ISOLATION": "none"},
-        # The OS boundary in force: a standby would run Vite outside it.
-        {"COMPONENT_STUDIO_ISOLATION": "bwrap"},
+        # Inside the OS boundary, with standbys off too.
+        {"COMPONENT_STUDIO_VITE_STANDBY": "false", "COMPONENT_STUDIO_ISOLATION": "bwrap"},
     ],
-    ids=["standby-off", "preload-off", "bwrap"],
+    ids=["standby-off", "preload-off", "bwrap-standby-off"],
 )
 def test_with_the_standby_off_the_sandbox_spawns_a_fresh_vite_and_no_worker_keeps_one(
     switches: dict[str, str], first_sandbox_args: list[str]
@@ -272,3 +272,19 @@ async def test_warm_workers_zero_asks_the_raylet_for_no_spare_ever(tmp_path: Pat
     finally:
         await manager.stop_preparing()
         manager.close()
+
+
+@pytest.mark.slow
+def test_inside_the_boundary_no_worker_keeps_a_standby_and_the_sandbox_starts_its_own(
+    first_sandbox_args: list[str],
+) -> None:
+    # A spare's standby would run Vite outside the boundary: the sandbox starts one
+    # inside its own, on its worktree (studio.sandbox.sandbox, _start_bounded_standby).
+    isolation = {"COMPONENT_STUDIO_ISOLATION": "bwrap"}
+    output = run_child(_HEADER + _FIRST_SANDBOX + _MAIN, isolation, *first_sandbox_args)
+    assert '"ui-kit": "ready"' in line(output, "PREPARED"), output
+    [vite] = json.loads(line(output, "VITE"))
+    assert vite[0] == "bwrap" and vite[-1].endswith("/standby.mjs"), vite
+    assert "--import" in vite
+    assert line(output, "RENDERER") == "200"
+    assert line(output, "STANDBYS LEFT") == "0"
