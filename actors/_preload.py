@@ -24,7 +24,8 @@ waits too.
 The switches ``worker_preload`` and ``vite_standby`` (``StudioSettings``)
 are read from the worker's environment, which it inherits from whatever
 started Ray on the node: with the first off the preload does nothing, with
-the second it starts no standby.
+the second it starts no standby, and neither with the ``isolation``
+boundary in force (a standby would run Vite outside it).
 
 Every worker of the node imports this module (the Serve controller, proxy and
 replicas, the manager, job supervisors), but only a worker started for
@@ -85,7 +86,9 @@ def preload() -> None:
         ray_internals.make_serialization_context()
     except Exception:
         logger.exception("preloading the serialization context failed")
-    if not switches.vite_standby:
+    if not switches.vite_standby or switches.boundary().enforced:
+        # A standby runs outside the OS boundary, so none with one in force
+        # (studio.process.boundary): the Vite it would start runs repository code.
         return
     try:
         from actors import _standby

@@ -193,7 +193,9 @@ class SandboxActor:
             viewer_token=viewer_token,
             node_address=str(ray.util.get_node_ip_address()),  # type: ignore[no-untyped-call]
             # The worker's Vite standby, if the preload started one (actors._standby).
-            vite_standby=_standby.claim(use=self._settings.vite_standby),
+            vite_standby=_standby.claim(
+                use=self._settings.vite_standby and not self._settings.boundary().enforced
+            ),
             recorder=metrics.RayRecorder(),
             push_provider=self._github_provider,
         )

@@ -316,7 +316,9 @@ def _kill_vite(bench: BenchService, created: Created) -> float:
     vite = bench.vite(created.sandbox_id)
     address = bench.vite_address(created.sandbox_id)
     start = time.monotonic()
-    os.killpg(vite.pid, signal.SIGKILL)
+    # The group of its session: led by Vite itself, or by the bwrap that runs it
+    # inside the OS boundary (studio.process.boundary).
+    os.killpg(os.getpgid(vite.pid), signal.SIGKILL)
     vite.wait(timeout=10)
     while address.answers(timeout=0.5):
         time.sleep(0.005)

@@ -7,6 +7,7 @@ node loss last (a cluster of its own, in child processes).
 
 from __future__ import annotations
 
+from benchmarks.boundary import BOUNDARY_SCENARIOS
 from benchmarks.context import Scenario
 from benchmarks.floors import FLOOR_SCENARIOS
 from benchmarks.lifecycle import LIFECYCLE_SCENARIOS
@@ -20,6 +21,7 @@ __all__ = ["SCENARIOS"]
 
 SCENARIOS: list[Scenario] = [
     *FLOOR_SCENARIOS,
+    *BOUNDARY_SCENARIOS,
     *SETUP_SCENARIOS,
     *LIFECYCLE_SCENARIOS,
     *LIVE_SCENARIOS,

@@ -84,7 +84,8 @@ def sandbox_setup_floor(ctx: RunContext) -> ScenarioResult:
             sandbox_id=sandbox_id,
         )
         t3 = time.monotonic()
-        server = ViteServer(worktree.path, ports=ports)
+        # In the OS boundary the settings name (studio.process.boundary), as on_setup's Vite.
+        server = ViteServer(worktree.path, ports=ports, boundary=settings.boundary())
         try:
             server.start(READY_TIMEOUT)
             t4 = time.monotonic()

@@ -1,5 +1,9 @@
 """The create path's speed-ups as a run switches them: ``--speedups off``, ``--without a,b``.
 
+``isolation`` is switched the same way though it is a cost, not a speed-up:
+``--without isolation`` runs Vite without the OS boundary, to measure what
+the boundary costs; ``--speedups off`` leaves it on.
+
 Each name stands for the service setting that turns the speed-up off
 (``StudioSettings``; what each one saves and costs: docs/performance.md) and
 that setting's off value. A run applies the switches through the environment
@@ -27,7 +31,10 @@ class Speedup:
 
     name: str
     setting: str
-    off: bool | int
+    off: bool | int | str
+    # Not a speed-up but a cost (the OS boundary): --speedups off keeps it, only
+    # --without names it, so that its rows compare with the full service's.
+    in_all_off: bool = True
 
     @property
     def env_var(self) -> str:
@@ -46,6 +53,8 @@ SPEEDUPS = (
     Speedup("deps_seed", "vite_deps_seed", False),
     Speedup("inprocess_commits", "inprocess_commits", False),
     Speedup("direct", "ws_direct_port", 0),
+    # The bwrap boundary around Vite (studio.process.boundary); without it: isolation=none.
+    Speedup("isolation", "isolation", "none", in_all_off=False),
 )
 
 
@@ -65,7 +74,7 @@ def parse_off(speedups: str, without: str | None) -> frozenset[str]:
     if speedups not in ("on", "off"):
         raise SystemExit(f"--speedups takes on or off, not {speedups!r}")
     if speedups == "off":
-        return frozenset(known)
+        return frozenset(s.name for s in available() if s.in_all_off)
     wanted = [name.strip() for name in (without or "").split(",") if name.strip()]
     unknown = [name for name in wanted if name not in known]
     if unknown:

@@ -79,6 +79,14 @@ def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--slots", type=int, default=16, help="sandboxes the local node may hold (%(default)s)"
     )
     up.add_argument(
+        "--no-isolation",
+        action="store_true",
+        help=(
+            "run repository code (Vite) without an OS boundary, as this user: only for a "
+            "single trusted user (docs/security.md)"
+        ),
+    )
+    up.add_argument(
         "--temp-dir",
         default=None,
         help="local Ray's temp dir (keep it short: Ray's sockets break past ~45 characters)",

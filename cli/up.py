@@ -36,6 +36,7 @@ import httpx
 from pydantic import ValidationError
 
 from cli.http import ApiClient, CliError
+from cli.isolation import choose_boundary
 from cli.local_ray import LocalRay, use_token_auth
 from studio.config import StudioSettings, load_settings, service_port_problem
 from studio.errors import Conflict, StudioError
@@ -164,6 +165,8 @@ class _Service:
         self.ray_gone = False
         self.problems: list[str] = []
         self.install_handlers: Callable[[], None] = lambda: None
+        # The OS boundary repository code runs in, as printed (cli.isolation).
+        self.boundary = ""
 
     def say(self, line: str) -> None:
         self.out.write(line + "\n")
@@ -222,6 +225,7 @@ class _Service:
         self.say(f"  Admin token: {admin_token}")
         self.say(f"  Dashboard:   {'http://' + dashboard if dashboard else '(not started)'}")
         self.say(f"  Repository:  {repository['name']} (id {repository['id']})")
+        self.say(f"  Isolation:   {self.boundary}")
         self.say(f"  Try:         STUDIO_URL={api} STUDIO_TOKEN={admin_token} studio create")
         if self.args.demo:
             self._demo(api, admin_token, int(repository["id"]))
@@ -374,7 +378,9 @@ def _field(record: Any, name: str) -> Any:
 
 def run_up(args: argparse.Namespace, out: TextIO) -> int:
     """Run the service until SIGINT/SIGTERM; 0 when everything stopped cleanly."""
-    settings = _settings(args)
+    settings, boundary = choose_boundary(
+        _settings(args), no_isolation=args.no_isolation, environ=os.environ
+    )
     if port_taken(settings.host, settings.ws_port):
         raise CliError(
             f"port {settings.ws_port} on {settings.host} is already in use (another "
@@ -390,6 +396,7 @@ def run_up(args: argparse.Namespace, out: TextIO) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     service = _Service(settings, args, out)
+    service.boundary = boundary
 
     def install() -> None:
         for sig in previous:

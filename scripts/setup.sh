@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything Component Studio and its tests need on a fresh Debian
-# machine: Chromium (browser tests), a Python venv with the package and its dev
-# extra, the pinned npm packages of the studio template and the test tools, and
-# pnpm and yarn (through corepack) for the repositories that use them.
+# machine: Chromium (browser tests), bubblewrap (the sandboxes' OS boundary), a
+# Python venv with the package and its dev extra, the pinned npm packages of the
+# studio template and the test tools, and pnpm and yarn (through corepack) for
+# the repositories that use them.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,13 @@ if ! command -v chromium >/dev/null 2>&1; then
   echo "setup: installing Debian chromium (render verdicts, screenshots, browser tests)"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+fi
+# bubblewrap: the OS boundary around every process that runs repository code
+# (studio/process/boundary.py, the isolation setting; docs/security.md).
+if ! command -v bwrap >/dev/null 2>&1; then
+  echo "setup: installing bubblewrap (the sandboxes' OS boundary)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq bubblewrap >/dev/null
 fi
 for tool in git node npm python3; do
   command -v "$tool" >/dev/null 2>&1 || { echo "setup: $tool is required but not installed" >&2; exit 1; }

@@ -20,8 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from studio.errors import PathNotAllowed
+from studio.layout import StateLayout
 from studio.naming import is_sandbox_branch
 from studio.paths import normalize_user_path
+from studio.process.boundary import Boundary, Isolation
 
 __all__ = [
     "COMMIT_PLACEHOLDERS",
@@ -408,6 +410,16 @@ class StudioSettings(BaseSettings):
             "Vite transform the app from source (docs/performance.md, prebuilt shell)."
         ),
     )
+    isolation: Isolation = Field(
+        Isolation.BWRAP,
+        description=(
+            "The OS boundary around every process that runs repository code (Vite): "
+            "'bwrap' runs it under bubblewrap, in namespaces of its own with only its "
+            "worktree writable and nothing of the state directory, $HOME or Ray's session "
+            "visible; 'none' runs it as the service's own user, for a single trusted user "
+            "(docs/security.md). With 'bwrap' no Vite standby is used: it would run outside."
+        ),
+    )
     vite_deps_seed: bool = Field(
         True,
         description=(
@@ -550,6 +562,14 @@ class StudioSettings(BaseSettings):
             timeout_hours=self.timeout_hours,
             max_restarts=self.max_restarts,
             health_check_interval=self.health_check_interval,
+        )
+
+    def boundary(self) -> Boundary:
+        """The boundary this node's Vites run in (the ``isolation`` setting)."""
+        return Boundary.for_node(
+            self.isolation,
+            install_cache=StateLayout(self.state_dir).install_cache,
+            template_dir=self.template_dir,
         )
 
 

@@ -20,8 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Every process this session starts inherits this variable (Ray's raylet and
 # workers, and through them each Vite), so the final leak check can find what
-# the session left behind even after a crash reparented it to init.
-SESSION_MARKER = "COMPONENT_STUDIO_TEST_SESSION"
+# the session left behind even after a crash reparented it to init. An LC_*
+# name: Vite and npm get an allow-listed environment (studio.process.environment)
+# that passes locale variables and never a COMPONENT_STUDIO_* one.
+SESSION_MARKER = "LC_STUDIO_TEST_SESSION"
 os.environ.setdefault(SESSION_MARKER, uuid.uuid4().hex)
 # The tests count sandboxes, Vites and ports: a ready sandbox set up behind their
 # backs (actors._ready; on by default for users) would be in every count. The

@@ -26,6 +26,8 @@ _MAX_LINE = 64 * 1024
 _EXIT_POLL = 0.01
 # How long to wait for the output readers to reach EOF after an exit.
 _DRAIN_TIMEOUT = 0.5
+# How long the leader's descendants get to finish dying after the group's SIGKILL.
+_DESCENDANTS_TIMEOUT = 5.0
 
 
 class OutputRing:
@@ -137,9 +139,42 @@ class Child:
         for reader in self.readers:
             reader.join(_DRAIN_TIMEOUT)
 
-    def reap(self) -> int:
-        """SIGKILL what is left of the group, then reap the exited leader."""
+    def descendants(self) -> list[psutil.Process]:
+        """What the leader started, while it runs (empty once it is gone)."""
+        try:
+            return psutil.Process(self.pid).children(recursive=True)
+        except psutil.Error:
+            return []
+
+    def reap(self, descendants: list[psutil.Process] | None = None) -> int:
+        """SIGKILL what is left of the group, then reap the exited leader.
+
+        ``descendants`` (taken while the leader ran) are waited for too: a
+        leader that is not the program itself (bwrap, studio.process.boundary)
+        can exit before the program inside has released its port.
+        """
         self.signal_group(signal.SIGKILL)
         code = self.popen.wait()
+        if descendants:
+            _wait_dead(descendants, _DESCENDANTS_TIMEOUT)
         self.drain()
         return code
+
+
+def _dead(proc: psutil.Process) -> bool:
+    # A zombie has released its memory and sockets; reaping it is its new parent's
+    # business (after bwrap's init died: the host's pid 1, which may take a while).
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def _wait_dead(procs: list[psutil.Process], timeout: float) -> None:
+    """Wait until every one of ``procs`` exited (or is a zombie), at most ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    pending = procs
+    while pending := [proc for proc in pending if not _dead(proc)]:
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(_EXIT_POLL)

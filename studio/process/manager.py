@@ -283,6 +283,8 @@ class ProcessManager:
         child = self._child
         if child is None:
             return StopResult.ALREADY_EXITED
+        # Taken before any signal: once the leader is gone its children are not findable.
+        descendants = child.descendants()
         if child.exit_code() is not None:
             result = StopResult.ALREADY_EXITED
         else:
@@ -294,7 +296,7 @@ class ProcessManager:
             if result is StopResult.SIGKILL:
                 child.signal_group(signal.SIGKILL)
                 child.wait_exit(None)
-        self._returncode = child.reap()
+        self._returncode = child.reap(descendants)
         self._child = None
         logger.info(
             "%s (pid %d) ended by %s with code %d",

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.config import ComponentStudioConfig, StudioSettings
-from studio.errors import ProcessStartError, ViteStartError
+from studio.errors import InvalidConfig, ProcessStartError, ViteStartError
 from studio.git import Mirror, file_lock
 from studio.install.cache import ensure_node_modules
 from studio.layout import StateLayout
@@ -47,6 +47,7 @@ from studio.messages import PrepareStep
 from studio.models import RepositorySource
 from studio.naming import branch_name, new_sandbox_id
 from studio.ports import PortAllocator, ports_below_ray
+from studio.process.boundary import Boundary, bwrap_problem
 from studio.process.environment import tool_environment
 from studio.vite import ViteServer, cleanup_studio_app, generate_studio_app, read_studio_config
 
@@ -85,7 +86,19 @@ class Prepared:
 
 
 def prepare_template(settings: StudioSettings) -> Path:
-    """The template's install-cache ``node_modules`` on this node, installed if missing."""
+    """The template's install-cache ``node_modules`` on this node, installed if missing.
+
+    Raises :class:`InvalidConfig` first when the node cannot make the OS
+    boundary its settings ask for: no sandbox could start Vite on it.
+    """
+    boundary = settings.boundary()
+    problem = bwrap_problem(boundary.program) if boundary.enforced else None
+    if problem is not None:
+        raise InvalidConfig(
+            f"isolation={boundary.isolation.value} on this node, but {problem}; install "
+            "bubblewrap (scripts/setup.sh), or set COMPONENT_STUDIO_ISOLATION=none to run "
+            "repository code without a boundary (docs/security.md)"
+        )
     layout = StateLayout(settings.state_dir)
     return ensure_node_modules(settings.template_dir, layout.install_cache)
 
@@ -196,6 +209,7 @@ def _prepare_studio_app(
                 studio_dir.parent,
                 ports=ports,
                 pid_file=layout.pid_file(f"prepare-{scratch_id}"),
+                boundary=settings.boundary(),
             )
             try:
                 server.start(timeout=config.ready_timeout)
@@ -203,18 +217,23 @@ def _prepare_studio_app(
             finally:
                 server.close()
         yield PrepareStep.STORIES
-        return Prepared(stories=_count_stories(studio_dir))
+        return Prepared(stories=_count_stories(studio_dir, worktree, settings.boundary()))
     finally:
         ports.release_owner(scratch_id)
 
 
-def _count_stories(studio_dir: Path, node: str = "node") -> int:
+def _count_stories(studio_dir: Path, worktree: Path, boundary: Boundary, node: str = "node") -> int:
     """How many stories the studio page of ``studio_dir`` lists (its plugin's catalog)."""
     try:
         result = subprocess.run(
-            [node, "--input-type=module", "-e", _INDEX_SCRIPT],
+            # It loads the repository's .storybook/main: repository code, as Vite is,
+            # so inside the same boundary, with its worktree read-only.
+            boundary.wrap(
+                [node, "--input-type=module", "-e", _INDEX_SCRIPT],
+                cwd=studio_dir,
+                readable=[worktree],
+            ),
             cwd=studio_dir,
-            # It loads the repository's .storybook/main: repository code, as Vite is.
             env=tool_environment(),
             capture_output=True,
             text=True,

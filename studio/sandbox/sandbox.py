@@ -50,6 +50,7 @@ from studio.errors import (
     StudioError,
 )
 from studio.git import Commit, Mirror, Worktree, local_remote_path
+from studio.install.cache import ensure_node_modules
 from studio.layout import StateLayout
 from studio.messages import (
     ClientComponentSelected,
@@ -83,12 +84,12 @@ from studio.state import (
     require_state,
 )
 from studio.vite import PAGE_EVENTS_PATH, PROXY_SECRET_HEADER, renderer_base, renderer_url
+from studio.vite.standby import ViteStandby
 from studio.vite.warm import WarmResult, warm_renderer
 
 if TYPE_CHECKING:
     # studio.pr loads PyGithub (a large import): only a push to GitHub or a finalize needs it.
     from studio.pr import PullRequestProvider
-    from studio.vite.standby import ViteStandby
 
 __all__ = ["FLUSH_TIMEOUT", "ComponentStudioSandbox"]
 
@@ -222,6 +223,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
                 stable_start=config.stable_start,
             ),
             package_dir=config.package_dir,
+            boundary=settings.boundary(),
             install_scripts=config.install_scripts,
         )
 
@@ -321,7 +323,16 @@ class ComponentStudioSandbox(SandboxLifecycle):
                 self.transition(S.STARTING, recovered=recover or None)
             started = time.monotonic()
             try:
-                self._prepare_worktree(recover)
+                if not recover:
+                    self._start_bounded_standby()
+                try:
+                    self._prepare_worktree(recover)
+                except BaseException:
+                    # The standby's empty directory, left by a worktree never made: a
+                    # recovery must not take it for one.
+                    with contextlib.suppress(OSError):
+                        self.worktree_path.rmdir()
+                    raise
                 self.vite.start(recover=recover)
             except StudioError as exc:
                 self.fail(exc)
@@ -338,6 +349,30 @@ class ComponentStudioSandbox(SandboxLifecycle):
             extra={"sandbox": self.sandbox_id, "seconds": round(time.monotonic() - started, 3)},
         )
         return self.info()
+
+    def _start_bounded_standby(self) -> None:
+        """Inside the OS boundary: a Vite standby made for this sandbox's worktree.
+
+        A standby a worker started ahead of need runs outside any boundary, so
+        with one in force each sandbox starts its own, on the empty worktree
+        directory, and Node imports Vite while git and the studio app are made
+        (studio.vite.standby). Without a boundary, or with standbys off, nothing.
+        """
+        boundary = self.settings.boundary()
+        if not (boundary.enforced and self.settings.vite_standby):
+            return
+        path = self.worktree_path
+        try:
+            modules = ensure_node_modules(self.settings.template_dir, self.layout.install_cache)
+            path.mkdir(parents=True)  # empty: git worktree add fills it (seen inside)
+            standby = ViteStandby.start(
+                self.settings.template_dir, modules, boundary=boundary, worktree=path
+            )
+        except (OSError, StudioError) as exc:
+            # A cold Vite start instead: slower, not wrong.
+            logger.info("no vite standby in the boundary: %s", exc, extra=self.log_fields())
+            return
+        self.vite.offer_standby(standby)
 
     def _prepare_worktree(self, recover: bool) -> None:
         self.layout.worktrees.mkdir(parents=True, exist_ok=True)

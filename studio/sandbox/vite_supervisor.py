@@ -29,7 +29,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,6 +38,7 @@ from studio.messages import SetupStep
 from studio.metrics import NO_RECORDER, Recorder
 from studio.ports import PortAllocator, ports_below_ray
 from studio.process import RestartCount, RestartPolicy, reap_orphans
+from studio.process.boundary import Boundary
 from studio.state import SandboxState
 from studio.vite import (
     PROXY_SECRET_HEADER,
@@ -94,6 +95,8 @@ class ViteOptions:
     # secret every request to this Vite must carry (None: no such check).
     base: str = "/"
     proxy_secret: str | None = None
+    # The OS boundary Vite runs in (the service's isolation setting); none by default.
+    boundary: Boundary = field(default_factory=Boundary)
 
     @property
     def app_root(self) -> Path:
@@ -207,6 +210,7 @@ class ViteSupervisor:
                 unhealthy_threshold=options.unhealthy_threshold,
                 pid_file=options.pid_file,
                 standby=self._standby,
+                boundary=options.boundary,
             )
             self._standby = None
             self.server = server
@@ -322,6 +326,12 @@ class ViteSupervisor:
             self._restarts.up(time.monotonic())
             lifecycle.transition_if(frozenset({S.RESTARTING}), S.RUNNING)
             return True, restarted
+
+    def offer_standby(self, standby: ViteStandby) -> None:
+        """Have ``standby`` run the next start's Vite (one started meanwhile is closed)."""
+        previous, self._standby = self._standby, standby
+        if previous is not None:
+            previous.close()
 
     # -- stop ----------------------------------------------------------------
 

@@ -50,6 +50,7 @@ from studio.install.managers import find_install_root
 from studio.paths import atomic_write, normalize_user_path
 from studio.ports import PortAllocator
 from studio.process import ProcessManager, ProcessSpec, StopResult, reap_orphans
+from studio.process.boundary import Boundary
 from studio.process.environment import tool_environment
 from studio.vite.deps import deps_seed_dir, template_fingerprint
 from studio.vite.shell import SHELL_FILE, SHELL_MAP, ensure_shell, install_shell
@@ -437,6 +438,25 @@ def _listens_on(pid: int, port: int) -> bool:
     return False
 
 
+def _vite_writable(worktree: Path, config: Mapping[str, Any]) -> list[Path]:
+    """What Vite may write inside a boundary: its worktree, its cache dir (inside
+    the worktree unless configured elsewhere), and the seed's directory while
+    the seed is still to be published (its plugin publishes there,
+    studio.vite.deps); a published seed stays read-only."""
+    workspace = Path(config.get("workspaceRoot") or worktree)
+    writable = [workspace]
+    cache = config.get("cacheDir")
+    if isinstance(cache, str) and not Path(cache).is_relative_to(workspace):
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        writable.append(Path(cache))
+    seed = config.get("depsSeedDir")
+    if isinstance(seed, str) and not Path(seed).is_dir():
+        seeds = Path(seed).parent
+        seeds.mkdir(parents=True, exist_ok=True)
+        writable.append(seeds)
+    return writable
+
+
 class ViteServer:
     """The Vite dev server of one worktree's studio app.
 
@@ -447,6 +467,11 @@ class ViteServer:
     whose port was taken while it was down moves as well). ``close()`` stops
     Vite and releases the port. A ``standby`` runs the first start when it
     fits this studio app (else it is closed and Vite spawned as usual).
+
+    ``boundary`` is the OS boundary Vite runs in (:mod:`studio.process.boundary`):
+    the worktree (the config's ``workspaceRoot``) is all it may write, and the
+    deps seed's directory while the seed is still to be published. A standby
+    runs outside any boundary, so with one in force it is closed unused.
     """
 
     def __init__(
@@ -460,6 +485,7 @@ class ViteServer:
         port_attempts: int = 5,
         probe_timeout: float = 1.0,
         standby: ViteStandby | None = None,
+        boundary: Boundary | None = None,
     ) -> None:
         if port_attempts < 1 or probe_timeout <= 0:
             raise InvalidConfig("port_attempts must be >= 1 and probe_timeout > 0")
@@ -482,9 +508,16 @@ class ViteServer:
         self._verified: tuple[int, int] | None = None
         # A port on which something other than our Vite answered the probe.
         self._foreign_port: int | None = None
+        self.boundary = boundary or Boundary()
+        # What Vite may write inside the boundary; the first is its worktree.
+        self.writable = _vite_writable(worktree, config) if self.boundary.enforced else []
         self.manager = ProcessManager(
             ProcessSpec(
-                argv=vite_argv(self.studio_dir, node=node),
+                argv=self.boundary.wrap(
+                    vite_argv(self.studio_dir, node=node),
+                    cwd=worktree,
+                    writable=self.writable,
+                ),
                 cwd=worktree,
                 # Only allow-listed variables: the repository's code runs in this Node.
                 env=tool_environment(VITE_ENV),
@@ -552,7 +585,11 @@ class ViteServer:
             # What an earlier incarnation of this sandbox left still holds the port.
             reap_orphans(self.pid_file)
         standby, self._standby = self._standby, None
-        adopted = None if standby is None else standby.hand_over(self.worktree, self.studio_dir)
+        adopted = None
+        if standby is not None and self.boundary.enforced and not self._inside(standby):
+            standby.close()  # not in a boundary of this worktree: the repository's code must not
+        elif standby is not None:
+            adopted = standby.hand_over(self.worktree, self.studio_dir)
         deadline = time.monotonic() + timeout
         for attempt in range(1, self.port_attempts + 1):
             self._spawn(adopted)
@@ -582,6 +619,12 @@ class ViteServer:
                     extra={"sandbox_id": self.owner, "port": self.port, "pid": self.pid},
                 )
                 return
+
+    def _inside(self, standby: ViteStandby) -> bool:
+        """Whether ``standby`` runs in a boundary made for this Vite's worktree."""
+        bound = standby.bound_to
+        workspace = self.writable[0] if self.writable else self.worktree
+        return bound is not None and workspace.is_relative_to(bound)
 
     def stop(self, timeout: float = 5.0) -> StopResult:
         """SIGTERM Vite's process group, SIGKILL it after ``timeout`` s; keeps the port."""

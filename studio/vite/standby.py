@@ -19,6 +19,11 @@ stopped: it is good for nothing else.
 Protocol (stdin): one JSON line ``{"cwd": <worktree>, "launcher":
 <.studio/serve.mjs>}``; the standby changes to ``cwd`` and runs the launcher.
 stdin closing first ends it, so a standby whose owner died goes with it.
+
+Inside the OS boundary (:mod:`studio.process.boundary`) a standby can only
+serve the worktree its boundary was made for: it is started by the sandbox
+itself, on the empty worktree directory, before the worktree is checked out,
+and imports Vite while git and the studio app are made (``bound_to``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from studio.process.boundary import Boundary
 from studio.process.environment import tool_environment
 from studio.vite.server import LAUNCHER, VITE_ENV
 
@@ -57,22 +63,50 @@ class ViteStandby:
     """One standby process, until it is handed over or closed."""
 
     def __init__(
-        self, popen: subprocess.Popen[bytes], *, template_dir: Path, modules_dir: Path
+        self,
+        popen: subprocess.Popen[bytes],
+        *,
+        template_dir: Path,
+        modules_dir: Path,
+        bound_to: Path | None = None,
     ) -> None:
         self._popen = popen
         self.template_dir = template_dir
         self.modules_dir = modules_dir
+        # The worktree the OS boundary it runs in was made for (None: no boundary).
+        self.bound_to = bound_to
         self._handed_over = False
 
     @classmethod
-    def start(cls, template_dir: Path, modules_dir: Path, *, node: str = "node") -> ViteStandby:
+    def start(
+        cls,
+        template_dir: Path,
+        modules_dir: Path,
+        *,
+        node: str = "node",
+        boundary: Boundary | None = None,
+        worktree: Path | None = None,
+    ) -> ViteStandby:
         """Spawn a standby that imports Vite from ``modules_dir`` (an install cache entry's).
+
+        With an enforced ``boundary`` it runs inside it, made for ``worktree``
+        (which must exist, empty is fine: what is added to it later is seen
+        inside), and only a Vite of that worktree may take it over.
 
         Raises OSError when ``node`` cannot be run or ``modules_dir`` is missing.
         """
         modules_dir = modules_dir.resolve(strict=True)
+        argv = standby_argv(template_dir, node=node)
+        bound_to = None
+        if boundary is not None and boundary.enforced:
+            if worktree is None:
+                raise ValueError("a standby inside a boundary is made for one worktree")
+            bound_to = worktree
+            argv = boundary.wrap(
+                argv, cwd=modules_dir.parent, writable=[worktree], readable=[modules_dir.parent]
+            )
         popen = subprocess.Popen(
-            standby_argv(template_dir, node=node),
+            argv,
             cwd=modules_dir.parent,
             # As Vite's own spawn: picocolors reads NO_COLOR when Vite is imported.
             # Only allow-listed variables: the Vite it starts runs the repository's code.
@@ -83,7 +117,7 @@ class ViteStandby:
             start_new_session=True,
         )
         logger.info("vite standby started (pid %d) on %s", popen.pid, modules_dir)
-        return cls(popen, template_dir=template_dir, modules_dir=modules_dir)
+        return cls(popen, template_dir=template_dir, modules_dir=modules_dir, bound_to=bound_to)
 
     @property
     def pid(self) -> int:

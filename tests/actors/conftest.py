@@ -58,11 +58,15 @@ def get(refs: Any, timeout: float | None = None) -> Any:
     return ray.get(refs, timeout=timeout)
 
 
-def run_with_own_ray(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_with_own_ray(
+    script: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``script`` in a child Python that starts a Ray of its own (the session's is shared).
 
     Its workers import this checkout: a worker's preload runs before a job hands
     it the driver's ``sys.path``, and would otherwise import the installed package.
+    ``env`` is laid over this process's environment (the workers read their
+    settings from it).
     """
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     return subprocess.run(
@@ -71,7 +75,7 @@ def run_with_own_ray(script: str, *args: str) -> subprocess.CompletedProcess[str
         text=True,
         timeout=300,
         check=False,
-        env={**os.environ, "PYTHONPATH": path},
+        env={**os.environ, **(env or {}), "PYTHONPATH": path},
     )
 
 

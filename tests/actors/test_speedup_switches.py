@@ -130,7 +130,8 @@ _FIRST_SANDBOX = textwrap.dedent(
             print("PREPARED", json.dumps(wait("preparation", prepared)))
             from actors._prestart import idle_workers
 
-            standbys = settings.worker_preload and settings.vite_standby
+            standbys = (settings.worker_preload and settings.vite_standby
+                        and not settings.boundary().enforced)
             if standbys:
                 # Every spare (a never-used worker no job claimed), booted before any
                 # sandbox, holds a standby: the preparation wrote the hint.
@@ -139,7 +140,9 @@ _FIRST_SANDBOX = textwrap.dedent(
                 print("SPARES WITH STANDBYS", spares)
             info = ray.get(manager.create_sandbox.remote("alice", record.id, {}), timeout=300)
             pid = ray.get(sandbox_handle(info.id).ping.remote())["pid"]
-            vites = [p.cmdline() for p in psutil.Process(pid).children() if p.name() == "node"]
+            # Vite is node, or the bwrap that runs it inside the OS boundary.
+            vites = [p.cmdline() for p in psutil.Process(pid).children()
+                     if p.name() in ("node", "bwrap")]
             print("VITE", json.dumps(vites))
             # As the API's renderer proxy asks: under the sandbox's base, with its secret.
             url = f"http://127.0.0.1:{info.port}/r/{info.id}/@vite/client"
@@ -199,7 +202,9 @@ def first_sandbox_args(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory)
 def test_with_the_standby_on_the_spares_hold_standbys_before_the_nodes_first_sandbox(
     first_sandbox_args: list[str],
 ) -> None:
-    output = run_child(_HEADER + _FIRST_SANDBOX + _MAIN, {}, *first_sandbox_args)
+    # No OS boundary: a standby runs Vite outside one, so none is used with one in force.
+    isolation = {"COMPONENT_STUDIO_ISOLATION": "none"}
+    output = run_child(_HEADER + _FIRST_SANDBOX + _MAIN, isolation, *first_sandbox_args)
     assert '"ui-kit": "ready"' in line(output, "PREPARED"), output
     assert int(line(output, "SPARES WITH STANDBYS")) >= 1
     # Which worker the raylet hands the actor is its choice (a worker it started for one
@@ -211,18 +216,27 @@ def test_with_the_standby_on_the_spares_hold_standbys_before_the_nodes_first_san
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "switch",
-    # The preload off starts no standby either: it is what starts one in a worker.
-    ["COMPONENT_STUDIO_VITE_STANDBY", "COMPONENT_STUDIO_WORKER_PRELOAD"],
+    "switches",
+    [
+        # The preload off starts no standby either: it is what starts one in a worker.
+        {"COMPONENT_STUDIO_VITE_STANDBY": "false", "COMPONENT_STUDIO_ISOLATION": "none"},
+        {"COMPONENT_STUDIO_WORKER_PRELOAD": "false", "COMPONENT_STUDIO_ISOLATION": "none"},
+        # Inside the OS boundary, with standbys off too.
+        {"COMPONENT_STUDIO_VITE_STANDBY": "false", "COMPONENT_STUDIO_ISOLATION": "bwrap"},
+    ],
+    ids=["standby-off", "preload-off", "bwrap-standby-off"],
 )
 def test_with_the_standby_off_the_sandbox_spawns_a_fresh_vite_and_no_worker_keeps_one(
-    switch: str, first_sandbox_args: list[str]
+    switches: dict[str, str], first_sandbox_args: list[str]
 ) -> None:
-    output = run_child(_HEADER + _FIRST_SANDBOX + _MAIN, {switch: "false"}, *first_sandbox_args)
+    output = run_child(_HEADER + _FIRST_SANDBOX + _MAIN, switches, *first_sandbox_args)
     assert '"ui-kit": "ready"' in line(output, "PREPARED"), output
     [vite] = json.loads(line(output, "VITE"))
-    # A fresh `node .studio/serve.mjs`, not a standby's `node --import vite ... standby.mjs`.
-    assert vite[1:] == [vite[-1]] and vite[-1].endswith("/.studio/serve.mjs"), vite
+    # A fresh `node .studio/serve.mjs` (under bwrap: its last words), not a standby's
+    # `node --import vite ... standby.mjs`.
+    assert vite[-2] == "node" and vite[-1].endswith("/.studio/serve.mjs"), vite
+    assert "--import" not in vite
+    assert (vite[0] == "bwrap") == (switches.get("COMPONENT_STUDIO_ISOLATION") == "bwrap")
     assert line(output, "RENDERER") == "200"
     assert line(output, "STANDBYS LEFT") == "0"
 
@@ -262,3 +276,19 @@ async def test_warm_workers_zero_asks_the_raylet_for_no_spare_ever(tmp_path: Pat
     finally:
         await manager.stop_preparing()
         manager.close()
+
+
+@pytest.mark.slow
+def test_inside_the_boundary_no_worker_keeps_a_standby_and_the_sandbox_starts_its_own(
+    first_sandbox_args: list[str],
+) -> None:
+    # A spare's standby would run Vite outside the boundary: the sandbox starts one
+    # inside its own, on its worktree (studio.sandbox.sandbox, _start_bounded_standby).
+    isolation = {"COMPONENT_STUDIO_ISOLATION": "bwrap"}
+    output = run_child(_HEADER + _FIRST_SANDBOX + _MAIN, isolation, *first_sandbox_args)
+    assert '"ui-kit": "ready"' in line(output, "PREPARED"), output
+    [vite] = json.loads(line(output, "VITE"))
+    assert vite[0] == "bwrap" and vite[-1].endswith("/standby.mjs"), vite
+    assert "--import" in vite
+    assert line(output, "RENDERER") == "200"
+    assert line(output, "STANDBYS LEFT") == "0"

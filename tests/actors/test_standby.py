@@ -177,5 +177,8 @@ _CHILD = textwrap.dedent(
 
 
 def test_a_worker_of_a_ray_with_the_preload_has_a_standby_for_its_actor(studio_dir):
-    done = run_with_own_ray(_CHILD, str(TEMPLATE), str(studio_dir))
+    # No OS boundary: with one in force the workers keep no standby (studio.process.boundary).
+    done = run_with_own_ray(
+        _CHILD, str(TEMPLATE), str(studio_dir), env={"COMPONENT_STUDIO_ISOLATION": "none"}
+    )
     assert "CLAIMED {'alive': True, 'has_work': True}" in done.stdout, done.stdout + done.stderr

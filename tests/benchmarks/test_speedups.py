@@ -23,7 +23,9 @@ def test_every_speedup_offered_is_a_setting_of_the_service() -> None:
 
 def test_off_means_all_and_without_names_some() -> None:
     assert parse_off("on", None) == frozenset()
-    assert parse_off("off", None) == frozenset(s.name for s in available())
+    # Every speed-up, but not the OS boundary: a cost, switched off by name only.
+    assert parse_off("off", None) == frozenset(s.name for s in available()) - {"isolation"}
+    assert parse_off("on", "isolation") == frozenset({"isolation"})
     assert parse_off("on", "standby, shell") == frozenset({"standby", "shell"})
     with pytest.raises(SystemExit, match=r"unknown speed-up.*nope.*known: warm_pool"):
         parse_off("on", "standby,nope")
@@ -44,6 +46,14 @@ def test_switched_off_sets_the_settings_the_service_reads_and_restores_them(
         assert settings.prebuilt_shell is True
     assert os.environ["COMPONENT_STUDIO_VITE_STANDBY"] == "true"
     assert "COMPONENT_STUDIO_WARM_WORKERS" not in os.environ
+
+
+def test_without_isolation_runs_vite_with_no_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COMPONENT_STUDIO_ISOLATION", raising=False)
+    assert StudioSettings().boundary().enforced
+    with switched_off({"isolation"}):
+        assert not StudioSettings().boundary().enforced
+    assert StudioSettings().boundary().enforced
 
 
 def test_a_run_with_speedups_off_keeps_its_rows_beside_the_full_services() -> None:

@@ -380,6 +380,8 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
         assert up.value("Docs:") == f"{api}/docs"
         assert up.value("Dashboard:") == f"http://127.0.0.1:{up.dashboard}"
         token = up.value("Admin token:")
+        # The default: repository code in the bwrap boundary (cli.isolation).
+        assert up.value("Isolation:").startswith("bwrap: ")
         sandbox_id = up.value("Demo sandbox:")
         renderer = up.value("renderer:")
         # The replica's own event listener (serve.direct), not the API's port; it answers.

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from studio.config import StudioSettings
-from studio.errors import MissingBaseBranch
+from studio.errors import InvalidConfig, MissingBaseBranch
 from studio.install.cache import ensure_node_modules
 from studio.layout import StateLayout
 from studio.messages import PrepareStep
@@ -76,6 +76,21 @@ def test_prepare_template_is_the_template_install_cache_entry(settings: StudioSe
     assert (modules / "vite" / "package.json").is_file()
 
 
+def test_a_node_that_cannot_make_the_boundary_refuses_its_preparation(
+    settings: StudioSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No bwrap on this node's PATH: no Vite could start inside the boundary.
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    assert settings.boundary().enforced
+    with monkeypatch.context() as patch:
+        patch.setenv("PATH", str(empty))
+        with pytest.raises(InvalidConfig, match=r"not installed.*ISOLATION=none"):
+            prepare_template(settings)
+    # Without the boundary nothing is asked of the node.
+    assert prepare_template(settings.model_copy(update={"isolation": "none"})).is_dir()
+
+
 def test_a_prepared_repository_gives_its_first_sandbox_the_shell_and_the_deps_seed(
     settings: StudioSettings, template: Path, origin: Path, make_sandbox: SandboxFactory
 ) -> None:
@@ -100,10 +115,16 @@ def test_a_prepared_repository_gives_its_first_sandbox_the_shell_and_the_deps_se
     studio = sandbox.worktree_path / ".studio"
     assert (studio / SHELL_FILE).samefile(shell)
     assert Path(read_studio_config(studio)["depsSeedDir"]).samefile(seed)
-    # Its Vite started from the seed: its optimised React is the seed's file, linked.
+    # Its Vite started from the seed: its optimised React is the seed's file, linked;
+    # inside the OS boundary a copy (the seed and the worktree are two bind mounts, and
+    # the kernel links across none, EXDEV).
     published = json.loads((seed / "_metadata.json").read_text())
     bundle = published["optimized"]["react-dom/client"]["file"]
-    assert (sandbox.worktree_path / DEPS / bundle).stat().st_ino == (seed / bundle).stat().st_ino
+    started_from = sandbox.worktree_path / DEPS / bundle
+    if node.boundary().enforced:
+        assert started_from.read_bytes() == (seed / bundle).read_bytes()
+    else:
+        assert started_from.stat().st_ino == (seed / bundle).stat().st_ino
 
 
 def test_with_the_shell_and_the_seed_off_a_preparation_builds_neither(

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
 from studio.config import StudioSettings
@@ -62,12 +63,16 @@ def vite_pid(sandbox: ComponentStudioSandbox) -> int:
 def kill_vite(sandbox: ComponentStudioSandbox) -> int:
     """SIGKILL the sandbox's Vite group and wait until the kernel says it died."""
     pid = vite_pid(sandbox)
+    # Inside the OS boundary the leader is bwrap: node, below it, may outlive it briefly.
+    below = psutil.Process(pid).children(recursive=True)
     os.killpg(pid, signal.SIGKILL)
     server = sandbox.vite.server
     assert server is not None
     # Not psutil's "zombie": a killed multi-threaded leader shows Z before its
     # threads are gone, and only then does waitid (what the watcher asks) report it.
     assert server.wait_exit(30) is not None
+    _, alive = psutil.wait_procs(below, timeout=30)
+    assert not alive
     return pid
 
 
