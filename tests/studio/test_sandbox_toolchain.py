@@ -51,9 +51,12 @@ def compile_css(sandbox: ComponentStudioSandbox) -> None:
 def test_a_postcss_config_written_through_execute_runs_nothing(
     make_sandbox: SandboxFactory, origin: Path, tmp_path: Path
 ) -> None:
-    marker = tmp_path / "postcss-config-ran"
+    # Written beside the config, in the worktree: the one place a Vite in the OS
+    # boundary (studio/process/boundary.py) may write, so the control can see it.
+    marker = "postcss-config-ran"
     payload = (
-        f"require('fs').writeFileSync({json.dumps(str(marker))}, 'ran');\n"
+        f"require('fs').writeFileSync(require('path').join(__dirname, {json.dumps(marker)}), "
+        "'ran');\n"
         "module.exports = { plugins: [] };\n"
     )
     sandbox = make_sandbox()
@@ -77,7 +80,7 @@ def test_a_postcss_config_written_through_execute_runs_nothing(
     recovered = make_sandbox()
     recovered.on_setup(recover=True)
     compile_css(recovered)
-    assert not marker.exists()
+    assert not (recovered.worktree_path / marker).exists()
     recovered.on_teardown()
 
     # Control: the maintainers' own PostCSS config is loaded, and the marker appears.
@@ -87,4 +90,4 @@ def test_a_postcss_config_written_through_execute_runs_nothing(
     control = make_sandbox("sb_test0002")
     control.on_setup()
     compile_css(control)
-    assert marker.read_text() == "ran"
+    assert (control.worktree_path / marker).read_text() == "ran"
