@@ -26,6 +26,11 @@ STEPS = ["mirror", "worktree", "install", "vite"]
 TIMEOUT = 120
 
 
+def repo_of(api: Api) -> list[str]:
+    """``--repo <id>``: the package's API may hold other tests' repositories too."""
+    return ["--repo", str(api.repository_id)]
+
+
 def _create_now(api: Api, user: str, **overrides: Any) -> httpx.Response:
     return api.http.post(
         "/api/v1/sandboxes",
@@ -94,7 +99,7 @@ def test_studio_create_shows_each_step_then_the_urls(
     api: Api, capsys: pytest.CaptureFixture[str]
 ) -> None:
     user = api.user("cli-progress")
-    code = main(["create", "--url", api.url, "--token", api.tokens[user]])
+    code = main(["create", *repo_of(api), "--url", api.url, "--token", api.tokens[user]])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     sandbox_id = captured.out.split()[0]
@@ -116,7 +121,7 @@ def test_studio_create_json_ends_running_with_the_create_fields(
     api: Api, capsys: pytest.CaptureFixture[str]
 ) -> None:
     user = api.user("cli-progress-json")
-    code = main(["create", "--json", "--url", api.url, "--token", api.tokens[user]])
+    code = main(["create", *repo_of(api), "--json", "--url", api.url, "--token", api.tokens[user]])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     created = json.loads(captured.out)
@@ -134,7 +139,16 @@ def test_studio_create_says_why_a_setup_failed(
     user = api.user("cli-progress-fail")
     # Vite cannot answer within 10 ms: the setup fails at its last step.
     code = main(
-        ["create", "--url", api.url, "--token", api.tokens[user], "--set", "ready_timeout=0.01"]
+        [
+            "create",
+            *repo_of(api),
+            "--url",
+            api.url,
+            "--token",
+            api.tokens[user],
+            "--set",
+            "ready_timeout=0.01",
+        ]
     )
     captured = capsys.readouterr()
     assert code == 1
