@@ -57,7 +57,7 @@ from actors.scheduling import (
     open_slots,
     orphans_on_node,
 )
-from studio.config import StudioSettings
+from studio.config import ComponentStudioConfig, StudioSettings
 from studio.errors import (
     InvalidState,
     PreparationFailed,
@@ -386,7 +386,7 @@ class StudioManager:
         it) is held to :mod:`studio.limits`: the overrides it may give and
         ``max_sandboxes_per_user``.
         """
-        self.accounts.check_repository_access(repository_id, owner, is_admin)
+        repository = self.accounts.check_repository_access(repository_id, owner, is_admin)
         config = self.accounts.config_for(repository_id, overrides)
         if not is_admin:
             check_user_overrides(self.accounts.config_for(repository_id, None), config, overrides)
@@ -394,21 +394,11 @@ class StudioManager:
         # A blocking call to GitHub (when the repository has one): off the event loop.
         await asyncio.to_thread(self.accounts.check_push_access, repository_id)
         if not overrides and self.ready.size:
-            taken = await self._take_ready(owner, repository_id, config.branch, quota)
+            taken = await self._take_ready(owner, repository, config.branch, quota)
             if taken is not None:
                 return taken
-        sandbox_id = new_sandbox_id()
-        node_id = await self._choose(exclude=sandbox_id, avoid=None, prefer=None)
-        # Its preparation failed there: say so now, before a sandbox is made to fail.
-        self.preparer.check(node_id, self.registry.get_repository(repository_id).name)
-        record = SandboxRecord(
-            id=sandbox_id,
-            owner=owner,
-            repository_id=repository_id,
-            node_id=node_id,
-            branch=branch_name(sandbox_id),
-            config=config,
-        )
+        record, node_id = await self._placed_record(owner, repository, config)
+        sandbox_id = record.id
         if wait:
             return await self._create(record, node_id, None, quota)
         actor_created = asyncio.Event()
@@ -425,13 +415,30 @@ class StudioManager:
             return task.result()
         return self._info_from_record(self.registry.get_sandbox(sandbox_id))
 
+    async def _placed_record(
+        self, owner: str, repository: RepositoryRecord, config: ComponentStudioConfig
+    ) -> tuple[SandboxRecord, str]:
+        """A new sandbox's record and the node it goes to (not yet in the registry)."""
+        sandbox_id = new_sandbox_id()
+        node_id = await self._choose(exclude=sandbox_id, avoid=None, prefer=None)
+        # Its preparation failed there: say so now, before a sandbox is made to fail.
+        self.preparer.check(node_id, repository.name)
+        record = SandboxRecord(
+            id=sandbox_id,
+            owner=owner,
+            repository_id=repository.id,
+            node_id=node_id,
+            branch=branch_name(sandbox_id),
+            config=config,
+        )
+        return record, node_id
+
     async def _take_ready(
-        self, owner: str, repository_id: int, branch: str, quota: int
+        self, owner: str, repository: RepositoryRecord, branch: str, quota: int
     ) -> SandboxInfo | None:
         """A held sandbox of the repository made ``owner``'s, RUNNING; None when none fits."""
-        source = self.registry.get_repository(repository_id).source
-        head = await asyncio.to_thread(source_head, source, branch)
-        claim = self.ready.claim(repository_id, owner, head, quota)
+        head = await asyncio.to_thread(source_head, repository.source, branch)
+        claim = self.ready.claim(repository.id, owner, head, quota)
         for sandbox_id in claim.stale:
             task = asyncio.create_task(self.teardown_sandbox(sandbox_id))
             self._retiring.add(task)
@@ -457,17 +464,8 @@ class StudioManager:
         """Set up one held sandbox of the repository (its setup is a create's)."""
         repository = self.registry.get_repository(repository_id)
         config = self.accounts.config_for(repository_id, None)
-        sandbox_id = new_sandbox_id()
-        node_id = await self._choose(exclude=sandbox_id, avoid=None, prefer=None)
-        self.preparer.check(node_id, repository.name)
-        record = SandboxRecord(
-            id=sandbox_id,
-            owner=READY_OWNER,
-            repository_id=repository_id,
-            node_id=node_id,
-            branch=branch_name(sandbox_id),
-            config=config,
-        )
+        record, node_id = await self._placed_record(READY_OWNER, repository, config)
+        sandbox_id = record.id
         info = await self._create(record, node_id, None)
         try:
             # Its first user's page load then finds the modules transformed

@@ -7,30 +7,19 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks.context import RunContext
+from studio.render.chromium import BASE_ARGS, chromium_path
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright
 
 __all__ = ["CHROMIUM_ARGS", "CHROMIUM_PATH", "browser", "chromium", "launch_chromium"]
 
-CHROMIUM_PATH = Path(os.environ.get("COMPONENT_STUDIO_CHROMIUM", "/usr/bin/chromium"))
-# The machine has no network: without these Chromium keeps calling home and slows down.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+CHROMIUM_PATH = chromium_path()
+CHROMIUM_ARGS = list(BASE_ARGS)
 
 
 def launch_chromium(playwright: Playwright) -> Browser:

@@ -19,11 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin
 
@@ -40,6 +38,7 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from studio.render.budget import DEFAULT_TIMEOUT, IDLE_SECONDS, MAX_STORIES
+from studio.render.chromium import BASE_ARGS, chromium_path
 from studio.render.models import (
     CompileError,
     RenderError,
@@ -65,18 +64,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# The machine may have no network: without these Chromium keeps calling home and slows down.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
+# A long-lived browser on a node whose /dev/shm may be small: shared memory in /tmp.
+CHROMIUM_ARGS = [*BASE_ARGS, "--disable-dev-shm-usage"]
 # Query parameter that makes each load a new navigation (a URL differing only
 # by its hash would not reload the page).
 _NONCE = "studio_verdict"
@@ -124,11 +113,6 @@ _ERROR_PANEL = """
            componentStack: text('studio-error-component-stack') };
 }
 """
-
-
-def chromium_path() -> Path:
-    """The Chromium the node runs (``COMPONENT_STUDIO_CHROMIUM``, Debian's by default)."""
-    return Path(os.environ.get("COMPONENT_STUDIO_CHROMIUM", "/usr/bin/chromium"))
 
 
 @dataclass

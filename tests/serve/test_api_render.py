@@ -17,8 +17,8 @@ import ray
 
 from actors.browser_actor import BROWSER_PREFIX
 from studio.naming import ACTOR_NAMESPACE
-from studio.render.browser import chromium_path
 from tests.serve.conftest import Api
+from tests.support.browser import require_chromium
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.browser]
 
@@ -47,8 +47,7 @@ def _stats() -> dict[str, Any]:
 
 
 def test_edits_and_rollbacks_answer_with_what_rendered(api: Api) -> None:
-    if not chromium_path().is_file():
-        pytest.skip(f"no Chromium at {chromium_path()}: run scripts/setup.sh")
+    require_chromium()
     alice = api.user("alice")
     headers = api.headers(alice)
     sandbox_id = api.create(alice)["sandbox_id"]
@@ -136,8 +135,7 @@ def test_an_unknown_wait_is_refused_naming_the_field(api: Api) -> None:
 
 
 def test_a_screenshot_is_a_png_of_the_current_commit_cached(api: Api) -> None:
-    if not chromium_path().is_file():
-        pytest.skip(f"no Chromium at {chromium_path()}: run scripts/setup.sh")
+    require_chromium()
     alice = api.user("alice")
     headers = api.headers(alice)
     sandbox_id = api.create(alice)["sandbox_id"]

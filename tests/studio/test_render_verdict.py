@@ -23,11 +23,12 @@ from studio.commands import DeleteFile, ExecuteCommand, WriteFile, WriteFiles
 from studio.errors import InvalidRequest, NotFound
 from studio.models import RepositorySource
 from studio.render import RenderVerdict
-from studio.render.browser import RenderBrowser, chromium_path
+from studio.render.browser import RenderBrowser
 from studio.render.screenshot import DEFAULT_VIEWPORT, parse_viewport
 from studio.sandbox import ComponentStudioSandbox
 from studio.state import TERMINAL_STATES
 from tests.studio.test_sandbox_fixtures import UI_KIT, fast_config, node_settings
+from tests.support.browser import require_chromium
 from tests.support.gitrepo import repo_from_dir
 
 pytestmark = [pytest.mark.browser]
@@ -101,8 +102,7 @@ class Studio:
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory, install_cache: Path) -> Iterator[Studio]:
-    if not chromium_path().is_file():
-        pytest.skip(f"no Chromium at {chromium_path()}: run scripts/setup.sh")
+    require_chromium()
     root = tmp_path_factory.mktemp("verdict")
     origin = repo_from_dir(UI_KIT, root / "origin")
     settings = node_settings(root / "node", install_cache)

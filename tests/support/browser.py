@@ -36,6 +36,7 @@ __all__ = [
     "hot_reload_button",
     "launch_chromium",
     "pytest_runtest_makereport",
+    "require_chromium",
     "save_screenshot",
 ]
 
@@ -46,10 +47,15 @@ ARTIFACTS_DIR = ROOT / "test-artifacts"
 _SETTLE_TIMEOUT = 10.0
 
 
-def launch_chromium(playwright: Playwright) -> Browser:
-    """Start Chromium as the benchmarks do; the test is skipped on a machine without it."""
+def require_chromium() -> None:
+    """Skip the test on a machine without Chromium (scripts/setup.sh installs it)."""
     if not CHROMIUM_PATH.is_file():
         pytest.skip(f"no Chromium at {CHROMIUM_PATH}: run scripts/setup.sh")
+
+
+def launch_chromium(playwright: Playwright) -> Browser:
+    """Start Chromium as the benchmarks do; the test is skipped on a machine without it."""
+    require_chromium()
     return benchmark_chromium(playwright)
 
 
