@@ -132,6 +132,15 @@ def _studio(
     result.prepare_s, result.prepare_state = run.prepare_s, run.prepare_state
     result.first_create_s, result.second_create_s = run.first_create_s, run.second_create_s
     result.setup_create_s = run.setup_create_s
+    if run.verdicts is not None:
+        result.verdict_p50_s, result.verdict_p99_s = run.verdicts.p50_s, run.verdicts.p99_s
+        result.verdict_answers = dict(run.verdicts.answers)
+        if run.verdicts.error:
+            result.notes.append(f"verdicts: {run.verdicts.error}")
+        else:
+            result.notes.append(
+                f"verdicts: edits of {run.verdicts.module}, baseline {run.verdicts.baseline}"
+            )
     if run.repository_id is not None and run.first_create_s is not None:
         result.listed = len(run.listed)
         result.rendered = sum(1 for v in run.visits if v.ok)

@@ -52,6 +52,10 @@ class RepoResult:
     first_create_s: float | None = None
     second_create_s: float | None = None
     setup_create_s: float | None = None
+    # edit -> render verdict on the first story's module (benchmarks/corpus_verdict.py)
+    verdict_p50_s: float | None = None
+    verdict_p99_s: float | None = None
+    verdict_answers: dict[str, int] = field(default_factory=dict)
     own_install_cold_s: float | None = None
     own_install_warm_s: float | None = None
     own_install_scripts: bool | None = None
@@ -160,13 +164,23 @@ def _reference_rows(repos: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _verdict_cell(entry: dict[str, Any]) -> str:
+    """Verdict p50/p99 in ms and the wrong answers of the scripted edits (corpus_verdict)."""
+    if entry.get("verdict_p50_s") is None:
+        return "-"
+    answers: dict[str, int] = entry.get("verdict_answers") or {}
+    wrong = sum(n for key, n in answers.items() if key.split(" -> ")[0] != key.split(" -> ")[-1])
+    p50, p99 = entry["verdict_p50_s"] * 1000, (entry.get("verdict_p99_s") or 0) * 1000
+    return f"{p50:.0f}/{p99:.0f} ms ({wrong})"
+
+
 def _studio_rows(repos: list[dict[str, Any]]) -> list[str]:
     """Both sides' table, with the issue's targets judged per repository."""
     lines = [
         "| repository | kind | status | stories decl/listed/studio/own | ratio | prepare | "
-        "1st create | 2nd create | set-up create | own install cold/warm | own dev -> story | "
-        "dev/create | prep/cold | prep/warm |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "1st create | 2nd create | set-up create | verdict p50/p99 (wrong) | "
+        "own install cold/warm | own dev -> story | dev/create | prep/cold | prep/warm |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|",
     ]
     for entry in repos:
         r = entry["ratios"]
@@ -178,7 +192,7 @@ def _studio_rows(repos: list[dict[str, Any]]) -> list[str]:
             f"{_met(r['story_ratio'])} | {_fmt(entry.get('prepare_s'))} | "
             f"{_met(r['prepared_create_s'])} | "
             f"{_met(r['second_create_s'])} | {_fmt(entry.get('setup_create_s'))} | "
-            f"{_install_cell(entry)} | "
+            f"{_verdict_cell(entry)} | {_install_cell(entry)} | "
             f"{_fmt(entry.get('own_dev_first_story_s'))} | "
             f"{_met(r['dev_over_create'])} | {_met(r['prepare_over_cold_install'])} | "
             f"{_met(r['prepare_over_warm_install'])} |"

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from benchmarks.corpus_own import StoryVisit, watch_errors
+from benchmarks.corpus_verdict import VerdictRun, measure_verdicts
 from benchmarks.service import BenchService
 
 __all__ = ["StudioRun", "first_story", "listed_stories", "run_in_studio"]
@@ -44,6 +45,7 @@ class StudioRun:
     setup_create_s: float | None = None
     listed: list[tuple[str, str]] = field(default_factory=list)
     visits: list[StoryVisit] = field(default_factory=list)
+    verdicts: VerdictRun | None = None
     error: str | None = None
 
 
@@ -276,6 +278,7 @@ def run_in_studio(
                     )
             finally:
                 context.close()
+        run.verdicts = measure_verdicts(bench, str(second["sandbox_id"]), catalog)
     except Exception as exc:
         run.error = f"{type(exc).__name__}: {exc}"
     finally:

@@ -380,3 +380,35 @@ def test_chromiums_own_favicon_request_is_not_a_story_error() -> None:
     assert not counts_as_error(missing, "http://127.0.0.1:6006/favicon.ico")
     assert counts_as_error(missing, "http://127.0.0.1:6006/assets/logo.svg")
     assert counts_as_error("Warning: Each child in a list should have a unique key", "")
+
+
+def test_the_verdict_column_shows_median_p99_and_wrong_answers(tmp_path: Path) -> None:
+    import datetime as dt
+
+    measured = _result(
+        verdict_p50_s=0.212,
+        verdict_p99_s=0.48,
+        verdict_answers={"ok -> ok": 11, "compile_error -> compile_error": 1, "ok -> timeout": 2},
+    )
+    unmeasured = _result(repo="acme/kit")
+    _json, md_path = write_corpus_results(
+        tmp_path,
+        [measured, unmeasured],
+        machine={"cpu_model": "test", "cpu_count": 2},
+        now=dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC),
+    )
+    rows = {line.split("]")[0]: line for line in md_path.read_text().splitlines() if "| [" in line}
+    assert "| 212/480 ms (2) |" in rows["| [acme/ui"]
+    assert "| - | -/- |" in rows["| [acme/kit"]
+
+
+def test_a_verdict_run_counts_answers_against_the_baseline() -> None:
+    from benchmarks.corpus_verdict import VerdictRun
+
+    run = VerdictRun(module="src/Button.tsx", baseline="runtime_error")
+    run.samples = [0.3, 0.1, 0.2]
+    run.answers.update({"runtime_error -> runtime_error": 3, "compile_error -> compile_error": 1})
+    assert (run.p50_s, run.p99_s, run.wrong) == (0.2, 0.298, 0)
+    run.answers["runtime_error -> ok"] += 1
+    assert run.wrong == 1
+    assert VerdictRun().p50_s is None
