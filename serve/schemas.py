@@ -13,7 +13,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from studio.models import CommitInfo, SandboxInfo
 from studio.render import WaitFor
@@ -40,6 +40,20 @@ _HASH = r"^[0-9a-fA-F]{4,64}$"
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _encodable(cls, value: Any) -> Any:
+        # JSON can carry a lone surrogate ("\ud800"). Pydantic refuses one in a
+        # plain ``str`` field but lets it through a ``str | None`` one; no path,
+        # git ref or SQLite text can hold it, so it is refused here (422)
+        # instead of failing deep inside (a 500).
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("not valid Unicode (it holds a lone surrogate)") from None
+        return value
 
 
 class CreateSandboxRequest(BaseModel):

@@ -92,3 +92,12 @@ def test_serve_options_refuse_unknown_knobs() -> None:
     assert ServeOptions.model_validate({"ping_interval": "0.5"}).ping_interval == 0.5
     with pytest.raises(ValidationError):
         ServeOptions.model_validate({"ping_intervall": 1})
+
+
+@pytest.mark.parametrize("field", ["path", "name", "package_dir", "default_branch"])
+def test_a_lone_surrogate_in_a_string_field_is_refused_by_name(field: str) -> None:
+    body = {"name": "kit", "path": "/srv/kit", field: "ui\ud800"}
+    with pytest.raises(ValidationError) as refused:
+        RegisterRepositoryRequest.model_validate(body)
+    (error,) = refused.value.errors()
+    assert error["loc"] == (field,)
