@@ -71,6 +71,16 @@ class _Sandbox:
         assert reply.status_code == 200, reply.text
         return str(reply.json()["commit_hash"])
 
+    def story(self, component: str, export: str) -> str:
+        """The catalog's id of ``component``'s story ``export``."""
+        reply = self.get("components")
+        assert reply.status_code == 200, reply.text
+        for entry in reply.json()["components"]:
+            for story in entry["stories"] if entry["id"] == component else []:
+                if story["exportName"] == export:
+                    return str(story["id"])
+        raise AssertionError(f"no story {component}/{export}: {reply.text[:2000]}")
+
     def error(self, what: str, status: int, **params: str) -> str:
         reply = self.get(what, **params)
         assert reply.status_code == status, (params, reply.text)
@@ -187,7 +197,7 @@ def test_globals_change_what_is_drawn(api: Api) -> None:
     assert reply.status_code == 201, reply.text
     box = _Sandbox(api, alice, reply.json()["sandbox_id"])
     try:
-        panel = {"story": "layout-panel--default", "viewport": "320x200"}
+        panel = {"story": box.story("Panel", "Default"), "viewport": "320x200"}
         plain = box.get("screenshot", **panel)
         assert plain.status_code == 200, plain.text
         dark = box.get("screenshot", **panel, globals="theme:dark")
@@ -197,7 +207,7 @@ def test_globals_change_what_is_drawn(api: Api) -> None:
         assert compare(plain.content, dark.content).changed_pixels == 0
         assert compare(dark.content, light.content).changed_pixels > 1000
 
-        greeting = {"story": "text-greeting--default", "viewport": "320x200"}
+        greeting = {"story": box.story("Greeting", "Default"), "viewport": "320x200"}
         french = box.get("screenshot", **greeting)
         english = box.get("screenshot", **greeting, globals="locale:en;theme:light")
         assert compare(french.content, english.content).changed_pixels > 0
@@ -208,7 +218,7 @@ def test_globals_change_what_is_drawn(api: Api) -> None:
 
         message = box.error("screenshot", 400, **greeting, globals="locale")
         assert "'locale' is not name:value" in message
-        found = box.diff(story="layout-panel--default", viewport="320x200", globals="theme:light")
+        found = box.diff(**panel, globals="theme:light")
         assert (found["globals"], found["changed_pixels"]) == ("theme:light", 0)
     finally:
         reply = api.http.delete(box.prefix, headers=box.headers)
