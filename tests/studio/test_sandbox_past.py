@@ -29,6 +29,7 @@ from tests.studio.test_sandbox_fixtures import (  # noqa: F401 (fixtures)
     origin,
     settings,
 )
+from tests.studio.test_sandbox_recovery import die
 
 BUTTON = "src/components/Button/Button.tsx"
 
@@ -128,3 +129,29 @@ def test_what_a_move_between_commits_cannot_follow_starts_afresh() -> None:
         ".storybook/main.ts",
     ):
         assert needs_fresh_start(["src/a.tsx", setup]), setup
+
+
+def test_a_recovered_sandbox_reaps_the_past_renderer_its_predecessor_left(
+    make_sandbox: SandboxFactory,
+) -> None:
+    first = make_sandbox()
+    first.on_setup()
+    base = first.head()
+    _edit(first, (first.worktree_path / BUTTON).read_text().replace("Click me", "Edited"))
+    first.show_past(base)
+    first.release_past()
+    server = first.past.server
+    assert server is not None and server.pid is not None
+    left = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+    # The actor died (its objects with it); its Vites and worktrees stay behind.
+    die(first)
+    second = make_sandbox(start_seq=first.events.last_seq + 1)
+    second.on_setup(recover=True)
+    _, alive = psutil.wait_procs(left, timeout=10)
+    assert not alive, [p.cmdline() for p in alive]
+    assert not second.past.path.exists()
+    # and it renders past commits again, from a worktree of its own
+    assert "Click me" in _module(second, second.show_past(base), second.past.path)
+    second.release_past()
+    second.on_teardown()
+    assert not second.past.path.exists()
