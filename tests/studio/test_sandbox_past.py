@@ -11,6 +11,8 @@ tests/serve/test_api_pictures.py.
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import httpx
@@ -155,3 +157,24 @@ def test_a_recovered_sandbox_reaps_the_past_renderer_its_predecessor_left(
     second.release_past()
     second.on_teardown()
     assert not second.past.path.exists()
+
+
+def test_a_past_renderer_whose_vite_died_starts_again(make_sandbox: SandboxFactory) -> None:
+    sandbox = make_sandbox()
+    sandbox.on_setup()
+    base = sandbox.head()
+    original = (sandbox.worktree_path / BUTTON).read_text()
+    edited = _edit(sandbox, original.replace("Click", "Tap"))
+    _edit(sandbox, original.replace("Click", "Press"))
+    sandbox.show_past(base)
+    sandbox.release_past()
+    server = sandbox.past.server
+    assert server is not None and server.pid is not None
+    group = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+    os.killpg(server.pid, signal.SIGKILL)
+    psutil.wait_procs(group, timeout=10)
+    # Asked for another commit: not a move of a dead Vite, a fresh start at that commit.
+    port = sandbox.show_past(edited)
+    sandbox.release_past()
+    assert sandbox.past.starts == 2 and sandbox.past.moves == 0
+    assert "Tap me" in _module(sandbox, port, sandbox.past.path)
