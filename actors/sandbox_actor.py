@@ -46,7 +46,7 @@ from actors.browser_actor import browser_actor
 from actors.scheduling import SLOT_RESOURCE
 from studio.commands import ExecuteResult, changed_paths, command_adapter, is_mutation
 from studio.config import ComponentStudioConfig, StudioSettings
-from studio.errors import InvalidRequest, InvalidState
+from studio.errors import InvalidRequest, InvalidState, NotFound
 from studio.layout import StateLayout
 from studio.messages import ErrorPayload, MessageType, PrepareStep, StatusPayload, encode
 from studio.models import (
@@ -525,6 +525,13 @@ class SandboxActor:
                     self._sandbox.proxy_headers(),
                     globals_,
                 )
+            except NotFound:
+                # Ray's error is also a NotFound: the story may be younger than the commit.
+                raise NotFound(
+                    f"no story {story[:200]!r} at commit {commit[:12]} of sandbox {sandbox_id} "
+                    "(its catalog then did not have it): use a story id or component id as "
+                    "GET .../components lists them"
+                ) from None
             finally:
                 self._sandbox.release_past()
         return {**answer, "png": png, "cached": cached}
