@@ -533,7 +533,8 @@ class SandboxActor:
                     "GET .../components lists them"
                 ) from None
             finally:
-                self._sandbox.release_past()
+                # In the pool: an idle check may hold the renderer's lock while it stops Vite.
+                await self._run(self._sandbox.release_past)
         return {**answer, "png": png, "cached": cached}
 
     async def diff(
@@ -547,7 +548,7 @@ class SandboxActor:
         """Pictures of ``story`` at two commits (``from_commit``: the base by default,
         ``to_commit``: the current one) compared pixel by pixel (studio.render.diff):
         ``{story, from, to, viewport, globals, changed_pixels, total_pixels, ratio, width,
-        height, png, cached}``."""
+        height, png}`` (the last few kept: its JSON, then its PNG, cost one diff)."""
         await self._recovered()
         size = parse_viewport(viewport)
         globals_ = parse_globals(globals)

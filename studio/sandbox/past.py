@@ -31,7 +31,7 @@ from urllib.parse import quote, urljoin
 
 import httpx
 
-from studio.errors import ServiceUnavailable, StudioError
+from studio.errors import InvalidState, ServiceUnavailable, StudioError
 from studio.git import DEFAULT_IDENTITY, GitRunner, Mirror, identity_env
 from studio.ports import PortAllocator, ports_below_ray
 from studio.process import reap_orphans
@@ -97,10 +97,8 @@ class PastRenderer:
         self._lock = threading.Lock()
         self._used = time.monotonic()
         self._leases = 0
-
-    @property
-    def running(self) -> bool:
-        return self.server is not None
+        # Set at the sandbox's end: a picture asked for meanwhile starts nothing after it.
+        self._ended = False
 
     @property
     def app_root(self) -> Path:
@@ -115,6 +113,11 @@ class PastRenderer:
         """The renderer's port once it serves ``commit`` (a full hash of the sandbox's
         branch); leased until :meth:`release` (an idle check leaves it running)."""
         with self._lock:
+            if self._ended:
+                raise InvalidState(
+                    f"sandbox {self.options.sandbox_id} ended: no past commits to render",
+                    state="ended",
+                )
             self._mirror = mirror
             self._leases += 1
             try:
@@ -152,10 +155,12 @@ class PastRenderer:
             self._stop()
             return True
 
-    def close(self, mirror: Mirror | None = None) -> None:
+    def close(self, mirror: Mirror | None = None, *, end: bool = False) -> None:
         """Stop Vite, release its port, remove the worktree (also what a previous
-        incarnation of the sandbox's actor left: ``mirror`` is the sandbox's)."""
+        incarnation of the sandbox's actor left: ``mirror`` is the sandbox's); with
+        ``end`` (the sandbox's end) no later :meth:`show` starts it again."""
         with self._lock:
+            self._ended = self._ended or end
             self._mirror = self._mirror or mirror
             self._stop()
 

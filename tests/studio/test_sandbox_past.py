@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from studio.commands import WriteFile
-from studio.errors import CommitNotFound
+from studio.errors import CommitNotFound, InvalidState
 from studio.sandbox import ComponentStudioSandbox
 from studio.sandbox.past import needs_fresh_start
 from studio.vite import renderer_url
@@ -109,10 +109,15 @@ def test_past_commits_render_beside_the_live_sandbox(make_sandbox: SandboxFactor
     assert past.server is not None
     sandbox.release_past()
     restarted = past.server.pid
+    mirror = sandbox._mirror
+    assert mirror is not None
 
-    # The sandbox's end stops it too.
+    # The sandbox's end stops it too, and nothing starts it after.
     sandbox.on_teardown()
     assert past.server is None and not past.path.exists()
+    with pytest.raises(InvalidState, match="ended"):
+        past.show(mirror, base)
+    assert not past.path.exists()
     assert restarted is not None
     assert not psutil.pid_exists(restarted) or (
         psutil.Process(restarted).status() == psutil.STATUS_ZOMBIE
