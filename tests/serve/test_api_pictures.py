@@ -142,9 +142,15 @@ def test_past_commits_are_drawn_from_their_tree_and_diffed(api: Api) -> None:
     assert compare(again.content, before.content).changed_pixels == 0
 
     # Warm: the past renderer moves to another commit (no new Vite), then back.
+    past_c2 = box.shot(commit=c2, viewport="360x270")
+    assert past_c2.headers["x-studio-cache"] == "miss"
     reply = api.http.post(f"{box.prefix}/rollback", json={"commit_hash": c2}, headers=box.headers)
     assert reply.status_code == 200, reply.text
     assert _git(live, "rev-parse", "HEAD") == c2
+    # Rolled back to c2: the current picture is c2's, the one its past renderer drew.
+    current = box.shot(viewport="360x270")
+    assert current.headers["x-studio-commit"] == c2
+    assert current.content == past_c2.content
     moved = box.diff(**{"from": c1, "viewport": "400x300"})
     # c1 and c2 differ by NOTES.md alone: the past c1 and the live c2 draw the same.
     assert (moved["from"], moved["to"], moved["changed_pixels"]) == (c1, c2, 0)
