@@ -27,7 +27,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from studio.naming import ACTOR_NAMESPACE
 from studio.render import RenderVerdict
 from studio.render.budget import DEFAULT_TIMEOUT, IDLE_SECONDS
-from studio.render.screenshot import parse_viewport
+from studio.render.screenshot import parse_globals, parse_viewport
 
 __all__ = [
     "BROWSER_PREFIX",
@@ -100,10 +100,26 @@ class BrowserActor:
         story: str,
         viewport: str,
         headers: dict[str, str] | None = None,
+        globals_: str = "",
     ) -> tuple[bytes, bool]:
-        """A PNG of the sandbox's ``story`` at ``commit`` (cached), and whether it was cached."""
+        """A PNG of the sandbox's ``story`` at ``commit`` with ``globals_`` (cached), and
+        whether it was cached; ``base_url`` is the Vite that serves ``commit``."""
         return await self._browser.screenshot(
-            sandbox_id, base_url, commit, story, parse_viewport(viewport), headers=headers
+            sandbox_id,
+            base_url,
+            commit,
+            story,
+            parse_viewport(viewport),
+            headers=headers,
+            globals_=parse_globals(globals_),
+        )
+
+    async def cached_screenshot(
+        self, sandbox_id: str, commit: str, story: str, viewport: str, globals_: str = ""
+    ) -> bytes | None:
+        """The PNG taken before of the sandbox's ``story`` at ``commit``, or None."""
+        return self._browser.cached_screenshot(
+            sandbox_id, commit, story, parse_viewport(viewport), parse_globals(globals_)
         )
 
     async def close_page(self, sandbox_id: str) -> bool:

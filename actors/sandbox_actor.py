@@ -30,6 +30,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -60,7 +61,8 @@ from studio.naming import ACTOR_NAMESPACE, MANAGER_ACTOR_NAME, sandbox_actor_nam
 from studio.pr_capture import capture_images
 from studio.pr_images import PullRequestImages
 from studio.render import RenderVerdict
-from studio.render.screenshot import DEFAULT_VIEWPORT, parse_viewport
+from studio.render.diff import PictureDiff, compare
+from studio.render.screenshot import DEFAULT_VIEWPORT, parse_globals, parse_viewport
 from studio.sandbox import ComponentStudioSandbox
 from studio.state import SandboxState
 from studio.vite import STUDIO_DIR, renderer_url
@@ -85,6 +87,8 @@ _ANSWER_SECONDS = 2.0
 # after the last number reserved, so numbers only grow (with a gap, which
 # consumers already see after a restart), and an edit rarely pays for a file write.
 _SEQ_RESERVE = 100
+# Diffs kept per sandbox (a diff PNG is tens of kB).
+_DIFFS_KEPT = 16
 # How long a push waits for the manager to hand it the GitHub token.
 _CREDENTIAL_TIMEOUT = 30.0
 
@@ -183,6 +187,10 @@ class SandboxActor:
         self._recovery: asyncio.Task[None] | None = None
         # The node's browser actor, looked up on the first render verdict.
         self._browser: Any = None
+        # Pictures of past commits come one commit at a time from the past renderer.
+        self._past_lock = asyncio.Lock()
+        # Diffs made (a diff's JSON, then its PNG: the second costs nothing).
+        self._diffs: OrderedDict[tuple[str, ...], PictureDiff] = OrderedDict()
         self._sandbox = ComponentStudioSandbox(
             sandbox_id,
             RepositorySource.model_validate(repository),
@@ -414,15 +422,14 @@ class SandboxActor:
             head=head,
             viewport=viewport,
             verdict=verdict,
-            take=lambda story, commit: self._picture(story, commit, head),
+            take=self._pull_request_picture,
             note=note,
         )
 
-    async def _picture(self, story: str, commit: str, head: str) -> bytes:
-        """A PNG of ``story`` at ``commit`` (the head: the running Vite's)."""
-        if commit != head:
-            raise InvalidState("this service cannot render a past commit yet")
-        shot = await self.screenshot(story)
+    async def _pull_request_picture(self, story: str, commit: str) -> bytes:
+        """A PNG of ``story`` at ``commit``: the running Vite's at the head, the sandbox's
+        past renderer's at the base."""
+        shot = await self.screenshot(story, commit=commit)
         png: bytes = shot["png"]
         return png
 
@@ -506,28 +513,116 @@ class SandboxActor:
         verdict = await self._render_verdict(result.current_hash, files, written_after)
         return result.model_copy(update={"render": verdict})
 
-    async def screenshot(self, story: str, viewport: str = "") -> dict[str, Any]:
-        """A PNG of ``story`` as the sandbox renders it now: ``{png, commit, cached}``."""
+    async def screenshot(
+        self,
+        story: str,
+        viewport: str = "",
+        *,
+        commit: str | None = None,
+        globals: str | None = None,
+    ) -> dict[str, Any]:
+        """A PNG of ``story`` at ``commit`` (the current one by default; else one of the
+        branch's commits back to its base, rendered from its own tree without touching the
+        live sandbox) with Storybook ``globals`` (``theme:dark``):
+        ``{png, commit, cached, current, globals}``."""
         await self._recovered()
-        parse_viewport(viewport)  # a bad one is refused before any browser work
-        port = self._sandbox.port
-        if port is None:
-            raise InvalidState(
-                f"sandbox {self._sandbox.sandbox_id} has no running Vite to render with",
-                state=self._sandbox.state.value,
-            )
-        commit = await self._run(self._sandbox.head)
+        # Bad input is refused before any git or browser work.
+        parse_viewport(viewport)
+        globals_ = parse_globals(globals)
+        target, current = await self._run(self._sandbox.resolve_commit, commit)
+        return await self._picture(story, viewport, target, current, globals_)
+
+    async def _picture(
+        self, story: str, viewport: str, commit: str, current: bool, globals_: str
+    ) -> dict[str, Any]:
+        """The picture of ``commit``, from the live Vite when it is HEAD, else from the
+        sandbox's past renderer (started, or moved to ``commit``, unless cached)."""
+        sandbox_id = self._sandbox.sandbox_id
         if self._browser is None:
             self._browser = browser_actor(self._node_id)
-        png, cached = await self._browser.screenshot.remote(
-            self._sandbox.sandbox_id,
-            self._local_renderer(port),
-            commit,
-            story,
-            viewport,
-            self._sandbox.proxy_headers(),
+        answer = {"commit": commit, "current": current, "globals": globals_}
+        if current:
+            port = self._sandbox.port
+            if port is None:
+                raise InvalidState(
+                    f"sandbox {sandbox_id} has no running Vite to render with",
+                    state=self._sandbox.state.value,
+                )
+            png, cached = await self._browser.screenshot.remote(
+                sandbox_id,
+                self._local_renderer(port),
+                commit,
+                story,
+                viewport,
+                self._sandbox.proxy_headers(),
+                globals_,
+            )
+            return {**answer, "png": png, "cached": cached}
+        # A past commit's picture taken before costs no renderer.
+        kept = await self._browser.cached_screenshot.remote(
+            sandbox_id, commit, story, viewport, globals_
         )
-        return {"png": png, "commit": commit, "cached": cached}
+        if kept is not None:
+            return {**answer, "png": kept, "cached": True}
+        # One past commit at a time: the renderer's worktree stays at it until the picture.
+        async with self._past_lock:
+            port = await self._run(self._sandbox.show_past, commit)
+            try:
+                png, cached = await self._browser.screenshot.remote(
+                    sandbox_id,
+                    self._local_renderer(port),
+                    commit,
+                    story,
+                    viewport,
+                    self._sandbox.proxy_headers(),
+                    globals_,
+                )
+            finally:
+                self._sandbox.release_past()
+        return {**answer, "png": png, "cached": cached}
+
+    async def diff(
+        self,
+        story: str,
+        from_commit: str | None = None,
+        to_commit: str | None = None,
+        viewport: str = "",
+        globals: str | None = None,
+    ) -> dict[str, Any]:
+        """Pictures of ``story`` at two commits (``from_commit``: the base by default,
+        ``to_commit``: the current one) compared pixel by pixel (studio.render.diff):
+        ``{story, from, to, viewport, globals, changed_pixels, total_pixels, ratio, width,
+        height, png, cached}``."""
+        await self._recovered()
+        size = parse_viewport(viewport)
+        globals_ = parse_globals(globals)
+        first, first_current = await self._run(
+            self._sandbox.resolve_commit, from_commit or self._sandbox.base_commit
+        )
+        second, second_current = await self._run(self._sandbox.resolve_commit, to_commit)
+        key = (first, second, story, str(size), globals_)
+        found = self._diffs.get(key)
+        if found is None:
+            before = await self._picture(story, viewport, first, first_current, globals_)
+            after = await self._picture(story, viewport, second, second_current, globals_)
+            found = await self._run(compare, before["png"], after["png"])
+            self._diffs[key] = found
+            while len(self._diffs) > _DIFFS_KEPT:
+                self._diffs.popitem(last=False)
+        self._diffs.move_to_end(key)
+        return {
+            "story": story,
+            "from": first,
+            "to": second,
+            "viewport": str(size),
+            "globals": globals_,
+            "changed_pixels": found.changed_pixels,
+            "total_pixels": found.total_pixels,
+            "ratio": found.ratio,
+            "width": found.width,
+            "height": found.height,
+            "png": found.png,
+        }
 
     def _local_renderer(self, port: int) -> str:
         """Vite where it listens, under its base: the browser runs on this node, not at

@@ -28,6 +28,7 @@ from actors.handles import start_manager
 from serve.direct import DirectListener
 from serve.errors import install_error_handlers
 from serve.limits import RequestLimits
+from serve.picture_routes import pictures_router
 from serve.renderer_proxy import renderer_router
 from serve.replica import Replica, ServeOptions
 from serve.routes import router
@@ -107,6 +108,7 @@ def create_app(replica: Replica) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(pictures_router)
     app.include_router(renderer_router)
     return app
 

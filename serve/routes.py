@@ -388,47 +388,6 @@ async def components(sandbox_id: str, user: User, replica: ReplicaDep) -> dict[s
 
 
 @router.get(
-    f"{PREFIX}/sandboxes/{{sandbox_id}}/screenshot",
-    tags=["sandboxes"],
-    response_class=Response,
-    responses={200: {"content": {"image/png": {}}, "description": "The story, as a PNG."}},
-)
-async def screenshot(
-    sandbox_id: str,
-    user: User,
-    replica: ReplicaDep,
-    story: Annotated[
-        str,
-        Query(
-            min_length=1,
-            max_length=512,
-            description="A story id (`button--primary`) or component id, as GET .../components "
-            "lists them.",
-        ),
-    ],
-    viewport: Annotated[
-        str, Query(max_length=16, description="WIDTHxHEIGHT, say 375x667 (1024x768).")
-    ] = "",
-) -> Response:
-    """A PNG of a story as the sandbox renders it now, from its node's browser.
-
-    Pictures are cached by commit, story and viewport: a repeated request for
-    an unchanged sandbox costs no rendering (``X-Studio-Cache: hit``).
-    """
-    await replica.backend.authorize(user, sandbox_id)
-    shot: dict[str, Any] = await replica.backend.sandbox(sandbox_id, "screenshot", story, viewport)
-    return Response(
-        content=shot["png"],
-        media_type="image/png",
-        headers={
-            "X-Studio-Commit": str(shot["commit"]),
-            "X-Studio-Cache": "hit" if shot["cached"] else "miss",
-            "Cache-Control": "private, no-cache",
-        },
-    )
-
-
-@router.get(
     f"{PREFIX}/sandboxes/{{sandbox_id}}/logs", response_model=LogsResponse, tags=["sandboxes"]
 )
 async def logs(

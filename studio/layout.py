@@ -67,5 +67,10 @@ class StateLayout:
     def worktree(self, sandbox_id: str) -> Path:
         return self.worktrees / validate_sandbox_id(sandbox_id)
 
+    def past_worktree(self, sandbox_id: str) -> Path:
+        """The detached worktree a sandbox's past commits are rendered from; outside
+        ``worktrees/``, where each directory is a sandbox's own."""
+        return self.root / "past-worktrees" / validate_sandbox_id(sandbox_id)
+
     def pid_file(self, name: str) -> Path:
         return self.run / f"{_SAFE_NAME.sub('_', name)}.json"

@@ -366,6 +366,15 @@ class Mirror:
             return self.resolve(f"refs/heads/{branch}")
         return self._sha(f"{own[-1]}^") or own[-1]
 
+    def add_detached_worktree(self, directory: Path, commit: str) -> Path:
+        """A worktree at ``directory`` on a detached HEAD at ``commit`` (no branch made):
+        a past commit's files, read by a renderer and never committed to."""
+        directory = Path(directory).absolute()
+        with self._locked():
+            self._prune()
+            self._git.run("worktree", "add", "--quiet", "--detach", str(directory), commit)
+        return directory
+
     def remove_worktree(self, directory: Path) -> None:
         """Remove the worktree at ``directory`` (with any changes in it); the branch stays.
 

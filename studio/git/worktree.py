@@ -230,6 +230,29 @@ class Worktree:
         """A parentless commit of ``files`` in the mirror's objects; no ref or checkout moves."""
         return orphan_commit(self.path, files, message, self.identity)
 
+    def own_commit(self, ref: str) -> str:
+        """The full hash of ``ref`` (a hash or unique prefix) when it is one of the branch's
+        commits from HEAD back to the base, base included; what a picture of a past commit
+        may show. :class:`CommitNotFound` (naming ``ref``) otherwise; nothing changes."""
+        if not _HEX.match(ref):
+            raise CommitNotFound(
+                f"{ref[:80]!r} is not a commit hash (4 to 64 hex digits)", commit=ref[:80]
+            )
+        status, target = self._git.probe("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        if status != 0:
+            raise CommitNotFound(
+                f"commit {ref} does not exist (or is ambiguous) in sandbox {self.sandbox_id}; "
+                "pick a hash from its history",
+                commit=ref,
+            )
+        if target not in self._line():
+            raise CommitNotFound(
+                f"commit {ref} is not one of sandbox {self.sandbox_id}'s commits (HEAD back to "
+                f"its base {self.base_commit[:12]}); pick a hash from its history",
+                commit=ref,
+            )
+        return target
+
     def rollback_to(self, commit_hash: str) -> str:
         """Reset the branch to ``commit_hash`` (one of its commits since the base, base included).
 

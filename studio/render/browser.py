@@ -255,10 +255,12 @@ class RenderBrowser:
         *,
         headers: dict[str, str] | None = None,
         timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the picture's own budget
+        globals_: str = "",
     ) -> tuple[bytes, bool]:
         """A PNG of ``story`` (catalog story or component id) as the sandbox renders it at
-        ``commit``, and whether it came from the cache."""
-        key = ScreenshotKey(sandbox_id, commit, story, viewport)
+        ``commit`` with ``globals_`` (checked by ``parse_globals``), and whether it came from
+        the cache. ``base_url`` serves that commit: the sandbox's Vite, or its past renderer."""
+        key = ScreenshotKey(sandbox_id, commit, story, viewport, globals_)
         cached = self.screenshots.get(key)
         if cached is not None:
             return cached, True
@@ -266,7 +268,7 @@ class RenderBrowser:
             urljoin(base_url, "__studio/components.json"), headers=headers
         )
         response.raise_for_status()
-        component, story_id, path = story_route(response.json(), story)
+        component, story_id, path = story_route(response.json(), story, globals_)
         expected = {"component": component, "story": "" if story_id == component else story_id}
         held = await self._page(sandbox_id, headers)
         async with held.lock:
@@ -282,6 +284,12 @@ class RenderBrowser:
                     await page.set_viewport_size(_size(DEFAULT_VIEWPORT))
         self.screenshots.put(key, picture)
         return picture, False
+
+    def cached_screenshot(
+        self, sandbox_id: str, commit: str, story: str, viewport: Viewport, globals_: str = ""
+    ) -> bytes | None:
+        """The picture taken before of this story at ``commit``, or None."""
+        return self.screenshots.get(ScreenshotKey(sandbox_id, commit, story, viewport, globals_))
 
     # -- the verdict -------------------------------------------------------
 

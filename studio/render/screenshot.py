@@ -1,7 +1,8 @@
 """Screenshots of a story: the request's parts and the cache of taken pictures.
 
 A picture is named by what determines it: the sandbox, the commit its files
-were at, the story and the viewport. The same key always gives the same
+were at, the story, the viewport and the globals (Storybook's toolbar
+values: a theme, a locale). The same key always gives the same
 picture (within the rendering's own nondeterminism), so taken ones are kept
 (least recently used first out) and a repeated request costs no browser work.
 """
@@ -21,12 +22,25 @@ __all__ = [
     "ScreenshotCache",
     "ScreenshotKey",
     "Viewport",
+    "parse_globals",
     "parse_viewport",
     "story_route",
 ]
 
 _VIEWPORT = re.compile(r"^(\d{1,4})x(\d{1,4})$")
 _MAX_SIDE = 4096
+# Storybook's URL format of globals (studio-template/src/urlArgs.ts, as Storybook's own
+# `globals=` parameter): `name:value` pairs joined by `;`, names dotted or indexed
+# (`a.b[0]`), values URL-safe strings (`+` is a space), numbers or `!`-values.
+_GLOBAL_NAME = re.compile(r"[A-Za-z0-9 _-]+(?:\.[A-Za-z0-9 _-]+|\[\d+\])*")
+_GLOBAL_VALUE = re.compile(
+    r"[A-Za-z0-9 _+-]*|-?\d+(?:\.\d+)?"
+    r"|!(?:true|false|null|undefined)"
+    r"|!hex\([0-9a-fA-F]{3,8}\)"
+    r"|!date\([0-9T:.+Z -]{4,40}\)"
+    r"|!(?:rgba?|hsla?)\([0-9.,% ]{5,40}\)"
+)
+_MAX_GLOBALS = 512
 # Pictures kept per node (a PNG of a story is tens of kB).
 _CACHE_ENTRIES = 256
 
@@ -58,20 +72,50 @@ def parse_viewport(text: str | None) -> Viewport:
     return Viewport(width, height)
 
 
-def story_route(catalog: dict[str, Any], story: str) -> tuple[str, str, str]:
+def parse_globals(text: str | None) -> str:
+    """Globals in Storybook's URL format (``theme:dark;locale:fr``), checked and put in
+    one order (pairs sorted by name: the same globals, the same cached picture).
+
+    Empty for none; :class:`InvalidRequest` naming the first bad pair.
+    """
+    if not text:
+        return ""
+    if len(text) > _MAX_GLOBALS:
+        raise InvalidRequest(f"globals: at most {_MAX_GLOBALS} characters")
+    pairs: dict[str, str] = {}
+    for pair in text.split(";"):
+        if not pair:
+            continue
+        name, colon, value = pair.partition(":")
+        if not colon or not _GLOBAL_NAME.fullmatch(name) or not _GLOBAL_VALUE.fullmatch(value):
+            raise InvalidRequest(
+                f"globals: {pair[:60]!r} is not name:value in Storybook's URL format "
+                "(say theme:dark;locale:fr; values are letters, digits, space, _ and -, "
+                "numbers, !true, !false, !null, !hex(rrggbb))"
+            )
+        pairs[name] = value
+    return ";".join(f"{name}:{pairs[name]}" for name in sorted(pairs))
+
+
+def story_route(catalog: dict[str, Any], story: str, globals_: str = "") -> tuple[str, str, str]:
     """(component id, story id, full-canvas route) of ``story`` in the studio's catalog.
 
     ``story`` is a story id of the catalog (``button--primary``) or a
     component id (``Button``: the component alone, as its canvas renders it).
+    ``globals_`` (checked by :func:`parse_globals`) go in the route's query, as
+    the page reads them (``?full&globals=theme:dark``).
     """
+    query = "?full"
+    if globals_:
+        query += "&globals=" + quote(globals_, safe=":;!(),.[]+-_")
     for component in catalog.get("components", []):
         component_id = str(component["id"])
         for entry in component.get("stories", []):
             if entry["id"] == story:
-                path = f"?full#/{quote(component_id)}/{quote(str(entry['exportName']))}"
+                path = f"{query}#/{quote(component_id)}/{quote(str(entry['exportName']))}"
                 return component_id, story, path
         if component_id == story:
-            return component_id, story, f"?full#/{quote(component_id)}"
+            return component_id, story, f"{query}#/{quote(component_id)}"
     raise NotFound(
         f"no story {story[:200]!r} in the sandbox: use a story id or component id "
         "as GET .../components lists them"
@@ -80,12 +124,13 @@ def story_route(catalog: dict[str, Any], story: str) -> tuple[str, str, str]:
 
 @dataclass(frozen=True)
 class ScreenshotKey:
-    """What a picture shows: a sandbox's story at a commit, in a viewport."""
+    """What a picture shows: a sandbox's story at a commit, in a viewport, with globals."""
 
     sandbox_id: str
     commit: str
     story: str
     viewport: Viewport
+    globals: str = ""
 
 
 class ScreenshotCache:

@@ -76,6 +76,7 @@ from studio.process import RestartPolicy
 from studio.sandbox.disk import DiskQuota
 from studio.sandbox.files import FileChange, commit_message, read_command
 from studio.sandbox.lifecycle import SandboxLifecycle
+from studio.sandbox.past import PastRenderer
 from studio.sandbox.push import BranchPusher
 from studio.sandbox.vite_supervisor import ViteOptions, ViteSupervisor, fetch_components
 from studio.state import (
@@ -186,6 +187,12 @@ class ComponentStudioSandbox(SandboxLifecycle):
         # A standby started ahead of need runs the first Vite, when it fits (studio.vite.standby).
         self.vite = ViteSupervisor(
             self._vite_options(), self, recorder=recorder, standby=vite_standby
+        )
+        # Past commits' pictures come from a worktree and a Vite beside the live ones.
+        self.past = PastRenderer(
+            self.vite.options,
+            self.layout.past_worktree(sandbox_id),
+            self.layout.pid_file(f"vite-{sandbox_id}-past"),
         )
         # Asked at each push of a forge's repository, for the credentials of that push
         # only: the service's token stays with the manager (docs/security.md).
@@ -417,6 +424,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
         healthy = False
         if self.state in (S.RUNNING, S.RESTARTING):
             healthy, restarted = self.vite.check_and_restart()
+        self.past.close_if_idle()
         idle = max(time.time() - self.last_activity, 0.0)
         return MonitorReport(
             state=self.state,
@@ -592,6 +600,30 @@ class ComponentStudioSandbox(SandboxLifecycle):
     def head(self) -> str:
         """The commit the worktree is at (what a screenshot shows)."""
         return self._working_tree("read the head").head()
+
+    def resolve_commit(self, ref: str | None) -> tuple[str, bool]:
+        """(full hash, whether it is HEAD) of ``ref``, one of the branch's commits back to
+        its base (a hash or unique prefix); HEAD when ``ref`` is None or empty."""
+        worktree = self._working_tree("render a commit")
+        head = worktree.head()
+        if not ref:
+            return head, True
+        commit = worktree.own_commit(ref)
+        return commit, commit == head
+
+    def show_past(self, commit: str) -> int:
+        """The port of a renderer (under :attr:`renderer_base`) serving past ``commit`` (a
+        full hash of the branch), the live sandbox untouched; :meth:`release_past` after."""
+        self._working_tree("render a past commit")
+        mirror = self._mirror
+        if mirror is None:
+            raise InvalidState("the sandbox has no mirror to read past commits from", state="none")
+        self.touch()
+        return self.past.show(mirror, commit)
+
+    def release_past(self) -> None:
+        """Done with the commit :meth:`show_past` served (its renderer may idle out)."""
+        self.past.release()
 
     def changed_files(self, old: str, new: str) -> list[str]:
         """The files that differ between two of the branch's commits (what a rollback changed)."""
@@ -842,8 +874,11 @@ class ComponentStudioSandbox(SandboxLifecycle):
             logger.warning("pushes still pending at teardown", extra=self.log_fields())
         self.vite.close()
         path = self.worktree_path
+        past = self.past.path.exists()
         # A setup that failed before its worktree (or its mirror) leaves nothing to remove.
-        mirror = self._mirror or (self._existing_mirror() if path.exists() else None)
+        mirror = self._mirror or (self._existing_mirror() if path.exists() or past else None)
+        # Its past commits' renderer (or what a crashed incarnation left of one) too.
+        self.past.close(mirror)
         if mirror is not None:
             mirror.remove_worktree(path)
         elif path.exists():
