@@ -416,7 +416,11 @@ class SandboxActor:
         elif sandbox.port is None:
             note = "the sandbox's Vite is not running, so nothing could be rendered"
         else:
+            # The base's renderer starts (a worktree and a Vite) while the verdict renders
+            # the head: the first "before" picture then finds it up.
+            warming = asyncio.get_running_loop().create_task(self._warm_past(base))
             verdict = await self._render_verdict(head, files, 0.0)
+            await warming
         return await capture_images(
             base=base,
             head=head,
@@ -425,6 +429,18 @@ class SandboxActor:
             take=self._pull_request_picture,
             note=note,
         )
+
+    async def _warm_past(self, commit: str) -> None:
+        """Start the past renderer at ``commit`` ahead of its pictures; a failure is left for
+        the pictures to report."""
+        try:
+            async with self._past_lock:
+                await self._run(self._sandbox.show_past, commit)
+                self._sandbox.release_past()
+        except Exception as exc:
+            logger.warning(
+                "past renderer not warmed: %s", exc, extra={"sandbox_id": self._sandbox.sandbox_id}
+            )
 
     async def _pull_request_picture(self, story: str, commit: str) -> bytes:
         """A PNG of ``story`` at ``commit``: the running Vite's at the head, the sandbox's
