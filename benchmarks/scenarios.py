@@ -13,6 +13,7 @@ from benchmarks.floors import FLOOR_SCENARIOS
 from benchmarks.lifecycle import LIFECYCLE_SCENARIOS
 from benchmarks.live import LIVE_SCENARIOS
 from benchmarks.node_loss import NODE_LOSS_SCENARIOS
+from benchmarks.pictures import PICTURE_SCENARIOS
 from benchmarks.renderer_proxy import RENDERER_PROXY_SCENARIOS
 from benchmarks.setup_floor import SETUP_SCENARIOS
 from benchmarks.verdict import VERDICT_SCENARIOS
@@ -27,5 +28,6 @@ SCENARIOS: list[Scenario] = [
     *LIVE_SCENARIOS,
     *RENDERER_PROXY_SCENARIOS,
     *VERDICT_SCENARIOS,
+    *PICTURE_SCENARIOS,
     *NODE_LOSS_SCENARIOS,
 ]

@@ -387,6 +387,9 @@ class ComponentStudioSandbox(SandboxLifecycle):
         self.setup_step(SetupStep.MIRROR)
         mirror = Mirror.ensure(self.layout.mirror(self.repository.name), self.repository.source)
         self._mirror = mirror
+        if recover:
+            # The past-commit renderer a previous incarnation left (its Vite, its worktree).
+            self.past.close(mirror)
         path = self.worktree_path
         inprocess = self.settings.inprocess_commits
         self.setup_step(SetupStep.WORKTREE)
