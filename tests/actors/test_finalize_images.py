@@ -37,6 +37,9 @@ export function Button({ label = 'Click me' }: Props) {
   return <button type="button" style={{ background: 'blue', color: 'white' }}>{label}</button>;
 }
 """
+STORIES = "src/components/Button/Button.stories.tsx"
+# A story this change adds: it has no "before".
+TINY_STORY = "\nexport const Tiny = { args: { label: 'tiny' } };\n"
 THROWING_BUTTON = """\
 export function Button(_props: { label?: string; variant?: string; size?: string }): never {
   throw new Error('no button today');
@@ -67,13 +70,12 @@ def _blob(bare: Path, commit: str, path: str) -> bytes:
     ).stdout
 
 
-def _finalize(manager: Any, record_id: int, content: str, title: str) -> tuple[str, Any]:
+def _finalize(manager: Any, record_id: int, files: dict[str, str], title: str) -> tuple[str, Any]:
     info = get(manager.create_sandbox.remote(OWNER, record_id, {}), timeout=300)
     assert info.status is SandboxState.RUNNING
+    written = [{"file_path": path, "content": content} for path, content in files.items()]
     get(
-        sandbox_handle(info.id).execute.remote(
-            {"command": "write_file", "file_path": BUTTON, "content": content}
-        ),
+        sandbox_handle(info.id).execute.remote({"command": "write_files", "files": written}),
         timeout=60,
     )
     result = get(manager.finalize_sandbox.remote(info.id, None, title, "why"), timeout=400)
@@ -97,7 +99,10 @@ def test_the_pull_request_shows_the_touched_stories_before_and_after(
             ),
             timeout=60,
         )
-        sandbox_id, result = _finalize(manager, record.id, BLUE_BUTTON, "Blue button")
+        stories = (UI_KIT / STORIES).read_text() + TINY_STORY
+        sandbox_id, result = _finalize(
+            manager, record.id, {BUTTON: BLUE_BUTTON, STORIES: stories}, "Blue button"
+        )
 
         # The pictures: an orphan commit on their own branch, PNGs only.
         ref = screenshots_ref(sandbox_id)
@@ -110,16 +115,22 @@ def test_the_pull_request_shows_the_touched_stories_before_and_after(
         assert len(files) <= MAX_IMAGES
         for name in files:
             assert _blob(bare, shots, name).startswith(PNG_SIGNATURE), name
-        # Every story pictured has its picture before and after the change.
+        # Every story pictured has its picture before and after the change; the new one after.
         stems = {name.rsplit(".", 2)[0] for name in files}
+        [tiny] = [stem for stem in stems if stem.endswith("button--tiny")]
         assert files == sorted(
-            f"{stem}.{side}.png" for stem in stems for side in ("after", "before")
+            f"{stem}.{side}.png"
+            for stem in stems
+            for side in ("after", "before")
+            if (stem, side) != (tiny, "before")
         )
         assert any("button--primary" in stem for stem in stems)
 
         # The design branch holds no image, and neither does what it adds to main.
         head = git(bare, "rev-parse", f"refs/heads/{result.branch}")
-        assert git(bare, "diff", "--name-only", f"{base}..{head}") == BUTTON
+        assert sorted(git(bare, "diff", "--name-only", f"{base}..{head}").split()) == sorted(
+            [BUTTON, STORIES]
+        )
         assert ".png" not in git(bare, "ls-tree", "-r", "--name-only", head)
 
         # The body links each picture by the commit holding it, with the render status.
@@ -130,6 +141,10 @@ def test_the_pull_request_shows_the_touched_stories_before_and_after(
             re.findall(rf'src="{re.escape(hello.url)}/hello/blob/{shots}/([^"?]+)\?raw=true"', body)
         )
         assert linked == set(files)
+        assert (
+            "| `button--tiny` | ✅ `ok` | _no picture: not in the base commit (a new story)_ |"
+            in (body)
+        )
         assert "### Button\n" in body
         assert "| `button--primary` | ✅ `ok` |" in body
         if len(stems) == MAX_IMAGES // 2:
@@ -138,7 +153,9 @@ def test_the_pull_request_shows_the_touched_stories_before_and_after(
         assert ended.status is SandboxState.FINALIZED
 
         # A story that throws: its status says so, and the pull request opens all the same.
-        broken_id, broken = _finalize(manager, record.id, THROWING_BUTTON, "Broken button")
+        broken_id, broken = _finalize(
+            manager, record.id, {BUTTON: THROWING_BUTTON}, "Broken button"
+        )
         _first, opened = github_front.sent("POST", "/repos/octo/hello/pulls")
         body = opened.json()["body"]
         assert broken.pr_number is not None
