@@ -16,6 +16,7 @@ says so for that story and finalize goes on.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable
 
@@ -108,8 +109,10 @@ def image_files(images: PullRequestImages) -> dict[str, bytes]:
 
 
 def _cell(text: str) -> str:
-    """``text`` safe inside a Markdown table cell: one line, no pipe, bounded."""
-    flat = " ".join(text.split()).replace("|", "\\|")
+    """``text`` safe inside a Markdown table cell and a code span: one line, no pipe, no
+    backtick, no HTML (ids and messages come from the repository's own files), bounded."""
+    flat = html.escape(" ".join(text.split()).replace("`", "'"), quote=False)
+    flat = flat.replace("|", "\\|")
     return flat if len(flat) <= _ERROR_CHARS else flat[: _ERROR_CHARS - 1] + "…"
 
 
@@ -137,7 +140,7 @@ def _picture_cell(
     url = link(path) if link is not None else None
     if url is None:
         return f"`{path}`"
-    return f'<img src="{url}" alt="{what}" width="{_SHOWN_WIDTH}">'
+    return f'<img src="{html.escape(url)}" alt="{html.escape(what)}" width="{_SHOWN_WIDTH}">'
 
 
 def _rows(

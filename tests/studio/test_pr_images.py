@@ -329,3 +329,20 @@ async def test_capture_without_stories_says_why(
         base=BASE, head=HEAD, viewport="1024x768", verdict=given, take=take, note=note
     )
     assert (result.stories, result.note) == ([], expected)
+
+
+def test_ids_and_messages_from_the_repository_cannot_inject_markup() -> None:
+    sneaky = 'x"><script>alert(1)</script>`'
+    text = screenshot_section(
+        images(story(sneaky, "<b>Card</b>", status="runtime_error", error="<img src=x>`boom`")),
+        ref=REF,
+        commit=SHOTS,
+        link=github_link,
+        budget=GITHUB_BODY_LIMIT,
+    )
+    assert "<script>" not in text and "<b>" not in text and "<img src=x>" not in text
+    assert "&lt;script&gt;" in text and "### &lt;b&gt;Card&lt;/b&gt;" in text
+    assert 'alt="x&quot;&gt;&lt;script&gt;' in text
+    # Each row keeps its four cells, the code spans closed.
+    row = next(line for line in text.splitlines() if line.startswith("| `x"))
+    assert row.count("`") % 2 == 0
