@@ -24,6 +24,8 @@ __all__ = ["PICTURES_SECONDS", "TakePicture", "capture_images"]
 # tree, which costs more than a picture of the running Vite); the rest say "no time left".
 PICTURES_SECONDS = 120.0
 
+_NOT_COMPILED = "the final commit does not compile (the error is under Render)"
+
 TakePicture = Callable[[str, str], Awaitable[bytes]]
 """``(story id, commit) -> PNG``; raises with a readable message when it cannot."""
 
@@ -98,9 +100,14 @@ async def capture_images(
         before = await _take(
             take, story.id, base, deadline, missing="not in the base commit (a new story)"
         )
-        after = await _take(
-            take, story.id, head, deadline, missing="not in the final commit's catalog"
-        )
+        if story.status == "compile_error":
+            # Its page would only wait out the picture's timeout on a module that does not
+            # compile; the error itself is in the row's render status.
+            after = Picture(reason=_NOT_COMPILED)
+        else:
+            after = await _take(
+                take, story.id, head, deadline, missing="not in the final commit's catalog"
+            )
         stories.append(
             StoryImages(
                 component=story.component,

@@ -293,9 +293,11 @@ async def test_capture_turns_every_failure_into_a_reason() -> None:
     )
     first, second = result.stories
     assert first.before.reason == "not in the base commit (a new story)"
-    assert first.after.reason == "Chromium crashed at page.screenshot"
+    # A story whose module does not compile is not waited for: the error is its status.
+    assert first.after.reason == "the final commit does not compile (the error is under Render)"
     assert first.error == "Unexpected token (src/Button.tsx:3)"
     assert (second.status, second.error) == ("runtime_error", "boom")
+    assert second.after.reason == "Chromium crashed at page.screenshot"
     assert image_files(result) == {}
 
 
