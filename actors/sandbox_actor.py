@@ -46,7 +46,7 @@ from actors.browser_actor import browser_actor
 from actors.scheduling import SLOT_RESOURCE
 from studio.commands import ExecuteResult, changed_paths, command_adapter, is_mutation
 from studio.config import ComponentStudioConfig, StudioSettings
-from studio.errors import InvalidRequest, InvalidState
+from studio.errors import InvalidRequest, InvalidState, NotFound
 from studio.layout import StateLayout
 from studio.messages import ErrorPayload, MessageType, PrepareStep, StatusPayload, encode
 from studio.models import (
@@ -593,8 +593,16 @@ class SandboxActor:
                     self._sandbox.proxy_headers(),
                     globals_,
                 )
+            except NotFound:
+                # Ray's error is also a NotFound: the story may be younger than the commit.
+                raise NotFound(
+                    f"no story {story[:200]!r} at commit {commit[:12]} of sandbox {sandbox_id} "
+                    "(its catalog then did not have it): use a story id or component id as "
+                    "GET .../components lists them"
+                ) from None
             finally:
-                self._sandbox.release_past()
+                # In the pool: an idle check may hold the renderer's lock while it stops Vite.
+                await self._run(self._sandbox.release_past)
         return {**answer, "png": png, "cached": cached}
 
     async def diff(
@@ -608,7 +616,7 @@ class SandboxActor:
         """Pictures of ``story`` at two commits (``from_commit``: the base by default,
         ``to_commit``: the current one) compared pixel by pixel (studio.render.diff):
         ``{story, from, to, viewport, globals, changed_pixels, total_pixels, ratio, width,
-        height, png, cached}``."""
+        height, png}`` (the last few kept: its JSON, then its PNG, cost one diff)."""
         await self._recovered()
         size = parse_viewport(viewport)
         globals_ = parse_globals(globals)

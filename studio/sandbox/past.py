@@ -31,7 +31,7 @@ from urllib.parse import quote, urljoin
 
 import httpx
 
-from studio.errors import StudioError
+from studio.errors import InvalidState, ServiceUnavailable, StudioError
 from studio.git import DEFAULT_IDENTITY, GitRunner, Mirror, identity_env
 from studio.ports import PortAllocator, ports_below_ray
 from studio.process import reap_orphans
@@ -97,10 +97,8 @@ class PastRenderer:
         self._lock = threading.Lock()
         self._used = time.monotonic()
         self._leases = 0
-
-    @property
-    def running(self) -> bool:
-        return self.server is not None
+        # Set at the sandbox's end: a picture asked for meanwhile starts nothing after it.
+        self._ended = False
 
     @property
     def app_root(self) -> Path:
@@ -115,9 +113,21 @@ class PastRenderer:
         """The renderer's port once it serves ``commit`` (a full hash of the sandbox's
         branch); leased until :meth:`release` (an idle check leaves it running)."""
         with self._lock:
+            if self._ended:
+                raise InvalidState(
+                    f"sandbox {self.options.sandbox_id} ended: no past commits to render",
+                    state="ended",
+                )
             self._mirror = mirror
             self._leases += 1
             try:
+                if self.server is not None and self.server.wait_exit(0) is not None:
+                    # Its Vite died (nothing restarts it): a fresh start below.
+                    logger.warning(
+                        "past renderer's Vite exited; starting it again",
+                        extra={"sandbox_id": self.options.sandbox_id},
+                    )
+                    self._stop()
                 if self.server is not None and self.commit != commit:
                     self._move(commit)
                 if self.server is None:
@@ -145,10 +155,12 @@ class PastRenderer:
             self._stop()
             return True
 
-    def close(self, mirror: Mirror | None = None) -> None:
+    def close(self, mirror: Mirror | None = None, *, end: bool = False) -> None:
         """Stop Vite, release its port, remove the worktree (also what a previous
-        incarnation of the sandbox's actor left: ``mirror`` is the sandbox's)."""
+        incarnation of the sandbox's actor left: ``mirror`` is the sandbox's); with
+        ``end`` (the sandbox's end) no later :meth:`show` starts it again."""
         with self._lock:
+            self._ended = self._ended or end
             self._mirror = self._mirror or mirror
             self._stop()
 
@@ -184,12 +196,18 @@ class PastRenderer:
             self._stop()
             return
         since = time.time()
-        git.run("checkout", "--quiet", "--detach", "--force", commit)
-        # Untracked files of the previous commit go; ignored ones (.studio/, node_modules/) stay.
-        git.run("clean", "-d", "--force", "--quiet")
-        self.commit = commit
+        try:
+            git.run("checkout", "--quiet", "--detach", "--force", commit)
+            # Untracked files of the previous commit go; ignored ones (.studio/,
+            # node_modules/) stay.
+            git.run("clean", "-d", "--force", "--quiet")
+            self.commit = commit
+            self._wait_for_watcher(server.url, files, since)
+        except BaseException:
+            # Half moved, or Vite not known to have seen the files: never drawn from.
+            self._stop()
+            raise
         self.moves += 1
-        self._wait_for_watcher(server.url, files, since)
 
     def _wait_for_watcher(self, url: str, files: list[str], since: float) -> None:
         """Until Vite's watcher reported ``files`` changed after ``since``: a page loaded
@@ -197,12 +215,17 @@ class PastRenderer:
         prefix = self.options.package_dir.rstrip("/") + "/" if self.options.package_dir else ""
         inside = [f[len(prefix) :] for f in files if f.startswith(prefix)]
         query = "&".join([*(f"file={quote(f)}" for f in inside), f"since={int(since * 1000)}"])
-        response = httpx.get(
-            urljoin(url, f"__studio/verdict?{query}"),
-            headers=self.headers(),
-            timeout=_WATCH_TIMEOUT,
-        )
-        response.raise_for_status()
+        try:
+            response = httpx.get(
+                urljoin(url, f"__studio/verdict?{query}"),
+                headers=self.headers(),
+                timeout=_WATCH_TIMEOUT,
+            )
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable(
+                f"the past-commit renderer's Vite did not answer ({exc}); retry shortly"
+            ) from exc
 
     def _start(self, mirror: Mirror, commit: str) -> None:
         options = self.options

@@ -881,7 +881,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
         # A setup that failed before its worktree (or its mirror) leaves nothing to remove.
         mirror = self._mirror or (self._existing_mirror() if path.exists() or past else None)
         # Its past commits' renderer (or what a crashed incarnation left of one) too.
-        self.past.close(mirror)
+        self.past.close(mirror, end=True)
         if mirror is not None:
             mirror.remove_worktree(path)
         elif path.exists():

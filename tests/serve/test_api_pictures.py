@@ -163,6 +163,12 @@ def test_past_commits_are_drawn_from_their_tree_and_diffed(api: Api) -> None:
     assert "WIDTHxHEIGHT" in box.error("diff", 400, story=STORY, viewport="big")
     assert "button--nope" in box.error("diff", 404, story="button--nope")
     assert _git(live, "rev-parse", "HEAD") == c2
+    # A component younger than the commit asked for: not found there, saying so.
+    fresh = "export function Fresh() {\n  return <p>fresh</p>;\n}\n"
+    box.write("src/components/Fresh/Fresh.tsx", fresh)
+    assert box.get("screenshot", story="Fresh").status_code == 200
+    message = box.error("diff", 404, story="Fresh")
+    assert f"no story 'Fresh' at commit {base[:12]}" in message
 
     # The sandbox's end stops its past renderer and removes its worktree.
     record = json.loads(box.layout.pid_file(f"vite-{box.id}-past").read_text())

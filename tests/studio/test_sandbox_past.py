@@ -11,6 +11,8 @@ tests/serve/test_api_pictures.py.
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import httpx
@@ -18,7 +20,7 @@ import psutil
 import pytest
 
 from studio.commands import WriteFile
-from studio.errors import CommitNotFound
+from studio.errors import CommitNotFound, InvalidState
 from studio.sandbox import ComponentStudioSandbox
 from studio.sandbox.past import needs_fresh_start
 from studio.vite import renderer_url
@@ -107,10 +109,15 @@ def test_past_commits_render_beside_the_live_sandbox(make_sandbox: SandboxFactor
     assert past.server is not None
     sandbox.release_past()
     restarted = past.server.pid
+    mirror = sandbox._mirror
+    assert mirror is not None
 
-    # The sandbox's end stops it too.
+    # The sandbox's end stops it too, and nothing starts it after.
     sandbox.on_teardown()
     assert past.server is None and not past.path.exists()
+    with pytest.raises(InvalidState, match="ended"):
+        past.show(mirror, base)
+    assert not past.path.exists()
     assert restarted is not None
     assert not psutil.pid_exists(restarted) or (
         psutil.Process(restarted).status() == psutil.STATUS_ZOMBIE
@@ -155,3 +162,24 @@ def test_a_recovered_sandbox_reaps_the_past_renderer_its_predecessor_left(
     second.release_past()
     second.on_teardown()
     assert not second.past.path.exists()
+
+
+def test_a_past_renderer_whose_vite_died_starts_again(make_sandbox: SandboxFactory) -> None:
+    sandbox = make_sandbox()
+    sandbox.on_setup()
+    base = sandbox.head()
+    original = (sandbox.worktree_path / BUTTON).read_text()
+    edited = _edit(sandbox, original.replace("Click", "Tap"))
+    _edit(sandbox, original.replace("Click", "Press"))
+    sandbox.show_past(base)
+    sandbox.release_past()
+    server = sandbox.past.server
+    assert server is not None and server.pid is not None
+    group = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+    os.killpg(server.pid, signal.SIGKILL)
+    psutil.wait_procs(group, timeout=10)
+    # Asked for another commit: not a move of a dead Vite, a fresh start at that commit.
+    port = sandbox.show_past(edited)
+    sandbox.release_past()
+    assert sandbox.past.starts == 2 and sandbox.past.moves == 0
+    assert "Tap me" in _module(sandbox, port, sandbox.past.path)
