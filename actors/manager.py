@@ -619,9 +619,16 @@ class StudioManager:
         return self.settings.github_token
 
     async def finalize_sandbox(
-        self, sandbox_id: str, owner: str | None, title: str, description: str
+        self,
+        sandbox_id: str,
+        owner: str | None,
+        title: str,
+        description: str,
+        images: bool = True,
     ) -> FinalizeResult:
         """Push the branch and open the PR (through the sandbox), then end the sandbox.
+
+        ``images``: the body shows the touched stories before and after.
 
         Finalizing again answers with the same pull request: a client that
         lost the first answer (a timeout, a retry) must not get an error for
@@ -648,6 +655,7 @@ class StudioManager:
                     title,
                     description,
                     provider_spec(self.settings, repository.github),
+                    images,
                     timeout_s=self._timeouts.call + self._timeouts.setup_extra,
                 )
             except (ActorGone, ActorUnresponsive) as exc:

@@ -231,10 +231,15 @@ class ManagerActor:
         return await self._manager.teardown_sandbox(sandbox_id, owner)
 
     async def finalize_sandbox(
-        self, sandbox_id: str, owner: str | None, title: str, description: str
+        self,
+        sandbox_id: str,
+        owner: str | None,
+        title: str,
+        description: str,
+        images: bool = True,
     ) -> FinalizeResult:
-        """Push, open the PR, end the sandbox."""
-        return await self._manager.finalize_sandbox(sandbox_id, owner, title, description)
+        """Push, open the PR (with before/after pictures unless ``images`` is False), end it."""
+        return await self._manager.finalize_sandbox(sandbox_id, owner, title, description, images)
 
     # -- supervision --------------------------------------------------------
 

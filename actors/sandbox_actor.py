@@ -58,9 +58,11 @@ from studio.models import (
     SandboxInfo,
 )
 from studio.naming import ACTOR_NAMESPACE, MANAGER_ACTOR_NAME, sandbox_actor_name
+from studio.pr_capture import capture_images
+from studio.pr_images import PullRequestImages
 from studio.render import RenderVerdict
 from studio.render.diff import PictureDiff, compare
-from studio.render.screenshot import parse_globals, parse_viewport
+from studio.render.screenshot import DEFAULT_VIEWPORT, parse_globals, parse_viewport
 from studio.sandbox import ComponentStudioSandbox
 from studio.state import SandboxState
 from studio.vite import STUDIO_DIR, renderer_url
@@ -367,19 +369,85 @@ class SandboxActor:
 
     @ray.method(max_task_retries=0)
     async def finalize(
-        self, title: str, description: str, provider_spec: dict[str, Any] | None = None
+        self,
+        title: str,
+        description: str,
+        provider_spec: dict[str, Any] | None = None,
+        images: bool = True,
     ) -> FinalizeResult:
-        """Push the branch, open the PR, tear down."""
+        """Push the branch, open the PR, tear down.
+
+        ``images``: the body shows the touched stories before and after
+        (:mod:`studio.pr_capture`), taken here while Vite still runs.
+        """
         await self._recovered()
         async with self._lock:
+            pictures = await self._pull_request_images() if images else None
             # The token is asked for in the pool's thread: ray.get must not block the loop.
             provider = await self._run(provider_from_spec, provider_spec, self._push_token)
-            result = await self._run(self._sandbox.finalize, title, description, provider)
+            result = await self._run(self._sandbox.finalize, title, description, provider, pictures)
         self._close_browser_page()
         await self._last_event_answered()
         with contextlib.suppress(OSError):
             self._seq_path.unlink()
         return result
+
+    async def _pull_request_images(self) -> PullRequestImages:
+        """The stories the sandbox's commits touched, at its base and at its head.
+
+        Never raises: whatever stops the pictures is said in the result.
+        """
+        sandbox = self._sandbox
+        viewport = str(DEFAULT_VIEWPORT)
+        base = sandbox.base_commit or ""
+        try:
+            head = await self._run(sandbox.head)
+            files = await self._run(sandbox.changed_files, base, head) if base else []
+        except Exception as exc:
+            return PullRequestImages(
+                base=base, head="", viewport=viewport, note=f"the commits could not be read: {exc}"
+            )
+        note = None
+        verdict = None
+        if not base:
+            note = "the sandbox's base commit is not known"
+        elif not files:
+            note = "no file changed since the base commit"
+        elif sandbox.port is None:
+            note = "the sandbox's Vite is not running, so nothing could be rendered"
+        else:
+            # The base's renderer starts (a worktree and a Vite) while the verdict renders
+            # the head: the first "before" picture then finds it up.
+            warming = asyncio.get_running_loop().create_task(self._warm_past(base))
+            verdict = await self._render_verdict(head, files, 0.0)
+            await warming
+        return await capture_images(
+            base=base,
+            head=head,
+            viewport=viewport,
+            verdict=verdict,
+            take=self._pull_request_picture,
+            note=note,
+        )
+
+    async def _warm_past(self, commit: str) -> None:
+        """Start the past renderer at ``commit`` ahead of its pictures; a failure is left for
+        the pictures to report."""
+        try:
+            async with self._past_lock:
+                await self._run(self._sandbox.show_past, commit)
+                self._sandbox.release_past()
+        except Exception as exc:
+            logger.warning(
+                "past renderer not warmed: %s", exc, extra={"sandbox_id": self._sandbox.sandbox_id}
+            )
+
+    async def _pull_request_picture(self, story: str, commit: str) -> bytes:
+        """A PNG of ``story`` at ``commit``: the running Vite's at the head, the sandbox's
+        past renderer's at the base."""
+        shot = await self.screenshot(story, commit=commit)
+        png: bytes = shot["png"]
+        return png
 
     async def _last_event_answered(self) -> None:
         # The manager kills this actor once teardown/finalize returns; the

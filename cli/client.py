@@ -307,7 +307,7 @@ def cmd_rollback(client: ApiClient, args: argparse.Namespace, out: TextIO) -> in
 
 def cmd_finalize(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
     """POST /sandboxes/{id}/finalize: push the branch, open the PR, tear down."""
-    body = {"title": args.title, "description": args.description}
+    body = {"title": args.title, "description": args.description, "images": args.images}
     with Progress(f"finalizing {args.sandbox}", sys.stderr):
         result = client.request(
             "POST", f"/sandboxes/{args.sandbox}/finalize", json=body, timeout=CREATE_TIMEOUT
@@ -322,6 +322,11 @@ def cmd_finalize(client: ApiClient, args: argparse.Namespace, out: TextIO) -> in
         lines.append(str(result["message"]))
     if result.get("branch"):
         lines.append(f"branch {result['branch']} pushed to {result.get('pushed_to', '?')}")
+    if result.get("screenshots_commit"):
+        lines.append(
+            f"pictures on {str(result.get('screenshots_ref', '')).removeprefix('refs/heads/')} "
+            f"at {str(result['screenshots_commit'])[:12]}"
+        )
     _write_lines(lines or ["finalized"], out)
     return 0
 

@@ -144,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     finalize.add_argument("sandbox")
     finalize.add_argument("--title", required=True)
     finalize.add_argument("--description", default="")
+    finalize.add_argument(
+        "--no-images",
+        dest="images",
+        action="store_false",
+        help="leave the touched stories' before/after pictures out of the PR body",
+    )
 
     rm = sub.add_parser("rm", parents=[common], help="tear a sandbox down (its branch is kept)")
     rm.add_argument("sandbox")

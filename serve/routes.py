@@ -281,10 +281,17 @@ async def delete_sandbox(
 async def finalize_sandbox(
     sandbox_id: str, body: FinalizeRequest, user: User, replica: ReplicaDep
 ) -> FinalizeResult:
-    """Push the branch, open a pull request with every commit, end the sandbox."""
+    """Push the branch, open a pull request with every commit (and, with ``images``, the
+    touched stories before and after), end the sandbox."""
     await replica.backend.authorize(user, sandbox_id)
     result: FinalizeResult = await replica.backend.manager(
-        "finalize_sandbox", sandbox_id, None, body.title, body.description, seconds=900.0
+        "finalize_sandbox",
+        sandbox_id,
+        None,
+        body.title,
+        body.description,
+        body.images,
+        seconds=900.0,
     )
     replica.backend.forget(sandbox_id)
     return result

@@ -172,10 +172,16 @@ class RollbackRequest(_Request):
 
 
 class FinalizeRequest(_Request):
-    """The pull request's title and description."""
+    """The pull request's title and description, and whether it shows pictures."""
 
     title: str = Field(min_length=1, max_length=256)
     description: str = Field("", max_length=65_536)
+    images: bool = Field(
+        True,
+        description="Show the stories the change touches before and after, with their "
+        "render status, in the pull request body (pictures pushed to "
+        "studio-screenshots/<sandbox id>).",
+    )
 
 
 class RegisterRepositoryRequest(_Request):

@@ -104,6 +104,10 @@ class FinalizeResult(_Model):
     pushed_to: str
     message: str
     commits: int
+    screenshots_ref: str | None = None
+    """The ref holding the pull request's before/after pictures (None: none were pushed)."""
+    screenshots_commit: str | None = None
+    """The orphan commit on ``screenshots_ref`` the body's picture links name."""
 
 
 class UserInfo(_Model):

@@ -150,6 +150,10 @@ class PullRequestProvider(Protocol):
         """``text`` without any secret of this provider (for git's error output)."""
         ...
 
+    def image_url(self, remote_url: str, commit: str, path: str) -> str | None:
+        """Where the forge shows the image at ``path`` of ``commit``; None: nowhere."""
+        ...
+
 
 def _first_line(message: str) -> str:
     lines = message.strip().splitlines()
@@ -180,8 +184,12 @@ def build_pr_body(
     *,
     sandbox_id: str,
     limit: int = GITHUB_BODY_LIMIT,
+    section: str = "",
 ) -> str:
-    """The pull request body: description, a "Commits" section, a Component Studio footer.
+    """The pull request body: description, ``section``, "Commits", a Component Studio footer.
+
+    ``section`` (the screenshots, :func:`studio.pr_images.screenshot_section`)
+    is kept whole: its builder keeps it within its own share of ``limit``.
 
     Every commit is listed (short hash, subject line, timestamp if known) in the
     order given. Only if that would pass ``limit`` characters (GitHub's maximum)
@@ -199,6 +207,7 @@ def build_pr_body(
     def assemble(description_text: str, lines: list[str]) -> str:
         listing = "\n".join(lines) if lines else "No commits."
         head = f"{description_text}\n\n" if description_text else ""
+        head += f"{section.strip()}\n\n" if section.strip() else ""
         return f"{head}## Commits\n\n{listing}\n\n{footer}\n"
 
     body = assemble(text, [_commit_line(c, subject=True) for c in commits])
@@ -505,6 +514,18 @@ class GitHubProvider:
             "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
         }
 
+    def image_url(self, remote_url: str, commit: str, path: str) -> str | None:
+        """``https://<host>/<owner>/<name>/blob/<commit>/<path>?raw=true`` for ``remote_url``.
+
+        Named by commit, so the picture never changes under the pull request.
+        ``?raw=true`` (GitHub's documented form for an image in an issue or pull
+        request) answers with the file itself; GitHub checks the viewer's
+        access to the repository, so a private repository's pictures show to
+        its readers only.
+        """
+        web = self.push_url(remote_url).removesuffix(".git")
+        return f"{web}/blob/{commit}/{quote(path)}?raw=true"
+
     def redact(self, text: str) -> str:
         """``text`` with the token, and any credentials inside a URL, replaced by ``***``."""
         basic = base64.b64encode(f"x-access-token:{self._token}".encode()).decode("ascii")
@@ -594,3 +615,7 @@ class LocalProvider:
     def redact(self, text: str) -> str:
         """A local origin has no secret: ``text`` unchanged."""
         return text
+
+    def image_url(self, remote_url: str, commit: str, path: str) -> str | None:
+        """No forge shows a local origin's files: None (the body names the ref and paths)."""
+        return None

@@ -37,6 +37,7 @@ from studio.git.command import (
     wip_ref_prefix,
 )
 from studio.git.inprocess import InProcessCommitter, push_to_local_origin
+from studio.git.orphan import orphan_commit
 from studio.git.runner import GitRunner, remove_orphaned_locks
 from studio.naming import branch_name, undo_ref_prefix, validate_sandbox_id
 
@@ -225,6 +226,10 @@ class Worktree:
         out = self._git.run("diff", "--name-only", "--no-renames", "-z", old, new)
         return [name for name in out.split("\0") if name]
 
+    def orphan_commit(self, files: Mapping[str, bytes], message: str) -> str:
+        """A parentless commit of ``files`` in the mirror's objects; no ref or checkout moves."""
+        return orphan_commit(self.path, files, message, self.identity)
+
     def own_commit(self, ref: str) -> str:
         """The full hash of ``ref`` (a hash or unique prefix) when it is one of the branch's
         commits from HEAD back to the base, base included; what a picture of a past commit
@@ -377,9 +382,12 @@ class Worktree:
         force: bool = False,
         *,
         env: Mapping[str, str] | None = None,
+        also: Sequence[str] = (),
     ) -> None:
         """Push ``branch`` (default: the sandbox's) to ``remote``, a remote name or URL.
 
+        ``also``: more refspecs sent in the same push (finalize's screenshots ref),
+        so that they travel with the same credentials and connection.
         After a rollback the branch is rewritten and only ``force=True`` replaces it.
         Credentials in ``remote`` never reach messages or logs; better, give them in
         ``env`` (``GIT_CONFIG_*`` variables, see ``studio.pr``), where they are on no
@@ -390,8 +398,10 @@ class Worktree:
         if remote.startswith("-"):
             raise InvalidRequest(f"remote {redact(remote)!r} is not a remote name or URL")
         refspec = f"{'+' if force else ''}refs/heads/{name}:refs/heads/{name}"
+        if any(not spec or spec.startswith("-") for spec in also):
+            raise InvalidRequest(f"refspecs {list(also)!r}: each must be a refspec, not an option")
         with self._push_lock:
-            if remote == "origin" and push_to_local_origin(self.mirror.path, refspec):
+            if not also and remote == "origin" and push_to_local_origin(self.mirror.path, refspec):
                 logger.debug("pushed in-process", extra={"sandbox_id": self.sandbox_id})
                 return
             self._git.run(
@@ -399,6 +409,7 @@ class Worktree:
                 "--quiet",
                 remote,
                 refspec,
+                *also,
                 env=env,
                 timeout=self.mirror.network_timeout,
                 remote=f"pushing {name} to {redact(remote)}",

@@ -71,6 +71,7 @@ from studio.models import (
 )
 from studio.naming import branch_name
 from studio.paths import resolve_inside
+from studio.pr_images import PullRequestImages, image_files, screenshot_section, screenshots_ref
 from studio.process import RestartPolicy
 from studio.sandbox.disk import DiskQuota
 from studio.sandbox.files import FileChange, commit_message, read_command
@@ -746,14 +747,23 @@ class ComponentStudioSandbox(SandboxLifecycle):
     # -- the end -------------------------------------------------------------
 
     def finalize(
-        self, title: str, description: str, provider: PullRequestProvider | None
+        self,
+        title: str,
+        description: str,
+        provider: PullRequestProvider | None,
+        images: PullRequestImages | None = None,
     ) -> FinalizeResult:
         """Push the branch, open a pull request, tear down (FINALIZED).
 
-        A push or pull request failure leaves the sandbox as it was and raises
+        ``images`` (taken by the caller while Vite still ran): their pictures
+        go into an orphan commit pushed with the branch, in the same push, to
+        ``refs/heads/studio-screenshots/<id>``, and the body shows them. A
+        picture that cannot be stored or pushed never stops the pull request:
+        the body says so. A push of the branch or a pull request failure
+        leaves the sandbox as it was and raises
         (:class:`~studio.errors.PullRequestError` from the forge).
         """
-        from studio.pr import LocalProvider, build_pr_body
+        from studio.pr import GITHUB_BODY_LIMIT, LocalProvider, build_pr_body
 
         provider = provider or LocalProvider()
         with self._mutation:
@@ -762,13 +772,28 @@ class ComponentStudioSandbox(SandboxLifecycle):
             if worktree is None:
                 raise InvalidState("cannot finalize: the sandbox has no worktree", state="none")
             self.pusher.flush(FLUSH_TIMEOUT)
-            source = self.repository.source
-            worktree.push(
-                provider.push_url(source), force=True, env=provider.push_environment(source)
-            )
+            pictures, problem = self._pictures_commit(worktree, images)
+            pictures, problem = self._push_for_pull_request(worktree, provider, pictures, problem)
             target = self.repository.github or self.repository.source
             commits = [c for c in worktree.history(10_000) if not c.is_base]
-            body = build_pr_body(description, list(reversed(commits)), sandbox_id=self.sandbox_id)
+            section = ""
+            if images is not None:
+                source = self.repository.source
+                section = screenshot_section(
+                    images,
+                    ref=screenshots_ref(self.sandbox_id),
+                    commit=pictures,
+                    link=lambda path: provider.image_url(source, str(pictures), path),
+                    hosting_problem=problem,
+                    # Half the body at most: the description and the commits keep the rest.
+                    budget=GITHUB_BODY_LIMIT // 2,
+                )
+            body = build_pr_body(
+                description,
+                list(reversed(commits)),
+                sandbox_id=self.sandbox_id,
+                section=section,
+            )
             pr = provider.open_pull_request(
                 target, head=self.branch, base=self.base_branch, title=title, body=body
             )
@@ -781,7 +806,53 @@ class ComponentStudioSandbox(SandboxLifecycle):
             pushed_to=provider.redact(pr.pushed_to),
             message=pr.message,
             commits=len(commits),
+            screenshots_ref=screenshots_ref(self.sandbox_id) if pictures else None,
+            screenshots_commit=pictures,
         )
+
+    def _pictures_commit(
+        self, worktree: Worktree, images: PullRequestImages | None
+    ) -> tuple[str | None, str | None]:
+        """The orphan commit of the pictures taken (None without any), or why it is not made."""
+        files = image_files(images) if images is not None else {}
+        if not files:
+            return None, None
+        try:
+            commit = worktree.orphan_commit(
+                files, f"Component Studio screenshots of {self.branch}\n\nNot for merging."
+            )
+        except Exception as exc:  # libgit2 errors are GitError, OSError, ValueError
+            logger.warning("screenshots not stored: %s", exc, extra=self.log_fields())
+            return None, f"storing them in git failed: {exc}"
+        return commit, None
+
+    def _push_for_pull_request(
+        self,
+        worktree: Worktree,
+        provider: PullRequestProvider,
+        pictures: str | None,
+        problem: str | None,
+    ) -> tuple[str | None, str | None]:
+        """Push the branch, and the pictures' commit with it in one push when there is one.
+
+        A refused pictures ref (a protection rule, a hook) costs the pictures only:
+        the branch is pushed again alone and the body says why.
+        """
+        source = self.repository.source
+        url, env = provider.push_url(source), provider.push_environment(source)
+        if pictures is None:
+            worktree.push(url, force=True, env=env)
+            return None, problem
+        try:
+            worktree.push(
+                url, force=True, env=env, also=[f"+{pictures}:{screenshots_ref(self.sandbox_id)}"]
+            )
+        except GitError as exc:
+            said = provider.redact(str(exc))
+            logger.warning("screenshots push refused: %s", said, extra=self.log_fields())
+            worktree.push(url, force=True, env=env)
+            return None, f"the push of their ref was refused: {said}"
+        return pictures, None
 
     def on_teardown(self, *, final_state: SandboxState = S.STOPPED) -> SandboxInfo:
         """Stop Vite, remove ``.studio/`` and the worktree, release the port; idempotent.

@@ -137,7 +137,11 @@ class FakeSandbox:
         return self._info()
 
     async def finalize(
-        self, title: str, description: str, provider_spec: dict[str, Any] | None
+        self,
+        title: str,
+        description: str,
+        provider_spec: dict[str, Any] | None,
+        images: bool = True,
     ) -> FinalizeResult:
         if self.finalize_error is not None:
             raise self.finalize_error

@@ -449,10 +449,20 @@ async def test_finalize_hands_off_with_the_local_provider(
     actor = backend.actors[sandbox.id]
     result = await manager.finalize_sandbox(sandbox.id, "alice", "Title", "Body")
     assert result.message == "Title"
-    assert ("finalize", ("Title", "Body", None), {}) in actor.calls
+    # Pictures in the body unless asked otherwise.
+    assert ("finalize", ("Title", "Body", None, True), {}) in actor.calls
     assert manager.registry.get_sandbox(sandbox.id).state is SandboxState.FINALIZED
     assert written(sandbox.id)[-3:] == ["running", "stopping", "finalized"]
     assert sandbox.id in backend.killed
+
+
+async def test_finalize_without_images_tells_the_sandbox(
+    manager: StudioManager, backend: FakeBackend, repo_id: int
+) -> None:
+    sandbox = await manager.create_sandbox("alice", repo_id, {})
+    actor = backend.actors[sandbox.id]
+    await manager.finalize_sandbox(sandbox.id, "alice", "Title", "Body", images=False)
+    assert ("finalize", ("Title", "Body", None, False), {}) in actor.calls
 
 
 async def test_finalizing_again_after_an_unrecorded_finalize_answers_with_its_pr(

@@ -134,7 +134,7 @@ def build_app(state: FakeApi) -> FastAPI:
 
     @app.post("/api/v1/sandboxes/{ident}/finalize")
     async def finalize(ident: str, request: Request) -> Any:
-        await request.json()
+        body = await request.json()
         sandbox = _find(ident)
         if sandbox is None:
             return _error(404, "sandbox_not_found", f"no sandbox {ident}")
@@ -148,6 +148,8 @@ def build_app(state: FakeApi) -> FastAPI:
             "pushed_to": "origin",
             "message": "pushed to the origin; no pull request (not a GitHub repository)",
             "commits": 1,
+            "screenshots_ref": f"refs/heads/studio-screenshots/{ident}" if body["images"] else None,
+            "screenshots_commit": "5" * 40 if body["images"] else None,
         }
 
     @app.delete("/api/v1/sandboxes/{ident}")
@@ -372,9 +374,23 @@ def test_finalize_prints_what_happened_and_twice_is_an_error(api, capsys) -> Non
     assert code == 0
     assert "pushed to the origin; no pull request" in out
     assert "branch design/studio-test0000 pushed to origin" in out
-    assert state.requests[-1][2] == {"title": "Design updates", "description": "Buttons"}
+    assert "pictures on studio-screenshots/sb_test0000 at 555555555555" in out
+    assert state.requests[-1][2] == {
+        "title": "Design updates",
+        "description": "Buttons",
+        "images": True,
+    }
     assert run(url, "finalize", "sb_test0000", "--title", "again")[0] == 1
     assert "409 invalid_state: sandbox sb_test0000 is finalized" in capsys.readouterr().err
+
+
+def test_finalize_without_images_says_so_to_the_api(api) -> None:
+    url, state = api
+    run(url, "create")
+    code, out = run(url, "finalize", "sb_test0000", "--title", "T", "--no-images")
+    assert code == 0
+    assert state.requests[-1][2] == {"title": "T", "description": "", "images": False}
+    assert "pictures on" not in out
 
 
 def test_rate_limited_answer_names_the_wait(api) -> None:

@@ -135,6 +135,9 @@ def test_the_plans_five_requests(api: Api) -> None:
     final = reply.json()
     assert final["pr_url"] is None and final["pr_number"] is None
     assert "push" in final["message"].lower()
+    # Button changed: its stories' pictures went to a ref of their own (images default on).
+    assert final["screenshots_ref"] == f"refs/heads/studio-screenshots/{sandbox_id}"
+    assert re.fullmatch(r"[0-9a-f]{40}", final["screenshots_commit"])
 
     ended = api.http.get(f"/api/v1/sandboxes/{sandbox_id}", headers=headers).json()
     assert ended["status"] == "finalized"
@@ -202,6 +205,9 @@ def test_other_users_sandbox_is_not_found_and_validation(api: Api) -> None:
     reply = api.http.post(base + "/rollback", json={}, headers=headers)
     assert reply.status_code == 422
     assert "commit_hash" in reply.json()["error"]["message"]
+    reply = api.http.post(base + "/finalize", json={"title": "t", "images": 3}, headers=headers)
+    assert reply.status_code == 422
+    assert reply.json()["error"]["field"] == "images"
     reply = api.http.post("/api/v1/sandboxes", json={"type": "component-studio"}, headers=headers)
     assert reply.status_code == 422
     assert reply.json()["error"]["field"] == "repository_id"
