@@ -174,7 +174,10 @@ def _commit_line(commit: CommitLike, *, subject: bool) -> str:
         line += " " + _first_line(commit.message)
         timestamp = getattr(commit, "timestamp", None)
         if timestamp is not None:
-            line += f" ({_format_timestamp(timestamp)})"
+            stamp = _format_timestamp(timestamp)
+            # The studio's own messages already end with the minute ("... - 2026-12-06 10:01").
+            if stamp.removesuffix(" UTC") not in line:
+                line += f" ({stamp})"
     return line
 
 

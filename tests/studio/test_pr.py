@@ -136,6 +136,17 @@ def test_body_shows_commit_timestamps_in_utc_when_known() -> None:
     assert "- `ddddddd` (no message)\n" in body
 
 
+def test_a_message_that_already_names_its_minute_is_not_stamped_twice() -> None:
+    stamp = datetime(2026, 12, 6, 10, 1, tzinfo=UTC)
+    commits = [
+        TimedCommit("a" * 40, "Update Button.tsx - 2026-12-06 10:01", stamp),
+        TimedCommit("b" * 40, "Update Button.tsx - 2026-12-06 09:59", stamp),
+    ]
+    body = build_pr_body("d", commits, sandbox_id=SANDBOX)
+    assert "- `aaaaaaa` Update Button.tsx - 2026-12-06 10:01\n" in body
+    assert "- `bbbbbbb` Update Button.tsx - 2026-12-06 09:59 (2026-12-06 10:01 UTC)" in body
+
+
 def test_body_too_long_for_github_drops_subjects_but_keeps_every_hash() -> None:
     commits = _commits(3000)
     full = build_pr_body("d", commits, sandbox_id=SANDBOX, limit=10**7)
