@@ -14,6 +14,7 @@ a bare ``react()`` and shows the component selector's error.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from playwright.sync_api import Page, expect
 from tests.support.browser import save_screenshot
 from tests.template.harness import atomic_write
 from tests.template.pages import RENDER_TIMEOUT_MS, Serve, by_id, canvas, open_studio, select
+from tests.template.test_storybook import module_text
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +43,29 @@ export default defineConfig({ plugins: [react()] });
 def test_the_catalog_lists_the_stories(serve: Serve) -> None:
     components = by_id(serve("emotion").components())
     assert [s["exportName"] for s in components["Card"]["stories"]] == ["Default", "LooseBadge"]
+
+
+def test_the_served_module_went_through_the_repository_babel_and_jsx_runtime(
+    serve: Serve,
+) -> None:
+    server = serve("emotion")
+    response = module_text(server, f"@fs{server.repo}/src/components/Card.jsx")
+    response.raise_for_status()
+    code = response.text
+    # @emotion/babel-plugin: styled from its base entry (pre-bundled), each styled component with a
+    # target class (what component selectors resolve to) and a label
+    assert "/deps/@emotion_styled_base.js" in code
+    assert re.search(r'target: "e\w+"', code)
+    assert 'label: "Frame"' in code
+    # emotion's JSX runtime for the repository's JSX, and still React Refresh
+    assert "/deps/@emotion_react_jsx-dev-runtime.js" in code
+    assert "/deps/react_jsx-dev-runtime.js" not in code
+    assert '$RefreshReg$(_c, "Card")' in code
+    # the studio's own app (Vite's root is .studio/) keeps React's runtime
+    app = module_text(server, "src/ErrorPanel.tsx")
+    app.raise_for_status()
+    assert "/deps/react_jsx-dev-runtime.js" in app.text
+    assert "@emotion" not in app.text
 
 
 @pytest.mark.browser
