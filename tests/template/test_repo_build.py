@@ -122,8 +122,8 @@ def studio_plugins_for(react_options: str) -> Any:
         "const babel = plugins.find((p) => p.name === 'vite:react-babel');\n"
         "const jsx = await m.reactJsxOptions(babel, '/r');\n"
         "const studio = (await m.repoReactPlugins(plugins, '/r')).map((p) => p.name);\n"
-        "const react = plugins.every(m.isReactPlugin);\n"
-        "process.stdout.write(JSON.stringify({ jsx, studio, react }));\n"
+        "const allReact = plugins.every(m.isReactPlugin);\n"
+        "process.stdout.write(JSON.stringify({ jsx, studio, react: allReact }));\n"
     )
     done = subprocess.run(
         ["node", "--input-type=module", "-e", script],
