@@ -3,6 +3,7 @@
 // Storybook the presets' viteFinal over that, in the order Storybook's Vite
 // builder applies them.
 import { mergeConfig } from 'vite';
+import { isReactPlugin, repoReactPlugins } from './repo-build/react-options.mjs';
 
 // Plugins of a Storybook preset that serve Storybook's own UI, not the stories:
 // left out as Storybook's Vitest plugin leaves them out.
@@ -24,8 +25,10 @@ const union = (...lists) => [...new Set(lists.flatMap((list) => list ?? []))];
  * stay first and out of reach) but with the repository's, which it may filter
  * as under Storybook. What makes the studio work is kept from the studio's
  * config: root, base, cache, host/port, allowed and watched files, entries,
- * React deduped. A plugin of the same name as one of the studio's (a second
- * React plugin) is left out.
+ * React deduped. A plugin of the same name as one of the studio's is left
+ * out. So is the repository's React plugin (the studio's compiles JSX and
+ * refreshes components): what its options add (a jsxImportSource, Babel
+ * plugins) applies to the repository's modules in its place, as under Storybook.
  */
 export async function composeConfig(studio, repoBuild, project = null) {
   const studioPlugins = await flattenPlugins(studio.plugins);
@@ -35,7 +38,11 @@ export async function composeConfig(studio, repoBuild, project = null) {
   given.resolve = { ...given.resolve, alias: aliasObject(given.resolve?.alias) };
   const final = (project ? await project.viteFinal(given) : given) ?? given;
   const names = new Set([...studioPlugins, ...compatPlugins].map((p) => p.name));
-  const added = (await flattenPlugins(final.plugins)).filter((p) => !names.has(p.name) && !STORYBOOK_ONLY_PLUGINS.has(p.name));
+  const finalPlugins = await flattenPlugins(final.plugins);
+  const reactPlugins = finalPlugins.filter(isReactPlugin);
+  const reactOptions = repoBuild?.repoRoot ? await repoReactPlugins(reactPlugins, repoBuild.repoRoot, [studio.root, studio.cacheDir].filter(Boolean)) : [];
+  // where the repository's React plugin was: before the plugins its config lists after it
+  const added = finalPlugins.flatMap((p) => (p === reactPlugins[0] ? reactOptions : isReactPlugin(p) || names.has(p.name) || STORYBOOK_ONLY_PLUGINS.has(p.name) ? [] : [p]));
   const server = final.server ?? {};
   return {
     ...final,

@@ -111,3 +111,51 @@ def test_paths_patterns_map_like_typescript() -> None:
         "/r/b/x",
     ]
     assert node_call("module-paths.mjs", "matchPaths", "react", paths, "/r") is None
+
+
+def studio_plugins_for(react_options: str) -> Any:
+    """What react-options.mjs makes of ``react(<react_options>)``, the template's plugin-react 6."""
+    script = (
+        "import react from '@vitejs/plugin-react';\n"
+        f"const m = await import({json.dumps((REPO_BUILD / 'react-options.mjs').as_uri())});\n"
+        f"const plugins = react({react_options});\n"
+        "const babel = plugins.find((p) => p.name === 'vite:react-babel');\n"
+        "const jsx = await m.reactJsxOptions(babel, '/r');\n"
+        "const studio = (await m.repoReactPlugins(plugins, '/r')).map((p) => p.name);\n"
+        "const allReact = plugins.every(m.isReactPlugin);\n"
+        "process.stdout.write(JSON.stringify({ jsx, studio, react: allReact }));\n"
+    )
+    done = subprocess.run(
+        ["node", "--input-type=module", "-e", script],
+        cwd=TEMPLATE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize(
+    ("react_options", "jsx", "studio"),
+    [
+        # what the studio's own plugin does already: nothing to add
+        ("", {"runtime": "automatic", "importSource": None}, []),
+        ("{ jsxImportSource: 'react' }", {"runtime": "automatic", "importSource": "react"}, []),
+        (
+            "{ jsxImportSource: '@emotion/react' }",
+            {"runtime": "automatic", "importSource": "@emotion/react"},
+            ["component-studio:repo-jsx-runtime"],
+        ),
+        (
+            "{ jsxRuntime: 'classic' }",
+            {"runtime": "classic", "importSource": None},
+            ["component-studio:repo-jsx-runtime"],
+        ),
+    ],
+)
+def test_a_plugin_react_6_jsx_runtime_applies_to_the_repository(
+    react_options: str, jsx: dict[str, Any], studio: list[str]
+) -> None:
+    # plugin-react 6 has no Babel step: only its JSX runtime can differ from the studio's
+    assert studio_plugins_for(react_options) == {"jsx": jsx, "studio": studio, "react": True}

@@ -13,6 +13,7 @@ import { craEnvDefine, cracoAliases, isWebpackApp } from './webpack-app.mjs';
 
 /**
  * @typedef {object} RepoBuild
+ * @property {string} repoRoot the repository (the package, in a monorepo): its modules get its React plugin's options
  * @property {string | null} viteConfigFile the repository's vite config, when one was loaded
  * @property {boolean} webpack whether the app is built with webpack (and the Vite equivalents apply)
  * @property {object} layer partial Vite config under the studio's: the repository's plugins,
@@ -44,5 +45,5 @@ export async function prepareRepoBuild(config, storybook = null) {
     layer.define = { ...craEnvDefine(repoRoot), ...layer.define };
     plugins.push(jsxInJsPlugin(repoRoot), svgComponentPlugin(repoRoot));
   }
-  return { viteConfigFile: vite?.file ?? null, webpack, layer, plugins };
+  return { repoRoot, viteConfigFile: vite?.file ?? null, webpack, layer, plugins };
 }

@@ -4,16 +4,14 @@
 // vite-plugin-svgr, resolve.alias, define, css options) is layered under the
 // studio's config, aliases to root-relative paths made absolute (Vite's root
 // is .studio/ in a sandbox). What would make the studio's server the repository's app
-// (root, server, build, the repository's own React plugin, which the studio
-// has already) is left out.
+// (root, server, build) is left out. Its React plugin is kept, as Storybook keeps
+// it (main's viteFinal sees it): ../compose-config.mjs applies its options to the
+// repository's modules through react-options.mjs.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfigFromFile } from 'vite';
 
 const CONFIG_NAMES = ['vite.config.ts', 'vite.config.mts', 'vite.config.cts', 'vite.config.js', 'vite.config.mjs', 'vite.config.cjs'];
-// @vitejs/plugin-react (vite:react-babel, vite:react-refresh, ...) and plugin-react-swc (vite:react-swc):
-// the studio brings its own, and two would transform JSX twice.
-const REACT_PLUGIN = /^vite:react[-:]/;
 
 /** The repository's vite.config.* file, or null. */
 export function findViteConfig(repoRoot) {
@@ -47,7 +45,7 @@ export function rootedAliases(alias, repoRoot) {
  */
 export async function pickRepoConfig(loaded, repoRoot) {
   const picked = {};
-  const plugins = (await flatten(loaded.plugins)).filter((plugin) => !REACT_PLUGIN.test(plugin.name ?? ''));
+  const plugins = await flatten(loaded.plugins);
   if (plugins.length > 0) picked.plugins = plugins;
   if (loaded.resolve?.alias) picked.resolve = { alias: rootedAliases(loaded.resolve.alias, repoRoot) };
   if (loaded.resolve?.extensions) picked.resolve = { ...picked.resolve, extensions: loaded.resolve.extensions };
