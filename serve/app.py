@@ -23,11 +23,13 @@ import ray
 from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
+from starlette.routing import Route
 
 from actors.handles import start_manager
 from serve.direct import DirectListener
 from serve.errors import install_error_handlers
 from serve.limits import RequestLimits
+from serve.mcp_endpoint import MCP_PATH, McpEndpoint
 from serve.renderer_proxy import renderer_router
 from serve.replica import Replica, ServeOptions
 from serve.routes import router
@@ -70,7 +72,8 @@ def _advertised_host(public_host: str) -> str:
 
 
 def create_app(replica: Replica) -> FastAPI:
-    """The FastAPI app of one replica (docs at ``/docs``)."""
+    """The FastAPI app of one replica (docs at ``/docs``), with the MCP server at ``/mcp``."""
+    mcp = McpEndpoint(replica)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,7 +88,9 @@ def create_app(replica: Replica) -> FastAPI:
                 ws_max_size=settings.ws_max_message_bytes,
             )
             await replica.direct.start()
-        yield
+        # The MCP SDK's task group: a route's ASGI app gets no lifespan of its own.
+        async with mcp.running():
+            yield
         if replica.direct is not None:
             await replica.direct.stop()
         await replica.hub.close()
@@ -108,6 +113,8 @@ def create_app(replica: Replica) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(renderer_router)
+    # POST (a message), GET (the SDK answers that a stateless server has no stream), DELETE.
+    app.router.routes.append(Route(MCP_PATH, endpoint=mcp, methods=["GET", "POST", "DELETE"]))
     return app
 
 

@@ -1,0 +1,411 @@
+"""The agent's loop as MCP tools: the same backend calls as the REST routes (serve.routes).
+
+Each tool authorizes its caller the way a route does (``backend.authorize``:
+another user's sandbox is "not found"), calls the manager or the sandbox's
+actor with the arguments the matching route passes, and answers with the
+route's JSON as text and as structured content. Pictures (a screenshot, the
+first affected story after an edit) come as MCP image content. A
+:class:`~studio.errors.StudioError` becomes an MCP tool error whose text is
+the REST API's status, code and message, so an agent reads the same words
+over either protocol.
+
+The caller was authenticated before the request reached the SDK
+(serve.mcp_endpoint puts the user in the ASGI scope); the tools read it, and
+the replica, from the HTTP request the SDK hands them.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, ParamSpec
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field, ValidationError
+
+from serve.errors import status_for
+from serve.replica import Replica
+from serve.routes import check_sizes
+from serve.schemas import FinalizeRequest, RepositoryView, RollbackRequest
+from studio import __version__
+from studio.commands import (
+    DeleteFile,
+    ExecuteResult,
+    FileContent,
+    ListFiles,
+    ReadFile,
+    WriteFiles,
+)
+from studio.errors import StudioError, Unauthenticated
+from studio.models import CommitInfo, FinalizeResult, RollbackResult, SandboxInfo, UserInfo
+from studio.render import RenderVerdict
+from studio.store import RepositoryRecord
+
+__all__ = ["CALLER_KEY", "INSTRUCTIONS", "build_mcp_server"]
+
+# Where serve.mcp_endpoint leaves the authenticated caller in the request's ASGI scope.
+CALLER_KEY = "studio.caller"
+
+INSTRUCTIONS = """\
+Component Studio gives you a sandbox: a git branch of a UI repository with a live \
+Vite dev server rendering its components and stories in a headless browser.
+The loop: list_repositories -> create_sandbox -> list_components / list_files / read_file \
+-> write_files (every write is a commit; it answers with the render verdict and a \
+screenshot) -> fix until the verdict is "ok" -> finalize (a pull request) or \
+delete_sandbox. rollback and history move along the branch's commits; screenshot shows \
+any story at any viewport."""
+
+SandboxId = Annotated[
+    str, Field(description="The sandbox's id (sb_...), as create_sandbox answered it.")
+]
+Viewport = Annotated[
+    str,
+    Field(max_length=16, description="WIDTHxHEIGHT in CSS pixels, say 375x667; '' = 1024x768."),
+]
+
+P = ParamSpec("P")
+
+
+class _Call:
+    """Who calls, and the replica answering: read off the request the SDK hands a tool."""
+
+    def __init__(self, ctx: Context[Any, Any]) -> None:
+        request = ctx.request_context.request
+        scope: dict[str, Any] = getattr(request, "scope", None) or {}
+        user = scope.get(CALLER_KEY)
+        if not isinstance(user, UserInfo):
+            # Never reached through /mcp, which authenticates first: a transport without it.
+            raise Unauthenticated("missing bearer token: send 'Authorization: Bearer <token>'")
+        self.user = user
+        self.replica: Replica = scope["app"].state.replica
+
+    async def sandbox(self, sandbox_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """The sandbox actor's ``method``, after the routes' ownership check."""
+        await self.replica.backend.authorize(self.user, sandbox_id)
+        return await self.replica.backend.sandbox(sandbox_id, method, *args, **kwargs)
+
+
+ToolFunction = Callable[P, Awaitable[CallToolResult]]
+
+
+def _tool_errors(fn: ToolFunction[P]) -> ToolFunction[P]:
+    """The REST API's errors as MCP tool errors (``404 sandbox_not_found: no sandbox ...``)."""
+
+    @functools.wraps(fn)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> CallToolResult:
+        try:
+            return await fn(*args, **kwargs)
+        except StudioError as exc:
+            raise ToolError(f"{status_for(exc)} {exc.code}: {exc.message}") from None
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ToolError(f"422 validation_error: {problems}") from None
+
+    return run
+
+
+def _jsonable(value: BaseModel | list[Any] | dict[str, Any]) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return {
+        k: _jsonable(v) if isinstance(v, BaseModel | list | dict) else v for k, v in value.items()
+    }
+
+
+def _answer(data: dict[str, Any], *extra: ContentBlock) -> CallToolResult:
+    """``data`` as JSON text (what every client shows the model) and as structured content."""
+    shown = _jsonable(data)
+    text = TextContent(text=json.dumps(shown, separators=(",", ":")))
+    return CallToolResult(content=[text, *extra], structured_content=shown)
+
+
+def _png(png: bytes) -> ImageContent:
+    return ImageContent(data=base64.b64encode(png).decode("ascii"), mime_type="image/png")
+
+
+async def _first_story_picture(
+    call: _Call, sandbox_id: str, verdict: RenderVerdict | None, viewport: str
+) -> tuple[dict[str, Any], list[ContentBlock]]:
+    """The screenshot of the verdict's first affected story, and what it shows.
+
+    The commit stands whatever the picture does: a picture that cannot be taken
+    is said in the answer (``screenshot.error``), not raised.
+    """
+    if verdict is None or not verdict.stories:
+        return {"story": None, "reason": "the edit affected no story"}, []
+    story = verdict.stories[0].id
+    try:
+        shot: dict[str, Any] = await call.sandbox(sandbox_id, "screenshot", story, viewport)
+    except StudioError as exc:
+        return {"story": story, "error": f"{status_for(exc)} {exc.code}: {exc.message}"}, []
+    return {"story": story, "commit": shot["commit"]}, [_png(shot["png"])]
+
+
+# -- the tools ------------------------------------------------------------------
+
+
+@_tool_errors
+async def list_repositories(ctx: Context[Any, Any]) -> CallToolResult:
+    """The UI repositories you may create sandboxes on, with their ids and whether each is
+    prepared (`preparation.status`: preparing | ready | failed). Next: create_sandbox with
+    a repository's `id`."""
+    call = _Call(ctx)
+    records: list[RepositoryRecord] = await call.replica.backend.manager(
+        "list_repositories", call.user.name, call.user.is_admin
+    )
+    views = [RepositoryView.of(r, is_admin=call.user.is_admin) for r in records]
+    return _answer({"repositories": views})
+
+
+@_tool_errors
+async def create_sandbox(
+    repository_id: Annotated[
+        int, Field(ge=1, le=2**63 - 1, description="A repository's id from list_repositories.")
+    ],
+    ctx: Context[Any, Any],
+) -> CallToolResult:
+    """Create a sandbox on a repository: a new branch and a running dev server. Answers when
+    it runs (seconds on a prepared repository, longer on its first use) with `sandbox_id`
+    and `branch`. Next: list_components to see what it renders, then read_file/write_files."""
+    call = _Call(ctx)
+    info: SandboxInfo = await call.replica.backend.manager(
+        "create_sandbox",
+        call.user.name,
+        repository_id,
+        {},
+        True,
+        is_admin=call.user.is_admin,
+        seconds=900.0,
+    )
+    call.replica.backend.remember_owner(info.id, call.user.name)
+    return _answer({"sandbox_id": info.id, "branch": info.branch, "status": info.status.value})
+
+
+@_tool_errors
+async def list_components(sandbox_id: SandboxId, ctx: Context[Any, Any]) -> CallToolResult:
+    """The components the sandbox renders: per component its `id`, `module` (the file to
+    edit), exports and `stories` (each with the story `id` screenshot takes, its name and
+    its `args`), and the stories file. Next: read_file on a module, or screenshot a story."""
+    call = _Call(ctx)
+    index: dict[str, Any] = await call.sandbox(sandbox_id, "components")
+    return _answer(index)
+
+
+@_tool_errors
+async def list_files(
+    sandbox_id: SandboxId,
+    ctx: Context[Any, Any],
+    directory: Annotated[
+        str, Field(max_length=4096, description="Directory to list; '' lists the whole repository.")
+    ] = "",
+) -> CallToolResult:
+    """The repository's files (paths relative to its root) under `directory`, at the
+    branch's current commit. Next: read_file."""
+    call = _Call(ctx)
+    result: ExecuteResult = await call.sandbox(
+        sandbox_id, "execute", ListFiles(command="list_files", file_path=directory).model_dump()
+    )
+    return _answer({"files": result.files or []})
+
+
+@_tool_errors
+async def read_file(
+    sandbox_id: SandboxId,
+    path: Annotated[str, Field(min_length=1, max_length=4096, description="Repo-relative path.")],
+    ctx: Context[Any, Any],
+) -> CallToolResult:
+    """One file's text at the branch's current commit. Next: write_files with your change
+    (send each file whole)."""
+    call = _Call(ctx)
+    result: ExecuteResult = await call.sandbox(
+        sandbox_id, "execute", ReadFile(command="read_file", file_path=path).model_dump()
+    )
+    return _answer({"path": path, "content": result.content})
+
+
+@_tool_errors
+async def write_files(
+    sandbox_id: SandboxId,
+    files: Annotated[
+        list[FileContent],
+        Field(
+            min_length=1,
+            max_length=200,
+            description="Files to create or replace, each whole: {file_path, content}.",
+        ),
+    ],
+    ctx: Context[Any, Any],
+    description: Annotated[
+        str, Field(max_length=500, description="What the change does (the commit message).")
+    ] = "",
+    viewport: Viewport = "",
+) -> CallToolResult:
+    """Write files as one commit and wait until the stories they touch re-rendered. Answers
+    with `commit_hash` and `render`: `status` ok | compile_error | runtime_error | timeout,
+    and per affected story its status and error (file:line:column and code frame for a
+    compile error, message and component stack for a runtime one, console errors), plus
+    the screenshot of the first affected story as an image. The commit is made whatever
+    the verdict: on an error, fix it with another write_files, or rollback."""
+    call = _Call(ctx)
+    command = WriteFiles(command="write_files", files=files, description=description, wait="render")
+    check_sizes(command, call.replica.settings.max_file_bytes)
+    result: ExecuteResult = await call.sandbox(sandbox_id, "execute", command.model_dump())
+    shown, picture = await _first_story_picture(call, sandbox_id, result.render, viewport)
+    return _answer({**result.model_dump(mode="json"), "screenshot": shown}, *picture)
+
+
+@_tool_errors
+async def delete_file(
+    sandbox_id: SandboxId,
+    path: Annotated[str, Field(min_length=1, max_length=4096, description="Repo-relative path.")],
+    ctx: Context[Any, Any],
+    description: Annotated[str, Field(max_length=500, description="The commit message.")] = "",
+) -> CallToolResult:
+    """Delete one file as a commit and wait for the render verdict of the stories that
+    imported it (as write_files answers, without a screenshot)."""
+    call = _Call(ctx)
+    command = DeleteFile(
+        command="delete_file", file_path=path, description=description, wait="render"
+    )
+    result: ExecuteResult = await call.sandbox(sandbox_id, "execute", command.model_dump())
+    return _answer(result.model_dump(mode="json"))
+
+
+@_tool_errors
+async def rollback(
+    sandbox_id: SandboxId,
+    ctx: Context[Any, Any],
+    steps: Annotated[
+        int | None, Field(ge=1, le=10_000, description="Commits to step back.")
+    ] = None,
+    commit_hash: Annotated[
+        str | None, Field(description="A commit of the branch (from history) to move back to.")
+    ] = None,
+    undo: Annotated[bool, Field(description="Undo the last rollback.")] = False,
+    viewport: Viewport = "",
+) -> CallToolResult:
+    """Move the branch back (give exactly one of `steps`, `commit_hash` or `undo`), wait for
+    the render verdict of the commit it is now on, and show its first affected story.
+    Answers `current_hash`, `previous_hash` and `render`; undo moves forward again."""
+    call = _Call(ctx)
+    body = RollbackRequest(commit_hash=commit_hash, steps=steps, undo=undo, wait="render")
+    result: RollbackResult = await call.sandbox(
+        sandbox_id,
+        "rollback",
+        commit_hash=body.commit_hash,
+        steps=body.steps,
+        undo=body.undo,
+        wait=body.wait,
+    )
+    shown, picture = await _first_story_picture(call, sandbox_id, result.render, viewport)
+    return _answer({**result.model_dump(mode="json"), "screenshot": shown}, *picture)
+
+
+@_tool_errors
+async def history(
+    sandbox_id: SandboxId,
+    ctx: Context[Any, Any],
+    count: Annotated[int, Field(ge=1, le=1000, description="How many commits.")] = 50,
+) -> CallToolResult:
+    """The branch's commits, newest first, down to the commit the sandbox started from
+    (`is_base`). Use a `hash` with rollback."""
+    call = _Call(ctx)
+    commits: list[CommitInfo] = await call.sandbox(sandbox_id, "history", count)
+    return _answer({"commits": commits})
+
+
+@_tool_errors
+async def screenshot(
+    sandbox_id: SandboxId,
+    story: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=512,
+            description="A story id (button--primary) or component id, from list_components.",
+        ),
+    ],
+    ctx: Context[Any, Any],
+    viewport: Viewport = "",
+) -> CallToolResult:
+    """A PNG of one story as the sandbox renders it at its current commit, alone on the page
+    (no studio chrome), as an image. Answers the `commit` it shows."""
+    call = _Call(ctx)
+    shot: dict[str, Any] = await call.sandbox(sandbox_id, "screenshot", story, viewport)
+    shown = {"story": story, "commit": shot["commit"], "cached": shot["cached"]}
+    return _answer(shown, _png(shot["png"]))
+
+
+@_tool_errors
+async def finalize(
+    sandbox_id: SandboxId,
+    title: Annotated[str, Field(min_length=1, max_length=256, description="The PR's title.")],
+    ctx: Context[Any, Any],
+    description: Annotated[
+        str, Field(max_length=65_536, description="The PR's description (Markdown).")
+    ] = "",
+) -> CallToolResult:
+    """Push the branch and open a pull request with every commit; the sandbox ends. Answers
+    `pr_url` and `pr_number` (None for a repository without a forge: then the branch was
+    pushed to its origin)."""
+    call = _Call(ctx)
+    body = FinalizeRequest(title=title, description=description)
+    await call.replica.backend.authorize(call.user, sandbox_id)
+    result: FinalizeResult = await call.replica.backend.manager(
+        "finalize_sandbox", sandbox_id, None, body.title, body.description, seconds=900.0
+    )
+    call.replica.backend.forget(sandbox_id)
+    return _answer(result.model_dump(mode="json"))
+
+
+@_tool_errors
+async def delete_sandbox(sandbox_id: SandboxId, ctx: Context[Any, Any]) -> CallToolResult:
+    """Tear the sandbox down without a pull request; its branch and commits are kept."""
+    call = _Call(ctx)
+    await call.replica.backend.authorize(call.user, sandbox_id)
+    info: SandboxInfo = await call.replica.backend.manager(
+        "teardown_sandbox", sandbox_id, None, seconds=300.0
+    )
+    call.replica.backend.forget(sandbox_id)
+    return _answer({"sandbox_id": info.id, "status": info.status.value, "branch": info.branch})
+
+
+_READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+_TOOLS: tuple[tuple[Callable[..., Awaitable[CallToolResult]], ToolAnnotations], ...] = (
+    (list_repositories, _READ_ONLY),
+    (create_sandbox, ToolAnnotations(read_only_hint=False, open_world_hint=False)),
+    (list_components, _READ_ONLY),
+    (list_files, _READ_ONLY),
+    (read_file, _READ_ONLY),
+    (write_files, ToolAnnotations(read_only_hint=False, destructive_hint=False)),
+    (delete_file, ToolAnnotations(read_only_hint=False, destructive_hint=True)),
+    (rollback, ToolAnnotations(read_only_hint=False, destructive_hint=False)),
+    (history, _READ_ONLY),
+    (screenshot, _READ_ONLY),
+    (finalize, ToolAnnotations(read_only_hint=False, open_world_hint=True)),
+    (delete_sandbox, ToolAnnotations(read_only_hint=False, destructive_hint=True)),
+)
+
+
+def build_mcp_server() -> MCPServer[Any]:
+    """The MCP server of one replica, with every tool."""
+    server: MCPServer[Any] = MCPServer(
+        "component-studio",
+        title="Component Studio",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        # The replica's logging is Ray's: the SDK would otherwise configure the root logger.
+        log_level="WARNING",
+    )
+    for fn, hints in _TOOLS:
+        server.add_tool(fn, annotations=hints, structured_output=False)
+    return server
