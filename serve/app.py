@@ -113,8 +113,8 @@ def create_app(replica: Replica) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(renderer_router)
-    # POST (a message), GET (the SDK answers that a stateless server has no stream), DELETE.
-    app.router.routes.append(Route(MCP_PATH, endpoint=mcp, methods=["GET", "POST", "DELETE"]))
+    # POST only: a stateless server has no stream to GET and no session to DELETE (405).
+    app.router.routes.append(Route(MCP_PATH, endpoint=mcp, methods=["POST"]))
     return app
 
 
