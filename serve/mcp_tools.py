@@ -6,8 +6,8 @@ actor with the arguments the matching route passes, and answers with the
 route's JSON as text and as structured content. Pictures (a screenshot, the
 first affected story after an edit) come as MCP image content. A
 :class:`~studio.errors.StudioError` becomes an MCP tool error whose text is
-the REST API's status, code and message, so an agent reads the same words
-over either protocol.
+the REST API's status, code and message (``404 sandbox_not_found: no sandbox
+'sb_...'``), so an agent reads the same words over either protocol.
 
 The caller was authenticated before the request reached the SDK
 (serve.mcp_endpoint puts the user in the ASGI scope); the tools read it, and
@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, ParamSpec
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
@@ -93,32 +92,39 @@ ToolFunction = Callable[P, Awaitable[CallToolResult]]
 
 
 def _tool_errors(fn: ToolFunction[P]) -> ToolFunction[P]:
-    """The REST API's errors as MCP tool errors (``404 sandbox_not_found: no sandbox ...``)."""
+    """The REST API's errors as MCP tool errors, in the API's words
+    (``404 sandbox_not_found: no sandbox ...``): an ``is_error`` result, which the
+    agent reads and can act on, rather than the SDK's ToolError, whose text it prefixes."""
 
     @functools.wraps(fn)
     async def run(*args: P.args, **kwargs: P.kwargs) -> CallToolResult:
         try:
             return await fn(*args, **kwargs)
         except StudioError as exc:
-            raise ToolError(f"{status_for(exc)} {exc.code}: {exc.message}") from None
+            return _failed(f"{status_for(exc)} {exc.code}: {exc.message}")
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
                 for e in exc.errors()
             )
-            raise ToolError(f"422 validation_error: {problems}") from None
+            return _failed(f"422 validation_error: {problems}")
 
     return run
 
 
-def _jsonable(value: BaseModel | list[Any] | dict[str, Any]) -> Any:
+def _failed(message: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(text=message)], is_error=True)
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with every model in it dumped as JSON data."""
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
-    return {
-        k: _jsonable(v) if isinstance(v, BaseModel | list | dict) else v for k, v in value.items()
-    }
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
 
 
 def _answer(data: dict[str, Any], *extra: ContentBlock) -> CallToolResult:
