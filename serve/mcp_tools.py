@@ -199,8 +199,10 @@ async def create_sandbox(
 @_tool_errors
 async def list_components(sandbox_id: SandboxId, ctx: Context[Any, Any]) -> CallToolResult:
     """The components the sandbox renders: per component its `id`, `module` (the file to
-    edit), exports and `stories` (each with the story `id` screenshot takes, its name and
-    its `args`), and the stories file. Next: read_file on a module, or screenshot a story."""
+    edit), exports, its stories file and `stories`, each with the story `id` screenshot
+    takes, its name, its literal `args` and, where the stories file declares them, its
+    `argTypes` (controls, options, descriptions). Next: read_file on a module or its
+    stories file, or screenshot a story."""
     call = _Call(ctx)
     index: dict[str, Any] = await call.sandbox(sandbox_id, "components")
     return _answer(index)
