@@ -143,12 +143,17 @@ async def _first_story_picture(
 ) -> tuple[dict[str, Any], list[ContentBlock]]:
     """The screenshot of the verdict's first affected story, and what it shows.
 
-    The commit stands whatever the picture does: a picture that cannot be taken
-    is said in the answer (``screenshot.error``), not raised.
+    None after a compile error: the page then shows only that the module did not
+    load, which the verdict says with file, line and code frame, and the picture
+    would cost the agent a render and its tokens for nothing. The commit stands
+    whatever the picture does: a picture that cannot be taken is said in the
+    answer (``screenshot.error``), not raised.
     """
     if verdict is None or not verdict.stories:
         return {"story": None, "reason": "the edit affected no story"}, []
     story = verdict.stories[0].id
+    if verdict.status == "compile_error":
+        return {"story": story, "reason": "a compile error: the verdict says where"}, []
     try:
         shot: dict[str, Any] = await call.sandbox(sandbox_id, "screenshot", story, viewport)
     except StudioError as exc:
@@ -261,8 +266,9 @@ async def write_files(
     with `commit_hash` and `render`: `status` ok | compile_error | runtime_error | timeout,
     and per affected story its status and error (file:line:column and code frame for a
     compile error, message and component stack for a runtime one, console errors), plus
-    the screenshot of the first affected story as an image. The commit is made whatever
-    the verdict: on an error, fix it with another write_files, or rollback."""
+    the screenshot of the first affected story as an image (none after a compile error).
+    The commit is made whatever the verdict: on an error, fix it with another write_files,
+    or rollback."""
     call = _Call(ctx)
     command = WriteFiles(command="write_files", files=files, description=description, wait="render")
     check_sizes(command, call.replica.settings.max_file_bytes)

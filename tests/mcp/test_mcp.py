@@ -207,7 +207,12 @@ async def test_the_agent_loop_end_to_end(service: Service) -> None:
         [error] = render["compile_errors"]
         assert error["file"].endswith(BUTTON)
         assert error["line"] == 2
-        assert broken["screenshot"]["story"] == render["stories"][0]["id"]
+        # no picture of a module that did not load: the verdict says where it broke
+        assert broken["screenshot"] == {
+            "story": render["stories"][0]["id"],
+            "reason": "a compile error: the verdict says where",
+        }
+        assert _pngs(written) == []
 
         # the fix: ok, with the first affected story's picture
         written = await call(
@@ -236,9 +241,11 @@ async def test_the_agent_loop_end_to_end(service: Service) -> None:
         assert [c["hash"] for c in commits[:2]] == [fixed["commit_hash"], broken["commit_hash"]]
         assert [c["is_base"] for c in commits] == [False, False, True]
 
-        back = _data(await call("rollback", **mine, steps=1))
+        stepped = await call("rollback", **mine, steps=1)
+        back = _data(stepped)
         assert back["current_hash"] == broken["commit_hash"]
         assert back["render"]["status"] == "compile_error", back["render"]
+        assert _pngs(stepped) == []
         forward = await call("rollback", **mine, undo=True)
         assert _data(forward)["current_hash"] == fixed["commit_hash"]
         assert _data(forward)["render"]["status"] == "ok"
