@@ -163,6 +163,18 @@ async def test_a_user_sees_and_acts_on_only_their_own_sandboxes(service: Service
         assert "button--nope" in _error(missing)
         outside = await mine.call_tool("read_file", {"sandbox_id": sandbox_id, "path": "../x"})
         assert _error(outside).startswith("400 ")
+        limit = service.settings.max_file_bytes
+        huge = await mine.call_tool(
+            "write_files",
+            {
+                "sandbox_id": sandbox_id,
+                "files": [{"file_path": "a.txt", "content": "x" * (limit + 1)}],
+            },
+        )
+        assert _error(huge) == (
+            f"413 payload_too_large: a.txt: content of {limit + 1} bytes "
+            f"exceeds the limit of {limit} bytes"
+        )
 
         deleted = _data(await mine.call_tool("delete_sandbox", {"sandbox_id": sandbox_id}))
         assert deleted["sandbox_id"] == sandbox_id
