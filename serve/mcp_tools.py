@@ -42,6 +42,7 @@ from studio.commands import (
 from studio.errors import StudioError, Unauthenticated
 from studio.models import CommitInfo, FinalizeResult, RollbackResult, SandboxInfo, UserInfo
 from studio.render import RenderVerdict
+from studio.render.screenshot import parse_viewport
 from studio.store import RepositoryRecord
 
 __all__ = ["CALLER_KEY", "INSTRUCTIONS", "build_mcp_server"]
@@ -272,6 +273,7 @@ async def write_files(
     call = _Call(ctx)
     command = WriteFiles(command="write_files", files=files, description=description, wait="render")
     check_sizes(command, call.replica.settings.max_file_bytes)
+    parse_viewport(viewport)  # a bad one is refused before the commit, not after
     result: ExecuteResult = await call.sandbox(sandbox_id, "execute", command.model_dump())
     shown, picture = await _first_story_picture(call, sandbox_id, result.render, viewport)
     return _answer({**result.model_dump(mode="json"), "screenshot": shown}, *picture)
@@ -312,6 +314,7 @@ async def rollback(
     Answers `current_hash`, `previous_hash` and `render`; undo moves forward again."""
     call = _Call(ctx)
     body = RollbackRequest(commit_hash=commit_hash, steps=steps, undo=undo, wait="render")
+    parse_viewport(viewport)
     result: RollbackResult = await call.sandbox(
         sandbox_id,
         "rollback",

@@ -163,6 +163,16 @@ async def test_a_user_sees_and_acts_on_only_their_own_sandboxes(service: Service
         assert "button--nope" in _error(missing)
         outside = await mine.call_tool("read_file", {"sandbox_id": sandbox_id, "path": "../x"})
         assert _error(outside).startswith("400 ")
+        # refused before anything is committed
+        wide = await mine.call_tool(
+            "write_files",
+            {
+                "sandbox_id": sandbox_id,
+                "files": [{"file_path": BUTTON, "content": GOOD}],
+                "viewport": "wide",
+            },
+        )
+        assert _error(wide).startswith("400 invalid_request: viewport 'wide' is not WIDTHxHEIGHT")
         limit = service.settings.max_file_bytes
         huge = await mine.call_tool(
             "write_files",
@@ -176,6 +186,8 @@ async def test_a_user_sees_and_acts_on_only_their_own_sandboxes(service: Service
             f"exceeds the limit of {limit} bytes"
         )
 
+        [still_base] = _data(await mine.call_tool("history", {"sandbox_id": sandbox_id}))["commits"]
+        assert still_base == base
         deleted = _data(await mine.call_tool("delete_sandbox", {"sandbox_id": sandbox_id}))
         assert deleted["sandbox_id"] == sandbox_id
         assert deleted["status"] == "stopped"
