@@ -36,7 +36,8 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from serve.errors import error_response, retry_after, status_for
-from serve.mcp_tools import CALLER_KEY, build_mcp_server
+from serve.mcp_calls import CALLER_KEY
+from serve.mcp_tools import build_mcp_server
 from serve.replica import Replica
 from serve.routes import current_user
 from studio.errors import StudioError

@@ -4,30 +4,21 @@ Each tool authorizes its caller the way a route does (``backend.authorize``:
 another user's sandbox is "not found"), calls the manager or the sandbox's
 actor with the arguments the matching route passes, and answers with the
 route's JSON as text and as structured content. Pictures (a screenshot, the
-first affected story after an edit) come as MCP image content. A
-:class:`~studio.errors.StudioError` becomes an MCP tool error whose text is
-the REST API's status, code and message (``404 sandbox_not_found: no sandbox
-'sb_...'``), so an agent reads the same words over either protocol.
-
-The caller was authenticated before the request reached the SDK
-(serve.mcp_endpoint puts the user in the ASGI scope); the tools read it, and
-the replica, from the HTTP request the SDK hands them.
+first affected story after an edit) come as MCP image content. The caller,
+the answer's shape and the errors in the API's words: serve.mcp_calls.
 """
 
 from __future__ import annotations
 
-import base64
-import functools
-import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, ParamSpec
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field, ValidationError
+from mcp.types import CallToolResult, ContentBlock, ToolAnnotations
+from pydantic import Field
 
 from serve.errors import status_for
-from serve.replica import Replica
+from serve.mcp_calls import ToolCall, answer, png_content, tool_errors
 from serve.routes import check_sizes
 from serve.schemas import FinalizeRequest, RepositoryView, RollbackRequest
 from studio import __version__
@@ -39,16 +30,13 @@ from studio.commands import (
     ReadFile,
     WriteFiles,
 )
-from studio.errors import StudioError, Unauthenticated
-from studio.models import CommitInfo, FinalizeResult, RollbackResult, SandboxInfo, UserInfo
+from studio.errors import StudioError
+from studio.models import CommitInfo, FinalizeResult, RollbackResult, SandboxInfo
 from studio.render import RenderVerdict
 from studio.render.screenshot import parse_viewport
 from studio.store import RepositoryRecord
 
-__all__ = ["CALLER_KEY", "INSTRUCTIONS", "build_mcp_server"]
-
-# Where serve.mcp_endpoint leaves the authenticated caller in the request's ASGI scope.
-CALLER_KEY = "studio.caller"
+__all__ = ["INSTRUCTIONS", "build_mcp_server"]
 
 INSTRUCTIONS = """\
 Component Studio gives you a sandbox: a git branch of a UI repository with a live \
@@ -67,80 +55,9 @@ Viewport = Annotated[
     Field(max_length=16, description="WIDTHxHEIGHT in CSS pixels, say 375x667; '' = 1024x768."),
 ]
 
-P = ParamSpec("P")
-
-
-class _Call:
-    """Who calls, and the replica answering: read off the request the SDK hands a tool."""
-
-    def __init__(self, ctx: Context[Any, Any]) -> None:
-        request = ctx.request_context.request
-        scope: dict[str, Any] = getattr(request, "scope", None) or {}
-        user = scope.get(CALLER_KEY)
-        if not isinstance(user, UserInfo):
-            # Never reached through /mcp, which authenticates first: a transport without it.
-            raise Unauthenticated("missing bearer token: send 'Authorization: Bearer <token>'")
-        self.user = user
-        self.replica: Replica = scope["app"].state.replica
-
-    async def sandbox(self, sandbox_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        """The sandbox actor's ``method``, after the routes' ownership check."""
-        await self.replica.backend.authorize(self.user, sandbox_id)
-        return await self.replica.backend.sandbox(sandbox_id, method, *args, **kwargs)
-
-
-ToolFunction = Callable[P, Awaitable[CallToolResult]]
-
-
-def _tool_errors(fn: ToolFunction[P]) -> ToolFunction[P]:
-    """The REST API's errors as MCP tool errors, in the API's words
-    (``404 sandbox_not_found: no sandbox ...``): an ``is_error`` result, which the
-    agent reads and can act on, rather than the SDK's ToolError, whose text it prefixes."""
-
-    @functools.wraps(fn)
-    async def run(*args: P.args, **kwargs: P.kwargs) -> CallToolResult:
-        try:
-            return await fn(*args, **kwargs)
-        except StudioError as exc:
-            return _failed(f"{status_for(exc)} {exc.code}: {exc.message}")
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
-                for e in exc.errors()
-            )
-            return _failed(f"422 validation_error: {problems}")
-
-    return run
-
-
-def _failed(message: str) -> CallToolResult:
-    return CallToolResult(content=[TextContent(text=message)], is_error=True)
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` with every model in it dumped as JSON data."""
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
-
-
-def _answer(data: dict[str, Any], *extra: ContentBlock) -> CallToolResult:
-    """``data`` as JSON text (what every client shows the model) and as structured content."""
-    shown = _jsonable(data)
-    text = TextContent(text=json.dumps(shown, separators=(",", ":")))
-    return CallToolResult(content=[text, *extra], structured_content=shown)
-
-
-def _png(png: bytes) -> ImageContent:
-    return ImageContent(data=base64.b64encode(png).decode("ascii"), mime_type="image/png")
-
 
 async def _first_story_picture(
-    call: _Call, sandbox_id: str, verdict: RenderVerdict | None, viewport: str
+    call: ToolCall, sandbox_id: str, verdict: RenderVerdict | None, viewport: str
 ) -> tuple[dict[str, Any], list[ContentBlock]]:
     """The screenshot of the verdict's first affected story, and what it shows.
 
@@ -159,26 +76,26 @@ async def _first_story_picture(
         shot: dict[str, Any] = await call.sandbox(sandbox_id, "screenshot", story, viewport)
     except StudioError as exc:
         return {"story": story, "error": f"{status_for(exc)} {exc.code}: {exc.message}"}, []
-    return {"story": story, "commit": shot["commit"]}, [_png(shot["png"])]
+    return {"story": story, "commit": shot["commit"]}, [png_content(shot["png"])]
 
 
 # -- the tools ------------------------------------------------------------------
 
 
-@_tool_errors
+@tool_errors
 async def list_repositories(ctx: Context[Any, Any]) -> CallToolResult:
     """The UI repositories you may create sandboxes on, with their ids and whether each is
     prepared (`preparation.status`: preparing | ready | failed). Next: create_sandbox with
     a repository's `id`."""
-    call = _Call(ctx)
+    call = ToolCall(ctx)
     records: list[RepositoryRecord] = await call.replica.backend.manager(
         "list_repositories", call.user.name, call.user.is_admin
     )
     views = [RepositoryView.of(r, is_admin=call.user.is_admin) for r in records]
-    return _answer({"repositories": views})
+    return answer({"repositories": views})
 
 
-@_tool_errors
+@tool_errors
 async def create_sandbox(
     repository_id: Annotated[
         int, Field(ge=1, le=2**63 - 1, description="A repository's id from list_repositories.")
@@ -188,7 +105,7 @@ async def create_sandbox(
     """Create a sandbox on a repository: a new branch and a running dev server. Answers when
     it runs (seconds on a prepared repository, longer on its first use) with `sandbox_id`
     and `branch`. Next: list_components to see what it renders, then read_file/write_files."""
-    call = _Call(ctx)
+    call = ToolCall(ctx)
     info: SandboxInfo = await call.replica.backend.manager(
         "create_sandbox",
         call.user.name,
@@ -199,22 +116,22 @@ async def create_sandbox(
         seconds=900.0,
     )
     call.replica.backend.remember_owner(info.id, call.user.name)
-    return _answer({"sandbox_id": info.id, "branch": info.branch, "status": info.status.value})
+    return answer({"sandbox_id": info.id, "branch": info.branch, "status": info.status.value})
 
 
-@_tool_errors
+@tool_errors
 async def list_components(sandbox_id: SandboxId, ctx: Context[Any, Any]) -> CallToolResult:
     """The components the sandbox renders: per component its `id`, `module` (the file to
     edit), exports, its stories file and `stories`, each with the story `id` screenshot
     takes, its name, its literal `args` and, where the stories file declares them, its
     `argTypes` (controls, options, descriptions). Next: read_file on a module or its
     stories file, or screenshot a story."""
-    call = _Call(ctx)
+    call = ToolCall(ctx)
     index: dict[str, Any] = await call.sandbox(sandbox_id, "components")
-    return _answer(index)
+    return answer(index)
 
 
-@_tool_errors
+@tool_errors
 async def list_files(
     sandbox_id: SandboxId,
     ctx: Context[Any, Any],
@@ -224,14 +141,14 @@ async def list_files(
 ) -> CallToolResult:
     """The repository's files (paths relative to its root) under `directory`, at the
     branch's current commit. Next: read_file."""
-    call = _Call(ctx)
+    call = ToolCall(ctx)
     result: ExecuteResult = await call.sandbox(
         sandbox_id, "execute", ListFiles(command="list_files", file_path=directory).model_dump()
     )
-    return _answer({"files": result.files or []})
+    return answer({"files": result.files or []})
 
 
-@_tool_errors
+@tool_errors
 async def read_file(
     sandbox_id: SandboxId,
     path: Annotated[str, Field(min_length=1, max_length=4096, description="Repo-relative path.")],
@@ -239,14 +156,14 @@ async def read_file(
 ) -> CallToolResult:
     """One file's text at the branch's current commit. Next: write_files with your change
     (send each file whole)."""
-    call = _Call(ctx)
+    call = ToolCall(ctx)
     result: ExecuteResult = await call.sandbox(
         sandbox_id, "execute", ReadFile(command="read_file", file_path=path).model_dump()
     )
-    return _answer({"path": path, "content": result.content})
+    return answer({"path": path, "content": result.content})
 
 
-@_tool_errors
+@tool_errors
 async def write_files(
     sandbox_id: SandboxId,
     files: Annotated[
@@ -270,16 +187,16 @@ async def write_files(
     the screenshot of the first affected story as an image (none after a compile error).
     The commit is made whatever the verdict: on an error, fix it with another write_files,
     or rollback."""
-    call = _Call(ctx)
+    call = ToolCall(ctx)
     command = WriteFiles(command="write_files", files=files, description=description, wait="render")
     check_sizes(command, call.replica.settings.max_file_bytes)
     parse_viewport(viewport)  # a bad one is refused before the commit, not after
     result: ExecuteResult = await call.sandbox(sandbox_id, "execute", command.model_dump())
     shown, picture = await _first_story_picture(call, sandbox_id, result.render, viewport)
-    return _answer({**result.model_dump(mode="json"), "screenshot": shown}, *picture)
+    return answer({**result.model_dump(mode="json"), "screenshot": shown}, *picture)
 
 
-@_tool_errors
+@tool_errors
 async def delete_file(
     sandbox_id: SandboxId,
     path: Annotated[str, Field(min_length=1, max_length=4096, description="Repo-relative path.")],
@@ -288,15 +205,15 @@ async def delete_file(
 ) -> CallToolResult:
     """Delete one file as a commit and wait for the render verdict of the stories that
     imported it (as write_files answers, without a screenshot)."""
-    call = _Call(ctx)
+    call = ToolCall(ctx)
     command = DeleteFile(
         command="delete_file", file_path=path, description=description, wait="render"
     )
     result: ExecuteResult = await call.sandbox(sandbox_id, "execute", command.model_dump())
-    return _answer(result.model_dump(mode="json"))
+    return answer(result.model_dump(mode="json"))
 
 
-@_tool_errors
+@tool_errors
 async def rollback(
     sandbox_id: SandboxId,
     ctx: Context[Any, Any],
@@ -312,7 +229,7 @@ async def rollback(
     """Move the branch back (give exactly one of `steps`, `commit_hash` or `undo`), wait for
     the render verdict of the commit it is now on, and show its first affected story.
     Answers `current_hash`, `previous_hash` and `render`; undo moves forward again."""
-    call = _Call(ctx)
+    call = ToolCall(ctx)
     body = RollbackRequest(commit_hash=commit_hash, steps=steps, undo=undo, wait="render")
     parse_viewport(viewport)
     result: RollbackResult = await call.sandbox(
@@ -324,10 +241,10 @@ async def rollback(
         wait=body.wait,
     )
     shown, picture = await _first_story_picture(call, sandbox_id, result.render, viewport)
-    return _answer({**result.model_dump(mode="json"), "screenshot": shown}, *picture)
+    return answer({**result.model_dump(mode="json"), "screenshot": shown}, *picture)
 
 
-@_tool_errors
+@tool_errors
 async def history(
     sandbox_id: SandboxId,
     ctx: Context[Any, Any],
@@ -335,12 +252,12 @@ async def history(
 ) -> CallToolResult:
     """The branch's commits, newest first, down to the commit the sandbox started from
     (`is_base`). Use a `hash` with rollback."""
-    call = _Call(ctx)
+    call = ToolCall(ctx)
     commits: list[CommitInfo] = await call.sandbox(sandbox_id, "history", count)
-    return _answer({"commits": commits})
+    return answer({"commits": commits})
 
 
-@_tool_errors
+@tool_errors
 async def screenshot(
     sandbox_id: SandboxId,
     story: Annotated[
@@ -356,13 +273,13 @@ async def screenshot(
 ) -> CallToolResult:
     """A PNG of one story as the sandbox renders it at its current commit, alone on the page
     (no studio chrome), as an image. Answers the `commit` it shows."""
-    call = _Call(ctx)
+    call = ToolCall(ctx)
     shot: dict[str, Any] = await call.sandbox(sandbox_id, "screenshot", story, viewport)
     shown = {"story": story, "commit": shot["commit"], "cached": shot["cached"]}
-    return _answer(shown, _png(shot["png"]))
+    return answer(shown, png_content(shot["png"]))
 
 
-@_tool_errors
+@tool_errors
 async def finalize(
     sandbox_id: SandboxId,
     title: Annotated[str, Field(min_length=1, max_length=256, description="The PR's title.")],
@@ -374,26 +291,26 @@ async def finalize(
     """Push the branch and open a pull request with every commit; the sandbox ends. Answers
     `pr_url` and `pr_number` (None for a repository without a forge: then the branch was
     pushed to its origin)."""
-    call = _Call(ctx)
+    call = ToolCall(ctx)
     body = FinalizeRequest(title=title, description=description)
     await call.replica.backend.authorize(call.user, sandbox_id)
     result: FinalizeResult = await call.replica.backend.manager(
         "finalize_sandbox", sandbox_id, None, body.title, body.description, seconds=900.0
     )
     call.replica.backend.forget(sandbox_id)
-    return _answer(result.model_dump(mode="json"))
+    return answer(result.model_dump(mode="json"))
 
 
-@_tool_errors
+@tool_errors
 async def delete_sandbox(sandbox_id: SandboxId, ctx: Context[Any, Any]) -> CallToolResult:
     """Tear the sandbox down without a pull request; its branch and commits are kept."""
-    call = _Call(ctx)
+    call = ToolCall(ctx)
     await call.replica.backend.authorize(call.user, sandbox_id)
     info: SandboxInfo = await call.replica.backend.manager(
         "teardown_sandbox", sandbox_id, None, seconds=300.0
     )
     call.replica.backend.forget(sandbox_id)
-    return _answer({"sandbox_id": info.id, "status": info.status.value, "branch": info.branch})
+    return answer({"sandbox_id": info.id, "status": info.status.value, "branch": info.branch})
 
 
 _READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
