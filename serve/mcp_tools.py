@@ -10,6 +10,7 @@ the answer's shape and the errors in the API's words: serve.mcp_calls.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -331,15 +332,24 @@ _TOOLS: tuple[tuple[Callable[..., Awaitable[CallToolResult]], ToolAnnotations], 
 
 
 def build_mcp_server() -> MCPServer[Any]:
-    """The MCP server of one replica, with every tool."""
-    server: MCPServer[Any] = MCPServer(
-        "component-studio",
-        title="Component Studio",
-        version=__version__,
-        instructions=INSTRUCTIONS,
-        # The replica's logging is Ray's: the SDK would otherwise configure the root logger.
-        log_level="WARNING",
-    )
+    """The MCP server of one replica, with every tool.
+
+    The SDK's constructor calls ``logging.basicConfig``: where the root logger has
+    no handler yet, it would add its own and set the root's level. The replica's
+    logging is Ray's, so the root logger is put back as it was.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        server: MCPServer[Any] = MCPServer(
+            "component-studio",
+            title="Component Studio",
+            version=__version__,
+            instructions=INSTRUCTIONS,
+        )
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
     for fn, hints in _TOOLS:
         server.add_tool(fn, annotations=hints, structured_output=False)
     return server
