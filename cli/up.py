@@ -221,6 +221,7 @@ class _Service:
         self.say("Component Studio is up")
         self.say(f"  API:         {api}/api/v1")
         self.say(f"  Docs:        {api}/docs")
+        self.say(f"  MCP:         {api}/mcp")
         self.say(f"  Ready:       {api}/readyz")
         self.say(f"  Admin token: {admin_token}")
         self.say(f"  Dashboard:   {'http://' + dashboard if dashboard else '(not started)'}")

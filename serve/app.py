@@ -23,11 +23,13 @@ import ray
 from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
+from starlette.routing import Route
 
 from actors.handles import start_manager
 from serve.direct import DirectListener
 from serve.errors import install_error_handlers
 from serve.limits import RequestLimits
+from serve.mcp_endpoint import MCP_PATH, McpEndpoint
 from serve.picture_routes import pictures_router
 from serve.renderer_proxy import renderer_router
 from serve.replica import Replica, ServeOptions
@@ -71,7 +73,8 @@ def _advertised_host(public_host: str) -> str:
 
 
 def create_app(replica: Replica) -> FastAPI:
-    """The FastAPI app of one replica (docs at ``/docs``)."""
+    """The FastAPI app of one replica (docs at ``/docs``), with the MCP server at ``/mcp``."""
+    mcp = McpEndpoint(replica)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,7 +89,9 @@ def create_app(replica: Replica) -> FastAPI:
                 ws_max_size=settings.ws_max_message_bytes,
             )
             await replica.direct.start()
-        yield
+        # The MCP SDK's task group: a route's ASGI app gets no lifespan of its own.
+        async with mcp.running():
+            yield
         if replica.direct is not None:
             await replica.direct.stop()
         await replica.hub.close()
@@ -110,6 +115,8 @@ def create_app(replica: Replica) -> FastAPI:
     app.include_router(router)
     app.include_router(pictures_router)
     app.include_router(renderer_router)
+    # POST only: a stateless server has no stream to GET and no session to DELETE (405).
+    app.router.routes.append(Route(MCP_PATH, endpoint=mcp, methods=["POST"]))
     return app
 
 

@@ -40,7 +40,14 @@ from studio.errors import PayloadTooLarge, RateLimited, StudioError
 from studio.models import CommitInfo, FinalizeResult, RollbackResult, SandboxInfo, UserInfo
 from studio.store import RepositoryRecord
 
-__all__ = ["current_user", "execute_url", "get_replica", "router", "websocket_url"]
+__all__ = [
+    "check_sizes",
+    "current_user",
+    "execute_url",
+    "get_replica",
+    "router",
+    "websocket_url",
+]
 
 PREFIX = "/api/v1"
 router = APIRouter()
@@ -300,7 +307,8 @@ async def finalize_sandbox(
 # -- sandboxes: data plane ------------------------------------------------------
 
 
-def _check_sizes(command: ExecuteCommand, limit: int) -> None:
+def check_sizes(command: ExecuteCommand, limit: int) -> None:
+    """PayloadTooLarge for a written file over ``limit`` bytes (``max_file_bytes``)."""
     if isinstance(command, WriteFile):
         files = [(command.file_path, command.content)]
     elif isinstance(command, WriteFiles):
@@ -334,7 +342,7 @@ async def execute(
     touched re-rendered in the node's browser, their verdict in ``render``.
     """
     await replica.backend.authorize(user, sandbox_id)
-    _check_sizes(command, replica.settings.max_file_bytes)
+    check_sizes(command, replica.settings.max_file_bytes)
     result: ExecuteResult = await replica.backend.sandbox(
         sandbox_id, "execute", command.model_dump()
     )

@@ -169,6 +169,20 @@ function objectProperties(node) {
   return props;
 }
 
+const isRecord = (value) => value !== null && typeof value === 'object' && !Array.isArray(value);
+
+/** A story's argTypes over its meta's, each arg's fields merged (Storybook's combineParameters). */
+function mergeArgTypes(meta, story) {
+  const merged = {};
+  for (const source of [meta, story]) {
+    if (!isRecord(source)) continue;
+    for (const [name, value] of Object.entries(source)) {
+      if (isRecord(value)) merged[name] = { ...(isRecord(merged[name]) ? merged[name] : {}), ...value };
+    }
+  }
+  return merged;
+}
+
 function patternMatches(pattern, name) {
   if (Array.isArray(pattern)) return pattern.includes(name);
   if (pattern instanceof RegExp) return pattern.test(name);
@@ -194,9 +208,11 @@ function staticPattern(node) {
  *
  * `meta` = `{ title, component, args }` where `component` is the local name of
  * `meta.component` and the import it came from (`{ local, imported, source }`),
- * or null. `stories` = `[{ exportName, name, args }]` in export order, with
+ * or null. `stories` = `[{ exportName, name, args, argTypes }]` in export order, with
  * `meta.args` merged under each story's own literal args, honouring
- * `includeStories` / `excludeStories` when they are literal.
+ * `includeStories` / `excludeStories` when they are literal. `argTypes` are the
+ * static parts of `meta.argTypes` and the story's own, merged per arg as
+ * Storybook merges them (a mapping to JSX or a function is left out).
  */
 export function readStories(file, code) {
   const { result, error } = parse(file, code);
@@ -311,6 +327,7 @@ export function readStories(file, code) {
   const metaProps = objectProperties(resolveNode(metaNode)) ?? new Map();
   const title = metaProps.has('title') ? evaluate(metaProps.get('title'), scope) : null;
   const metaArgs = metaProps.has('args') ? evaluate(metaProps.get('args'), scope) : {};
+  const metaArgTypes = metaProps.has('argTypes') ? evaluate(metaProps.get('argTypes'), scope) : {};
   let component = null;
   const componentNode = unwrap(metaProps.get('component'));
   if (componentNode && componentNode.type === 'Identifier') {
@@ -335,6 +352,7 @@ export function readStories(file, code) {
       exportName,
       name: typeof name === 'string' ? name : storyNameFromExport(exportName),
       args: { ...(metaArgs && typeof metaArgs === 'object' && !Array.isArray(metaArgs) ? metaArgs : {}), ...scope.storyArgs(local) },
+      argTypes: mergeArgTypes(metaArgTypes, props?.has('argTypes') ? evaluate(props.get('argTypes'), scope) : {}),
     });
   }
   return { meta: { title: typeof title === 'string' ? title : null, component }, stories, error };

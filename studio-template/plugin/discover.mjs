@@ -183,7 +183,14 @@ export function createCatalog(config, storyGlobs = []) {
         name: c.name,
         module: c.module,
         exports: c.exports,
-        stories: c.stories.map((s) => ({ id: `${idSegment(id)}--${idSegment(s.exportName)}`, name: s.name, exportName: s.exportName, args: s.args })),
+        // argTypes only where the stories file declares some (static parts): most have none
+        stories: c.stories.map((s) => ({
+          id: `${idSegment(id)}--${idSegment(s.exportName)}`,
+          name: s.name,
+          exportName: s.exportName,
+          args: s.args,
+          ...(Object.keys(s.argTypes ?? {}).length ? { argTypes: s.argTypes } : {}),
+        })),
         storiesModule: c.storiesModule,
       };
     });

@@ -11,6 +11,9 @@ export interface StoryEntry {
   exportName: string;
   /** Literal args (meta.args merged with the story's); the real module's values win at render. */
   args: Args;
+  /** The static parts of the declared argTypes (meta's under the story's), when there are any;
+   * what the page renders with is what Storybook (or the CSF runner) infers at composition. */
+  argTypes?: Record<string, Args>;
 }
 
 export interface ComponentEntry {

@@ -378,6 +378,7 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
         api, port, temp_dir = up.api, int(up.api.rsplit(":", 1)[1]), up.temp_dir
         assert up.value("API:") == f"{api}/api/v1"
         assert up.value("Docs:") == f"{api}/docs"
+        assert up.value("MCP:") == f"{api}/mcp"
         assert up.value("Dashboard:") == f"http://127.0.0.1:{up.dashboard}"
         token = up.value("Admin token:")
         # The default: repository code in the bwrap boundary (cli.isolation).
@@ -393,6 +394,25 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
 
         health = httpx.get(f"{api}/healthz", timeout=30)
         assert health.status_code == 200 and health.json()["manager"] == "ok"
+        # the MCP server answers an initialize with the printed token (tests/mcp: the tools)
+        initialize = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "test", "version": "0"},
+            },
+        }
+        mcp = httpx.post(
+            f"{api}/mcp",
+            json=initialize,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=30,
+        )
+        assert mcp.status_code == 200, mcp.text
+        assert mcp.json()["result"]["serverInfo"]["name"] == "component-studio"
         assert httpx.get(f"{api}/docs", timeout=30).status_code == 200
         # The renderer through the API's port: its ticket buys the page's cookie.
         assert httpx.get(renderer, timeout=30, follow_redirects=True).status_code == 200

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from serve.replica import Replica, ServeOptions
-from serve.routes import _check_sizes, websocket_url
+from serve.routes import check_sizes, websocket_url
 from serve.schemas import CreateSandboxRequest, RegisterRepositoryRequest, RollbackRequest
 from studio.commands import command_adapter
 from studio.config import StudioSettings
@@ -57,7 +57,7 @@ def test_content_size_limit_applies_to_every_written_file() -> None:
     small = command_adapter.validate_python(
         {"command": "write_files", "files": [{"file_path": "a", "content": "1234"}]}
     )
-    _check_sizes(small, 4)
+    check_sizes(small, 4)
     big = command_adapter.validate_python(
         {
             "command": "write_files",
@@ -65,8 +65,8 @@ def test_content_size_limit_applies_to_every_written_file() -> None:
         }
     )
     with pytest.raises(PayloadTooLarge, match="b: content of 6 bytes exceeds the limit of 4"):
-        _check_sizes(big, 4)
-    _check_sizes(command_adapter.validate_python({"command": "read_file", "file_path": "a"}), 1)
+        check_sizes(big, 4)
+    check_sizes(command_adapter.validate_python({"command": "read_file", "file_path": "a"}), 1)
 
 
 def make_request(headers: dict[str, str], scheme: str = "http") -> Request:

@@ -169,6 +169,41 @@ def test_catalog_reads_csf2_filters_and_qualifies_shared_names(ui_kit: Path) -> 
     ]
 
 
+def test_catalog_lists_the_static_arg_types_a_stories_file_declares(ui_kit: Path) -> None:
+    stories = ui_kit / "src" / "components" / "Button" / "Button.stories.tsx"
+    stories.write_text(
+        "import { Button } from './Button';\n"
+        "export default {\n"
+        "  component: Button,\n"
+        "  argTypes: {\n"
+        "    variant: { control: 'select', options: ['primary', 'danger'] },\n"
+        "    label: { control: 'text', description: 'What it says' },\n"
+        "    // a mapping to JSX is not static: its arg keeps the rest\n"
+        "    icon: { options: ['none', 'star'], mapping: { star: <b>*</b> } },\n"
+        "  },\n"
+        "};\n"
+        "export const Primary = { args: { label: 'Go' } };\n"
+        "export const Danger = {\n"
+        "  args: { variant: 'danger' },\n"
+        "  argTypes: { variant: { control: 'radio' }, size: { table: { disable: true } } },\n"
+        "};\n"
+    )
+    with run_studio(ui_kit) as server:
+        components = by_name(server.catalog())
+
+    primary, danger = components["Button"]["stories"]
+    assert primary["argTypes"] == {
+        "variant": {"control": "select", "options": ["primary", "danger"]},
+        "label": {"control": "text", "description": "What it says"},
+        "icon": {"options": ["none", "star"], "mapping": {}},
+    }
+    # the story's own over its meta's, field by field
+    assert danger["argTypes"]["variant"] == {"control": "radio", "options": ["primary", "danger"]}
+    assert danger["argTypes"]["size"] == {"table": {"disable": True}}
+    # a stories file without argTypes lists none (test_catalog_lists_the_ui_kit_components...)
+    assert all("argTypes" not in s for s in components["Card"]["stories"])
+
+
 def test_template_sources_typecheck() -> None:
     tsc = TEMPLATE_DIR / "node_modules" / ".bin" / "tsc"
     result = subprocess.run(
