@@ -187,13 +187,26 @@ class RegisterRepositoryRequest(_Request):
         "repository's own configuration allows, such as pnpm's onlyBuiltDependencies).",
     )
 
+    setup_command: str | list[str] | None = Field(
+        None,
+        description="The repository's own setup step (codegen, a CSS build) that its stories "
+        "need, run in each sandbox before its Vite starts, inside the sandbox's OS boundary: "
+        "a list of arguments or one string split as a shell would (no shell runs it), like "
+        "'node_modules/.bin/panda codegen' or 'npm run build:css'.",
+    )
+    setup_timeout: float | None = Field(
+        None, description="Seconds the setup command may run (default 300)."
+    )
+
     def sandbox_config(self) -> dict[str, Any] | None:
-        """``config`` with ``package_dir`` and ``install_scripts`` folded in."""
+        """``config`` with ``package_dir``, ``install_scripts`` and the setup command folded in."""
         fields = {
             name: value
             for name, value in (
                 ("package_dir", self.package_dir),
                 ("install_scripts", self.install_scripts),
+                ("setup_command", self.setup_command),
+                ("setup_timeout", self.setup_timeout),
             )
             if value is not None
         }

@@ -105,6 +105,8 @@ class SetupStep(StrEnum):
     """Adding the worktree on ``design/studio-<id>`` (or reattaching it on recovery)."""
     INSTALL = "install"
     """Generating the studio app and linking its dependencies from the install cache."""
+    SETUP = "setup"
+    """Running the repository's setup command (its ``setup_command``; only when it has one)."""
     VITE = "vite"
     """Starting Vite and waiting until it serves."""
 
@@ -186,7 +188,7 @@ class StatusPayload(_Model):
     step: SetupStep | None = Field(
         None,
         description="While starting: the setup step now under way (mirror, worktree, "
-        "install, vite), one event per step.",
+        "install, setup, vite), one event per step.",
     )
     preparation: PrepareStep | None = Field(
         None,
