@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from studio.models import CommitInfo, SandboxInfo
+from studio.models import CommitInfo, SandboxInfo, SetupCommandReport
 from studio.render import WaitFor
 from studio.state import SandboxState
 from studio.store import RepositoryRecord
@@ -108,6 +108,11 @@ class SandboxStatus(BaseModel):
     error: str | None = None
     pr_url: str | None = None
     pr_number: int | None = None
+    setup: SetupCommandReport | None = Field(
+        None,
+        description="How the repository's setup_command went in this sandbox (status, exit "
+        "code, seconds, the tool's last lines); absent without one or once it has ended.",
+    )
 
     @classmethod
     def of(
@@ -134,6 +139,7 @@ class SandboxStatus(BaseModel):
             error=info.error,
             pr_url=info.pr_url,
             pr_number=info.pr_number,
+            setup=info.setup,
         )
 
 
