@@ -47,6 +47,13 @@ OUTPUT_LINES = 50
 _LINE_CHARS = 1000
 # After a kill, how long to wait for the pipes to close.
 _KILL_WAIT = 5.0
+# A command run through npm (``npm run build:css``): no registry round trip to ask
+# for a newer npm, no funding or audit lines in the output kept on the record.
+_QUIET_NPM = {
+    "npm_config_update_notifier": "false",
+    "npm_config_fund": "false",
+    "npm_config_audit": "false",
+}
 
 
 def setup_path(app_root: Path, workspace_root: Path, inherited: str) -> str:
@@ -79,9 +86,8 @@ def run_setup_command(
 
     Never raises for the command's own failure: the report says what happened.
     """
-    env = tool_environment(
-        {"PATH": setup_path(app_root, workspace_root, os.environ.get("PATH", ""))}
-    )
+    path = setup_path(app_root, workspace_root, os.environ.get("PATH", ""))
+    env = tool_environment({**_QUIET_NPM, "PATH": path})
     wrapped = boundary.wrap(list(argv), cwd=app_root, writable=[workspace_root])
     started = time.monotonic()
     try:

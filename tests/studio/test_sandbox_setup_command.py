@@ -23,6 +23,7 @@ from studio.commands import WriteFile
 from studio.config import StudioSettings
 from studio.process.boundary import bwrap_problem
 from studio.sandbox import ComponentStudioSandbox
+from studio.sandbox.setup_command import run_setup_command
 from studio.state import SandboxState
 from tests.studio.test_sandbox_fixtures import (  # noqa: F401 (fixtures)
     HOST,
@@ -217,3 +218,22 @@ def test_what_the_setup_command_made_is_never_committed_nor_cleaned(
     sandbox.rollback(steps=1)
     assert (worktree / GENERATED).is_file()
     assert GENERATED not in tree(sandbox.branch)
+
+
+def test_npm_run_prepare_runs_the_repositorys_own_script_in_the_boundary(
+    tmp_path: Path, settings: StudioSettings
+) -> None:
+    # What npm would run on install, asked for by name: npm is on the boundary's PATH.
+    package = repo_from_dir(FIXTURE, tmp_path / "package")
+    report = run_setup_command(
+        ["npm", "run", "prepare"],
+        app_root=package,
+        workspace_root=package,
+        boundary=settings.boundary(),
+        timeout=120,
+    )
+    assert report.status == "ok", report.output
+    assert "gen: wrote src/generated/tokens.css" in report.output
+    # No registry round trip for a newer npm, nothing of it in the output.
+    assert not any(line.startswith("npm notice") for line in report.output), report.output
+    assert (package / GENERATED).is_file()
