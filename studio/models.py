@@ -69,6 +69,11 @@ class SetupCommandReport(_Model):
         description="The untracked paths it made that the repository's .gitignore does not "
         "cover: kept out of commits and rollbacks by the mirror's info/exclude.",
     )
+    reused: bool = Field(
+        False,
+        description="True: not run here; what it made in an earlier sandbox of the same "
+        "base commit on this node was copied in (output and outputs are that run's).",
+    )
 
 
 class SandboxInfo(_Model):

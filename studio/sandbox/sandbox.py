@@ -79,7 +79,8 @@ from studio.sandbox.disk import DiskQuota
 from studio.sandbox.files import FileChange, commit_message, read_command
 from studio.sandbox.lifecycle import SandboxLifecycle
 from studio.sandbox.push import BranchPusher
-from studio.sandbox.setup_command import run_setup_command, untracked_outputs
+from studio.sandbox.setup_command import set_up_worktree
+from studio.sandbox.setup_outputs import SetupOutputs
 from studio.sandbox.vite_supervisor import ViteOptions, ViteSupervisor, fetch_components
 from studio.state import (
     ACTIVE_STATES,
@@ -416,21 +417,19 @@ class ComponentStudioSandbox(SandboxLifecycle):
         ``setup`` step); what it makes outside the repository's .gitignore is kept out
         of commits. Its failure is reported, and the sandbox goes on starting."""
         self.setup_step(SetupStep.SETUP)
-        worktree = self.worktree_path
         options = self.vite.options
-        # What was untracked before (a recovered worktree's uncommitted work) is not its.
-        before = set(untracked_outputs(worktree))
-        report = run_setup_command(
+        report = set_up_worktree(
             self.config.setup_command,
+            worktree=self.worktree_path,
             app_root=options.app_root,
-            workspace_root=worktree,
+            package_dir=self.config.package_dir,
+            install_scripts=self.config.install_scripts,
             boundary=options.boundary,
             timeout=self.config.setup_timeout,
+            kept=SetupOutputs(self.layout.setup_outputs),
         )
-        made = [path for path in untracked_outputs(worktree) if path not in before]
-        if made and self._mirror is not None:
-            self._mirror.exclude(made)
-        report = report.model_copy(update={"outputs": made})
+        if report.outputs and self._mirror is not None:
+            self._mirror.exclude(report.outputs)
         self.setup_report = report
         if report.status != "ok":
             how = (

@@ -37,8 +37,21 @@ from pathlib import Path
 from studio.models import SetupCommandReport
 from studio.process.boundary import Boundary
 from studio.process.environment import tool_environment
+from studio.sandbox.setup_outputs import (
+    SetupOutputs,
+    made_paths,
+    outputs_key,
+    tracked_changed,
+    untracked_paths,
+)
 
-__all__ = ["OUTPUT_LINES", "run_setup_command", "setup_path", "untracked_outputs"]
+__all__ = [
+    "OUTPUT_LINES",
+    "run_setup_command",
+    "set_up_worktree",
+    "setup_path",
+    "untracked_outputs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -152,3 +165,60 @@ def untracked_outputs(worktree: Path) -> list[str]:
         check=True,
     )
     return sorted(path for path in result.stdout.split("\0") if path)
+
+
+def _mtimes(directories: Sequence[Path]) -> list[int]:
+    return [d.stat().st_mtime_ns if d.is_dir() else 0 for d in directories]
+
+
+def set_up_worktree(
+    argv: Sequence[str],
+    *,
+    worktree: Path,
+    app_root: Path,
+    package_dir: str,
+    install_scripts: bool,
+    boundary: Boundary,
+    timeout: float,
+    kept: SetupOutputs,
+) -> SetupCommandReport:
+    """The setup command's files in ``worktree``: copied from ``kept`` when an earlier
+    sandbox on this node made them from the same tree, else made by running ``argv``
+    (and kept when that run was clean, :mod:`studio.sandbox.setup_outputs`).
+
+    The report's ``outputs`` are what git would see (not ignored): for info/exclude.
+    """
+    key = outputs_key(worktree, argv, package_dir, install_scripts)
+    found = kept.find(key)
+    if found is not None:
+        started = time.monotonic()
+        found.restore(worktree)
+        return SetupCommandReport(
+            command=list(argv),
+            status="ok",
+            exit_code=0,
+            seconds=round(time.monotonic() - started, 3),
+            output=found.output,
+            outputs=found.outputs,
+            reused=True,
+        )
+    # Dependencies are the install cache's links: a command that writes into them
+    # (new entries change a node_modules directory's mtime) cannot be replayed by a copy.
+    modules = [root / "node_modules" for root in dict.fromkeys((app_root, worktree))]
+    before_all, before_plain = untracked_paths(worktree), set(untracked_outputs(worktree))
+    modules_before = _mtimes(modules)
+    report = run_setup_command(
+        argv, app_root=app_root, workspace_root=worktree, boundary=boundary, timeout=timeout
+    )
+    made = made_paths(before_all, untracked_paths(worktree))
+    outputs = sorted(set(untracked_outputs(worktree)) - before_plain)
+    report = report.model_copy(update={"outputs": outputs})
+    clean = (
+        report.status == "ok"
+        and made
+        and not tracked_changed(worktree)
+        and _mtimes(modules) == modules_before
+    )
+    if clean:
+        kept.keep(key, worktree, made, outputs, report.output)
+    return report

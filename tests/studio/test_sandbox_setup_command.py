@@ -237,3 +237,35 @@ def test_npm_run_prepare_runs_the_repositorys_own_script_in_the_boundary(
     # No registry round trip for a newer npm, nothing of it in the output.
     assert not any(line.startswith("npm notice") for line in report.output), report.output
     assert (package / GENERATED).is_file()
+
+
+def test_a_second_sandbox_of_the_same_commit_copies_what_the_first_made(
+    make_sandbox: SandboxFactory, settings: StudioSettings
+) -> None:
+    config = fast_config(settings, setup_command=GEN)
+    first = make_sandbox("sb_setup0001", config=config)
+    first.on_setup()
+    made = first.info().setup
+    assert made is not None and (made.status, made.reused) == ("ok", False)
+    second = make_sandbox("sb_setup0002", config=config)
+    second.on_setup()
+    copied = second.info().setup
+    assert copied is not None
+    assert (copied.status, copied.reused, copied.exit_code) == ("ok", True, 0)
+    # The first run's report, and its files: the same bytes, not the same inode.
+    assert (copied.output, copied.outputs) == (made.output, ["src/generated/"])
+    mine, theirs = second.worktree_path / GENERATED, first.worktree_path / GENERATED
+    assert mine.read_bytes() == theirs.read_bytes()
+    assert mine.stat().st_ino != theirs.stat().st_ino
+    assert git(second.worktree_path, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+def test_a_failed_run_is_not_kept_for_the_next_sandbox(
+    make_sandbox: SandboxFactory, settings: StudioSettings
+) -> None:
+    config = fast_config(settings, setup_command=[*GEN.split(), "--fail"])
+    for sandbox_id in ("sb_setup0003", "sb_setup0004"):
+        sandbox = make_sandbox(sandbox_id, config=config)
+        sandbox.on_setup()
+        report = sandbox.info().setup
+        assert report is not None and (report.status, report.reused) == ("failed", False)
