@@ -140,12 +140,14 @@ def _studio(
         setup_command=repo.setup_command,
     )
     result.prepare_s, result.prepare_state = run.prepare_s, run.prepare_state
-    if run.setup is not None:
-        result.notes.append(
-            f"setup command `{repo.setup_command}`: {run.setup.get('status')} in "
-            f"{run.setup.get('seconds')} s in the first sandbox"
-            + ("" if run.setup.get("status") == "ok" else f": {run.setup.get('output')}")
-        )
+    for which, setup in (("first", run.setup), ("second", run.second_setup)):
+        if setup is not None:
+            how = "copied from an earlier sandbox" if setup.get("reused") else "ran"
+            result.notes.append(
+                f"setup command `{repo.setup_command}` in the {which} sandbox: {how}, "
+                f"{setup.get('status')} in {setup.get('seconds')} s"
+                + ("" if setup.get("status") == "ok" else f": {setup.get('output')}")
+            )
     result.first_create_s, result.second_create_s = run.first_create_s, run.second_create_s
     result.setup_create_s = run.setup_create_s
     if run.verdicts is not None:

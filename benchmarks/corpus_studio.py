@@ -43,8 +43,9 @@ class StudioRun:
     second_create_s: float | None = None
     # a create with overrides: set up on the request, no ready sandbox (actors._ready)
     setup_create_s: float | None = None
-    # The first sandbox's setup command report (the API's ``setup``), when it has one.
+    # The first and second sandboxes' setup command reports (the API's ``setup``).
     setup: dict[str, Any] | None = None
+    second_setup: dict[str, Any] | None = None
     listed: list[tuple[str, str]] = field(default_factory=list)
     visits: list[StoryVisit] = field(default_factory=list)
     verdicts: VerdictRun | None = None
@@ -265,6 +266,10 @@ def run_in_studio(
         _wait_ready_sandbox(bench, run.repository_id, deadline)
         second_s, second, catalog = _create_rendered(bench, browser, run.repository_id, deadline)
         sandboxes.append(str(second["sandbox_id"]))
+        if setup_command:
+            run.second_setup = (
+                bench.api("GET", f"/sandboxes/{second['sandbox_id']}").json().get("setup")
+            )
         # Overrides are never answered by a held sandbox: this one is set up on the request.
         setup_s, setup, _ = _create_rendered(
             bench, browser, run.repository_id, deadline, {"timeout_hours": 2}
