@@ -120,6 +120,12 @@ def test_a_failing_setup_command_reports_its_output_and_the_sandbox_starts(
     assert report is not None
     assert (report.status, report.exit_code, report.outputs) == ("failed", 3, [])
     assert report.output == ['gen: tokens.json: unknown token group "shadows" (fixture failure)']
+    steps = [
+        event.model_dump(mode="json")["payload"].get("step")
+        for event in sandbox.events.since(0)
+        if event.type == "status"
+    ]
+    assert [step for step in steps if step] == ["mirror", "worktree", "install", "setup", "vite"]
     [error] = _errors(sandbox)
     assert error["code"] == "setup_command_failed"
     assert "node scripts/gen.mjs --fail" in error["message"] and "exited 3" in error["message"]
