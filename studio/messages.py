@@ -118,6 +118,8 @@ class PrepareStep(StrEnum):
     """Fetching the repository into the node's bare mirror (cloning it the first time)."""
     INSTALL = "install"
     """Installing its dependencies into the node's install cache, linking the studio app."""
+    SETUP = "setup"
+    """Running its setup command once, kept for the node's sandboxes (only when it has one)."""
     DEPS = "deps"
     """Vite's pre-bundle of the dependencies, published as the node's deps seed."""
     STORIES = "stories"

@@ -21,8 +21,11 @@ from playwright.sync_api import Page, expect
 
 from studio.commands import WriteFile
 from studio.config import StudioSettings
+from studio.messages import PrepareStep
+from studio.models import RepositorySource
 from studio.process.boundary import bwrap_problem
 from studio.sandbox import ComponentStudioSandbox
+from studio.sandbox.prepare import prepare_repository_steps
 from studio.sandbox.setup_command import run_setup_command
 from studio.state import SandboxState
 from tests.studio.test_sandbox_fixtures import (  # noqa: F401 (fixtures)
@@ -275,3 +278,24 @@ def test_a_failed_run_is_not_kept_for_the_next_sandbox(
         sandbox.on_setup()
         report = sandbox.info().setup
         assert report is not None and (report.status, report.reused) == ("failed", False)
+
+
+def test_the_preparation_runs_it_once_and_the_first_sandbox_copies_it(
+    make_sandbox: SandboxFactory, settings: StudioSettings, origin: Path
+) -> None:
+    config = fast_config(settings, setup_command=GEN)
+    steps = list(
+        prepare_repository_steps(
+            settings, RepositorySource(name="ui-kit", source=str(origin)), config
+        )
+    )
+    assert steps[:3] == [PrepareStep.MIRROR, PrepareStep.INSTALL, PrepareStep.SETUP]
+    # Nothing of the scratch worktree is left; what the command made is kept on the node.
+    assert list(settings.state_dir.joinpath("prepare").iterdir()) == []
+    sandbox = make_sandbox(config=config)
+    sandbox.on_setup()
+    report = sandbox.info().setup
+    assert report is not None and (report.status, report.reused) == ("ok", True)
+    assert report.output == ["gen: wrote src/generated/tokens.css"]
+    assert (sandbox.worktree_path / GENERATED).is_file()
+    assert git(sandbox.worktree_path, "status", "--porcelain", "--untracked-files=all") == ""
