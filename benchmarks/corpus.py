@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -128,8 +130,24 @@ def _studio(
     clone = clone_at(source, repo.commit, ctx.path("repos") / repo.slug / repo.slug)
     result.declared = sum(len(v) for v in declared_stories(clone / repo.package_dir).values())
     bench = ctx.resource("service", _corpus_service)
-    run = run_in_studio(bench, browser(ctx), repo.slug, clone, repo.package_dir, deadline)
+    run = run_in_studio(
+        bench,
+        browser(ctx),
+        repo.slug,
+        clone,
+        repo.package_dir,
+        deadline,
+        setup_command=repo.setup_command,
+    )
     result.prepare_s, result.prepare_state = run.prepare_s, run.prepare_state
+    for which, setup in (("first", run.setup), ("second", run.second_setup)):
+        if setup is not None:
+            how = "copied from an earlier sandbox" if setup.get("reused") else "ran"
+            result.notes.append(
+                f"setup command `{repo.setup_command}` in the {which} sandbox: {how}, "
+                f"{setup.get('status')} in {setup.get('seconds')} s"
+                + ("" if setup.get("status") == "ok" else f": {setup.get('output')}")
+            )
     result.first_create_s, result.second_create_s = run.first_create_s, run.second_create_s
     result.setup_create_s = run.setup_create_s
     if run.verdicts is not None:
@@ -155,6 +173,36 @@ def _command_text(argv: list[str]) -> str:
     """An install's argv up to ``install`` (``npm ci``), paths shortened to their name."""
     head = argv[: argv.index("install") + 1] if "install" in argv else argv[:2]
     return " ".join(Path(part).name if part.startswith("/") else part for part in head)
+
+
+def _own_setup(clone: Path, repo: CorpusRepo, deadline: float) -> str:
+    """The repository's setup command run as its developers run it, before its Storybook."""
+    package = clone / repo.package_dir
+    path = os.pathsep.join(
+        [
+            str(package / "node_modules" / ".bin"),
+            str(clone / "node_modules" / ".bin"),
+            os.environ.get("PATH", ""),
+        ]
+    )
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            shlex.split(repo.setup_command),
+            cwd=package,
+            env={**os.environ, "PATH": path},
+            capture_output=True,
+            text=True,
+            timeout=max(1.0, deadline - time.monotonic()),
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"own setup command `{repo.setup_command}` did not run: {exc}"
+    seconds = round(time.monotonic() - started, 3)
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr).strip()[-300:]
+        return f"own setup command `{repo.setup_command}` exited {done.returncode}: {tail}"
+    return f"own setup command `{repo.setup_command}`: {seconds} s"
 
 
 def _reference(
@@ -193,6 +241,8 @@ def _reference(
             result.errors.append(f"own warm install: {warm.output_tail}")
             return
         result.notes.append(f"own install: {_command_text(warm.command)} ({manager})")
+        if repo.setup_command:
+            result.notes.append(_own_setup(clone, repo, deadline))
         own = OwnStorybook()
         try:
             run_own_storybook(

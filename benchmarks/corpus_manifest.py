@@ -53,6 +53,9 @@ class CorpusRepo:
     builder: str
     why: str
     package_dir: str = ""
+    # The repository's own setup step its stories need (generated CSS, codegen), as its
+    # scripts run it; registered as the repository's setup_command.
+    setup_command: str = ""
 
     @property
     def slug(self) -> str:
@@ -71,7 +74,7 @@ def _entry(index: int, raw: Any) -> CorpusRepo:
     if not isinstance(raw, dict):
         raise ManifestError(f"repository #{index + 1}: not a table")
     where = f"repository #{index + 1} ({raw.get('repo', '?')})"
-    known = {"repo", "commit", "why", "package_dir", *_KIND_FIELDS}
+    known = {"repo", "commit", "why", "package_dir", "setup_command", *_KIND_FIELDS}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ManifestError(f"{where}: unknown field(s) {', '.join(unknown)}")
@@ -90,8 +93,13 @@ def _entry(index: int, raw: Any) -> CorpusRepo:
         or ".." in package_dir.split("/")
     ):
         raise ManifestError(f"{where}: package_dir must be a relative path inside the repository")
+    setup_command = raw.get("setup_command", "")
+    if not isinstance(setup_command, str):
+        raise ManifestError(f"{where}: setup_command must be a string (a command line)")
     return CorpusRepo(
-        package_dir=package_dir.strip("/"), **{k: raw[k] for k in known - {"package_dir"}}
+        package_dir=package_dir.strip("/"),
+        setup_command=setup_command.strip(),
+        **{k: raw[k] for k in known - {"package_dir", "setup_command"}},
     )
 
 

@@ -43,6 +43,9 @@ class StudioRun:
     second_create_s: float | None = None
     # a create with overrides: set up on the request, no ready sandbox (actors._ready)
     setup_create_s: float | None = None
+    # The first and second sandboxes' setup command reports (the API's ``setup``).
+    setup: dict[str, Any] | None = None
+    second_setup: dict[str, Any] | None = None
     listed: list[tuple[str, str]] = field(default_factory=list)
     visits: list[StoryVisit] = field(default_factory=list)
     verdicts: VerdictRun | None = None
@@ -71,11 +74,18 @@ def _remaining(deadline: float) -> float:
 
 
 def _register(
-    bench: BenchService, name: str, clone: Path, package_dir: str, deadline: float
+    bench: BenchService,
+    name: str,
+    clone: Path,
+    package_dir: str,
+    deadline: float,
+    setup_command: str = "",
 ) -> int:
     body: dict[str, Any] = {"name": name, "path": str(clone), "default_branch": "main"}
     if package_dir:
         body["package_dir"] = package_dir
+    if setup_command:
+        body["setup_command"] = setup_command
     response = bench.client.post("/api/v1/repositories", json=body, timeout=_remaining(deadline))
     if response.status_code != 201:
         raise RuntimeError(f"registration refused: {response.status_code} {response.text[:800]}")
@@ -238,21 +248,28 @@ def run_in_studio(
     deadline: float,
     *,
     visit_all: bool = True,
+    setup_command: str = "",
 ) -> StudioRun:
     """Register, wait for preparation, two creates timed to a rendered story, visit every story."""
     run = StudioRun()
     sandboxes: list[str] = []
     try:
         registered = time.monotonic()
-        run.repository_id = _register(bench, name, clone, package_dir, deadline)
+        run.repository_id = _register(bench, name, clone, package_dir, deadline, setup_command)
         _wait_prepared(bench, run, registered, deadline)
         # A prepared repository has its ready sandbox; each create finds it back.
         _wait_ready_sandbox(bench, run.repository_id, deadline)
         first_s, first, _ = _create_rendered(bench, browser, run.repository_id, deadline)
         sandboxes.append(str(first["sandbox_id"]))
+        if setup_command:
+            run.setup = bench.api("GET", f"/sandboxes/{first['sandbox_id']}").json().get("setup")
         _wait_ready_sandbox(bench, run.repository_id, deadline)
         second_s, second, catalog = _create_rendered(bench, browser, run.repository_id, deadline)
         sandboxes.append(str(second["sandbox_id"]))
+        if setup_command:
+            run.second_setup = (
+                bench.api("GET", f"/sandboxes/{second['sandbox_id']}").json().get("setup")
+            )
         # Overrides are never answered by a held sandbox: this one is set up on the request.
         setup_s, setup, _ = _create_rendered(
             bench, browser, run.repository_id, deadline, {"timeout_hours": 2}

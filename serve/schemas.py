@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from studio.models import CommitInfo, SandboxInfo
+from studio.models import CommitInfo, SandboxInfo, SetupCommandReport
 from studio.render import WaitFor
 from studio.state import SandboxState
 from studio.store import RepositoryRecord
@@ -122,6 +122,11 @@ class SandboxStatus(BaseModel):
     error: str | None = None
     pr_url: str | None = None
     pr_number: int | None = None
+    setup: SetupCommandReport | None = Field(
+        None,
+        description="How the repository's setup_command went in this sandbox (status, exit "
+        "code, seconds, the tool's last lines); absent without one or once it has ended.",
+    )
 
     @classmethod
     def of(
@@ -148,6 +153,7 @@ class SandboxStatus(BaseModel):
             error=info.error,
             pr_url=info.pr_url,
             pr_number=info.pr_number,
+            setup=info.setup,
         )
 
 
@@ -207,13 +213,26 @@ class RegisterRepositoryRequest(_Request):
         "repository's own configuration allows, such as pnpm's onlyBuiltDependencies).",
     )
 
+    setup_command: str | list[str] | None = Field(
+        None,
+        description="The repository's own setup step (codegen, a CSS build) that its stories "
+        "need, run in each sandbox before its Vite starts, inside the sandbox's OS boundary: "
+        "a list of arguments or one string split as a shell would (no shell runs it), like "
+        "'node_modules/.bin/panda codegen' or 'npm run build:css'.",
+    )
+    setup_timeout: float | None = Field(
+        None, description="Seconds the setup command may run (default 300)."
+    )
+
     def sandbox_config(self) -> dict[str, Any] | None:
-        """``config`` with ``package_dir`` and ``install_scripts`` folded in."""
+        """``config`` with ``package_dir``, ``install_scripts`` and the setup command folded in."""
         fields = {
             name: value
             for name, value in (
                 ("package_dir", self.package_dir),
                 ("install_scripts", self.install_scripts),
+                ("setup_command", self.setup_command),
+                ("setup_timeout", self.setup_timeout),
             )
             if value is not None
         }

@@ -12,6 +12,7 @@ once here, with its default and description.
 
 from __future__ import annotations
 
+import shlex
 import string
 from pathlib import Path
 from typing import Annotated, Any
@@ -56,6 +57,10 @@ MAX_STABLE_START_SECONDS = 3600.0
 MAX_RESTARTS = 100
 MAX_UNHEALTHY_THRESHOLD = 100
 MAX_HEALTH_CHECK_INTERVAL_SECONDS = 3600.0
+# The repository's setup command (codegen, generated CSS): a short argv, run with a timeout.
+MAX_SETUP_ARGS = 64
+MAX_SETUP_COMMAND_CHARS = 4096
+MAX_SETUP_TIMEOUT_SECONDS = 1800.0
 
 COMMIT_PLACEHOLDERS = frozenset({"description", "action", "timestamp", "file", "sandbox"})
 COMMIT_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M"
@@ -232,6 +237,47 @@ class ComponentStudioConfig(BaseModel):
         "onlyBuiltDependencies) run. A failing script never stops a sandbox: the install is "
         "retried without scripts.",
     )
+
+    setup_command: tuple[str, ...] = Field(
+        (),
+        description="The repository's own setup step, run in each sandbox's package directory "
+        "after its dependencies are linked and before its Vite starts, inside the sandbox's "
+        "OS boundary (what it writes stays in the worktree and out of commits): a list of "
+        "arguments, or one string split like a shell would (no shell runs it, so no pipes or "
+        "variables), such as 'node_modules/.bin/panda codegen' or 'npm run build:css'. A "
+        "failure does not stop the sandbox: its record says so with the tool's output. "
+        "Empty: none. Repository config only, set by an admin.",
+    )
+    setup_timeout: float = Field(
+        300.0,
+        gt=0,
+        le=MAX_SETUP_TIMEOUT_SECONDS,
+        description="Seconds the setup command may run before it is killed (then it counts "
+        "as failed). Repository config only, set by an admin.",
+    )
+
+    @field_validator("setup_command", mode="before")
+    @classmethod
+    def _split_setup_command(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return tuple(shlex.split(value))
+            except ValueError as exc:
+                raise ValueError(f"setup_command {value[:200]!r} cannot be split: {exc}") from None
+        return value
+
+    @field_validator("setup_command")
+    @classmethod
+    def _bounded_setup_command(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(value) > MAX_SETUP_ARGS:
+            raise ValueError(f"setup_command has {len(value)} arguments; at most {MAX_SETUP_ARGS}")
+        if sum(len(arg) + 1 for arg in value) > MAX_SETUP_COMMAND_CHARS:
+            raise ValueError(f"setup_command is longer than {MAX_SETUP_COMMAND_CHARS} characters")
+        if any("\0" in arg for arg in value):
+            raise ValueError("setup_command holds a NUL character")
+        if value and not value[0].strip():
+            raise ValueError("setup_command's program (its first argument) is empty")
+        return value
 
     @field_validator("package_dir")
     @classmethod

@@ -8,6 +8,7 @@
       worktrees/<sandbox_id>/    each sandbox's git worktree (.studio/ inside it)
       install-cache/<hash>/      node_modules prepared once per lockfile
       prepare/<id>/              a scratch worktree while the node prepares a repository
+      setup-outputs/<key>/       what a repository's setup command made, for the next sandboxes
       run/<name>.json            pid/pgid records of supervised processes
       locks/                     file locks (install cache, port allocation)
 """
@@ -50,6 +51,10 @@ class StateLayout:
     @property
     def prepare(self) -> Path:
         return self.root / "prepare"
+
+    @property
+    def setup_outputs(self) -> Path:
+        return self.root / "setup-outputs"
 
     @property
     def run(self) -> Path:

@@ -105,6 +105,8 @@ class SetupStep(StrEnum):
     """Adding the worktree on ``design/studio-<id>`` (or reattaching it on recovery)."""
     INSTALL = "install"
     """Generating the studio app and linking its dependencies from the install cache."""
+    SETUP = "setup"
+    """Running the repository's setup command (its ``setup_command``; only when it has one)."""
     VITE = "vite"
     """Starting Vite and waiting until it serves."""
 
@@ -116,6 +118,8 @@ class PrepareStep(StrEnum):
     """Fetching the repository into the node's bare mirror (cloning it the first time)."""
     INSTALL = "install"
     """Installing its dependencies into the node's install cache, linking the studio app."""
+    SETUP = "setup"
+    """Running its setup command once, kept for the node's sandboxes (only when it has one)."""
     DEPS = "deps"
     """Vite's pre-bundle of the dependencies, published as the node's deps seed."""
     STORIES = "stories"
@@ -186,7 +190,7 @@ class StatusPayload(_Model):
     step: SetupStep | None = Field(
         None,
         description="While starting: the setup step now under way (mirror, worktree, "
-        "install, vite), one event per step.",
+        "install, setup, vite), one event per step.",
     )
     preparation: PrepareStep | None = Field(
         None,

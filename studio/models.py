@@ -9,6 +9,7 @@ these are the live views.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +23,7 @@ __all__ = [
     "RepositorySource",
     "RollbackResult",
     "SandboxInfo",
+    "SetupCommandReport",
     "UserInfo",
 ]
 
@@ -48,6 +50,32 @@ class CommitInfo(_Model):
     is_base: bool = Field(False, description="The commit the sandbox started from.")
 
 
+class SetupCommandReport(_Model):
+    """How the repository's setup command went in this sandbox (``setup_command``)."""
+
+    command: list[str] = Field(description="The argv that ran, in the package directory.")
+    status: Literal["ok", "failed", "timeout"] = Field(
+        description="ok: exited 0. failed: exited non-zero or could not start. timeout: "
+        "killed after setup_timeout. The sandbox starts either way; what the command did "
+        "not make shows as the stories' errors."
+    )
+    exit_code: int | None = Field(None, description="Its exit code (None: it did not exit).")
+    seconds: float = Field(ge=0, description="How long it ran.")
+    output: list[str] = Field(
+        default_factory=list, description="The last lines of its stdout and stderr."
+    )
+    outputs: list[str] = Field(
+        default_factory=list,
+        description="The untracked paths it made that the repository's .gitignore does not "
+        "cover: kept out of commits and rollbacks by the mirror's info/exclude.",
+    )
+    reused: bool = Field(
+        False,
+        description="True: not run here; what it made in an earlier sandbox of the same "
+        "base commit on this node was copied in (output and outputs are that run's).",
+    )
+
+
 class SandboxInfo(_Model):
     """A sandbox's status as the API shows it."""
 
@@ -68,6 +96,9 @@ class SandboxInfo(_Model):
     last_seq: int = 0
     pr_url: str | None = None
     pr_number: int | None = None
+    setup: SetupCommandReport | None = Field(
+        None, description="The repository's setup command in this sandbox; None without one."
+    )
 
 
 class MonitorReport(_Model):

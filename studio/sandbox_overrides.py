@@ -23,7 +23,14 @@ from studio.naming import is_sandbox_branch
 __all__ = ["REPOSITORY_ONLY_FIELDS", "allowed_base_branches", "check_overrides"]
 
 # install_scripts: dependencies' lifecycle scripts run outside the OS boundary (docs/installs.md).
-REPOSITORY_ONLY_FIELDS = ("editable_config_paths", "allowed_branches", "install_scripts")
+# setup_command: a program run in every sandbox of the repository, chosen by its admin.
+REPOSITORY_ONLY_FIELDS = (
+    "editable_config_paths",
+    "allowed_branches",
+    "install_scripts",
+    "setup_command",
+    "setup_timeout",
+)
 
 
 def allowed_base_branches(default_branch: str, repository_config: Mapping[str, Any]) -> list[str]:

@@ -28,6 +28,7 @@ __all__ = [
     "base_config_key",
     "classify_failure",
     "clean_message",
+    "exclude_pattern",
     "identity_env",
     "is_protected",
     "lock_path",
@@ -118,6 +119,15 @@ def wip_ref_prefix(sandbox_id: str) -> str:
 def base_config_key(branch: str) -> str:
     """The mirror config key recording a sandbox branch's base commit."""
     return f"branch.{branch}.studioBase"
+
+
+def exclude_pattern(path: str) -> str:
+    """An ignore pattern matching exactly ``path`` (relative to the worktree's root,
+    posix; a trailing ``/`` for a directory): anchored, its glob characters escaped."""
+    body = re.sub(r"([\\*?\[])", r"\\\1", path.strip("/"))
+    if body.endswith(" "):
+        body = body[:-1] + "\\ "  # a trailing space is dropped unless escaped
+    return "/" + body + ("/" if path.endswith("/") else "")
 
 
 def is_protected(path: str) -> bool:

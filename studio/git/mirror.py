@@ -6,6 +6,7 @@ import contextlib
 import logging
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from studio.errors import (
@@ -25,6 +26,7 @@ from studio.git.command import (
     GitIdentity,
     WorktreeEntry,
     base_config_key,
+    exclude_pattern,
     identity_env,
     parse_worktree_list,
     redact,
@@ -174,14 +176,30 @@ class Mirror:
         status, url = self._git.probe("config", "--get", "remote.origin.url")
         if status != 0 or url != self.source:
             self._git.run("remote", "set-url", "origin", self.source)
+        self._add_excludes(EXCLUDE_PATTERNS)
+
+    def _add_excludes(self, patterns: Iterable[str]) -> list[str]:
+        """Append the ``patterns`` not there yet to ``info/exclude``; those added."""
         exclude = self.path / "info" / "exclude"
         exclude.parent.mkdir(exist_ok=True)
         text = exclude.read_text() if exclude.exists() else ""
-        missing = [p for p in EXCLUDE_PATTERNS if p not in text.splitlines()]
+        present = set(text.splitlines())
+        missing = [p for p in dict.fromkeys(patterns) if p not in present]
         if missing:
             separator = "\n" if text and not text.endswith("\n") else ""
             with exclude.open("a") as handle:
                 handle.write(separator + "\n".join(missing) + "\n")
+        return missing
+
+    def exclude(self, paths: Iterable[str]) -> list[str]:
+        """Keep ``paths`` (relative to a worktree's root; ``dir/`` for a directory) out of
+        every worktree's status, commits and rollbacks' clean: what a repository's setup
+        command generates. Each becomes an anchored literal pattern of ``info/exclude``;
+        the patterns added are returned."""
+        # A line break would end the pattern early: such a path is left to git's status.
+        patterns = [exclude_pattern(path) for path in paths if "\n" not in path]
+        with self._locked():
+            return self._add_excludes(patterns)
 
     def fetch(self) -> None:
         """Fetch the source's branches into ``refs/remotes/origin/*`` (pruning deleted ones)."""

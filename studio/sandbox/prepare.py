@@ -19,9 +19,10 @@ takes, so a create meanwhile waits for the piece it needs or makes it itself.
 Nothing of the scratch worktree is left behind: neither its directory, nor
 its branch, nor its Vite.
 
-The steps (:class:`~studio.messages.PrepareStep`: mirror, install, deps,
-stories) are announced as they begin: :func:`prepare_repository_steps` yields
-each, so that the node's preparation task can report them while it runs
+The steps (:class:`~studio.messages.PrepareStep`: mirror, install, setup
+when the repository has a setup command, deps, stories) are announced as
+they begin: :func:`prepare_repository_steps` yields each, so that the
+node's preparation task can report them while it runs
 (:mod:`actors._node_prep`) and a create waiting for it can show them. The
 last step reads the repository's story index with the studio plugin's own
 catalog code (``plugin/discover.mjs``): how many stories its page will list.
@@ -49,6 +50,8 @@ from studio.naming import branch_name, new_sandbox_id
 from studio.ports import PortAllocator, ports_below_ray
 from studio.process.boundary import Boundary, bwrap_problem
 from studio.process.environment import tool_environment
+from studio.sandbox.setup_command import set_up_worktree
+from studio.sandbox.setup_outputs import SetupOutputs
 from studio.vite import ViteServer, cleanup_studio_app, generate_studio_app, read_studio_config
 
 __all__ = [
@@ -202,6 +205,10 @@ def _prepare_studio_app(
             package_dir=config.package_dir,
             install_scripts=config.install_scripts,
         )
+        if config.setup_command:
+            # Before the deps step: Vite's scan then sees the files the stories import.
+            yield PrepareStep.SETUP
+            _run_setup(settings, layout, worktree, studio_dir.parent, config)
         seed = read_studio_config(studio_dir).get("depsSeedDir")
         if isinstance(seed, str) and not Path(seed).is_dir():
             yield PrepareStep.DEPS
@@ -220,6 +227,32 @@ def _prepare_studio_app(
         return Prepared(stories=_count_stories(studio_dir, worktree, settings.boundary()))
     finally:
         ports.release_owner(scratch_id)
+
+
+def _run_setup(
+    settings: StudioSettings,
+    layout: StateLayout,
+    worktree: Path,
+    app_root: Path,
+    config: ComponentStudioConfig,
+) -> None:
+    """The repository's setup command, its outputs kept for the node's sandboxes
+    (:mod:`studio.sandbox.setup_outputs`). A failure fails no preparation: each
+    sandbox runs the command again and reports it on its own record."""
+    report = set_up_worktree(
+        config.setup_command,
+        worktree=worktree,
+        app_root=app_root,
+        package_dir=config.package_dir,
+        install_scripts=config.install_scripts,
+        boundary=settings.boundary(),
+        timeout=config.setup_timeout,
+        kept=SetupOutputs(layout.setup_outputs),
+    )
+    logger.info(
+        "setup command in the preparation",
+        extra={"status": report.status, "seconds": report.seconds, "reused": report.reused},
+    )
 
 
 def _count_stories(studio_dir: Path, worktree: Path, boundary: Boundary, node: str = "node") -> int:

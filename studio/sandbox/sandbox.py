@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -55,6 +56,7 @@ from studio.layout import StateLayout
 from studio.messages import (
     ClientComponentSelected,
     ComponentSelectedPayload,
+    ErrorPayload,
     MessageType,
     RollbackPayload,
     SetupStep,
@@ -68,6 +70,7 @@ from studio.models import (
     RepositorySource,
     RollbackResult,
     SandboxInfo,
+    SetupCommandReport,
 )
 from studio.naming import branch_name
 from studio.paths import resolve_inside
@@ -78,6 +81,8 @@ from studio.sandbox.files import FileChange, commit_message, read_command
 from studio.sandbox.lifecycle import SandboxLifecycle
 from studio.sandbox.past import PastRenderer
 from studio.sandbox.push import BranchPusher
+from studio.sandbox.setup_command import set_up_worktree
+from studio.sandbox.setup_outputs import SetupOutputs
 from studio.sandbox.vite_supervisor import ViteOptions, ViteSupervisor, fetch_components
 from studio.state import (
     ACTIVE_STATES,
@@ -175,6 +180,8 @@ class ComponentStudioSandbox(SandboxLifecycle):
         self._node_address = node_address
         self.pr_url: str | None = None
         self.pr_number: int | None = None
+        # How the repository's setup command went at the last setup (None: it has none).
+        self.setup_report: SetupCommandReport | None = None
         self._mirror: Mirror | None = None
         self._worktree: Worktree | None = None
         self._commits: list[CommitInfo] | None = None
@@ -233,6 +240,7 @@ class ComponentStudioSandbox(SandboxLifecycle):
             package_dir=config.package_dir,
             boundary=settings.boundary(),
             install_scripts=config.install_scripts,
+            before_vite=self._run_setup_command if config.setup_command else None,
         )
 
     # -- what the layers read ------------------------------------------------
@@ -414,6 +422,43 @@ class ComponentStudioSandbox(SandboxLifecycle):
         self.base_commit = worktree.base_commit
         self._branch_moved()
         self.disk.measure(worktree.path)
+
+    def _run_setup_command(self) -> None:
+        """The repository's setup command, between the studio app and Vite (setup's
+        ``setup`` step); what it makes outside the repository's .gitignore is kept out
+        of commits. Its failure is reported, and the sandbox goes on starting."""
+        self.setup_step(SetupStep.SETUP)
+        options = self.vite.options
+        report = set_up_worktree(
+            self.config.setup_command,
+            worktree=self.worktree_path,
+            app_root=options.app_root,
+            package_dir=self.config.package_dir,
+            install_scripts=self.config.install_scripts,
+            boundary=options.boundary,
+            timeout=self.config.setup_timeout,
+            kept=SetupOutputs(self.layout.setup_outputs),
+        )
+        if report.outputs and self._mirror is not None:
+            self._mirror.exclude(report.outputs)
+        self.setup_report = report
+        if report.status != "ok":
+            how = (
+                f"exited {report.exit_code}"
+                if report.status == "failed" and report.exit_code is not None
+                else "could not start"
+                if report.status == "failed"
+                else f"timed out after {self.config.setup_timeout:g} s"
+            )
+            message = (
+                f"the repository's setup command ({shlex.join(report.command)}) {how}; the "
+                "sandbox starts without what it makes (its stories show what is missing)"
+            )
+            logger.warning(message, extra=self.log_fields())
+            self.publish(
+                MessageType.ERROR,
+                ErrorPayload(message=message, code="setup_command_failed", output=report.output),
+            )
 
     # -- monitor -------------------------------------------------------------
 
@@ -917,4 +962,5 @@ class ComponentStudioSandbox(SandboxLifecycle):
             last_seq=self.events.last_seq,
             pr_url=self.pr_url,
             pr_number=self.pr_number,
+            setup=self.setup_report,
         )

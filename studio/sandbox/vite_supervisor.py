@@ -29,6 +29,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -97,6 +98,9 @@ class ViteOptions:
     proxy_secret: str | None = None
     # The OS boundary Vite runs in (the service's isolation setting); none by default.
     boundary: Boundary = field(default_factory=Boundary)
+    # Run once the studio app is made and before Vite starts: the repository's setup
+    # command (studio.sandbox.setup_command), which the sandbox runs and reports.
+    before_vite: Callable[[], None] | None = None
 
     @property
     def app_root(self) -> Path:
@@ -204,6 +208,8 @@ class ViteSupervisor:
                 package_dir=options.package_dir,
                 install_scripts=options.install_scripts,
             )
+            if options.before_vite is not None:
+                options.before_vite()
             server = ViteServer(
                 options.app_root,
                 ports=self.ports,

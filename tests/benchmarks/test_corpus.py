@@ -85,10 +85,24 @@ def test_a_manifest_entry_is_parsed_with_its_package_dir() -> None:
     assert repo.pinned == f"acme/ui@{'a' * 40}"
 
 
+def test_a_manifest_entry_may_name_its_setup_command() -> None:
+    (repo,) = parse_manifest(entry(extra='setup_command = " node_modules/.bin/panda "'))
+    assert repo.setup_command == "node_modules/.bin/panda"
+    assert parse_manifest(entry())[0].setup_command == ""
+    # The two corpus repositories whose stories import what their own scripts generate.
+    commands = {r.repo: r.setup_command for r in load_manifest() if r.setup_command}
+    assert commands == {
+        "HolyMoly-tutorials/style-library-lab": "node_modules/.bin/panda",
+        "sanger/stan-client": "node_modules/.bin/postcss src/styles/tailwind.css "
+        "-o src/styles/index.css --env production",
+    }
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("", "no [[repository]] entries"),
+        (entry(extra="setup_command = 3"), "setup_command must be a string"),
         ("[[repository", "not TOML"),
         (entry(commit="abc"), "commit must be 40 lowercase hex digits"),
         (entry().replace('repo = "acme/ui"', 'repo = "acme"'), "repo must be 'owner/name'"),

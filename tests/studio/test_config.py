@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -419,3 +420,45 @@ def test_default_config_follows_settings() -> None:
     assert config.timeout_hours == 1
     assert config.max_restarts == 9
     assert config.health_check_interval == 2
+
+
+def test_a_setup_command_string_is_split_like_a_shell_and_a_list_kept() -> None:
+    split = ComponentStudioConfig(
+        setup_command="node_modules/.bin/postcss 'src/a b.css' -o out.css"
+    )
+    assert split.setup_command == ("node_modules/.bin/postcss", "src/a b.css", "-o", "out.css")
+    # No shell runs it: a pipe or a variable is an argument like any other.
+    assert ComponentStudioConfig(setup_command="gen | tee $OUT").setup_command == (
+        "gen",
+        "|",
+        "tee",
+        "$OUT",
+    )
+    assert ComponentStudioConfig(setup_command=["panda", "codegen"]).setup_command == (
+        "panda",
+        "codegen",
+    )
+    assert ComponentStudioConfig(setup_command="").setup_command == ()
+    assert ComponentStudioConfig().setup_timeout == 300.0
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("node 'unclosed", "cannot be split: No closing quotation"),
+        (["node"] * 65, "65 arguments; at most 64"),
+        (["node", "x" * 4096], "longer than 4096 characters"),
+        (["node", "a\0b"], "NUL character"),
+        ([" ", "x"], "program (its first argument) is empty"),
+        ([1, 2], "Input should be a valid string"),
+    ],
+)
+def test_bad_setup_commands(value: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        ComponentStudioConfig(setup_command=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [0, -1, 1801])
+def test_setup_timeout_bounds(value: float) -> None:
+    with pytest.raises(ValidationError, match="setup_timeout"):
+        ComponentStudioConfig(setup_timeout=value)

@@ -32,6 +32,7 @@ from studio.git import GitIdentity, Mirror, Worktree, redact
 from studio.git.command import (
     classify_failure,
     clean_message,
+    exclude_pattern,
     is_protected,
     next_ref_index,
     parse_status,
@@ -979,3 +980,37 @@ def test_classify_failure():
     assert classify_failure("fatal: bad object refs/heads/x") is CorruptRepository
     assert classify_failure("fatal: a branch named 'x' already exists") is BranchExists
     assert classify_failure("error: pathspec 'x' did not match") is GitError
+
+
+@pytest.mark.parametrize(
+    ("path", "pattern"),
+    [
+        ("styled-system/", "/styled-system/"),
+        ("src/styles/index.css", "/src/styles/index.css"),
+        ("gen/a*b?[1].css", "/gen/a\\*b\\?\\[1].css"),
+        ("!important.css", "/!important.css"),
+        ("trailing ", "/trailing\\ "),
+    ],
+)
+def test_an_exclude_pattern_matches_exactly_its_path(
+    path: str, pattern: str, tmp_path: Path
+) -> None:
+    assert exclude_pattern(path) == pattern
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    made = repo / path / "made.css" if path.endswith("/") else repo / path
+    made.parent.mkdir(parents=True, exist_ok=True)
+    made.write_text("generated\n")
+    # A neighbour the pattern must not catch: the same name one directory down.
+    neighbour = repo / "sub" / path.rstrip("/")
+    neighbour.parent.mkdir(parents=True, exist_ok=True)
+    neighbour.write_text("mine\n")
+    (repo / ".git" / "info" / "exclude").write_text(pattern + "\n")
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "-z", "--untracked-files=all"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert [entry[3:] for entry in status.split("\0") if entry] == [f"sub/{path.rstrip('/')}"]

@@ -46,7 +46,16 @@ def test_an_unlisted_branch_is_refused_naming_only_the_allowed_ones() -> None:
         check({"branch": ["main"]})
 
 
-@pytest.mark.parametrize("field", ["editable_config_paths", "allowed_branches", "install_scripts"])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "editable_config_paths",
+        "allowed_branches",
+        "install_scripts",
+        "setup_command",
+        "setup_timeout",
+    ],
+)
 def test_repository_only_fields_cannot_be_overridden(field: str) -> None:
     with pytest.raises(PermissionDenied, match=f"{field} cannot be set when creating"):
         check({field: []})
