@@ -21,6 +21,7 @@ from typing import Any, ParamSpec
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent
 from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
 
 from serve.errors import status_for
 from serve.replica import Replica
@@ -55,6 +56,9 @@ class ToolCall:
             # Never reached through /mcp, which authenticates first: a transport without it.
             raise Unauthenticated("missing bearer token: send 'Authorization: Bearer <token>'")
         self.user = user
+        # /mcp is an HTTP route: the request is Starlette's (its URL makes renderer URLs)
+        assert isinstance(request, Request)
+        self.request: Request = request
         self.replica: Replica = scope["app"].state.replica
 
     async def sandbox(self, sandbox_id: str, method: str, *args: Any, **kwargs: Any) -> Any:

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from serve.errors import status_for
 from serve.mcp_calls import ToolCall, answer, png_content, tool_errors
-from serve.routes import check_sizes
+from serve.routes import check_sizes, renderer_url_of
 from serve.schemas import FinalizeRequest, RepositoryView, RollbackRequest
 from studio import __version__
 from studio.commands import (
@@ -104,8 +104,10 @@ async def create_sandbox(
     ctx: Context[Any, Any],
 ) -> CallToolResult:
     """Create a sandbox on a repository: a new branch and a running dev server. Answers when
-    it runs (seconds on a prepared repository, longer on its first use) with `sandbox_id`
-    and `branch`. Next: list_components to see what it renders, then read_file/write_files."""
+    it runs (seconds on a prepared repository, longer on its first use) with `sandbox_id`,
+    `branch` and `renderer_url` (the live page, to hand to a person: it carries a
+    short-lived ticket). Next: list_components to see what it renders, then
+    read_file/write_files."""
     call = ToolCall(ctx)
     info: SandboxInfo = await call.replica.backend.manager(
         "create_sandbox",
@@ -117,7 +119,15 @@ async def create_sandbox(
         seconds=900.0,
     )
     call.replica.backend.remember_owner(info.id, call.user.name)
-    return answer({"sandbox_id": info.id, "branch": info.branch, "status": info.status.value})
+    page = await renderer_url_of(call.request, call.replica, info)
+    return answer(
+        {
+            "sandbox_id": info.id,
+            "branch": info.branch,
+            "status": info.status.value,
+            "renderer_url": page,
+        }
+    )
 
 
 @tool_errors
@@ -258,26 +268,97 @@ async def history(
     return answer({"commits": commits})
 
 
+Globals = Annotated[
+    str,
+    Field(
+        max_length=1024,
+        description="Storybook globals as its URL writes them, say 'theme:dark;locale:fr' "
+        "(the toolbar's values); '' = the story's defaults.",
+    ),
+]
+Story = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=512,
+        description="A story id (button--primary) or component id, from list_components.",
+    ),
+]
+
+
 @tool_errors
 async def screenshot(
     sandbox_id: SandboxId,
-    story: Annotated[
-        str,
-        Field(
-            min_length=1,
-            max_length=512,
-            description="A story id (button--primary) or component id, from list_components.",
-        ),
-    ],
+    story: Story,
     ctx: Context[Any, Any],
     viewport: Viewport = "",
+    commit: Annotated[
+        str,
+        Field(
+            max_length=64,
+            description="A commit of the sandbox's branch "
+            "(a hash or a 4+ digit prefix, as history lists them, the base "
+            "included); '' = the current one.",
+        ),
+    ] = "",
+    globals: Globals = "",
 ) -> CallToolResult:
-    """A PNG of one story as the sandbox renders it at its current commit, alone on the page
-    (no studio chrome), as an image. Answers the `commit` it shows."""
+    """A PNG of one story as the sandbox renders it, alone on the page (no studio chrome),
+    as an image: at its current commit, or at a past `commit` (rendered from that commit's
+    files beside the sandbox, which is not disturbed), with Storybook `globals` if given.
+    Answers the `commit` it shows."""
     call = ToolCall(ctx)
-    shot: dict[str, Any] = await call.sandbox(sandbox_id, "screenshot", story, viewport)
+    shot: dict[str, Any] = await call.sandbox(
+        sandbox_id,
+        "screenshot",
+        story,
+        viewport,
+        commit=commit or None,
+        globals=globals or None,
+    )
     shown = {"story": story, "commit": shot["commit"], "cached": shot["cached"]}
+    if shot.get("globals"):
+        shown["globals"] = shot["globals"]
     return answer(shown, png_content(shot["png"]))
+
+
+@tool_errors
+async def diff(
+    sandbox_id: SandboxId,
+    story: Story,
+    ctx: Context[Any, Any],
+    from_commit: Annotated[
+        str,
+        Field(
+            max_length=64,
+            description="The commit before "
+            "(a hash or 4+ digit prefix); '' = the sandbox's base, "
+            "so the diff shows everything the sandbox changed.",
+        ),
+    ] = "",
+    to_commit: Annotated[
+        str, Field(max_length=64, description="The commit after; '' = the current one.")
+    ] = "",
+    viewport: Viewport = "",
+    globals: Globals = "",
+) -> CallToolResult:
+    """How a story's picture changed between two commits: `changed_pixels`, `total_pixels`
+    and their `ratio` (pixelmatch, anti-aliasing ignored), and the diff as an image (changed
+    pixels red over the first picture in faint grey). 0 changed pixels: the edit did not
+    change what this story draws. Use it to check an edit changed what it should and
+    nothing else."""
+    call = ToolCall(ctx)
+    found: dict[str, Any] = await call.sandbox(
+        sandbox_id,
+        "diff",
+        story,
+        from_commit=from_commit or None,
+        to_commit=to_commit or None,
+        viewport=viewport,
+        globals=globals or None,
+    )
+    shown = {key: value for key, value in found.items() if key != "png"}
+    return answer(shown, png_content(found["png"]))
 
 
 @tool_errors
@@ -288,15 +369,28 @@ async def finalize(
     description: Annotated[
         str, Field(max_length=65_536, description="The PR's description (Markdown).")
     ] = "",
+    images: Annotated[
+        bool,
+        Field(
+            description="Put the touched stories' before/after pictures and render status "
+            "in the PR body (true; takes a few seconds more)."
+        ),
+    ] = True,
 ) -> CallToolResult:
     """Push the branch and open a pull request with every commit; the sandbox ends. Answers
     `pr_url` and `pr_number` (None for a repository without a forge: then the branch was
     pushed to its origin)."""
     call = ToolCall(ctx)
-    body = FinalizeRequest(title=title, description=description)
+    body = FinalizeRequest(title=title, description=description, images=images)
     await call.replica.backend.authorize(call.user, sandbox_id)
     result: FinalizeResult = await call.replica.backend.manager(
-        "finalize_sandbox", sandbox_id, None, body.title, body.description, seconds=900.0
+        "finalize_sandbox",
+        sandbox_id,
+        None,
+        body.title,
+        body.description,
+        body.images,
+        seconds=900.0,
     )
     call.replica.backend.forget(sandbox_id)
     return answer(result.model_dump(mode="json"))
@@ -326,6 +420,7 @@ _TOOLS: tuple[tuple[Callable[..., Awaitable[CallToolResult]], ToolAnnotations], 
     (rollback, ToolAnnotations(read_only_hint=False, destructive_hint=False)),
     (history, _READ_ONLY),
     (screenshot, _READ_ONLY),
+    (diff, _READ_ONLY),
     (finalize, ToolAnnotations(read_only_hint=False, open_world_hint=True)),
     (delete_sandbox, ToolAnnotations(read_only_hint=False, destructive_hint=True)),
 )

@@ -102,7 +102,7 @@ def execute_url(request: Request | WebSocket, replica: Replica, sandbox_id: str)
     return _direct_or_api(request, replica, f"{PREFIX}/sandboxes/{sandbox_id}/execute")
 
 
-async def _renderer_url(request: Request, replica: Replica, info: SandboxInfo) -> str | None:
+async def renderer_url_of(request: Request, replica: Replica, info: SandboxInfo) -> str | None:
     """The caller's way into the sandbox's renderer: the proxy's URL with a fresh ticket
     (serve.renderer_proxy), None while the sandbox has no running Vite. Only owners
     (and admins) get this far."""
@@ -223,7 +223,7 @@ async def create_sandbox(
         response.status_code = 202
     return CreateSandboxResponse(
         sandbox_id=info.id,
-        renderer_url=await _renderer_url(request, replica, info),
+        renderer_url=await renderer_url_of(request, replica, info),
         websocket_url=websocket_url(request, replica, info.id),
         execute_url=execute_url(request, replica, info.id),
         branch=info.branch,
@@ -244,7 +244,7 @@ async def list_sandboxes(
             i,
             websocket_url(request, replica, i.id),
             execute_url(request, replica, i.id),
-            await _renderer_url(request, replica, i),
+            await renderer_url_of(request, replica, i),
         )
         for i in infos
     ]
@@ -261,7 +261,7 @@ async def get_sandbox(
         info,
         websocket_url(request, replica, sandbox_id),
         execute_url(request, replica, sandbox_id),
-        await _renderer_url(request, replica, info),
+        await renderer_url_of(request, replica, info),
     )
 
 

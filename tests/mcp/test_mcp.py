@@ -29,6 +29,7 @@ TOOLS = {
     "rollback",
     "history",
     "screenshot",
+    "diff",
     "finalize",
     "delete_sandbox",
 }
@@ -142,6 +143,7 @@ async def test_a_user_sees_and_acts_on_only_their_own_sandboxes(service: Service
                 ("history", {}),
                 ("rollback", {"steps": 1}),
                 ("screenshot", {"story": "button--primary"}),
+                ("diff", {"story": "button--primary"}),
                 ("finalize", {"title": "not mine"}),
                 ("delete_sandbox", {}),
             ):
@@ -202,10 +204,11 @@ async def test_the_agent_loop_end_to_end(service: Service) -> None:
         async def call(tool: str, **arguments: Any) -> CallToolResult:
             return await session.call_tool(tool, arguments)
 
-        sandbox_id = _data(await call("create_sandbox", repository_id=service.repository_id))[
-            "sandbox_id"
-        ]
+        created = _data(await call("create_sandbox", repository_id=service.repository_id))
+        sandbox_id = created["sandbox_id"]
         mine = {"sandbox_id": sandbox_id}
+        # the live page for a person, through the API's renderer proxy with its ticket
+        assert f"/r/{sandbox_id}/?ticket=" in created["renderer_url"]
 
         index = _data(await call("list_components", **mine))
         button = next(c for c in index["components"] if c["name"] == "Button")
@@ -264,6 +267,30 @@ async def test_the_agent_loop_end_to_end(service: Service) -> None:
         commits = _data(await call("history", **mine))["commits"]
         assert [c["hash"] for c in commits[:2]] == [fixed["commit_hash"], broken["commit_hash"]]
         assert [c["is_base"] for c in commits] == [False, False, True]
+        base = commits[-1]["hash"]
+
+        # the base commit's picture, rendered from its own tree beside the sandbox
+        before = await call("screenshot", **mine, story="button--primary", commit=base[:8])
+        assert _data(before)["commit"] == base
+        assert len(_pngs(before)) == 1
+        # what the sandbox changed in the story, and an edit that changed nothing
+        changed = await call("diff", **mine, story="button--primary")
+        found = _data(changed)
+        assert (found["from"], found["to"]) == (base, fixed["commit_hash"])
+        assert found["changed_pixels"] > 0
+        assert len(_pngs(changed)) == 1
+        same = _data(
+            await call(
+                "diff",
+                **mine,
+                story="button--primary",
+                from_commit=fixed["commit_hash"],
+                to_commit=fixed["commit_hash"],
+            )
+        )
+        assert same["changed_pixels"] == 0
+        unknown = await call("diff", **mine, story="button--primary", from_commit="abcdef12")
+        assert _error(unknown).startswith("404 ")
 
         stepped = await call("rollback", **mine, steps=1)
         back = _data(stepped)
