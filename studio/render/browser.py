@@ -71,6 +71,9 @@ CHROMIUM_ARGS = [*BASE_ARGS, "--disable-dev-shm-usage"]
 _NONCE = "studio_verdict"
 # Loads tried per story when one is cut short by the page's own reload.
 _LOAD_TRIES = 3
+# How long the warm path waits for the page to apply Vite's hot update of an
+# edit (it has usually done so while Vite answered) before loading it afresh.
+_CATCH_UP_SECONDS = 1.0
 
 # Resolves to the canvas' state once it has held for three animation frames
 # (React runs a story's effects after the frame it painted; an effect that
@@ -90,19 +93,85 @@ _SETTLED = """
   return window.__studioSettled >= 3 ? state : false;
 }
 """
-# Every WebSocket of the page stays shut. The API's event stream: it would
-# announce each story this page shows to the people watching the sandbox, and
-# follow what they select. Vite's HMR socket: each verdict loads the page
-# afresh, and an HMR client told of the edit would reload the page at a moment
-# of its own, cutting a verdict's load or story switch short.
-_NO_SOCKETS = """
+# The page's WebSockets. The API's event stream stays shut: it would announce
+# each story this page shows to the people watching the sandbox, and follow
+# what they select. Vite's HMR socket is real, so that an edit reaches the page
+# as Vite's hot update (React Fast Refresh) and the next verdict need not load
+# the page again (the warm path, RenderBrowser._caught_up). The page never
+# reloads on its own, which would race a verdict's own load or story switch:
+# a `full-reload` is noted (the next verdict loads afresh) and not passed on,
+# nor is an `error` (its overlay would reload the page at the next update).
+# window.__studioHmr tells the verdict how far the page is: `first` and `seq`
+# the first and the last message received (numbered by
+# studio-template/plugin/hmr-sequence.mjs), `applied` the last one whose
+# update ran, React's refresh included (plugin-react's runtime performs it 16
+# ms after the update, a timer set before ours), `ready` once that is known.
+_PAGE_SCRIPT = """
 (() => {
   const nothing = () => {};
-  window.WebSocket = function InertWebSocket(url) {
-    return { url: String(url), readyState: 0, send: nothing, close: nothing,
-             addEventListener: nothing, removeEventListener: nothing };
+  const inert = (url) => ({ url: String(url), readyState: 0, send: nothing, close: nothing,
+                            addEventListener: nothing, removeEventListener: nothing });
+  const RealWebSocket = window.WebSocket;
+  const hmr = { first: 0, seq: 0, applied: 0, ready: false, reload: false, invalidated: false,
+                closed: false };
+  window.__studioHmr = hmr;
+  const APPLIED = 'studio:hmr-applied';
+  const REFRESH_MS = 16;
+  const listen = () => {
+    const client = document.querySelector('script[type="module"][src*="/@vite/client"]');
+    if (!client) return;
+    import(client.src).then((vite) => {
+      vite.createHotContext('/@studio/verdict').on(APPLIED, ({ seq }) => {
+        setTimeout(() => { if (seq > hmr.applied) hmr.applied = seq; }, REFRESH_MS);
+      });
+      hmr.ready = true;
+    }, nothing);
+  };
+  window.WebSocket = function StudioWebSocket(url, protocols) {
+    if (protocols !== 'vite-hmr') return inert(url);
+    const socket = new RealWebSocket(url, protocols);
+    const send = socket.send.bind(socket);
+    socket.send = (data) => {
+      if (String(data).includes('"vite:invalidate"')) hmr.invalidated = true;
+      send(data);
+    };
+    socket.addEventListener('close', () => { hmr.closed = true; });
+    const add = socket.addEventListener.bind(socket);
+    socket.addEventListener = (type, listener, options) => {
+      if (type !== 'message') return add(type, listener, options);
+      return add('message', (event) => {
+        let payload = null;
+        try { payload = JSON.parse(event.data); } catch { return listener(event); }
+        const seq = payload.studioSeq;
+        if (typeof seq === 'number') {
+          if (!hmr.first) hmr.first = seq;
+          hmr.seq = Math.max(hmr.seq, seq);
+        }
+        if (payload.type === 'full-reload') { hmr.reload = true; return; }
+        if (payload.type === 'error') return;
+        listener(event);
+        // handled by Vite's client in order: after the message's own update
+        if (typeof seq === 'number') {
+          listener({ data: JSON.stringify({ type: 'custom', event: APPLIED, data: { seq } }) });
+        }
+      }, options);
+    };
+    listen();
+    return socket;
   };
 })();
+"""
+# Whether the page, loaded when the last message was ``base``, received and
+# applied every HMR message up to ``seq`` ('current'), or can no longer be
+# brought up to date by them ('stale'): a message missed while it loaded, a
+# full reload asked for, a module that refused its hot update, the socket gone.
+_CAUGHT_UP = """
+({ seq, base }) => {
+  const hmr = window.__studioHmr;
+  if (!hmr || !hmr.ready || hmr.reload || hmr.invalidated || hmr.closed) return 'stale';
+  if (hmr.first > base + 1) return 'stale';
+  return Math.max(hmr.applied, base) >= seq ? 'current' : false;
+}
 """
 # Shows another story of the page already loaded: the app follows its hash.
 _SHOW = "(hash) => { window.__studioSettled = 0; window.location.hash = hash; }"
@@ -123,6 +192,10 @@ class _SandboxPage:
     used: float = field(default_factory=time.monotonic)
     loads: int = 0
     console: list[str] = field(default_factory=list)
+    # The page as a verdict's load left it, for HMR to keep current (the warm
+    # path): its URL without the hash, the last HMR message before the load,
+    # the catalog's fingerprint. None: the next verdict loads the page afresh.
+    synced: tuple[str, int, str] | None = None
 
 
 def _size(viewport: Viewport) -> ViewportSize:
@@ -190,8 +263,8 @@ class RenderBrowser:
         context = await browser.new_context(
             viewport=_size(DEFAULT_VIEWPORT), extra_http_headers=headers or {}
         )
-        # No WebSocket (see _NO_SOCKETS): no live stream, no HMR reloads.
-        await context.add_init_script(_NO_SOCKETS)
+        # No live stream; Vite's HMR, without reloads of its own (see _PAGE_SCRIPT).
+        await context.add_init_script(_PAGE_SCRIPT)
         page = await context.new_page()
         held = _SandboxPage(context=context, page=page)
 
@@ -229,6 +302,12 @@ class RenderBrowser:
     def pages(self) -> list[str]:
         """The sandboxes with an open page."""
         return sorted(self._pages)
+
+    def page_loads(self, sandbox_id: str) -> int:
+        """How many times the sandbox's page was loaded (0 without a page): a verdict
+        that Vite's hot update brought the page to loads nothing."""
+        held = self._pages.get(sandbox_id)
+        return 0 if held is None else held.loads
 
     async def close(self) -> None:
         """Close every page, Chromium and Playwright."""
@@ -315,7 +394,11 @@ class RenderBrowser:
         targets: list[dict[str, str]] = list(facts.get("targets", []))
         shown, skipped = targets[: self.max_stories], max(0, len(targets) - self.max_stories)
         if compile_errors:
-            # Every affected story fails to load on the same error: no need to look.
+            # Every affected story fails to load on the same error: no need to look. The
+            # page's hot update of the edit failed: the next verdict loads it afresh.
+            held_page = self._pages.get(sandbox_id)
+            if held_page is not None:
+                held_page.synced = None
             stories = [
                 StoryVerdict(
                     id=t["id"],
@@ -332,26 +415,80 @@ class RenderBrowser:
                 skipped=skipped,
             )
         held = await self._page(sandbox_id, headers)
-        stories = []
         async with held.lock:
             held.used = time.monotonic()
-            for target in shown:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    stories.append(
-                        StoryVerdict(
-                            id=target["id"], component=target["component"], status="timeout"
-                        )
-                    )
-                    continue
-                # A fresh load for the first (the page then runs the commit's modules), the
-                # others shown by the page's own route: no second load of the app.
-                fresh = target is shown[0]
-                stories.append(await self._render(held, base_url, target, left, fresh=fresh))
+            stories = await self._stories(held, base_url, shown, facts, deadline)
             held.used = time.monotonic()
         return done(
             status=overall_status([s.status for s in stories]), stories=stories, skipped=skipped
         )
+
+    async def _stories(
+        self,
+        held: _SandboxPage,
+        base_url: str,
+        targets: list[dict[str, str]],
+        facts: dict[str, Any],
+        deadline: float,
+    ) -> list[StoryVerdict]:
+        """Each of ``targets`` as the page renders it (in the order given).
+
+        Warm, when the page still holds what the last verdict loaded and Vite's
+        hot updates of the edit reached it: the story it shows is looked at
+        again and the others shown by its hash route. Otherwise the first is
+        loaded afresh (the page then runs the commit's modules) and the others
+        shown by the route: no second load of the app.
+        """
+        seq = (facts.get("hmr") or {}).get("seq")
+        warm = await self._caught_up(held, seq, facts.get("catalog"), deadline)
+        current = held.page.url.partition("#")[2]
+        # the story on screen first: no switch
+        order = sorted(targets, key=lambda t: t["path"].partition("#")[2] != current)
+        found: dict[str, StoryVerdict] = {}
+        for index, target in enumerate(order):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                found[target["id"]] = StoryVerdict(
+                    id=target["id"], component=target["component"], status="timeout"
+                )
+                continue
+            if index > 0:
+                mode = "show"
+            elif not warm:
+                mode = "load"
+            else:
+                mode = "current" if target["path"].partition("#")[2] == current else "show"
+            verdict = await self._render(held, base_url, target, left, mode=mode)
+            if mode == "load":
+                loaded = held.page.url.partition("#")[0]
+                fingerprint = facts.get("catalog")
+                held.synced = None if seq is None else (loaded, int(seq), str(fingerprint))
+            found[target["id"]] = verdict
+        stories = [found[t["id"]] for t in targets]
+        if any(s.status != "ok" for s in stories):
+            # an error boundary that caught, a story that never settled: loaded afresh next time
+            held.synced = None
+        return stories
+
+    async def _caught_up(self, held: _SandboxPage, seq: Any, catalog: Any, deadline: float) -> bool:
+        """Whether the page's hot updates brought it to the edit (the warm path)."""
+        page = held.page
+        synced = held.synced
+        if synced is None or not isinstance(seq, int) or page.is_closed():
+            return False
+        url, base, fingerprint = synced
+        if page.url.partition("#")[0] != url or catalog != fingerprint:
+            return False  # another load since (a screenshot), or a story added or renamed
+        wait_ms = max(0.0, min(_CATCH_UP_SECONDS, deadline - time.monotonic())) * 1000
+        try:
+            handle = await page.wait_for_function(
+                _CAUGHT_UP, arg={"seq": seq, "base": base}, polling="raf", timeout=wait_ms
+            )
+            state = await handle.json_value()
+        except PlaywrightError:
+            logger.info("the page did not catch up with the edit; loading it afresh")
+            return False
+        return bool(state == "current")
 
     async def _facts(
         self,
@@ -377,8 +514,10 @@ class RenderBrowser:
         target: dict[str, str],
         seconds: float,
         *,
-        fresh: bool,
+        mode: str,
     ) -> StoryVerdict:
+        """One story: ``mode`` 'load' (the page afresh), 'show' (by the hash route) or
+        'current' (the story on screen, after a hot update)."""
         held.console.clear()
         page = held.page
         ident = {"id": target["id"], "component": target["component"]}
@@ -388,12 +527,15 @@ class RenderBrowser:
             "story": "" if target["id"] == target["component"] else target["id"],
         }
         try:
-            if fresh:
+            if mode == "load":
                 held.loads += 1
                 url = _with_nonce(base_url, target["path"], held.loads)
                 state = await self._load(page, url, expected, seconds)
             else:
-                await page.evaluate(_SHOW, "#" + target["path"].partition("#")[2])
+                if mode == "show":
+                    await page.evaluate(_SHOW, "#" + target["path"].partition("#")[2])
+                else:
+                    await page.evaluate("() => { window.__studioSettled = 0; }")
                 state = await self._settled(page, expected, seconds * 1000)
         except PlaywrightError as exc:
             if not isinstance(exc, PlaywrightTimeout):

@@ -147,6 +147,43 @@ def test_a_valid_edit_renders_its_stories_ok(kit: Studio) -> None:
     assert {story.component for story in verdict.stories} == {"Button"}
 
 
+def test_edits_after_an_ok_verdict_reach_the_page_by_hot_update(kit: Studio) -> None:
+    label = "{children ?? label}"
+    first = kit.write(BUTTON, kit.original(BUTTON).replace(label, f"{label}!"))
+    assert first.status == "ok", first.model_dump_json(indent=1)
+    loads = kit.browser.page_loads(kit.sandbox.sandbox_id)
+    assert loads > 0
+
+    # the page is warm: Vite's hot update brings it to the edit, no load
+    again = kit.write(BUTTON, kit.original(BUTTON).replace(label, f"{label}?"))
+    assert again.status == "ok", again.model_dump_json(indent=1)
+    assert set(_by_id(again)) >= BUTTON_IDS
+    throwing = kit.original(BUTTON).replace(
+        "  return (\n    <button", "  throw new Error('hot boom');\n  return (\n    <button", 1
+    )
+    broken = kit.write(BUTTON, throwing)
+    assert broken.status == "runtime_error", broken.model_dump_json(indent=1)
+    assert all(s.status == "runtime_error" for s in broken.stories)
+    assert "hot boom" in _by_id(broken)["button--primary"].error.message
+    assert kit.browser.page_loads(kit.sandbox.sandbox_id) == loads
+
+    # after an error the page is loaded afresh: no error boundary's state carried over
+    fixed = kit.write(BUTTON, kit.original(BUTTON))
+    assert fixed.status == "ok", fixed.model_dump_json(indent=1)
+    assert kit.browser.page_loads(kit.sandbox.sandbox_id) == loads + 1
+
+
+def test_a_story_file_edit_loads_the_page_afresh(kit: Studio) -> None:
+    warm = kit.write(BUTTON, kit.original(BUTTON) + "\n")
+    assert warm.status == "ok", warm.model_dump_json(indent=1)
+    loads = kit.browser.page_loads(kit.sandbox.sandbox_id)
+    # a stories module accepts no hot update: Vite asks for a full reload, the verdict loads
+    story = kit.original(BUTTON_STORIES).replace("'Save changes'", "'Save it now'")
+    verdict = kit.write(BUTTON_STORIES, story)
+    assert verdict.status == "ok", verdict.model_dump_json(indent=1)
+    assert kit.browser.page_loads(kit.sandbox.sandbox_id) == loads + 1
+
+
 def test_a_jsx_syntax_error_is_a_compile_error_with_its_place(kit: Studio) -> None:
     source = kit.original(BUTTON).replace("    </button>\n", "    </buttn>\n")
     line = source.splitlines().index("    </buttn>") + 1
