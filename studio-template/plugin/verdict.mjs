@@ -241,11 +241,16 @@ export function verdictMiddleware(server, repoRoot, catalog, hmr = null) {
     };
     const watched = rels.map((rel) => path.join(repoRoot, rel)).filter((file) => isWatched(server, repoRoot, catalog, file));
     const facts = async () => {
+      const asked = Date.now();
       await times.waitFor(watched, since);
+      const seen = Date.now();
       const handled = hmr !== null && (await waitUntil(() => hmr.settled(watched, since), HMR_WAIT_MS));
       const seq = handled ? hmr.seq : null;
+      const updated = Date.now();
       const found = await verdictFacts(server, repoRoot, catalog, rels);
-      return { ...found, hmr: { seq }, catalog: catalogFingerprint(catalog.build()) };
+      // where the answer's time went (ms), for the benchmark's breakdown
+      const timing = { asked: asked - since, watcher: seen - asked, hmr: updated - seen, facts: Date.now() - updated };
+      return { ...found, hmr: { seq }, catalog: catalogFingerprint(catalog.build()), timing };
     };
     facts().then(
       (body) => answer(200, body),
