@@ -38,7 +38,13 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from studio.render.budget import DEFAULT_TIMEOUT, IDLE_SECONDS, MAX_STORIES
-from studio.render.chromium import BASE_ARGS, chromium_path
+from studio.render.chromium import (
+    BASE_ARGS,
+    LEAN_DISABLED_FEATURES,
+    chromium_path,
+    disable_features_switch,
+    merged_disable_features,
+)
 from studio.render.models import (
     CompileError,
     RenderError,
@@ -184,6 +190,40 @@ _ERROR_PANEL = """
 """
 
 
+# Playwright's own --disable-features switch, read from the first browser it
+# launched in this process (see _launch_lean); "" when it has none.
+_launcher_features: str | None = None
+
+
+async def _launch_lean(playwright: Playwright) -> Browser:
+    """The node's Chromium, without the features it does without
+    (LEAN_DISABLED_FEATURES). Playwright passes a --disable-features of its
+    own and Chromium reads only the last one: the first launch in a process
+    reads Playwright's from chrome://version, and every launch then passes
+    both lists as one switch in place of Playwright's."""
+    global _launcher_features
+    executable = chromium_path()
+    if not executable.is_file():
+        raise RuntimeError(f"no Chromium at {executable} (COMPONENT_STUDIO_CHROMIUM)")
+    launch = playwright.chromium.launch
+    if _launcher_features is None:
+        probe = await launch(executable_path=str(executable), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = await probe.new_page()
+            await page.goto("chrome://version")
+            _launcher_features = disable_features_switch(await page.inner_text("#command_line"))
+            _launcher_features = _launcher_features or ""
+        finally:
+            await probe.close()
+    merged = merged_disable_features(_launcher_features or None, LEAN_DISABLED_FEATURES)
+    return await launch(
+        executable_path=str(executable),
+        headless=True,
+        args=[*CHROMIUM_ARGS, merged],
+        ignore_default_args=[_launcher_features] if _launcher_features else None,
+    )
+
+
 @dataclass
 class _SandboxPage:
     context: BrowserContext
@@ -244,12 +284,7 @@ class RenderBrowser:
             if self._launch is not None:
                 self._browser = await self._launch(self._playwright)
             else:
-                executable = chromium_path()
-                if not executable.is_file():
-                    raise RuntimeError(f"no Chromium at {executable} (COMPONENT_STUDIO_CHROMIUM)")
-                self._browser = await self._playwright.chromium.launch(
-                    executable_path=str(executable), headless=True, args=CHROMIUM_ARGS
-                )
+                self._browser = await _launch_lean(self._playwright)
             self.launches += 1
             return self._browser
 

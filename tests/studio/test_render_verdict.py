@@ -184,6 +184,32 @@ def test_a_story_file_edit_loads_the_page_afresh(kit: Studio) -> None:
     assert kit.browser.page_loads(kit.sandbox.sandbox_id) == loads + 1
 
 
+def test_the_node_browser_opens_no_omnibox_popup_per_page(kit: Studio) -> None:
+    verdict = kit.write(BUTTON, kit.original(BUTTON) + "\n// a page\n")
+    assert verdict.status == "ok", verdict.model_dump_json(indent=1)
+
+    async def look() -> tuple[list[str], str]:
+        browser = await kit.browser.browser()
+        cdp = await browser.new_browser_cdp_session()
+        targets = await cdp.send("Target.getTargets")
+        page = await browser.new_page()
+        try:
+            await page.goto("chrome://version")
+            command_line = await page.inner_text("#command_line")
+        finally:
+            await page.close()
+        return [str(t["type"]) for t in targets["targetInfos"]], command_line
+
+    types, command_line = kit.loop.run(look())
+    assert "page" in types
+    # a window per browser context, each with its omnibox popup's renderer: none
+    assert "browser_ui" not in types, types
+    # one --disable-features: Playwright's list and ours (Chromium reads only the last)
+    [switch] = [part for part in command_line.split() if part.startswith("--disable-features=")]
+    assert {"WebUIOmniboxPopup", "WebUIOmniboxAimPopup"} <= set(switch.split("=")[1].split(","))
+    assert len(switch.split(",")) > 2
+
+
 def test_a_jsx_syntax_error_is_a_compile_error_with_its_place(kit: Studio) -> None:
     source = kit.original(BUTTON).replace("    </button>\n", "    </buttn>\n")
     line = source.splitlines().index("    </buttn>") + 1
