@@ -130,9 +130,10 @@ def edit_to_verdict(ctx: RunContext) -> ScenarioResult:
     result.figures["wrong_or_missing"] = result.failures
     result.figures["first_status"] = str((first.get("render") or {}).get("status"))
     result.notes.append(
-        "Each edit changes Button.tsx, whose three stories are rendered (one load of the "
-        "studio page, the other two by its hash route). in_browser_actor is the verdict's own "
-        "time: Vite's answer (compile + module graph) and the stories in Chromium."
+        "Each edit changes Button.tsx, whose three stories are rendered by the sandbox's warm "
+        "page: Vite's hot update brings it to the edit, the story on screen is looked at again, "
+        "the other two shown by its hash route. in_browser_actor is the verdict's own time: "
+        "Vite's answer (compile + module graph + its HMR of the edit) and the stories in Chromium."
     )
     return result
 
