@@ -79,6 +79,7 @@ _NONCE = "studio_verdict"
 _LOAD_TRIES = 3
 # How long the warm path waits for the page to apply Vite's hot update of an
 # edit (it has usually done so while Vite answered) before loading it afresh.
+# (The page's own clock: a page that stalls is not caught up.)
 _CATCH_UP_SECONDS = 1.0
 
 # Resolves to the canvas' state once it has held for three animation frames
@@ -103,7 +104,7 @@ _SETTLED = """
 # each story this page shows to the people watching the sandbox, and follow
 # what they select. Vite's HMR socket is real, so that an edit reaches the page
 # as Vite's hot update (React Fast Refresh) and the next verdict need not load
-# the page again (the warm path, RenderBrowser._caught_up). The page never
+# the page again (the warm path, _LOOK). The page never
 # reloads on its own, which would race a verdict's own load or story switch:
 # a `full-reload` is noted (the next verdict loads afresh) and not passed on,
 # nor is an `error` (its overlay would reload the page at the next update).
@@ -167,20 +168,44 @@ _PAGE_SCRIPT = """
   };
 })();
 """
-# Whether the page, loaded when the last message was ``base``, received and
-# applied every HMR message up to ``seq`` ('current'), or can no longer be
-# brought up to date by them ('stale'): a message missed while it loaded, a
-# full reload asked for, a module that refused its hot update, the socket gone.
-_CAUGHT_UP = """
-({ seq, base }) => {
-  const hmr = window.__studioHmr;
-  if (!hmr || !hmr.ready || hmr.reload || hmr.invalidated || hmr.closed) return 'stale';
-  if (hmr.first > base + 1) return 'stale';
-  return Math.max(hmr.applied, base) >= seq ? 'current' : false;
+# A story of the page already loaded, in one round trip: optionally first the
+# page caught up with the HMR messages up to ``seq`` (it was loaded when the
+# last was ``base``; 'stale' when it can no longer be brought up to date by
+# them: a message missed while it loaded, a full reload asked for, a module
+# that refused its hot update, the socket gone, or not within ``catchUpMs``),
+# optionally the story shown by the hash route (the app follows it), then the
+# canvas' state once it held for three animation frames as _SETTLED counts
+# them ('unsettled' after ``ms``).
+_LOOK = """
+async ({ expected, hash, seq, base, catchUpMs, ms }) => {
+  const start = performance.now();
+  const frame = () => new Promise((resolve) => requestAnimationFrame(resolve));
+  if (seq !== null) {
+    for (;;) {
+      const hmr = window.__studioHmr;
+      if (!hmr || !hmr.ready || hmr.reload || hmr.invalidated || hmr.closed) return 'stale';
+      if (hmr.first > base + 1) return 'stale';
+      if (Math.max(hmr.applied, base) >= seq) break;
+      if (performance.now() - start > catchUpMs) return 'stale';
+      await frame();
+    }
+  }
+  if (hash !== null) window.location.hash = hash;
+  let held = 0;
+  for (;;) {
+    if (document.querySelector('[data-testid=studio-not-found]')) return 'missing';
+    const canvas = document.querySelector('[data-testid=studio-canvas]');
+    const shown = canvas && canvas.dataset.component === expected.component
+      && canvas.dataset.story === expected.story;
+    let state = shown ? canvas.dataset.state : 'loading';
+    if (shown && canvas.querySelector('[data-testid=studio-error]')) state = 'error';
+    held = state === 'ready' || state === 'error' ? held + 1 : 0;
+    if (held >= 3) return state;
+    if (performance.now() - start > ms) return 'unsettled';
+    await frame();
+  }
 }
 """
-# Shows another story of the page already loaded: the app follows its hash.
-_SHOW = "(hash) => { window.__studioSettled = 0; window.location.hash = hash; }"
 _ERROR_PANEL = """
 () => {
   const text = (id) => document.querySelector(`[data-testid=${id}]`)?.textContent ?? null;
@@ -222,6 +247,10 @@ async def _launch_lean(playwright: Playwright) -> Browser:
         args=[*CHROMIUM_ARGS, merged],
         ignore_default_args=[_launcher_features] if _launcher_features else None,
     )
+
+
+class _Stale(Exception):
+    """The page's hot updates cannot bring it to the edit: it must load afresh."""
 
 
 @dataclass
@@ -475,7 +504,7 @@ class RenderBrowser:
         shown by the route: no second load of the app.
         """
         seq = (facts.get("hmr") or {}).get("seq")
-        warm = await self._caught_up(held, seq, facts.get("catalog"), deadline)
+        base = self._warm_base(held, seq, facts.get("catalog"))
         current = held.page.url.partition("#")[2]
         # the story on screen first: no switch
         order = sorted(targets, key=lambda t: t["path"].partition("#")[2] != current)
@@ -487,14 +516,19 @@ class RenderBrowser:
                     id=target["id"], component=target["component"], status="timeout"
                 )
                 continue
+            verdict: StoryVerdict | None = None
             if index > 0:
-                mode = "show"
-            elif not warm:
-                mode = "load"
-            else:
+                verdict = await self._render(held, base_url, target, left, mode="show")
+            elif base is not None and isinstance(seq, int):
                 mode = "current" if target["path"].partition("#")[2] == current else "show"
-            verdict = await self._render(held, base_url, target, left, mode=mode)
-            if mode == "load":
+                try:
+                    verdict = await self._render(
+                        held, base_url, target, left, mode=mode, catch_up=(seq, base)
+                    )
+                except _Stale:
+                    logger.info("the page did not catch up with the edit; loading it afresh")
+            if verdict is None:
+                verdict = await self._render(held, base_url, target, left, mode="load")
                 loaded = held.page.url.partition("#")[0]
                 fingerprint = facts.get("catalog")
                 held.synced = None if seq is None else (loaded, int(seq), str(fingerprint))
@@ -505,25 +539,17 @@ class RenderBrowser:
             held.synced = None
         return stories
 
-    async def _caught_up(self, held: _SandboxPage, seq: Any, catalog: Any, deadline: float) -> bool:
-        """Whether the page's hot updates brought it to the edit (the warm path)."""
-        page = held.page
+    @staticmethod
+    def _warm_base(held: _SandboxPage, seq: Any, catalog: Any) -> int | None:
+        """The last HMR message before the page's load when its hot updates may bring it
+        to the edit (the warm path), else None."""
         synced = held.synced
-        if synced is None or not isinstance(seq, int) or page.is_closed():
-            return False
+        if synced is None or not isinstance(seq, int) or held.page.is_closed():
+            return None
         url, base, fingerprint = synced
-        if page.url.partition("#")[0] != url or catalog != fingerprint:
-            return False  # another load since (a screenshot), or a story added or renamed
-        wait_ms = max(0.0, min(_CATCH_UP_SECONDS, deadline - time.monotonic())) * 1000
-        try:
-            handle = await page.wait_for_function(
-                _CAUGHT_UP, arg={"seq": seq, "base": base}, polling="raf", timeout=wait_ms
-            )
-            state = await handle.json_value()
-        except PlaywrightError:
-            logger.info("the page did not catch up with the edit; loading it afresh")
-            return False
-        return bool(state == "current")
+        if held.page.url.partition("#")[0] != url or catalog != fingerprint:
+            return None  # another load since (a screenshot), or a story added or renamed
+        return base
 
     async def _facts(
         self,
@@ -550,9 +576,11 @@ class RenderBrowser:
         seconds: float,
         *,
         mode: str,
+        catch_up: tuple[int, int] | None = None,
     ) -> StoryVerdict:
         """One story: ``mode`` 'load' (the page afresh), 'show' (by the hash route) or
-        'current' (the story on screen, after a hot update)."""
+        'current' (the story on screen). ``catch_up`` (seq, base): first the page's hot
+        updates up to seq (see _LOOK); _Stale when they cannot bring it there."""
         held.console.clear()
         page = held.page
         ident = {"id": target["id"], "component": target["component"]}
@@ -567,11 +595,20 @@ class RenderBrowser:
                 url = _with_nonce(base_url, target["path"], held.loads)
                 state = await self._load(page, url, expected, seconds)
             else:
-                if mode == "show":
-                    await page.evaluate(_SHOW, "#" + target["path"].partition("#")[2])
-                else:
-                    await page.evaluate("() => { window.__studioSettled = 0; }")
-                state = await self._settled(page, expected, seconds * 1000)
+                seq, base = catch_up if catch_up is not None else (None, 0)
+                look = {
+                    "expected": expected,
+                    "hash": "#" + target["path"].partition("#")[2] if mode == "show" else None,
+                    "seq": seq,
+                    "base": base,
+                    "catchUpMs": _CATCH_UP_SECONDS * 1000,
+                    "ms": seconds * 1000,
+                }
+                state = str(await page.evaluate(_LOOK, look))
+                if state == "stale":
+                    raise _Stale(target["id"])
+                if state == "unsettled":
+                    raise PlaywrightTimeout(f"{target['id']} did not settle")
         except PlaywrightError as exc:
             if not isinstance(exc, PlaywrightTimeout):
                 failed = RenderError(message=f"the page could not be loaded: {exc.message}")
