@@ -81,6 +81,8 @@ _LOAD_TRIES = 3
 # edit (it has usually done so while Vite answered) before loading it afresh.
 # (The page's own clock: a page that stalls is not caught up.)
 _CATCH_UP_SECONDS = 1.0
+# Warm verdicts of a page before it is loaded afresh (see _SandboxPage.warm).
+_WARM_MAX = 100
 
 # Resolves to the canvas' state once it has held for three animation frames
 # (React runs a story's effects after the frame it painted; an effect that
@@ -155,8 +157,7 @@ _PAGE_SCRIPT = """
           hmr.seq = Math.max(hmr.seq, seq);
         }
         if (payload.type === 'full-reload') { hmr.reload = true; return; }
-        if (payload.type === 'error') return;
-        listener(event);
+        if (payload.type !== 'error') listener(event);
         // handled by Vite's client in order: after the message's own update
         if (typeof seq === 'number') {
           listener({ data: JSON.stringify({ type: 'custom', event: APPLIED, data: { seq } }) });
@@ -265,6 +266,10 @@ class _SandboxPage:
     # path): its URL without the hash, the last HMR message before the load,
     # the catalog's fingerprint. None: the next verdict loads the page afresh.
     synced: tuple[str, int, str] | None = None
+    # Verdicts made warm since the last load: each hot update leaves its module
+    # versions in the page's module map for good, so the page is loaded afresh
+    # after _WARM_MAX of them.
+    warm: int = 0
 
 
 def _size(viewport: Viewport) -> ViewportSize:
@@ -525,6 +530,7 @@ class RenderBrowser:
                     verdict = await self._render(
                         held, base_url, target, left, mode=mode, catch_up=(seq, base)
                     )
+                    held.warm += 1
                 except _Stale:
                     logger.info("the page did not catch up with the edit; loading it afresh")
             if verdict is None:
@@ -532,6 +538,7 @@ class RenderBrowser:
                 loaded = held.page.url.partition("#")[0]
                 fingerprint = facts.get("catalog")
                 held.synced = None if seq is None else (loaded, int(seq), str(fingerprint))
+                held.warm = 0
             found[target["id"]] = verdict
         stories = [found[t["id"]] for t in targets]
         if any(s.status != "ok" for s in stories):
@@ -545,6 +552,8 @@ class RenderBrowser:
         to the edit (the warm path), else None."""
         synced = held.synced
         if synced is None or not isinstance(seq, int) or held.page.is_closed():
+            return None
+        if held.warm >= _WARM_MAX:
             return None
         url, base, fingerprint = synced
         if held.page.url.partition("#")[0] != url or catalog != fingerprint:

@@ -23,6 +23,7 @@ from studio.commands import DeleteFile, ExecuteCommand, WriteFile, WriteFiles
 from studio.errors import InvalidRequest, NotFound
 from studio.models import RepositorySource
 from studio.render import RenderVerdict
+from studio.render import browser as render_browser
 from studio.render.browser import RenderBrowser
 from studio.render.screenshot import DEFAULT_VIEWPORT, parse_viewport
 from studio.sandbox import ComponentStudioSandbox
@@ -171,6 +172,23 @@ def test_edits_after_an_ok_verdict_reach_the_page_by_hot_update(kit: Studio) -> 
     fixed = kit.write(BUTTON, kit.original(BUTTON))
     assert fixed.status == "ok", fixed.model_dump_json(indent=1)
     assert kit.browser.page_loads(kit.sandbox.sandbox_id) == loads + 1
+
+
+def test_a_warm_page_is_loaded_afresh_after_its_quota_of_hot_updates(
+    kit: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each hot update's module versions stay in the page: a bounded number of them
+    monkeypatch.setattr(render_browser, "_WARM_MAX", 1)
+    label = "{children ?? label}"
+    edits = [kit.original(BUTTON).replace(label, f"{label}{{'{n}'}}") for n in range(3)]
+    sandbox_id = kit.sandbox.sandbox_id
+    kit.loop.run(kit.browser.close_page(sandbox_id))
+    assert kit.write(BUTTON, edits[0]).status == "ok"
+    assert kit.browser.page_loads(sandbox_id) == 1  # a new page
+    assert kit.write(BUTTON, edits[1]).status == "ok"
+    assert kit.browser.page_loads(sandbox_id) == 1  # warm
+    assert kit.write(BUTTON, edits[2]).status == "ok"
+    assert kit.browser.page_loads(sandbox_id) == 2  # the quota used up
 
 
 def test_a_story_file_edit_loads_the_page_afresh(kit: Studio) -> None:
