@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { earlyLoadScript } from './early-load.mjs';
+import { hmrSequence } from './hmr-sequence.mjs';
 import { recheckChanges } from './recheck-changes.mjs';
 import { VERDICT_PATH, verdictMiddleware } from './verdict.mjs';
 
@@ -52,8 +53,18 @@ export function studioPlugin(config, catalog, storybook = null) {
     return doc;
   };
 
+  let hmr = null; // the HMR message log (hmr-sequence.mjs), once the server is there
+
   return {
     name: 'component-studio',
+
+    // after the other plugins' hooks: the modules Vite will update for the file
+    hotUpdate: {
+      order: 'post',
+      handler(options) {
+        if (this.environment?.name === 'client') hmr?.noteHotUpdate(options);
+      },
+    },
 
     resolveId(id) {
       if (id === CONFIG_MODULE) return RESOLVED_CONFIG_MODULE;
@@ -106,7 +117,8 @@ export function studioPlugin(config, catalog, storybook = null) {
 
       // what an edit did: compile errors and the stories it touches (verdict.mjs); under
       // Vite's base, as the catalog below
-      server.middlewares.use(`${config.base}${VERDICT_PATH.slice(1)}`, verdictMiddleware(server, config.repoRoot, catalog));
+      hmr = hmrSequence(server);
+      server.middlewares.use(`${config.base}${VERDICT_PATH.slice(1)}`, verdictMiddleware(server, config.repoRoot, catalog, hmr));
 
       // Registered here, ahead of Vite's own middlewares, so it sees the URL with Vite's base.
       server.middlewares.use(client.catalogUrl, (req, res, next) => {

@@ -19,6 +19,7 @@
 // stories module is among them. A module no page has loaded is not in the
 // graph; the catalog still finds the stories of a changed component or
 // stories file directly.
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -181,13 +182,18 @@ export function watchTimes(watcher) {
   const reported = (files, since) => files.every((file) => (seen.get(file) ?? 0) >= since);
   return {
     async waitFor(files, since, ms = WATCH_WAIT_MS) {
-      const deadline = Date.now() + ms;
-      while (!reported(files, since) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, WATCH_POLL_MS));
-      // Vite's own handlers of the event ran first (registered before the plugins'): let their async part go on
-      await new Promise((resolve) => setImmediate(resolve));
-      return reported(files, since);
+      return waitUntil(() => reported(files, since), ms);
     },
   };
+}
+
+/** Polls `done` until it holds or `ms` passed, then lets Vite's pending work go on; whether it held. */
+async function waitUntil(done, ms) {
+  const deadline = Date.now() + ms;
+  while (!done() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, WATCH_POLL_MS));
+  // Vite's own handlers of the event ran first (registered before the plugins'): let their async part go on
+  await new Promise((resolve) => setImmediate(resolve));
+  return done();
 }
 
 /**
@@ -202,28 +208,52 @@ function isWatched(server, repoRoot, catalog, file) {
   return catalog.watchedDirs().some((rel) => file.startsWith(path.join(repoRoot, rel) + path.sep));
 }
 
-/** The connect middleware answering VERDICT_PATH (`since`: ms since the epoch, before the write). */
-export function verdictMiddleware(server, repoRoot, catalog) {
+// How long a verdict waits for Vite's HMR to handle the changed files once the watcher saw them.
+const HMR_WAIT_MS = 1000;
+
+/**
+ * A fingerprint of the catalog's components and stories: a page whose catalog
+ * differs from the verdict's (a story added, an export renamed) must load
+ * afresh, since Vite tells pages of such a change only after a debounce.
+ */
+function catalogFingerprint(doc) {
+  return createHash('sha1').update(JSON.stringify(doc.components)).update(String(doc.preview)).digest('hex');
+}
+
+/**
+ * The connect middleware answering VERDICT_PATH (`since`: ms since the epoch,
+ * before the write). `hmr` (hmr-sequence.mjs): the answer's `hmr.seq` is the
+ * last HMR message that is about the changed files (null when Vite's HMR did
+ * not handle them in time), `catalog` the catalog's fingerprint.
+ */
+export function verdictMiddleware(server, repoRoot, catalog, hmr = null) {
   const times = watchTimes(server.watcher);
   return (req, res, next) => {
     if (req.method !== 'GET') return next();
     const query = new URL(req.url ?? '', 'http://studio.invalid').searchParams;
     const rels = query.getAll('file').filter((rel) => rel && !rel.startsWith('/') && !toPosix(rel).split('/').includes('..'));
-    const since = Number(query.get('since') ?? 0);
+    const since = Number.isFinite(Number(query.get('since') ?? 0)) ? Number(query.get('since') ?? 0) : 0;
     const answer = (status, body) => {
       res.statusCode = status;
       res.setHeader('Content-Type', 'application/json');
       res.setHeader('Cache-Control', 'no-store');
       res.end(JSON.stringify(body));
     };
-    times
-      .waitFor(
-        rels.map((rel) => path.join(repoRoot, rel)).filter((file) => isWatched(server, repoRoot, catalog, file)),
-        Number.isFinite(since) ? since : 0,
-      )
-      .then(() => verdictFacts(server, repoRoot, catalog, rels))
-      .then(
-      (facts) => answer(200, facts),
+    const watched = rels.map((rel) => path.join(repoRoot, rel)).filter((file) => isWatched(server, repoRoot, catalog, file));
+    const facts = async () => {
+      const asked = Date.now();
+      await times.waitFor(watched, since);
+      const seen = Date.now();
+      const handled = hmr !== null && (await waitUntil(() => hmr.settled(watched, since), HMR_WAIT_MS));
+      const seq = handled ? hmr.seq : null;
+      const updated = Date.now();
+      const found = await verdictFacts(server, repoRoot, catalog, rels);
+      // where the answer's time went (ms), for the benchmark's breakdown
+      const timing = { asked: asked - since, watcher: seen - asked, hmr: updated - seen, facts: Date.now() - updated };
+      return { ...found, hmr: { seq }, catalog: catalogFingerprint(catalog.build()), timing };
+    };
+    facts().then(
+      (body) => answer(200, body),
       (error) => answer(500, { error: { code: 'verdict_failed', message: error instanceof Error ? error.message : String(error) } }),
     );
   };

@@ -38,7 +38,13 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from studio.render.budget import DEFAULT_TIMEOUT, IDLE_SECONDS, MAX_STORIES
-from studio.render.chromium import BASE_ARGS, chromium_path
+from studio.render.chromium import (
+    BASE_ARGS,
+    LEAN_DISABLED_FEATURES,
+    chromium_path,
+    disable_features_switch,
+    merged_disable_features,
+)
 from studio.render.models import (
     CompileError,
     RenderError,
@@ -71,6 +77,12 @@ CHROMIUM_ARGS = [*BASE_ARGS, "--disable-dev-shm-usage"]
 _NONCE = "studio_verdict"
 # Loads tried per story when one is cut short by the page's own reload.
 _LOAD_TRIES = 3
+# How long the warm path waits for the page to apply Vite's hot update of an
+# edit (it has usually done so while Vite answered) before loading it afresh.
+# (The page's own clock: a page that stalls is not caught up.)
+_CATCH_UP_SECONDS = 1.0
+# Warm verdicts of a page before it is loaded afresh (see _SandboxPage.warm).
+_WARM_MAX = 100
 
 # Resolves to the canvas' state once it has held for three animation frames
 # (React runs a story's effects after the frame it painted; an effect that
@@ -90,22 +102,111 @@ _SETTLED = """
   return window.__studioSettled >= 3 ? state : false;
 }
 """
-# Every WebSocket of the page stays shut. The API's event stream: it would
-# announce each story this page shows to the people watching the sandbox, and
-# follow what they select. Vite's HMR socket: each verdict loads the page
-# afresh, and an HMR client told of the edit would reload the page at a moment
-# of its own, cutting a verdict's load or story switch short.
-_NO_SOCKETS = """
+# The page's WebSockets. The API's event stream stays shut: it would announce
+# each story this page shows to the people watching the sandbox, and follow
+# what they select. Vite's HMR socket is real, so that an edit reaches the page
+# as Vite's hot update (React Fast Refresh) and the next verdict need not load
+# the page again (the warm path, _LOOK). The page never
+# reloads on its own, which would race a verdict's own load or story switch:
+# a `full-reload` is noted (the next verdict loads afresh) and not passed on,
+# nor is an `error` (its overlay would reload the page at the next update).
+# window.__studioHmr tells the verdict how far the page is: `first` and `seq`
+# the first and the last message received (numbered by
+# studio-template/plugin/hmr-sequence.mjs), `applied` the last one whose
+# update ran, React's refresh included (plugin-react's runtime performs it 16
+# ms after the update, a timer set before ours), `ready` once that is known.
+_PAGE_SCRIPT = """
 (() => {
   const nothing = () => {};
-  window.WebSocket = function InertWebSocket(url) {
-    return { url: String(url), readyState: 0, send: nothing, close: nothing,
-             addEventListener: nothing, removeEventListener: nothing };
+  const inert = (url) => ({ url: String(url), readyState: 0, send: nothing, close: nothing,
+                            addEventListener: nothing, removeEventListener: nothing });
+  const RealWebSocket = window.WebSocket;
+  const hmr = { first: 0, seq: 0, applied: 0, ready: false, reload: false, invalidated: false,
+                closed: false };
+  window.__studioHmr = hmr;
+  const APPLIED = 'studio:hmr-applied';
+  const REFRESH_MS = 16;
+  const listen = () => {
+    const client = document.querySelector('script[type="module"][src*="/@vite/client"]');
+    if (!client) return;
+    import(client.src).then((vite) => {
+      vite.createHotContext('/@studio/verdict').on(APPLIED, ({ seq }) => {
+        setTimeout(() => { if (seq > hmr.applied) hmr.applied = seq; }, REFRESH_MS);
+      });
+      hmr.ready = true;
+    }, nothing);
+  };
+  window.WebSocket = function StudioWebSocket(url, protocols) {
+    if (protocols !== 'vite-hmr') return inert(url);
+    const socket = new RealWebSocket(url, protocols);
+    const send = socket.send.bind(socket);
+    socket.send = (data) => {
+      if (String(data).includes('"vite:invalidate"')) hmr.invalidated = true;
+      send(data);
+    };
+    socket.addEventListener('close', () => { hmr.closed = true; });
+    const add = socket.addEventListener.bind(socket);
+    socket.addEventListener = (type, listener, options) => {
+      if (type !== 'message') return add(type, listener, options);
+      return add('message', (event) => {
+        let payload = null;
+        try { payload = JSON.parse(event.data); } catch { return listener(event); }
+        const seq = payload.studioSeq;
+        if (typeof seq === 'number') {
+          if (!hmr.first) hmr.first = seq;
+          hmr.seq = Math.max(hmr.seq, seq);
+        }
+        if (payload.type === 'full-reload') { hmr.reload = true; return; }
+        if (payload.type !== 'error') listener(event);
+        // handled by Vite's client in order: after the message's own update
+        if (typeof seq === 'number') {
+          listener({ data: JSON.stringify({ type: 'custom', event: APPLIED, data: { seq } }) });
+        }
+      }, options);
+    };
+    listen();
+    return socket;
   };
 })();
 """
-# Shows another story of the page already loaded: the app follows its hash.
-_SHOW = "(hash) => { window.__studioSettled = 0; window.location.hash = hash; }"
+# A story of the page already loaded, in one round trip: optionally first the
+# page caught up with the HMR messages up to ``seq`` (it was loaded when the
+# last was ``base``; 'stale' when it can no longer be brought up to date by
+# them: a message missed while it loaded, a full reload asked for, a module
+# that refused its hot update, the socket gone, or not within ``catchUpMs``),
+# optionally the story shown by the hash route (the app follows it), then the
+# canvas' state once it held for three animation frames as _SETTLED counts
+# them ('unsettled' after ``ms``).
+_LOOK = """
+async ({ expected, hash, seq, base, catchUpMs, ms }) => {
+  const start = performance.now();
+  const frame = () => new Promise((resolve) => requestAnimationFrame(resolve));
+  if (seq !== null) {
+    for (;;) {
+      const hmr = window.__studioHmr;
+      if (!hmr || !hmr.ready || hmr.reload || hmr.invalidated || hmr.closed) return 'stale';
+      if (hmr.first > base + 1) return 'stale';
+      if (Math.max(hmr.applied, base) >= seq) break;
+      if (performance.now() - start > catchUpMs) return 'stale';
+      await frame();
+    }
+  }
+  if (hash !== null) window.location.hash = hash;
+  let held = 0;
+  for (;;) {
+    if (document.querySelector('[data-testid=studio-not-found]')) return 'missing';
+    const canvas = document.querySelector('[data-testid=studio-canvas]');
+    const shown = canvas && canvas.dataset.component === expected.component
+      && canvas.dataset.story === expected.story;
+    let state = shown ? canvas.dataset.state : 'loading';
+    if (shown && canvas.querySelector('[data-testid=studio-error]')) state = 'error';
+    held = state === 'ready' || state === 'error' ? held + 1 : 0;
+    if (held >= 3) return state;
+    if (performance.now() - start > ms) return 'unsettled';
+    await frame();
+  }
+}
+"""
 _ERROR_PANEL = """
 () => {
   const text = (id) => document.querySelector(`[data-testid=${id}]`)?.textContent ?? null;
@@ -113,6 +214,44 @@ _ERROR_PANEL = """
            componentStack: text('studio-error-component-stack') };
 }
 """
+
+
+# Playwright's own --disable-features switch, read from the first browser it
+# launched in this process (see _launch_lean); "" when it has none.
+_launcher_features: str | None = None
+
+
+async def _launch_lean(playwright: Playwright) -> Browser:
+    """The node's Chromium, without the features it does without
+    (LEAN_DISABLED_FEATURES). Playwright passes a --disable-features of its
+    own and Chromium reads only the last one: the first launch in a process
+    reads Playwright's from chrome://version, and every launch then passes
+    both lists as one switch in place of Playwright's."""
+    global _launcher_features
+    executable = chromium_path()
+    if not executable.is_file():
+        raise RuntimeError(f"no Chromium at {executable} (COMPONENT_STUDIO_CHROMIUM)")
+    launch = playwright.chromium.launch
+    if _launcher_features is None:
+        probe = await launch(executable_path=str(executable), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = await probe.new_page()
+            await page.goto("chrome://version")
+            _launcher_features = disable_features_switch(await page.inner_text("#command_line"))
+            _launcher_features = _launcher_features or ""
+        finally:
+            await probe.close()
+    merged = merged_disable_features(_launcher_features or None, LEAN_DISABLED_FEATURES)
+    return await launch(
+        executable_path=str(executable),
+        headless=True,
+        args=[*CHROMIUM_ARGS, merged],
+        ignore_default_args=[_launcher_features] if _launcher_features else None,
+    )
+
+
+class _Stale(Exception):
+    """The page's hot updates cannot bring it to the edit: it must load afresh."""
 
 
 @dataclass
@@ -123,6 +262,14 @@ class _SandboxPage:
     used: float = field(default_factory=time.monotonic)
     loads: int = 0
     console: list[str] = field(default_factory=list)
+    # The page as a verdict's load left it, for HMR to keep current (the warm
+    # path): its URL without the hash, the last HMR message before the load,
+    # the catalog's fingerprint. None: the next verdict loads the page afresh.
+    synced: tuple[str, int, str] | None = None
+    # Verdicts made warm since the last load: each hot update leaves its module
+    # versions in the page's module map for good, so the page is loaded afresh
+    # after _WARM_MAX of them.
+    warm: int = 0
 
 
 def _size(viewport: Viewport) -> ViewportSize:
@@ -171,12 +318,7 @@ class RenderBrowser:
             if self._launch is not None:
                 self._browser = await self._launch(self._playwright)
             else:
-                executable = chromium_path()
-                if not executable.is_file():
-                    raise RuntimeError(f"no Chromium at {executable} (COMPONENT_STUDIO_CHROMIUM)")
-                self._browser = await self._playwright.chromium.launch(
-                    executable_path=str(executable), headless=True, args=CHROMIUM_ARGS
-                )
+                self._browser = await _launch_lean(self._playwright)
             self.launches += 1
             return self._browser
 
@@ -190,8 +332,8 @@ class RenderBrowser:
         context = await browser.new_context(
             viewport=_size(DEFAULT_VIEWPORT), extra_http_headers=headers or {}
         )
-        # No WebSocket (see _NO_SOCKETS): no live stream, no HMR reloads.
-        await context.add_init_script(_NO_SOCKETS)
+        # No live stream; Vite's HMR, without reloads of its own (see _PAGE_SCRIPT).
+        await context.add_init_script(_PAGE_SCRIPT)
         page = await context.new_page()
         held = _SandboxPage(context=context, page=page)
 
@@ -229,6 +371,12 @@ class RenderBrowser:
     def pages(self) -> list[str]:
         """The sandboxes with an open page."""
         return sorted(self._pages)
+
+    def page_loads(self, sandbox_id: str) -> int:
+        """How many times the sandbox's page was loaded (0 without a page): a verdict
+        that Vite's hot update brought the page to loads nothing."""
+        held = self._pages.get(sandbox_id)
+        return 0 if held is None else held.loads
 
     async def close(self) -> None:
         """Close every page, Chromium and Playwright."""
@@ -323,7 +471,11 @@ class RenderBrowser:
         targets: list[dict[str, str]] = list(facts.get("targets", []))
         shown, skipped = targets[: self.max_stories], max(0, len(targets) - self.max_stories)
         if compile_errors:
-            # Every affected story fails to load on the same error: no need to look.
+            # Every affected story fails to load on the same error: no need to look. The
+            # page's hot update of the edit failed: the next verdict loads it afresh.
+            held_page = self._pages.get(sandbox_id)
+            if held_page is not None:
+                held_page.synced = None
             stories = [
                 StoryVerdict(
                     id=t["id"],
@@ -340,26 +492,81 @@ class RenderBrowser:
                 skipped=skipped,
             )
         held = await self._page(sandbox_id, headers)
-        stories = []
         async with held.lock:
             held.used = time.monotonic()
-            for target in shown:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    stories.append(
-                        StoryVerdict(
-                            id=target["id"], component=target["component"], status="timeout"
-                        )
-                    )
-                    continue
-                # A fresh load for the first (the page then runs the commit's modules), the
-                # others shown by the page's own route: no second load of the app.
-                fresh = target is shown[0]
-                stories.append(await self._render(held, base_url, target, left, fresh=fresh))
+            stories = await self._stories(held, base_url, shown, facts, deadline)
             held.used = time.monotonic()
         return done(
             status=overall_status([s.status for s in stories]), stories=stories, skipped=skipped
         )
+
+    async def _stories(
+        self,
+        held: _SandboxPage,
+        base_url: str,
+        targets: list[dict[str, str]],
+        facts: dict[str, Any],
+        deadline: float,
+    ) -> list[StoryVerdict]:
+        """Each of ``targets`` as the page renders it (in the order given).
+
+        Warm, when the page still holds what the last verdict loaded and Vite's
+        hot updates of the edit reached it: the story it shows is looked at
+        again and the others shown by its hash route. Otherwise the first is
+        loaded afresh (the page then runs the commit's modules) and the others
+        shown by the route: no second load of the app.
+        """
+        seq = (facts.get("hmr") or {}).get("seq")
+        base = self._warm_base(held, seq, facts.get("catalog"))
+        current = held.page.url.partition("#")[2]
+        # the story on screen first: no switch
+        order = sorted(targets, key=lambda t: t["path"].partition("#")[2] != current)
+        found: dict[str, StoryVerdict] = {}
+        for index, target in enumerate(order):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                found[target["id"]] = StoryVerdict(
+                    id=target["id"], component=target["component"], status="timeout"
+                )
+                continue
+            verdict: StoryVerdict | None = None
+            if index > 0:
+                verdict = await self._render(held, base_url, target, left, mode="show")
+            elif base is not None and isinstance(seq, int):
+                mode = "current" if target["path"].partition("#")[2] == current else "show"
+                try:
+                    verdict = await self._render(
+                        held, base_url, target, left, mode=mode, catch_up=(seq, base)
+                    )
+                    held.warm += 1
+                except _Stale:
+                    logger.info("the page did not catch up with the edit; loading it afresh")
+            if verdict is None:
+                verdict = await self._render(held, base_url, target, left, mode="load")
+                loaded = held.page.url.partition("#")[0]
+                fingerprint = facts.get("catalog")
+                held.synced = None if seq is None else (loaded, int(seq), str(fingerprint))
+                held.warm = 0
+            found[target["id"]] = verdict
+        stories = [found[t["id"]] for t in targets]
+        if any(s.status != "ok" for s in stories):
+            # an error boundary that caught, a story that never settled: loaded afresh next time
+            held.synced = None
+        return stories
+
+    @staticmethod
+    def _warm_base(held: _SandboxPage, seq: Any, catalog: Any) -> int | None:
+        """The last HMR message before the page's load when its hot updates may bring it
+        to the edit (the warm path), else None."""
+        synced = held.synced
+        if synced is None or not isinstance(seq, int) or held.page.is_closed():
+            return None
+        if held.warm >= _WARM_MAX:
+            return None
+        url, base, fingerprint = synced
+        if held.page.url.partition("#")[0] != url or catalog != fingerprint:
+            return None  # another load since (a screenshot), or a story added or renamed
+        return base
 
     async def _facts(
         self,
@@ -385,8 +592,12 @@ class RenderBrowser:
         target: dict[str, str],
         seconds: float,
         *,
-        fresh: bool,
+        mode: str,
+        catch_up: tuple[int, int] | None = None,
     ) -> StoryVerdict:
+        """One story: ``mode`` 'load' (the page afresh), 'show' (by the hash route) or
+        'current' (the story on screen). ``catch_up`` (seq, base): first the page's hot
+        updates up to seq (see _LOOK); _Stale when they cannot bring it there."""
         held.console.clear()
         page = held.page
         ident = {"id": target["id"], "component": target["component"]}
@@ -396,13 +607,25 @@ class RenderBrowser:
             "story": "" if target["id"] == target["component"] else target["id"],
         }
         try:
-            if fresh:
+            if mode == "load":
                 held.loads += 1
                 url = _with_nonce(base_url, target["path"], held.loads)
                 state = await self._load(page, url, expected, seconds)
             else:
-                await page.evaluate(_SHOW, "#" + target["path"].partition("#")[2])
-                state = await self._settled(page, expected, seconds * 1000)
+                seq, base = catch_up if catch_up is not None else (None, 0)
+                look = {
+                    "expected": expected,
+                    "hash": "#" + target["path"].partition("#")[2] if mode == "show" else None,
+                    "seq": seq,
+                    "base": base,
+                    "catchUpMs": _CATCH_UP_SECONDS * 1000,
+                    "ms": seconds * 1000,
+                }
+                state = str(await page.evaluate(_LOOK, look))
+                if state == "stale":
+                    raise _Stale(target["id"])
+                if state == "unsettled":
+                    raise PlaywrightTimeout(f"{target['id']} did not settle")
         except PlaywrightError as exc:
             if not isinstance(exc, PlaywrightTimeout):
                 failed = RenderError(message=f"the page could not be loaded: {exc.message}")

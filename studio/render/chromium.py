@@ -6,7 +6,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["BASE_ARGS", "chromium_path"]
+__all__ = [
+    "BASE_ARGS",
+    "LEAN_DISABLED_FEATURES",
+    "chromium_path",
+    "disable_features_switch",
+    "merged_disable_features",
+]
 
 # The machine may have no network: without these Chromium keeps calling home and slows down.
 BASE_ARGS = (
@@ -19,6 +25,29 @@ BASE_ARGS = (
     "--disable-component-update",
     "--disable-sync",
 )
+
+
+# Features a long-lived headless browser of many pages does without. Headless
+# Chromium opens a window per browser context, and each window preloads the
+# omnibox's popup, a WebUI page in a renderer process of its own: about 40 MiB
+# per sandbox page for a popup no one opens (measured, docs/performance.md).
+LEAN_DISABLED_FEATURES = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
+_DISABLE_FEATURES = "--disable-features="
+
+
+def disable_features_switch(command_line: str) -> str | None:
+    """The ``--disable-features=...`` switch in a browser's ``command_line`` (as
+    chrome://version shows it), or None. Chromium honours only the last of
+    several such switches, so ours is merged into the launcher's, not added."""
+    found = [part for part in command_line.split() if part.startswith(_DISABLE_FEATURES)]
+    return found[-1] if found else None
+
+
+def merged_disable_features(default: str | None, extra: tuple[str, ...]) -> str:
+    """One ``--disable-features`` switch: the launcher's ``default`` and ``extra``."""
+    names = [] if default is None else default.removeprefix(_DISABLE_FEATURES).split(",")
+    names += [name for name in extra if name not in names]
+    return _DISABLE_FEATURES + ",".join(name for name in names if name)
 
 
 def chromium_path() -> Path:

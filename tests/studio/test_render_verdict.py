@@ -23,6 +23,7 @@ from studio.commands import DeleteFile, ExecuteCommand, WriteFile, WriteFiles
 from studio.errors import InvalidRequest, NotFound
 from studio.models import RepositorySource
 from studio.render import RenderVerdict
+from studio.render import browser as render_browser
 from studio.render.browser import RenderBrowser
 from studio.render.screenshot import DEFAULT_VIEWPORT, parse_viewport
 from studio.sandbox import ComponentStudioSandbox
@@ -145,6 +146,86 @@ def test_a_valid_edit_renders_its_stories_ok(kit: Studio) -> None:
     assert all(story.status == "ok" for story in verdict.stories)
     # only the Button's stories: nothing imports Button.tsx but its stories
     assert {story.component for story in verdict.stories} == {"Button"}
+
+
+def test_edits_after_an_ok_verdict_reach_the_page_by_hot_update(kit: Studio) -> None:
+    label = "{children ?? label}"
+    first = kit.write(BUTTON, kit.original(BUTTON).replace(label, f"{label}!"))
+    assert first.status == "ok", first.model_dump_json(indent=1)
+    loads = kit.browser.page_loads(kit.sandbox.sandbox_id)
+    assert loads > 0
+
+    # the page is warm: Vite's hot update brings it to the edit, no load
+    again = kit.write(BUTTON, kit.original(BUTTON).replace(label, f"{label}?"))
+    assert again.status == "ok", again.model_dump_json(indent=1)
+    assert set(_by_id(again)) >= BUTTON_IDS
+    throwing = kit.original(BUTTON).replace(
+        "  return (\n    <button", "  throw new Error('hot boom');\n  return (\n    <button", 1
+    )
+    broken = kit.write(BUTTON, throwing)
+    assert broken.status == "runtime_error", broken.model_dump_json(indent=1)
+    assert all(s.status == "runtime_error" for s in broken.stories)
+    assert "hot boom" in _by_id(broken)["button--primary"].error.message
+    assert kit.browser.page_loads(kit.sandbox.sandbox_id) == loads
+
+    # after an error the page is loaded afresh: no error boundary's state carried over
+    fixed = kit.write(BUTTON, kit.original(BUTTON))
+    assert fixed.status == "ok", fixed.model_dump_json(indent=1)
+    assert kit.browser.page_loads(kit.sandbox.sandbox_id) == loads + 1
+
+
+def test_a_warm_page_is_loaded_afresh_after_its_quota_of_hot_updates(
+    kit: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each hot update's module versions stay in the page: a bounded number of them
+    monkeypatch.setattr(render_browser, "_WARM_MAX", 1)
+    label = "{children ?? label}"
+    edits = [kit.original(BUTTON).replace(label, f"{label}{{'{n}'}}") for n in range(3)]
+    sandbox_id = kit.sandbox.sandbox_id
+    kit.loop.run(kit.browser.close_page(sandbox_id))
+    assert kit.write(BUTTON, edits[0]).status == "ok"
+    assert kit.browser.page_loads(sandbox_id) == 1  # a new page
+    assert kit.write(BUTTON, edits[1]).status == "ok"
+    assert kit.browser.page_loads(sandbox_id) == 1  # warm
+    assert kit.write(BUTTON, edits[2]).status == "ok"
+    assert kit.browser.page_loads(sandbox_id) == 2  # the quota used up
+
+
+def test_a_story_file_edit_loads_the_page_afresh(kit: Studio) -> None:
+    warm = kit.write(BUTTON, kit.original(BUTTON) + "\n")
+    assert warm.status == "ok", warm.model_dump_json(indent=1)
+    loads = kit.browser.page_loads(kit.sandbox.sandbox_id)
+    # a stories module accepts no hot update: Vite asks for a full reload, the verdict loads
+    story = kit.original(BUTTON_STORIES).replace("'Save changes'", "'Save it now'")
+    verdict = kit.write(BUTTON_STORIES, story)
+    assert verdict.status == "ok", verdict.model_dump_json(indent=1)
+    assert kit.browser.page_loads(kit.sandbox.sandbox_id) == loads + 1
+
+
+def test_the_node_browser_opens_no_omnibox_popup_per_page(kit: Studio) -> None:
+    verdict = kit.write(BUTTON, kit.original(BUTTON) + "\n// a page\n")
+    assert verdict.status == "ok", verdict.model_dump_json(indent=1)
+
+    async def look() -> tuple[list[str], str]:
+        browser = await kit.browser.browser()
+        cdp = await browser.new_browser_cdp_session()
+        targets = await cdp.send("Target.getTargets")
+        page = await browser.new_page()
+        try:
+            await page.goto("chrome://version")
+            command_line = await page.inner_text("#command_line")
+        finally:
+            await page.close()
+        return [str(t["type"]) for t in targets["targetInfos"]], command_line
+
+    types, command_line = kit.loop.run(look())
+    assert "page" in types
+    # a window per browser context, each with its omnibox popup's renderer: none
+    assert "browser_ui" not in types, types
+    # one --disable-features: Playwright's list and ours (Chromium reads only the last)
+    [switch] = [part for part in command_line.split() if part.startswith("--disable-features=")]
+    assert {"WebUIOmniboxPopup", "WebUIOmniboxAimPopup"} <= set(switch.split("=")[1].split(","))
+    assert len(switch.split(",")) > 2
 
 
 def test_a_jsx_syntax_error_is_a_compile_error_with_its_place(kit: Studio) -> None:
