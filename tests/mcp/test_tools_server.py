@@ -24,7 +24,7 @@ def test_building_the_server_leaves_the_root_logger_as_it_was() -> None:
 
 async def test_every_tool_takes_a_described_argument_schema() -> None:
     tools = await build_mcp_server().list_tools()
-    assert len(tools) == 12
+    assert len(tools) == 13
     for tool in tools:
         schema = tool.input_schema
         assert schema["type"] == "object"
