@@ -36,7 +36,7 @@ from studio.git import DEFAULT_IDENTITY, GitRunner, Mirror, identity_env
 from studio.ports import PortAllocator, ports_below_ray
 from studio.process import reap_orphans
 from studio.sandbox.vite_supervisor import ViteOptions
-from studio.vite import PROXY_SECRET_HEADER, ViteServer, generate_studio_app
+from studio.vite import PROXY_SECRET_HEADER, ViteServer
 
 __all__ = ["IDLE_SECONDS", "PastRenderer", "needs_fresh_start"]
 
@@ -236,23 +236,7 @@ class PastRenderer:
         ports = self._ports()
         port = ports.allocate(self.owner)
         try:
-            generate_studio_app(
-                self.path,
-                template_dir=options.template_dir,
-                cache_root=options.install_cache,
-                port=port,
-                host=options.host,
-                ws_url=None,
-                sandbox_id=self.owner,
-                base=options.base,
-                proxy_secret=options.proxy_secret,
-                component_glob=options.component_glob,
-                wrapper=options.wrapper,
-                share_deps=options.vite_deps_seed,
-                prebuilt_shell=options.prebuilt_shell,
-                package_dir=options.package_dir,
-                install_scripts=options.install_scripts,
-            )
+            options.make_studio_app(self.path, port, ws_url=None, owner=self.owner)
             server = ViteServer(
                 self.app_root,
                 ports=ports,

@@ -107,6 +107,27 @@ class ViteOptions:
         """Where the studio app lives and Vite runs: the worktree's package directory."""
         return self.worktree / self.package_dir if self.package_dir else self.worktree
 
+    def make_studio_app(self, worktree: Path, port: int, *, ws_url: str | None, owner: str) -> None:
+        """The studio app in ``worktree``, served on ``port``, as these options make it
+        (the sandbox's own worktree, or a past commit's beside it: studio.sandbox.past)."""
+        generate_studio_app(
+            worktree,
+            template_dir=self.template_dir,
+            cache_root=self.install_cache,
+            port=port,
+            host=self.host,
+            ws_url=ws_url,
+            sandbox_id=owner,
+            base=self.base,
+            proxy_secret=self.proxy_secret,
+            component_glob=self.component_glob,
+            wrapper=self.wrapper,
+            share_deps=self.vite_deps_seed,
+            prebuilt_shell=self.prebuilt_shell,
+            package_dir=self.package_dir,
+            install_scripts=self.install_scripts,
+        )
+
 
 class SandboxStates(Protocol):
     """What the supervisor reads and drives of its sandbox's lifecycle."""
@@ -191,22 +212,8 @@ class ViteSupervisor:
                 preferred = self._previous_port()
             port = self.ports.allocate(options.sandbox_id, preferred=preferred)
             self._lifecycle.setup_step(SetupStep.INSTALL)
-            generate_studio_app(
-                options.worktree,
-                template_dir=options.template_dir,
-                cache_root=options.install_cache,
-                port=port,
-                host=options.host,
-                ws_url=options.ws_url,
-                sandbox_id=options.sandbox_id,
-                base=options.base,
-                proxy_secret=options.proxy_secret,
-                component_glob=options.component_glob,
-                wrapper=options.wrapper,
-                share_deps=options.vite_deps_seed,
-                prebuilt_shell=options.prebuilt_shell,
-                package_dir=options.package_dir,
-                install_scripts=options.install_scripts,
+            options.make_studio_app(
+                options.worktree, port, ws_url=options.ws_url, owner=options.sandbox_id
             )
             if options.before_vite is not None:
                 options.before_vite()
