@@ -85,11 +85,20 @@ class BrowserActor:
         since: float = 0.0,
         timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the verdict's own budget
         headers: dict[str, str] | None = None,
+        pictures: bool = False,
     ) -> RenderVerdict:
         """What ``commit`` (which changed ``files`` after ``since``, epoch seconds) rendered in
-        the sandbox at ``base_url`` (``headers``: on each of its requests)."""
+        the sandbox at ``base_url`` (``headers``: on each of its requests); ``pictures``:
+        with a picture of each story it rendered."""
         return await self._browser.verdict(
-            sandbox_id, base_url, commit, files, since=since, timeout=timeout, headers=headers
+            sandbox_id,
+            base_url,
+            commit,
+            files,
+            since=since,
+            timeout=timeout,
+            headers=headers,
+            pictures=pictures,
         )
 
     async def screenshot(

@@ -60,7 +60,7 @@ from studio.models import (
 from studio.naming import ACTOR_NAMESPACE, MANAGER_ACTOR_NAME, sandbox_actor_name
 from studio.pr_capture import capture_images
 from studio.pr_images import PullRequestImages
-from studio.render import RenderVerdict
+from studio.render import RenderVerdict, wants_verdict
 from studio.render.diff import PictureDiff, compare
 from studio.render.screenshot import DEFAULT_VIEWPORT, parse_globals, parse_viewport
 from studio.sandbox import ComponentStudioSandbox
@@ -497,12 +497,16 @@ class SandboxActor:
         finally:
             unlock()
             self._sandbox.recorder.execute_seconds(parsed.command, time.monotonic() - started)
-        if getattr(parsed, "wait", "commit") != "render" or result.commit_hash is None:
+        wait = str(getattr(parsed, "wait", "commit"))
+        if not wants_verdict(wait) or result.commit_hash is None:
             return result
         # Outside the lock: edits behind this one commit while it renders; the
         # verdict names the commit it belongs to.
         verdict = await self._render_verdict(
-            result.commit_hash, changed_paths(parsed), written_after
+            result.commit_hash,
+            changed_paths(parsed),
+            written_after,
+            pictures=wait == "screenshot",
         )
         return result.model_copy(update={"render": verdict})
 
@@ -521,12 +525,14 @@ class SandboxActor:
             result = await self._run(
                 self._sandbox.rollback, commit_hash=commit_hash, steps=steps, undo=undo
             )
-        if wait != "render":
+        if not wants_verdict(wait):
             return result
         files = await self._run(
             self._sandbox.changed_files, result.previous_hash, result.current_hash
         )
-        verdict = await self._render_verdict(result.current_hash, files, written_after)
+        verdict = await self._render_verdict(
+            result.current_hash, files, written_after, pictures=wait == "screenshot"
+        )
         return result.model_copy(update={"render": verdict})
 
     async def screenshot(
@@ -662,8 +668,11 @@ class SandboxActor:
             # Not awaited: the browser's answer changes nothing for the teardown.
             self._browser.close_page.remote(self._sandbox.sandbox_id)
 
-    async def _render_verdict(self, commit: str, files: list[str], since: float) -> RenderVerdict:
-        """What ``commit`` rendered, asked of the node's browser actor (it starts on first use).
+    async def _render_verdict(
+        self, commit: str, files: list[str], since: float, *, pictures: bool = False
+    ) -> RenderVerdict:
+        """What ``commit`` rendered, asked of the node's browser actor (it starts on first use);
+        ``pictures``: with a picture of each story it rendered (``"wait": "screenshot"``).
 
         A verdict that cannot be made (no Vite, no browser) is a ``timeout``
         with the reason in ``detail``: the commit stands either way.
@@ -684,6 +693,7 @@ class SandboxActor:
                 files,
                 since,
                 headers=self._sandbox.proxy_headers(),
+                pictures=pictures,
             )
         except Exception as exc:
             # Looked up again next time (a node's browser actor that is gone for good).

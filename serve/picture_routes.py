@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from serve.replica import Replica
 from serve.routes import PREFIX, ReplicaDep, User
 from studio.models import UserInfo
+from studio.render.screenshot import SCREENSHOT_ROUTE
 
 __all__ = ["DiffResponse", "pictures_router"]
 
@@ -62,7 +63,7 @@ class DiffResponse(BaseModel):
 
 
 @pictures_router.get(
-    f"{PREFIX}/sandboxes/{{sandbox_id}}/screenshot",
+    SCREENSHOT_ROUTE,
     tags=["sandboxes"],
     response_class=Response,
     responses={200: {"content": {"image/png": {}}, "description": "The story, as a PNG."}},

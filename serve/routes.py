@@ -339,7 +339,9 @@ async def execute(
     """Write, delete, read or list files; every write is a commit.
 
     With ``"wait": "render"`` a write or delete answers once the stories it
-    touched re-rendered in the node's browser, their verdict in ``render``.
+    touched re-rendered in the node's browser, their verdict in ``render``;
+    ``"wait": "screenshot"`` also links each rendered story's picture
+    (``screenshot_url``, taken on the verdict's page and cached).
     """
     await replica.backend.authorize(user, sandbox_id)
     check_sizes(command, replica.settings.max_file_bytes)

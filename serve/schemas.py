@@ -166,7 +166,8 @@ class RollbackRequest(_Request):
     wait: WaitFor = Field(
         "commit",
         description='"commit" answers once the branch moved; "render" once the stories the '
-        "changed files touch re-rendered, with their verdict in `render`.",
+        'changed files touch re-rendered, with their verdict in `render`; "screenshot" as '
+        '"render", each rendered story with the `screenshot_url` of its picture.',
     )
 
     @model_validator(mode="after")

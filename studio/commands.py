@@ -34,7 +34,8 @@ Wait = Annotated[
     WaitFor,
     Field(
         description='"commit" answers once committed; "render" once the stories the edit '
-        "touched re-rendered, with their verdict in `render`."
+        'touched re-rendered, with their verdict in `render`; "screenshot" as "render", '
+        "each rendered story with the `screenshot_url` of its picture."
     ),
 ]
 

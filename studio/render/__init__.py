@@ -13,6 +13,7 @@ from studio.render.models import (
     StoryVerdict,
     WaitFor,
     overall_status,
+    wants_verdict,
 )
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "StoryVerdict",
     "WaitFor",
     "overall_status",
+    "wants_verdict",
 ]

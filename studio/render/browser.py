@@ -57,6 +57,7 @@ from studio.render.screenshot import (
     ScreenshotCache,
     ScreenshotKey,
     Viewport,
+    screenshot_url,
     story_route,
 )
 
@@ -451,11 +452,14 @@ class RenderBrowser:
         since: float = 0.0,
         headers: dict[str, str] | None = None,
         timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the verdict's own budget
+        pictures: bool = False,
     ) -> RenderVerdict:
         """What ``commit`` (which changed ``files``, repo-relative) rendered in the sandbox.
 
         ``since`` (seconds since the epoch, taken before the files were
         written): Vite is asked to wait until its watcher saw them change.
+        ``pictures``: each story it rendered is also pictured on the same page,
+        kept in the screenshot cache and linked (``screenshot_url``).
         """
         started = time.monotonic()
         deadline = started + timeout
@@ -495,6 +499,10 @@ class RenderBrowser:
         async with held.lock:
             held.used = time.monotonic()
             stories = await self._stories(held, base_url, shown, facts, deadline)
+            if pictures:
+                stories = await self._pictures(
+                    held, sandbox_id, base_url, commit, shown, stories, deadline
+                )
             held.used = time.monotonic()
         return done(
             status=overall_status([s.status for s in stories]), stories=stories, skipped=skipped
@@ -553,6 +561,43 @@ class RenderBrowser:
             # an error boundary that caught, a story that never settled: loaded afresh next time
             held.synced = None
         return stories
+
+    async def _pictures(
+        self,
+        held: _SandboxPage,
+        sandbox_id: str,
+        base_url: str,
+        commit: str,
+        targets: list[dict[str, str]],
+        stories: list[StoryVerdict],
+        deadline: float,
+    ) -> list[StoryVerdict]:
+        """``stories`` with a picture of each that rendered (ok, or its error shown), taken
+        on the verdict's own page: the one on screen as it is, the others shown again by
+        the hash route. Kept in the cache under the screenshot route's key, so the link
+        costs no second rendering. A story that timed out gets no picture."""
+        page = held.page
+        on_screen = page.url.partition("#")[2]
+        pictured: list[StoryVerdict] = []
+        for target, story in zip(targets, stories, strict=True):
+            left = deadline - time.monotonic()
+            if story.status not in ("ok", "runtime_error") or left <= 0 or page.is_closed():
+                pictured.append(story)
+                continue
+            key = ScreenshotKey(sandbox_id, commit, story.id, DEFAULT_VIEWPORT, "")
+            if self.screenshots.get(key) is None:
+                try:
+                    if target["path"].partition("#")[2] != on_screen:
+                        await self._render(held, base_url, target, left, mode="show")
+                        on_screen = target["path"].partition("#")[2]
+                    self.screenshots.put(key, await page.screenshot(type="png"))
+                except PlaywrightError as exc:
+                    logger.info("no picture of %s: %s", story.id, exc.message)
+                    pictured.append(story)
+                    continue
+            link = screenshot_url(sandbox_id, story.id, commit)
+            pictured.append(story.model_copy(update={"screenshot_url": link}))
+        return pictured
 
     @staticmethod
     def _warm_base(held: _SandboxPage, seq: Any, catalog: Any) -> int | None:

@@ -14,11 +14,19 @@ __all__ = [
     "StoryVerdict",
     "WaitFor",
     "overall_status",
+    "wants_verdict",
 ]
 
 RenderStatus = Literal["ok", "compile_error", "runtime_error", "timeout"]
-WaitFor = Literal["commit", "render"]
-"""What an edit's answer waits for: the commit (the default, at once) or the render verdict."""
+WaitFor = Literal["commit", "render", "screenshot"]
+"""What an edit's answer waits for: the commit (the default, at once), the render verdict,
+or the verdict with a picture of each story it rendered (``screenshot_url``)."""
+
+
+def wants_verdict(wait: str) -> bool:
+    """Whether an answer that waits for ``wait`` carries the render verdict."""
+    return wait in ("render", "screenshot")
+
 
 # The overall status is the worst of the stories' (and of the compile step's).
 _SEVERITY: dict[str, int] = {"ok": 0, "timeout": 1, "runtime_error": 2, "compile_error": 3}
@@ -57,6 +65,9 @@ class StoryVerdict(_Model):
     status: RenderStatus
     error: Annotated[CompileError | RenderError, Field(discriminator="kind")] | None = None
     console_errors: list[str] = Field(default_factory=list)
+    screenshot_url: str | None = None
+    """With ``"wait": "screenshot"``: the story's picture as the verdict saw it (the
+    screenshot route at this commit and the default viewport; served from the cache)."""
 
 
 class RenderVerdict(_Model):

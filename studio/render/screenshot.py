@@ -13,20 +13,24 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from studio.errors import InvalidRequest, NotFound
 
 __all__ = [
     "DEFAULT_VIEWPORT",
+    "SCREENSHOT_ROUTE",
     "ScreenshotCache",
     "ScreenshotKey",
     "Viewport",
     "parse_globals",
     "parse_viewport",
+    "screenshot_url",
     "story_route",
 ]
 
+# The API's screenshot route (serve/picture_routes.py), named here for the verdict's links.
+SCREENSHOT_ROUTE = "/api/v1/sandboxes/{sandbox_id}/screenshot"
 _VIEWPORT = re.compile(r"^(\d{1,4})x(\d{1,4})$")
 _MAX_SIDE = 4096
 # Storybook's URL format of globals (studio-template/src/urlArgs.ts, as Storybook's own
@@ -161,3 +165,9 @@ class ScreenshotCache:
         """Drop a sandbox's pictures (it ended)."""
         for key in [k for k in self._pictures if k.sandbox_id == sandbox_id]:
             del self._pictures[key]
+
+
+def screenshot_url(sandbox_id: str, story: str, commit: str) -> str:
+    """The API's link to ``story``'s picture at ``commit`` (the default viewport)."""
+    query = urlencode({"story": story, "commit": commit})
+    return SCREENSHOT_ROUTE.format(sandbox_id=quote(sandbox_id, safe="")) + "?" + query

@@ -174,3 +174,55 @@ def test_a_screenshot_is_a_png_of_the_current_commit_cached(api: Api) -> None:
     other = api.user("bob")
     hidden = api.http.get(shot, params=params, headers=api.headers(other))
     assert hidden.status_code == 404
+
+
+def test_an_edit_waiting_for_screenshots_links_each_rendered_storys_picture(api: Api) -> None:
+    require_chromium()
+    alice = api.user("alice")
+    headers = api.headers(alice)
+    sandbox_id = api.create(alice)["sandbox_id"]
+    execute = f"/api/v1/sandboxes/{sandbox_id}/execute"
+    write = {"command": "write_file", "file_path": BUTTON}
+
+    reply = api.http.post(
+        execute, json={**write, "content": GOOD, "wait": "screenshot"}, headers=headers
+    )
+    assert reply.status_code == 200, reply.text
+    edited = reply.json()
+    render = edited["render"]
+    assert render["status"] == "ok", render
+    assert len(render["stories"]) >= 2
+    for story in render["stories"]:
+        # taken on the verdict's own page: the link is served from the cache
+        picture = api.http.get(story["screenshot_url"], headers=headers)
+        assert picture.status_code == 200, picture.text
+        assert picture.content[:8] == b"\x89PNG\r\n\x1a\n"
+        assert int.from_bytes(picture.content[16:20], "big") == 1024
+        assert picture.headers["x-studio-cache"] == "hit"
+        assert picture.headers["x-studio-commit"] == edited["commit_hash"]
+        assert story["id"] in story["screenshot_url"]
+    # another user cannot follow the link
+    other = api.http.get(
+        render["stories"][0]["screenshot_url"], headers=api.headers(api.user("bob"))
+    )
+    assert other.status_code == 404
+
+    # nothing to picture where the module did not compile; "render" alone links nothing
+    reply = api.http.post(
+        execute, json={**write, "content": BROKEN, "wait": "screenshot"}, headers=headers
+    )
+    broken = reply.json()["render"]
+    assert broken["status"] == "compile_error", broken
+    assert all(s["screenshot_url"] is None for s in broken["stories"])
+    reply = api.http.post(
+        f"/api/v1/sandboxes/{sandbox_id}/rollback",
+        json={"steps": 1, "wait": "screenshot"},
+        headers=headers,
+    )
+    back = reply.json()["render"]
+    assert back["status"] == "ok", back
+    assert all(s["screenshot_url"] for s in back["stories"])
+    reply = api.http.post(
+        execute, json={**write, "content": GOOD + "\n", "wait": "render"}, headers=headers
+    )
+    assert all(s["screenshot_url"] is None for s in reply.json()["render"]["stories"])
