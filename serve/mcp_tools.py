@@ -33,8 +33,9 @@ from studio.commands import (
 )
 from studio.errors import StudioError
 from studio.models import CommitInfo, FinalizeResult, RollbackResult, SandboxInfo
-from studio.render import RenderVerdict
-from studio.render.screenshot import parse_viewport
+from studio.render import RenderVerdict, WaitFor
+from studio.render.screenshot import DEFAULT_VIEWPORT, parse_viewport
+from studio.render.screenshot import Viewport as PageSize
 from studio.store import RepositoryRecord
 
 __all__ = ["INSTRUCTIONS", "build_mcp_server"]
@@ -78,6 +79,13 @@ async def _first_story_picture(
     except StudioError as exc:
         return {"story": story, "error": f"{status_for(exc)} {exc.code}: {exc.message}"}, []
     return {"story": story, "commit": shot["commit"]}, [png_content(shot["png"])]
+
+
+def _wait_for(viewport: PageSize) -> WaitFor:
+    """``screenshot`` where the picture the answer shows is the verdict's own (the default
+    viewport: taken on the verdict's page, the screenshot then a cache hit); else
+    ``render`` and a picture rendered at that viewport."""
+    return "screenshot" if viewport == DEFAULT_VIEWPORT else "render"
 
 
 # -- the tools ------------------------------------------------------------------
@@ -199,9 +207,10 @@ async def write_files(
     The commit is made whatever the verdict: on an error, fix it with another write_files,
     or rollback."""
     call = ToolCall(ctx)
-    command = WriteFiles(command="write_files", files=files, description=description, wait="render")
+    # a bad viewport is refused before the commit, not after
+    wait = _wait_for(parse_viewport(viewport))
+    command = WriteFiles(command="write_files", files=files, description=description, wait=wait)
     check_sizes(command, call.replica.settings.max_file_bytes)
-    parse_viewport(viewport)  # a bad one is refused before the commit, not after
     result: ExecuteResult = await call.sandbox(sandbox_id, "execute", command.model_dump())
     shown, picture = await _first_story_picture(call, sandbox_id, result.render, viewport)
     return answer({**result.model_dump(mode="json"), "screenshot": shown}, *picture)
@@ -241,8 +250,8 @@ async def rollback(
     the render verdict of the commit it is now on, and show its first affected story.
     Answers `current_hash`, `previous_hash` and `render`; undo moves forward again."""
     call = ToolCall(ctx)
-    body = RollbackRequest(commit_hash=commit_hash, steps=steps, undo=undo, wait="render")
-    parse_viewport(viewport)
+    wait = _wait_for(parse_viewport(viewport))
+    body = RollbackRequest(commit_hash=commit_hash, steps=steps, undo=undo, wait=wait)
     result: RollbackResult = await call.sandbox(
         sandbox_id,
         "rollback",
