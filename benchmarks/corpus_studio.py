@@ -257,13 +257,17 @@ def run_in_studio(
         registered = time.monotonic()
         run.repository_id = _register(bench, name, clone, package_dir, deadline, setup_command)
         _wait_prepared(bench, run, registered, deadline)
-        # A prepared repository has its ready sandbox; each create finds it back.
-        _wait_ready_sandbox(bench, run.repository_id, deadline)
+        # A prepared repository has its ready sandbox; each create finds it back. A failed
+        # preparation has none: the create then says why (the row's error).
+        prepared = run.prepare_state == "ready"
+        if prepared:
+            _wait_ready_sandbox(bench, run.repository_id, deadline)
         first_s, first, _ = _create_rendered(bench, browser, run.repository_id, deadline)
         sandboxes.append(str(first["sandbox_id"]))
         if setup_command:
             run.setup = bench.api("GET", f"/sandboxes/{first['sandbox_id']}").json().get("setup")
-        _wait_ready_sandbox(bench, run.repository_id, deadline)
+        if prepared:
+            _wait_ready_sandbox(bench, run.repository_id, deadline)
         second_s, second, catalog = _create_rendered(bench, browser, run.repository_id, deadline)
         sandboxes.append(str(second["sandbox_id"]))
         if setup_command:
