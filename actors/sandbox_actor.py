@@ -563,14 +563,9 @@ class SandboxActor:
         if self._browser is None:
             self._browser = browser_actor(self._node_id)
         answer = {"commit": commit, "current": current, "globals": globals_}
-        if current:
-            port = self._sandbox.port
-            if port is None:
-                raise InvalidState(
-                    f"sandbox {sandbox_id} has no running Vite to render with",
-                    state=self._sandbox.state.value,
-                )
-            png, cached = await self._browser.screenshot.remote(
+
+        async def taken_from(port: int) -> tuple[bytes, bool]:
+            picture: tuple[bytes, bool] = await self._browser.screenshot.remote(
                 sandbox_id,
                 self._local_renderer(port),
                 commit,
@@ -579,6 +574,16 @@ class SandboxActor:
                 self._sandbox.proxy_headers(),
                 globals_,
             )
+            return picture
+
+        if current:
+            port = self._sandbox.port
+            if port is None:
+                raise InvalidState(
+                    f"sandbox {sandbox_id} has no running Vite to render with",
+                    state=self._sandbox.state.value,
+                )
+            png, cached = await taken_from(port)
             return {**answer, "png": png, "cached": cached}
         # A past commit's picture taken before costs no renderer.
         kept = await self._browser.cached_screenshot.remote(
@@ -590,15 +595,7 @@ class SandboxActor:
         async with self._past_lock:
             port = await self._run(self._sandbox.show_past, commit)
             try:
-                png, cached = await self._browser.screenshot.remote(
-                    sandbox_id,
-                    self._local_renderer(port),
-                    commit,
-                    story,
-                    viewport,
-                    self._sandbox.proxy_headers(),
-                    globals_,
-                )
+                png, cached = await taken_from(port)
             except NotFound:
                 # Ray's error is also a NotFound: the story may be younger than the commit.
                 raise NotFound(

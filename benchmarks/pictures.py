@@ -18,16 +18,14 @@ one, neither picture cached: the past picture, the live one, pixelmatch.
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from benchmarks._proc import EXAMPLE_REPO
 from benchmarks.context import RunContext, Scenario
 from benchmarks.results import ScenarioResult
-from benchmarks.service import BenchService, Created, service
+from benchmarks.service import BenchService, Created, owned_sandbox, service
 
 __all__ = ["PICTURE_SCENARIOS"]
 
@@ -55,19 +53,8 @@ def _get(bench: BenchService, sandbox_id: str, what: str, **params: str) -> tupl
     return reply, time.monotonic() - start
 
 
-@contextlib.contextmanager
-def _pictures_sandbox(ctx: RunContext) -> Iterator[Created]:
-    bench = service(ctx)
-    created = bench.create()
-    try:
-        yield created
-    finally:
-        with contextlib.suppress(Exception):
-            bench.delete(created.sandbox_id)
-
-
 def _sandbox(ctx: RunContext) -> Created:
-    return ctx.resource("pictures-sandbox", _pictures_sandbox)
+    return ctx.resource("pictures-sandbox", owned_sandbox)
 
 
 def _ms(values: list[float]) -> float | None:

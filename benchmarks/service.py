@@ -434,3 +434,16 @@ def service(ctx: RunContext, *, settled: bool = True) -> BenchService:
     else:
         bench.prepared()
     return bench
+
+
+@contextlib.contextmanager
+def owned_sandbox(ctx: RunContext) -> Iterator[Created]:
+    """A sandbox of the run's service shared by a group of scenarios (through
+    ``ctx.resource``), deleted when the run ends."""
+    bench = service(ctx)
+    created = bench.create()
+    try:
+        yield created
+    finally:
+        with contextlib.suppress(Exception):
+            bench.delete(created.sandbox_id)

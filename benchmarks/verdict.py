@@ -20,13 +20,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 from benchmarks._proc import EXAMPLE_REPO
 from benchmarks.context import RunContext, Scenario
 from benchmarks.results import ScenarioResult, Target
-from benchmarks.service import BenchService, Created, service
+from benchmarks.service import BenchService, Created, owned_sandbox, service
 from benchmarks.verdict_floor import verdict_floor
 
 __all__ = ["VERDICT_SCENARIOS"]
@@ -79,19 +78,8 @@ def _restore(bench: BenchService, sandbox_id: str) -> None:
     bench.execute(sandbox_id, {"command": "write_files", "files": files, "description": "restore"})
 
 
-@contextlib.contextmanager
-def _verdict_sandbox(ctx: RunContext) -> Iterator[Created]:
-    bench = service(ctx)
-    created = bench.create()
-    try:
-        yield created
-    finally:
-        with contextlib.suppress(Exception):
-            bench.delete(created.sandbox_id)
-
-
 def _sandbox(ctx: RunContext) -> Created:
-    return ctx.resource("verdict-sandbox", _verdict_sandbox)
+    return ctx.resource("verdict-sandbox", owned_sandbox)
 
 
 def _timed_verdicts(ctx: RunContext, result: ScenarioResult, wait: str) -> None:
