@@ -150,6 +150,7 @@ def _studio(
             )
     result.first_create_s, result.second_create_s = run.first_create_s, run.second_create_s
     result.setup_create_s = run.setup_create_s
+    result.notes.extend(run.phases)
     if run.verdicts is not None:
         result.verdict_p50_s, result.verdict_p99_s = run.verdicts.p50_s, run.verdicts.p99_s
         result.verdict_answers = dict(run.verdicts.answers)

@@ -49,6 +49,8 @@ class StudioRun:
     listed: list[tuple[str, str]] = field(default_factory=list)
     visits: list[StoryVisit] = field(default_factory=list)
     verdicts: VerdictRun | None = None
+    # Where each timed create's seconds went (``_create_rendered``), for the row's notes.
+    phases: list[str] = field(default_factory=list)
     error: str | None = None
 
 
@@ -214,29 +216,55 @@ def _quote(part: str) -> str:
     return quote(part, safe="")
 
 
+_PAGE_REQUESTS = """() => {
+  const entries = performance.getEntriesByType('resource');
+  const slowest = [...entries].sort((a, b) => b.duration - a.duration).slice(0, 3)
+    .map((e) => `${new URL(e.name).pathname.slice(-60)} ${Math.round(e.duration)} ms`);
+  const nav = performance.getEntriesByType('navigation')[0];
+  const loaded = nav ? Math.round(nav.domContentLoadedEventEnd) : null;
+  return {count: entries.length, slowest, loaded};
+}"""
+
+
 def _create_rendered(
     bench: BenchService,
     browser: Any,
     repository_id: int,
     deadline: float,
     overrides: dict[str, Any] | None = None,
-) -> tuple[float, dict[str, Any], dict[str, Any]]:
-    """Create -> the first listed story rendered (or its error shown) in a fresh page."""
+) -> tuple[float, dict[str, Any], dict[str, Any], str]:
+    """Create -> the first listed story rendered (or its error shown) in a fresh page.
+
+    Also says where the time went: the create request, the catalog, and the page
+    (its request count, its slowest requests, its DOMContentLoaded).
+    """
     requested = time.monotonic()
     answer = _create(bench, repository_id, deadline, overrides)
+    created = time.monotonic()
     catalog = _catalog(answer["renderer_url"], deadline)
+    listed = time.monotonic()
     story = first_story(catalog)
     if story is None:
         raise RuntimeError("the studio lists no story")
     context = browser.new_context()
     try:
-        visit = visit_studio_story(context.new_page(), answer["renderer_url"], story, navigate=True)
+        page = context.new_page()
+        visit = visit_studio_story(page, answer["renderer_url"], story, navigate=True)
+        requests: dict[str, Any] = {}
+        with contextlib.suppress(Exception):
+            requests = page.evaluate(_PAGE_REQUESTS)
     finally:
         context.close()
-    elapsed = (visit.drawn_at or time.monotonic()) - requested
+    drawn = visit.drawn_at or time.monotonic()
     if any(error.startswith("TimeoutError") for error in visit.errors):
         raise RuntimeError(f"first story never rendered: {visit.errors[0]}")
-    return elapsed, answer, catalog
+    phases = (
+        f"create {created - requested:.2f} s, catalog {listed - created:.2f} s, "
+        f"page {drawn - listed:.2f} s ({requests.get('count')} requests, "
+        f"DOMContentLoaded at {requests.get('loaded')} ms, slowest: "
+        f"{'; '.join(requests.get('slowest') or [])})"
+    )
+    return drawn - requested, answer, catalog, phases
 
 
 def run_in_studio(
@@ -262,20 +290,24 @@ def run_in_studio(
         prepared = run.prepare_state == "ready"
         if prepared:
             _wait_ready_sandbox(bench, run.repository_id, deadline)
-        first_s, first, _ = _create_rendered(bench, browser, run.repository_id, deadline)
+        first_s, first, _, phases = _create_rendered(bench, browser, run.repository_id, deadline)
+        run.phases.append(f"first create: {phases}")
         sandboxes.append(str(first["sandbox_id"]))
         if setup_command:
             run.setup = bench.api("GET", f"/sandboxes/{first['sandbox_id']}").json().get("setup")
         if prepared:
             _wait_ready_sandbox(bench, run.repository_id, deadline)
-        second_s, second, catalog = _create_rendered(bench, browser, run.repository_id, deadline)
+        second_s, second, catalog, phases = _create_rendered(
+            bench, browser, run.repository_id, deadline
+        )
+        run.phases.append(f"second create: {phases}")
         sandboxes.append(str(second["sandbox_id"]))
         if setup_command:
             run.second_setup = (
                 bench.api("GET", f"/sandboxes/{second['sandbox_id']}").json().get("setup")
             )
         # Overrides are never answered by a held sandbox: this one is set up on the request.
-        setup_s, setup, _ = _create_rendered(
+        setup_s, setup, _, _phases = _create_rendered(
             bench, browser, run.repository_id, deadline, {"timeout_hours": 2}
         )
         sandboxes.append(str(setup["sandbox_id"]))
