@@ -63,7 +63,7 @@ const studioConfig = defineConfig({
     shellPlugin(studioDir),
     studioPlugin(config, catalog, storybook),
     depsSeedPlugin(config),
-    runtimeMapsPlugin(),
+    runtimeMapsPlugin(config.cacheDir),
   ],
   resolve: {
     // one React for the studio and the repository, even when the repository installed its own

@@ -3,8 +3,9 @@
 // components or stories changed (a file added, removed or its exports edited).
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { earlyLoadScript } from './early-load.mjs';
+import { findEntry, earlyLoadScript } from './early-load.mjs';
 import { hmrSequence } from './hmr-sequence.mjs';
+import { PRELOAD_PATH, preloadMiddleware } from './preload.mjs';
 import { recheckChanges } from './recheck-changes.mjs';
 import { VERDICT_PATH, verdictMiddleware } from './verdict.mjs';
 
@@ -45,12 +46,34 @@ export function clientConfig(config, storybook = null) {
  */
 export function studioPlugin(config, catalog, storybook = null) {
   const client = clientConfig(config, storybook?.project);
+  const preloadUrl = `${config.base}${PRELOAD_PATH.slice(1)}`;
   let current = null; // last catalog served, without generatedAt, to detect real changes
+  let last = null; // the last catalog document built
+  let entries = []; // index.html's module scripts, under the base
 
   const snapshot = () => {
     const doc = catalog.build();
     current = JSON.stringify(doc.components) + String(doc.preview);
+    last = doc;
     return doc;
+  };
+
+  // What a page linked to `component` imports first (preload.mjs): the app, Storybook's
+  // composition, the project setup, the component and its stories (URLs under the base).
+  // `*`: every component's.
+  const preloadRoots = (component) => {
+    const doc = last ?? snapshot();
+    const file = (rel) => encodeURI(client.fsBase + rel);
+    const roots = [...entries];
+    if (storybook) roots.push(`${config.base}@id/__x00__${STORYBOOK_MODULE}`);
+    if (doc.preview) roots.push(file(doc.preview));
+    if (config.wrapper) roots.push(file(config.wrapper));
+    const linked = component === '*' ? doc.components : [findEntry(doc.components, component)];
+    for (const entry of linked) {
+      if (entry && entry.exports.length > 0) roots.push(file(entry.module));
+      if (entry?.storiesModule) roots.push(file(entry.storiesModule));
+    }
+    return roots;
   };
 
   let hmr = null; // the HMR message log (hmr-sequence.mjs), once the server is there
@@ -77,8 +100,11 @@ export function studioPlugin(config, catalog, storybook = null) {
     },
 
     // the catalog and the deep-linked component's modules are asked for while the app still loads
-    transformIndexHtml() {
-      return [{ tag: 'script', children: earlyLoadScript(client.catalogUrl, client), injectTo: 'head-prepend' }];
+    transformIndexHtml(html) {
+      entries = Array.from(html.matchAll(/<script\b[^>]*\btype="module"[^>]*\bsrc="([^"]+)"/g), (m) =>
+        m[1].startsWith(config.base) ? m[1] : `${config.base}${m[1].replace(/^\//, '')}`,
+      );
+      return [{ tag: 'script', children: earlyLoadScript(client.catalogUrl, preloadUrl, client), injectTo: 'head-prepend' }];
     },
 
     configureServer(server) {
@@ -119,6 +145,7 @@ export function studioPlugin(config, catalog, storybook = null) {
       // Vite's base, as the catalog below
       hmr = hmrSequence(server);
       server.middlewares.use(`${config.base}${VERDICT_PATH.slice(1)}`, verdictMiddleware(server, config.repoRoot, catalog, hmr));
+      server.middlewares.use(preloadUrl, preloadMiddleware(server, config.base, preloadRoots));
 
       // Registered here, ahead of Vite's own middlewares, so it sees the URL with Vite's base.
       server.middlewares.use(client.catalogUrl, (req, res, next) => {

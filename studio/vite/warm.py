@@ -8,7 +8,11 @@ stories and their components). A sandbox set up ahead of need
 its own page's graph first: the user's first load then finds it transformed.
 
 No browser: the page's ``<script type="module" src>`` and ``modulepreload``
-links, then, breadth first, every same-origin path each module imports
+links and what the studio plugin names as every page's roots (Storybook's
+composition, the project's preview and wrapper, every component and stories
+module: ``__studio/preload.json?component=*&roots=1``, from
+studio-template/plugin/preload.mjs; the app imports them by computed URLs no
+crawler can read), then, breadth first, every same-origin path each module imports
 (``from "/..."``, ``import "/..."``, ``import("/...")``: Vite rewrites bare and
 relative imports to such paths, lazily imported stories included), up to
 ``limit`` modules. What fails to load is counted, not raised: warming is an
@@ -65,6 +69,21 @@ def module_imports(code: str, module_url: str) -> list[str]:
     return [f"{origin.scheme}://{origin.netloc}{path}" for path in _IMPORT.findall(code)]
 
 
+_ROOTS_PATH = "__studio/preload.json?component=*&roots=1"
+
+
+def _page_roots(client: httpx.Client, page_url: str) -> list[str]:
+    """The modules the plugin says pages import first (absolute URLs); none if it cannot say."""
+    try:
+        reply = client.get(urljoin(page_url, _ROOTS_PATH))
+        paths = reply.json() if reply.status_code == 200 else []
+    except (httpx.HTTPError, ValueError):
+        return []
+    if not isinstance(paths, list):
+        return []
+    return [urljoin(page_url, p) for p in paths if isinstance(p, str) and p.startswith("/")]
+
+
 def warm_renderer(
     page_url: str,
     *,
@@ -79,8 +98,9 @@ def warm_renderer(
     with httpx.Client(headers=dict(headers or {}), timeout=30.0) as client:
         page = client.get(page_url)
         page.raise_for_status()
-        queue = page_modules(page.text, page_url)
+        queue = page_modules(page.text, page_url) + _page_roots(client, page_url)
         seen = set(queue)
+        queue = list(dict.fromkeys(queue))
 
         def fetch(url: str) -> list[str] | None:
             try:

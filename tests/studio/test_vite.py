@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,6 +35,7 @@ from studio.vite import (
     vite_argv,
     write_studio_config,
 )
+from studio.vite.warm import warm_renderer
 from tests.support.browser import hot_reload_button, save_screenshot
 from tests.support.fakeproc import fake_argv
 from tests.support.fakevite import install_fake_vite
@@ -323,6 +325,14 @@ def test_vite_and_react_runtimes_go_without_an_identity_map_and_components_keep_
         f"{server.url}@fs{studio_repo}/src/components/Button/Button.tsx", timeout=30
     )
     assert component.status_code == 200 and inline_map in component.text
+    # A pre-bundled dependency goes without its map too: inlined as base64 on every send it
+    # made a module several times its size (studio-template/plugin/runtime-maps.mjs).
+    deps = re.findall(r'from\s*"/(\.vite-cache/deps/[^"]+)"', component.text)
+    assert deps, component.text[:2000]
+    for dep in deps:
+        answer = httpx.get(server.url + dep, timeout=30)
+        assert answer.status_code == 200 and "export" in answer.text, dep
+        assert inline_map not in answer.text, dep
 
 
 def test_a_port_taken_by_a_bound_socket_moves_vite_to_another_port(
@@ -517,6 +527,20 @@ def test_the_first_load_uses_the_shell_asks_for_the_catalog_once_and_preloads_th
     # the shell's one dynamic import kept its @vite-ignore: Vite has nothing to warn about
     assert not any("warning" in line for line in server.output()), server.output()
 
+    # Once Vite has served the graph, a page preloads all of it at once (plugin/preload.mjs):
+    # the pre-bundled dependencies too, each fetched once, under the URL the imports use.
+    second = page.context.new_page()
+    again: list[str] = []
+    second.on("request", lambda request: again.append(request.url))
+    second.goto(f"{server.url}#/Button")
+    expect(second.locator("[data-testid=studio-canvas]")).to_have_attribute("data-state", "ready")
+    warm_links = second.eval_on_selector_all(
+        "link[rel=modulepreload]", "links => links.map(link => link.href)"
+    )
+    assert any("/.vite-cache/deps/" in href for href in warm_links), warm_links
+    assert all(again.count(href) == 1 for href in warm_links), again
+    second.close()
+
     # the shell keeps its hot context: a new component shows up without a reload
     page.evaluate("window.__notReloaded = true")
     new_component = studio_repo / "src" / "components" / "Badge" / "Badge.tsx"
@@ -536,5 +560,46 @@ def test_a_link_naming_no_component_preloads_none(studio_repo, make_server, brow
     preloaded = page.eval_on_selector_all(
         "link[rel=modulepreload]", "links => links.map(link => link.href)"
     )
-    # only the project's preview, which every render needs
-    assert [href.rsplit("/", 2)[-2:] for href in preloaded] == [[".storybook", "preview.tsx"]]
+    # the project's preview, which every render needs, and the app's own modules; no component
+    assert any(href.endswith("/.storybook/preview.tsx") for href in preloaded), preloaded
+    assert not any("/src/components/" in href for href in preloaded), preloaded
+
+
+def test_the_preload_list_is_the_static_module_graph_of_a_linked_component(
+    studio_repo, make_server
+):
+    server = make_server(studio_repo)
+    server.start(START_TIMEOUT)
+    preload = server.url + "__studio/preload.json"
+    button = f"/@fs{studio_repo}/src/components/Button/Button.tsx"
+    stories = f"/@fs{studio_repo}/src/components/Button/Button.stories.tsx"
+
+    # Asked for by the page's own inline script, after index.html (which names the entries).
+    # The component's modules were never served: listed, their imports not (yet) known.
+    assert httpx.get(server.url, timeout=30).status_code == 200
+    cold = httpx.get(preload, params={"component": "Button"}, timeout=30).json()
+    assert button in cold and stories in cold
+    assert "/src/main.prebuilt.js" in cold
+
+    # What a warm-up requests: every component's roots, none followed.
+    roots = httpx.get(preload, params={"component": "*", "roots": "1"}, timeout=30).json()
+    for name in ("Button", "Card", "Input", "Modal"):
+        assert f"/@fs{studio_repo}/src/components/{name}/{name}.tsx" in roots, roots
+    assert warm_renderer(server.url).failed == 0
+
+    warm = httpx.get(preload, params={"component": "Button"}, timeout=30).json()
+    assert len(warm) == len(set(warm))
+    # roots first, then what they import: React's pre-bundles, the stories' imports
+    assert set(cold) < set(warm)
+    deps = [url for url in warm if url.startswith("/.vite-cache/deps/")]
+    assert any("react-dom_client" in url for url in deps), warm
+    # breadth first: the roots lead
+    assert warm[: warm.index(stories) + 1] == cold[: cold.index(stories) + 1]
+    # another component's modules are not in Button's list
+    assert not any("/components/Modal/" in url for url in warm), warm
+    # every URL answers: the page's imports will find them in the browser's module map
+    for url in warm:
+        assert httpx.get(server.url + url.lstrip("/"), timeout=30).status_code == 200, url
+    # a link naming nothing gets the shared part only
+    unknown = httpx.get(preload, params={"component": "NoSuchThing"}, timeout=30).json()
+    assert button not in unknown and "/src/main.prebuilt.js" in unknown
