@@ -258,6 +258,11 @@ def _reference(
             # also on an interruption: the stories visited so far are the result's
             result.own_dev_first_story_s = own.start_to_first_story_s
             result.own_indexed = len(own.indexed) if own.indexed else None
+            if own.tests:
+                result.notes.append(
+                    f"own Storybook: {len(own.tests)} tests of stories in its index "
+                    "(Storybook 10's Story.test) not counted as stories"
+                )
             if own.visits:
                 result.own_rendered = sum(1 for v in own.visits if v.ok)
                 result.notes.append(f"own Storybook: {len(own.visits)} stories visited")

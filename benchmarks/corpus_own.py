@@ -27,6 +27,7 @@ __all__ = [
     "StoryVisit",
     "counts_as_error",
     "index_stories",
+    "index_tests",
     "run_own_storybook",
     "visit_own_story",
     "watch_errors",
@@ -59,14 +60,27 @@ class OwnStorybook:
 
     start_to_first_story_s: float | None = None
     indexed: list[str] = field(default_factory=list)
+    tests: list[str] = field(default_factory=list)
     visits: list[StoryVisit] = field(default_factory=list)
     error: str | None = None
 
 
 def index_stories(index: dict[str, Any]) -> list[str]:
-    """The story ids of a Storybook ``index.json`` (v4/v5: ``entries``; docs entries left out)."""
+    """The story ids of a Storybook ``index.json`` (v4/v5: ``entries``), docs entries and
+    tests (:func:`index_tests`) left out."""
     entries = index.get("entries") or index.get("stories") or {}
-    return [sid for sid, entry in entries.items() if entry.get("type", "story") == "story"]
+    return [
+        sid
+        for sid, entry in entries.items()
+        if entry.get("type", "story") == "story" and entry.get("subtype") != "test"
+    ]
+
+
+def index_tests(index: dict[str, Any]) -> list[str]:
+    """The entries of a story's tests (Storybook 10's ``Story.test(name, fn)``, subtype
+    ``test``): the story itself rendered plus a test run, not a story of their own."""
+    entries = index.get("entries") or index.get("stories") or {}
+    return [sid for sid, entry in entries.items() if entry.get("subtype") == "test"]
 
 
 def _storybook_argv(package: Path, root: Path, port: int) -> list[str]:
@@ -184,6 +198,7 @@ def run_own_storybook(
             indexed, max(1.0, deadline - time.monotonic()), "storybook's index.json", 0.25
         )
         result.indexed = index_stories(index)
+        result.tests = index_tests(index)
         if not result.indexed:
             result.error = "its index.json lists no story"
             return result

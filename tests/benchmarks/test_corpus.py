@@ -32,7 +32,7 @@ from benchmarks.corpus_manifest import (
     select,
     skip_reason,
 )
-from benchmarks.corpus_own import counts_as_error, index_stories
+from benchmarks.corpus_own import counts_as_error, index_stories, index_tests
 from benchmarks.corpus_report import RepoResult, group_failures, ratios, write_corpus_results
 from benchmarks.corpus_stories import csf_exports, declared_stories, expand_groups, story_globs
 from benchmarks.corpus_studio import listed_stories
@@ -208,16 +208,18 @@ def test_glob_groups_and_exports() -> None:
     assert csf_exports("export default meta;\nexport const A = meta.story({});\n") == ["A"]
 
 
-def test_index_json_stories_leave_docs_out() -> None:
+def test_index_json_stories_leave_docs_and_tests_out() -> None:
     index = {
         "v": 5,
         "entries": {
             "b--one": {"type": "story"},
             "b--docs": {"type": "docs"},
-            "c--two": {"type": "story"},
+            "c--two": {"type": "story", "subtype": "story"},
+            "c--two:it-works": {"type": "story", "subtype": "test", "parent": "c--two"},
         },
     }
     assert index_stories(index) == ["b--one", "c--two"]
+    assert index_tests(index) == ["c--two:it-works"]
 
 
 def test_listed_stories_come_from_the_studio_catalog() -> None:
