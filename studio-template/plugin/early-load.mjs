@@ -17,12 +17,13 @@ export const EARLY_CATALOG_KEY = '__studioCatalogResponse';
 
 /**
  * The catalog entry a link's component part names: the lookups of findComponent
- * in src/catalog.ts. Runs in the browser (the inline script) and in the plugin
+ * in src/catalog.ts, and for no name the component the page lands on. Runs in the browser (the inline script) and in the plugin
  * (preload.mjs), so it stands alone.
  */
 export function findEntry(components, name) {
   const fold = (text) => text.toLowerCase().replace(/[^a-z0-9]/g, '');
-  if (!name) return undefined;
+  // no component in the link: the one the page lands on (landingRoute in src/catalog.ts)
+  if (!name) return components.find((c) => c.stories.length > 0) ?? components[0];
   return (
     components.find((c) => c.id === name) ??
     components.find((c) => c.name === name) ??

@@ -7,6 +7,7 @@ import type { ReactNode } from 'react';
 import config from 'virtual:studio/config';
 import { findComponent, findStory } from './catalog';
 import { Canvas } from './Canvas';
+import { isIframePath } from './route';
 import { ErrorPanel } from './ErrorPanel';
 import { useCatalog, usePageFlags, useProject, useSelectionAndLive } from './hooks';
 import { Sidebar } from './Sidebar';
@@ -16,7 +17,9 @@ import { useStorybookId } from './storyId';
 export function App(): ReactNode {
   const { catalog, error } = useCatalog();
   const project = useProject(catalog ? catalog.preview : undefined);
-  const { route: hashRoute, status } = useSelectionAndLive(catalog);
+  // iframe.html?id= names its story by id; any other page without a component in its link
+  // lands on the first story, as Storybook does (the URL then says which)
+  const { route: hashRoute, status } = useSelectionAndLive(catalog, !isIframePath(window.location.pathname));
   const page = usePageFlags(hashRoute);
   const full = page.flags.full;
   // iframe.html?id=<storyId>: the story Storybook knows by that id, instead of the hash's

@@ -76,6 +76,17 @@ export function findComponent(catalog: Catalog, key: string): ComponentEntry | u
   );
 }
 
+/**
+ * What a page opened without a component in its link shows, as Storybook opens
+ * its first story: the first component (the sidebar's order) that has stories,
+ * else the first one. The same rule as findEntry's for an empty name in
+ * plugin/early-load.mjs, which preloads it.
+ */
+export function landingRoute(catalog: Catalog): { component: string; story: string | null } | null {
+  const entry = catalog.components.find((c) => c.stories.length > 0) ?? catalog.components[0];
+  return entry ? { component: entry.id, story: entry.stories[0]?.exportName ?? null } : null;
+}
+
 /** A story of `component` by export name, story id or display name. */
 export function findStory(component: ComponentEntry, key: string): StoryEntry | undefined {
   const { stories } = component;

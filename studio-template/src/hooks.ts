@@ -4,7 +4,7 @@
 // the live connection to the sandbox.
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState, type ElementType } from 'react';
 import config from 'virtual:studio/config';
-import { CATALOG_EVENT, fetchCatalog, findComponent, findStory, type Catalog } from './catalog';
+import { CATALOG_EVENT, fetchCatalog, findComponent, findStory, landingRoute, type Catalog } from './catalog';
 import type { Project } from './Canvas';
 import { isElementType, readPreview } from './csf';
 import { eventStreamUrl, LiveConnection, type LiveMessage } from './live';
@@ -109,8 +109,16 @@ function onLocationChange(listener: () => void): () => void {
  * a selection made here is announced as `component-selected`, one announced by
  * another client is followed without being echoed back.
  */
-export function useSelectionAndLive(catalog: Catalog | null): { route: Route; status: SandboxStatus } {
+export function useSelectionAndLive(catalog: Catalog | null, land: boolean): { route: Route; status: SandboxStatus } {
   const [route, setRoute] = useState<Route>(() => parseHash(window.location.hash));
+  // `land`: a link naming no component shows the first story (landingRoute) and the URL
+  // is rewritten to name it, so that a catalog change later does not move the page.
+  const landing = land && catalog && !route.component ? landingRoute(catalog) : null;
+  useEffect(() => {
+    if (!landing) return;
+    window.history.replaceState(window.history.state, '', formatHash(landing));
+    setRoute(landing);
+  }, [landing?.component, landing?.story]);
   const [status, setStatus] = useState<SandboxStatus>({ connection: 'connecting', retryInMs: null, status: null, message: null });
   const catalogRef = useRef(catalog);
   catalogRef.current = catalog;
@@ -193,7 +201,7 @@ export function useSelectionAndLive(catalog: Catalog | null): { route: Route; st
     };
   }, [follow]);
 
-  return { route, status };
+  return { route: landing ?? route, status };
 }
 
 // Where the page notes, in its history entry, which story the entry's `?args=`

@@ -7,10 +7,12 @@ The ``deps_cache`` and ``serve`` fixtures are in ``conftest.py``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from playwright.sync_api import ConsoleMessage, Page, Response, expect
 
@@ -25,6 +27,7 @@ __all__ = [
     "by_id",
     "canvas",
     "css_colour",
+    "expect_landed",
     "make_fixture_repo",
     "open_studio",
     "select",
@@ -92,12 +95,21 @@ class PageWatch:
         assert page.evaluate("window.__fixtureMarker") == "first load"
 
 
+def expect_landed(page: Page, timeout_ms: float) -> None:
+    """A page opened with no component in its link shows the first story and names it."""
+    canvas = page.locator("[data-testid=studio-canvas]")
+    shown = re.compile(r"^(ready|error)$")
+    expect(canvas).to_have_attribute("data-state", shown, timeout=timeout_ms)
+    component = canvas.get_attribute("data-component")
+    assert component and f"#/{quote(component, safe='')}/" in page.url, page.url
+
+
 def open_studio(page: Page, server: TemplateServer) -> PageWatch:
     """Load the studio page once, watching it; components are then chosen in the sidebar."""
     watch = PageWatch()
     watch.attach(page)
     page.goto(server.url)
-    expect(page.locator("[data-testid=studio-empty]")).to_be_visible(timeout=RENDER_TIMEOUT_MS)
+    expect_landed(page, RENDER_TIMEOUT_MS)
     # survives everything but a full reload
     page.evaluate("window.__fixtureMarker = 'first load'")
     return watch

@@ -136,6 +136,15 @@ def test_catalog_skips_non_components_and_matches_stories_kept_elsewhere(ui_kit:
     assert [s["id"] for s in palette["stories"]] == ["palette--colors"]
 
 
+def test_the_preview_is_the_one_storybook_picks_js_first(ui_kit: Path) -> None:
+    # Storybook resolves .storybook/preview by its extensions, .js first: a repository
+    # that left an empty preview.js beside its preview.tsx gets nothing from the .tsx there.
+    assert (ui_kit / ".storybook" / "preview.tsx").is_file()
+    (ui_kit / ".storybook" / "preview.js").write_text("")
+    with run_studio(ui_kit) as server:
+        assert server.catalog()["preview"] == ".storybook/preview.js"
+
+
 def test_catalog_reads_csf2_filters_and_qualifies_shared_names(ui_kit: Path) -> None:
     legacy = ui_kit / "src" / "legacy"
     legacy.mkdir()

@@ -25,7 +25,7 @@ from playwright.sync_api import Page, expect
 
 from tests.support.browser import save_screenshot
 from tests.support.template_runner import TemplateServer
-from tests.template.pages import Serve, by_id, story_summary
+from tests.template.pages import Serve, by_id, expect_landed, story_summary
 from tests.template.test_storybook import assert_no_errors, show, watch
 
 # The first load waits for Vite to pre-bundle the dependencies (MUI, Storybook) on a
@@ -35,7 +35,7 @@ FIRST_LOAD_TIMEOUT_MS = 180_000
 
 def first_load(page: Page, server: TemplateServer) -> None:
     page.goto(server.url, timeout=FIRST_LOAD_TIMEOUT_MS)
-    expect(page.locator("[data-testid=studio-empty]")).to_be_visible(timeout=FIRST_LOAD_TIMEOUT_MS)
+    expect_landed(page, FIRST_LOAD_TIMEOUT_MS)
 
 
 pytestmark = pytest.mark.slow
