@@ -10,7 +10,9 @@ import { idSegment, isComponentName, readExports, readStories } from './analyse.
 const ALWAYS_IGNORED = ['**/node_modules/**', '**/.git/**', '.studio/**'];
 const NOT_COMPONENTS = ['**/*.test.*', '**/*.spec.*', '**/*.stories.*', '**/__tests__/**', '**/*.d.ts'];
 const STORY_EXTENSIONS = '{tsx,jsx,ts,js,mjs}';
-const PREVIEW_NAMES = ['preview.tsx', 'preview.ts', 'preview.jsx', 'preview.js', 'preview.mjs'];
+// In Storybook's order (getInterpretedFile's extensions, .js first): a repository with
+// both an empty preview.js and a preview.tsx gets from Storybook what preview.js says.
+const PREVIEW_NAMES = ['js', 'jsx', 'ts', 'tsx', 'mjs', 'cjs', 'mts', 'cts'].map((ext) => `preview.${ext}`);
 const RESOLVE_SUFFIXES = ['', '.tsx', '.jsx', '.ts', '.js', '/index.tsx', '/index.jsx', '/index.ts', '/index.js'];
 
 const toPosix = (p) => p.split(path.sep).join('/');
