@@ -603,3 +603,5 @@ def test_the_preload_list_is_the_static_module_graph_of_a_linked_component(
     # a link naming nothing gets the shared part only
     unknown = httpx.get(preload, params={"component": "NoSuchThing"}, timeout=30).json()
     assert button not in unknown and "/src/main.prebuilt.js" in unknown
+    # a link naming no component: the one the page lands on, the first with stories
+    assert button in httpx.get(preload, params={"component": ""}, timeout=30).json()
