@@ -33,6 +33,7 @@ __all__ = [
     "TemplateStartError",
     "free_port",
     "install_repo_deps",
+    "node_json",
     "prepare_studio_dir",
     "run_template",
 ]
@@ -210,3 +211,17 @@ def run_template(
         )
     finally:
         kill_group(process)
+
+
+def node_json(script: str) -> Any:
+    """What an ES module ``script`` writes to stdout as JSON, run by real Node in the template
+    (its plugin modules imported by file URL)."""
+    done = subprocess.run(
+        ["node", "--input-type=module", "-e", script],
+        cwd=TEMPLATE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(done.stdout)

@@ -4,10 +4,9 @@ graph built here, through real Node."""
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import Any
 
-from tests.template.harness import TEMPLATE_DIR
+from tests.support.template_runner import TEMPLATE_DIR, node_json
 
 BASE = "/r/sb_x/"
 
@@ -24,15 +23,7 @@ def closure(graph: dict[str, str | None], roots: list[str]) -> Any:
         f"{json.dumps(roots)});\n"
         "process.stdout.write(JSON.stringify(result));\n"
     )
-    done = subprocess.run(
-        ["node", "--input-type=module", "-e", script],
-        cwd=TEMPLATE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return json.loads(done.stdout)
+    return node_json(script)
 
 
 def test_static_imports_are_followed_breadth_first_and_lazy_ones_are_not() -> None:

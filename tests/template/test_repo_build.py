@@ -8,12 +8,11 @@ imports the template's own module in Node and compares its JSON answer.
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import Any
 
 import pytest
 
-from tests.support.template_runner import TEMPLATE_DIR
+from tests.support.template_runner import TEMPLATE_DIR, node_json
 
 REPO_BUILD = TEMPLATE_DIR / "plugin" / "repo-build"
 
@@ -26,15 +25,7 @@ def node_call(module: str, function: str, *args: Any) -> Any:
         "const regexps = (k, v) => (v instanceof RegExp ? `/${v.source}/` : v);\n"
         "process.stdout.write(JSON.stringify(result, regexps));\n"
     )
-    done = subprocess.run(
-        ["node", "--input-type=module", "-e", script],
-        cwd=TEMPLATE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return json.loads(done.stdout)
+    return node_json(script)
 
 
 @pytest.mark.parametrize(
@@ -125,15 +116,7 @@ def studio_plugins_for(react_options: str) -> Any:
         "const allReact = plugins.every(m.isReactPlugin);\n"
         "process.stdout.write(JSON.stringify({ jsx, studio, react: allReact }));\n"
     )
-    done = subprocess.run(
-        ["node", "--input-type=module", "-e", script],
-        cwd=TEMPLATE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return json.loads(done.stdout)
+    return node_json(script)
 
 
 @pytest.mark.parametrize(
