@@ -63,7 +63,7 @@ from benchmarks.corpus_studio import run_in_studio
 from benchmarks.machine import describe_machine
 from benchmarks.service import BenchService, running_service
 
-__all__ = ["Sides", "add_arguments", "clone_at", "run_corpus", "run_repository"]
+__all__ = ["Sides", "add_arguments", "clone_at", "failed", "run_corpus", "run_repository"]
 
 DEFAULT_TIMEOUT_S = 1500.0
 
@@ -349,9 +349,18 @@ def run_repository(
             result.notes.append(
                 "own-Storybook reference not run (--no-reference) and none found at this commit"
             )
-    if result.errors:
+    if failed(result.errors, studio_ran=sides.studio):
         result.status = "failed"
     return result
+
+
+def failed(errors: list[str], *, studio_ran: bool) -> bool:
+    """Whether a row with ``errors`` failed. A reference that failed (its own Storybook)
+    leaves the studio's row standing, its error listed as ``reference: …``; only a
+    reference-only run fails on it."""
+    if not studio_ran:
+        return bool(errors)
+    return any(not error.startswith("reference:") for error in errors)
 
 
 def run_corpus(

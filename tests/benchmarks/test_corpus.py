@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks._proc import commit_all, git
-from benchmarks.corpus import Sides, clone_at, run_repository
+from benchmarks.corpus import Sides, clone_at, failed, run_repository
 from benchmarks.corpus_install import (
     detect_manager,
     install_command,
@@ -163,6 +163,14 @@ def test_a_skipped_repository_is_a_result_that_says_why(tmp_path: Path) -> None:
     assert result.status == "skipped"
     assert result.reason == f"no git directory at {tmp_path / 'acme+ui.git'}"
     assert result.errors == []
+
+
+def test_a_failed_reference_does_not_fail_the_studio_row() -> None:
+    own = "reference: own storybook: TimeoutError: timed out waiting for storybook's index.json"
+    assert not failed([own], studio_ran=True)
+    assert failed([own, "studio: RuntimeError: create -> 409"], studio_ran=True)
+    assert failed([own], studio_ran=False)
+    assert not failed([], studio_ran=False)
 
 
 def test_a_clone_is_at_the_pinned_commit_on_main(tmp_path: Path) -> None:
