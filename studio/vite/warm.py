@@ -31,7 +31,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-__all__ = ["WarmResult", "module_imports", "page_modules", "warm_renderer"]
+__all__ = ["WarmResult", "module_imports", "page_modules", "same_origin", "warm_renderer"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +56,7 @@ class WarmResult:
 
 def page_modules(html: str, page_url: str) -> list[str]:
     """The module scripts and module preloads of a page, as absolute URLs."""
-    found = []
-    for match in _SCRIPT_SRC.finditer(html):
-        src = match.group(1) or match.group(2)
-        found.append(urljoin(page_url, src))
-    return found
+    return same_origin(page_url, [m.group(1) or m.group(2) for m in _SCRIPT_SRC.finditer(html)])
 
 
 def module_imports(code: str, module_url: str) -> list[str]:
@@ -81,7 +77,24 @@ def _page_roots(client: httpx.Client, page_url: str) -> list[str]:
         return []
     if not isinstance(paths, list):
         return []
-    return [urljoin(page_url, p) for p in paths if isinstance(p, str) and p.startswith("/")]
+    return same_origin(page_url, [p for p in paths if isinstance(p, str)])
+
+
+def same_origin(page_url: str, refs: list[str]) -> list[str]:
+    """``refs`` resolved against ``page_url``, those on its own origin only.
+
+    What Vite serves is the repository's code's to shape (its config's plugins run
+    there), and every request of the warm-up carries the proxy's secret: a
+    ``//host/...`` or ``https://...`` reference is never followed.
+    """
+    origin = urlsplit(page_url)
+    kept = []
+    for ref in refs:
+        url = urljoin(page_url, ref)
+        parts = urlsplit(url)
+        if (parts.scheme, parts.netloc) == (origin.scheme, origin.netloc):
+            kept.append(url)
+    return kept
 
 
 def warm_renderer(

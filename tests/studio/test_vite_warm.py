@@ -3,12 +3,14 @@ the page and modules as Vite serves them."""
 
 from __future__ import annotations
 
-from studio.vite.warm import module_imports, page_modules
+from studio.vite.warm import module_imports, page_modules, same_origin
 
 PAGE = """<!doctype html><html><head>
 <script type="module" src="/r/sb_x/@vite/client"></script>
 <link rel="modulepreload" href="/r/sb_x/.studio/shell.js">
 <script type="module">import "/r/sb_x/inline-not-followed.js"</script>
+<script type="module" src="//elsewhere.example/x.js"></script>
+<link rel="modulepreload" href="https://elsewhere.example/y.js">
 </head><body><script type="module" src="./src/main.tsx"></script></body></html>"""
 
 MODULE = """import { jsx } from "/r/sb_x/.vite-cache/deps/react_jsx-runtime.js?v=1";
@@ -36,4 +38,14 @@ def test_a_module_names_the_same_origin_paths_it_imports_lazily_too() -> None:
         "http://127.0.0.1:6200/r/sb_x/src/Button.tsx?t=2",
         "http://127.0.0.1:6200/r/sb_x/src/util.ts",
         "http://127.0.0.1:6200/r/sb_x/src/a.stories.tsx",
+    ]
+
+
+def test_only_references_on_vites_own_origin_are_followed() -> None:
+    # the warm-up's requests carry the proxy's secret; Vite's answers are the repository's
+    page = "http://127.0.0.1:6200/r/sb_x/"
+    refs = ["/r/sb_x/a.js", "//elsewhere.example/b.js", "http://127.0.0.1:6201/c.js", "d.js"]
+    assert same_origin(page, refs) == [
+        "http://127.0.0.1:6200/r/sb_x/a.js",
+        "http://127.0.0.1:6200/r/sb_x/d.js",
     ]
