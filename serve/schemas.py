@@ -44,15 +44,18 @@ class _Request(BaseModel):
     @field_validator("*", mode="after")
     @classmethod
     def _encodable(cls, value: Any) -> Any:
-        # JSON can carry a lone surrogate ("\ud800"). Pydantic refuses one in a
-        # plain ``str`` field but lets it through a ``str | None`` one; no path,
-        # git ref or SQLite text can hold it, so it is refused here (422)
-        # instead of failing deep inside (a 500).
+        # JSON can carry a lone surrogate ("\ud800") or a NUL ("\u0000"). Pydantic
+        # refuses a lone surrogate in a plain ``str`` field but lets it through a
+        # ``str | None`` one, and lets a NUL through both; no path, git ref or
+        # command line can hold either (the OS stops a path at a NUL), so they are
+        # refused here (422) instead of failing deep inside (a 500).
         if isinstance(value, str):
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
                 raise ValueError("not valid Unicode (it holds a lone surrogate)") from None
+            if "\x00" in value:
+                raise ValueError("holds a NUL character (\\u0000)")
         return value
 
 

@@ -94,9 +94,12 @@ def test_serve_options_refuse_unknown_knobs() -> None:
         ServeOptions.model_validate({"ping_intervall": 1})
 
 
+@pytest.mark.parametrize("bad", ["ui\ud800", "ui\x00kit"], ids=["lone-surrogate", "nul"])
 @pytest.mark.parametrize("field", ["path", "name", "package_dir", "default_branch"])
-def test_a_lone_surrogate_in_a_string_field_is_refused_by_name(field: str) -> None:
-    body = {"name": "kit", "path": "/srv/kit", field: "ui\ud800"}
+def test_a_lone_surrogate_or_a_nul_in_a_string_field_is_refused_by_name(
+    field: str, bad: str
+) -> None:
+    body = {"name": "kit", "path": "/srv/kit", field: bad}
     with pytest.raises(ValidationError) as refused:
         RegisterRepositoryRequest.model_validate(body)
     (error,) = refused.value.errors()
