@@ -38,6 +38,20 @@ export function clientConfig(config, storybook = null) {
   };
 }
 
+/** `virtual:studio/storybook` as the page requests it. */
+const storybookModuleUrl = (config) => `${config.base}@id/__x00__${STORYBOOK_MODULE}`;
+
+/**
+ * The modules whose lazy imports a first render waits for (preload.mjs): Storybook's
+ * composition, whose test module Storybook 8 and 9's renderers import in beforeAll
+ * (10's import it statically), before any story is composed. Storybook 7 has no
+ * beforeAll: its test module is for play functions, loaded on request.
+ */
+function eagerModules(config, storybook) {
+  const major = Number.parseInt(storybook?.project?.version ?? '', 10);
+  return new Set(storybook?.project?.test && major >= 8 ? [storybookModuleUrl(config)] : []);
+}
+
 /**
  * The Vite plugin of Component Studio for the repository described by
  * `config`, serving `catalog` (see discover.mjs). `storybook` is the
@@ -65,7 +79,7 @@ export function studioPlugin(config, catalog, storybook = null) {
     const doc = last ?? snapshot();
     const file = (rel) => encodeURI(client.fsBase + rel);
     const roots = [...entries];
-    if (storybook) roots.push(`${config.base}@id/__x00__${STORYBOOK_MODULE}`);
+    if (storybook) roots.push(storybookModuleUrl(config));
     if (doc.preview) roots.push(file(doc.preview));
     if (config.wrapper) roots.push(file(config.wrapper));
     const linked = component === '*' ? doc.components : [findEntry(doc.components, component)];
@@ -145,7 +159,7 @@ export function studioPlugin(config, catalog, storybook = null) {
       // Vite's base, as the catalog below
       hmr = hmrSequence(server);
       server.middlewares.use(`${config.base}${VERDICT_PATH.slice(1)}`, verdictMiddleware(server, config.repoRoot, catalog, hmr));
-      server.middlewares.use(preloadUrl, preloadMiddleware(server, config.base, preloadRoots));
+      server.middlewares.use(preloadUrl, preloadMiddleware(server, config.base, preloadRoots, eagerModules(config, storybook)));
 
       // Registered here, ahead of Vite's own middlewares, so it sees the URL with Vite's base.
       server.middlewares.use(client.catalogUrl, (req, res, next) => {

@@ -12,9 +12,11 @@
 // preloads them all at once; the imports then find them in the module map.
 //
 // Only static imports are followed: a lazily imported module (a chart a
-// component loads on click) is not fetched ahead of need. A module Vite has
-// not transformed yet is listed without its imports: the list is a head
-// start, never a requirement.
+// component loads on click) is not fetched ahead of need. The exception is a
+// module named as `eager`, whose lazy imports the first render waits for
+// (Storybook 8+'s renderer imports its test module in beforeAll). A module
+// Vite has not transformed yet is listed without its imports: the list is a
+// head start, never a requirement.
 
 /** Under Vite's base, as the catalog. */
 export const PRELOAD_PATH = '/__studio/preload.json';
@@ -22,6 +24,8 @@ export const PRELOAD_PATH = '/__studio/preload.json';
 // Vite's rewritten static imports: `import x from "/..."`, `export * from "/..."`, `import "/..."`.
 // `import("/...")` does not match: a quote must follow `import` directly.
 const STATIC_IMPORT = /(?:\bfrom\s*|\bimport\s*)["'](\/[^"'\s]+)["']/g;
+// Vite's rewritten lazy imports with a literal URL: `import("/...")`.
+const LAZY_IMPORT = /\bimport\s*\(\s*["'](\/[^"'\s]+)["']\s*\)/g;
 // Per transform result (a new object after every re-transform): its static imports.
 const importsOf = new WeakMap();
 // A page's module graph is a few hundred modules; a runaway graph stops here.
@@ -34,6 +38,10 @@ function staticImports(result) {
     importsOf.set(result, found);
   }
   return found;
+}
+
+function lazyImports(result) {
+  return [...new Set(Array.from(result.code.matchAll(LAZY_IMPORT), (m) => m[1]))];
 }
 
 // Vite's encoding of a module id in a URL (`/@id/__x00__virtual:x` is `\0virtual:x`).
@@ -49,19 +57,21 @@ function graphUrl(url, base) {
 /**
  * Every module `roots` (URLs under `base`) import statically, transitively, roots first
  * and breadth first (the order the browser would discover them), as URLs under `base`.
+ * The modules in `eager` (URLs under `base`) have their lazy imports followed too.
  */
-export function moduleClosure(moduleGraph, base, roots) {
+export function moduleClosure(moduleGraph, base, roots, eager = new Set()) {
   const seen = new Set(roots);
   const order = [];
   let level = [...roots];
   while (level.length > 0 && order.length < LIMIT) {
     order.push(...level);
-    const nodes = level.map((url) => moduleGraph.urlToModuleMap.get(graphUrl(url, base)));
+    const found = level.map((url) => [url, moduleGraph.urlToModuleMap.get(graphUrl(url, base))]);
     level = [];
-    for (const node of nodes) {
+    for (const [from, node] of found) {
       // not served yet (nothing to follow): listed, the browser finds its imports itself
       if (!node?.transformResult?.code) continue;
-      for (const url of staticImports(node.transformResult)) {
+      const imports = staticImports(node.transformResult);
+      for (const url of eager.has(from) ? [...imports, ...lazyImports(node.transformResult)] : imports) {
         if (!seen.has(url)) {
           seen.add(url);
           level.push(url);
@@ -77,8 +87,9 @@ export function moduleClosure(moduleGraph, base, roots) {
  * closure of the page's entries, the project setup and that component's modules.
  * `roots(component)` names them (URLs under the base). `?component=*&roots=1`
  * answers the roots of every component, unfollowed: what a warm-up requests.
+ * `eager`: as moduleClosure's.
  */
-export function preloadMiddleware(server, base, roots) {
+export function preloadMiddleware(server, base, roots, eager = new Set()) {
   return (req, res, next) => {
     if (req.method !== 'GET') return next();
     const query = new URL(req.url ?? '', 'http://x').searchParams;
@@ -90,7 +101,7 @@ export function preloadMiddleware(server, base, roots) {
     };
     try {
       const linked = roots(component);
-      answer(query.has('roots') ? linked : moduleClosure(server.environments.client.moduleGraph, base, linked));
+      answer(query.has('roots') ? linked : moduleClosure(server.environments.client.moduleGraph, base, linked, eager));
     } catch (error) {
       // a preload list is an optimisation: the page loads without it
       server.config.logger.warn(`component studio: preload list failed: ${error instanceof Error ? error.stack : error}`);

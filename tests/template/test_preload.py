@@ -11,8 +11,11 @@ from tests.support.template_runner import TEMPLATE_DIR, node_json
 BASE = "/r/sb_x/"
 
 
-def closure(graph: dict[str, str | None], roots: list[str]) -> Any:
-    """moduleClosure over ``graph``: graph URL -> transformed code (None: not transformed)."""
+def closure(graph: dict[str, str | None], roots: list[str], eager: tuple[str, ...] = ()) -> Any:
+    """moduleClosure over ``graph``: graph URL -> transformed code (None: not transformed).
+
+    ``eager``: the modules whose lazy imports are followed too.
+    """
     module = (TEMPLATE_DIR / "plugin" / "preload.mjs").as_uri()
     script = (
         f"const m = await import({json.dumps(module)});\n"
@@ -20,7 +23,7 @@ def closure(graph: dict[str, str | None], roots: list[str]) -> Any:
         "const urlToModuleMap = new Map(Object.entries(graph).map(([url, code]) =>\n"
         "  [url, { url, transformResult: code === null ? null : { code } }]));\n"
         f"const result = m.moduleClosure({{ urlToModuleMap }}, {json.dumps(BASE)}, "
-        f"{json.dumps(roots)});\n"
+        f"{json.dumps(roots)}, new Set({json.dumps(list(eager))}));\n"
         "process.stdout.write(JSON.stringify(result));\n"
     )
     return node_json(script)
@@ -57,3 +60,30 @@ def test_virtual_modules_are_found_by_their_id_and_untransformed_modules_are_lis
         *roots,
         "/r/sb_x/.vite-cache/deps/preview-api.js?v=1",
     ]
+
+
+def test_an_eager_module_has_its_lazy_imports_followed_and_only_it() -> None:
+    # Storybook 8's renderer imports its test module in beforeAll: the composition's
+    # loadTest is on the first render's path; a component's lazy chart is not.
+    deps = "/r/sb_x/.vite-cache/deps"
+    graph = {
+        "\0virtual:studio/storybook": (
+            f'import "{deps}/@storybook_react.js?v=1";\n'
+            f'export const loadTest = () => import("{deps}/@storybook_test.js?v=1");\n'
+        ),
+        "/.vite-cache/deps/@storybook_react.js?v=1": (
+            f'const test = () => import("{deps}/@storybook_test.js?v=1");'
+        ),
+        "/.vite-cache/deps/@storybook_test.js?v=1": f'import "{deps}/chunk.js?v=1";',
+        "/.vite-cache/deps/chunk.js?v=1": "export const a = 1;",
+        "/src/Button.tsx": 'const chart = () => import("/r/sb_x/src/chart.js");',
+    }
+    storybook = "/r/sb_x/@id/__x00__virtual:studio/storybook"
+    roots = [storybook, "/r/sb_x/src/Button.tsx"]
+    assert closure(graph, roots, (storybook,)) == [
+        *roots,
+        "/r/sb_x/.vite-cache/deps/@storybook_react.js?v=1",
+        "/r/sb_x/.vite-cache/deps/@storybook_test.js?v=1",
+        "/r/sb_x/.vite-cache/deps/chunk.js?v=1",
+    ]
+    assert closure(graph, roots) == [*roots, "/r/sb_x/.vite-cache/deps/@storybook_react.js?v=1"]
