@@ -16,6 +16,11 @@ repository's branch (``git ls-remote``, :func:`studio.git.source_head`): one
 left behind is torn down and replaced, never given to a user. A repository
 whose held sandbox fails to set up is retried after a back-off, not on every
 supervision pass.
+
+The replacement waits ``quiet_s`` after a sandbox was taken: its setup and
+warm-up are seconds of CPU, and the taker's first page load (the reason the
+sandbox was ready) needs that CPU right then (docs/performance.md, ready
+sandboxes).
 """
 
 from __future__ import annotations
@@ -59,12 +64,16 @@ class ReadySandboxes:
         registry: Registry,
         start: Callable[[int], Awaitable[object]],
         *,
+        quiet_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.size = size
         self._registry = registry
         self._start = start
+        self._quiet_s = quiet_s
         self._clock = clock
+        # No held sandbox starts before this time: a taken one's first page is loading.
+        self._quiet_until = 0.0
         self._filling: dict[int, asyncio.Task[None]] = {}
         # repository id -> (failures in a row, not before this time)
         self._backoff: dict[int, tuple[int, float]] = {}
@@ -91,6 +100,8 @@ class ReadySandboxes:
         if self.size == 0 or self._closed or self._filling:
             return
         now = self._clock()
+        if now < self._quiet_until:
+            return
         for repository_id in repository_ids:
             if self._backoff.get(repository_id, (0, 0.0))[1] > now:
                 continue
@@ -139,6 +150,7 @@ class ReadySandboxes:
                 continue
             taken = self._registry.claim_sandbox(record.id, READY_OWNER, owner, owner_quota=quota)
             if taken is not None:
+                self._quiet_until = self._clock() + self._quiet_s
                 return Claim(taken, stale)
         return Claim(None, stale)
 

@@ -135,7 +135,12 @@ class StudioManager:
         # Addresses of the nodes other than the head, as the last look at the nodes said.
         self._node_addresses: dict[str, str] = {}
         # Sandboxes set up ahead of need, per repository, for creates to take over.
-        self.ready = ReadySandboxes(settings.ready_sandboxes, self.registry, self._start_ready)
+        self.ready = ReadySandboxes(
+            settings.ready_sandboxes,
+            self.registry,
+            self._start_ready,
+            quiet_s=settings.ready_sandbox_quiet_s,
+        )
         # Held sandboxes left behind by their branch, being torn down.
         self._retiring: set[asyncio.Task[SandboxInfo]] = set()
 

@@ -427,6 +427,16 @@ class StudioSettings(BaseSettings):
             "sandboxes). 0 turns them off: every create sets its sandbox up."
         ),
     )
+    ready_sandbox_quiet_s: float = Field(
+        10.0,
+        ge=0,
+        le=600,
+        description=(
+            "Seconds after a create took a ready sandbox before any replacement starts: "
+            "a replacement's setup and warm-up are seconds of CPU that the taker's first "
+            "page load would otherwise share (docs/performance.md, ready sandboxes)."
+        ),
+    )
     worker_preload: bool = Field(
         True,
         description=(

@@ -38,7 +38,10 @@ def one_held(studio: Studio, timeout: float = 120) -> Any:
 def test_a_create_takes_the_ready_sandbox_and_another_takes_its_place(
     tmp_path: Path, install_cache: Path
 ) -> None:
-    with open_studio(tmp_path, install_cache, ready_sandboxes=1) as studio:
+    # The replacement's quiet period (test_ready_backoff.py) cut short: the test waits for it.
+    with open_studio(
+        tmp_path, install_cache, ready_sandboxes=1, ready_sandbox_quiet_s=1.0
+    ) as studio:
         ready = one_held(studio)
         # Nobody's: no user and no admin listing shows it.
         assert get(studio.manager.list_sandboxes.remote(None)) == []

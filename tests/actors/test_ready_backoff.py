@@ -1,4 +1,5 @@
-"""ReadySandboxes' pacing on a real registry: one setup at a time, back-off after a failure."""
+"""ReadySandboxes' pacing on a real registry: one setup at a time, back-off after a failure,
+no setup while a taken sandbox's first page loads."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from actors._ready import ReadySandboxes
+from studio.naming import READY_OWNER
+from studio.state import SandboxState
 from studio.store import Registry
+from tests.studio.test_store import added, sandbox
 
 
 @pytest.fixture
@@ -75,5 +79,38 @@ def test_nothing_is_started_or_handed_out_with_size_zero(
         await asyncio.sleep(0.05)
         claim = ready.claim(repository.id, "alice", "0" * 40)
         assert claim.taken is None and claim.stale == []
+
+    asyncio.run(scenario())
+
+
+def test_a_taken_sandbox_is_replaced_only_after_the_quiet_period(
+    registry: Registry, tmp_path: Path
+) -> None:
+    repository = registry.add_repository("one", str(tmp_path / "one"))
+    head = "0" * 40
+    held = sandbox(repository.id, 1, owner=READY_OWNER, state=SandboxState.RUNNING)
+    added(registry, held.model_copy(update={"base_commit": head}))
+    started: list[int] = []
+    now = [100.0]
+
+    async def start(repository_id: int) -> None:
+        started.append(repository_id)
+
+    async def scenario() -> None:
+        ready = ReadySandboxes(1, registry, start, quiet_s=10.0, clock=lambda: now[0])
+        ready.keep([repository.id])  # one is held: nothing to start
+        await asyncio.sleep(0.05)
+        assert started == []
+        claim = ready.claim(repository.id, "alice", head)
+        assert claim.taken is not None and claim.taken.owner == "alice"
+        now[0] += 9.0  # alice's first page is loading: the node's CPU is hers
+        ready.keep([repository.id])
+        await asyncio.sleep(0.05)
+        assert started == []
+        now[0] += 1.0
+        ready.keep([repository.id])
+        await asyncio.sleep(0.05)
+        assert started == [repository.id]
+        await ready.close()
 
     asyncio.run(scenario())
