@@ -40,10 +40,9 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 from studio.render.budget import DEFAULT_TIMEOUT, IDLE_SECONDS, MAX_STORIES
 from studio.render.chromium import (
     BASE_ARGS,
-    LEAN_DISABLED_FEATURES,
     chromium_path,
     disable_features_switch,
-    merged_disable_features,
+    lean_launch_arguments,
 )
 from studio.render.models import (
     CompileError,
@@ -242,12 +241,9 @@ async def _launch_lean(playwright: Playwright) -> Browser:
             _launcher_features = _launcher_features or ""
         finally:
             await probe.close()
-    merged = merged_disable_features(_launcher_features or None, LEAN_DISABLED_FEATURES)
+    args, ignored = lean_launch_arguments(CHROMIUM_ARGS, _launcher_features)
     return await launch(
-        executable_path=str(executable),
-        headless=True,
-        args=[*CHROMIUM_ARGS, merged],
-        ignore_default_args=[_launcher_features] if _launcher_features else None,
+        executable_path=str(executable), headless=True, args=args, ignore_default_args=ignored
     )
 
 

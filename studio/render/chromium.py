@@ -11,6 +11,7 @@ __all__ = [
     "LEAN_DISABLED_FEATURES",
     "chromium_path",
     "disable_features_switch",
+    "lean_launch_arguments",
     "merged_disable_features",
 ]
 
@@ -48,6 +49,16 @@ def merged_disable_features(default: str | None, extra: tuple[str, ...]) -> str:
     names = [] if default is None else default.removeprefix(_DISABLE_FEATURES).split(",")
     names += [name for name in extra if name not in names]
     return _DISABLE_FEATURES + ",".join(name for name in names if name)
+
+
+def lean_launch_arguments(
+    args: list[str], launcher_features: str
+) -> tuple[list[str], list[str] | None]:
+    """``args`` and the launcher's default arguments to ignore, for a launch without
+    LEAN_DISABLED_FEATURES. ``launcher_features``: the launcher's own --disable-features
+    switch, as chrome://version of a browser it launched shows it ("" when none)."""
+    merged = merged_disable_features(launcher_features or None, LEAN_DISABLED_FEATURES)
+    return [*args, merged], [launcher_features] if launcher_features else None
 
 
 def chromium_path() -> Path:
