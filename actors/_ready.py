@@ -142,7 +142,10 @@ class ReadySandboxes:
         if self.size == 0 or head is None:
             return Claim(None, [])
         stale: list[str] = []
-        for record in self.held(repository_id):
+        held = self.held(repository_id)
+        warming = self._warming(repository_id, held)
+        # Warmed ones first; one still warming is still a running Vite, far ahead of a setup.
+        for record in sorted(held, key=lambda r: r.id == warming):
             if record.state is not SandboxState.RUNNING:
                 continue
             if record.base_commit != head:
@@ -154,12 +157,26 @@ class ReadySandboxes:
                 return Claim(taken, stale)
         return Claim(None, stale)
 
+    def _warming(self, repository_id: int, held: list[SandboxRecord]) -> str | None:
+        """The held sandbox of the repository whose setup is under way: its Vite may be
+        up (RUNNING) while the warm-up still transforms the page's modules. Setups run
+        one at a time, so it is the newest."""
+        return held[-1].id if held and repository_id in self._filling else None
+
     def status(self) -> dict[int, dict[str, int]]:
-        """Per repository: held sandboxes by state (health)."""
-        counts: dict[int, dict[str, int]] = {}
+        """Per repository: held sandboxes by state (health); a running one whose
+        warm-up is under way counts as ``warming``."""
+        by_repository: dict[int, list[SandboxRecord]] = {}
         for record in self.held():
-            by_state = counts.setdefault(record.repository_id, {})
-            by_state[record.state.value] = by_state.get(record.state.value, 0) + 1
+            by_repository.setdefault(record.repository_id, []).append(record)
+        counts: dict[int, dict[str, int]] = {}
+        for repository_id, held in by_repository.items():
+            warming = self._warming(repository_id, held)
+            by_state = counts[repository_id] = {}
+            for record in held:
+                running = record.state is SandboxState.RUNNING
+                state = "warming" if running and record.id == warming else record.state.value
+                by_state[state] = by_state.get(state, 0) + 1
         return counts
 
     async def close(self) -> None:

@@ -29,8 +29,14 @@ def held(studio: Studio, state: SandboxState = SandboxState.RUNNING) -> list[Any
     return [s for s in every if s.owner == READY_OWNER and s.status is state]
 
 
+def warmed(studio: Studio) -> bool:
+    """The repository's one held sandbox is up and its warm-up done (health says running)."""
+    health = get(studio.manager.health.remote())
+    return bool(health["ready_sandboxes"].get(studio.repository_id) == {"running": 1})
+
+
 def one_held(studio: Studio, timeout: float = 120) -> Any:
-    wait_for(lambda: len(held(studio)) == 1, timeout, "the ready sandbox to be up")
+    wait_for(lambda: len(held(studio)) == 1 and warmed(studio), timeout, "the ready sandbox")
     (found,) = held(studio)
     return found
 

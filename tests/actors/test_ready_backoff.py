@@ -1,5 +1,5 @@
 """ReadySandboxes' pacing on a real registry: one setup at a time, back-off after a failure,
-no setup while a taken sandbox's first page loads."""
+no setup while a taken sandbox's first page loads, a warmed sandbox handed out first."""
 
 from __future__ import annotations
 
@@ -112,5 +112,55 @@ def test_a_taken_sandbox_is_replaced_only_after_the_quiet_period(
         await asyncio.sleep(0.05)
         assert started == [repository.id]
         await ready.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_warmed_sandbox_is_handed_out_before_one_whose_warm_up_is_under_way(
+    registry: Registry, tmp_path: Path
+) -> None:
+    repository = registry.add_repository("one", str(tmp_path / "one"))
+    head = "0" * 40
+    warm = asyncio.Event()
+
+    def held(n: int) -> None:
+        record = sandbox(repository.id, n, owner=READY_OWNER, state=SandboxState.RUNNING)
+        added(registry, record.model_copy(update={"base_commit": head}))
+
+    async def start(repository_id: int) -> None:
+        held(3)  # its Vite is up (RUNNING); the warm-up is what this setup waits for
+        await warm.wait()
+
+    async def scenario() -> None:
+        ready = ReadySandboxes(2, registry, start)
+        held(1)
+        ready.keep([repository.id])
+        await asyncio.sleep(0.05)
+        assert ready.status() == {repository.id: {"running": 1, "warming": 1}}
+        first = ready.claim(repository.id, "alice", head).taken
+        assert first is not None and first.id == "sb_test000001"
+        # Only the warming one is left: still a running Vite, far ahead of a setup.
+        second = ready.claim(repository.id, "bob", head).taken
+        assert second is not None and second.id == "sb_test000003"
+        warm.set()
+        await ready.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_sandbox_warmed_is_running_again_in_the_status(
+    registry: Registry, tmp_path: Path
+) -> None:
+    repository = registry.add_repository("one", str(tmp_path / "one"))
+
+    async def start(repository_id: int) -> None:
+        record = sandbox(repository.id, 1, owner=READY_OWNER, state=SandboxState.RUNNING)
+        added(registry, record)
+
+    async def scenario() -> None:
+        ready = ReadySandboxes(1, registry, start)
+        ready.keep([repository.id])
+        await asyncio.sleep(0.05)
+        assert ready.status() == {repository.id: {"running": 1}}
 
     asyncio.run(scenario())
