@@ -80,9 +80,14 @@ class WarmPool:
     # -- what the manager tells the pool -----------------------------------
 
     def creation_started(self, node_id: str) -> None:
-        self._creating[node_id] = self._creating.get(node_id, 0) + 1
+        self.work_started(node_id)
         if self._free is not None and node_id in self._free:
             self._free[node_id] -= 1  # the new sandbox takes a slot
+
+    def work_started(self, node_id: str) -> None:
+        """Work that needs the node's CPU began there (a creation, a warm-up): nothing is
+        filled until it ends (:meth:`creation_ended`)."""
+        self._creating[node_id] = self._creating.get(node_id, 0) + 1
 
     def creation_ended(self, node_id: str) -> None:
         """One creation ended; the last of those under way fills the pool ``delay`` s later.
@@ -110,6 +115,17 @@ class WarmPool:
         if timer is not None:
             timer.cancel()
             self._fill(node_id)
+
+    async def settled(self, node_id: str) -> None:
+        """Return once no fill of ``node_id`` is due or under way (bound it with a timeout)."""
+        timer = self._timers.get(node_id)
+        if timer is not None:
+            await asyncio.sleep(max(0.0, timer.when() - asyncio.get_running_loop().time()))
+            # the timer has fired (its fill started) or is about to, or a new one is due
+            return await self.settled(node_id)
+        fill = self._fills.get(node_id)
+        if fill is not None:
+            await asyncio.wait({fill})  # never cancels the fill
 
     def keep(self, free_slots: Mapping[str, float]) -> None:
         """A supervision pass: the nodes sandboxes may go to and their free slots."""

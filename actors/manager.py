@@ -88,6 +88,10 @@ _FINALIZABLE = frozenset({SandboxState.RUNNING, SandboxState.RESTARTING, Sandbox
 SEQ_MARGIN = 1000
 
 
+# A ready sandbox's setup waits at most this long for the spare worker booted after it.
+_SPARE_SETTLE_S = 30.0
+
+
 @dataclass(frozen=True)
 class ManagerTimeouts:
     """How long the manager waits on a sandbox actor, in seconds."""
@@ -471,17 +475,29 @@ class StudioManager:
         config = self.accounts.config_for(repository_id, None)
         record, node_id = await self._placed_record(READY_OWNER, repository, config)
         sandbox_id = record.id
-        info = await self._create(record, node_id, None)
+        # The warm-up is part of its setup to the warm pool: the spare worker its creation
+        # used boots after it, and the sandbox counts as warmed (actors._ready) once that
+        # boot is over too. A create that takes it then has the node's CPU to itself.
+        self.warm_pool.work_started(node_id)
         try:
-            # Its first user's page load then finds the modules transformed
-            # (docs/performance.md, ready sandboxes); it is up either way.
-            warmed = await self._backend.call(
-                sandbox_id, "warm_renderer", timeout_s=self._timeouts.setup_extra
-            )
-        except Exception as exc:  # an optimisation: a cold first load is still a load
-            logger.warning("ready sandbox not warmed: %s", exc, extra={"sandbox_id": sandbox_id})
-        else:
-            logger.info("ready sandbox warmed", extra={"sandbox_id": sandbox_id, **warmed})
+            info = await self._create(record, node_id, None)
+            try:
+                # Its first user's page load then finds the modules transformed
+                # (docs/performance.md, ready sandboxes); it is up either way.
+                warmed = await self._backend.call(
+                    sandbox_id, "warm_renderer", timeout_s=self._timeouts.setup_extra
+                )
+            except Exception as exc:  # an optimisation: a cold first load is still a load
+                logger.warning(
+                    "ready sandbox not warmed: %s", exc, extra={"sandbox_id": sandbox_id}
+                )
+            else:
+                logger.info("ready sandbox warmed", extra={"sandbox_id": sandbox_id, **warmed})
+        finally:
+            self.warm_pool.creation_ended(node_id)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_SPARE_SETTLE_S):
+                await self.warm_pool.settled(node_id)
         return info
 
     async def _create(

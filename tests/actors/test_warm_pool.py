@@ -179,3 +179,23 @@ async def test_a_failing_backend_is_logged_and_the_next_pass_tries_again(
     warm.keep({"n1": 1})
     await settled(warm)
     assert backend.idle == {"n1": 1}
+
+
+async def test_work_holds_fills_without_taking_a_slot_and_settled_waits_for_the_fill(
+    backend: FakeBackend,
+) -> None:
+    # A ready sandbox's warm-up (actors/manager.py _start_ready): no spare boots beside
+    # it, and its setup returns once the spare booted after it is up.
+    warm = pool(backend, 2, delay=0.1)
+    warm.keep({"n1": 2})
+    await settled(warm)
+    backend.idle = {"n1": 0}
+    warm.work_started("n1")
+    warm.keep({"n1": 2})
+    await asyncio.sleep(0.05)
+    assert warm.target("n1") == 2  # no slot taken by the work
+    warm.creation_ended("n1")
+    assert backend.idle == {"n1": 0}  # the delay
+    await asyncio.wait_for(warm.settled("n1"), timeout=5)
+    assert backend.idle == {"n1": 2} and not warm._fills and not warm._timers
+    await asyncio.wait_for(warm.settled("n1"), timeout=1)  # nothing due: at once
