@@ -39,7 +39,7 @@ def launch_chromium(playwright: Playwright) -> Browser:
     window per context whose omnibox popup is preloaded in a renderer of its own:
     on weDevsOfficial/tail-react that renderer took 0.8 s of CPU per context,
     while the page it measured took 0.9 s, on the 2 cores the service under
-    measurement shares with it (create -> story 2.3 s; 1.4 s without it). A user's
+    measurement shares with it (create -> story 2.3-2.5 s; 1.4 s without it). A user's
     browser has its window open already.
     """
     global _launcher_features
