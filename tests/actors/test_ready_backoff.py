@@ -83,13 +83,20 @@ def test_nothing_is_started_or_handed_out_with_size_zero(
     asyncio.run(scenario())
 
 
+HEAD = "0" * 40
+
+
+def add_held(registry: Registry, repository_id: int, n: int) -> None:
+    """A held sandbox of the repository, RUNNING, based on HEAD (sb_test<n>)."""
+    record = sandbox(repository_id, n, owner=READY_OWNER, state=SandboxState.RUNNING)
+    added(registry, record.model_copy(update={"base_commit": HEAD}))
+
+
 def test_a_taken_sandbox_is_replaced_only_after_the_quiet_period(
     registry: Registry, tmp_path: Path
 ) -> None:
     repository = registry.add_repository("one", str(tmp_path / "one"))
-    head = "0" * 40
-    held = sandbox(repository.id, 1, owner=READY_OWNER, state=SandboxState.RUNNING)
-    added(registry, held.model_copy(update={"base_commit": head}))
+    add_held(registry, repository.id, 1)
     started: list[int] = []
     now = [100.0]
 
@@ -101,7 +108,7 @@ def test_a_taken_sandbox_is_replaced_only_after_the_quiet_period(
         ready.keep([repository.id])  # one is held: nothing to start
         await asyncio.sleep(0.05)
         assert started == []
-        claim = ready.claim(repository.id, "alice", head)
+        claim = ready.claim(repository.id, "alice", HEAD)
         assert claim.taken is not None and claim.taken.owner == "alice"
         now[0] += 9.0  # alice's first page is loading: the node's CPU is hers
         ready.keep([repository.id])
@@ -120,27 +127,23 @@ def test_a_warmed_sandbox_is_handed_out_before_one_whose_warm_up_is_under_way(
     registry: Registry, tmp_path: Path
 ) -> None:
     repository = registry.add_repository("one", str(tmp_path / "one"))
-    head = "0" * 40
     warm = asyncio.Event()
 
-    def held(n: int) -> None:
-        record = sandbox(repository.id, n, owner=READY_OWNER, state=SandboxState.RUNNING)
-        added(registry, record.model_copy(update={"base_commit": head}))
-
     async def start(repository_id: int) -> None:
-        held(3)  # its Vite is up (RUNNING); the warm-up is what this setup waits for
+        # its Vite is up (RUNNING); the warm-up is what this setup waits for
+        add_held(registry, repository_id, 3)
         await warm.wait()
 
     async def scenario() -> None:
         ready = ReadySandboxes(2, registry, start)
-        held(1)
+        add_held(registry, repository.id, 1)
         ready.keep([repository.id])
         await asyncio.sleep(0.05)
         assert ready.status() == {repository.id: {"running": 1, "warming": 1}}
-        first = ready.claim(repository.id, "alice", head).taken
+        first = ready.claim(repository.id, "alice", HEAD).taken
         assert first is not None and first.id == "sb_test000001"
         # Only the warming one is left: still a running Vite, far ahead of a setup.
-        second = ready.claim(repository.id, "bob", head).taken
+        second = ready.claim(repository.id, "bob", HEAD).taken
         assert second is not None and second.id == "sb_test000003"
         warm.set()
         await ready.close()
@@ -154,8 +157,7 @@ def test_a_sandbox_warmed_is_running_again_in_the_status(
     repository = registry.add_repository("one", str(tmp_path / "one"))
 
     async def start(repository_id: int) -> None:
-        record = sandbox(repository.id, 1, owner=READY_OWNER, state=SandboxState.RUNNING)
-        added(registry, record)
+        add_held(registry, repository_id, 1)
 
     async def scenario() -> None:
         ready = ReadySandboxes(1, registry, start)
