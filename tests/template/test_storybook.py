@@ -16,6 +16,7 @@ instead of stopping the studio.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -409,17 +410,21 @@ def test_control_the_csf_runner_gives_storybook_hooks_no_context(
     )
 
 
-def test_control_without_main_next_image_does_not_resolve(serve: Serve) -> None:
-    # Avatar imports next/image, which is not installed: only main's viteFinal
-    # makes it resolve (to the mock).
+def test_control_without_main_avatars_imports_do_not_resolve(serve: Serve) -> None:
+    # Avatar imports next/image, which is not installed, and virtual:brand: only
+    # main's viteFinal makes them resolve (to the mock and its plugin's module).
     server = serve("storybook10", remove=(".storybook/main.ts",))
     response = module_text(server, f"@fs{server.repo}/src/components/Avatar.tsx")
     assert response.status_code == 500
-    # Vite's error page, its message JSON-escaped
-    assert (
-        'Failed to resolve import \\"next/image\\" from \\"src/components/Avatar.tsx\\"'
-        in response.text
+    # Vite's error page, its message JSON-escaped. Vite resolves a module's
+    # imports concurrently (Promise.all), so either failure can be the one
+    # reported; CI's run at 935208a got a 500 without next/image's message.
+    unresolved = re.search(
+        r'Failed to resolve import \\"([^"\\]+)\\" from \\"src/components/Avatar.tsx\\"',
+        response.text,
     )
+    assert unresolved is not None, response.text[:2000]
+    assert unresolved.group(1) in {"next/image", "virtual:brand"}
     # no main, no addons: the page still composes with Storybook, without their annotations
     assert "addon-themes" not in virtual_module(server, "storybook")
 
