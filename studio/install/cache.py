@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.errors import ProcessStartError
+from studio.install import npm_store
 from studio.install.managers import (
     LOCKFILES,
     MANIFEST,
@@ -262,6 +263,11 @@ class InstallOptions:
     package_cache: Path | None = None
     npm: str = "npm"
     corepack: str = "corepack"
+    # The node-wide store an npm lockfile is linked from (None: ``npm-store`` in
+    # package_cache when that is set, else npm_store.default_store()).
+    npm_store: Path | None = None
+    # Off: every npm lockfile is installed by npm ci (the control of the store's measurements).
+    link_npm_from_store: bool = True
 
     def command(self, root: Path, *, allow_scripts: bool | None = None) -> InstallCommand:
         """The install command of workspace root ``root`` with these options."""
@@ -362,6 +368,8 @@ def _install(
     timeout: float,
 ) -> list[str]:
     """Run ``command`` in ``build``; the warnings of a retry (lockfile out of date, scripts)."""
+    if _linked_from_store(command, options, root, build):
+        return []
     try:
         _run_install(command, build, timeout)
         return []
@@ -401,6 +409,35 @@ def _install(
         f"{command.describe()} failed in a dependency's install script; installed "
         f"without dependencies' scripts instead. Its output ended with:\n{tail}"
     ]
+
+
+def _linked_from_store(
+    command: InstallCommand, options: InstallOptions, root: Path, build: Path
+) -> bool:
+    """Whether ``npm ci``'s tree was linked from the node's npm store instead (see npm_store)."""
+    if not (options.link_npm_from_store and command.manager is Manager.NPM):
+        return False
+    if command.scripts or "ci" not in command.argv[1:2]:
+        return False
+    store = options.npm_store or (
+        options.package_cache / "npm-store" if options.package_cache else npm_store.default_store()
+    )
+    npm_cache = (
+        Path(command.env["npm_config_cache"])
+        if "npm_config_cache" in command.env
+        else (npm_store.default_npm_cache())
+    )
+    why = npm_store.link_install(build, command.lockfile, store, npm_cache)
+    if why is not None:
+        logger.info(
+            "npm lockfile installed by npm ci, not linked from the store",
+            extra={"root": str(root), "reason": why},
+        )
+        return False
+    logger.info(
+        "npm lockfile linked from the store", extra={"root": str(root), "store": str(store)}
+    )
+    return True
 
 
 def _retry(

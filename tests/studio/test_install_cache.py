@@ -18,8 +18,10 @@ import pytest
 
 from studio.errors import ProcessStartError
 from studio.install.cache import (
+    InstallOptions,
     cache_key,
     cache_package_json,
+    ensure_install,
     ensure_node_modules,
     install_inputs,
     install_key,
@@ -66,6 +68,14 @@ def counting_npm(tmp_path: Path) -> tuple[str, Path]:
     wrapper.write_text(f'#!/bin/sh\necho "$$" >> "{marker}"\nsleep 0.3\nexec "{REAL_NPM}" "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     return str(wrapper), marker
+
+
+def _npm_ci_install(
+    package: Path, cache: Path, *, npm: str = "npm", timeout: float = 600.0
+) -> Path:
+    """``ensure_node_modules`` with npm ci always run (the store would link these lockfiles)."""
+    options = InstallOptions(npm=npm, link_npm_from_store=False)
+    return ensure_install(package, cache, options, timeout=timeout).root_modules
 
 
 def _runs(marker: Path) -> int:
@@ -144,10 +154,10 @@ def test_ensure_installs_once_and_reuses_the_entry(tmp_path, counting_npm):
     npm, marker = counting_npm
     pkg = _package(tmp_path / "pkg")
     cache = tmp_path / "cache"
-    modules = ensure_node_modules(pkg, cache, npm=npm)
+    modules = _npm_ci_install(pkg, cache, npm=npm)
     assert modules.is_dir() and modules.name == "node_modules"
     assert modules.parent.parent == cache
-    assert ensure_node_modules(pkg, cache, npm=npm) == modules
+    assert _npm_ci_install(pkg, cache, npm=npm) == modules
     assert _runs(marker) == 1
     # The package's own scripts were stripped (its postinstall exits 7).
     assert "scripts" not in json.loads((modules.parent / "package.json").read_text())
@@ -158,8 +168,8 @@ def test_ensure_installs_once_and_reuses_the_entry(tmp_path, counting_npm):
 def test_a_changed_lockfile_gets_its_own_entry(tmp_path, counting_npm):
     npm, marker = counting_npm
     cache = tmp_path / "cache"
-    first = ensure_node_modules(_package(tmp_path / "a", version="1.0.0"), cache, npm=npm)
-    second = ensure_node_modules(_package(tmp_path / "b", version="2.0.0"), cache, npm=npm)
+    first = _npm_ci_install(_package(tmp_path / "a", version="1.0.0"), cache, npm=npm)
+    second = _npm_ci_install(_package(tmp_path / "b", version="2.0.0"), cache, npm=npm)
     assert first != second
     assert _runs(marker) == 2
 
@@ -173,7 +183,7 @@ def test_concurrent_threads_run_npm_ci_once(tmp_path, counting_npm):
 
     def ensure() -> None:
         try:
-            results.append(ensure_node_modules(pkg, cache, npm=npm))
+            results.append(_npm_ci_install(pkg, cache, npm=npm))
         except BaseException as exc:
             errors.append(exc)
 
@@ -191,8 +201,9 @@ _ENSURE = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from studio.install.cache import ensure_node_modules
-    print(ensure_node_modules(Path(sys.argv[1]), Path(sys.argv[2]), npm=sys.argv[3]))
+    from studio.install.cache import InstallOptions, ensure_install
+    options = InstallOptions(npm=sys.argv[3], link_npm_from_store=False)
+    print(ensure_install(Path(sys.argv[1]), Path(sys.argv[2]), options).root_modules)
     """
 )
 
@@ -239,16 +250,14 @@ def test_a_hanging_npm_is_killed_with_its_children_after_the_timeout(tmp_path):
     hang.write_text("#!/bin/sh\necho installing\nsleep 600\n")
     hang.chmod(0o755)
     with pytest.raises(ProcessStartError, match="did not finish") as info:
-        ensure_node_modules(
-            _package(tmp_path / "pkg"), tmp_path / "cache", npm=str(hang), timeout=0.5
-        )
+        _npm_ci_install(_package(tmp_path / "pkg"), tmp_path / "cache", npm=str(hang), timeout=0.5)
     assert info.value.details["output"] == ["installing"]
 
 
 def test_missing_npm_or_lockfile_are_clear_errors(tmp_path):
     pkg = _package(tmp_path / "pkg")
     with pytest.raises(ProcessStartError, match="cannot run"):
-        ensure_node_modules(pkg, tmp_path / "cache", npm=str(tmp_path / "no-npm"))
+        _npm_ci_install(pkg, tmp_path / "cache", npm=str(tmp_path / "no-npm"))
     (pkg / "package-lock.json").unlink()
     with pytest.raises(ProcessStartError, match=r"package-lock\.json, pnpm-lock\.yaml"):
         ensure_node_modules(pkg, tmp_path / "cache")
