@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.errors import ProcessStartError
-from studio.install import npm_store
+from studio.install import npm_store, seal
 from studio.install.managers import (
     LOCKFILES,
     MANIFEST,
@@ -334,7 +334,8 @@ def ensure_install(
                 "node_modules": _modules_dirs(build),
                 "warnings": warnings,
             }
-            (build / ENTRY_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+            _seal_modules(build, record)
+            _write_record(build, record)
             build.rename(entry)
         except BaseException:
             shutil.rmtree(build, ignore_errors=True)
@@ -565,11 +566,25 @@ def _run_install(command: InstallCommand, cwd: Path, timeout: float) -> None:
         )
 
 
+def _seal_modules(entry: Path, record: dict[str, Any]) -> None:
+    """Seal the entry's files (studio.install.seal): every sandbox links them."""
+    if not seal.can_seal():
+        return
+    for relative in record.get("node_modules") or ["."]:
+        seal.seal_tree(entry / relative / "node_modules")
+    record["sealed"] = True
+
+
 def _read_entry(entry: Path, command: InstallCommand) -> InstalledTree:
     try:
         record = json.loads((entry / ENTRY_RECORD).read_text())
     except (FileNotFoundError, ValueError):
         record = {}
+    if record and not record.get("sealed") and seal.can_seal():
+        # An entry built before entries were sealed: once, under the entry's lock.
+        with _key_lock(entry.parent, entry.name):
+            _seal_modules(entry, record)
+            _write_record(entry, record)
     return InstalledTree(
         entry=entry,
         node_modules=tuple(record.get("node_modules") or ["."]),
@@ -577,6 +592,13 @@ def _read_entry(entry: Path, command: InstallCommand) -> InstalledTree:
         scripts=bool(record.get("scripts", command.scripts)),
         warnings=tuple(record.get("warnings") or ()),
     )
+
+
+def _write_record(entry: Path, record: dict[str, Any]) -> None:
+    # Renamed into place: a reader never sees half a record.
+    staging = entry / f"{ENTRY_RECORD}.{os.getpid()}"
+    staging.write_text(json.dumps(record, indent=2) + "\n")
+    staging.rename(entry / ENTRY_RECORD)
 
 
 def _modules_dirs(build: Path) -> list[str]:

@@ -25,6 +25,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from studio.install import seal
 from studio.process.environment import tool_environment
 
 __all__ = [
@@ -110,11 +111,13 @@ def _build(studio_dir: Path, target: Path, node: str) -> Path | None:
 
 
 def install_shell(studio_dir: Path, shell: Path) -> None:
-    """Put ``shell`` and its map into ``studio_dir`` (hard links; copies across file systems)."""
-    for source, destination in (
-        (_map_of(shell), studio_dir / SHELL_MAP),
-        (shell, studio_dir / SHELL_FILE),
-    ):
+    """Put ``shell`` and its map into ``studio_dir`` (hard links; copies across file systems).
+
+    Linked, they are every sandbox's files: sealed first (studio.install.seal).
+    """
+    pairs = ((_map_of(shell), studio_dir / SHELL_MAP), (shell, studio_dir / SHELL_FILE))
+    seal.seal_files(source for source, _ in pairs)
+    for source, destination in pairs:
         destination.unlink(missing_ok=True)
         try:
             os.link(source, destination)

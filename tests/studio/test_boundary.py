@@ -21,6 +21,7 @@ import httpx
 import psutil
 import pytest
 
+from studio.install import seal
 from studio.process.boundary import SANDBOX_UID, Boundary, Isolation, bwrap_problem
 from studio.vite import ViteServer
 from tests.studio.test_vite import START_TIMEOUT, TEMPLATE, make_server, ports, studio_repo
@@ -213,3 +214,69 @@ def test_inside_the_boundary_no_process_gets_root_or_a_namespace_of_its_own() ->
     )
     result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     assert result.stdout.split() == [str(SANDBOX_UID)], result.stdout + result.stderr
+
+
+# A PostCSS config that writes, in place, into files other sandboxes share.
+_POISON = """
+const fs = require('node:fs');
+const attempt = (what) => {
+  try { what(); return 'written'; } catch (e) { return 'refused: ' + (e.code || e.message); }
+};
+const targets = %(targets)s;
+const report = {};
+for (const [name, path] of Object.entries(targets)) {
+  report[name] = attempt(() => fs.appendFileSync(path, '/* poisoned */'));
+}
+report.added = attempt(() => {
+  fs.mkdirSync(%(cache)s, { recursive: true });
+  fs.writeFileSync(%(cache)s + '/made-here', 'a tool cache');
+});
+fs.writeFileSync(%(report)s, JSON.stringify(report));
+module.exports = { plugins: [] };
+"""
+
+
+@pytest.mark.skipif(not seal.can_seal(), reason="sealing needs root (docs/security.md)")
+def test_inside_the_boundary_files_shared_by_hard_links_cannot_be_written_in_place(
+    studio_repo: Path, state: Path, install_cache: Path, make_server: Callable[..., ViteServer]
+) -> None:
+    # node_modules as a sandbox gets it: hard links to the install cache's entry,
+    # whose files are sealed (studio.install.cache); one left unsealed is the control.
+    entry = state / "install-cache-entry"
+    for name in ("sealed-dep", "loose-dep"):
+        (entry / name).mkdir(parents=True)
+        (entry / name / "index.js").write_text("export default 1;\n")
+        (studio_repo / "node_modules" / name).mkdir(parents=True)
+        os.link(entry / name / "index.js", studio_repo / "node_modules" / name / "index.js")
+    seal.seal_files([entry / "sealed-dep" / "index.js"])
+    shell = studio_repo / ".studio" / "src" / "main.prebuilt.js"
+    assert shell.stat().st_nlink > 1, "the prebuilt shell is hard-linked in (studio.vite.shell)"
+    shell_before = shell.read_text()
+    targets = {
+        "sealed": studio_repo / "node_modules" / "sealed-dep" / "index.js",
+        "loose": studio_repo / "node_modules" / "loose-dep" / "index.js",
+        "shell": shell,
+        "template": studio_repo / ".studio" / "node_modules" / "vite" / "package.json",
+    }
+    (studio_repo / "postcss.config.cjs").write_text(
+        _POISON
+        % {
+            "targets": json.dumps({name: str(path) for name, path in targets.items()}),
+            "cache": json.dumps(str(studio_repo / "node_modules" / ".cache" / "tool")),
+            "report": json.dumps(str(studio_repo / REPORT)),
+        }
+    )
+    server = make_server(studio_repo, boundary=_boundary(Isolation.BWRAP, install_cache))
+    report = _run_config(server, studio_repo)
+    assert report["sealed"] == "refused: EACCES"
+    assert report["shell"] == "refused: EACCES"
+    # the template's entry: sealed, and bound read-only besides
+    assert report["template"] in {"refused: EACCES", "refused: EROFS"}
+    # The control: an unsealed shared file is the gap sealing closes.
+    assert report["loose"] == "written"
+    assert "poisoned" in (entry / "loose-dep" / "index.js").read_text()
+    assert (entry / "sealed-dep" / "index.js").read_text() == "export default 1;\n"
+    assert shell.read_text() == shell_before
+    # A tool's own new files in node_modules are still its to make.
+    assert report["added"] == "written"
+    assert (studio_repo / "node_modules" / ".cache" / "tool" / "made-here").is_file()

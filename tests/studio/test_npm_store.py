@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from studio.install import seal
 from studio.install.cache import InstallOptions, ensure_install
 from studio.install.npm_store import default_npm_cache, link_install, plan_install
 
@@ -332,3 +333,28 @@ def test_a_lockfile_behind_package_json_is_still_npms_to_install_unfrozen(
     # npm ci refused it, npm install installed it: two runs, and the warning says so
     assert marker.read_text().splitlines() == ["run", "run"]
     assert any("out of date" in warning for warning in tree.warnings)
+
+
+@pytest.mark.skipif(not seal.can_seal(), reason="sealing needs root (docs/security.md)")
+def test_an_entrys_files_are_sealed_and_an_older_unsealed_entry_is_sealed_when_next_used(
+    tmp_path: Path,
+) -> None:
+    repo = _inputs(tmp_path / "repo")
+    options = InstallOptions(npm_store=tmp_path / "store")
+    installed = ensure_install(repo, tmp_path / "cache", options)
+    react = installed.root_modules / "react" / "package.json"
+    assert (react.stat().st_uid, react.stat().st_gid) == seal.SEALED_OWNER
+    # its directories stay the service's: a sandbox's copy of them takes new files
+    assert react.parent.stat().st_uid == os.getuid()
+    # an entry from before sealing: its files the service's, its record without "sealed"
+    for directory, _, files in os.walk(installed.root_modules):
+        for name in files:
+            os.lchown(Path(directory) / name, os.getuid(), os.getgid())
+    record_path = installed.entry / ".studio-install.json"
+    record = json.loads(record_path.read_text())
+    del record["sealed"]
+    record_path.write_text(json.dumps(record))
+    assert react.stat().st_uid == os.getuid()
+    assert ensure_install(repo, tmp_path / "cache", options).entry == installed.entry
+    assert react.stat().st_uid == seal.SEALED_OWNER[0]
+    assert json.loads(record_path.read_text())["sealed"] is True
