@@ -19,11 +19,13 @@ import pytest
 from studio.install import seal
 from studio.install.cache import InstallOptions, ensure_install
 from studio.install.npm_store import default_npm_cache, link_install, plan_install
+from tests.studio.test_install_cache import _runs, counting_npm
 
 ROOT = Path(__file__).resolve().parents[2]
 # A real lockfile written here: 281 packages, 34 of them nested, scoped ones with bins.
 STORYBOOK10 = ROOT / "tests" / "fixtures" / "repos" / "storybook10"
 REAL_NPM = shutil.which("npm") or "npm"
+__all__ = ["counting_npm"]  # a fixture, imported for the tests below
 _NO_SCRIPTS = ("--ignore-scripts",)
 
 
@@ -289,17 +291,6 @@ def test_a_cached_tarball_that_does_not_match_its_integrity_is_refused(tmp_path:
 # --- through the install cache ----------------------------------------------------------------
 
 
-@pytest.fixture
-def counting_npm(tmp_path: Path) -> tuple[str, Path]:
-    """A real npm behind a wrapper that appends a line to a marker per run."""
-    marker = tmp_path / "npm-runs"
-    wrapper = tmp_path / "bin" / "npm"
-    wrapper.parent.mkdir()
-    wrapper.write_text(f'#!/bin/sh\necho run >> "{marker}"\nexec "{REAL_NPM}" "$@"\n')
-    wrapper.chmod(0o755)
-    return str(wrapper), marker
-
-
 def test_the_install_cache_links_an_npm_lockfile_and_runs_npm_only_when_told_to(
     tmp_path: Path, counting_npm: tuple[str, Path], npm_ci_tree: dict[str, str]
 ) -> None:
@@ -314,7 +305,7 @@ def test_the_install_cache_links_an_npm_lockfile_and_runs_npm_only_when_told_to(
     installed = ensure_install(
         repo, tmp_path / "cache-b", InstallOptions(npm=npm, link_npm_from_store=False)
     )
-    assert marker.read_text().splitlines() == ["run"]
+    assert _runs(marker) == 1
     assert _tree(installed.root_modules) == npm_ci_tree
 
 
@@ -331,7 +322,7 @@ def test_a_lockfile_behind_package_json_is_still_npms_to_install_unfrozen(
         repo, tmp_path / "cache", InstallOptions(npm=npm, npm_store=tmp_path / "store")
     )
     # npm ci refused it, npm install installed it: two runs, and the warning says so
-    assert marker.read_text().splitlines() == ["run", "run"]
+    assert _runs(marker) == 2
     assert any("out of date" in warning for warning in tree.warnings)
 
 
