@@ -316,9 +316,13 @@ def ensure_install(
     entry = cache_root / key
     # An entry only ever appears by rename, complete: no lock needed to use it.
     if (entry / "node_modules").is_dir():
+        if _unsealed(entry):
+            with _key_lock(cache_root, key):
+                _seal_unsealed(entry)
         return _read_entry(entry, command)
     with _key_lock(cache_root, key):
         if (entry / "node_modules").is_dir():
+            _seal_unsealed(entry)
             return _read_entry(entry, command)
         for stale in cache_root.glob(f".build-{key}-*"):
             shutil.rmtree(stale, ignore_errors=True)
@@ -575,16 +579,30 @@ def _seal_modules(entry: Path, record: dict[str, Any]) -> None:
     record["sealed"] = True
 
 
-def _read_entry(entry: Path, command: InstallCommand) -> InstalledTree:
+def _record(entry: Path) -> dict[str, Any]:
     try:
-        record = json.loads((entry / ENTRY_RECORD).read_text())
+        record: dict[str, Any] = json.loads((entry / ENTRY_RECORD).read_text())
     except (FileNotFoundError, ValueError):
-        record = {}
-    if record and not record.get("sealed") and seal.can_seal():
-        # An entry built before entries were sealed: once, under the entry's lock.
-        with _key_lock(entry.parent, entry.name):
-            _seal_modules(entry, record)
-            _write_record(entry, record)
+        return {}
+    return record
+
+
+def _unsealed(entry: Path) -> bool:
+    """Whether ``entry`` was built before entries were sealed (and this process may seal)."""
+    record = _record(entry)
+    return bool(record) and not record.get("sealed") and seal.can_seal()
+
+
+def _seal_unsealed(entry: Path) -> None:
+    """Seal an entry built before entries were sealed; the caller holds its key's lock."""
+    if _unsealed(entry):
+        record = _record(entry)
+        _seal_modules(entry, record)
+        _write_record(entry, record)
+
+
+def _read_entry(entry: Path, command: InstallCommand) -> InstalledTree:
+    record = _record(entry)
     return InstalledTree(
         entry=entry,
         node_modules=tuple(record.get("node_modules") or ["."]),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from studio.install import cache as cache_module
 from studio.install import seal
 from studio.install.cache import InstallOptions, ensure_install
 from studio.install.npm_store import default_npm_cache, link_install, plan_install
@@ -349,3 +350,33 @@ def test_an_entrys_files_are_sealed_and_an_older_unsealed_entry_is_sealed_when_n
     assert ensure_install(repo, tmp_path / "cache", options).entry == installed.entry
     assert react.stat().st_uid == seal.SEALED_OWNER[0]
     assert json.loads(record_path.read_text())["sealed"] is True
+
+
+@pytest.mark.skipif(not seal.can_seal(), reason="sealing needs root (docs/security.md)")
+def test_an_unsealed_entry_met_under_its_lock_is_sealed_without_taking_the_lock_again(
+    tmp_path: Path,
+) -> None:
+    # ensure_install meets an entry under its key's lock when another process built
+    # it meanwhile; sealing it there must not wait for the lock this thread holds.
+    repo = _inputs(tmp_path / "repo")
+    installed = ensure_install(
+        repo, tmp_path / "cache", InstallOptions(npm_store=tmp_path / "store")
+    )
+    react = installed.root_modules / "react" / "package.json"
+    os.lchown(react, os.getuid(), os.getgid())
+    record_path = installed.entry / ".studio-install.json"
+    record = json.loads(record_path.read_text())
+    del record["sealed"]
+    record_path.write_text(json.dumps(record))
+    done = threading.Event()
+
+    def seal_under_the_lock() -> None:
+        with cache_module._key_lock(installed.entry.parent, installed.entry.name):
+            cache_module._seal_unsealed(installed.entry)
+        done.set()
+
+    worker = threading.Thread(target=seal_under_the_lock, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert done.is_set(), "sealing under the lock waited for the lock"
+    assert react.stat().st_uid == seal.SEALED_OWNER[0]
