@@ -316,10 +316,11 @@ def ensure_install(
     entry = cache_root / key
     # An entry only ever appears by rename, complete: no lock needed to use it.
     if (entry / "node_modules").is_dir():
-        if _unsealed(entry):
+        record = _record(entry)
+        if _unsealed(record):
             with _key_lock(cache_root, key):
                 _seal_unsealed(entry)
-        return _read_entry(entry, command)
+        return _tree(entry, record, command)
     with _key_lock(cache_root, key):
         if (entry / "node_modules").is_dir():
             _seal_unsealed(entry)
@@ -427,11 +428,7 @@ def _linked_from_store(
     store = options.npm_store or (
         options.package_cache / "npm-store" if options.package_cache else npm_store.default_store()
     )
-    npm_cache = (
-        Path(command.env["npm_config_cache"])
-        if "npm_config_cache" in command.env
-        else (npm_store.default_npm_cache())
-    )
+    npm_cache = npm_store.default_npm_cache({**os.environ, **command.env})
     why = npm_store.link_install(build, command.lockfile, store, npm_cache)
     if why is not None:
         logger.info(
@@ -587,22 +584,24 @@ def _record(entry: Path) -> dict[str, Any]:
     return record
 
 
-def _unsealed(entry: Path) -> bool:
-    """Whether ``entry`` was built before entries were sealed (and this process may seal)."""
-    record = _record(entry)
+def _unsealed(record: dict[str, Any]) -> bool:
+    """Whether an entry's record is from before entries were sealed (and this process may seal)."""
     return bool(record) and not record.get("sealed") and seal.can_seal()
 
 
 def _seal_unsealed(entry: Path) -> None:
     """Seal an entry built before entries were sealed; the caller holds its key's lock."""
-    if _unsealed(entry):
-        record = _record(entry)
+    record = _record(entry)
+    if _unsealed(record):
         _seal_modules(entry, record)
         _write_record(entry, record)
 
 
 def _read_entry(entry: Path, command: InstallCommand) -> InstalledTree:
-    record = _record(entry)
+    return _tree(entry, _record(entry), command)
+
+
+def _tree(entry: Path, record: dict[str, Any], command: InstallCommand) -> InstalledTree:
     return InstalledTree(
         entry=entry,
         node_modules=tuple(record.get("node_modules") or ["."]),

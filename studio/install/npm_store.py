@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import io
 import json
@@ -88,7 +89,7 @@ def default_store(env: Mapping[str, str] = os.environ) -> Path:
     return base / "component-studio" / "npm-store"
 
 
-def plan_install(root: Path, lockfile: str, npm_cache: Path) -> list[StorePackage] | str:
+def plan_install(root: Path, lockfile: str) -> list[StorePackage] | str:
     """The packages ``npm ci`` would install at ``root``, or why it is npm's to do."""
     try:
         lock = json.loads((root / lockfile).read_text())
@@ -119,7 +120,7 @@ def plan_install(root: Path, lockfile: str, npm_cache: Path) -> list[StorePackag
         if entry.get("inBundle"):
             # It comes inside its parent's tarball.
             continue
-        package = _store_package(path, entry, npm_cache)
+        package = _store_package(path, entry)
         if isinstance(package, str):
             return package
         planned.append(package)
@@ -132,7 +133,7 @@ def link_install(root: Path, lockfile: str, store: Path, npm_cache: Path) -> str
     When it returns a reason nothing was made at ``root``: the caller runs
     ``npm ci`` as it would have.
     """
-    planned = plan_install(root, lockfile, npm_cache)
+    planned = plan_install(root, lockfile)
     if isinstance(planned, str):
         return planned
     unpacked = store / _LAYOUT
@@ -203,13 +204,25 @@ def _resolve(packages: Mapping[str, object], at: str, name: str) -> str | None:
         base = base[: base.rfind("node_modules/")].rstrip("/")
 
 
+@functools.cache
+def _this_machine() -> dict[str, str]:
+    """This machine as npm names it: ``os``, ``cpu`` and ``libc`` ("" when not glibc).
+
+    Once per process: ``platform.libc_ver()`` reads the Python binary.
+    """
+    machine = platform.machine().lower()
+    return {
+        "os": _NPM_PLATFORM.get(sys.platform, sys.platform),
+        "cpu": _NPM_CPU.get(machine, machine),
+        "libc": "glibc" if platform.libc_ver()[0] == "glibc" else "",
+    }
+
+
 def _fits_this_machine(entry: Mapping[str, Any]) -> bool:
     """npm's platform check of a package's ``os``/``cpu`` lists (``!x`` excludes x)."""
-    here = {
-        "os": _NPM_PLATFORM.get(sys.platform, sys.platform),
-        "cpu": _NPM_CPU.get(platform.machine().lower(), platform.machine().lower()),
-    }
-    for key, value in here.items():
+    here = _this_machine()
+    for key in ("os", "cpu"):
+        value = here[key]
         allowed = entry.get(key)
         if not allowed:
             continue
@@ -221,12 +234,12 @@ def _fits_this_machine(entry: Mapping[str, Any]) -> bool:
     libc = entry.get("libc")
     if libc:
         names = [libc] if isinstance(libc, str) else list(libc)
-        if platform.libc_ver()[0] != "glibc" or "glibc" not in names:
+        if not here["libc"] or here["libc"] not in names:
             return False
     return True
 
 
-def _store_package(path: str, entry: Mapping[str, Any], npm_cache: Path) -> StorePackage | str:
+def _store_package(path: str, entry: Mapping[str, Any]) -> StorePackage | str:
     # Lockfiles written with omit-lockfile-registry-resolved name no tarball: the
     # registry's, found in npm's cache by integrity all the same.
     resolved = str(entry.get("resolved", "https://"))
@@ -247,8 +260,7 @@ def _store_package(path: str, entry: Mapping[str, Any], npm_cache: Path) -> Stor
     bins = entry.get("bin") or {}
     if not isinstance(bins, dict):
         return f"{path} has a bin field npm would have normalised ({bins!r})"
-    package = StorePackage(path, algorithm, digest, {str(k): str(v) for k, v in bins.items()})
-    return package
+    return StorePackage(path, algorithm, digest, {str(k): str(v) for k, v in bins.items()})
 
 
 def _cached_tarball(package: StorePackage, npm_cache: Path) -> Path:

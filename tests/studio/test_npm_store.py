@@ -229,7 +229,7 @@ def test_packages_for_other_platforms_are_skipped_as_npm_skips_them(tmp_path: Pa
     packages["node_modules/here"]["dependencies"] = {"bundled": "1.0.0"}
     wanted = {"here": "1.0.0", "mac": "1.0.0", "not-x64": "1.0.0", "musl": "1.0.0"}
     root = _write(tmp_path / "root", _lock(packages, dependencies=wanted), {"dependencies": wanted})
-    planned = plan_install(root, "package-lock.json", npm_cache)
+    planned = plan_install(root, "package-lock.json")
     assert not isinstance(planned, str)
     assert [package.path for package in planned] == ["node_modules/here"]
 
