@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import threading
 import time
 from collections.abc import Coroutine, Iterator
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 
 import psutil
 import pytest
+from PIL import Image, ImageChops
 
 from studio.commands import DeleteFile, ExecuteCommand, WriteFile, WriteFiles
 from studio.errors import InvalidRequest, NotFound
@@ -38,6 +40,7 @@ T = TypeVar("T")
 
 BUTTON = "src/components/Button/Button.tsx"
 BUTTON_STORIES = "src/components/Button/Button.stories.tsx"
+INPUT = "src/components/Input/Input.tsx"
 STYLES = "src/styles.css"
 BUTTON_IDS = {"button--primary", "button--secondary", "button--large-danger"}
 
@@ -90,7 +93,7 @@ class Studio:
         """Every file the tests touch back as in examples/ui-kit (one commit, if any differ)."""
         changed = [
             rel
-            for rel in (BUTTON, BUTTON_STORIES, STYLES)
+            for rel in (BUTTON, BUTTON_STORIES, STYLES, INPUT)
             if not (self.worktree / rel).is_file()
             or (self.worktree / rel).read_text() != self.original(rel)
         ]
@@ -269,6 +272,26 @@ def test_a_throw_in_an_effect_is_a_runtime_error(kit: Studio) -> None:
     assert "boom in effect" in story.error.message
 
 
+def test_a_throw_in_what_an_effects_state_update_renders_is_a_runtime_error(
+    kit: Studio,
+) -> None:
+    # the canvas shows the story ready first: the throw comes a render later
+    ok = kit.write(BUTTON, kit.original(BUTTON) + "\n")
+    assert ok.status == "ok", ok.model_dump_json(indent=1)
+    source = "import { useEffect, useState } from 'react';\n" + kit.original(BUTTON).replace(
+        "  return (\n    <button",
+        "  const [late, setLate] = useState(false);\n"
+        "  useEffect(() => {\n    setLate(true);\n  }, []);\n"
+        "  if (late) throw new Error('boom a render later');\n"
+        "  return (\n    <button",
+        1,
+    )
+    verdict = kit.write(BUTTON, source)
+    assert verdict.status == "runtime_error", verdict.model_dump_json(indent=1)
+    assert {s.id for s in verdict.stories if s.status == "runtime_error"} >= BUTTON_IDS
+    assert "boom a render later" in _by_id(verdict)["button--primary"].error.message
+
+
 def test_a_missing_import_is_a_compile_error(kit: Studio) -> None:
     source = "import { Nope } from './Nope';\n" + kit.original(BUTTON).replace(
         "{children ?? label}", "{children ?? label}<Nope />"
@@ -375,6 +398,33 @@ def test_a_screenshot_is_the_story_at_the_viewport_and_cached_per_commit(kit: St
     )
     assert not cached
     assert changed != picture
+
+
+def _pixels(picture: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(picture)).convert("RGBA")
+
+
+def test_a_screenshot_has_the_pixels_playwright_takes_a_focused_fields_caret_hidden(
+    kit: Studio,
+) -> None:
+    # the field takes the focus: its caret blinks, and no picture may show it
+    kit.write(INPUT, kit.original(INPUT).replace("<input", "<input autoFocus", 1))
+    url = kit.sandbox.renderer_url
+    assert url
+    ours, _ = kit.loop.run(
+        kit.browser.screenshot(
+            kit.sandbox.sandbox_id, url, kit.sandbox.head(), "input--filled", DEFAULT_VIEWPORT
+        )
+    )
+    page = kit.browser._pages[kit.sandbox.sandbox_id].page
+    playwrights = kit.loop.run(page.screenshot(type="png"))
+    assert ImageChops.difference(_pixels(ours), _pixels(playwrights)).getbbox() is None
+    # Whether Chromium draws a focused field's caret depends on which of its windows
+    # has the focus (none here): what is asserted is the caret's colour.
+    focused = (
+        "[document.activeElement.tagName, getComputedStyle(document.activeElement).caretColor]"
+    )
+    assert kit.loop.run(page.evaluate(focused)) == ["INPUT", "rgba(0, 0, 0, 0)"]
 
 
 def test_a_screenshot_of_an_unknown_story_is_not_found(kit: Studio) -> None:
