@@ -477,38 +477,48 @@ class SandboxActor:
             return await self._run(self._sandbox.on_execute, parsed)
         started = time.monotonic()
         written_after = time.time()
+        wait = str(getattr(parsed, "wait", "commit"))
         loop = asyncio.get_running_loop()
         await self._lock.acquire()
         unlocked = False
+        verdict: asyncio.Task[RenderVerdict] | None = None
 
-        def unlock() -> None:
-            nonlocal unlocked
+        def on_commit(made: ExecuteResult) -> None:
+            nonlocal unlocked, verdict
             if not unlocked:
                 unlocked = True
                 self._lock.release()
+            if verdict is None and wants_verdict(wait) and made.commit_hash is not None:
+                # Outside the lock, while the push runs: edits behind this one commit
+                # while it renders; the verdict names the commit it belongs to.
+                verdict = asyncio.create_task(
+                    self._render_verdict(
+                        made.commit_hash,
+                        changed_paths(parsed),
+                        written_after,
+                        pictures=wait == "screenshot",
+                    )
+                )
 
         try:
             # One thread does the commit and then waits for (or makes) the push:
-            # the lock is let go once the commit is made, so that edits behind
-            # this one commit while its push runs, without a hop back here first.
+            # the lock is let go (and a verdict started) once the commit is made,
+            # without a hop back here first.
             result = await self._run(
-                self._sandbox.edit, parsed, lambda: loop.call_soon_threadsafe(unlock)
+                self._sandbox.edit, parsed, lambda made: loop.call_soon_threadsafe(on_commit, made)
             )
+        except BaseException:
+            if verdict is not None:
+                verdict.cancel()
+            raise
         finally:
-            unlock()
+            if not unlocked:
+                unlocked = True
+                self._lock.release()
             self._sandbox.recorder.execute_seconds(parsed.command, time.monotonic() - started)
-        wait = str(getattr(parsed, "wait", "commit"))
-        if not wants_verdict(wait) or result.commit_hash is None:
+        if verdict is None:
             return result
-        # Outside the lock: edits behind this one commit while it renders; the
-        # verdict names the commit it belongs to.
-        verdict = await self._render_verdict(
-            result.commit_hash,
-            changed_paths(parsed),
-            written_after,
-            pictures=wait == "screenshot",
-        )
-        return result.model_copy(update={"render": verdict})
+        return result.model_copy(update={"render": await verdict})
 
     @ray.method(max_task_retries=0)
     async def rollback(

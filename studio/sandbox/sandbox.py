@@ -505,17 +505,18 @@ class ComponentStudioSandbox(SandboxLifecycle):
     def edit(
         self,
         command: WriteFile | WriteFiles | DeleteFile,
-        committed: Callable[[], None] | None = None,
+        committed: Callable[[ExecuteResult], None] | None = None,
     ) -> ExecuteResult:
         """:meth:`commit_edit` then :meth:`settle_edit` in this thread.
 
-        ``committed`` is called between the two: the next edit may commit
-        from then on (the actor releases its lock there) while this one's
-        push runs, so a thread hop back to the caller is not needed for it.
+        ``committed`` is called between the two with the commit's answer: the
+        next edit may commit from then on (the actor releases its lock there)
+        and a render verdict of this one may start while its push runs, so a
+        thread hop back to the caller is not needed for either.
         """
         result, ticket = self.commit_edit(command)
         if committed is not None:
-            committed()
+            committed(result)
         return self.settle_edit(result, ticket)
 
     def commit_edit(
