@@ -151,6 +151,8 @@ def edit_to_verdict(ctx: RunContext) -> ScenarioResult:
         "page: Vite's hot update brings it to the edit, the story on screen is looked at again, "
         "the other two shown by its hash route. in_browser_actor is the verdict's own time: "
         "Vite's answer (compile + module graph + its HMR of the edit) and the stories in Chromium."
+        " Edits go to the execute_url the API hands out (the replica's own listener); "
+        "api_port_p50_ms: some more through the API's port (Serve's proxy)."
     )
     return result
 
