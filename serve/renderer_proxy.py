@@ -31,13 +31,14 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
+import aiohttp
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.websockets import WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from yarl import URL
 
 from serve.errors import error_response, status_for
 from serve.event_stream import serve_events
@@ -180,6 +181,19 @@ async def _exchange_ticket(
     return response
 
 
+def _upstream_url(base: str, sandbox_id: str, path: str, request: Request) -> URL:
+    """Vite's URL for ``request``: its path and query as the browser sent them (still
+    percent-encoded: Vite serves this sandbox under the same ``/r/<id>/`` base)."""
+    prefix = renderer_base(sandbox_id).encode("latin-1")
+    raw_path: bytes = request.scope.get("raw_path") or b""
+    if raw_path.startswith(prefix):
+        tail = raw_path[len(prefix) :].decode("latin-1")
+    else:  # a server that gives no raw path: the decoded one, encoded again
+        tail = str(URL.build(path="/" + path))[1:]
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return URL(base + tail + (f"?{query}" if query else ""), encoded=True)
+
+
 async def _forward(replica: Replica, sandbox_id: str, path: str, request: Request) -> Response:
     headers = [
         (k, v)
@@ -193,13 +207,15 @@ async def _forward(replica: Replica, sandbox_id: str, path: str, request: Reques
     body = await request.body() if has_body else None
     for attempt in (0, 1):
         base, secret = await replica.renderer_target(sandbox_id, fresh=attempt > 0)
-        url = httpx.URL(base + path, query=request.url.query.encode("latin-1"))
-        upstream = replica.http_client().build_request(
-            request.method, url, headers=[*headers, (PROXY_SECRET_HEADER, secret)], content=body
-        )
         try:
-            answer = await replica.http_client().send(upstream, stream=True)
-        except httpx.TransportError as exc:
+            answer = await replica.vite_session().request(
+                request.method,
+                _upstream_url(base, sandbox_id, path, request),
+                headers=[*headers, (PROXY_SECRET_HEADER, secret)],
+                data=body,
+                allow_redirects=False,
+            )
+        except (aiohttp.ClientConnectionError, OSError) as exc:
             if attempt == 0:
                 continue  # Vite may have moved (a restart): ask where it is now
             raise ServiceUnavailable(
@@ -207,15 +223,19 @@ async def _forward(replica: Replica, sandbox_id: str, path: str, request: Reques
                 "retry shortly",
                 retry_after=2,
             ) from None
+
+        async def release(answer: aiohttp.ClientResponse = answer) -> None:
+            # On this loop (a plain function would go to a worker thread): the
+            # connection back to the pool once the body was sent, or closed if not.
+            answer.release()
+
         response = StreamingResponse(
-            answer.aiter_raw(),
-            status_code=answer.status_code,
-            background=BackgroundTask(answer.aclose),
+            answer.content.iter_any(), status_code=answer.status, background=BackgroundTask(release)
         )
         response.raw_headers = [
-            (k.encode("latin-1"), v.encode("latin-1"))
-            for k, v in answer.headers.multi_items()
-            if k.lower() not in _HOP_BY_HOP
+            (name, value)
+            for name, value in answer.raw_headers
+            if name.decode("latin-1").lower() not in _HOP_BY_HOP
         ]
         return response
     raise AssertionError("unreachable")  # pragma: no cover
