@@ -158,7 +158,7 @@ export function studioPlugin(config, catalog, storybook = null) {
       // what an edit did: compile errors and the stories it touches (verdict.mjs); under
       // Vite's base, as the catalog below
       hmr = hmrSequence(server);
-      server.middlewares.use(`${config.base}${VERDICT_PATH.slice(1)}`, verdictMiddleware(server, config.repoRoot, catalog, hmr));
+      server.middlewares.use(`${config.base}${VERDICT_PATH.slice(1)}`, verdictMiddleware(server, config.repoRoot, catalog, hmr, config.storybookDir));
       server.middlewares.use(preloadUrl, preloadMiddleware(server, config.base, preloadRoots, eagerModules(config, storybook)));
 
       // Registered here, ahead of Vite's own middlewares, so it sees the URL with Vite's base.

@@ -10,9 +10,12 @@
 // file, the modules that import it) through Vite's own pipeline, the same
 // transform whose failure a page receives as `vite:error` for its overlay:
 // asked here the answer does not depend on whether a page's HMR socket was
-// connected at the moment of the failure. The module is invalidated first, so
-// that the transform reads the file as committed even when Vite's watcher has
-// not seen the change yet.
+// connected at the moment of the failure. A file whose change Vite's watcher
+// reported and its HMR handled (it invalidated the file's modules then) is
+// transformed as Vite holds it: the page's own hot update has usually
+// transformed it already, and a failure is never cached. Any other file's
+// modules are invalidated first, so that the transform reads the file as
+// committed even when the watcher has not seen the change (yet).
 //
 // Affected stories come from Vite's module graph: every module that imports a
 // changed file, transitively, and the catalog's entries whose component or
@@ -110,11 +113,11 @@ function staticImporters(catalog, deleted) {
   return found;
 }
 
-async function compile(server, graph, transform, repoRoot, files) {
+async function compile(server, graph, transform, repoRoot, files, fresh) {
   const errors = [];
   for (const file of files) {
     if (!COMPILED.test(file) || !existsSync(file)) continue;
-    for (const mod of graph.getModulesByFile(file) ?? []) graph.invalidateModule(mod);
+    if (!fresh.has(file)) for (const mod of graph.getModulesByFile(file) ?? []) graph.invalidateModule(mod);
     try {
       await transform(`/@fs${toPosix(file)}`);
     } catch (error) {
@@ -127,9 +130,10 @@ async function compile(server, graph, transform, repoRoot, files) {
 /**
  * The verdict's Vite side for the changed repo-relative `rels`. `catalog`
  * is the studio's (discover.mjs); `storybookDir` the repository's
- * `.storybook` directory, whose changes affect every story.
+ * `.storybook` directory, whose changes affect every story; `fresh` the
+ * changed files (absolute) whose change Vite's watcher and HMR already handled.
  */
-export async function verdictFacts(server, repoRoot, catalog, rels, storybookDir = '.storybook') {
+export async function verdictFacts(server, repoRoot, catalog, rels, storybookDir = '.storybook', fresh = new Set()) {
   const { graph, transform } = graphOf(server);
   const changed = rels.map((rel) => path.join(repoRoot, rel));
   const importers = importersOf(graph, changed);
@@ -141,7 +145,7 @@ export async function verdictFacts(server, repoRoot, catalog, rels, storybookDir
     for (const file of staticImporters(catalog, deleted)) direct.add(file);
     for (const file of direct) importers.add(file);
   }
-  const compileErrors = await compile(server, graph, transform, repoRoot, [...changed.filter((file) => existsSync(file)), ...direct]);
+  const compileErrors = await compile(server, graph, transform, repoRoot, [...changed.filter((file) => existsSync(file)), ...direct], fresh);
 
   const touched = new Set([...rels.map(toPosix), ...[...importers].map((file) => toPosix(path.relative(repoRoot, file)))]);
   // the project's annotations (.storybook/preview and what it imports, say a
@@ -224,9 +228,10 @@ function catalogFingerprint(doc) {
  * The connect middleware answering VERDICT_PATH (`since`: ms since the epoch,
  * before the write). `hmr` (hmr-sequence.mjs): the answer's `hmr.seq` is the
  * last HMR message that is about the changed files (null when Vite's HMR did
- * not handle them in time), `catalog` the catalog's fingerprint.
+ * not handle them in time), `catalog` the catalog's fingerprint; `storybookDir`
+ * the repository's Storybook directory (studio config), whose changes affect every story.
  */
-export function verdictMiddleware(server, repoRoot, catalog, hmr = null) {
+export function verdictMiddleware(server, repoRoot, catalog, hmr = null, storybookDir = '.storybook') {
   const times = watchTimes(server.watcher);
   return (req, res, next) => {
     if (req.method !== 'GET') return next();
@@ -242,12 +247,13 @@ export function verdictMiddleware(server, repoRoot, catalog, hmr = null) {
     const watched = rels.map((rel) => path.join(repoRoot, rel)).filter((file) => isWatched(server, repoRoot, catalog, file));
     const facts = async () => {
       const asked = Date.now();
-      await times.waitFor(watched, since);
+      const reported = await times.waitFor(watched, since);
       const seen = Date.now();
       const handled = hmr !== null && (await waitUntil(() => hmr.settled(watched, since), HMR_WAIT_MS));
       const seq = handled ? hmr.seq : null;
       const updated = Date.now();
-      const found = await verdictFacts(server, repoRoot, catalog, rels);
+      const fresh = new Set(reported && handled ? watched : []);
+      const found = await verdictFacts(server, repoRoot, catalog, rels, storybookDir, fresh);
       // where the answer's time went (ms), for the benchmark's breakdown
       const timing = { asked: asked - since, watcher: seen - asked, hmr: updated - seen, facts: Date.now() - updated };
       return { ...found, hmr: { seq }, catalog: catalogFingerprint(catalog.build()), timing };
