@@ -10,10 +10,13 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "setup: installing Debian chromium (render verdicts, screenshots, browser tests)"
+# chromium: the browser tests and the benchmarks' pages; chromium-headless-shell (the
+# same Blink and V8 without windows): the node's render browser of verdicts and
+# screenshots, ~10 MiB less per sandbox page (studio/render/chromium.py).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromium-headless-shell >/dev/null 2>&1; then
+  echo "setup: installing Debian chromium and chromium-headless-shell (render verdicts, screenshots, browser tests)"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium chromium-headless-shell >/dev/null
 fi
 # bubblewrap: the OS boundary around every process that runs repository code
 # (studio/process/boundary.py, the isolation setting; docs/security.md).

@@ -44,7 +44,9 @@ from studio.render.chromium import (
     BASE_ARGS,
     chromium_path,
     disable_features_switch,
+    is_headless_shell,
     lean_launch_arguments,
+    render_chromium_path,
 )
 from studio.render.models import (
     CompileError,
@@ -260,10 +262,13 @@ async def _launch_lean(playwright: Playwright) -> Browser:
     reads Playwright's from chrome://version, and every launch then passes
     both lists as one switch in place of Playwright's."""
     global _launcher_features
-    executable = chromium_path()
+    executable = render_chromium_path()
     if not executable.is_file():
-        raise RuntimeError(f"no Chromium at {executable} (COMPONENT_STUDIO_CHROMIUM)")
+        raise RuntimeError(f"no Chromium at {executable} (COMPONENT_STUDIO_RENDER_CHROMIUM)")
     launch = playwright.chromium.launch
+    if is_headless_shell(executable):
+        # no omnibox, no chrome://version: Playwright's own switches as they are
+        return await launch(executable_path=str(executable), headless=True, args=CHROMIUM_ARGS)
     if _launcher_features is None:
         probe = await launch(executable_path=str(executable), headless=True, args=CHROMIUM_ARGS)
         try:

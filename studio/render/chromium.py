@@ -11,8 +11,10 @@ __all__ = [
     "LEAN_DISABLED_FEATURES",
     "chromium_path",
     "disable_features_switch",
+    "is_headless_shell",
     "lean_launch_arguments",
     "merged_disable_features",
+    "render_chromium_path",
 ]
 
 # The machine may have no network: without these Chromium keeps calling home and slows down.
@@ -64,3 +66,25 @@ def lean_launch_arguments(
 def chromium_path() -> Path:
     """The Chromium to run (``COMPONENT_STUDIO_CHROMIUM``, Debian's by default)."""
     return Path(os.environ.get("COMPONENT_STUDIO_CHROMIUM", "/usr/bin/chromium"))
+
+
+# Chromium's headless shell (Debian's chromium-headless-shell, Playwright's default
+# for headless): the same Blink and V8 without the browser's windows, views and
+# WebUI, so its browser process holds less per browser context. The binary, not
+# Debian's /usr/bin wrapper: that script runs it as a child of its own shell.
+HEADLESS_SHELL = Path("/usr/lib/chromium/chromium-headless-shell")
+
+
+def render_chromium_path() -> Path:
+    """The Chromium of the node's render browser (studio.render.browser):
+    ``COMPONENT_STUDIO_RENDER_CHROMIUM``, else the headless shell when it is
+    installed, else :func:`chromium_path`."""
+    chosen = os.environ.get("COMPONENT_STUDIO_RENDER_CHROMIUM")
+    if chosen:
+        return Path(chosen)
+    return HEADLESS_SHELL if HEADLESS_SHELL.is_file() else chromium_path()
+
+
+def is_headless_shell(executable: Path) -> bool:
+    """Whether ``executable`` is a headless shell (it has no chrome:// pages, no omnibox)."""
+    return "headless-shell" in executable.name or "headless_shell" in executable.name

@@ -205,25 +205,49 @@ def test_a_story_file_edit_loads_the_page_afresh(kit: Studio) -> None:
     assert kit.browser.page_loads(kit.sandbox.sandbox_id) == loads + 1
 
 
-def test_the_node_browser_opens_no_omnibox_popup_per_page(kit: Studio) -> None:
+def test_the_node_browser_opens_no_window_ui_per_page(kit: Studio) -> None:
     verdict = kit.write(BUTTON, kit.original(BUTTON) + "\n// a page\n")
     assert verdict.status == "ok", verdict.model_dump_json(indent=1)
 
-    async def look() -> tuple[list[str], str]:
+    async def look() -> list[str]:
         browser = await kit.browser.browser()
         cdp = await browser.new_browser_cdp_session()
         targets = await cdp.send("Target.getTargets")
-        page = await browser.new_page()
-        try:
-            await page.goto("chrome://version")
-            command_line = await page.inner_text("#command_line")
-        finally:
-            await page.close()
+        await cdp.detach()
+        return [str(t["type"]) for t in targets["targetInfos"]]
+
+    types = kit.loop.run(look())
+    assert "page" in types
+    # no window per browser context with its omnibox popup's renderer
+    assert "browser_ui" not in types, types
+
+
+def test_the_full_chromium_as_the_node_browser_opens_no_omnibox_popup_per_page(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a node without the headless shell: the full Chromium, its omnibox popups disabled
+    monkeypatch.setenv("COMPONENT_STUDIO_RENDER_CHROMIUM", str(render_browser.chromium_path()))
+    loop = _Loop()
+    browser = RenderBrowser()
+
+    async def look() -> tuple[list[str], str]:
+        launched = await browser.browser()
+        context = await launched.new_context()
+        page = await context.new_page()
+        await page.set_content("<p>a page</p>")
+        cdp = await launched.new_browser_cdp_session()
+        targets = await cdp.send("Target.getTargets")
+        await cdp.detach()
+        await page.goto("chrome://version")
+        command_line = await page.inner_text("#command_line")
         return [str(t["type"]) for t in targets["targetInfos"]], command_line
 
-    types, command_line = kit.loop.run(look())
+    try:
+        types, command_line = loop.run(look())
+    finally:
+        loop.run(browser.close())
+        loop.close()
     assert "page" in types
-    # a window per browser context, each with its omnibox popup's renderer: none
     assert "browser_ui" not in types, types
     # one --disable-features: Playwright's list and ours (Chromium reads only the last)
     [switch] = [part for part in command_line.split() if part.startswith("--disable-features=")]
