@@ -483,11 +483,15 @@ class SandboxActor:
         unlocked = False
         verdict: asyncio.Task[RenderVerdict] | None = None
 
-        def on_commit(made: ExecuteResult) -> None:
-            nonlocal unlocked, verdict
+        def unlock() -> None:
+            nonlocal unlocked
             if not unlocked:
                 unlocked = True
                 self._lock.release()
+
+        def on_commit(made: ExecuteResult) -> None:
+            nonlocal verdict
+            unlock()
             if verdict is None and wants_verdict(wait) and made.commit_hash is not None:
                 # Outside the lock, while the push runs: edits behind this one commit
                 # while it renders; the verdict names the commit it belongs to.
@@ -512,9 +516,7 @@ class SandboxActor:
                 verdict.cancel()
             raise
         finally:
-            if not unlocked:
-                unlocked = True
-                self._lock.release()
+            unlock()
             self._sandbox.recorder.execute_seconds(parsed.command, time.monotonic() - started)
         if verdict is None:
             return result

@@ -88,20 +88,28 @@ _CATCH_UP_SECONDS = 1.0
 # Warm verdicts of a page before it is loaded afresh (see _SandboxPage.warm).
 _WARM_MAX = 100
 
-# The canvas' state once it shows the story expected, 'ready' or 'error' (it
-# failed to load, or its error boundary caught); 'missing' when the story or
-# component is not in the catalog. Polled every animation frame while the page
-# loads; whether the state holds is _LOOK's to say.
-_SHOWN = """
+# What the canvas shows of the story expected: 'missing' when the story or
+# component is not in the catalog, 'loading' while another (or none) is shown,
+# 'error' when it failed to load or its error boundary caught, else its
+# data-state ('ready' once rendered).
+_CANVAS_STATE = """
 (expected) => {
   if (document.querySelector('[data-testid=studio-not-found]')) return 'missing';
   const canvas = document.querySelector('[data-testid=studio-canvas]');
   const shown = canvas && canvas.dataset.component === expected.component
     && canvas.dataset.story === expected.story;
-  if (!shown) return false;
-  if (canvas.querySelector('[data-testid=studio-error]')) return 'error';
-  return canvas.dataset.state === 'ready' ? 'ready' : false;
+  if (!shown) return 'loading';
+  return canvas.querySelector('[data-testid=studio-error]') ? 'error' : canvas.dataset.state;
 }
+"""
+# The canvas' state once it shows the story expected, 'ready' or 'error', or
+# 'missing'. Polled every animation frame while the page loads; whether the
+# state holds is _LOOK's to say.
+_SHOWN = f"""
+(expected) => {{
+  const state = ({_CANVAS_STATE})(expected);
+  return state === 'missing' || state === 'ready' || state === 'error' ? state : false;
+}}
 """
 # The page's WebSockets. The API's event stream stays shut: it would announce
 # each story this page shows to the people watching the sandbox, and follow
@@ -205,14 +213,7 @@ async ({ expected, hash, seq, base, catchUpMs, ms }) => {
     channel.port1.onmessage = () => resolve();
     channel.port2.postMessage(null);
   });
-  const look = () => {
-    if (document.querySelector('[data-testid=studio-not-found]')) return 'missing';
-    const canvas = document.querySelector('[data-testid=studio-canvas]');
-    const shown = canvas && canvas.dataset.component === expected.component
-      && canvas.dataset.story === expected.story;
-    const state = shown ? canvas.dataset.state : 'loading';
-    return shown && canvas.querySelector('[data-testid=studio-error]') ? 'error' : state;
-  };
+  const look = () => (__CANVAS_STATE__)(expected);
   if (seq !== null) {
     for (;;) {
       const hmr = window.__studioHmr;
@@ -240,7 +241,7 @@ async ({ expected, hash, seq, base, catchUpMs, ms }) => {
     await frame();
   }
 }
-"""
+""".replace("__CANVAS_STATE__", _CANVAS_STATE)
 _ERROR_PANEL = """
 () => {
   const text = (id) => document.querySelector(`[data-testid=${id}]`)?.textContent ?? null;
