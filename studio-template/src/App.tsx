@@ -7,7 +7,7 @@ import type { ReactNode } from 'react';
 import config from 'virtual:studio/config';
 import { findComponent, findStory } from './catalog';
 import { Canvas } from './Canvas';
-import { isIframePath } from './route';
+import { BLANK_COMPONENT, isIframePath } from './route';
 import { ErrorPanel } from './ErrorPanel';
 import { useCatalog, usePageFlags, useProject, useSelectionAndLive } from './hooks';
 import { Sidebar } from './Sidebar';
@@ -49,6 +49,8 @@ export function App(): ReactNode {
         No story with the Storybook id “{storyId}”.
       </p>
     );
+  } else if (route.component === BLANK_COMPONENT) {
+    main = <div data-testid="studio-blank" />;
   } else if (!route.component) {
     main = (
       <p className="studio-muted" data-testid="studio-empty">

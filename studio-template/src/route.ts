@@ -21,6 +21,15 @@ export function parseHash(hash: string): Route {
   return { component: component || null, story: story || null };
 }
 
+/**
+ * The route that shows nothing: the render browser's page (studio/render/browser.py)
+ * sits on it between verdicts, so that no story left on screen keeps drawing
+ * frames (an animated spinner) while no one looks. Component ids are the
+ * components' names (JavaScript identifiers, or a title's last part): a title
+ * of `~blank` would be the one hidden behind it.
+ */
+export const BLANK_COMPONENT = '~blank';
+
 export function formatHash(route: Route): string {
   if (!route.component) return '#/';
   const head = `#/${encodeURIComponent(route.component)}`;

@@ -316,6 +316,71 @@ def test_a_throw_in_what_an_effects_state_update_renders_is_a_runtime_error(
     assert "boom a render later" in _by_id(verdict)["button--primary"].error.message
 
 
+def _route_after_idle(kit: Studio, want: str, seconds: float = 10.0) -> str | None:
+    """The page's hash route once it is ``want``, or the last one seen within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    route = kit.browser.page_route(kit.sandbox.sandbox_id)
+    while route != want and time.monotonic() < deadline:
+        time.sleep(0.1)
+        route = kit.browser.page_route(kit.sandbox.sandbox_id)
+    return route
+
+
+def _spinning(kit: Studio, how: str) -> str:
+    """Button.tsx whose button keeps animating: by CSS (``how`` 'css') or by a
+    requestAnimationFrame loop ('raf')."""
+    if how == "css":
+        return kit.original(BUTTON).replace(
+            "      disabled={disabled}\n",
+            "      disabled={disabled}\n"
+            "      style={{ animation: 'uk-spin 1s linear infinite' }}\n",
+            1,
+        )
+    return "import { useEffect } from 'react';\n" + kit.original(BUTTON).replace(
+        "  return (\n    <button",
+        "  useEffect(() => {\n    let id = 0;\n"
+        "    const spin = () => { id = requestAnimationFrame(spin); };\n"
+        "    id = requestAnimationFrame(spin);\n    return () => cancelAnimationFrame(id);\n"
+        "  }, []);\n  return (\n    <button",
+        1,
+    )
+
+
+@pytest.mark.parametrize("how", ["css", "raf"])
+def test_an_animated_story_left_on_screen_goes_blank_and_is_shown_again_by_the_next_verdict(
+    kit: Studio, how: str
+) -> None:
+    # frames are unthrottled: an animation left on screen would draw as fast as a core allows
+    keyframes = "\n@keyframes uk-spin { to { transform: rotate(360deg); } }\n"
+    files = [{"file_path": BUTTON, "content": _spinning(kit, how)}]
+    if how == "css":
+        files.append({"file_path": STYLES, "content": kit.original(STYLES) + keyframes})
+    command = WriteFiles.model_validate({"command": "write_files", "files": files})
+    first = kit.edit(command, [f["file_path"] for f in files])
+    assert first.status == "ok", first.model_dump_json(indent=1)
+    assert _route_after_idle(kit, "/~blank") == "/~blank"
+    loads = kit.browser.page_loads(kit.sandbox.sandbox_id)
+
+    # the next verdict shows the edited stories again, warm: no load of the page
+    label = "{children ?? label}"
+    again = kit.write(BUTTON, _spinning(kit, how).replace(label, f"{label}!"))
+    assert again.status == "ok", again.model_dump_json(indent=1)
+    assert set(_by_id(again)) >= BUTTON_IDS
+    assert kit.browser.page_loads(kit.sandbox.sandbox_id) == loads
+    assert _route_after_idle(kit, "/~blank") == "/~blank"
+
+
+def test_a_still_story_stays_on_screen_between_verdicts(kit: Studio) -> None:
+    label = "{children ?? label}"
+    verdict = kit.write(BUTTON, kit.original(BUTTON).replace(label, f"{label}!"))
+    assert verdict.status == "ok", verdict.model_dump_json(indent=1)
+    shown = kit.browser.page_route(kit.sandbox.sandbox_id)
+    components = {story.component for story in verdict.stories}
+    assert shown and shown.split("/")[1] in components, (shown, components)
+    # well past the idle time (_IDLE_BLANK waits 500 ms): nothing draws, nothing changes
+    assert _route_after_idle(kit, "/~blank", seconds=2.0) == shown
+
+
 def test_a_missing_import_is_a_compile_error(kit: Studio) -> None:
     source = "import { Nope } from './Nope';\n" + kit.original(BUTTON).replace(
         "{children ?? label}", "{children ?? label}<Nope />"

@@ -468,6 +468,22 @@ def test_iframe_html_without_storybook(ui_kit: StudioServer, browser_page: Page)
     expect(page.get_by_test_id("studio-sidebar")).to_have_count(0)
 
 
+def test_the_blank_route_shows_nothing_and_a_story_after_it(
+    ui_kit: StudioServer, browser_page: Page
+) -> None:
+    # where the render browser's idle pages wait (studio/render/browser.py, _IDLE_BLANK)
+    page = browser_page
+    page.goto(f"{ui_kit.url}?full#/~blank")
+    expect(page.get_by_test_id("studio-blank")).to_have_count(1, timeout=RENDER_TIMEOUT_MS)
+    expect(page.get_by_test_id("studio-canvas")).to_have_count(0)
+    assert page.url.endswith("#/~blank")  # not sent on to the first story
+    page.evaluate("() => { window.location.hash = '#/Button/Primary'; }")
+    shown = canvas(page)
+    expect(shown).to_have_attribute("data-state", "ready", timeout=RENDER_TIMEOUT_MS)
+    expect(shown.locator("button")).to_have_text("Save changes")
+    expect(page.get_by_test_id("studio-blank")).to_have_count(0)
+
+
 # -- without Storybook: the studio's CSF runner --------------------------------------------------
 
 
