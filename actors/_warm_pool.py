@@ -13,6 +13,13 @@ is filled while creations are under way on the node (a boot would take CPU
 from them); the last one to end schedules a fill ``delay`` seconds later. The
 count comes from the raylet (:func:`actors._prestart.idle_workers`); a raylet
 that cannot say gets one spare, as before the pool existed.
+
+Nor does a boot start while the node's sandboxes are busy: each edit a
+sandbox answers is :meth:`WarmPool.activity` on its node, and a fill waits
+until ``quiet`` seconds passed without one (``max_defer`` at most). An
+agent's edits come right after its create, each answered with a render
+verdict (~100 ms of both cores): a boot among them made them 2 to 10 times
+slower (measured, docs/performance.md, warm pool).
 """
 
 from __future__ import annotations
@@ -51,12 +58,18 @@ class WarmPool:
         delay: float,
         boot_timeout: float = 20.0,
         poll: float = 0.25,
+        quiet: float = 2.0,
+        max_defer: float = 30.0,
     ) -> None:
         self._backend = backend
         self.size = size
         self._delay = delay
         self._boot_timeout = boot_timeout
         self._poll = poll
+        self._quiet = quiet
+        self._max_defer = max_defer
+        # When a sandbox of the node last answered an edit (time.monotonic()).
+        self._active: dict[str, float] = {}
         # Free slots per node sandboxes may go to: the last supervision pass's, less
         # the creations since, plus the sandboxes ended since (inf: none declared).
         # None before the first pass: every node gets ``size``.
@@ -100,6 +113,15 @@ class WarmPool:
             return
         self._creating.pop(node_id, None)
         self._fill_later(node_id)
+
+    def activity(self, node_id: str) -> None:
+        """A sandbox of ``node_id`` answered an edit: no boot starts there for ``quiet`` s."""
+        self._active[node_id] = time.monotonic()
+
+    def status(self) -> dict[str, dict[str, float]]:
+        """Per node whose sandboxes answered edits: seconds since the last one (health)."""
+        now = time.monotonic()
+        return {node: {"last_edit_s": round(now - at, 1)} for node, at in self._active.items()}
 
     def sandbox_ended(self, node_id: str | None) -> None:
         """A sandbox ended: the CPU the delay kept for a first page load is free, fill now.
@@ -180,6 +202,9 @@ class WarmPool:
                     return
                 if idle >= self.target(node_id):
                     return
+                await self._until_quiet(node_id)
+                if self._closed or self._creating.get(node_id):
+                    return
                 await self._backend.prestart_workers(node_id, 1)
                 if not await self._count_moved(node_id, idle):
                     logger.info("no spare worker booted on %s in time; filling later", node_id)
@@ -188,6 +213,18 @@ class WarmPool:
             raise
         except Exception:  # best effort: a sandbox without a spare boots its own worker
             logger.exception("filling the warm pool of %s failed", node_id)
+
+    async def _until_quiet(self, node_id: str) -> None:
+        """Wait until no sandbox of ``node_id`` answered an edit for ``quiet`` s, a
+        creation started there, or ``max_defer`` s passed."""
+        deadline = time.monotonic() + self._max_defer
+        while not self._closed and not self._creating.get(node_id):
+            now = time.monotonic()
+            last = self._active.get(node_id)
+            busy_for = 0.0 if last is None else last + self._quiet - now
+            if busy_for <= 0 or now >= deadline:
+                return
+            await asyncio.sleep(min(busy_for, deadline - now, self._poll))
 
     async def _count_moved(self, node_id: str, before: int) -> bool:
         """Wait until the idle count moves from ``before`` (a spare registered, or one was taken).

@@ -972,5 +972,6 @@ class StudioManager:
             "last_reconcile": self._last_reconcile,
             "preparation": self.preparer.status(),
             "ready_sandboxes": self.ready.status(),
+            "warm_pool": self.warm_pool.status(),
             "token_lookups": self.accounts.token_lookups,
         }

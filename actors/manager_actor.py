@@ -119,6 +119,11 @@ class ManagerActor:
         """The GitHub token for one push or pull request of a live sandbox (its actor asks)."""
         return self._manager.push_credential(sandbox_id)
 
+    async def sandbox_busy(self, node_id: str) -> None:
+        """A sandbox actor on ``node_id`` is answering edits (it does not wait for this):
+        the node's warm pool boots no spare among them (actors._warm_pool)."""
+        self._manager.warm_pool.activity(node_id)
+
     async def create_user(
         self, name: str, is_admin: bool = False, groups: list[str] | None = None
     ) -> tuple[UserInfo, str]:

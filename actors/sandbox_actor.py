@@ -91,6 +91,8 @@ _SEQ_RESERVE = 100
 _DIFFS_KEPT = 16
 # How long a push waits for the manager to hand it the GitHub token.
 _CREDENTIAL_TIMEOUT = 30.0
+# How often at most an actor tells the manager its node's sandboxes are busy editing.
+_BUSY_EVERY_S = 1.0
 
 
 def sandbox_actor_options(
@@ -187,6 +189,9 @@ class SandboxActor:
         self._recovery: asyncio.Task[None] | None = None
         # The node's browser actor, looked up on the first render verdict.
         self._browser: Any = None
+        # The manager, told of edits (_busy); looked up on the first.
+        self._manager: Any = None
+        self._told_busy = -_BUSY_EVERY_S
         # Pictures of past commits come one commit at a time from the past renderer.
         self._past_lock = asyncio.Lock()
         # Diffs made (a diff's JSON, then its PNG: the second costs nothing).
@@ -224,6 +229,26 @@ class SandboxActor:
         )
 
     # -- plumbing ---------------------------------------------------------
+
+    def _busy(self) -> None:
+        """Tell the manager, without waiting, that a sandbox of this node is editing (at
+        most once every _BUSY_EVERY_S): the node's warm pool boots no spare worker among
+        an agent's edits (actors._warm_pool)."""
+        now = time.monotonic()
+        if now - self._told_busy < _BUSY_EVERY_S:
+            return
+        self._told_busy = now
+
+        def tell() -> None:
+            # off the event loop: the first lookup asks the GCS
+            try:
+                if self._manager is None:
+                    self._manager = ray.get_actor(MANAGER_ACTOR_NAME, namespace=ACTOR_NAMESPACE)
+                self._manager.sandbox_busy.remote(self._node_id)
+            except Exception:  # no manager (a lone actor) or none yet: only a spare's timing
+                logger.debug("could not tell the manager of an edit", exc_info=True)
+
+        asyncio.get_running_loop().run_in_executor(None, tell)
 
     def _push_token(self) -> str | None:
         """The GitHub token, asked of the manager for one push (called off the event loop)."""
@@ -475,6 +500,7 @@ class SandboxActor:
         await self._recovered()
         if not is_mutation(parsed):
             return await self._run(self._sandbox.on_execute, parsed)
+        self._busy()
         started = time.monotonic()
         written_after = time.time()
         wait = str(getattr(parsed, "wait", "commit"))
@@ -532,6 +558,7 @@ class SandboxActor:
     ) -> RollbackResult:
         """Move the branch back (or undo the last rollback); ``wait="render"`` adds the verdict."""
         await self._recovered()
+        self._busy()
         written_after = time.time()
         async with self._lock:
             result = await self._run(

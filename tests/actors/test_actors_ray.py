@@ -63,6 +63,18 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def test_an_edit_tells_the_manager_its_node_is_busy_for_the_warm_pool(studio: Studio) -> None:
+    # the node's warm pool boots no spare among a sandbox's edits (actors/_warm_pool.py)
+    info = get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
+    assert get(studio.manager.health.remote())["warm_pool"] == {}
+    write(info.id, "src/busy.ts", "export const busy = 1;\n", "an edit")
+    wait_for(
+        lambda: info.node in get(studio.manager.health.remote())["warm_pool"], 30, "the notice"
+    )
+    seen = get(studio.manager.health.remote())["warm_pool"][info.node]
+    assert 0 <= seen["last_edit_s"] < 30
+
+
 def test_create_execute_commit_teardown(studio: Studio) -> None:
     info = get(studio.manager.create_sandbox.remote("alice", studio.repository_id, {}))
     assert info.status is SandboxState.RUNNING and info.owner == "alice"

@@ -199,3 +199,49 @@ async def test_work_holds_fills_without_taking_a_slot_and_settled_waits_for_the_
     await asyncio.wait_for(warm.settled("n1"), timeout=5)
     assert backend.idle == {"n1": 2} and not warm._fills and not warm._timers
     await asyncio.wait_for(warm.settled("n1"), timeout=1)  # nothing due: at once
+
+
+async def edits(warm: WarmPool, node_id: str, seconds: float, every: float = 0.05) -> None:
+    """A sandbox of ``node_id`` answering edits one after the other for ``seconds``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        warm.activity(node_id)
+        await asyncio.sleep(every)
+
+
+async def test_no_spare_boots_among_a_nodes_edits_and_one_boots_once_they_pause(
+    backend: FakeBackend,
+) -> None:
+    warm = WarmPool(backend, 2, delay=0, poll=POLL, quiet=0.3, max_defer=10.0)
+    warm.activity("n1")
+    warm.keep({"n1": 4, "n2": 4})
+    await edits(warm, "n1", 0.6)
+    assert "n1" not in backend.prestarts  # busy all along
+    assert backend.idle.get("n2") == 2  # a node without edits is filled meanwhile
+    await asyncio.sleep(0.15)
+    assert "n1" not in backend.prestarts  # not quiet for 0.3 s yet
+    await settled(warm)
+    assert backend.idle.get("n1") == 2
+
+
+async def test_edits_that_never_pause_hold_a_boot_back_at_most_max_defer(
+    backend: FakeBackend,
+) -> None:
+    warm = WarmPool(backend, 1, delay=0, poll=POLL, quiet=0.3, max_defer=0.4)
+    warm.keep({"n1": 4})
+    await edits(warm, "n1", 0.2)
+    assert backend.prestarts == []
+    await edits(warm, "n1", 0.6)  # still editing when max_defer runs out
+    assert backend.prestarts == ["n1"]
+    warm.close()
+
+
+async def test_a_creation_during_the_wait_for_quiet_ends_the_fill(backend: FakeBackend) -> None:
+    warm = WarmPool(backend, 1, delay=0, poll=POLL, quiet=0.3, max_defer=10.0)
+    warm.activity("n1")
+    warm.keep({"n1": 4})
+    await asyncio.sleep(0.05)
+    warm.creation_started("n1")
+    await settled(warm)  # the fill ended, well before quiet
+    assert backend.prestarts == []
