@@ -201,6 +201,7 @@ _PAGE_SCRIPT = """
 # frames, which are not the page's.
 _IDLE_BLANK = """
 (() => {
+  if (window !== window.top) return;  // a story's own iframe keeps its hash
   const IDLE_MS = 500;
   const BLANK = '#/~blank';
   const raf = window.requestAnimationFrame.bind(window);
