@@ -189,8 +189,7 @@ class SandboxActor:
         self._recovery: asyncio.Task[None] | None = None
         # The node's browser actor, looked up on the first render verdict.
         self._browser: Any = None
-        # The manager, told of edits (_busy); looked up on the first.
-        self._manager: Any = None
+        # When the manager was last told of an edit here (_busy).
         self._told_busy = -_BUSY_EVERY_S
         # Pictures of past commits come one commit at a time from the past renderer.
         self._past_lock = asyncio.Lock()
@@ -240,11 +239,11 @@ class SandboxActor:
         self._told_busy = now
 
         def tell() -> None:
-            # off the event loop: the first lookup asks the GCS
+            # off the event loop: the lookup asks the GCS (each time, as _push_token does:
+            # a manager started again is another actor)
             try:
-                if self._manager is None:
-                    self._manager = ray.get_actor(MANAGER_ACTOR_NAME, namespace=ACTOR_NAMESPACE)
-                self._manager.sandbox_busy.remote(self._node_id)
+                manager: Any = ray.get_actor(MANAGER_ACTOR_NAME, namespace=ACTOR_NAMESPACE)
+                manager.sandbox_busy.remote(self._node_id)
             except Exception:  # no manager (a lone actor) or none yet: only a spare's timing
                 logger.debug("could not tell the manager of an edit", exc_info=True)
 

@@ -22,9 +22,9 @@ export function parseHash(hash: string): Route {
 }
 
 /**
- * The route that shows nothing: the render browser's page (studio/render/browser.py)
- * sits on it between verdicts, so that no story left on screen keeps drawing
- * frames (an animated spinner) while no one looks. Component ids are the
+ * The route that shows nothing: a render browser's page (studio/render/browser.py,
+ * _IDLE_BLANK) whose story keeps animating goes there once no verdict looks at
+ * it, so that it stops drawing frames. Component ids are the
  * components' names (JavaScript identifiers, or a title's last part): a title
  * of `~blank` would be the one hidden behind it.
  */

@@ -77,7 +77,7 @@ logger = logging.getLogger(__name__)
 # A long-lived browser on a node whose /dev/shm may be small: shared memory in /tmp.
 # Frames as fast as the page draws them, not at 60 Hz: a story settles in two
 # frames (_LOOK), 14 ms instead of 28 (measured). An animation then draws
-# without pause: a page left drawing when no verdict looks goes blank (_PAGE_SCRIPT).
+# without pause: a page left drawing when no verdict looks goes blank (_IDLE_BLANK).
 CHROMIUM_ARGS = [*BASE_ARGS, "--disable-dev-shm-usage", "--disable-frame-rate-limit"]
 # Query parameter that makes each load a new navigation (a URL differing only
 # by its hash would not reload the page).
@@ -659,10 +659,9 @@ class RenderBrowser:
             if index > 0:
                 verdict = await self._render(held, base_url, target, left, mode="show")
             elif base is not None and isinstance(seq, int):
-                mode = "current" if target["path"].partition("#")[2] == current else "show"
                 try:
                     verdict = await self._render(
-                        held, base_url, target, left, mode=mode, catch_up=(seq, base)
+                        held, base_url, target, left, mode="show", catch_up=(seq, base)
                     )
                     held.warm += 1
                 except _Stale:
@@ -761,10 +760,9 @@ class RenderBrowser:
         mode: str,
         catch_up: tuple[int, int] | None = None,
     ) -> StoryVerdict:
-        """One story: ``mode`` 'load' (the page afresh), 'show' (by the hash route) or
-        'current' (the story on screen, shown again if the page went blank). ``catch_up``
-        (seq, base): first the page's hot updates up to seq (see _LOOK); _Stale when they
-        cannot bring it there."""
+        """One story: ``mode`` 'load' (the page afresh) or 'show' (by the hash route, a
+        no-op for the story on screen). ``catch_up`` (seq, base): first the page's hot
+        updates up to seq (see _LOOK); _Stale when they cannot bring it there."""
         held.console.clear()
         page = held.page
         ident = {"id": target["id"], "component": target["component"]}
@@ -780,7 +778,6 @@ class RenderBrowser:
                 state = await self._load(page, url, expected, seconds)
             else:
                 seq, base = catch_up if catch_up is not None else (None, 0)
-                # 'current' too: the page may have gone blank since (_IDLE_BLANK)
                 hash_route = "#" + target["path"].partition("#")[2]
                 look = _look(expected, ms=seconds * 1000, hash_route=hash_route, seq=seq, base=base)
                 state = str(await page.evaluate(_LOOK, look))
