@@ -144,6 +144,7 @@ class BrowserActor:
                     if "chrom" in process.name():
                         chromium.append(process)
         rss = pss = 0
+        pss_by_kind: dict[str, int] = {}
         for process in chromium:
             with contextlib.suppress(psutil.Error):
                 # PSS: the pages Chromium's processes share (libraries, the V8 snapshot)
@@ -151,11 +152,14 @@ class BrowserActor:
                 memory = process.memory_full_info()
                 rss += memory.rss
                 pss += getattr(memory, "pss", memory.rss)
+                kind = _process_kind(process.cmdline())
+                pss_by_kind[kind] = pss_by_kind.get(kind, 0) + getattr(memory, "pss", memory.rss)
         return {
             "pid": os.getpid(),
             "browser_processes": len(chromium),
             "browser_rss": rss,
             "browser_pss": pss,
+            "browser_pss_by_kind": pss_by_kind,
             "pages": self._browser.pages(),
             "launches": self._browser.launches,
         }
@@ -165,6 +169,18 @@ class BrowserActor:
         if self._idle_task is not None:
             self._idle_task.cancel()
         await self._browser.close()
+
+
+def _process_kind(cmdline: list[str]) -> str:
+    """Which of Chromium's processes this is: browser, renderer, gpu-process, or a utility's
+    service (network, storage), from its ``--type=`` and ``--utility-sub-type=`` switches."""
+    kind = "browser"
+    for argument in cmdline:
+        if argument.startswith("--type="):
+            kind = argument.removeprefix("--type=")
+        elif argument.startswith("--utility-sub-type="):
+            return argument.removeprefix("--utility-sub-type=")
+    return kind
 
 
 def browser_actor(node_id: str, *, idle_seconds: float = IDLE_SECONDS) -> Any:
