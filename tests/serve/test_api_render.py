@@ -92,7 +92,12 @@ def test_edits_and_rollbacks_answer_with_what_rendered(api: Api) -> None:
     assert reply.json()["render"]["status"] == "ok", reply.json()
 
     # the node's one browser holds a page for the sandbox, closed when the sandbox ends
-    assert sandbox_id in _stats()["pages"]
+    stats = _stats()
+    assert sandbox_id in stats["pages"]
+    # its memory by Chromium's process kinds sums to the whole; the page has a renderer
+    kinds = stats["browser_pss_by_kind"]
+    assert {"browser", "renderer"} <= set(kinds), kinds
+    assert sum(kinds.values()) == stats["browser_pss"]
 
     # the browser actor's worker dies: Ray starts it again, its Chromium goes with the old one
     stats = _stats()
