@@ -52,6 +52,8 @@ _EVENTS_PATH = re.compile(r"/api/v1/sandboxes/[^/]+/ws")
 _EXECUTE_PATH = re.compile(r"/api/v1/sandboxes/[^/]+/execute")
 # The sandboxes' renderers (serve.renderer_proxy): a page load is dozens of requests.
 _RENDERER_PATH = re.compile(r"/r/[^/]+(/.*)?")
+# A renderer request that answered well is logged only if it took longer (seconds).
+_RENDERER_LOG_SLOWER_THAN = 1.0
 # Seconds open connections get to finish when the replica stops.
 _SHUTDOWN_GRACE = 2
 
@@ -106,6 +108,10 @@ async def _logged(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> N
 
     Only the path: the listener keeps uvicorn's access log off for the
     WebSocket's query-string tokens, and an edit carries its token in a header.
+    A renderer's request is logged only when it failed or was slow: a page
+    load is dozens of module requests, and a line each through the replica's
+    log handlers was a fifth of the replica's CPU for a page (py-spy,
+    docs/performance.md, the renderer proxy).
     """
     started = time.monotonic()
     status = 500
@@ -119,13 +125,20 @@ async def _logged(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> N
     try:
         await app(scope, receive, send_noting_status)
     finally:
-        access_logger.info(
-            "%s %s %d %.1fms (direct)",
-            scope["method"],
-            scope["path"],
-            status,
-            (time.monotonic() - started) * 1000,
+        elapsed = time.monotonic() - started
+        quiet = (
+            status < 400
+            and elapsed < _RENDERER_LOG_SLOWER_THAN
+            and _RENDERER_PATH.fullmatch(scope["path"]) is not None
         )
+        if not quiet:
+            access_logger.info(
+                "%s %s %d %.1fms (direct)",
+                scope["method"],
+                scope["path"],
+                status,
+                elapsed * 1000,
+            )
 
 
 def _bind(host: str, first: int, tries: int) -> socket.socket | None:

@@ -19,10 +19,11 @@ import psutil
 import pytest
 import ray
 import websockets
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, Response, WebSocket
 from ray import serve
 from starlette.requests import Request
 
+from serve import direct
 from serve.app import build_app
 from serve.direct import DirectListener
 from serve.replica import Replica, ServeOptions
@@ -44,6 +45,11 @@ def echo_app() -> FastAPI:
         if sandbox_id == "hold":  # stays open until the client or the server goes
             await websocket.receive()
         await websocket.close()
+
+    @app.get("/r/{sandbox_id}/{path:path}")
+    async def renderer(sandbox_id: str, path: str) -> Response:
+        status = 404 if path == "missing.js" else 200
+        return Response(f"// {sandbox_id} {path}", status_code=status)
 
     @app.get("/api/v1/sandboxes")
     async def listing() -> list[str]:
@@ -134,6 +140,25 @@ async def test_an_edit_on_the_listener_is_logged_without_its_token(
     [line] = [r.getMessage() for r in caplog.records if "(direct)" in r.getMessage()]
     assert line.startswith("POST /api/v1/sandboxes/sb_abc/execute 200 ")
     assert "secret-1" not in caplog.text
+
+
+async def test_a_renderer_request_is_logged_only_when_it_fails_or_is_slow(
+    listener: DirectListener, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = f"http://127.0.0.1:{listener.port}/r/sb_abc"
+    with caplog.at_level(logging.INFO, logger="ray.serve.direct"):
+        async with httpx.AsyncClient() as http:
+            served = [await http.get(f"{base}/src/{n}.js") for n in range(5)]
+            missing = await http.get(f"{base}/missing.js")
+            monkeypatch.setattr(direct, "_RENDERER_LOG_SLOWER_THAN", 0.0)
+            slow = await http.get(f"{base}/src/slow.js")
+    assert [reply.status_code for reply in served] == [200] * 5
+    assert (missing.status_code, slow.status_code) == (404, 200)
+    lines = [r.getMessage() for r in caplog.records if "(direct)" in r.getMessage()]
+    assert [line.split(" ")[:3] for line in lines] == [
+        ["GET", "/r/sb_abc/missing.js", "404"],
+        ["GET", "/r/sb_abc/src/slow.js", "200"],
+    ]
 
 
 async def test_starting_leaves_the_process_logging_alone() -> None:
