@@ -9,6 +9,7 @@ not something to work around.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,16 +114,25 @@ def _wait_prepared(bench: BenchService, run: StudioRun, registered: float, deadl
     """Registration -> ready, by the record's ``preparation`` (docs/preparation.md)."""
     assert run.repository_id is not None
     run.prepare_source = "repository record's preparation"
+    # When each step was first seen under way (polled, so to ~0.1 s): where prepare's time went.
+    seen: list[tuple[str, float]] = []
     while True:
         preparation = _record(bench, run.repository_id).get("preparation") or {}
         state = str(preparation.get("state"))
+        step = str(preparation.get("step") or state)
+        if not seen or seen[-1][0] != step:
+            seen.append((step, time.monotonic()))
         if state not in ("preparing", "pending"):
             error = preparation.get("error") or ""
             run.prepare_state = state if state != "failed" else f"failed: {error}"
             break
         _remaining(deadline)
-        time.sleep(0.25)
+        time.sleep(0.1)
     run.prepare_s = round(time.monotonic() - registered, 3)
+    steps = [(step, later - at) for (step, at), (_, later) in itertools.pairwise(seen)]
+    run.phases.append(
+        "prepare: " + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in steps if step)
+    )
 
 
 def _wait_ready_sandbox(bench: BenchService, repository_id: int, deadline: float) -> None:
