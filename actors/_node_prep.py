@@ -210,9 +210,17 @@ StepCallback = Callable[[PrepareStep], Awaitable[None]]
 class NodePreparer:
     """Prepares each node once, and once for each repository; see the module docstring."""
 
-    def __init__(self, backend: PrepBackend, registry: Registry | None = None) -> None:
+    def __init__(
+        self,
+        backend: PrepBackend,
+        registry: Registry | None = None,
+        *,
+        on_settled: Callable[[], None] | None = None,
+    ) -> None:
         self._backend = backend
         self._registry = registry
+        # Called (on the manager's loop) when the last preparation under way ends.
+        self._on_settled = on_settled
         # Per node: the template part's state (``failed: <why>`` when it failed).
         self._templates: dict[str, str] = {}
         # Per (node, repository name): its preparation there.
@@ -259,7 +267,7 @@ class NodePreparer:
             self._save(node.node_id, part)
         task = asyncio.create_task(self._prepare(replace(node, repositories=todo)))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._ended)
 
     async def ready(
         self, node: NodeWork, repository: RepositoryWork, on_step: StepCallback | None = None
@@ -326,6 +334,15 @@ class NodePreparer:
             if state.startswith(FAILED):
                 del self._templates[node_id]
         return forgotten
+
+    def preparing(self) -> bool:
+        """Whether any node's preparation is under way now."""
+        return bool(self._tasks)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._on_settled is not None and not self._closed and not self._tasks:
+            self._on_settled()
 
     def status(self) -> dict[str, dict[str, str]]:
         """Per node, the state of each part: ``preparing``, ``ready`` or ``failed: <why>``."""

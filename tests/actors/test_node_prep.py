@@ -329,3 +329,41 @@ async def test_a_create_waits_on_the_manager_for_the_preparation_and_fails_fast_
     finally:
         await manager.stop_preparing()
         manager.close()
+
+
+async def test_no_held_sandbox_starts_while_a_preparation_runs_and_one_starts_when_it_ends(
+    settings: StudioSettings, tmp_path: Path
+) -> None:
+    # A held sandbox's setup is seconds of CPU that the preparation someone waits on
+    # would otherwise have (docs/performance.md, the corpus).
+    backend = FakeBackend([node("n1")])
+    gate = asyncio.Event()
+    prepare = backend.prepare_node
+
+    async def gated(node_work: NodeWork) -> AsyncIterator[PrepReport]:
+        if node_work.repositories:
+            await gate.wait()
+        async for report in prepare(node_work):
+            yield report
+
+    backend.prepare_node = gated  # type: ignore[method-assign]
+    manager = StudioManager(settings.model_copy(update={"ready_sandboxes": 1}), backend)
+    try:
+        origin = make_repo(tmp_path / "repos" / "ui", {"src/Button.tsx": "export {}\n"})
+        await manager.register_repository("ui", path=str(origin))
+        assert manager.preparer.preparing()
+        await manager.reconcile()
+        await manager.reconcile()
+        await asyncio.sleep(0.05)
+        assert not backend.actors, "a held sandbox started beside the preparation"
+        assert manager.preparer.preparing()
+
+        gate.set()
+        # at the preparation's end, not at the next supervision pass
+        await until(lambda: bool(backend.actors))
+        assert not manager.preparer.preparing()
+        await until(lambda: len(manager.ready.held()) == 1)
+    finally:
+        await manager.cancel_setups()
+        await manager.stop_preparing()
+        manager.close()
