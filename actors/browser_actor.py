@@ -150,10 +150,11 @@ class BrowserActor:
                 # PSS: the pages Chromium's processes share (libraries, the V8 snapshot)
                 # counted once across them, not once per process as RSS counts them
                 memory = process.memory_full_info()
+                proportional = getattr(memory, "pss", memory.rss)
                 rss += memory.rss
-                pss += getattr(memory, "pss", memory.rss)
+                pss += proportional
                 kind = _process_kind(process.cmdline())
-                pss_by_kind[kind] = pss_by_kind.get(kind, 0) + getattr(memory, "pss", memory.rss)
+                pss_by_kind[kind] = pss_by_kind.get(kind, 0) + proportional
         return {
             "pid": os.getpid(),
             "browser_processes": len(chromium),

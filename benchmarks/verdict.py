@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import statistics
 import time
 from collections import Counter
 from typing import Any
@@ -227,14 +228,15 @@ def _browser_stats() -> dict[str, Any]:
     return stats
 
 
-def _slope(points: list[tuple[int, float]]) -> float:
-    """The least-squares slope of ``points`` (pages, MiB): what one more page adds."""
-    mean_x = sum(x for x, _ in points) / len(points)
-    mean_y = sum(y for _, y in points) / len(points)
-    spread = sum((x - mean_x) ** 2 for x, _ in points)
-    if not spread:  # one page count only (a page closed as the next opened): no line
-        return math.nan
-    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+def _line(points: list[tuple[int, float]]) -> tuple[float, float]:
+    """``(slope, start)`` of the least-squares line through ``points`` (pages, MiB): what
+    one more page adds, and the line at no page; NaN when every point has one page count
+    (a page closed as the next opened): no line."""
+    try:
+        slope, start = statistics.linear_regression(*zip(*points, strict=True))
+    except statistics.StatisticsError:
+        return math.nan, math.nan
+    return slope, start
 
 
 def browser_memory(ctx: RunContext) -> ScenarioResult:
@@ -283,8 +285,7 @@ def browser_memory(ctx: RunContext) -> ScenarioResult:
             loaded = _browser_stats()
             points.append((len(loaded["pages"]), loaded["browser_pss"] / MIB))
         pages = len(loaded["pages"])
-        slope = _slope(points)
-        start = points[-1][1] - slope * points[-1][0]
+        slope, start = _line(points)
         result.figures["pages"] = pages
         result.figures["with_pages_mib"] = round(loaded["browser_pss"] / MIB, 1)
         result.figures["with_pages_rss_mib"] = round(loaded["browser_rss"] / MIB, 1)
