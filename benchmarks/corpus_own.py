@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any
 from benchmarks._proc import free_port, kill_group, spawn_group, wait_for
 
 __all__ = [
+    "IndexFailing",
     "OwnStorybook",
     "StoryVisit",
     "counts_as_error",
@@ -101,13 +103,43 @@ def _storybook_argv(package: Path, root: Path, port: int) -> list[str]:
     raise RuntimeError("no storybook binary in node_modules/.bin (install failed?)")
 
 
-def _get_json(url: str) -> dict[str, Any] | None:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            value: dict[str, Any] = json.loads(response.read())
-            return value
-    except (OSError, ValueError):
-        return None
+# How long an index.json answering a server error is given to recover: Storybook 7
+# answers 500 for good when one docs file cannot be indexed (a file change would be
+# needed), and the run otherwise waits for the repository's whole timeout.
+INDEX_ERROR_GRACE_S = 20.0
+
+
+class IndexFailing:
+    """Storybook's ``/index.json`` answers: the JSON once it does, or its failure's
+    status and body while it fails (kept since the first failure in a row)."""
+
+    def __init__(self, url: str, *, clock: Any = time.monotonic) -> None:
+        self.url = url
+        self._clock = clock
+        self._failing_since: float | None = None
+
+    def poll(self, grace_s: float = INDEX_ERROR_GRACE_S) -> dict[str, Any] | None:
+        """The index, None while it is not there yet; RuntimeError with Storybook's own
+        message once it has answered a server error for ``grace_s`` seconds."""
+        try:
+            with urllib.request.urlopen(self.url, timeout=5) as response:
+                value: dict[str, Any] = json.loads(response.read())
+                self._failing_since = None
+                return value
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                return None
+            now = self._clock()
+            self._failing_since = self._failing_since or now
+            if now - self._failing_since >= grace_s:
+                body = exc.read().decode(errors="replace").strip().splitlines()
+                raise RuntimeError(
+                    f"its index.json answered {exc.code} for {grace_s:g} s: "
+                    + " ".join(line.strip() for line in body[:2])[:400]
+                ) from None
+            return None
+        except (OSError, ValueError):
+            return None
 
 
 def counts_as_error(text: str, url: str) -> bool:
@@ -187,12 +219,13 @@ def run_own_storybook(
     started = time.monotonic()
     process = spawn_group(_storybook_argv(package, root, port), package, log, env=env)
     context = browser.new_context()
+    index_json = IndexFailing(f"{base}/index.json")
     try:
 
         def indexed() -> dict[str, Any] | None:
             if process.poll() is not None:
                 raise RuntimeError(f"storybook dev exited with {process.returncode}: {_tail(log)}")
-            return _get_json(f"{base}/index.json")
+            return index_json.poll()
 
         index = wait_for(
             indexed, max(1.0, deadline - time.monotonic()), "storybook's index.json", 0.25

@@ -6,8 +6,12 @@ corpus folder; the full run is a benchmark (``python -m benchmarks corpus``).
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +36,13 @@ from benchmarks.corpus_manifest import (
     select,
     skip_reason,
 )
-from benchmarks.corpus_own import counts_as_error, index_stories, index_tests
+from benchmarks.corpus_own import (
+    INDEX_ERROR_GRACE_S,
+    IndexFailing,
+    counts_as_error,
+    index_stories,
+    index_tests,
+)
 from benchmarks.corpus_report import RepoResult, group_failures, ratios, write_corpus_results
 from benchmarks.corpus_stories import csf_exports, declared_stories, expand_groups, story_globs
 from benchmarks.corpus_studio import listed_stories
@@ -369,7 +379,15 @@ def test_results_merge_by_repository_and_the_table_lists_skipped_ones(tmp_path: 
         repo="acme/kit", status="skipped", reason="no git directory at /x/acme+kit.git"
     )
     write_corpus_results(tmp_path, [ok, skipped], machine=machine, now=now)
-    rerun = _result(declared=3, listed=3, rendered=3, own_rendered=3, first_create_s=1.0)
+    rerun = _result(
+        declared=3,
+        listed=3,
+        rendered=3,
+        own_rendered=3,
+        first_create_s=1.0,
+        second_create_s=1.1,
+        later_creates_s=[1.3, 1.1, 0.9],
+    )
     json_path, md_path = write_corpus_results(tmp_path, [rerun], machine=machine, now=now)
     document = json.loads(json_path.read_text())
     assert json_path.name == "corpus-2026-12-06.json"
@@ -381,6 +399,9 @@ def test_results_merge_by_repository_and_the_table_lists_skipped_ones(tmp_path: 
     assert "skipped: no git directory at /x/acme+kit.git" in table
     assert "3/3/3/3 | 1.00 |" in table
     assert "| **3.50** |" not in table and "| 1.00 |" in table
+    # the later creates' median in the row, each of them in the notes
+    assert "| 1.00 | **1.10** |" in table
+    assert "later creates: 1.30, 1.10, 0.90 s" in table
 
 
 def test_a_stale_lockfile_is_recognised_and_installed_unfrozen(tmp_path: Path) -> None:
@@ -436,3 +457,61 @@ def test_a_verdict_run_counts_answers_against_the_baseline() -> None:
     run.answers["runtime_error -> ok"] += 1
     assert run.wrong == 1
     assert VerdictRun().p50_s is None
+
+
+class _Index(http.server.BaseHTTPRequestHandler):
+    """Storybook's /index.json as a script says: each request takes the next answer."""
+
+    answers: list[tuple[int, bytes]] = []
+
+    def do_GET(self) -> None:
+        status, body = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _serving_index(answers: list[tuple[int, bytes]]) -> Iterator[str]:
+    handler = type("Index", (_Index,), {"answers": list(answers)})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/index.json"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_an_index_json_failing_for_good_stops_the_wait_with_storybooks_message() -> None:
+    unindexable = (
+        b"Unable to index ./src/Avatar/Avatar.mdx:\n  Error: Invariant failed: Could not find "
+        b'or load CSF file at path "./Avatar.stories"\n    at invariant (x.js:14:11)\n'
+    )
+    index = json.dumps({"v": 5, "entries": {}}).encode()
+    now = [100.0]
+    with _serving_index([(500, unindexable)]) as url:
+        failing = IndexFailing(url, clock=lambda: now[0])
+        assert failing.poll() is None  # the first failure: it may recover
+        now[0] += INDEX_ERROR_GRACE_S
+        with pytest.raises(RuntimeError) as raised:
+            failing.poll()
+    message = str(raised.value)
+    assert message.startswith(f"its index.json answered 500 for {INDEX_ERROR_GRACE_S:g} s: ")
+    assert "Unable to index ./src/Avatar/Avatar.mdx: Error: Invariant failed" in message
+    # A server error that recovers, and a server not there yet, are waited for.
+    answers = [(500, b"indexing"), (404, b""), (200, index)]
+    with _serving_index(answers) as url:
+        failing = IndexFailing(url, clock=lambda: now[0])
+        assert failing.poll() is None
+        now[0] += INDEX_ERROR_GRACE_S - 1
+        assert failing.poll() is None
+        now[0] += 5
+        assert failing.poll() == {"v": 5, "entries": {}}
+    assert IndexFailing("http://127.0.0.1:9/index.json").poll() is None
