@@ -149,6 +149,7 @@ def _studio(
                 + ("" if setup.get("status") == "ok" else f": {setup.get('output')}")
             )
     result.first_create_s, result.second_create_s = run.first_create_s, run.second_create_s
+    result.later_creates_s = list(run.later_creates_s)
     result.setup_create_s = run.setup_create_s
     result.notes.extend(run.phases)
     if run.verdicts is not None:

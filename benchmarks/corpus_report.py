@@ -50,7 +50,9 @@ class RepoResult:
     prepare_s: float | None = None
     prepare_state: str | None = None
     first_create_s: float | None = None
+    # the median of later_creates_s: creates after the first, each on a held sandbox
     second_create_s: float | None = None
+    later_creates_s: list[float] = field(default_factory=list)
     setup_create_s: float | None = None
     # edit -> render verdict on the first story's module (benchmarks/corpus_verdict.py)
     verdict_p50_s: float | None = None
@@ -178,7 +180,7 @@ def _studio_rows(repos: list[dict[str, Any]]) -> list[str]:
     """Both sides' table, with the issue's targets judged per repository."""
     lines = [
         "| repository | kind | status | stories decl/listed/studio/own | ratio | prepare | "
-        "1st create | 2nd create | set-up create | verdict p50/p99 (wrong) | "
+        "1st create | later creates | set-up create | verdict p50/p99 (wrong) | "
         "own install cold/warm | own dev -> story | dev/create | prep/cold | prep/warm |",
         "|---|---|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|",
     ]
@@ -226,8 +228,10 @@ def markdown(document: dict[str, Any]) -> str:
             "",
             header + "Stories: declared (CSF exports of main's globs) / listed in the studio / "
             "rendered in the studio / rendered in the repository's own Storybook (of its "
-            "index.json). Bold: a target of the issue missed (story ratio >= 1, create <= 2 s, "
-            "second <= 1 s, dev/create >= 5, prepare <= cold install, <= 0.3x warm install).",
+            "index.json). Later creates: the median of the creates after the first, each on a "
+            "held sandbox (each in the notes). Bold: a target of the issue missed (story "
+            "ratio >= 1, create <= 2 s, later creates <= 1 s, dev/create >= 5, prepare <= cold "
+            "install, <= 0.3x warm install).",
             "",
             *_studio_rows(repos),
         ]
@@ -236,6 +240,8 @@ def markdown(document: dict[str, Any]) -> str:
         items = [f"{entry['status']}: {entry['reason']}"] if entry.get("reason") else []
         items += [f"error: {' / '.join(e.splitlines()[:3])[:700]}" for e in entry.get("errors", [])]
         items += entry.get("notes", [])
+        if entry.get("later_creates_s"):
+            items.append(f"later creates: {', '.join(map(_fmt, entry['later_creates_s']))} s")
         if entry.get("prepare_state"):
             items.append(f"preparation: {entry['prepare_state']}")
         if items:
