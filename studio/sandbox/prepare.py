@@ -26,6 +26,8 @@ node's preparation task can report them while it runs
 (:mod:`actors._node_prep`) and a create waiting for it can show them. The
 last step reads the repository's story index with the studio plugin's own
 catalog code (``plugin/discover.mjs``): how many stories its page will list.
+Its process starts before the deps step and runs beside Vite's pre-bundle;
+the step waits for what is left of it.
 """
 
 from __future__ import annotations
@@ -209,22 +211,27 @@ def _prepare_studio_app(
             # Before the deps step: Vite's scan then sees the files the stories import.
             yield PrepareStep.SETUP
             _run_setup(settings, layout, worktree, studio_dir.parent, config)
-        seed = read_studio_config(studio_dir).get("depsSeedDir")
-        if isinstance(seed, str) and not Path(seed).is_dir():
-            yield PrepareStep.DEPS
-            server = ViteServer(
-                studio_dir.parent,
-                ports=ports,
-                pid_file=layout.pid_file(f"prepare-{scratch_id}"),
-                boundary=settings.boundary(),
-            )
-            try:
-                server.start(timeout=config.ready_timeout)
-                _wait_for_seed(server, Path(seed), seed_timeout)
-            finally:
-                server.close()
-        yield PrepareStep.STORIES
-        return Prepared(stories=_count_stories(studio_dir, worktree, settings.boundary()))
+        # The story index is read beside Vite's pre-bundle, not after it: one node
+        # process loading the repository's .storybook/main while the pre-bundle's
+        # rolldown threads and Vite's start take the other core (docs/performance.md,
+        # prepare).
+        with _StoryCount(studio_dir, worktree, settings.boundary()) as count:
+            seed = read_studio_config(studio_dir).get("depsSeedDir")
+            if isinstance(seed, str) and not Path(seed).is_dir():
+                yield PrepareStep.DEPS
+                server = ViteServer(
+                    studio_dir.parent,
+                    ports=ports,
+                    pid_file=layout.pid_file(f"prepare-{scratch_id}"),
+                    boundary=settings.boundary(),
+                )
+                try:
+                    server.start(timeout=config.ready_timeout)
+                    _wait_for_seed(server, Path(seed), seed_timeout)
+                finally:
+                    server.close()
+            yield PrepareStep.STORIES
+            return Prepared(stories=count.result())
     finally:
         ports.release_owner(scratch_id)
 
@@ -255,32 +262,51 @@ def _run_setup(
     )
 
 
-def _count_stories(studio_dir: Path, worktree: Path, boundary: Boundary, node: str = "node") -> int:
-    """How many stories the studio page of ``studio_dir`` lists (its plugin's catalog)."""
-    try:
-        result = subprocess.run(
-            # It loads the repository's .storybook/main: repository code, as Vite is,
-            # so inside the same boundary, with its worktree read-only.
-            boundary.wrap(
-                [node, "--input-type=module", "-e", _INDEX_SCRIPT],
+class _StoryCount:
+    """How many stories the studio page of ``studio_dir`` lists (its plugin's catalog),
+    read by a node process started on entry and waited for by :meth:`result`; a
+    process not waited for is killed on exit."""
+
+    def __init__(
+        self, studio_dir: Path, worktree: Path, boundary: Boundary, node: str = "node"
+    ) -> None:
+        try:
+            self._proc = subprocess.Popen(
+                # It loads the repository's .storybook/main: repository code, as Vite is,
+                # so inside the same boundary, with its worktree read-only.
+                boundary.wrap(
+                    [node, "--input-type=module", "-e", _INDEX_SCRIPT],
+                    cwd=studio_dir,
+                    readable=[worktree],
+                ),
                 cwd=studio_dir,
-                readable=[worktree],
-            ),
-            cwd=studio_dir,
-            env=tool_environment(),
-            capture_output=True,
-            text=True,
-            timeout=_INDEX_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ProcessStartError(f"reading the story index failed: {exc}", output=[]) from exc
-    if result.returncode != 0:
-        raise ProcessStartError(
-            f"reading the story index failed (node exited {result.returncode})",
-            output=(result.stdout + result.stderr).splitlines()[-50:],
-        )
-    return int(json.loads(result.stdout)["stories"])
+                env=tool_environment(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        except OSError as exc:
+            raise ProcessStartError(f"reading the story index failed: {exc}", output=[]) from exc
+
+    def __enter__(self) -> _StoryCount:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.communicate()
+
+    def result(self) -> int:
+        try:
+            stdout, stderr = self._proc.communicate(timeout=_INDEX_TIMEOUT)
+        except subprocess.TimeoutExpired as exc:
+            raise ProcessStartError(f"reading the story index failed: {exc}", output=[]) from exc
+        if self._proc.returncode != 0:
+            raise ProcessStartError(
+                f"reading the story index failed (node exited {self._proc.returncode})",
+                output=(stdout + stderr).splitlines()[-50:],
+            )
+        return int(json.loads(stdout)["stories"])
 
 
 def _wait_for_seed(server: ViteServer, seed: Path, timeout: float) -> None:

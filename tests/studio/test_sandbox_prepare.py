@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from studio.layout import StateLayout
 from studio.messages import PrepareStep
 from studio.models import RepositorySource
 from studio.ports import PortAllocator
+from studio.sandbox import prepare as prepare_module
 from studio.sandbox import prepare_repository, prepare_repository_steps, prepare_template
 from studio.vite import SHELL_FILE, read_studio_config
 from studio.vite.deps import SEED_ROOT, template_fingerprint
@@ -154,21 +156,35 @@ def test_a_base_branch_that_does_not_exist_fails_and_leaves_nothing(
 
 
 def test_the_steps_are_announced_in_order_and_the_story_index_is_counted(
-    settings: StudioSettings, template: Path, origin: Path
+    settings: StudioSettings, template: Path, origin: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     node = settings.model_copy(update={"template_dir": template})
     steps = prepare_repository_steps(
         node, RepositorySource(name="ui-kit", source=str(origin)), node.default_config()
     )
-    seen: list[PrepareStep] = []
+    seen: list[PrepareStep | str] = []
+
+    class SeenStarting(prepare_module._StoryCount):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            seen.append("index read from here")
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(prepare_module, "_StoryCount", SeenStarting)
     while True:
         try:
             seen.append(next(steps))
         except StopIteration as done:
             prepared = done.value
             break
-    # This template's seed is new: Vite pre-bundles it (the deps step) before the index.
-    assert seen == [PrepareStep.MIRROR, PrepareStep.INSTALL, PrepareStep.DEPS, PrepareStep.STORIES]
+    # This template's seed is new: Vite pre-bundles it (the deps step), the story index
+    # read beside it by a process started before it.
+    assert seen == [
+        PrepareStep.MIRROR,
+        PrepareStep.INSTALL,
+        "index read from here",
+        PrepareStep.DEPS,
+        PrepareStep.STORIES,
+    ]
     # Every named export of the ui-kit's stories files is a story on its page.
     declared = sum(
         len(re.findall(r"^export const \w+", path.read_text(), re.MULTILINE))
@@ -177,3 +193,30 @@ def test_the_steps_are_announced_in_order_and_the_story_index_is_counted(
     assert declared > 0
     assert prepared.stories == declared
     _assert_nothing_left(node, origin)
+
+
+def test_the_story_index_process_says_why_it_failed_and_is_never_left_running(
+    tmp_path: Path,
+) -> None:
+    from studio.errors import ProcessStartError
+    from studio.process.boundary import Boundary
+
+    studio_dir = tmp_path / "studio"
+    studio_dir.mkdir()
+    # A "node" that fails as a broken .storybook/main makes it fail, and one that hangs.
+    failing = tmp_path / "failing-node"
+    failing.write_text("#!/bin/sh\necho 'SyntaxError: main.ts: Unexpected token' >&2\nexit 3\n")
+    hanging = tmp_path / "hanging-node"
+    hanging.write_text("#!/bin/sh\nexec sleep 300\n")
+    for script in (failing, hanging):
+        script.chmod(0o755)
+    boundary = Boundary()  # none: the fakes need no namespace
+    with prepare_module._StoryCount(studio_dir, tmp_path, boundary, node=str(failing)) as count:
+        with pytest.raises(ProcessStartError) as raised:
+            count.result()
+    assert "node exited 3" in str(raised.value)
+    assert "SyntaxError: main.ts: Unexpected token" in raised.value.details["output"]
+    with prepare_module._StoryCount(studio_dir, tmp_path, boundary, node=str(hanging)) as count:
+        proc = count._proc
+    # Left without its result (a preparation whose deps step failed): killed, reaped.
+    assert proc.returncode == -9
