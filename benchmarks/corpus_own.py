@@ -181,6 +181,7 @@ def visit_own_story(page: Any, base: str, story_id: str) -> StoryVisit:
         try:
             page.goto(f"{base}/iframe.html?id={story_id}&viewMode=story", timeout=STORY_TIMEOUT_MS)
             page.wait_for_selector(_SHOWN, state="attached", timeout=STORY_TIMEOUT_MS)
+            visit.drawn_at = time.monotonic()
             page.wait_for_timeout(_SETTLE_MS)
             if page.locator("body.sb-show-errordisplay").count():
                 message = page.locator("#error-message").inner_text(timeout=2000).strip()
@@ -237,14 +238,25 @@ def run_own_storybook(
             return result
         page = context.new_page()
         first = visit_own_story(page, base, result.indexed[0])
-        result.start_to_first_story_s = round(time.monotonic() - started, 3)
+        # Taken when it was drawn (or its error shown), before the settle wait, as the
+        # studio's creates are; none when the page never showed it.
+        if first.drawn_at is not None:
+            result.start_to_first_story_s = round(first.drawn_at - started, 3)
         result.visits.append(first)
         if visit_all:
             for story_id in result.indexed[1:]:
+                if process.poll() is not None:
+                    break
                 if time.monotonic() > deadline:
                     result.error = f"out of time after {len(result.visits)} stories"
                     break
                 result.visits.append(visit_own_story(page, base, story_id))
+        if process.poll() is not None:
+            # Its stories then fail to connect: the row says why, from its own output.
+            result.error = (
+                f"storybook dev exited with {process.returncode} while its stories were "
+                f"visited: {_tail(log)}"
+            )
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
