@@ -127,6 +127,7 @@ def test_npm_and_yarn_ignore_dependency_scripts_unless_allowed(tmp_path):
     ]
     assert command.env["YARN_ENABLE_SCRIPTS"] == "false"
     assert command.env["YARN_NODE_LINKER"] == "node-modules"
+    assert command.env["YARN_NM_MODE"] == "hardlinks-global"
     assert install_command(berry, allow_scripts=True).env["YARN_ENABLE_SCRIPTS"] == "true"
 
 
@@ -237,6 +238,12 @@ def test_a_failing_install_script_does_not_stop_the_install(tmp_path, manager):
     assert not installed.scripts and installed.warnings == ()
     assert installed.link_into(root) == [root / "node_modules"]
     assert _uses_the_dependency(root) == "usable"
+    if manager is Manager.YARN_BERRY:
+        # Its files are links into Yarn's content store, not unpacked again.
+        store = tmp_path / "pkg" / "yarn-berry" / "store"
+        module = installed.entry / "node_modules" / "fails-to-download" / "index.js"
+        assert module.stat().st_nlink >= 2
+        assert any(f.stat().st_ino == module.stat().st_ino for f in store.rglob("*.dat"))
     # An operator who allows scripts: the script fails, the install is made without them.
     allowed = ensure_install(
         root, cache, InstallOptions(allow_scripts=True, package_cache=tmp_path / "pkg")
