@@ -211,9 +211,9 @@ def test_the_story_index_process_says_why_it_failed_and_is_never_left_running(
     for script in (failing, hanging):
         script.chmod(0o755)
     boundary = Boundary()  # none: the fakes need no namespace
-    with prepare_module._StoryCount(studio_dir, tmp_path, boundary, node=str(failing)) as count:
-        with pytest.raises(ProcessStartError) as raised:
-            count.result()
+    failing_count = prepare_module._StoryCount(studio_dir, tmp_path, boundary, node=str(failing))
+    with failing_count as count, pytest.raises(ProcessStartError) as raised:
+        count.result()
     assert "node exited 3" in str(raised.value)
     assert "SyntaxError: main.ts: Unexpected token" in raised.value.details["output"]
     with prepare_module._StoryCount(studio_dir, tmp_path, boundary, node=str(hanging)) as count:
