@@ -110,8 +110,8 @@ INDEX_ERROR_GRACE_S = 20.0
 
 
 class IndexFailing:
-    """Storybook's ``/index.json`` answers: the JSON once it does, or its failure's
-    status and body while it fails (kept since the first failure in a row)."""
+    """Polls Storybook's ``/index.json``: the index once it answers, None until then,
+    and Storybook's own message once it has answered server errors for too long."""
 
     def __init__(self, url: str, *, clock: Any = time.monotonic) -> None:
         self.url = url

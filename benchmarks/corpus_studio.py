@@ -26,8 +26,8 @@ __all__ = ["StudioRun", "first_story", "listed_stories", "run_in_studio"]
 
 STORY_TIMEOUT_MS = 30_000
 # Creates after the first, each taking the held sandbox set up after the one before:
-# the row's "second create" is their median (one page load on a shared machine
-# varies by a factor of two: 1.01-1.96 s in one run).
+# the row's "later creates" is their median (a single page load moved a row by
+# 0.2-0.5 s between runs on a shared machine).
 LATER_CREATES = 3
 _SETTLE_MS = 300
 _CANVAS_DONE = """([component, story]) => {

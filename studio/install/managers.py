@@ -272,7 +272,7 @@ def install_command(
             # node_modules' files hard-linked from Yarn's content store in its global
             # folder instead of unpacked from each zip again: intro-storybook-react-template's
             # warm install 3.8-4.4 s against 5.7-15.4 s (docs/installs.md). Yarn downgrades
-            # the mode itself where the index is on another filesystem; the links are
+            # the mode itself where the store is on another filesystem; the links are
             # sealed with the rest of the entry (studio.install.seal), as the npm store's are.
             "YARN_NM_MODE": "hardlinks-global",
             "YARN_ENABLE_PROGRESS_BARS": "false",

@@ -214,7 +214,7 @@ def _prepare_studio_app(
         # The story index is read beside Vite's pre-bundle, not after it: one node
         # process loading the repository's .storybook/main while the pre-bundle's
         # rolldown threads and Vite's start take the other core (docs/performance.md,
-        # prepare).
+        # the corpus runs of 2026-12-07).
         with _StoryCount(studio_dir, worktree, settings.boundary()) as count:
             seed = read_studio_config(studio_dir).get("depsSeedDir")
             if isinstance(seed, str) and not Path(seed).is_dir():
