@@ -16,7 +16,7 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from typing import Any
 from benchmarks._proc import free_port, kill_group, spawn_group, wait_for
 
 __all__ = [
-    "IndexFailing",
+    "IndexPoller",
     "OwnStorybook",
     "StoryVisit",
     "counts_as_error",
@@ -109,11 +109,11 @@ def _storybook_argv(package: Path, root: Path, port: int) -> list[str]:
 INDEX_ERROR_GRACE_S = 20.0
 
 
-class IndexFailing:
+class IndexPoller:
     """Polls Storybook's ``/index.json``: the index once it answers, None until then,
     and Storybook's own message once it has answered server errors for too long."""
 
-    def __init__(self, url: str, *, clock: Any = time.monotonic) -> None:
+    def __init__(self, url: str, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.url = url
         self._clock = clock
         self._failing_since: float | None = None
@@ -130,7 +130,8 @@ class IndexFailing:
             if exc.code < 500:
                 return None
             now = self._clock()
-            self._failing_since = self._failing_since or now
+            if self._failing_since is None:
+                self._failing_since = now
             if now - self._failing_since >= grace_s:
                 body = exc.read().decode(errors="replace").strip().splitlines()
                 raise RuntimeError(
@@ -220,7 +221,7 @@ def run_own_storybook(
     started = time.monotonic()
     process = spawn_group(_storybook_argv(package, root, port), package, log, env=env)
     context = browser.new_context()
-    index_json = IndexFailing(f"{base}/index.json")
+    index_json = IndexPoller(f"{base}/index.json")
     try:
 
         def indexed() -> dict[str, Any] | None:

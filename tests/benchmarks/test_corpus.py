@@ -38,7 +38,7 @@ from benchmarks.corpus_manifest import (
 )
 from benchmarks.corpus_own import (
     INDEX_ERROR_GRACE_S,
-    IndexFailing,
+    IndexPoller,
     counts_as_error,
     index_stories,
     index_tests,
@@ -497,7 +497,7 @@ def test_an_index_json_failing_for_good_stops_the_wait_with_storybooks_message()
     index = json.dumps({"v": 5, "entries": {}}).encode()
     now = [100.0]
     with _serving_index([(500, unindexable)]) as url:
-        failing = IndexFailing(url, clock=lambda: now[0])
+        failing = IndexPoller(url, clock=lambda: now[0])
         assert failing.poll() is None  # the first failure: it may recover
         now[0] += INDEX_ERROR_GRACE_S
         with pytest.raises(RuntimeError) as raised:
@@ -508,10 +508,10 @@ def test_an_index_json_failing_for_good_stops_the_wait_with_storybooks_message()
     # A server error that recovers, and a server not there yet, are waited for.
     answers = [(500, b"indexing"), (404, b""), (200, index)]
     with _serving_index(answers) as url:
-        failing = IndexFailing(url, clock=lambda: now[0])
+        failing = IndexPoller(url, clock=lambda: now[0])
         assert failing.poll() is None
         now[0] += INDEX_ERROR_GRACE_S - 1
         assert failing.poll() is None
         now[0] += 5
         assert failing.poll() == {"v": 5, "entries": {}}
-    assert IndexFailing("http://127.0.0.1:9/index.json").poll() is None
+    assert IndexPoller("http://127.0.0.1:9/index.json").poll() is None

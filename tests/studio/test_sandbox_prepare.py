@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 
 from studio.config import StudioSettings
-from studio.errors import InvalidConfig, MissingBaseBranch
+from studio.errors import InvalidConfig, MissingBaseBranch, ProcessStartError
 from studio.install.cache import ensure_node_modules
 from studio.layout import StateLayout
 from studio.messages import PrepareStep
 from studio.models import RepositorySource
 from studio.ports import PortAllocator
+from studio.process.boundary import Boundary
 from studio.sandbox import prepare as prepare_module
 from studio.sandbox import prepare_repository, prepare_repository_steps, prepare_template
 from studio.vite import SHELL_FILE, read_studio_config
@@ -198,9 +199,6 @@ def test_the_steps_are_announced_in_order_and_the_story_index_is_counted(
 def test_the_story_index_process_says_why_it_failed_and_is_never_left_running(
     tmp_path: Path,
 ) -> None:
-    from studio.errors import ProcessStartError
-    from studio.process.boundary import Boundary
-
     studio_dir = tmp_path / "studio"
     studio_dir.mkdir()
     # A "node" that fails as a broken .storybook/main makes it fail, and one that hangs.
