@@ -68,13 +68,23 @@ def _switches() -> StudioSettings | None:
 def preload() -> None:
     """Prepare a sandbox actor's worker: its modules, serialization context and Vite standby.
 
-    Any other worker is left as it is.
+    Any other worker is left as it is. A sandbox worker says when its preload
+    is over (:func:`actors.ray_internals.mark_preloaded`): the raylet counts
+    the worker as idle before the preload runs, and the warm pool counts a
+    spare as booted once its preload's CPU is spent too.
     """
     if not is_sandbox_worker():
         return
     switches = _switches()
     if switches is None or not switches.worker_preload:
         return
+    try:
+        _prepare(switches)
+    finally:
+        _mark_preloaded()
+
+
+def _prepare(switches: StudioSettings) -> None:
     for name in _SANDBOX_MODULES:
         try:
             importlib.import_module(name)
@@ -96,6 +106,18 @@ def preload() -> None:
         _standby.prestart()
     except Exception:
         logger.exception("starting a vite standby failed")
+
+
+def _mark_preloaded() -> None:
+    """Say the preload is over, in a worker (a driver calling the preload has no spare to
+    count); only logged when the GCS cannot be told."""
+    try:
+        from actors import ray_internals
+
+        if ray_internals.is_worker_process():
+            ray_internals.mark_preloaded()
+    except Exception:
+        logger.exception("saying the preload is over failed")
 
 
 preload()

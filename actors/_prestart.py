@@ -37,6 +37,7 @@ __all__ = [
     "PRELOAD_MODULE",
     "RAY_SYSTEM_CONFIG",
     "idle_workers",
+    "preloading_workers",
     "prestart_workers",
 ]
 
@@ -57,11 +58,11 @@ RAY_SYSTEM_CONFIG: dict[str, Any] = ray_internals.raylet_config(
 _warned = False
 
 
-def _warn_once(what: str, exc: Exception) -> None:
+def _warn_once(what: str, exc: Exception, outcome: str = "actors start cold") -> None:
     global _warned
     if not _warned:
         _warned = True
-        logger.warning("%s (actors start cold): %s", what, exc)
+        logger.warning("%s (%s): %s", what, outcome, exc)
 
 
 def prestart_workers(node_id: str, count: int = 1, keep_alive: int = KEEP_ALIVE_SECONDS) -> bool:
@@ -80,6 +81,16 @@ def prestart_workers(node_id: str, count: int = 1, keep_alive: int = KEEP_ALIVE_
     except Exception as exc:  # best effort: without a spare the actor starts cold
         _warn_once("cannot prestart Ray workers", exc)
         return False
+
+
+def preloading_workers(node_id: str) -> int | None:
+    """How many spares on ``node_id`` are still in their preload; None when the raylet or
+    the GCS cannot say (:func:`actors.ray_internals.preloading_python_workers`)."""
+    try:
+        return ray_internals.preloading_python_workers(node_id)
+    except Exception as exc:
+        _warn_once("cannot tell whether Ray workers preloaded", exc, "spares count as booted")
+        return None
 
 
 def idle_workers(node_id: str) -> int | None:

@@ -24,7 +24,7 @@ from ray import ObjectRefGenerator
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors._node_prep import NodeWork, PrepReport, prepare_task
-from actors._prestart import idle_workers, prestart_workers
+from actors._prestart import idle_workers, preloading_workers, prestart_workers
 from actors.ray_errors import (
     ActorGone,
     ActorUnresponsive,
@@ -122,6 +122,10 @@ class ClusterBackend(Protocol):
 
     async def prestart_workers(self, node_id: str, count: int) -> None:
         """Ask ``node_id`` to boot ``count`` spare workers for the next actors (best effort)."""
+        ...
+
+    async def preloading_workers(self, node_id: str) -> int | None:
+        """Spares on ``node_id`` whose preload is not over (the warm pool); None when unknown."""
         ...
 
     def prepare_node(self, work: NodeWork) -> AsyncIterator[PrepReport]:
@@ -292,6 +296,9 @@ class RayBackend:
 
     async def prestart_workers(self, node_id: str, count: int) -> None:
         await asyncio.to_thread(prestart_workers, node_id, count)
+
+    async def preloading_workers(self, node_id: str) -> int | None:
+        return await asyncio.to_thread(preloading_workers, node_id)
 
     async def prepare_node(self, work: NodeWork) -> AsyncIterator[PrepReport]:
         strategy = NodeAffinitySchedulingStrategy(node_id=work.node_id, soft=False)

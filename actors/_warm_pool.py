@@ -12,7 +12,9 @@ started (their first page loads), which is when a pool is refilled. Nothing
 is filled while creations are under way on the node (a boot would take CPU
 from them); the last one to end schedules a fill ``delay`` seconds later. The
 count comes from the raylet (:func:`actors._prestart.idle_workers`); a raylet
-that cannot say gets one spare, as before the pool existed.
+that cannot say gets one spare, as before the pool existed. The raylet counts
+a spare before its preload ran, so a boot is over only once the spare says
+its preload is (:meth:`WarmPool._until_preloaded`).
 
 Nor does a boot start while the node's sandboxes are busy: each edit a
 sandbox answers is :meth:`WarmPool.activity` on its node, and a fill waits
@@ -44,6 +46,10 @@ class PoolBackend(Protocol):
 
     async def prestart_workers(self, node_id: str, count: int) -> None:
         """Ask ``node_id`` to boot ``count`` spare workers (best effort)."""
+        ...
+
+    async def preloading_workers(self, node_id: str) -> int | None:
+        """Never-used workers on ``node_id`` whose preload is not over; None when unknown."""
         ...
 
 
@@ -209,6 +215,7 @@ class WarmPool:
                 if not await self._count_moved(node_id, idle):
                     logger.info("no spare worker booted on %s in time; filling later", node_id)
                     return
+                await self._until_preloaded(node_id)
         except asyncio.CancelledError:
             raise
         except Exception:  # best effort: a sandbox without a spare boots its own worker
@@ -225,6 +232,24 @@ class WarmPool:
             if busy_for <= 0 or now >= deadline:
                 return
             await asyncio.sleep(min(busy_for, deadline - now, self._poll))
+
+    async def _until_preloaded(self, node_id: str) -> None:
+        """Wait until no spare of ``node_id`` is still in its preload, a creation started
+        there, or ``boot_timeout`` s passed.
+
+        The raylet counts a spare once it registered; its preload (the sandbox's
+        modules, the serialization context) runs after, for 0.6 to 0.8 s of a
+        core here. A page load beside it loses that CPU, so the boot is over
+        (and :meth:`settled` returns) only when the preload is too.
+        """
+        deadline = time.monotonic() + self._boot_timeout
+        while not self._closed and not self._creating.get(node_id):
+            if not await self._backend.preloading_workers(node_id):  # none, or unknown
+                return
+            if time.monotonic() >= deadline:
+                logger.info("a spare worker on %s is still preloading; not waiting", node_id)
+                return
+            await asyncio.sleep(self._poll)
 
     async def _count_moved(self, node_id: str, before: int) -> bool:
         """Wait until the idle count moves from ``before`` (a spare registered, or one was taken).

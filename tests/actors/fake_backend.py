@@ -10,6 +10,7 @@ answer, one whose calls raise, a setup that fails, a node that dies.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -180,6 +181,9 @@ class FakeBackend:
         # spare boots at once and each new actor takes one. None: the raylet cannot say.
         self.prestarts: list[str] = []
         self.idle: dict[str, int] | None = {}
+        # How long each prestarted worker preloads after it registered (counted at once).
+        self.preload_s = 0.0
+        self.preloads_end: dict[str, list[float]] = {}
         # Node preparations asked for, and what the next one raises (then None again).
         self.preparations: list[NodeWork] = []
         self.next_prepare_error: Exception | None = None
@@ -244,6 +248,12 @@ class FakeBackend:
         self.prestarts.extend([node_id] * count)
         if self.idle is not None:
             self.idle[node_id] = self.idle.get(node_id, 0) + count
+        end = time.monotonic() + self.preload_s
+        self.preloads_end.setdefault(node_id, []).extend([end] * count)
+
+    async def preloading_workers(self, node_id: str) -> int | None:
+        now = time.monotonic()
+        return sum(1 for end in self.preloads_end.get(node_id, []) if end > now)
 
     async def scan_node(self, node_id: str, state_dir: str) -> NodeScan:
         self.scans.append((node_id, state_dir))

@@ -81,6 +81,17 @@ _CHILD = textwrap.dedent(
         found["idle_after_others"] = _prestart.idle_workers(node_id)
         sandbox = SandboxLike.options(runtime_env=sandbox_runtime_env()).remote()
         found["sandbox"] = ray.get(sandbox.report.remote(), timeout=120)
+        # One more spare: counted by the raylet before its preload is over, which it says.
+        before = _prestart.idle_workers(node_id)
+        _prestart.prestart_workers(node_id)
+        deadline = time.monotonic() + 120
+        while _prestart.idle_workers(node_id) == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        preloading = [_prestart.preloading_workers(node_id)]
+        while preloading[-1] != 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+            preloading.append(_prestart.preloading_workers(node_id))
+        found["preloading"] = preloading
         print("FOUND " + json.dumps(found))
     finally:
         ray.shutdown()
@@ -121,6 +132,9 @@ def test_only_a_sandbox_worker_is_prepared_and_a_sandbox_actor_lands_on_the_spar
     assert sandbox["pid"] == spares[0], "the sandbox actor did not land on the spare"
     assert sandbox["sandbox_modules"] is True
     assert sandbox["standby"] is True and len(sandbox["children"]) >= 1
+    # The second spare was counted while it preloaded, and said when it was done.
+    preloading = found["preloading"]
+    assert isinstance(preloading, list) and preloading[0] == 1 and preloading[-1] == 0, found
 
 
 def test_the_preload_does_nothing_outside_a_sandbox_worker(

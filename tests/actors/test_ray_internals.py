@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import ray
+from ray.experimental import internal_kv
 
 from actors import ray_internals
 from actors._prestart import RAY_SYSTEM_CONFIG
@@ -25,6 +26,11 @@ MODULE_ATTRIBUTES = {
     "ray._private.worker": ["global_worker"],
     "ray._private.state": ["state"],
     "ray._private.utils": ["get_runtime_env_info"],
+    "ray.experimental.internal_kv": [
+        "_internal_kv_put",
+        "_internal_kv_list",
+        "_internal_kv_del",
+    ],
     "ray._private.authentication.grpc_authentication_client_interceptor": [
         "_get_authentication_metadata_tuple"
     ],
@@ -45,7 +51,12 @@ RAYLET_METHODS = {
 MESSAGE_FIELDS = {
     ("ray.core.generated.node_manager_pb2", "GetNodeStatsReply"): ["core_workers_stats"],
     ("ray.core.generated.runtime_environment_pb2", "RuntimeEnvInfo"): ["serialized_runtime_env"],
-    ("ray.core.generated.common_pb2", "CoreWorkerStats"): ["worker_type", "job_id", "actor_id"],
+    ("ray.core.generated.common_pb2", "CoreWorkerStats"): [
+        "worker_type",
+        "job_id",
+        "actor_id",
+        "worker_id",
+    ],
 }
 # What it calls on the worker object and on the GCS's state.
 WORKER_METHODS = ["get_serialization_context"]
@@ -101,6 +112,10 @@ class InWorker:
         ray_internals.make_serialization_context()
         return {"worker": ray_internals.is_worker_process()}
 
+    def say_preloaded(self) -> str:
+        ray_internals.mark_preloaded()
+        return ray.get_runtime_context().get_worker_id()
+
 
 @pytest.mark.ray
 def test_the_worker_side_functions_run_in_a_worker_and_tell_it_from_a_driver(
@@ -112,6 +127,34 @@ def test_the_worker_side_functions_run_in_a_worker_and_tell_it_from_a_driver(
         assert ray.get(actor.check.remote(), timeout=120) == {"worker": True}
     finally:
         ray.kill(actor)
+
+
+def preloaded_keys(node_id: str) -> list[str]:
+    found = internal_kv._internal_kv_list(
+        f"{node_id}:", namespace=ray_internals._PRELOADED_NAMESPACE
+    )
+    return sorted(key.decode() for key in found)
+
+
+@pytest.mark.ray
+def test_a_worker_says_its_preload_is_over_and_a_gone_workers_word_is_forgotten(
+    ray_session: None,
+) -> None:
+    node_id = ray.get_runtime_context().get_node_id()
+    actor = InWorker.remote()  # type: ignore[attr-defined]
+    try:
+        worker_id = ray.get(actor.say_preloaded.remote(), timeout=120)
+        assert f"{node_id}:{worker_id}" in preloaded_keys(node_id)
+        # A worker with an actor is not a spare: not counted, whatever it said.
+        assert ray_internals.preloading_python_workers(node_id) == 0
+    finally:
+        ray.kill(actor)
+    deadline = time.monotonic() + 60
+    while f"{node_id}:{worker_id}" in preloaded_keys(node_id):
+        assert time.monotonic() < deadline, "a gone worker's word was kept"
+        assert ray_internals.preloading_python_workers(node_id) is not None
+        time.sleep(0.2)
+    assert ray_internals.preloading_python_workers("ab" * 28) is None  # no such node
 
 
 @pytest.mark.ray

@@ -201,6 +201,49 @@ async def test_work_holds_fills_without_taking_a_slot_and_settled_waits_for_the_
     await asyncio.wait_for(warm.settled("n1"), timeout=1)  # nothing due: at once
 
 
+async def test_a_boot_is_over_once_the_spare_preloaded_and_the_next_waits_for_it(
+    backend: FakeBackend,
+) -> None:
+    # The raylet counts a spare before its preload runs (actors.ray_internals.mark_preloaded):
+    # settled returns, and the next spare is asked for, only once the preload is over.
+    backend.preload_s = 0.3
+    prestarted_at: list[float] = []
+    prestart = backend.prestart_workers
+
+    async def timed(node_id: str, count: int) -> None:
+        prestarted_at.append(asyncio.get_running_loop().time())
+        await prestart(node_id, count)
+
+    backend.prestart_workers = timed  # type: ignore[method-assign]
+    warm = pool(backend, 2)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    warm.keep({"n1": 2})
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(warm.settled("n1"), timeout=5)
+    assert loop.time() - began >= 0.6  # two preloads, one after the other
+    assert len(prestarted_at) == 2 and prestarted_at[1] - prestarted_at[0] >= 0.3
+    assert await backend.preloading_workers("n1") == 0
+
+
+async def test_a_creation_ends_the_wait_for_a_preload_and_a_stuck_one_is_waited_for_no_more(
+    backend: FakeBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="actors._warm_pool")
+    backend.preload_s = 30.0
+    warm = pool(backend, 1, boot_timeout=0.2)
+    warm.keep({"n1": 2})
+    await asyncio.wait_for(warm.settled("n1"), timeout=5)  # the boot timeout, not 30 s
+    assert "still preloading" in caplog.text
+    backend.idle = {"n1": 0}
+    warm = pool(backend, 1, boot_timeout=10.0)
+    warm.keep({"n1": 2})
+    await asyncio.sleep(0.05)
+    assert warm._fills  # waiting on the preload
+    warm.creation_started("n1")
+    await settled(warm)  # well before the boot timeout
+
+
 async def edits(warm: WarmPool, node_id: str, seconds: float, every: float = 0.05) -> None:
     """A sandbox of ``node_id`` answering edits one after the other for ``seconds``."""
     loop = asyncio.get_running_loop()
