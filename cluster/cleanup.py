@@ -8,9 +8,11 @@ Run it on a cluster with::
 (with Ray's token auth on, export ``RAY_AUTH_MODE=token`` first, as for any
 ``ray`` command). It
 
-1. asks the manager for every sandbox; tears down, through the manager, the
-   FAILED ones and those inactive for longer than ``--idle-hours`` (default:
-   the service's ``timeout_hours``);
+1. asks the manager for every sandbox, the held ones (``ready_sandboxes``)
+   included; tears down, through the manager, the FAILED ones and users'
+   sandboxes inactive for longer than ``--idle-hours`` (default: the
+   service's ``timeout_hours``). A held sandbox waits for a create by design:
+   it stays (the manager replaces one whose branch moved);
 2. kills named ``sandbox:*`` actors the registry has no live sandbox for;
 3. runs :func:`cluster.sweep.sweep_node` on every alive node (one task pinned
    to each): Vite processes, worktrees and ``.studio/`` dirs of sandboxes that
@@ -38,7 +40,7 @@ from cluster.sweep import sweep_node
 from studio.config import load_settings
 from studio.errors import StudioError
 from studio.models import SandboxInfo
-from studio.naming import ACTOR_NAMESPACE, MANAGER_ACTOR_NAME, SANDBOX_ID_PATTERN
+from studio.naming import ACTOR_NAMESPACE, MANAGER_ACTOR_NAME, READY_OWNER, SANDBOX_ID_PATTERN
 from studio.state import TERMINAL_STATES, SandboxState
 
 __all__ = ["CleanupPlan", "main", "plan_teardowns", "run_cleanup"]
@@ -62,16 +64,21 @@ class CleanupPlan:
 def plan_teardowns(
     sandboxes: Sequence[SandboxInfo], *, idle_seconds: float, now: datetime
 ) -> CleanupPlan:
-    """FAILED and idle sandboxes go (id -> reason); the other non-ended ones are live."""
+    """FAILED and idle sandboxes go (id -> reason); the other non-ended ones are live.
+
+    A held sandbox (nobody's yet, :mod:`actors._ready`) is never idle: its last
+    activity is its setup, and waiting is what it is for.
+    """
     teardown: dict[str, str] = {}
     live: set[str] = set()
     for sandbox in sandboxes:
         if sandbox.status in TERMINAL_STATES:
             continue
         idle = (now - sandbox.last_activity).total_seconds()
+        held = sandbox.owner == READY_OWNER
         if sandbox.status is SandboxState.FAILED:
             teardown[sandbox.id] = "failed"
-        elif sandbox.status in _CULLABLE and idle > idle_seconds:
+        elif sandbox.status in _CULLABLE and idle > idle_seconds and not held:
             teardown[sandbox.id] = f"idle for {idle / 3600:.2f} h"
         else:
             live.add(sandbox.id)
@@ -141,8 +148,9 @@ def run_cleanup(
     """One cleanup pass on the connected cluster; the JSON summary (``errors`` lists failures)."""
     manager = _manager()
     hours = idle_hours if idle_hours is not None else load_settings().timeout_hours
+    # The held ones too: their actors, worktrees and Vites are not orphans.
     sandboxes: list[SandboxInfo] = ray.get(
-        manager.list_sandboxes.remote(None, True), timeout=CALL_TIMEOUT
+        manager.list_sandboxes.remote(None, True, True), timeout=CALL_TIMEOUT
     )
     plan = plan_teardowns(sandboxes, idle_seconds=hours * 3600, now=datetime.now(UTC))
     summary: dict[str, Any] = {

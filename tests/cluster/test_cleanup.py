@@ -4,7 +4,8 @@ The node's state dir holds a running sandbox made through the manager, and
 what dead sandboxes left (``tests.cluster.planting``) plus a named
 ``sandbox:*`` actor the registry never heard of. A dry run changes nothing; a
 pass removes the orphans and keeps the live sandbox; a pass with a tiny idle
-limit tears the sandbox down through the manager. Every branch stays.
+limit tears the sandbox down through the manager. Every branch stays. A held
+sandbox (``ready_sandboxes``: set up ahead of a create) is none of those.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import psutil
 import pytest
 import ray
 
-from actors.handles import kill_manager, start_manager
+from actors.handles import kill_manager, sandbox_handle, start_manager
 from cli.up import ensure_example_repository
 from cluster.cleanup import run_cleanup
 from studio.config import StudioSettings
 from studio.naming import ACTOR_NAMESPACE
 from studio.state import SandboxState
+from tests.actors.conftest import open_studio
+from tests.actors.test_ready import held, one_held
 from tests.cluster.planting import Planted, plant
 from tests.studio.test_sandbox_fixtures import (  # noqa: F401 (fixture)
     PORTS,
@@ -129,3 +132,25 @@ def test_cleanup_dry_run_then_orphans_then_idle(service: dict[str, Any]) -> None
     assert info.branch in git(mirrors / "ui-kit.git", "branch", "--list", info.branch)
     for sandbox_id in planted.worktrees:
         assert planted.branch_exists(sandbox_id)
+
+
+def test_a_held_sandbox_is_neither_idle_nor_an_orphan(
+    ray_session: None,
+    tmp_path: Path,
+    install_cache: Path,  # noqa: F811
+) -> None:
+    # The session turns ready sandboxes off (tests/conftest.py); the default keeps one.
+    with open_studio(tmp_path, install_cache, ready_sandboxes=1) as studio:
+        ready = one_held(studio)
+        worktree = studio.settings.state_dir / "worktrees" / ready.id
+        pid_file = studio.settings.state_dir / "run" / f"vite-{ready.id}.json"
+        # The harshest pass: every sandbox past its idle limit, no grace for leftovers.
+        for dry_run in (True, False):
+            summary = run_cleanup(idle_hours=1e-9, dry_run=dry_run, grace_seconds=0)
+            assert summary["errors"] == [], summary
+            assert summary["torn_down"] == [] and summary["actors_killed"] == [], summary
+            (node,) = summary["nodes"]
+            assert node["processes"] == [] and node["worktrees"] == [], node
+        assert [s.id for s in held(studio)] == [ready.id]
+        assert worktree.is_dir() and vite_alive(pid_file)
+        assert ray.get(sandbox_handle(ready.id).ping.remote(), timeout=60)["pid"]
