@@ -34,6 +34,7 @@ from tests.studio.test_sandbox_fixtures import (  # noqa: F401 (fixture)
     free_base,
     install_cache,
 )
+from tests.support.cleanup_docs import run_the_docs_cleanup_commands, shell_env_without_venv
 from tests.support.gitrepo import git
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -259,22 +260,6 @@ class UpProcess:
             self.proc.stdout.close()
 
 
-def shell_env_without_venv(*first_on_path: Path) -> dict[str, str]:
-    """This process's environment as a user's shell has it: the venv neither active nor on PATH.
-
-    ``first_on_path``: directories put before the rest of PATH.
-    """
-    venv_bin = str(Path(sys.executable).parent)
-    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin]
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("VIRTUAL_ENV", "RAY_ADDRESS", "RAY_AUTH_MODE", "PYTHONPATH")
-    }
-    env["PATH"] = os.pathsep.join([*(str(d) for d in first_on_path), *path])
-    return env
-
-
 def service_env(state: Path, **extra: str) -> dict[str, str]:
     """The environment `scripts/run.sh` gives `studio up`: the venv's bin not on PATH.
 
@@ -456,6 +441,15 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
         assert 'outcome="ready"' in exported["studio_sandbox_creates"], exported
         assert 'command="write_file"' in exported["studio_execute_seconds"], exported
 
+        # The cleanup job as the docs give it (README's dry run, operations.md's pass), from
+        # a user's shell without the venv: it leaves the live demo sandbox alone.
+        for summary in run_the_docs_cleanup_commands(up.dashboard, tmp_path / "bin"):
+            assert summary["errors"] == [], summary
+            assert summary["sandboxes"] == 1 and summary["torn_down"] == [], summary
+            assert summary["actors_killed"] == [], summary
+            (node,) = summary["nodes"]
+            assert node["processes"] == [] and node["worktrees"] == [], node
+
         worktree = state / "worktrees" / sandbox_id
         pid_file = state / "run" / f"vite-{sandbox_id}.json"
         vite_pid = json.loads(pid_file.read_text())["pid"]
@@ -503,38 +497,6 @@ def high_free_port() -> int:
 
 
 @pytest.mark.slow
-def test_up_is_ready_once_the_sample_repository_is_registered_and_stops_clean(
-    tmp_path: Path,
-) -> None:
-    token = "admin-" + uuid.uuid4().hex
-    with running_up(tmp_path, env={"COMPONENT_STUDIO_ADMIN_TOKEN": token}) as up:
-        ready = wait_until_ready(up)
-        assert ready.json() == {
-            "status": "ready",
-            "manager": "ok",
-            "repositories": {"ui-kit": "registered"},
-            "waiting_for": [],
-        }
-        # What a client does once the service is ready: the sample repository is there.
-        headers = {"Authorization": f"Bearer {token}"}
-        repos = httpx.get(f"{up.api}/api/v1/repositories", headers=headers, timeout=30)
-        assert [r["name"] for r in repos.json()] == ["ui-kit"], repos.text
-        up.wait_for("Press Ctrl-C", timeout=60)
-        assert up.value("API:") == f"{up.api}/api/v1"
-        assert up.value("Dashboard:") == f"http://127.0.0.1:{up.dashboard}"
-        assert httpx.get(f"{up.api}/healthz", timeout=30).json() == {
-            "status": "ok",
-            "manager": "ok",
-        }
-
-        assert up.stop() == 0, up.log.read_text()[-4000:]
-        assert up.stdout()[-1] == "stopped"
-        printed = up.stdout() + up.log.read_text().splitlines()
-        assert [line for line in printed if ERROR_LINE.search(line)] == []
-        assert up.leftovers() == []
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("sig", "group"),
     [
@@ -543,16 +505,36 @@ def test_up_is_ready_once_the_sample_repository_is_registered_and_stops_clean(
         pytest.param(signal.SIGTERM, False, id="SIGTERM-to-the-main-process"),
     ],
 )
-def test_a_signal_tears_the_sandboxes_down_and_stops_everything(
+def test_up_gets_ready_and_a_signal_tears_the_sandboxes_down_and_stops_everything(
     sig: signal.Signals,
     group: bool,
     tmp_path: Path,
     install_cache: Path,  # noqa: F811
 ) -> None:
+    token = "admin-" + uuid.uuid4().hex
+    env = {"COMPONENT_STUDIO_ADMIN_TOKEN": token}
     # A port above Ray's worker range: --port takes any free one outside it.
-    with running_up(tmp_path, cache=install_cache, port=high_free_port()) as up:
-        up.wait_for("Press Ctrl-C", timeout=240)
-        token = up.value("Admin token:")
+    with running_up(tmp_path, cache=install_cache, port=high_free_port(), env=env) as up:
+        # Ready once the sample repository is registered, as a client polling sees it.
+        ready = wait_until_ready(up)
+        assert ready.json() == {
+            "status": "ready",
+            "manager": "ok",
+            "repositories": {"ui-kit": "registered"},
+            "waiting_for": [],
+        }
+        headers = {"Authorization": f"Bearer {token}"}
+        repos = httpx.get(f"{up.api}/api/v1/repositories", headers=headers, timeout=30)
+        assert [r["name"] for r in repos.json()] == ["ui-kit"], repos.text
+        up.wait_for("Press Ctrl-C", timeout=60)
+        assert up.value("API:") == f"{up.api}/api/v1"
+        assert up.value("Dashboard:") == f"http://127.0.0.1:{up.dashboard}"
+        assert up.value("Admin token:") == token
+        assert httpx.get(f"{up.api}/healthz", timeout=30).json() == {
+            "status": "ok",
+            "manager": "ok",
+        }
+
         code, out = cli(up.api, token, "create", "--json")
         assert code == 0, out
         sandbox_id = json.loads(out)["sandbox_id"]
@@ -571,7 +553,13 @@ def test_a_signal_tears_the_sandboxes_down_and_stops_everything(
         # A stop that hangs (as it did waiting for a dead GCS) is a failure.
         assert up.proc.wait(timeout=STOP_SECONDS) == 0, up.log.read_text()[-4000:]
 
-        assert f"  {sandbox_id}: torn down (branch kept)" in up.stdout()
+        printed = up.stdout()
+        assert f"  {sandbox_id}: torn down (branch kept)" in printed
+        assert printed[-1] == "stopped"
+        if not group:
+            # Only the main process was signalled: nothing of Ray's says it was cut short.
+            everything = printed + up.log.read_text().splitlines()
+            assert [line for line in everything if ERROR_LINE.search(line)] == []
         assert not psutil.pid_exists(vite_pid) or psutil.Process(vite_pid).status() == "zombie"
         assert not worktree.exists()
         assert not pid_file.exists()

@@ -1,12 +1,7 @@
-"""The cleanup job through real ``ray job submit``: on ``studio up``'s own Ray, and on a cluster.
+"""The cleanup job through real ``ray job submit`` on a ``ray start --head`` cluster.
 
-The first test runs the cleanup commands of README.md and docs/operations.md
-as written (only the dashboard's port swapped for the test's own) against a
-running ``studio up``, from a shell without the venv on its PATH: the job's
-``python`` must be the service's interpreter, found on the PATH of the Ray
-that ``studio up`` started.
-
-The second test runs the job on a ``ray start --head`` cluster: it starts
+(The docs' cleanup commands run against ``studio up``'s own Ray in
+tests/cli/test_up.py, in its demo's run.) The test starts
 its own head (own temp dir, own ports, every process tagged
 with an environment marker), runs ``studio up --address`` on it, creates a
 sandbox through the CLI, plants what dead sandboxes leave, submits the job
@@ -22,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -35,75 +29,19 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.cli.test_up import (
-    ROOT,
-    UpProcess,
-    cli,
-    free_port,
-    low_free_port,
-    running_up,
-    shell_env_without_venv,
-    wait_until_ready,
-)
+from tests.cli.test_up import ROOT, UpProcess, cli, free_port, low_free_port
 from tests.cluster.planting import plant
 from tests.studio.test_sandbox_fixtures import (  # noqa: F401 (fixture)
     PORTS,
     free_base,
     install_cache,
 )
+from tests.support.cleanup_docs import RAY, summary_of
 from tests.support.gitrepo import git
 
 pytestmark = [pytest.mark.slow]
 
-RAY = str(Path(sys.executable).parent / "ray")
 MARKER = "COMPONENT_STUDIO_TEST_RAY_CLUSTER"
-
-
-# Where the docs show the cleanup job.
-DOCS = [ROOT / "README.md", ROOT / "docs" / "operations.md"]
-DOCS_DASHBOARD = "http://127.0.0.1:8265"
-
-
-def shell_blocks(doc: Path, containing: str) -> list[str]:
-    """The fenced ``bash`` blocks of ``doc`` that contain ``containing``."""
-    blocks = re.findall(r"^ *```bash\n(.*?)^ *```", doc.read_text(), re.DOTALL | re.MULTILINE)
-    return [block for block in blocks if containing in block]
-
-
-def summary_of(output: str) -> dict:
-    """The cleanup job's JSON summary, out of what ``ray job submit`` printed around it."""
-    return dict(json.loads(output[output.index("{\n") : output.rindex("\n}") + 2]))
-
-
-def user_shell_env(tmp_path: Path) -> dict[str, str]:
-    """A user's shell: ``ray`` on its PATH, but not the venv's bin dir (nor its ``python``)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "ray").symlink_to(RAY)
-    return shell_env_without_venv(bin_dir)
-
-
-def test_the_docs_cleanup_commands_work_against_studio_up(tmp_path: Path) -> None:
-    with running_up(tmp_path) as up:
-        wait_until_ready(up)
-        shell = user_shell_env(tmp_path)
-        blocks = [block for doc in DOCS for block in shell_blocks(doc, "cluster.cleanup")]
-        assert len(blocks) == len(DOCS), blocks
-        for block in blocks:
-            assert DOCS_DASHBOARD in block, block
-            script = block.replace(DOCS_DASHBOARD, f"http://127.0.0.1:{up.dashboard}")
-            job = subprocess.run(
-                ["bash", "-e", "-c", script],
-                env=shell, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-            )  # fmt: skip
-            assert job.returncode == 0, script + "\n" + job.stdout + job.stderr
-            summary = summary_of(job.stdout)
-            assert summary["errors"] == [], summary
-            assert summary["sandboxes"] == 0 and summary["torn_down"] == []
-            (node,) = summary["nodes"]
-            assert node["processes"] == [] and node["worktrees"] == []
-        assert up.stop() == 0, up.log.read_text()[-4000:]
-        assert up.leftovers() == []
 
 
 def marked(marker: str) -> list[psutil.Process]:
