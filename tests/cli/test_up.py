@@ -358,7 +358,9 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
     browser_page: Page,
 ) -> None:
     state = tmp_path / "state"
-    with running_up(tmp_path, "--demo", cache=install_cache) as up:
+    # One held sandbox, the default `scripts/run.sh` runs with (the session turns them off).
+    held = {"COMPONENT_STUDIO_READY_SANDBOXES": "1"}
+    with running_up(tmp_path, "--demo", cache=install_cache, env=held) as up:
         up.wait_for("Press Ctrl-C", timeout=240)
         api, port, temp_dir = up.api, int(up.api.rsplit(":", 1)[1]), up.temp_dir
         assert up.value("API:") == f"{api}/api/v1"
@@ -442,10 +444,12 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
         assert 'command="write_file"' in exported["studio_execute_seconds"], exported
 
         # The cleanup job as the docs give it (README's dry run, operations.md's pass), from
-        # a user's shell without the venv: it leaves the live demo sandbox alone.
+        # a user's shell without the venv: it leaves the live demo sandbox and the held one
+        # (set up once the demo took the first) alone.
+        wait_for_a_held_sandbox(api, token)
         for summary in run_the_docs_cleanup_commands(up.dashboard, tmp_path / "bin"):
             assert summary["errors"] == [], summary
-            assert summary["sandboxes"] == 1 and summary["torn_down"] == [], summary
+            assert summary["sandboxes"] == 2 and summary["torn_down"] == [], summary
             assert summary["actors_killed"] == [], summary
             (node,) = summary["nodes"]
             assert node["processes"] == [] and node["worktrees"] == [], node
@@ -460,6 +464,10 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
         assert not psutil.pid_exists(vite_pid) or psutil.Process(vite_pid).status() == "zombie"
         assert not worktree.exists()
         assert not pid_file.exists()
+        # The held sandbox went down with it: no worktree is left at all.
+        torn_down = [line for line in up.stdout() if line.endswith(": torn down (branch kept)")]
+        assert len(torn_down) == 2, up.stdout()
+        assert list((state / "worktrees").iterdir()) == []
         branch = f"design/studio-{sandbox_id[3:]}"
         assert git(state / "mirrors" / "ui-kit.git", "branch", "--list", branch).strip()
         deadline = time.monotonic() + 30
@@ -467,6 +475,18 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
             time.sleep(0.5)
         assert session_leftovers(temp_dir) == []
         assert up.leftovers() == []
+
+
+def wait_for_a_held_sandbox(api: str, token: str, timeout: float = 120) -> None:
+    """Until the sample repository's record says one sandbox is held for the next create."""
+    deadline = time.monotonic() + timeout
+    headers = {"Authorization": f"Bearer {token}"}
+    while time.monotonic() < deadline:
+        [record] = httpx.get(f"{api}/api/v1/repositories", headers=headers, timeout=30).json()
+        if record["ready_sandboxes"] == 1:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no held sandbox after {timeout} s: {record}")
 
 
 def wait_until_ready(up: UpProcess, timeout: float = 240) -> httpx.Response:
