@@ -29,13 +29,14 @@ from websockets.sync.client import connect
 
 from cli.main import main
 from cli.up import ensure_example_repository, port_taken
+from tests.actors.test_actors_ray import wait_for
 from tests.studio.test_sandbox_fixtures import (  # noqa: F401 (fixture)
     PORTS,
     free_base,
     install_cache,
 )
-from tests.support.cleanup_docs import run_the_docs_cleanup_commands, shell_env_without_venv
 from tests.support.gitrepo import git
+from tests.support.user_shell import run_the_docs_cleanup_commands, shell_env_without_venv
 
 ROOT = Path(__file__).resolve().parents[2]
 # A stop's bound is 10 s (docs/operations.md; 4-5 s measured on a loaded 2-core
@@ -445,8 +446,8 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
 
         # The cleanup job as the docs give it (README's dry run, operations.md's pass), from
         # a user's shell without the venv: it leaves the live demo sandbox and the held one
-        # (set up once the demo took the first) alone.
-        wait_for_a_held_sandbox(api, token)
+        # (kept set up for the next create) alone.
+        wait_for(lambda: held_sandboxes(api, token) == 1, 120, "a held sandbox")
         for summary in run_the_docs_cleanup_commands(up.dashboard, tmp_path / "bin"):
             assert summary["errors"] == [], summary
             assert summary["sandboxes"] == 2 and summary["torn_down"] == [], summary
@@ -477,16 +478,11 @@ def test_up_demo_serves_renders_cleans_up_and_shuts_down_clean(
         assert up.leftovers() == []
 
 
-def wait_for_a_held_sandbox(api: str, token: str, timeout: float = 120) -> None:
-    """Until the sample repository's record says one sandbox is held for the next create."""
-    deadline = time.monotonic() + timeout
+def held_sandboxes(api: str, token: str) -> int:
+    """How many sandboxes the sample repository's record says are held for the next create."""
     headers = {"Authorization": f"Bearer {token}"}
-    while time.monotonic() < deadline:
-        [record] = httpx.get(f"{api}/api/v1/repositories", headers=headers, timeout=30).json()
-        if record["ready_sandboxes"] == 1:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"no held sandbox after {timeout} s: {record}")
+    [record] = httpx.get(f"{api}/api/v1/repositories", headers=headers, timeout=30).json()
+    return int(record["ready_sandboxes"])
 
 
 def wait_until_ready(up: UpProcess, timeout: float = 240) -> httpx.Response:

@@ -36,8 +36,8 @@ from tests.studio.test_sandbox_fixtures import (  # noqa: F401 (fixture)
     free_base,
     install_cache,
 )
-from tests.support.cleanup_docs import RAY, summary_of
 from tests.support.gitrepo import git
+from tests.support.user_shell import RAY, summary_of
 
 pytestmark = [pytest.mark.slow]
 

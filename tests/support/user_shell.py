@@ -1,8 +1,8 @@
-"""The cleanup job's commands as README.md and docs/operations.md give them, from a shell.
+"""A user's shell, and the docs' cleanup commands run from one.
 
 A user's shell has ``ray`` on its PATH but not the venv's bin dir (nor its
-``python``): the job's ``python`` must be the service's interpreter, found on
-the PATH of the Ray that ``studio up`` started.
+``python``): the cleanup job's ``python`` must be the service's interpreter,
+found on the PATH of the Ray that ``studio up`` started.
 """
 
 from __future__ import annotations
