@@ -268,6 +268,8 @@ class InstallOptions:
     npm_store: Path | None = None
     # Off: every npm lockfile is installed by npm ci (the control of the store's measurements).
     link_npm_from_store: bool = True
+    # Off: yarn classic copies its cache's files (the control of yarn_link_environment's).
+    link_yarn_from_cache: bool = True
 
     def command(self, root: Path, *, allow_scripts: bool | None = None) -> InstallCommand:
         """The install command of workspace root ``root`` with these options."""
@@ -277,6 +279,7 @@ class InstallOptions:
             package_cache=self.package_cache,
             npm=self.npm,
             corepack=self.corepack,
+            link_yarn_cache=self.link_yarn_from_cache,
         )
 
 

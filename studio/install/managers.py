@@ -57,6 +57,8 @@ __all__ = [
     "too_new_for_node",
     "unfrozen",
     "with_default_version",
+    "yarn_default_cache_folder",
+    "yarn_link_environment",
 ]
 
 
@@ -90,6 +92,8 @@ LOCKFILES: tuple[tuple[str, Manager], ...] = (
     ("yarn.lock", Manager.YARN_CLASSIC),
 )
 MANIFEST = "package.json"
+# Preloaded into yarn classic to link what it copies out of its cache (yarn_link_environment).
+_YARN_LINK_COPIES = Path(__file__).with_name("yarn_link_copies.cjs")
 _BERRY_METADATA = re.compile(r"^__metadata:", re.MULTILINE)
 _PACKAGE_MANAGER = re.compile(r"^(npm|pnpm|yarn)@(\d+)\.(\d+)\.(\d+)([-+.\w]*)$")
 
@@ -210,6 +214,7 @@ def install_command(
     npm: str = "npm",
     corepack: str = "corepack",
     environ: Mapping[str, str] = os.environ,
+    link_yarn_cache: bool = True,
 ) -> InstallCommand:
     """The install of the workspace root ``root`` (which has a lockfile and package.json).
 
@@ -221,6 +226,9 @@ def install_command(
     under it (``npm/``, ``pnpm-store/``, ``yarn/``); None keeps each one's
     per-user default, which is node-wide already. ``environ``: where corepack's
     registry comes from (npm's, unless COREPACK_NPM_REGISTRY is set).
+    ``link_yarn_cache``: yarn classic, with scripts off, hard-links its
+    packages' files from its cache instead of copying them
+    (:func:`yarn_link_environment`).
     """
     found = detect_manager(root)
     if found is None:
@@ -257,8 +265,13 @@ def install_command(
         argv += ["--no-progress", "--silent"]
         if not allow_scripts:
             argv.append("--ignore-scripts")
-        if package_cache is not None:
-            argv.append(f"--cache-folder={package_cache / 'yarn'}")
+        # Named even when it is yarn's default: the links below are made only from it.
+        cache_folder = (
+            package_cache / "yarn" if package_cache is not None else yarn_default_cache_folder()
+        )
+        argv.append(f"--cache-folder={cache_folder}")
+        if link_yarn_cache and not allow_scripts:
+            env.update(yarn_link_environment(cache_folder, environ))
         return InstallCommand(manager, lockfile, version, argv, env, scripts=allow_scripts)
     # Yarn berry: settings through YARN_* variables, which take precedence over .yarnrc.yml.
     env.update(
@@ -368,6 +381,31 @@ def corepack_env(environ: Mapping[str, str]) -> dict[str, str]:
         registry = environ.get("npm_config_registry") or "https://registry.npmjs.org"
         extra["COREPACK_NPM_REGISTRY"] = registry.rstrip("/")
     return extra
+
+
+def yarn_default_cache_folder() -> Path:
+    """Yarn 1's own cache folder in the installer's environment (its ``getCacheDir``).
+
+    That environment passes neither ``XDG_CACHE_HOME`` nor ``YARN_CACHE_FOLDER``
+    (studio.process.environment), so it is the fallback: ``~/.cache/yarn``, and
+    ``/usr/local/share/.cache/yarn`` for root (yarn's ``user-home-dir``).
+    """
+    home = Path("/usr/local/share") if os.geteuid() == 0 else Path.home()
+    return home / ".cache" / "yarn"
+
+
+def yarn_link_environment(cache_folder: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """Yarn classic's environment for copying files out of ``cache_folder`` as hard links.
+
+    Yarn 1 copies every file from its cache into node_modules, a warm cache
+    or not; the preload (``yarn_link_copies.cjs``) makes each such copy a hard
+    link, the rest of the install yarn's own. The links are sealed with the
+    rest of the entry (studio.install.seal), as the npm store's are. Measured
+    in docs/installs.md. The operator's NODE_OPTIONS are kept.
+    """
+    preload = f"--require {json.dumps(str(_YARN_LINK_COPIES))}"
+    options = " ".join(filter(None, [environ.get("NODE_OPTIONS", ""), preload]))
+    return {"NODE_OPTIONS": options, "STUDIO_YARN_LINK_FROM": str(cache_folder)}
 
 
 def _read_manifest(root: Path) -> dict[str, Any]:

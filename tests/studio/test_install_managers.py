@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from studio.install.managers import (
     is_yarn_berry_lock,
     pinned_version,
     pnpm_allows_builds,
+    yarn_default_cache_folder,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -252,6 +254,107 @@ def test_a_failing_install_script_does_not_stop_the_install(tmp_path, manager):
     assert len(allowed.warnings) == 1 and "install script" in allowed.warnings[0]
     assert json.loads((allowed.entry / ENTRY_RECORD).read_text())["scripts"] is False
     assert (allowed.entry / "node_modules" / "fails-to-download" / "index.js").is_file()
+
+
+# --- yarn classic: its cache's files linked, not copied -----------------------------------------
+
+
+def test_yarn_classic_links_from_its_cache_only_with_scripts_off(tmp_path):
+    root = _write(tmp_path, {"package.json": _manifest(), "yarn.lock": ""})
+    packages = tmp_path / "pkg"
+    operator = {"NODE_OPTIONS": "--max-old-space-size=4096"}
+    command = install_command(root, package_cache=packages, environ=operator)
+    assert command.env["STUDIO_YARN_LINK_FROM"] == str(packages / "yarn")
+    kept, preload = command.env["NODE_OPTIONS"].split(" --require ")
+    assert kept == "--max-old-space-size=4096"
+    assert Path(json.loads(preload)).is_file()
+    # Without a package cache of the service's: yarn's own, named so the links come from it.
+    default = install_command(root)
+    assert f"--cache-folder={yarn_default_cache_folder()}" in default.argv
+    assert default.env["STUDIO_YARN_LINK_FROM"] == str(yarn_default_cache_folder())
+    for copies in (
+        # A dependency's script could rewrite its files through a link, into the cache.
+        install_command(root, package_cache=packages, allow_scripts=True),
+        install_command(root, package_cache=packages, link_yarn_cache=False),
+    ):
+        assert "NODE_OPTIONS" not in copies.env and "STUDIO_YARN_LINK_FROM" not in copies.env
+
+
+def _entries(modules: Path) -> dict[str, tuple[object, ...]]:
+    """Each entry under ``modules``: a link and its target, a file's size and mode, a folder."""
+    found: dict[str, tuple[object, ...]] = {}
+    for path in modules.rglob("*"):
+        if path.is_symlink():
+            found[str(path.relative_to(modules))] = ("link", os.readlink(path))
+        elif path.is_dir():
+            found[str(path.relative_to(modules))] = ("folder",)
+        else:
+            info = path.stat()
+            found[str(path.relative_to(modules))] = ("file", info.st_size, info.st_mode)
+    return found
+
+
+def _inode(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_dev, info.st_ino
+
+
+@pytest.mark.parametrize("cache_elsewhere", [False, True], ids=["same-filesystem", "tmpfs-cache"])
+def test_yarn_classic_from_links_makes_the_tree_its_copies_make(tmp_path, cache_elsewhere):
+    # make-dir 3 needs semver 6: yarn nests it under make-dir, beside the root's semver 7.
+    root = _app_with_failing_dependency(tmp_path / "app")
+    manifest = json.loads((root / "package.json").read_text())
+    manifest["dependencies"].update({"semver": "7.6.3", "make-dir": "3.1.0"})
+    (root / "package.json").write_text(json.dumps(manifest))
+    _lock(root, _LOCKERS[Manager.YARN_CLASSIC][0])
+    if cache_elsewhere:
+        # Another filesystem: no hard link reaches it, and yarn copies as it always did.
+        packages = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="studio-yarn-cache-"))
+    else:
+        packages = tmp_path / "pkg"
+    try:
+        linked = ensure_install(root, tmp_path / "linked", InstallOptions(package_cache=packages))
+        copied = ensure_install(
+            root,
+            tmp_path / "copied",
+            InstallOptions(package_cache=packages, link_yarn_from_cache=False),
+        )
+        assert _entries(linked.root_modules) == _entries(copied.root_modules)
+        cached = {_inode(f) for f in (packages / "yarn").rglob("*") if f.is_file()}
+        # Every file but yarn's integrity record is one of its cache's (a file: dependency too:
+        # yarn caches it), or none where no link reaches; the copies are the control.
+        files = [
+            f
+            for f in linked.root_modules.rglob("*")
+            if f.is_file() and not f.is_symlink() and f.name != ".yarn-integrity"
+        ]
+        assert len(files) > 20
+        in_cache = [f for f in files if _inode(f) in cached]
+        assert in_cache == ([] if cache_elsewhere else files)
+        assert not any(_inode(f) in cached for f in copied.root_modules.rglob("*.js"))
+    finally:
+        if cache_elsewhere:
+            shutil.rmtree(packages)
+    linked.link_into(root)
+    versions = subprocess.run(
+        [
+            "node",
+            "-p",
+            "[require('semver/package.json').version, "
+            "require('make-dir/node_modules/semver/package.json').version].join(' ')",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    top, nested = versions.stdout.split()
+    assert top == "7.6.3" and nested.startswith("6.")
+    command = subprocess.run(
+        [str(root / "node_modules" / ".bin" / "semver"), "1.2.3"], capture_output=True, text=True
+    )
+    assert command.stdout.strip() == "1.2.3"
+    assert _uses_the_dependency(root) == "usable"
 
 
 # --- a lockfile behind its package.json ---------------------------------------------------------
