@@ -202,14 +202,30 @@ def _studio_rows(repos: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _machine_line(machine: dict[str, Any]) -> str:
+    return (
+        f"{machine.get('cpu_model')} x{machine.get('cpu_count')}, "
+        f"{machine.get('memory_total_mib')} MiB; Node {machine.get('node')}"
+    )
+
+
+def _machines_header(document: dict[str, Any], repos: list[dict[str, Any]]) -> str:
+    """Which machine measured the rows (rows written before rows kept theirs: the document's)."""
+    by_machine: dict[str, list[str]] = {}
+    for entry in repos:
+        line = _machine_line(entry.get("machine") or document.get("machine", {}))
+        by_machine.setdefault(line, []).append(entry["repo"])
+    if len(by_machine) <= 1:
+        line = next(iter(by_machine), _machine_line(document.get("machine", {})))
+        return f"Machine: {line}. Times in seconds. "
+    parts = [f"{line} ({', '.join(names)})" for line, names in by_machine.items()]
+    return f"Machines: {'; '.join(parts)}. Times in seconds. "
+
+
 def markdown(document: dict[str, Any]) -> str:
     """The day's corpus results as markdown: one row per repository, then failures by cause."""
-    machine = document.get("machine", {})
     repos = list(document.get("repositories", {}).values())
-    header = (
-        f"Machine: {machine.get('cpu_model')} x{machine.get('cpu_count')}, "
-        f"{machine.get('memory_total_mib')} MiB; Node {machine.get('node')}. Times in seconds. "
-    )
+    header = _machines_header(document, repos)
     if document.get("reference_only"):
         lines = [
             f"# Corpus reference {document.get('date', '')}",
@@ -280,7 +296,8 @@ def write_corpus_results(
     repositories: dict[str, Any] = dict(previous.get("repositories", {}))
     stamp = now.isoformat(timespec="seconds")
     for result in results:
-        repositories[result.repo] = {**result.to_json(), "measured_at": stamp}
+        # Each row keeps its own machine: a later run of some repositories may be on another.
+        repositories[result.repo] = {**result.to_json(), "measured_at": stamp, "machine": machine}
     every = [_from_json(entry) for entry in repositories.values()]
     document = {
         "schema": SCHEMA_VERSION,

@@ -402,6 +402,14 @@ def test_results_merge_by_repository_and_the_table_lists_skipped_ones(tmp_path: 
     # the later creates' median in the row, each of them in the notes
     assert "| 1.00 | **1.10** |" in table
     assert "later creates: 1.30, 1.10, 0.90 s" in table
+    assert "Machine: test x2, None MiB" in table
+    # A rerun of one repository on another machine: each row says which measured it.
+    elsewhere = {"cpu_model": "other", "cpu_count": 4}
+    json_path, md_path = write_corpus_results(tmp_path, [rerun], machine=elsewhere, now=now)
+    document = json.loads(json_path.read_text())
+    assert document["repositories"]["acme/ui"]["machine"] == elsewhere
+    assert document["repositories"]["acme/kit"]["machine"] == machine
+    assert "Machines: other x4, None MiB; Node None (acme/ui); test x2" in md_path.read_text()
 
 
 def test_a_stale_lockfile_is_recognised_and_installed_unfrozen(tmp_path: Path) -> None:
