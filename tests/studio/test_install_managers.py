@@ -202,9 +202,17 @@ def _app_with_failing_dependency(root: Path, manifest: dict[str, object] | None 
 def _lock(root: Path, argv: list[str], env: dict[str, str] | None = None) -> None:
     """Write the lockfile with the manager itself, no scripts run (what a developer commits)."""
     environ = {**os.environ, **corepack_env(os.environ), **(env or {})}
-    result = subprocess.run(
-        argv, cwd=root, env=environ, capture_output=True, text=True, timeout=300
-    )
+    # Yarn classic would cache into the user's own cache folder (a file: dependency
+    # under a new name each time): a cache of the test's own instead.
+    with tempfile.TemporaryDirectory(prefix="studio-lock-cache-") as cache:
+        result = subprocess.run(
+            argv,
+            cwd=root,
+            env={**environ, "YARN_CACHE_FOLDER": cache},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert result.returncode == 0, result.stdout + result.stderr
     shutil.rmtree(root / "node_modules", ignore_errors=True)
 
