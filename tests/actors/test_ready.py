@@ -6,13 +6,15 @@ other test (tests/conftest.py); these turn them on.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from actors.handles import sandbox_handle
+from actors.handles import get_manager, sandbox_handle
 from studio.errors import QuotaExceeded
 from studio.naming import READY_OWNER, branch_name
 from studio.state import SandboxState
@@ -78,6 +80,20 @@ def test_a_create_takes_the_ready_sandbox_and_another_takes_its_place(
 
         replacement = one_held(studio)
         assert replacement.id != info.id
+
+        # The manager dies: its successor finds the held sandbox in the registry and adopts
+        # its actor (not a new one), starts no second one, and a create still takes it.
+        sandbox_pid = get(sandbox_handle(replacement.id).ping.remote())["pid"]
+        os.kill(get(studio.manager.pid.remote()), signal.SIGKILL)
+        manager = get_manager()
+        for _ in range(2):
+            passed = get(manager.reconcile.remote(), timeout=60)
+            assert not passed["sandboxes"][replacement.id].startswith("recreate"), passed
+        assert get(sandbox_handle(replacement.id).ping.remote())["pid"] == sandbox_pid
+        every = get(manager.list_sandboxes.remote(None, False, True))
+        assert [s.id for s in every if s.owner == READY_OWNER] == [replacement.id]
+        taken = get(manager.create_sandbox.remote("bob", studio.repository_id))
+        assert taken.id == replacement.id and taken.owner == "bob"
 
 
 def test_overrides_and_a_moved_branch_get_a_sandbox_set_up_on_the_request(
