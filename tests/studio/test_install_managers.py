@@ -317,6 +317,8 @@ def test_yarn_classic_from_links_makes_the_tree_its_copies_make(tmp_path, cache_
     _lock(root, _LOCKERS[Manager.YARN_CLASSIC][0])
     if cache_elsewhere:
         # Another filesystem: no hard link reaches it, and yarn copies as it always did.
+        if os.stat("/dev/shm").st_dev == tmp_path.stat().st_dev:
+            pytest.skip("/dev/shm is on the test's own filesystem here")
         packages = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="studio-yarn-cache-"))
     else:
         packages = tmp_path / "pkg"
