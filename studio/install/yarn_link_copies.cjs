@@ -9,8 +9,9 @@
 // copyFile), so a link is made on a fresh name, never written through. Only
 // with dependencies' scripts off: a script could rewrite its package's files
 // in place, and through a link that would be the cache's copy. A file from
-// anywhere else (a `file:` dependency) is copied as before, and so is one
-// that cannot be linked (another filesystem).
+// anywhere else is copied as before, and so is one that cannot be linked
+// (another filesystem). (A `file:` dependency comes from the cache too: yarn
+// caches it before it copies it.)
 'use strict';
 
 const fs = require('fs');

@@ -292,13 +292,14 @@ def _entries(modules: Path) -> dict[str, tuple[object, ...]]:
     """Each entry under ``modules``: a link and its target, a file's size and mode, a folder."""
     found: dict[str, tuple[object, ...]] = {}
     for path in modules.rglob("*"):
+        relative = str(path.relative_to(modules))
         if path.is_symlink():
-            found[str(path.relative_to(modules))] = ("link", os.readlink(path))
+            found[relative] = ("link", os.readlink(path))
         elif path.is_dir():
-            found[str(path.relative_to(modules))] = ("folder",)
+            found[relative] = ("folder",)
         else:
             info = path.stat()
-            found[str(path.relative_to(modules))] = ("file", info.st_size, info.st_mode)
+            found[relative] = ("file", info.st_size, info.st_mode)
     return found
 
 
